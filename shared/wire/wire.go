@@ -1,0 +1,254 @@
+// Package wire defines the raw record format that the collector writes to the
+// raw JetStream stream and the router reads back: decoded pgoutput
+// transactions, batched, encoded as msgpack.
+//
+// Every Message is self-contained: it carries the metadata of each relation its
+// changes refer to, so a router can decode any message alone. That is what makes
+// replay from an arbitrary stream position possible.
+//
+// Compatibility: structs are msgpack arrays (compact and fast). Fields may only
+// ever be appended; a decoder skips trailing fields it does not know. Any other
+// change bumps Version, and decoders reject versions they do not understand.
+package wire
+
+import (
+	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Version is the format version written by this code.
+const Version = 1
+
+// Op is the kind of a change.
+type Op uint8
+
+const (
+	OpInsert   Op = 1
+	OpUpdate   Op = 2
+	OpDelete   Op = 3
+	OpTruncate Op = 4
+	// OpMessage is a logical decoding message (pg_logical_emit_message).
+	OpMessage Op = 5
+)
+
+func (o Op) String() string {
+	switch o {
+	case OpInsert:
+		return "insert"
+	case OpUpdate:
+		return "update"
+	case OpDelete:
+		return "delete"
+	case OpTruncate:
+		return "truncate"
+	case OpMessage:
+		return "message"
+	}
+	return fmt.Sprintf("op(%d)", uint8(o))
+}
+
+// Value kinds, as pgoutput sends them.
+const (
+	KindNull      byte = 'n'
+	KindUnchanged byte = 'u' // unchanged TOAST value: unknown, not NULL
+	KindText      byte = 't'
+	KindBinary    byte = 'b'
+)
+
+// Old tuple kinds of updates and deletes.
+const (
+	OldNone byte = 0
+	OldKey  byte = 'K' // only replica identity columns are set; the rest are NULL
+	OldFull byte = 'O' // REPLICA IDENTITY FULL: the whole old row
+)
+
+// Truncate option flags, as pgoutput sends them.
+const (
+	TruncateCascade         uint8 = 1
+	TruncateRestartIdentity uint8 = 2
+)
+
+// Message is one raw JetStream message: one or more transaction fragments of
+// one source, in commit order.
+type Message struct {
+	_msgpack struct{} `msgpack:",as_array"`
+
+	Version int
+	// Source identifies the origin database and replication stream.
+	Source Source
+	// Relations referenced by the changes in Txs, by index.
+	Relations []Relation
+	Txs       []Tx
+}
+
+// Source names where changes come from. SystemID and Timeline make ids unique
+// across restores and promotions of the database.
+type Source struct {
+	_msgpack struct{} `msgpack:",as_array"`
+
+	Name     string // --source, defaults to the slot name
+	SystemID uint64
+	Timeline int32
+	Database string
+	Slot     string
+}
+
+// Tx is a whole transaction (Fragment 0, Final) or one fragment of a large one.
+type Tx struct {
+	_msgpack struct{} `msgpack:",as_array"`
+
+	Xid uint32
+	// CommitLSN is the LSN of the commit record; it orders transactions.
+	CommitLSN uint64
+	// EndLSN is the end of the commit record: the position to confirm.
+	EndLSN uint64
+	// CommitTime in microseconds since the Unix epoch (UTC); integers, not
+	// time.Time, so that no time zone sneaks into the encoding.
+	CommitTime int64
+	Origin     string
+	Fragment   uint32
+	Final      bool
+	// FirstChange is the index within the transaction of Changes[0].
+	FirstChange uint64
+	Changes     []Change
+}
+
+// Change is one row change, truncate or logical decoding message.
+type Change struct {
+	_msgpack struct{} `msgpack:",as_array"`
+
+	Op Op
+	// Rel indexes Message.Relations (insert, update, delete).
+	Rel     int32
+	OldKind byte
+	Old     []Value
+	New     []Value
+
+	// Truncate: indexes into Message.Relations, and option flags.
+	TruncateRels    []int32
+	TruncateOptions uint8
+
+	// Logical decoding message.
+	Prefix        string
+	Content       []byte
+	Transactional bool
+}
+
+// Value is a column value exactly as Postgres sent it.
+type Value struct {
+	_msgpack struct{} `msgpack:",as_array"`
+
+	Kind byte
+	Data []byte
+}
+
+// Relation describes a table at the time of the change.
+type Relation struct {
+	_msgpack struct{} `msgpack:",as_array"`
+
+	ID              uint32
+	Schema          string
+	Table           string
+	ReplicaIdentity byte // 'd' default, 'n' nothing, 'f' full, 'i' index
+	Columns         []Column
+}
+
+// Column describes one column of a relation.
+type Column struct {
+	_msgpack struct{} `msgpack:",as_array"`
+
+	Name    string
+	TypeOID uint32
+	TypeMod int32
+	Key     bool
+	// Type describes non-builtin types (enums, domains, arrays of them), so the
+	// router can decode them without asking Postgres. Zero for builtin types.
+	Type TypeInfo
+}
+
+// TypeInfo describes a user-defined type, resolved from pg_type.
+type TypeInfo struct {
+	_msgpack struct{} `msgpack:",as_array"`
+
+	Schema string
+	Name   string
+	// Kind is pg_type.typtype: 'b' base, 'e' enum, 'd' domain, 'c' composite, 'r' range.
+	Kind byte
+	// ElemOID is the element type of an array type (pg_type.typelem).
+	ElemOID uint32
+	// BaseOID is the base type of a domain (pg_type.typbasetype).
+	BaseOID uint32
+	// ElemKind is pg_type.typtype of the element type of an array.
+	ElemKind byte
+}
+
+// Marshal encodes m.
+func Marshal(m *Message) ([]byte, error) {
+	m.Version = Version
+	b, err := msgpack.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode raw message: %w", err)
+	}
+	return b, nil
+}
+
+// Unmarshal decodes b into m, checking the version and internal references so
+// that consumers can index Relations without further checks.
+func Unmarshal(b []byte, m *Message) error {
+	if err := msgpack.Unmarshal(b, m); err != nil {
+		return fmt.Errorf("decode raw message: %w", err)
+	}
+	if m.Version != Version {
+		return fmt.Errorf("decode raw message: format version %d, this build reads %d: upgrade pgjet", m.Version, Version)
+	}
+	return m.validate()
+}
+
+func (m *Message) validate() error {
+	n := int32(len(m.Relations))
+	for ti := range m.Txs {
+		for ci := range m.Txs[ti].Changes {
+			c := &m.Txs[ti].Changes[ci]
+			switch c.Op {
+			case OpInsert, OpUpdate, OpDelete:
+				if c.Rel < 0 || c.Rel >= n {
+					return fmt.Errorf("decode raw message: change refers to relation %d of %d", c.Rel, n)
+				}
+				cols := len(m.Relations[c.Rel].Columns)
+				if len(c.New) > cols || len(c.Old) > cols {
+					return fmt.Errorf("decode raw message: tuple has more values than relation %s.%s has columns",
+						m.Relations[c.Rel].Schema, m.Relations[c.Rel].Table)
+				}
+			case OpTruncate:
+				for _, r := range c.TruncateRels {
+					if r < 0 || r >= n {
+						return fmt.Errorf("decode raw message: truncate refers to relation %d of %d", r, n)
+					}
+				}
+			case OpMessage:
+			default:
+				return fmt.Errorf("decode raw message: unknown op %d", c.Op)
+			}
+		}
+	}
+	return nil
+}
+
+// Position orders transactions and their fragments within one source.
+type Position struct {
+	CommitLSN uint64
+	// Change is the index of the next change not yet stored within the
+	// transaction at CommitLSN; meaningful only when !Final.
+	Change uint64
+	Final  bool
+}
+
+// Last returns the position just after the last change m holds.
+func (m *Message) Last() (Position, bool) {
+	if len(m.Txs) == 0 {
+		return Position{}, false
+	}
+	t := &m.Txs[len(m.Txs)-1]
+	return Position{CommitLSN: t.CommitLSN, Change: t.FirstChange + uint64(len(t.Changes)), Final: t.Final}, true
+}
