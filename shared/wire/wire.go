@@ -241,7 +241,10 @@ type Position struct {
 	// Change is the index of the next change not yet stored within the
 	// transaction at CommitLSN; meaningful only when !Final.
 	Change uint64
-	Final  bool
+	// Fragment is the number of the fragment that holds the change before
+	// Change.
+	Fragment uint32
+	Final    bool
 }
 
 // Last returns the position just after the last change m holds.
@@ -250,5 +253,14 @@ func (m *Message) Last() (Position, bool) {
 		return Position{}, false
 	}
 	t := &m.Txs[len(m.Txs)-1]
-	return Position{CommitLSN: t.CommitLSN, Change: t.FirstChange + uint64(len(t.Changes)), Final: t.Final}, true
+	return Position{CommitLSN: t.CommitLSN, Change: t.FirstChange + uint64(len(t.Changes)), Fragment: t.Fragment, Final: t.Final}, true
+}
+
+// First returns the position of the first change m holds.
+func (m *Message) First() (Position, bool) {
+	if len(m.Txs) == 0 {
+		return Position{}, false
+	}
+	t := &m.Txs[0]
+	return Position{CommitLSN: t.CommitLSN, Change: t.FirstChange, Fragment: t.Fragment}, true
 }

@@ -1,0 +1,360 @@
+// Command pgjet-collector reads a PostgreSQL logical replication slot
+// (pgoutput) and writes the decoded transactions to a raw JetStream stream,
+// confirming the slot only after JetStream acknowledged them.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/collector/internal/embedded"
+	"github.com/pgjet/pgjet/collector/internal/pgoutput"
+	"github.com/pgjet/pgjet/collector/internal/pgsetup"
+	"github.com/pgjet/pgjet/collector/internal/rawstream"
+	"github.com/pgjet/pgjet/collector/internal/replication"
+	"github.com/pgjet/pgjet/shared/flagenv"
+	"github.com/pgjet/pgjet/shared/natsconn"
+	"github.com/pgjet/pgjet/shared/redact"
+	"github.com/pgjet/pgjet/shared/wire"
+)
+
+type config struct {
+	dsn         string
+	slot        string
+	publication string
+	tables      []string
+	source      string
+	natsURL     string
+	creds       string
+	embedded    string
+	listen      string
+	rawStream   string
+	rawMaxAge   time.Duration
+	rawDupes    time.Duration
+	rawReplicas int
+	ackTimeout  time.Duration
+	maxQueue    int
+	logLevel    slog.Level
+}
+
+var tokenRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+func parseConfig(args []string) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("pgjet-collector", flag.ContinueOnError)
+	fs.StringVar(&c.dsn, "dsn", "", "PostgreSQL connection string (URL or key=value); required")
+	fs.StringVar(&c.slot, "slot", "pgjet", "logical replication slot, created with pgoutput when missing")
+	fs.StringVar(&c.publication, "publication", "pgjet", "publication to stream")
+	tables := fs.String("tables", "", "comma-separated schema.table list: create the publication with them, or add them to it")
+	fs.StringVar(&c.source, "source", "", "source name in subjects and ids (default: the slot name)")
+	fs.StringVar(&c.natsURL, "nats", "", "NATS server URL(s), comma-separated")
+	fs.StringVar(&c.creds, "creds", "", "NATS credentials file")
+	fs.StringVar(&c.embedded, "embedded", "", "run an embedded JetStream server storing data in this directory (instead of --nats)")
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:4222", "listen address of the embedded server, for routers")
+	fs.StringVar(&c.rawStream, "raw-stream", "PGJET_RAW", "raw JetStream stream, created when missing")
+	fs.DurationVar(&c.rawMaxAge, "raw-max-age", 7*24*time.Hour, "max age of raw records when the stream is created")
+	fs.DurationVar(&c.rawDupes, "raw-duplicate-window", time.Hour, "duplicate window of the raw stream when created")
+	fs.IntVar(&c.rawReplicas, "raw-replicas", 1, "replicas of the raw stream when created (3 on a cluster)")
+	fs.DurationVar(&c.ackTimeout, "ack-timeout", 10*time.Second, "how long to wait for one JetStream publish ack before retrying")
+	fs.IntVar(&c.maxQueue, "max-queue-bytes", 16<<20, "bytes of decoded changes that may wait for JetStream before reading pauses")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	// Errors are reported by main in one line; the usage text only on -h.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	usage := func() {
+		fmt.Fprintf(os.Stdout, "Usage: pgjet-collector --dsn DSN --slot NAME --publication NAME [--tables s.t,...] (--nats URL | --embedded DIR [--listen HOST:PORT])\n"+
+			"Every flag can also be set as PGJET_<NAME> in the environment (e.g. PGJET_DSN).\n\n")
+		fs.SetOutput(os.Stdout)
+		fs.PrintDefaults()
+	}
+	if err := flagenv.Parse(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage()
+		}
+		return c, err
+	}
+	if *tables != "" {
+		for _, t := range strings.Split(*tables, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				c.tables = append(c.tables, t)
+			}
+		}
+	}
+	if c.source == "" {
+		c.source = c.slot
+	}
+	if err := c.logLevel.UnmarshalText([]byte(*level)); err != nil {
+		return c, fmt.Errorf("bad --log-level %q: use debug, info, warn or error", *level)
+	}
+	switch {
+	case c.dsn == "":
+		return c, errors.New("--dsn is required (e.g. --dsn postgres://user@host:5432/db)")
+	case c.natsURL == "" && c.embedded == "":
+		return c, errors.New("give --nats URL to use a NATS server, or --embedded DIR to run one in this process")
+	case c.natsURL != "" && c.embedded != "":
+		return c, errors.New("--nats and --embedded exclude each other: choose one")
+	case !tokenRE.MatchString(c.source):
+		return c, fmt.Errorf("bad --source %q: use letters, digits, '_' and '-'", c.source)
+	case c.slot == "" || c.publication == "":
+		return c, errors.New("--slot and --publication must not be empty")
+	case c.rawStream == "" || strings.ContainsAny(c.rawStream, ". *>"):
+		return c, fmt.Errorf("bad --raw-stream %q", c.rawStream)
+	}
+	return c, nil
+}
+
+func main() {
+	cfg, err := parseConfig(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pgjet-collector: %v\n", err)
+		os.Exit(2)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log); err != nil {
+		fmt.Fprintf(os.Stderr, "pgjet-collector: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg config, log *slog.Logger) error {
+	nc, shutdownNATS, err := connectNATS(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer shutdownNATS()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	info, err := rawstream.Ensure(ctx, js, rawstream.StreamConfig{Name: cfg.rawStream, MaxAge: cfg.rawMaxAge, Duplicates: cfg.rawDupes, Replicas: cfg.rawReplicas})
+	if err != nil {
+		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, nats.ErrJetStreamNotEnabled) {
+			return errors.New("JetStream is not enabled on the NATS server: start nats-server with JetStream (-js, or jetstream {} in its config)")
+		}
+		return err
+	}
+	if cfg.embedded == "" && info.Config.Replicas < 2 {
+		log.Warn("raw stream has a single replica on an external server: an acknowledged record survives an OS crash only if that server runs with sync_interval: always (see deploy/nats/single.conf); on a cluster use --raw-replicas 3",
+			"stream", cfg.rawStream)
+	}
+
+	pgc, err := pgx.Connect(ctx, cfg.dsn)
+	if err != nil {
+		return fmt.Errorf("cannot connect to PostgreSQL at %s (is it running, and is --dsn right?): %w", redact.DSN(cfg.dsn), connError(err))
+	}
+	defer pgc.Close(context.Background())
+	if err := pgsetup.CheckServer(ctx, pgc); err != nil {
+		return err
+	}
+	if err := pgsetup.EnsurePublication(ctx, pgc, pgsetup.Config{Slot: cfg.slot, Publication: cfg.publication, Tables: cfg.tables}, log); err != nil {
+		return err
+	}
+
+	repl, err := connectReplication(ctx, cfg.dsn)
+	if err != nil {
+		return err
+	}
+	defer repl.Close(context.Background())
+	sys, err := pglogrepl.IdentifySystem(ctx, repl)
+	if err != nil {
+		return fmt.Errorf("identify system: %w", err)
+	}
+	var sysID uint64
+	if _, err := fmt.Sscan(sys.SystemID, &sysID); err != nil {
+		return fmt.Errorf("identify system: system id %q: %w", sys.SystemID, err)
+	}
+	slot, err := pgsetup.EnsureSlot(ctx, pgc, repl, cfg.slot, log)
+	if err != nil {
+		return err
+	}
+	src := wire.Source{Name: cfg.source, SystemID: sysID, Timeline: sys.Timeline, Database: sys.DBName, Slot: cfg.slot}
+
+	maxMsg := int(nc.MaxPayload()) - 64<<10
+	pub := rawstream.NewPublisher(js, rawstream.PublisherConfig{
+		Subject:         rawstream.Subject(cfg.source),
+		Source:          src,
+		MaxMessageBytes: maxMsg,
+		MaxQueueBytes:   cfg.maxQueue,
+		AckTimeout:      cfg.ackTimeout,
+		Confirmed:       slot.ConfirmedFlush,
+		Log:             log,
+	})
+	var stream *replication.Stream
+	dec := pgoutput.New(func(ctx context.Context, f *pgoutput.Fragment) error { return stream.Emit(ctx, f) },
+		func(ctx context.Context, oid uint32) (wire.TypeInfo, error) {
+			return pgsetup.ResolveType(ctx, pgc, oid)
+		},
+		maxMsg)
+	stream = replication.New(repl, dec, pub, log)
+
+	last, stored, ok, err := rawstream.LastPosition(ctx, js, cfg.rawStream, cfg.source)
+	if err != nil {
+		return err
+	}
+	switch {
+	case !ok:
+		log.Info("no earlier records of this source in the raw stream")
+	case stored.SystemID != sysID:
+		// A different database under the same source name: its positions
+		// say nothing about this one's.
+		log.Warn("raw stream's last record of this source comes from another database (system id differs): not skipping by position",
+			"stored_system_id", stored.SystemID, "system_id", sysID)
+	default:
+		dec.SkipThrough(last)
+		log.Info("resuming after the last stored record", "commit_lsn", pglogrepl.LSN(last.CommitLSN), "change", last.Change, "final", last.Final)
+	}
+
+	if err := replication.Start(ctx, repl, cfg.slot, cfg.publication); err != nil {
+		return err
+	}
+	log.Info("streaming", "slot", cfg.slot, "publication", cfg.publication, "confirmed_flush", pglogrepl.LSN(slot.ConfirmedFlush),
+		"raw_subject", rawstream.Subject(cfg.source), "system_id", sysID, "timeline", sys.Timeline)
+
+	pubCtx, stopPub := context.WithCancel(context.Background())
+	defer stopPub()
+	pubErr := make(chan error, 1)
+	go func() { pubErr <- pub.Run(pubCtx) }()
+	streamCtx, stopStream := context.WithCancel(ctx)
+	defer stopStream()
+	go func() {
+		// A publisher that fails for good ends the session.
+		if err := <-pubErr; err != nil {
+			pubErr <- err
+			stopStream()
+		}
+	}()
+	go logStats(streamCtx, pub, log)
+
+	runErr := stream.Run(streamCtx)
+	select {
+	case err := <-pubErr:
+		return err
+	default:
+	}
+	// Soft stop: let what was read reach JetStream and confirm it, so that a
+	// restart resends as little as possible.
+	drainCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := pub.Drain(drainCtx); err != nil {
+		log.Warn("stopping with records not yet acknowledged; they are resent and deduplicated on restart")
+	}
+	if err := stream.SendStatus(drainCtx); err != nil && runErr == nil {
+		runErr = err
+	}
+	changes, msgs := pub.Stats()
+	log.Info("stopped", "changes", changes, "raw_messages", msgs, "confirmed", pglogrepl.LSN(pub.Confirmed()))
+	return runErr
+}
+
+func connectNATS(ctx context.Context, cfg config, log *slog.Logger) (*nats.Conn, func(), error) {
+	if cfg.embedded == "" {
+		nc, err := natsconn.Connect(ctx, natsconn.Config{URL: cfg.natsURL, Name: "pgjet-collector", Creds: cfg.creds, Log: log})
+		if err != nil {
+			return nil, nil, err
+		}
+		return nc, func() { nc.Drain() }, nil
+	}
+	srv, err := embedded.Start(cfg.embedded, cfg.listen, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	log.Info("embedded JetStream server ready", "listen", "nats://"+cfg.listen, "store", cfg.embedded)
+	nc, err := natsconn.Connect(ctx, natsconn.Config{Name: "pgjet-collector", Log: log, Options: []nats.Option{nats.InProcessServer(srv)}})
+	if err != nil {
+		srv.Shutdown()
+		return nil, nil, err
+	}
+	return nc, func() {
+		nc.Drain()
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	}, nil
+}
+
+// connectReplication opens a replication connection. Text values are
+// rendered in fixed formats regardless of server defaults, so routers can
+// parse them.
+func connectReplication(ctx context.Context, dsn string) (*pgconn.PgConn, error) {
+	pc, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("bad --dsn: %w", connError(err))
+	}
+	for k, v := range map[string]string{
+		"replication":        "database",
+		"application_name":   "pgjet-collector",
+		"DateStyle":          "ISO, MDY",
+		"TimeZone":           "UTC",
+		"IntervalStyle":      "postgres",
+		"extra_float_digits": "3",
+		"bytea_output":       "hex",
+	} {
+		pc.RuntimeParams[k] = v
+	}
+	conn, err := pgconn.ConnectConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("replication connection to %s: %w", redact.DSN(dsn), connError(err))
+	}
+	return conn, nil
+}
+
+// connError strips pgconn's wrapping, which repeats the DSN (and so could
+// leak a password), down to the cause.
+func connError(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return errors.New(pgErr.Message)
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) && ce.Unwrap() != nil {
+		err = ce.Unwrap()
+	}
+	// Several connection attempts (addresses, TLS modes) come back as
+	// several lines, often the same: keep one line.
+	var lines []string
+	for _, l := range strings.Split(err.Error(), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !slices.Contains(lines, l) {
+			lines = append(lines, l)
+		}
+	}
+	return errors.New(strings.Join(lines, "; "))
+}
+
+func logStats(ctx context.Context, pub *rawstream.Publisher, log *slog.Logger) {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	var lastChanges uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			changes, msgs := pub.Stats()
+			if changes != lastChanges {
+				log.Info("progress", "changes", changes, "raw_messages", msgs, "changes_per_s", (changes-lastChanges)/10,
+					"confirmed", pglogrepl.LSN(pub.Confirmed()))
+				lastChanges = changes
+			}
+		}
+	}
+}

@@ -1,0 +1,397 @@
+// Package pgoutput turns pgoutput protocol messages (protocol version 1) into
+// transaction fragments of the raw wire format.
+//
+// Small transactions become one fragment each; a large one is cut into
+// fragments of bounded size as its changes arrive, so memory stays bounded
+// whatever the size of a transaction.
+package pgoutput
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/pgjet/pgjet/shared/wire"
+)
+
+// Fragment is a transaction, or a part of one, ready to be batched.
+type Fragment struct {
+	Tx wire.Tx
+	// Rels are the relations Tx.Changes refer to; Change.Rel and
+	// Change.TruncateRels index this slice.
+	Rels []*wire.Relation
+	// Size estimates the encoded size in bytes.
+	Size int
+}
+
+// TypeResolver describes user-defined types (OID >= 16384) from pg_type.
+type TypeResolver func(ctx context.Context, oid uint32) (wire.TypeInfo, error)
+
+// Emitter receives completed fragments in stream order.
+type Emitter func(ctx context.Context, f *Fragment) error
+
+// Decoder keeps the state of one replication session: relations announced so
+// far and the transaction being received.
+type Decoder struct {
+	emit        Emitter
+	resolve     TypeResolver
+	maxFragment int
+	skip        wire.Position
+	skipSet     bool
+
+	rels  map[uint32]*wire.Relation
+	types map[uint32]wire.TypeInfo
+
+	inTx     bool
+	skipping bool // whole transaction already stored
+	skipTo   uint64
+	cur      *Fragment
+	relIdx   map[*wire.Relation]int32
+	next     uint64 // index of the next change in the transaction
+	fragment uint32
+	beginLSN uint64
+}
+
+// ErrChangeTooLarge is returned for a single change that cannot fit in one
+// raw message.
+var ErrChangeTooLarge = errors.New("change larger than the maximum raw message size")
+
+// New returns a Decoder that emits fragments of at most maxFragment estimated
+// bytes (a single larger change is an error).
+func New(emit Emitter, resolve TypeResolver, maxFragment int) *Decoder {
+	return &Decoder{
+		emit:        emit,
+		resolve:     resolve,
+		maxFragment: maxFragment,
+		rels:        make(map[uint32]*wire.Relation),
+		types:       make(map[uint32]wire.TypeInfo),
+		relIdx:      make(map[*wire.Relation]int32),
+	}
+}
+
+// SkipThrough makes the decoder drop everything at or before p: changes the
+// raw stream already holds from an earlier run. Postgres resends transactions
+// after the slot's last persisted position, which can be behind what was
+// published.
+func (d *Decoder) SkipThrough(p wire.Position) {
+	d.skip = p
+	d.skipSet = true
+}
+
+// InTx reports whether a transaction is partly received.
+func (d *Decoder) InTx() bool { return d.inTx }
+
+// Handle decodes one pgoutput message. walStart is the XLogData's WALStart.
+// data may be reused by the caller after Handle returns.
+func (d *Decoder) Handle(ctx context.Context, walStart uint64, data []byte) (err error) {
+	if len(data) == 0 {
+		return errors.New("pgoutput: empty message")
+	}
+	msg, err := parse(data)
+	if err != nil {
+		return err
+	}
+	switch m := msg.(type) {
+	case *pglogrepl.BeginMessage:
+		return d.begin(m)
+	case *pglogrepl.CommitMessage:
+		return d.commit(ctx, m)
+	case *pglogrepl.OriginMessage:
+		if d.inTx {
+			d.cur.Tx.Origin = m.Name
+		}
+		return nil
+	case *pglogrepl.RelationMessage:
+		return d.relation(ctx, m)
+	case *pglogrepl.TypeMessage:
+		// Type messages lack what the router needs (kind, element type); the
+		// relation handler resolves user-defined types from pg_type instead.
+		return nil
+	case *pglogrepl.InsertMessage:
+		return d.row(ctx, wire.OpInsert, m.RelationID, wire.OldNone, nil, m.Tuple)
+	case *pglogrepl.UpdateMessage:
+		return d.row(ctx, wire.OpUpdate, m.RelationID, m.OldTupleType, m.OldTuple, m.NewTuple)
+	case *pglogrepl.DeleteMessage:
+		return d.row(ctx, wire.OpDelete, m.RelationID, m.OldTupleType, m.OldTuple, nil)
+	case *pglogrepl.TruncateMessage:
+		return d.truncate(ctx, m)
+	case *pglogrepl.LogicalDecodingMessage:
+		return d.message(ctx, walStart, m)
+	default:
+		return fmt.Errorf("pgoutput: unexpected message type %q", data[0])
+	}
+}
+
+// parse guards pglogrepl's parsers, which index without bounds checks: a
+// truncated or corrupt message must stop the collector loudly, not crash it.
+func parse(data []byte) (msg pglogrepl.Message, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			msg, err = nil, fmt.Errorf("pgoutput: malformed %q message (%d bytes): %v", data[0], len(data), r)
+		}
+	}()
+	msg, err = pglogrepl.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("pgoutput: parse %q message: %w", data[0], err)
+	}
+	return msg, nil
+}
+
+func (d *Decoder) begin(m *pglogrepl.BeginMessage) error {
+	if d.inTx {
+		return fmt.Errorf("pgoutput: begin of xid %d inside transaction %d", m.Xid, d.cur.Tx.Xid)
+	}
+	d.inTx = true
+	d.next = 0
+	d.fragment = 0
+	d.beginLSN = uint64(m.FinalLSN)
+	d.skipping, d.skipTo = false, 0
+	if d.skipSet {
+		switch commit := uint64(m.FinalLSN); {
+		case commit < d.skip.CommitLSN, commit == d.skip.CommitLSN && d.skip.Final:
+			d.skipping = true
+		case commit == d.skip.CommitLSN:
+			// Part of this transaction was stored before a crash: resume
+			// after its last stored change.
+			d.skipTo = d.skip.Change
+			d.fragment = d.skip.Fragment + 1
+		}
+	}
+	d.cur = d.newFragment(m.Xid, uint64(m.FinalLSN), m.CommitTime.UnixMicro())
+	return nil
+}
+
+func (d *Decoder) newFragment(xid uint32, commitLSN uint64, commitTime int64) *Fragment {
+	clear(d.relIdx)
+	return &Fragment{
+		Tx: wire.Tx{
+			Xid:         xid,
+			CommitLSN:   commitLSN,
+			CommitTime:  commitTime,
+			Fragment:    d.fragment,
+			FirstChange: d.next,
+		},
+		Size: 64,
+	}
+}
+
+func (d *Decoder) commit(ctx context.Context, m *pglogrepl.CommitMessage) error {
+	if !d.inTx {
+		return fmt.Errorf("pgoutput: commit at %s outside a transaction", m.CommitLSN)
+	}
+	if uint64(m.CommitLSN) != d.beginLSN {
+		return fmt.Errorf("pgoutput: commit at %s, begin announced %s", m.CommitLSN, pglogrepl.LSN(d.beginLSN))
+	}
+	d.inTx = false
+	f := d.cur
+	d.cur = nil
+	if d.skipping {
+		return nil
+	}
+	f.Tx.EndLSN = uint64(m.TransactionEndLSN)
+	f.Tx.Final = true
+	// An empty transaction (all changes filtered out by the publication)
+	// needs no record, except a final fragment that closes a split one.
+	if len(f.Tx.Changes) == 0 && f.Tx.Fragment == 0 {
+		return nil
+	}
+	return d.emit(ctx, f)
+}
+
+func (d *Decoder) relation(ctx context.Context, m *pglogrepl.RelationMessage) error {
+	r := &wire.Relation{
+		ID:              m.RelationID,
+		Schema:          m.Namespace,
+		Table:           m.RelationName,
+		ReplicaIdentity: m.ReplicaIdentity,
+		Columns:         make([]wire.Column, len(m.Columns)),
+	}
+	for i, c := range m.Columns {
+		col := wire.Column{Name: c.Name, TypeOID: c.DataType, TypeMod: c.TypeModifier, Key: c.Flags&1 != 0}
+		if c.DataType >= firstUserOID {
+			ti, err := d.typeInfo(ctx, c.DataType)
+			if err != nil {
+				return err
+			}
+			col.Type = ti
+		}
+		r.Columns[i] = col
+	}
+	// A new pointer, never an update in place: fragments already queued keep
+	// the metadata that was valid for their changes.
+	d.rels[m.RelationID] = r
+	return nil
+}
+
+// firstUserOID is FirstNormalObjectId: OIDs below are built in.
+const firstUserOID = 16384
+
+func (d *Decoder) typeInfo(ctx context.Context, oid uint32) (wire.TypeInfo, error) {
+	if ti, ok := d.types[oid]; ok {
+		return ti, nil
+	}
+	if d.resolve == nil {
+		return wire.TypeInfo{}, nil
+	}
+	ti, err := d.resolve(ctx, oid)
+	if err != nil {
+		return wire.TypeInfo{}, fmt.Errorf("resolve type %d: %w", oid, err)
+	}
+	d.types[oid] = ti
+	return ti, nil
+}
+
+// ForgetTypes drops cached type descriptions (e.g. after ALTER TYPE).
+func (d *Decoder) ForgetTypes() { clear(d.types) }
+
+func (d *Decoder) rel(id uint32) (*wire.Relation, error) {
+	r, ok := d.rels[id]
+	if !ok {
+		return nil, fmt.Errorf("pgoutput: change for relation %d before its relation message", id)
+	}
+	return r, nil
+}
+
+func (d *Decoder) row(ctx context.Context, op wire.Op, relID uint32, oldKind uint8, old, new *pglogrepl.TupleData) error {
+	if !d.inTx {
+		return fmt.Errorf("pgoutput: %s outside a transaction", op)
+	}
+	r, err := d.rel(relID)
+	if err != nil {
+		return err
+	}
+	c := wire.Change{Op: op, OldKind: oldKind}
+	size := 16
+	if old != nil {
+		c.Old, size = values(old, size)
+	}
+	if new != nil {
+		c.New, size = values(new, size)
+	}
+	if len(c.Old) > len(r.Columns) || len(c.New) > len(r.Columns) {
+		return fmt.Errorf("pgoutput: %s on %s.%s has more values than its %d columns", op, r.Schema, r.Table, len(r.Columns))
+	}
+	return d.add(ctx, c, size, r)
+}
+
+func values(t *pglogrepl.TupleData, size int) ([]wire.Value, int) {
+	vs := make([]wire.Value, len(t.Columns))
+	for i, col := range t.Columns {
+		// pglogrepl copies tuple data out of the receive buffer, so Data is ours.
+		vs[i] = wire.Value{Kind: col.DataType, Data: col.Data}
+		size += len(col.Data) + 7
+	}
+	return vs, size
+}
+
+func (d *Decoder) truncate(ctx context.Context, m *pglogrepl.TruncateMessage) error {
+	if !d.inTx {
+		return errors.New("pgoutput: truncate outside a transaction")
+	}
+	rels := make([]*wire.Relation, len(m.RelationIDs))
+	for i, id := range m.RelationIDs {
+		r, err := d.rel(id)
+		if err != nil {
+			return err
+		}
+		rels[i] = r
+	}
+	c := wire.Change{Op: wire.OpTruncate, TruncateOptions: m.Option}
+	return d.add(ctx, c, 16+5*len(rels), rels...)
+}
+
+func (d *Decoder) message(ctx context.Context, walStart uint64, m *pglogrepl.LogicalDecodingMessage) error {
+	c := wire.Change{Op: wire.OpMessage, Prefix: m.Prefix, Content: m.Content, Transactional: m.Transactional}
+	size := 24 + len(m.Prefix) + len(m.Content)
+	if m.Transactional {
+		if !d.inTx {
+			return errors.New("pgoutput: transactional message outside a transaction")
+		}
+		return d.add(ctx, c, size)
+	}
+	// A non-transactional message stands alone at its own LSN, which orders it
+	// among commits in the stream.
+	lsn := uint64(m.LSN)
+	if lsn == 0 {
+		lsn = walStart
+	}
+	if d.skipSet && (lsn < d.skip.CommitLSN || lsn == d.skip.CommitLSN && d.skip.Final) {
+		return nil
+	}
+	if size > d.maxFragment {
+		return fmt.Errorf("%w: message with prefix %q at %s is %d bytes", ErrChangeTooLarge, m.Prefix, pglogrepl.LSN(lsn), size)
+	}
+	f := &Fragment{
+		Tx:   wire.Tx{CommitLSN: lsn, EndLSN: lsn, Final: true, Changes: []wire.Change{c}},
+		Size: 64 + size,
+	}
+	return d.emit(ctx, f)
+}
+
+// add appends a change to the current fragment, first emitting the fragment
+// if the change would make it too large.
+func (d *Decoder) add(ctx context.Context, c wire.Change, size int, rels ...*wire.Relation) error {
+	index := d.next
+	d.next++
+	if d.skipping || index < d.skipTo {
+		return nil
+	}
+	relSize := 0
+	for _, r := range rels {
+		if _, ok := d.relIdx[r]; !ok {
+			relSize += relationSize(r)
+		}
+	}
+	if d.cur.Size+size+relSize > d.maxFragment && len(d.cur.Tx.Changes) > 0 {
+		full := d.cur
+		d.fragment++
+		d.cur = d.newFragment(full.Tx.Xid, full.Tx.CommitLSN, full.Tx.CommitTime)
+		d.cur.Tx.Origin = full.Tx.Origin
+		d.cur.Tx.FirstChange = index
+		if err := d.emit(ctx, full); err != nil {
+			return err
+		}
+		relSize = 0
+		for _, r := range rels {
+			relSize += relationSize(r)
+		}
+	}
+	if d.cur.Size+size+relSize > d.maxFragment {
+		return fmt.Errorf("%w: change %d of transaction %d at %s is about %d bytes, the limit is %d",
+			ErrChangeTooLarge, index, d.cur.Tx.Xid, pglogrepl.LSN(d.cur.Tx.CommitLSN), size+relSize, d.maxFragment)
+	}
+	switch c.Op {
+	case wire.OpInsert, wire.OpUpdate, wire.OpDelete:
+		c.Rel = d.index(rels[0])
+	case wire.OpTruncate:
+		c.TruncateRels = make([]int32, len(rels))
+		for i, r := range rels {
+			c.TruncateRels[i] = d.index(r)
+		}
+	default:
+		c.Rel = -1
+	}
+	d.cur.Tx.Changes = append(d.cur.Tx.Changes, c)
+	d.cur.Size += size + relSize
+	return nil
+}
+
+func (d *Decoder) index(r *wire.Relation) int32 {
+	if i, ok := d.relIdx[r]; ok {
+		return i
+	}
+	i := int32(len(d.cur.Rels))
+	d.cur.Rels = append(d.cur.Rels, r)
+	d.relIdx[r] = i
+	return i
+}
+
+func relationSize(r *wire.Relation) int {
+	n := 32 + len(r.Schema) + len(r.Table)
+	for i := range r.Columns {
+		c := &r.Columns[i]
+		n += 24 + len(c.Name) + len(c.Type.Schema) + len(c.Type.Name)
+	}
+	return n
+}

@@ -1,0 +1,200 @@
+// Package pgsetup checks and prepares a PostgreSQL database for the
+// collector: wal_level, the publication, the replication slot. Problems a
+// user can fix come back as one line saying what to do.
+package pgsetup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgjet/pgjet/shared/wire"
+)
+
+// Config names what the collector reads.
+type Config struct {
+	Slot        string
+	Publication string
+	// Tables ("schema.table") to create the publication with, or to add to
+	// it; empty means the publication must exist.
+	Tables []string
+}
+
+// Slot is the state of the replication slot at start.
+type Slot struct {
+	ConfirmedFlush uint64
+	Created        bool
+}
+
+// CheckServer verifies the server can do logical replication.
+func CheckServer(ctx context.Context, conn *pgx.Conn) error {
+	var level string
+	if err := conn.QueryRow(ctx, "SHOW wal_level").Scan(&level); err != nil {
+		return fmt.Errorf("read wal_level: %w", err)
+	}
+	if level != "logical" {
+		return fmt.Errorf("wal_level is %q but must be logical: run ALTER SYSTEM SET wal_level = logical and restart PostgreSQL", level)
+	}
+	return nil
+}
+
+// EnsurePublication checks the publication, creating it or adding tables when
+// c.Tables is set, and warns about tables whose updates and deletes would fail.
+func EnsurePublication(ctx context.Context, conn *pgx.Conn, c Config, log *slog.Logger) error {
+	var exists, allTables bool
+	err := conn.QueryRow(ctx, "SELECT true, puballtables FROM pg_publication WHERE pubname = $1", c.Publication).Scan(&exists, &allTables)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("look up publication %s: %w", c.Publication, err)
+	}
+	if !exists && len(c.Tables) == 0 {
+		return fmt.Errorf("publication %q does not exist: create it (CREATE PUBLICATION %s FOR TABLE ...) or pass --tables schema.table,... to let pgjet create it",
+			c.Publication, pgx.Identifier{c.Publication}.Sanitize())
+	}
+	var idents []string
+	for _, t := range c.Tables {
+		id, err := tableIdent(t)
+		if err != nil {
+			return err
+		}
+		idents = append(idents, id)
+	}
+	if !exists {
+		sql := fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s", pgx.Identifier{c.Publication}.Sanitize(), strings.Join(idents, ", "))
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("create publication %s: %w", c.Publication, userError(err))
+		}
+		log.Info("created publication", "publication", c.Publication, "tables", c.Tables)
+	} else if !allTables {
+		for i, t := range c.Tables {
+			var in bool
+			err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+				WHERE p.pubname = $1 AND pr.prrelid = $2::regclass)`, c.Publication, idents[i]).Scan(&in)
+			if err != nil {
+				return fmt.Errorf("check table %s: %w", t, userError(err))
+			}
+			if !in {
+				sql := fmt.Sprintf("ALTER PUBLICATION %s ADD TABLE %s", pgx.Identifier{c.Publication}.Sanitize(), idents[i])
+				if _, err := conn.Exec(ctx, sql); err != nil {
+					return fmt.Errorf("add %s to publication %s: %w", t, c.Publication, userError(err))
+				}
+				log.Info("added table to publication", "publication", c.Publication, "table", t)
+			}
+		}
+	}
+	rows, err := conn.Query(ctx, `SELECT format('%I.%I', n.nspname, c.relname) FROM pg_publication_tables pt
+		JOIN pg_namespace n ON n.nspname = pt.schemaname
+		JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename
+		WHERE pt.pubname = $1 AND (c.relreplident = 'n' OR (c.relreplident = 'd' AND NOT EXISTS (
+			SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)))`, c.Publication)
+	if err != nil {
+		return fmt.Errorf("check replica identity: %w", err)
+	}
+	noIdent, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("check replica identity: %w", err)
+	}
+	for _, t := range noIdent {
+		log.Warn("table has no replica identity: UPDATE and DELETE on it fail while it is in a publication; add a primary key or run ALTER TABLE "+t+" REPLICA IDENTITY FULL", "table", t)
+	}
+	return nil
+}
+
+func tableIdent(t string) (string, error) {
+	schema, table, ok := strings.Cut(t, ".")
+	if !ok {
+		schema, table = "public", t
+	}
+	if schema == "" || table == "" {
+		return "", fmt.Errorf("bad table %q in --tables: use schema.table", t)
+	}
+	return pgx.Identifier{schema, table}.Sanitize(), nil
+}
+
+// EnsureSlot checks the slot, creating it (pgoutput) on conn, a replication
+// connection, when it is missing.
+func EnsureSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.PgConn, slot string, log *slog.Logger) (Slot, error) {
+	var (
+		plugin, db string
+		active     bool
+		pid        *int32
+		walStatus  *string
+		confirmed  *string
+	)
+	err := conn.QueryRow(ctx, `SELECT coalesce(plugin, ''), coalesce(database, ''), active, active_pid, wal_status, confirmed_flush_lsn::text
+		FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&plugin, &db, &active, &pid, &walStatus, &confirmed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		if _, err := pglogrepl.CreateReplicationSlot(ctx, repl, slot, "pgoutput",
+			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"}); err != nil {
+			return Slot{}, fmt.Errorf("create replication slot %s: %w", slot, userError(err))
+		}
+		log.Info("created replication slot", "slot", slot)
+		s, err := EnsureSlot(ctx, conn, repl, slot, log)
+		s.Created = true
+		return s, err
+	}
+	if err != nil {
+		return Slot{}, fmt.Errorf("look up replication slot %s: %w", slot, err)
+	}
+	if plugin != "pgoutput" {
+		return Slot{}, fmt.Errorf("replication slot %q uses plugin %q, pgjet needs pgoutput: choose another --slot", slot, plugin)
+	}
+	if current := conn.Config().Database; db != current {
+		return Slot{}, fmt.Errorf("replication slot %q belongs to database %q, not %q: choose another --slot or connect to %s", slot, db, current, db)
+	}
+	if active {
+		p := int32(0)
+		if pid != nil {
+			p = *pid
+		}
+		return Slot{}, fmt.Errorf("replication slot %q is in use by another process (pid %d): is another collector running?", slot, p)
+	}
+	if walStatus != nil && *walStatus == "lost" {
+		return Slot{}, fmt.Errorf("replication slot %q has lost WAL it needed (wal_status=lost): changes are gone; drop the slot and re-snapshot", slot)
+	}
+	var lsn pglogrepl.LSN
+	if confirmed != nil {
+		if lsn, err = pglogrepl.ParseLSN(*confirmed); err != nil {
+			return Slot{}, fmt.Errorf("slot %s confirmed_flush_lsn %q: %w", slot, *confirmed, err)
+		}
+	}
+	return Slot{ConfirmedFlush: uint64(lsn)}, nil
+}
+
+// ResolveType describes a user-defined type for the router.
+func ResolveType(ctx context.Context, conn *pgx.Conn, oid uint32) (wire.TypeInfo, error) {
+	var ti wire.TypeInfo
+	var kind, elemKind string
+	err := conn.QueryRow(ctx, `SELECT n.nspname, t.typname, t.typtype::text, t.typelem, t.typbasetype, coalesce(e.typtype::text, '')
+		FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typelem <> 0
+		WHERE t.oid = $1`, oid).Scan(&ti.Schema, &ti.Name, &kind, &ti.ElemOID, &ti.BaseOID, &elemKind)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ti, nil // dropped meanwhile: the router renders text
+	}
+	if err != nil {
+		return ti, err
+	}
+	if kind != "" {
+		ti.Kind = kind[0]
+	}
+	if elemKind != "" {
+		ti.ElemKind = elemKind[0]
+	}
+	return ti, nil
+}
+
+// userError keeps a Postgres error to its message and hint.
+func userError(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		if pgErr.Hint != "" {
+			return fmt.Errorf("%s (%s)", pgErr.Message, pgErr.Hint)
+		}
+		return errors.New(pgErr.Message)
+	}
+	return err
+}

@@ -1,0 +1,294 @@
+package rawstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/collector/internal/pgoutput"
+	"github.com/pgjet/pgjet/shared/wire"
+)
+
+// Publisher batches fragments into raw messages and publishes them one at a
+// time: while one message waits for its (fsynced) ack, the next batch grows.
+// With a single message in flight the stream can never hold a later message
+// without an earlier one, and a retry with the same Nats-Msg-Id is safe.
+type Publisher struct {
+	js       jetstream.JetStream
+	subject  string
+	source   wire.Source
+	maxBytes int
+	maxQueue int
+	timeout  time.Duration
+	log      *slog.Logger
+
+	mu      sync.Mutex
+	queue   []*pgoutput.Fragment
+	queued  int // estimated bytes in queue
+	ready   chan struct{}
+	space   chan struct{}
+	pending atomic.Int64 // fragments added and not yet acknowledged
+
+	confirmed atomic.Uint64
+	published atomic.Uint64 // changes acknowledged
+	messages  atomic.Uint64 // raw messages acknowledged
+}
+
+// PublisherConfig configures a Publisher.
+type PublisherConfig struct {
+	Subject string
+	Source  wire.Source
+	// MaxMessageBytes bounds a raw message (below the server's max payload).
+	MaxMessageBytes int
+	// MaxQueueBytes bounds what waits to be published; Add blocks beyond it.
+	MaxQueueBytes int
+	// AckTimeout bounds one publish attempt.
+	AckTimeout time.Duration
+	// Confirmed is the position already confirmed to Postgres.
+	Confirmed uint64
+	Log       *slog.Logger
+}
+
+// NewPublisher returns a Publisher; run it with Run.
+func NewPublisher(js jetstream.JetStream, c PublisherConfig) *Publisher {
+	p := &Publisher{
+		js:       js,
+		subject:  c.Subject,
+		source:   c.Source,
+		maxBytes: c.MaxMessageBytes,
+		maxQueue: c.MaxQueueBytes,
+		timeout:  c.AckTimeout,
+		log:      c.Log,
+		ready:    make(chan struct{}, 1),
+		space:    make(chan struct{}, 1),
+	}
+	p.confirmed.Store(c.Confirmed)
+	return p
+}
+
+// ErrQueueFull is returned by Add when the queue stayed full for the wait.
+var ErrQueueFull = errors.New("raw publish queue full")
+
+// Add queues a fragment. When the queue is full it waits up to wait and then
+// returns ErrQueueFull, so that the caller can keep its replication
+// connection alive (status updates) while JetStream is slow or down.
+func (p *Publisher) Add(ctx context.Context, f *pgoutput.Fragment, wait time.Duration) error {
+	var timer *time.Timer
+	for {
+		p.mu.Lock()
+		if p.queued < p.maxQueue || len(p.queue) == 0 {
+			p.queue = append(p.queue, f)
+			p.queued += f.Size
+			p.pending.Add(1)
+			p.mu.Unlock()
+			select {
+			case p.ready <- struct{}{}:
+			default:
+			}
+			return nil
+		}
+		p.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(wait)
+			defer timer.Stop()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+			return ErrQueueFull
+		case <-p.space:
+		}
+	}
+}
+
+// Idle reports whether every fragment added so far has been acknowledged.
+func (p *Publisher) Idle() bool { return p.pending.Load() == 0 }
+
+// Confirmed is the WAL position up to which every transaction is stored.
+func (p *Publisher) Confirmed() uint64 { return p.confirmed.Load() }
+
+// Advance raises the confirmed position to lsn (never lowers it). The caller
+// must know that nothing before lsn is in flight.
+func (p *Publisher) Advance(lsn uint64) {
+	for {
+		cur := p.confirmed.Load()
+		if lsn <= cur || p.confirmed.CompareAndSwap(cur, lsn) {
+			return
+		}
+	}
+}
+
+// Stats returns counts of acknowledged changes and raw messages.
+func (p *Publisher) Stats() (changes, messages uint64) {
+	return p.published.Load(), p.messages.Load()
+}
+
+// Run publishes queued fragments until ctx ends. It returns only on ctx end
+// or a permanent error (one that a retry cannot fix).
+func (p *Publisher) Run(ctx context.Context) error {
+	var buf []*pgoutput.Fragment
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-p.ready:
+		}
+		for {
+			buf = p.take(buf[:0])
+			if len(buf) == 0 {
+				break
+			}
+			if err := p.publish(ctx, buf); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+		}
+	}
+}
+
+// Drain waits until everything queued is acknowledged or ctx ends; Run must
+// still be running.
+func (p *Publisher) Drain(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for !p.Idle() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// take moves up to maxBytes of queued fragments (at least one) into buf.
+func (p *Publisher) take(buf []*pgoutput.Fragment) []*pgoutput.Fragment {
+	p.mu.Lock()
+	n, size := 0, 0
+	for n < len(p.queue) && (n == 0 || size+p.queue[n].Size <= p.maxBytes) {
+		size += p.queue[n].Size
+		n++
+	}
+	buf = append(buf, p.queue[:n]...)
+	clear(p.queue[:n])
+	p.queue = p.queue[n:]
+	p.queued -= size
+	if len(p.queue) == 0 {
+		p.queue = nil // let the backing array go
+	}
+	p.mu.Unlock()
+	if n > 0 {
+		select {
+		case p.space <- struct{}{}:
+		default:
+		}
+	}
+	return buf
+}
+
+func (p *Publisher) publish(ctx context.Context, frags []*pgoutput.Fragment) error {
+	m := Assemble(p.source, frags)
+	data, err := wire.Marshal(m)
+	if err != nil {
+		return err
+	}
+	first, _ := m.First()
+	last, _ := m.Last()
+	msg := &nats.Msg{Subject: p.subject, Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, wire.RawMsgID(p.source, first, last))
+
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, p.timeout)
+		_, err = p.js.PublishMsg(actx, msg)
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if permanent(err) {
+			return fmt.Errorf("publish raw message (%d bytes) to %s: %w", len(data), p.subject, err)
+		}
+		p.log.Warn("raw publish failed, retrying with the same message id; the slot is not confirmed past it",
+			"attempt", attempt, "retry_in", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+
+	var changes uint64
+	var end uint64
+	for _, f := range frags {
+		changes += uint64(len(f.Tx.Changes))
+		if f.Tx.Final {
+			end = f.Tx.EndLSN
+		}
+	}
+	if end != 0 {
+		p.Advance(end)
+	}
+	p.published.Add(changes)
+	p.messages.Add(1)
+	p.pending.Add(-int64(len(frags)))
+	return nil
+}
+
+// permanent errors cannot be fixed by publishing again.
+func permanent(err error) bool {
+	return errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject)
+}
+
+// Assemble builds one raw message from fragments, merging their relation
+// tables: a relation shared by many small transactions is stored once.
+func Assemble(src wire.Source, frags []*pgoutput.Fragment) *wire.Message {
+	m := &wire.Message{Source: src, Txs: make([]wire.Tx, len(frags))}
+	index := make(map[*wire.Relation]int32)
+	var remap []int32
+	for i, f := range frags {
+		remap = remap[:0]
+		for _, r := range f.Rels {
+			j, ok := index[r]
+			if !ok {
+				j = int32(len(m.Relations))
+				m.Relations = append(m.Relations, *r)
+				index[r] = j
+			}
+			remap = append(remap, j)
+		}
+		tx := f.Tx
+		if len(f.Rels) > 0 {
+			// Copy the changes: the fragment's own indexes must stay valid
+			// should this message be rebuilt.
+			tx.Changes = append([]wire.Change(nil), f.Tx.Changes...)
+			for k := range tx.Changes {
+				c := &tx.Changes[k]
+				switch c.Op {
+				case wire.OpInsert, wire.OpUpdate, wire.OpDelete:
+					c.Rel = remap[c.Rel]
+				case wire.OpTruncate:
+					rels := make([]int32, len(c.TruncateRels))
+					for n, r := range c.TruncateRels {
+						rels[n] = remap[r]
+					}
+					c.TruncateRels = rels
+				}
+			}
+		}
+		m.Txs[i] = tx
+	}
+	return m
+}

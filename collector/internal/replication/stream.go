@@ -1,0 +1,205 @@
+// Package replication runs the logical replication protocol: it feeds
+// XLogData to the pgoutput decoder and reports the publisher's confirmed
+// position back to Postgres.
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/pgjet/pgjet/collector/internal/pgoutput"
+	"github.com/pgjet/pgjet/collector/internal/rawstream"
+)
+
+// Stream is one replication session.
+type Stream struct {
+	conn *pgconn.PgConn
+	dec  *pgoutput.Decoder
+	pub  *rawstream.Publisher
+	log  *slog.Logger
+	// StatusInterval is the longest time between status updates.
+	StatusInterval time.Duration
+
+	lastStatus   time.Time
+	lastSent     uint64
+	holdingSince time.Time
+}
+
+// New returns a Stream reading from conn, which must be in replication mode
+// and already have started replication.
+func New(conn *pgconn.PgConn, dec *pgoutput.Decoder, pub *rawstream.Publisher, log *slog.Logger) *Stream {
+	return &Stream{conn: conn, dec: dec, pub: pub, log: log, StatusInterval: 10 * time.Second}
+}
+
+// Start starts replication of slot from its confirmed position with pgoutput
+// protocol version 1 and logical decoding messages.
+func Start(ctx context.Context, conn *pgconn.PgConn, slot, publication string) error {
+	args := []string{
+		"proto_version '1'",
+		fmt.Sprintf("publication_names '%s'", quoteLiteral(quoteIdent(publication))),
+		"messages 'true'",
+	}
+	// Start position 0: the server starts from the slot's confirmed_flush_lsn.
+	// Timeline stays 0: pglogrepl would send it as a plugin option, which
+	// pgoutput rejects.
+	err := pglogrepl.StartReplication(ctx, conn, slot, 0, pglogrepl.StartReplicationOptions{Mode: pglogrepl.LogicalReplication, PluginArgs: args})
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "55006" {
+			return fmt.Errorf("replication slot %q is in use by another process: is another collector running? (%s)", slot, pgErr.Message)
+		}
+		return fmt.Errorf("start replication on slot %s: %w", slot, err)
+	}
+	return nil
+}
+
+func quoteIdent(s string) string {
+	out := []byte{'"'}
+	for i := 0; i < len(s); i++ {
+		if s[i] == '"' {
+			out = append(out, '"')
+		}
+		out = append(out, s[i])
+	}
+	return string(append(out, '"'))
+}
+
+func quoteLiteral(s string) string {
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\'' {
+			out = append(out, '\'')
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}
+
+// Emit hands a fragment to the publisher. While the publisher's queue is
+// full (JetStream slow or down) it keeps the replication connection alive
+// with status updates, and reading stops: Postgres keeps the WAL.
+func (s *Stream) Emit(ctx context.Context, f *pgoutput.Fragment) error {
+	for {
+		err := s.pub.Add(ctx, f, time.Second)
+		if err == nil {
+			if !s.holdingSince.IsZero() {
+				s.log.Info("raw stream accepting again, reading resumed", "held_for", time.Since(s.holdingSince).Round(time.Millisecond))
+				s.holdingSince = time.Time{}
+			}
+			return nil
+		}
+		if !errors.Is(err, rawstream.ErrQueueFull) {
+			return err
+		}
+		if s.holdingSince.IsZero() {
+			s.holdingSince = time.Now()
+			s.log.Warn("raw stream not accepting (JetStream slow or unreachable): holding replication, the slot stays where it is")
+		}
+		if time.Since(s.lastStatus) >= s.StatusInterval/2 {
+			if err := s.SendStatus(ctx); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// Run reads the replication stream until ctx ends (returns nil) or an error.
+func (s *Stream) Run(ctx context.Context) error {
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		confirmed := s.pub.Confirmed()
+		now := time.Now()
+		if now.Sub(s.lastStatus) >= s.StatusInterval || (confirmed != s.lastSent && now.Sub(s.lastStatus) >= 200*time.Millisecond) {
+			if err := s.SendStatus(ctx); err != nil {
+				return err
+			}
+		}
+		rctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		msg, err := s.conn.ReceiveMessage(rctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if pgconn.Timeout(err) {
+				continue
+			}
+			return fmt.Errorf("receive replication message: %w", err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.CopyData:
+			if err := s.handle(ctx, m.Data); err != nil {
+				return err
+			}
+		case *pgproto3.ErrorResponse:
+			return fmt.Errorf("replication stream: %w", pgconn.ErrorResponseToPgError(m))
+		case *pgproto3.CopyDone:
+			return errors.New("replication stream ended by the server")
+		default:
+			// Notices and parameter updates: nothing to do.
+		}
+	}
+}
+
+func (s *Stream) handle(ctx context.Context, data []byte) error {
+	if len(data) == 0 {
+		return errors.New("replication stream: empty CopyData")
+	}
+	switch data[0] {
+	case pglogrepl.PrimaryKeepaliveMessageByteID:
+		k, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
+		if err != nil {
+			return fmt.Errorf("replication keepalive: %w", err)
+		}
+		// Nothing received is unconfirmed and no transaction is open: the
+		// server has sent us everything up to its WAL end, so an idle slot
+		// can move there and the server can recycle WAL.
+		if !s.dec.InTx() && s.pub.Idle() {
+			s.pub.Advance(uint64(k.ServerWALEnd))
+		}
+		if k.ReplyRequested {
+			return s.SendStatus(ctx)
+		}
+		return nil
+	case pglogrepl.XLogDataByteID:
+		x, err := pglogrepl.ParseXLogData(data[1:])
+		if err != nil {
+			return fmt.Errorf("replication data: %w", err)
+		}
+		if err := s.dec.Handle(ctx, uint64(x.WALStart), x.WALData); err != nil {
+			return fmt.Errorf("at %s: %w", x.WALStart, err)
+		}
+		return nil
+	default:
+		return fmt.Errorf("replication stream: unknown message %q", data[0])
+	}
+}
+
+// SendStatus reports the confirmed position. Write, flush and apply are all
+// set explicitly: pglogrepl would copy an unset flush from write, and a
+// received-but-unacknowledged position must never count as flushed.
+func (s *Stream) SendStatus(ctx context.Context) error {
+	lsn := pglogrepl.LSN(s.pub.Confirmed())
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, s.conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: lsn,
+		WALFlushPosition: lsn,
+		WALApplyPosition: lsn,
+	})
+	if err != nil {
+		return fmt.Errorf("send standby status %s: %w", lsn, err)
+	}
+	if uint64(lsn) != s.lastSent {
+		s.log.Debug("confirmed", "lsn", lsn)
+	}
+	s.lastSent = uint64(lsn)
+	s.lastStatus = time.Now()
+	return nil
+}
