@@ -6,12 +6,15 @@
 // changes refer to, so a router can decode any message alone. That is what makes
 // replay from an arbitrary stream position possible.
 //
-// Compatibility: structs are msgpack arrays (compact and fast). Fields may only
-// ever be appended; a decoder skips trailing fields it does not know. Any other
-// change bumps Version, and decoders reject versions they do not understand.
+// Compatibility: structs are msgpack arrays (compact and fast), and the
+// msgpack decoder rejects an array with a different number of fields. So any
+// change to any struct here bumps Version. Version is the first element of a
+// Message and is read before the rest, so that a reader meeting a newer
+// format says so instead of failing on the layout.
 package wire
 
 import (
+	"bytes"
 	"fmt"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -196,13 +199,30 @@ func Marshal(m *Message) ([]byte, error) {
 // Unmarshal decodes b into m, checking the version and internal references so
 // that consumers can index Relations without further checks.
 func Unmarshal(b []byte, m *Message) error {
+	v, err := version(b)
+	if err != nil {
+		return fmt.Errorf("decode raw message: %w", err)
+	}
+	if v != Version {
+		return fmt.Errorf("decode raw message: format version %d, this build reads %d: upgrade pgjet", v, Version)
+	}
 	if err := msgpack.Unmarshal(b, m); err != nil {
 		return fmt.Errorf("decode raw message: %w", err)
 	}
-	if m.Version != Version {
-		return fmt.Errorf("decode raw message: format version %d, this build reads %d: upgrade pgjet", m.Version, Version)
-	}
 	return m.validate()
+}
+
+// version reads the first element of an encoded Message.
+func version(b []byte) (int, error) {
+	d := msgpack.NewDecoder(bytes.NewReader(b))
+	n, err := d.DecodeArrayLen()
+	if err != nil {
+		return 0, err
+	}
+	if n < 1 {
+		return 0, fmt.Errorf("not a raw message (array of %d)", n)
+	}
+	return d.DecodeInt()
 }
 
 func (m *Message) validate() error {

@@ -131,6 +131,9 @@ func parse(data []byte) (msg pglogrepl.Message, err error) {
 			msg, err = nil, fmt.Errorf("pgoutput: malformed %q message (%d bytes): %v", data[0], len(data), r)
 		}
 	}()
+	if err := checkBounds(data); err != nil {
+		return nil, fmt.Errorf("pgoutput: malformed %q message (%d bytes): %w", data[0], len(data), err)
+	}
 	msg, err = pglogrepl.Parse(data)
 	if err != nil {
 		return nil, fmt.Errorf("pgoutput: parse %q message: %w", data[0], err)
@@ -302,7 +305,10 @@ func (d *Decoder) truncate(ctx context.Context, m *pglogrepl.TruncateMessage) er
 }
 
 func (d *Decoder) message(ctx context.Context, walStart uint64, m *pglogrepl.LogicalDecodingMessage) error {
-	c := wire.Change{Op: wire.OpMessage, Prefix: m.Prefix, Content: m.Content, Transactional: m.Transactional}
+	// pglogrepl's Content points into the receive buffer, reused by the
+	// next receive: copy it.
+	content := append([]byte(nil), m.Content...)
+	c := wire.Change{Op: wire.OpMessage, Prefix: m.Prefix, Content: content, Transactional: m.Transactional}
 	size := 24 + len(m.Prefix) + len(m.Content)
 	if m.Transactional {
 		if !d.inTx {
@@ -371,6 +377,10 @@ func (d *Decoder) add(ctx context.Context, c wire.Change, size int, rels ...*wir
 		}
 	default:
 		c.Rel = -1
+	}
+	if len(d.cur.Tx.Changes) == 0 {
+		// Changes before index may have been skipped (already stored).
+		d.cur.Tx.FirstChange = index
 	}
 	d.cur.Tx.Changes = append(d.cur.Tx.Changes, c)
 	d.cur.Size += size + relSize
