@@ -50,6 +50,7 @@ type config struct {
 	rawReplicas int
 	ackTimeout  time.Duration
 	maxQueue    int
+	maxMessage  int
 	logLevel    slog.Level
 }
 
@@ -72,7 +73,8 @@ func parseConfig(args []string) (config, error) {
 	fs.DurationVar(&c.rawDupes, "raw-duplicate-window", time.Hour, "duplicate window of the raw stream when created")
 	fs.IntVar(&c.rawReplicas, "raw-replicas", 1, "replicas of the raw stream when created (3 on a cluster)")
 	fs.DurationVar(&c.ackTimeout, "ack-timeout", 10*time.Second, "how long to wait for one JetStream publish ack before retrying")
-	fs.IntVar(&c.maxQueue, "max-queue-bytes", 16<<20, "bytes of decoded changes that may wait for JetStream before reading pauses")
+	fs.IntVar(&c.maxQueue, "max-queue-bytes", 8<<20, "bytes of decoded changes that may wait for JetStream before reading pauses")
+	fs.IntVar(&c.maxMessage, "max-message-bytes", 4<<20, "largest raw message (capped below the server's max payload)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	// Errors are reported by main in one line; the usage text only on -h.
 	fs.SetOutput(io.Discard)
@@ -190,7 +192,9 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	src := wire.Source{Name: cfg.source, SystemID: sysID, Timeline: sys.Timeline, Database: sys.DBName, Slot: cfg.slot}
 
-	maxMsg := int(nc.MaxPayload()) - 64<<10
+	// Raw messages of a few MB already amortize an fsync well; larger ones
+	// only cost memory. Headroom below max payload covers headers.
+	maxMsg := min(int(nc.MaxPayload())-64<<10, cfg.maxMessage)
 	pub := rawstream.NewPublisher(js, rawstream.PublisherConfig{
 		Subject:         rawstream.Subject(cfg.source),
 		Source:          src,
@@ -205,7 +209,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		func(ctx context.Context, oid uint32) (wire.TypeInfo, error) {
 			return pgsetup.ResolveType(ctx, pgc, oid)
 		},
-		maxMsg)
+		min(maxMsg, cfg.maxMessage/2))
 	stream = replication.New(repl, dec, pub, log)
 
 	last, stored, ok, err := rawstream.LastPosition(ctx, js, cfg.rawStream, cfg.source)

@@ -21,7 +21,8 @@ type Fragment struct {
 	// Rels are the relations Tx.Changes refer to; Change.Rel and
 	// Change.TruncateRels index this slice.
 	Rels []*wire.Relation
-	// Size estimates the encoded size in bytes.
+	// Size estimates the memory the fragment holds, which is also an upper
+	// bound of its encoded size: it bounds both memory and raw message size.
 	Size int
 }
 
@@ -227,6 +228,13 @@ func (d *Decoder) relation(ctx context.Context, m *pglogrepl.RelationMessage) er
 	return nil
 }
 
+// Memory per change and per value beyond the value bytes: the Change struct,
+// Value headers and allocator rounding (measured, rounded up).
+const (
+	changeOverhead = 160
+	valueOverhead  = 40
+)
+
 // firstUserOID is FirstNormalObjectId: OIDs below are built in.
 const firstUserOID = 16384
 
@@ -265,7 +273,7 @@ func (d *Decoder) row(ctx context.Context, op wire.Op, relID uint32, oldKind uin
 		return err
 	}
 	c := wire.Change{Op: op, OldKind: oldKind}
-	size := 16
+	size := changeOverhead
 	if old != nil {
 		c.Old, size = values(old, size)
 	}
@@ -283,7 +291,7 @@ func values(t *pglogrepl.TupleData, size int) ([]wire.Value, int) {
 	for i, col := range t.Columns {
 		// pglogrepl copies tuple data out of the receive buffer, so Data is ours.
 		vs[i] = wire.Value{Kind: col.DataType, Data: col.Data}
-		size += len(col.Data) + 7
+		size += len(col.Data) + valueOverhead
 	}
 	return vs, size
 }
@@ -301,7 +309,7 @@ func (d *Decoder) truncate(ctx context.Context, m *pglogrepl.TruncateMessage) er
 		rels[i] = r
 	}
 	c := wire.Change{Op: wire.OpTruncate, TruncateOptions: m.Option}
-	return d.add(ctx, c, 16+5*len(rels), rels...)
+	return d.add(ctx, c, changeOverhead+8*len(rels), rels...)
 }
 
 func (d *Decoder) message(ctx context.Context, walStart uint64, m *pglogrepl.LogicalDecodingMessage) error {
@@ -309,7 +317,7 @@ func (d *Decoder) message(ctx context.Context, walStart uint64, m *pglogrepl.Log
 	// next receive: copy it.
 	content := append([]byte(nil), m.Content...)
 	c := wire.Change{Op: wire.OpMessage, Prefix: m.Prefix, Content: content, Transactional: m.Transactional}
-	size := 24 + len(m.Prefix) + len(m.Content)
+	size := changeOverhead + len(m.Prefix) + len(m.Content)
 	if m.Transactional {
 		if !d.inTx {
 			return errors.New("pgoutput: transactional message outside a transaction")
