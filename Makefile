@@ -1,0 +1,49 @@
+# pgjet — build, test, demo, lint.
+# Go may live outside PATH on a fresh machine (the official tarball's location).
+export PATH := $(PATH):/usr/local/go/bin
+
+GO ?= go
+BIN := $(CURDIR)/bin
+# The e2e tests run the binaries built here, not whatever is on PATH.
+export PGJET_BIN_DIR := $(BIN)
+
+MODULES := shared collector router e2e
+PKGS := $(foreach m,$(MODULES),github.com/pgjet/pgjet/$(m)/...)
+
+# FUZZ lists fuzz targets that `make test` runs briefly, as package:FuzzName, e.g.
+#   make test FUZZ="github.com/pgjet/pgjet/shared/wire:FuzzDecode" FUZZTIME=30s
+# (go test -fuzz accepts one package and one target per run.)
+FUZZ ?=
+FUZZTIME ?= 10s
+
+.PHONY: build test fuzz demo lint clean
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./collector/cmd/pgjet-collector ./router/cmd/pgjet-router
+	@# nats-server at exactly the version e2e/go.mod pins, so tests run against what we ship with.
+	cd e2e && $(GO) build -o $(BIN)/nats-server github.com/nats-io/nats-server/v2
+
+test:
+	scripts/ensure-postgres.sh
+	@$(MAKE) --no-print-directory build
+	$(GO) test -count=1 -timeout 20m $(PKGS)
+	$(if $(strip $(FUZZ)),@$(MAKE) --no-print-directory fuzz)
+
+fuzz:
+	@for f in $(FUZZ); do \
+		pkg=$${f%%:*}; name=$${f##*:}; \
+		echo "fuzz $$name in $$pkg for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
+
+demo:
+	scripts/demo.sh
+
+lint:
+	@out=$$(gofmt -l $(MODULES)); \
+	if [ -n "$$out" ]; then echo "gofmt -l lists files to format:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,300 @@
+// Package pipeline tests the built binaries end to end: a throwaway Postgres,
+// a real nats-server process, pgjet-collector and pgjet-router.
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pgjet/pgjet/e2e/check"
+	"github.com/pgjet/pgjet/e2e/harness"
+	"github.com/pgjet/pgjet/shared/pgtest"
+)
+
+// env is one pipeline under test.
+type env struct {
+	t      *testing.T
+	pg     *pgtest.Cluster
+	nats   *harness.NATS
+	conn   *pgx.Conn
+	tables string
+}
+
+func newEnv(t *testing.T, schema string, tables ...string) *env {
+	t.Helper()
+	ctx := context.Background()
+	e := &env{t: t, pg: pgtest.Run(t), tables: strings.Join(tables, ",")}
+	conn, err := pgx.Connect(ctx, e.pg.DSN(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	e.conn = conn
+	e.exec(schema)
+	if err := check.InstallAudit(ctx, conn, tables...); err != nil {
+		t.Fatal(err)
+	}
+	e.nats = harness.StartNATS(t, "")
+	return e
+}
+
+func (e *env) exec(sql string, args ...any) {
+	e.t.Helper()
+	if _, err := e.conn.Exec(context.Background(), sql, args...); err != nil {
+		e.t.Fatalf("%s: %v", firstLine(sql), err)
+	}
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i > 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func (e *env) collector() *harness.Proc {
+	e.t.Helper()
+	p := harness.StartProcess(e.t, "pgjet-collector", []string{
+		"--dsn", e.pg.DSN(""), "--slot", "pgjet_e2e", "--publication", "pgjet_e2e", "--tables", e.tables,
+		"--nats", e.nats.URL(), "--source", "e2e",
+	}, nil)
+	if !p.WaitForLog("msg=streaming", 30*time.Second) {
+		e.t.Fatalf("collector did not start streaming")
+	}
+	return p
+}
+
+func (e *env) router(extra ...string) *harness.Proc {
+	e.t.Helper()
+	p := harness.StartProcess(e.t, "pgjet-router", append([]string{"--nats", e.nats.URL()}, extra...), nil)
+	if !p.WaitForLog("msg=relaying", 30*time.Second) {
+		e.t.Fatalf("router did not start relaying")
+	}
+	return p
+}
+
+// verify drains the output stream and checks it against the audit log.
+func (e *env) verify(timeout time.Duration) check.Report {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	changes, err := check.ReadAudit(ctx, e.conn)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	_, js := e.nats.Connect(e.t)
+	events, err := check.Drain(ctx, js, "PGJET_EVENTS", "postgres.>", len(changes), 2*time.Second)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	r := check.Check(changes, events)
+	e.t.Logf("%s: %s", e.t.Name(), r.String())
+	if !r.OK() {
+		e.t.Fatalf("invariant violated: %s", r.String())
+	}
+	return r
+}
+
+const mixedSchema = `
+CREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL, email text, bio text, prefs jsonb);
+CREATE TABLE orders (id serial PRIMARY KEY, user_id int REFERENCES users ON DELETE CASCADE, amount numeric(12,2), note text,
+	created timestamptz DEFAULT now());
+CREATE TABLE events (at timestamptz, kind text, payload jsonb);
+ALTER TABLE events REPLICA IDENTITY FULL;
+CREATE TABLE bulk (id int PRIMARY KEY, v text);
+`
+
+// mixed runs one round of a mixed OLTP workload: single-row and multi-table
+// transactions, updates (some leaving a TOASTed column unchanged), cascading
+// deletes, rollbacks and a savepoint rollback.
+func (e *env) mixed(round int) {
+	e.t.Helper()
+	ctx := context.Background()
+	for i := 0; i < 40; i++ {
+		e.exec(`INSERT INTO users (name, email, prefs) VALUES ($1, $2, $3)`,
+			fmt.Sprintf("user %d-%d ünïcødé ✓", round, i), fmt.Sprintf("u%d.%d@example.com", round, i), fmt.Sprintf(`{"round": %d, "i": %d}`, round, i))
+	}
+	for i := 0; i < 20; i++ {
+		tx, err := e.conn.Begin(ctx)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		var id int
+		if err := tx.QueryRow(ctx, `INSERT INTO users (name) VALUES ($1) RETURNING id`, fmt.Sprintf("buyer %d-%d", round, i)).Scan(&id); err != nil {
+			e.t.Fatal(err)
+		}
+		for k := 0; k < 3; k++ {
+			if _, err := tx.Exec(ctx, `INSERT INTO orders (user_id, amount, note) VALUES ($1, $2, $3)`, id, fmt.Sprintf("%d.%02d", 10+k, i), "line\tone\nline \"two\""); err != nil {
+				e.t.Fatal(err)
+			}
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO events VALUES (now(), 'order', jsonb_build_object('user', $1::int))`, id); err != nil {
+			e.t.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	// A large bio is TOASTed; a later update of another column leaves it unchanged.
+	e.exec(`UPDATE users SET bio = (SELECT string_agg(md5(g::text || $1::text), '') FROM generate_series(1, 400) g) WHERE id % 7 = 0`, fmt.Sprint(round))
+	e.exec(`UPDATE users SET email = upper(email) WHERE id % 7 = 0`)
+	e.exec(`UPDATE orders SET amount = amount * 2 WHERE id % 3 = 0`)
+	e.exec(`UPDATE events SET kind = 'seen' WHERE kind = 'order' AND (payload->>'user')::int % 2 = 0`)
+	e.exec(`DELETE FROM users WHERE id IN (SELECT id FROM users WHERE id % 11 = 0 ORDER BY id LIMIT 5)`) // cascades to orders
+	e.exec(`DELETE FROM events WHERE (payload->>'user')::int % 5 = 0`)
+	// Rolled back: must never appear.
+	for i := 0; i < 5; i++ {
+		tx, err := e.conn.Begin(ctx)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO users (name) VALUES ('rolled back')`); err != nil {
+			e.t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE orders SET note = 'rolled back'`); err != nil {
+			e.t.Fatal(err)
+		}
+		if err := tx.Rollback(ctx); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	e.exec(`BEGIN; INSERT INTO users (name) VALUES ('kept'); SAVEPOINT s; INSERT INTO users (name) VALUES ('savepoint rolled back');
+		ROLLBACK TO SAVEPOINT s; UPDATE users SET name = name || ' (kept)' WHERE name = 'kept'; COMMIT`)
+}
+
+// Invariant: every committed change of a mixed workload (inserts, updates,
+// deletes, truncate, multi-table transactions, a 200,000-row transaction,
+// rollbacks) is delivered exactly once, in commit order, with values equal to
+// Postgres's to_jsonb, across clean restarts of collector and router, and
+// nothing from rolled-back transactions is.
+func TestMixedWorkloadExactlyOnceInCommitOrder(t *testing.T) {
+	e := newEnv(t, mixedSchema, "public.users", "public.orders", "public.events", "public.bulk")
+	col := e.collector()
+	rt := e.router()
+
+	e.mixed(1)
+
+	// Clean restarts while changes keep coming.
+	if err := col.Stop(); err != nil {
+		t.Fatalf("collector stop: %v", err)
+	}
+	e.mixed(2)
+	col = e.collector()
+	if err := rt.Stop(); err != nil {
+		t.Fatalf("router stop: %v", err)
+	}
+	e.mixed(3)
+	rt = e.router()
+
+	// One transaction of 200,000 rows, then a truncate.
+	e.exec(`INSERT INTO bulk SELECT g, repeat('x', 40) || g FROM generate_series(1, 200000) g`)
+	e.exec(`TRUNCATE events`)
+	e.mixed(4)
+
+	r := e.verify(4 * time.Minute)
+	if r.Committed < 200000 {
+		t.Fatalf("only %d changes committed: the workload did not run", r.Committed)
+	}
+	t.Logf("collector peak RSS %d MiB, router peak RSS %d MiB (200,000-row transaction included)",
+		col.PeakRSSKiB()>>10, rt.PeakRSSKiB()>>10)
+	if rss := col.PeakRSSKiB() >> 10; rss > 150 {
+		t.Errorf("collector peak RSS %d MiB: memory is not bounded on a large transaction", rss)
+	}
+	for _, p := range []*harness.Proc{col, rt} {
+		if strings.Contains(p.Log(), "level=ERROR") {
+			t.Errorf("%s logged an error", p.Name)
+		}
+	}
+}
+
+const typesSchema = `
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy ☺');
+CREATE DOMAIN posint AS int CHECK (VALUE > 0);
+CREATE TABLE typed (
+	id serial PRIMARY KEY,
+	c_int2 int2, c_int4 int4, c_int8 int8, c_numeric numeric, c_num_scale numeric(20,5),
+	c_float4 float4, c_float8 float8, c_bool bool,
+	c_text text, c_varchar varchar(50), c_bpchar char(5),
+	c_json json, c_jsonb jsonb, c_uuid uuid,
+	c_date date, c_time time, c_timetz timetz, c_ts timestamp, c_tstz timestamptz, c_interval interval,
+	c_bytea bytea, c_int_arr int4[], c_text_arr text[], c_2d int4[][], c_jsonb_arr jsonb[],
+	c_mood mood, c_mood_arr mood[], c_posint posint, c_inet inet, c_money money
+);
+`
+
+// Invariant: every value in after/before equals what Postgres itself renders
+// for the row (to_jsonb), type by type, NULLs and unicode included.
+func TestValuesEqualPostgresRendering(t *testing.T) {
+	e := newEnv(t, typesSchema, "public.typed")
+	e.collector()
+	e.router()
+
+	e.exec(`INSERT INTO typed (c_int2) VALUES (NULL)`) // all NULL
+	e.exec(`INSERT INTO typed (c_int2, c_int4, c_int8, c_numeric, c_num_scale, c_float4, c_float8, c_bool, c_text, c_varchar, c_bpchar,
+		c_json, c_jsonb, c_uuid, c_date, c_time, c_timetz, c_ts, c_tstz, c_interval, c_bytea, c_int_arr, c_text_arr, c_2d, c_jsonb_arr,
+		c_mood, c_mood_arr, c_posint, c_inet, c_money) VALUES
+		(-32768, 2147483647, -9223372036854775808, 123456789012345678901234567890.123456789, 1.50000, 1.5, 0.1, true,
+		 'héllo "wörld" \ tab	nl
+		 ✓ 🎉', 'varchar', 'ab', '{"b": [1, 2.50, null], "a": "x"}', '{"b": [1, 2.50, null], "a": "x"}',
+		 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '2024-02-29', '23:59:59.999999', '12:00:00+05:30', '2024-02-29 12:34:56.789012',
+		 '2024-02-29 12:34:56.789012+02', '1 year 2 mons 3 days 04:05:06.5', '\xdeadbeef00', '{1,NULL,-3}', '{"a,b","c\"d",NULL,"",e}',
+		 '{{1,2},{3,4}}', ARRAY['{"k": 1}'::jsonb, 'null'::jsonb], 'happy ☺', '{sad,ok}', 42, '192.168.0.1/24', 12.34),
+		(0, 0, 0, 'NaN', 0, 'NaN', 'Infinity', false, '', '', '', 'null', '[]', '00000000-0000-0000-0000-000000000000',
+		 'infinity', '00:00:00', '00:00:00-12', '-infinity', 'infinity', '-1 days', '\x', '{}', '{}', '{}', '{}', 'sad', '{}', 1, '::1', -0.01),
+		(1, -1, 1, '-0.000000000000000000001', -99999.99999, '-Infinity', 1e-300, NULL, 'NULL', NULL, 'x', '"str"', '"str"', NULL,
+		 '0001-01-01', NULL, NULL, '1999-12-31 23:59:59', '1970-01-01 00:00:00+00', '0', NULL, NULL, '{NULL}', NULL, NULL, NULL, NULL, NULL, NULL, NULL)`)
+	e.exec(`UPDATE typed SET c_text = c_text || ' updated', c_float8 = -0.0 WHERE c_int2 IS NOT NULL`)
+	e.exec(`DELETE FROM typed WHERE c_int4 = 0`)
+
+	r := e.verify(time.Minute)
+	if r.Committed != 8 {
+		t.Fatalf("committed %d changes, want 8", r.Committed)
+	}
+}
+
+// Invariant: user errors end the process with one clear line and a non-zero
+// exit, never a stack trace.
+func TestUserErrorsAreOneClearLine(t *testing.T) {
+	pg := pgtest.Run(t, "wal_level = replica")
+	nats := harness.StartNATS(t, "")
+	tests := []struct {
+		name string
+		bin  string
+		args []string
+		want string
+	}{
+		{"wrong wal_level", "pgjet-collector", []string{"--dsn", pg.DSN(""), "--nats", nats.URL(), "--tables", "public.x"}, "wal_level is \"replica\""},
+		{"unreachable postgres", "pgjet-collector", []string{"--dsn", "postgres://u:hunter2@127.0.0.1:1/db", "--nats", nats.URL()}, "cannot connect to PostgreSQL"},
+		{"no nats choice", "pgjet-collector", []string{"--dsn", pg.DSN("")}, "give --nats URL"},
+		{"bad flag", "pgjet-collector", []string{"--nope"}, "flag provided but not defined"},
+		{"router bad stdout", "pgjet-router", []string{"--nats", nats.URL(), "--stdout", "xml"}, "xml"},
+		{"router missing nats", "pgjet-router", nil, "--nats"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := harness.StartProcess(t, tt.bin, tt.args, nil)
+			select {
+			case <-p.Done():
+			case <-time.After(30 * time.Second):
+				t.Fatal("did not exit")
+			}
+			if p.Wait() == nil {
+				t.Fatal("exit status 0, want non-zero")
+			}
+			out := p.Log()
+			if !strings.Contains(out, tt.want) {
+				t.Fatalf("output does not say %q:\n%s", tt.want, out)
+			}
+			for _, bad := range []string{"goroutine ", "panic", "hunter2"} {
+				if strings.Contains(out, bad) {
+					t.Fatalf("output contains %q:\n%s", bad, out)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,151 @@
+// Command pgjet-router reads the raw change records that pgjet-collector
+// writes to JetStream, renders every change as an event and publishes it to
+// an output stream with a deterministic Nats-Msg-Id.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/router/internal/relay"
+	"github.com/pgjet/pgjet/router/internal/stdout"
+	"github.com/pgjet/pgjet/shared/flagenv"
+	"github.com/pgjet/pgjet/shared/natsconn"
+)
+
+type config struct {
+	natsURL    string
+	creds      string
+	relay      relay.Config
+	stdout     stdout.Format
+	ackTimeout time.Duration
+	logLevel   slog.Level
+}
+
+func parseConfig(args []string) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("pgjet-router", flag.ContinueOnError)
+	fs.StringVar(&c.natsURL, "nats", "", "NATS server URL(s), comma-separated; required")
+	fs.StringVar(&c.creds, "creds", "", "NATS credentials file")
+	fs.StringVar(&c.relay.RawStream, "raw-stream", "PGJET_RAW", "raw JetStream stream written by pgjet-collector")
+	fs.StringVar(&c.relay.Durable, "durable", "pgjet-router", "durable consumer on the raw stream (one per router)")
+	fs.StringVar(&c.relay.Stream, "stream", "PGJET_EVENTS", "output stream, created when missing")
+	fs.StringVar(&c.relay.Prefix, "subject-prefix", "postgres", "first token(s) of output subjects: PREFIX.schema.table.op")
+	format := fs.String("stdout", "", "also print events on stdout: json, json-pretty or text")
+	persist := fs.String("output-persist", "default", "persistence of a created output stream: default (the server's fsync policy) or async (faster; a NATS server crash can lose the latest events, rebuild by replay)")
+	fs.DurationVar(&c.ackTimeout, "ack-timeout", 10*time.Second, "how long to wait for one publish ack before republishing")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	// Errors are reported by main in one line; the usage text only on -h.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	usage := func() {
+		fmt.Fprintf(os.Stdout, "Usage: pgjet-router --nats URL [--raw-stream NAME] [--durable NAME] [--stream NAME] [--subject-prefix P] [--stdout json|json-pretty|text]\n"+
+			"Every flag can also be set as PGJET_<NAME> in the environment (e.g. PGJET_NATS, PGJET_SUBJECT_PREFIX).\n\n")
+		fs.SetOutput(os.Stdout)
+		fs.PrintDefaults()
+	}
+	if err := flagenv.Parse(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage()
+		}
+		return c, err
+	}
+	var err error
+	if c.stdout, err = stdout.ParseFormat(*format); err != nil {
+		return c, fmt.Errorf("bad --stdout: %w", err)
+	}
+	if err := c.logLevel.UnmarshalText([]byte(*level)); err != nil {
+		return c, fmt.Errorf("bad --log-level %q: use debug, info, warn or error", *level)
+	}
+	switch *persist {
+	case "default":
+	case "async":
+		c.relay.PersistAsync = true
+	default:
+		return c, fmt.Errorf("bad --output-persist %q: use default or async", *persist)
+	}
+	if c.natsURL == "" {
+		return c, errors.New("--nats is required (e.g. --nats nats://127.0.0.1:4222)")
+	}
+	if c.creds != "" {
+		if _, err := os.Stat(c.creds); err != nil {
+			return c, fmt.Errorf("bad --creds: %w", err)
+		}
+	}
+	if c.ackTimeout <= 0 {
+		return c, fmt.Errorf("bad --ack-timeout %s: must be positive", c.ackTimeout)
+	}
+	if err := c.relay.Check(); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func main() {
+	cfg, err := parseConfig(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pgjet-router: %v\n", err)
+		os.Exit(2)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log); err != nil {
+		fmt.Fprintf(os.Stderr, "pgjet-router: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg config, log *slog.Logger) error {
+	nc, err := natsconn.Connect(ctx, natsconn.Config{
+		URL:   cfg.natsURL,
+		Name:  "pgjet-router",
+		Creds: cfg.creds,
+		Log:   log,
+		// No reconnect buffer: a publish during a reconnect fails at once
+		// instead of being sent after the reconnect, ahead of earlier events
+		// that were lost with the connection. The relay republishes in order.
+		Options: []nats.Option{nats.ReconnectBufSize(-1)},
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	defer func() {
+		// Let acks and naks of the last raw record reach the server.
+		_ = nc.FlushTimeout(2 * time.Second)
+		nc.Close()
+	}()
+	log.Info("connected to nats", "url", nc.ConnectedUrlRedacted())
+
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(cfg.ackTimeout))
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	rc := cfg.relay
+	rc.PublishTimeout = cfg.ackTimeout
+	rc.Log = log
+	if cfg.stdout != stdout.Off {
+		rc.Stdout = stdout.New(os.Stdout, cfg.stdout, nil)
+	}
+	r, err := relay.New(js, rc)
+	if err != nil {
+		return err
+	}
+	return r.Run(ctx)
+}

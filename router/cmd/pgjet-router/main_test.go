@@ -1,0 +1,234 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/router/internal/stdout"
+	"github.com/pgjet/pgjet/shared/natstest"
+	"github.com/pgjet/pgjet/shared/wire"
+)
+
+func TestParseConfig(t *testing.T) {
+	tests := []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		want  string // error substring, "" for success
+		check func(t *testing.T, c config)
+	}{
+		{name: "defaults", args: []string{"--nats", "nats://h:4222"}, check: func(t *testing.T, c config) {
+			r := c.relay
+			if r.RawStream != "PGJET_RAW" || r.Durable != "pgjet-router" || r.Stream != "PGJET_EVENTS" || r.Prefix != "postgres" || c.stdout != stdout.Off {
+				t.Errorf("defaults: %+v", c)
+			}
+		}},
+		{name: "env", args: nil, env: map[string]string{"PGJET_NATS": "nats://e:4222", "PGJET_SUBJECT_PREFIX": "acme.cdc", "PGJET_STDOUT": "text"},
+			check: func(t *testing.T, c config) {
+				if c.natsURL != "nats://e:4222" || c.relay.Prefix != "acme.cdc" || c.stdout != stdout.Text {
+					t.Errorf("from env: %+v", c)
+				}
+			}},
+		{name: "flag beats env", args: []string{"--nats", "nats://f:4222", "--durable", "mine"}, env: map[string]string{"PGJET_NATS": "nats://e:4222", "PGJET_DURABLE": "theirs"},
+			check: func(t *testing.T, c config) {
+				if c.natsURL != "nats://f:4222" || c.relay.Durable != "mine" {
+					t.Errorf("flag vs env: %+v", c)
+				}
+			}},
+		{name: "nats required", args: nil, want: "--nats is required"},
+		{name: "bad stdout", args: []string{"--nats", "n", "--stdout", "yaml"}, want: "bad --stdout"},
+		{name: "bad stdout from env", env: map[string]string{"PGJET_NATS": "n", "PGJET_STDOUT": "yaml"}, want: "bad --stdout"},
+		{name: "bad log level", args: []string{"--nats", "n", "--log-level", "loud"}, want: "bad --log-level"},
+		{name: "unknown flag", args: []string{"--nats", "n", "--bogus"}, want: "bogus"},
+		{name: "bad prefix", args: []string{"--nats", "n", "--subject-prefix", "a.>"}, want: "--subject-prefix"},
+		{name: "prefix on raw subjects", args: []string{"--nats", "n", "--subject-prefix", "pgjet.raw"}, want: "overlaps"},
+		{name: "bad stream", args: []string{"--nats", "n", "--stream", "a b"}, want: "--stream"},
+		{name: "missing creds file", args: []string{"--nats", "n", "--creds", "/nonexistent/x.creds"}, want: "bad --creds"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, k := range []string{"PGJET_NATS", "PGJET_SUBJECT_PREFIX", "PGJET_STDOUT", "PGJET_DURABLE"} {
+				t.Setenv(k, "")
+				os.Unsetenv(k)
+			}
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			c, err := parseConfig(tt.args)
+			if tt.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.want) {
+					t.Fatalf("parseConfig = %v, want error with %q", err, tt.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+// syncBuffer collects log output written from several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// run waits for NATS and then for the raw stream, saying so, and relays once
+// both are there.
+func TestRunWaitsForNATSAndRawStream(t *testing.T) {
+	srv := natstest.Run(t)
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	cfg, err := parseConfig([]string{"--nats", srv.ClientURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, log) }()
+
+	waitFor(t, "the wait for the raw stream to be logged", func() bool {
+		return strings.Contains(logs.String(), "raw stream PGJET_RAW does not exist yet")
+	})
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "PGJET_RAW", Subjects: []string{"pgjet.raw.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := wire.Marshal(&wire.Message{
+		Source:    wire.Source{Name: "app", SystemID: 1, Timeline: 1},
+		Relations: []wire.Relation{{Schema: "public", Table: "t", Columns: []wire.Column{{Name: "id", TypeOID: 23, Key: true}}}},
+		Txs: []wire.Tx{{CommitLSN: 0x10, Final: true, Changes: []wire.Change{
+			{Op: wire.OpInsert, New: []wire.Value{{Kind: wire.KindText, Data: []byte("1")}}},
+		}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "pgjet.raw.app", data); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the event in PGJET_EVENTS", func() bool {
+		s, err := js.Stream(ctx, "PGJET_EVENTS")
+		if err != nil {
+			return false
+		}
+		m, err := s.GetLastMsgForSubject(ctx, "postgres.public.t.insert")
+		return err == nil && m.Header.Get(jetstream.MsgIDHeader) == "app.1.1:10:0"
+	})
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run after cancel: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not stop")
+	}
+}
+
+// The binary: user errors are one line and exit 2; an unreachable server is
+// retried with the password redacted; SIGTERM ends it cleanly.
+func TestBinary(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "pgjet-router")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	usageErrors := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--stdout", "yaml", "--nats", "n"}, `pgjet-router: bad --stdout: unknown stdout format "yaml": use json, json-pretty or text`},
+		{nil, "pgjet-router: --nats is required (e.g. --nats nats://127.0.0.1:4222)"},
+		{[]string{"--nats", "n", "--nope"}, "pgjet-router: flag provided but not defined: -nope"},
+	}
+	for _, tt := range usageErrors {
+		cmd := exec.Command(bin, tt.args...)
+		cmd.Env = cleanEnv()
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+			t.Errorf("%v: %v, want exit code 2", tt.args, err)
+		}
+		if got := strings.TrimSuffix(stderr.String(), "\n"); got != tt.want {
+			t.Errorf("%v: stderr %q, want %q", tt.args, got, tt.want)
+		}
+	}
+
+	cmd := exec.Command(bin, "--nats", "nats://bob:s3cret@127.0.0.1:1")
+	cmd.Env = cleanEnv()
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a retry message", func() bool {
+		return strings.Contains(stderr.String(), "nats unreachable at nats://bob:xxxxx@127.0.0.1:1, retrying in 1s")
+	})
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("after SIGTERM: %v, want exit code 0\n%s", err, stderr.String())
+	}
+	if strings.Contains(stderr.String(), "s3cret") {
+		t.Errorf("password logged:\n%s", stderr.String())
+	}
+}
+
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PGJET_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

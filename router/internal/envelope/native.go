@@ -1,0 +1,279 @@
+// Package envelope renders changes as the JSON documents routers publish.
+package envelope
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/pgjet/pgjet/router/internal/value"
+	"github.com/pgjet/pgjet/shared/wire"
+)
+
+// Event is one change to render, with the context it needs.
+type Event struct {
+	Source *wire.Source
+	Tx     *wire.Tx
+	Change *wire.Change
+	// Index is the change's index within its transaction
+	// (Tx.FirstChange + position in Tx.Changes).
+	Index uint64
+	// Rel is the changed relation; for a truncate, the one truncated relation
+	// this event is for (a truncate of several tables is one event per table);
+	// nil for messages.
+	Rel *wire.Relation
+}
+
+// Native renders the native envelope: compact JSON with a fixed key order,
+//
+//	{"op":"update","source":"app","schema":"public","table":"users",
+//	 "lsn":"0/16B3748","xid":734,"commit_time":"2026-11-23T09:00:00.123456Z",
+//	 "index":3,"key":{"id":1},"before":null,"after":{...},"unchanged":["bio"]}
+//
+// It is not safe for concurrent use.
+type Native struct {
+	dec       *value.Decoder
+	unchanged []bool // per column of the current relation: some tuple had it unchanged
+
+	// The last commit time rendered: every change of a transaction repeats it.
+	lastTime     int64
+	lastTimeText []byte
+}
+
+// NewNative returns a Native renderer.
+func NewNative() *Native {
+	return &Native{dec: value.NewDecoder()}
+}
+
+// Append appends the envelope of e to b. On error (an undecodable value, an
+// inconsistent event) b is returned unchanged and the error names the
+// column; the caller dead-letters the change.
+func (n *Native) Append(b []byte, e *Event) ([]byte, error) {
+	out, err := n.append(b, e)
+	if err != nil {
+		return b, err
+	}
+	return out, nil
+}
+
+func (n *Native) append(b []byte, e *Event) ([]byte, error) {
+	if e.Source == nil || e.Tx == nil || e.Change == nil {
+		return b, errors.New("render change: event lacks its source, transaction or change")
+	}
+	c := e.Change
+	b = append(b, `{"op":`...)
+	switch c.Op {
+	case wire.OpInsert, wire.OpUpdate, wire.OpDelete, wire.OpTruncate, wire.OpMessage:
+		b = append(b, '"')
+		b = append(b, c.Op.String()...)
+		b = append(b, '"')
+	default:
+		return b, fmt.Errorf("render change: unknown op %d", c.Op)
+	}
+	b = append(b, `,"source":`...)
+	b = value.AppendString(b, e.Source.Name)
+	if c.Op != wire.OpMessage {
+		if e.Rel == nil {
+			return b, fmt.Errorf("render %s: no relation", c.Op)
+		}
+		b = append(b, `,"schema":`...)
+		b = value.AppendString(b, e.Rel.Schema)
+		b = append(b, `,"table":`...)
+		b = value.AppendString(b, e.Rel.Table)
+	}
+	b = append(b, `,"lsn":"`...)
+	b = appendLSN(b, e.Tx.CommitLSN)
+	b = append(b, `","xid":`...)
+	b = strconv.AppendUint(b, uint64(e.Tx.Xid), 10)
+	b = append(b, `,"commit_time":"`...)
+	if n.lastTimeText == nil || n.lastTime != e.Tx.CommitTime {
+		n.lastTime = e.Tx.CommitTime
+		n.lastTimeText = time.UnixMicro(e.Tx.CommitTime).UTC().AppendFormat(n.lastTimeText[:0], time.RFC3339Nano)
+	}
+	b = append(b, n.lastTimeText...)
+	b = append(b, `","index":`...)
+	b = strconv.AppendUint(b, e.Index, 10)
+
+	switch c.Op {
+	case wire.OpMessage:
+		return appendMessage(b, c), nil
+	case wire.OpTruncate:
+		return appendTruncate(b, c), nil
+	}
+	return n.appendRow(b, e)
+}
+
+func (n *Native) appendRow(b []byte, e *Event) ([]byte, error) {
+	c, rel := e.Change, e.Rel
+	cols := len(rel.Columns)
+	if cap(n.unchanged) < cols {
+		n.unchanged = make([]bool, cols)
+	}
+	n.unchanged = n.unchanged[:cols]
+	clear(n.unchanged)
+
+	var keyFrom, before, after []wire.Value
+	var beforeKeysOnly bool
+	switch c.Op {
+	case wire.OpInsert:
+		keyFrom, after = c.New, c.New
+	case wire.OpUpdate:
+		keyFrom, after = c.New, c.New
+		if len(c.Old) > 0 {
+			keyFrom, before = c.Old, c.Old
+		}
+	case wire.OpDelete:
+		keyFrom, before = c.Old, c.Old
+	}
+	if before != nil {
+		switch c.OldKind {
+		case wire.OldFull:
+		case wire.OldKey:
+			// Non-key columns are NULL placeholders, not values: leave them out.
+			beforeKeysOnly = true
+		default:
+			return b, fmt.Errorf("render %s on %s.%s: old tuple of unknown kind %q", c.Op, rel.Schema, rel.Table, c.OldKind)
+		}
+	}
+
+	var err error
+	b = append(b, `,"key":`...)
+	if b, err = n.appendKey(b, rel, keyFrom); err != nil {
+		return b, err
+	}
+	b = append(b, `,"before":`...)
+	if b, err = n.appendTuple(b, rel, before, beforeKeysOnly); err != nil {
+		return b, err
+	}
+	b = append(b, `,"after":`...)
+	if b, err = n.appendTuple(b, rel, after, false); err != nil {
+		return b, err
+	}
+	first := true
+	for i, u := range n.unchanged {
+		if !u {
+			continue
+		}
+		if first {
+			b = append(b, `,"unchanged":[`...)
+			first = false
+		} else {
+			b = append(b, ',')
+		}
+		b = value.AppendString(b, rel.Columns[i].Name)
+	}
+	if !first {
+		b = append(b, ']')
+	}
+	return append(b, '}'), nil
+}
+
+// appendKey renders the replica identity columns of tuple, or null when the
+// table has none. A key value that is unchanged TOAST is unknown and left out
+// (it is listed in "unchanged" through the tuple it came from).
+func (n *Native) appendKey(b []byte, rel *wire.Relation, tuple []wire.Value) ([]byte, error) {
+	hasKey := false
+	for i := range rel.Columns {
+		if rel.Columns[i].Key {
+			hasKey = true
+			break
+		}
+	}
+	if !hasKey || tuple == nil {
+		return append(b, "null"...), nil
+	}
+	return n.appendTuple(b, rel, tuple, true)
+}
+
+// appendTuple renders tuple as an object of column name to value (only key
+// columns if keysOnly), or null for no tuple. Unchanged TOAST values are left
+// out and marked in n.unchanged.
+func (n *Native) appendTuple(b []byte, rel *wire.Relation, tuple []wire.Value, keysOnly bool) ([]byte, error) {
+	if tuple == nil {
+		return append(b, "null"...), nil
+	}
+	if len(tuple) != len(rel.Columns) {
+		return b, fmt.Errorf("render %s.%s: tuple has %d values, relation has %d columns", rel.Schema, rel.Table, len(tuple), len(rel.Columns))
+	}
+	b = append(b, '{')
+	first := true
+	for i := range tuple {
+		col := &rel.Columns[i]
+		if keysOnly && !col.Key {
+			continue
+		}
+		if tuple[i].Kind == wire.KindUnchanged {
+			n.unchanged[i] = true
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = value.AppendString(b, col.Name)
+		b = append(b, ':')
+		var err error
+		if b, err = n.dec.AppendJSON(b, col, tuple[i]); err != nil {
+			return b, fmt.Errorf("decode %s.%s.%s: %w", rel.Schema, rel.Table, col.Name, err)
+		}
+	}
+	return append(b, '}'), nil
+}
+
+func appendTruncate(b []byte, c *wire.Change) []byte {
+	b = append(b, `,"key":null,"before":null,"after":null`...)
+	if c.TruncateOptions&(wire.TruncateCascade|wire.TruncateRestartIdentity) != 0 {
+		b = append(b, `,"options":[`...)
+		if c.TruncateOptions&wire.TruncateCascade != 0 {
+			b = append(b, `"cascade"`...)
+			if c.TruncateOptions&wire.TruncateRestartIdentity != 0 {
+				b = append(b, ',')
+			}
+		}
+		if c.TruncateOptions&wire.TruncateRestartIdentity != 0 {
+			b = append(b, `"restart_identity"`...)
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}')
+}
+
+// appendMessage renders a logical decoding message. Content is bytes to
+// Postgres; most outbox payloads are text, so it is a string when it is valid
+// UTF-8 and base64 (under another key, so it cannot be mistaken) otherwise.
+func appendMessage(b []byte, c *wire.Change) []byte {
+	b = append(b, `,"prefix":`...)
+	b = value.AppendString(b, c.Prefix)
+	if utf8.Valid(c.Content) {
+		b = append(b, `,"content":`...)
+		b = value.AppendString(b, c.Content)
+	} else {
+		b = append(b, `,"content_base64":"`...)
+		b = base64.StdEncoding.AppendEncode(b, c.Content)
+		b = append(b, '"')
+	}
+	b = append(b, `,"transactional":`...)
+	b = strconv.AppendBool(b, c.Transactional)
+	return append(b, '}')
+}
+
+// appendLSN appends lsn as Postgres prints it: two uppercase hex halves.
+func appendLSN(b []byte, lsn uint64) []byte {
+	b = appendUpperHex(b, lsn>>32)
+	b = append(b, '/')
+	return appendUpperHex(b, lsn&0xFFFFFFFF)
+}
+
+func appendUpperHex(b []byte, v uint64) []byte {
+	start := len(b)
+	b = strconv.AppendUint(b, v, 16)
+	for i := start; i < len(b); i++ {
+		if b[i] >= 'a' {
+			b[i] -= 'a' - 'A'
+		}
+	}
+	return b
+}

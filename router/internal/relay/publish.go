@@ -1,0 +1,108 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// window bounds the publishes awaiting their ack: enough to keep the
+// connection busy, well below the client's default async limit (4000).
+const window = 512
+
+var errAckTimeout = errors.New("no publish ack in time")
+
+// publishAll publishes outs in order and returns once the output stream has
+// acknowledged every one. After a failure it republishes, with the same ids,
+// from the first message not known to be stored, so the stream dedupes what
+// did get stored. Order holds unless a later message got stored while an
+// earlier one was lost (a cluster leader change); the connection has no
+// reconnect buffer so that a reconnect alone cannot cause that.
+func (r *Relay) publishAll(ctx context.Context, raw jetstream.Msg, outs []out) error {
+	// Tell the raw stream now and then that the record is still being
+	// worked on, so that it is not redelivered while a large one publishes
+	// or while we retry.
+	lastSignal := time.Now()
+	inProgress := func() {
+		if time.Since(lastSignal) < r.cfg.AckWait/4 {
+			return
+		}
+		lastSignal = time.Now()
+		if err := raw.InProgress(); err != nil {
+			r.log.Debug("raw record in-progress signal", "err", err)
+		}
+	}
+	backoff := minBackoff
+	done := 0
+	for attempt := 1; ; attempt++ {
+		n, err := r.publishFrom(ctx, outs[done:], inProgress)
+		done += n
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.stats.retries.Add(1)
+		r.log.Warn("publishing to the output stream failed; republishing", "err", err, "stream", r.cfg.Stream,
+			"attempt", attempt, "stored", done, "events", len(outs), "retry_in", backoff)
+		if err := sleep(ctx, backoff); err != nil {
+			return err
+		}
+		inProgress()
+		backoff = min(backoff*2, maxBackoff)
+	}
+}
+
+// publishFrom publishes outs asynchronously, at most window awaiting an ack,
+// and waits for the acks in order. It returns how many leading messages are
+// known to be stored. progress is called after every ack.
+func (r *Relay) publishFrom(ctx context.Context, outs []out, progress func()) (int, error) {
+	futs := make([]jetstream.PubAckFuture, 0, min(len(outs), window))
+	acked := 0
+	timer := time.NewTimer(r.cfg.PublishTimeout)
+	defer timer.Stop()
+	// waitOne waits for the oldest outstanding ack. Publishes resolve out of
+	// order; waiting in order is what tells which prefix is stored.
+	waitOne := func() error {
+		f := futs[0]
+		timer.Reset(r.cfg.PublishTimeout)
+		select {
+		case ack := <-f.Ok():
+			if ack.Duplicate {
+				r.stats.dups.Add(1)
+			}
+		case err := <-f.Err():
+			return fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
+		case <-timer.C:
+			return fmt.Errorf("publish %s: %w (%s)", f.Msg().Subject, errAckTimeout, r.cfg.PublishTimeout)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		futs = futs[1:]
+		acked++
+		progress()
+		return nil
+	}
+	for i := range outs {
+		if len(futs) >= window {
+			if err := waitOne(); err != nil {
+				return acked, err
+			}
+		}
+		f, err := r.js.PublishMsgAsync(outs[i].msg, jetstream.WithExpectStream(r.cfg.Stream))
+		if err != nil {
+			return acked, fmt.Errorf("publish %s: %w", outs[i].msg.Subject, err)
+		}
+		futs = append(futs, f)
+	}
+	for len(futs) > 0 {
+		if err := waitOne(); err != nil {
+			return acked, err
+		}
+	}
+	return acked, nil
+}

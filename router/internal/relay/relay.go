@@ -1,0 +1,327 @@
+// Package relay is the router's pipeline. It reads raw records from the raw
+// stream with a durable consumer, one at a time and in stream order, renders
+// every change as a native event, publishes the events to the output stream
+// with deterministic Nats-Msg-Ids, and acknowledges a raw record only once
+// every event of it is stored. A crash at any point therefore leads to a
+// redelivery whose events the output stream deduplicates.
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/router/internal/envelope"
+	"github.com/pgjet/pgjet/router/internal/stdout"
+	"github.com/pgjet/pgjet/router/internal/subject"
+	"github.com/pgjet/pgjet/shared/wire"
+)
+
+// RawFilter selects the raw records of every source.
+const RawFilter = "pgjet.raw.>"
+
+// Config configures a Relay.
+type Config struct {
+	RawStream string // raw stream to read
+	Durable   string // durable consumer on it
+	Stream    string // output stream, created when missing
+	Prefix    string // first token(s) of every output subject
+	// Stdout, when set, also prints every event once it is stored.
+	Stdout *stdout.Sink
+	// PublishTimeout bounds the wait for one publish ack before republishing.
+	// Default 10 s.
+	PublishTimeout time.Duration
+	// AckWait is the raw consumer's ack wait. Default 60 s.
+	AckWait time.Duration
+	// PersistAsync creates the output stream with async persistence: much
+	// faster when the server fsyncs every write, but a crash of the server
+	// can lose the latest acknowledged events (rebuild them by replaying the
+	// raw stream). Only for a stream this relay creates.
+	PersistAsync bool
+	// StatsEvery is the interval of the progress log line. Default 10 s.
+	StatsEvery time.Duration
+	Log        *slog.Logger
+}
+
+// Relay moves events from the raw stream to the output stream.
+type Relay struct {
+	js     jetstream.JetStream
+	cfg    Config
+	log    *slog.Logger
+	native *envelope.Native
+	dead   string // dead-letter subject
+
+	// last is the stream sequence of the last raw record fully handled; the
+	// next one must be last+1 or records are missing.
+	last uint64
+
+	// Scratch buffers, reused across events.
+	idBuf   []byte
+	subjBuf []byte
+
+	stats stats
+}
+
+type stats struct {
+	raw      atomic.Uint64 // raw records handled
+	events   atomic.Uint64 // events stored
+	dead     atomic.Uint64 // events sent to the dead-letter subject
+	dups     atomic.Uint64 // publishes the output stream reported as duplicates
+	retries  atomic.Uint64 // republish rounds
+	lastSeq  atomic.Uint64 // raw stream sequence of the last record handled
+	lag      atomic.Uint64 // raw records left to read, as of the last one
+	redelivs atomic.Uint64 // raw records delivered again after being handled
+}
+
+// Check reports what is wrong with c, in terms of the router's flags.
+func (c Config) Check() error {
+	for _, n := range []struct{ flag, v string }{{"--raw-stream", c.RawStream}, {"--durable", c.Durable}, {"--stream", c.Stream}} {
+		if n.v == "" || strings.ContainsAny(n.v, ".*>/\\ \t\r\n") {
+			return fmt.Errorf("bad %s %q: use letters, digits, '_' and '-'", n.flag, n.v)
+		}
+	}
+	if err := subject.ValidPrefix(c.Prefix); err != nil {
+		return fmt.Errorf("bad --subject-prefix: %w", err)
+	}
+	if covers(RawFilter, c.Prefix+".>") || covers(c.Prefix+".>", RawFilter) {
+		return fmt.Errorf("bad --subject-prefix %q: it overlaps the raw subjects %s", c.Prefix, RawFilter)
+	}
+	return nil
+}
+
+// New checks cfg and returns a Relay. js should be created with
+// jetstream.WithPublishAsyncTimeout, so that an ack that never arrives also
+// releases the client's bookkeeping; the relay enforces PublishTimeout itself
+// either way.
+func New(js jetstream.JetStream, cfg Config) (*Relay, error) {
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
+	if cfg.PublishTimeout <= 0 {
+		cfg.PublishTimeout = 10 * time.Second
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = 60 * time.Second
+	}
+	if cfg.StatsEvery <= 0 {
+		cfg.StatsEvery = 10 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	return &Relay{
+		js:     js,
+		cfg:    cfg,
+		log:    cfg.Log,
+		native: envelope.NewNative(),
+		dead:   subject.DeadLetter(cfg.Prefix),
+	}, nil
+}
+
+// Run relays until ctx ends (then it returns nil) or a failure that needs an
+// operator: missing raw records, a raw record it cannot read, a consumer
+// that went away.
+func (r *Relay) Run(ctx context.Context) (err error) {
+	defer func() {
+		if r.cfg.Stdout != nil {
+			if ferr := r.cfg.Stdout.Flush(); ferr != nil && err == nil {
+				err = ferr
+			}
+		}
+		r.log.Info("stopped", r.totals()...)
+	}()
+
+	cons, err := r.setup(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	// One raw record at a time (the consumer allows one unacknowledged), so
+	// the iterator buffers at most one.
+	it, err := cons.Messages(jetstream.PullMaxMessages(1))
+	if err != nil {
+		return fmt.Errorf("read raw stream %s: %w", r.cfg.RawStream, err)
+	}
+	defer it.Stop()
+
+	statsCtx, stopStats := context.WithCancel(ctx)
+	defer stopStats()
+	go r.logStats(statsCtx)
+
+	for {
+		msg, err := it.Next(jetstream.NextContext(ctx))
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, jetstream.ErrNoHeartbeat) {
+			// The server went quiet (e.g. a reconnect); the iterator pulls again.
+			r.log.Warn("no heartbeat from the raw consumer; pulling again", "stream", r.cfg.RawStream, "durable", r.cfg.Durable)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read raw stream %s with consumer %s: %w", r.cfg.RawStream, r.cfg.Durable, err)
+		}
+		if err := r.handle(ctx, msg); err != nil {
+			// Leave the record unacknowledged, and have it redelivered at
+			// once rather than after the ack wait: a restart repeats it and
+			// the output stream dedupes what was already stored.
+			if nerr := msg.Nak(); nerr != nil {
+				r.log.Debug("nak raw record", "err", nerr)
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// handle relays one raw record.
+func (r *Relay) handle(ctx context.Context, msg jetstream.Msg) error {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return fmt.Errorf("raw record without JetStream metadata: %w", err)
+	}
+	seq := meta.Sequence.Stream
+	if seq <= r.last {
+		// Delivered again after being handled (an ack got lost): its events
+		// are stored, so just acknowledge it again.
+		r.stats.redelivs.Add(1)
+		r.log.Debug("raw record already relayed; acknowledging again", "seq", seq)
+		return r.ack(ctx, msg)
+	}
+	if seq != r.last+1 {
+		return &GapError{Stream: r.cfg.RawStream, Durable: r.cfg.Durable, First: r.last + 1, Last: seq - 1}
+	}
+	start := time.Now()
+	var m wire.Message
+	if err := wire.Unmarshal(msg.Data(), &m); err != nil {
+		return fmt.Errorf("raw record %d of stream %s (subject %s): %w", seq, r.cfg.RawStream, msg.Subject(), err)
+	}
+	b := r.render(&m, len(msg.Data()))
+	if err := r.publishAll(ctx, msg, b.outs); err != nil {
+		return err
+	}
+	if r.cfg.Stdout != nil {
+		if err := r.print(b.outs); err != nil {
+			return err
+		}
+	}
+	if err := r.ack(ctx, msg); err != nil {
+		return err
+	}
+	r.last = seq
+	r.stats.raw.Add(1)
+	r.stats.events.Add(uint64(len(b.outs) - b.dead))
+	r.stats.dead.Add(uint64(b.dead))
+	r.stats.lastSeq.Store(seq)
+	r.stats.lag.Store(meta.NumPending)
+	r.log.Debug("relayed raw record", "seq", seq, "source", m.Source.Name, "txs", len(m.Txs), "events", len(b.outs)-b.dead,
+		"dead_letters", b.dead, "pending", meta.NumPending, "took", time.Since(start))
+	return nil
+}
+
+func (r *Relay) print(outs []out) error {
+	for i := range outs {
+		if outs[i].dead {
+			continue
+		}
+		if err := r.cfg.Stdout.Write(&outs[i].ev, outs[i].msg.Data); err != nil {
+			return err
+		}
+	}
+	return r.cfg.Stdout.Flush()
+}
+
+// ack acknowledges a raw record and waits for the server to confirm it,
+// retrying: with one unacknowledged record allowed, a lost ack would stall
+// the consumer for the whole ack wait.
+func (r *Relay) ack(ctx context.Context, msg jetstream.Msg) error {
+	backoff := minBackoff
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
+		err := msg.DoubleAck(actx)
+		cancel()
+		if err == nil || errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.log.Warn("acknowledging raw record failed, retrying", "err", err, "attempt", attempt, "retry_in", backoff)
+		if err := sleep(ctx, backoff); err != nil {
+			return err
+		}
+		backoff = min(backoff*2, maxBackoff)
+	}
+}
+
+func (r *Relay) logStats(ctx context.Context) {
+	t := time.NewTicker(r.cfg.StatsEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			r.log.Info("progress", r.totals()...)
+		}
+	}
+}
+
+func (r *Relay) totals() []any {
+	return []any{
+		"raw_records", r.stats.raw.Load(),
+		"events", r.stats.events.Load(),
+		"dead_letters", r.stats.dead.Load(),
+		"duplicates", r.stats.dups.Load(),
+		"republish_rounds", r.stats.retries.Load(),
+		"raw_seq", r.stats.lastSeq.Load(),
+		"raw_pending", r.stats.lag.Load(),
+	}
+}
+
+// Stats are the relay's running totals.
+type Stats struct {
+	RawRecords  uint64
+	Events      uint64
+	DeadLetters uint64
+	Duplicates  uint64
+	Republishes uint64
+	Redelivered uint64
+}
+
+// Stats returns the totals so far; safe to call while Run runs.
+func (r *Relay) Stats() Stats {
+	return Stats{
+		RawRecords:  r.stats.raw.Load(),
+		Events:      r.stats.events.Load(),
+		DeadLetters: r.stats.dead.Load(),
+		Duplicates:  r.stats.dups.Load(),
+		Republishes: r.stats.retries.Load(),
+		Redelivered: r.stats.redelivs.Load(),
+	}
+}
+
+const (
+	minBackoff = 100 * time.Millisecond
+	maxBackoff = 10 * time.Second
+)
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

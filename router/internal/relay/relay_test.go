@@ -1,0 +1,733 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/router/internal/stdout"
+	"github.com/pgjet/pgjet/shared/natstest"
+	"github.com/pgjet/pgjet/shared/wire"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+const (
+	rawStream = "PGJET_RAW"
+	outStream = "PGJET_EVENTS"
+	durable   = "pgjet-router"
+)
+
+var (
+	srcTest  = wire.Source{Name: "test", SystemID: 7300000000000000001, Timeline: 1, Database: "app", Slot: "pgjet"}
+	srcOther = wire.Source{Name: "other", SystemID: 42, Timeline: 3, Database: "crm", Slot: "other"}
+
+	users = wire.Relation{ID: 16384, Schema: "public", Table: "users", ReplicaIdentity: 'd', Columns: []wire.Column{
+		{Name: "id", TypeOID: 23, TypeMod: -1, Key: true},
+		{Name: "name", TypeOID: 25, TypeMod: -1},
+	}}
+	orders = wire.Relation{ID: 16390, Schema: "public", Table: "orders", ReplicaIdentity: 'd', Columns: []wire.Column{
+		{Name: "id", TypeOID: 23, TypeMod: -1, Key: true},
+	}}
+	hostile = wire.Relation{ID: 16400, Schema: "we.ird", Table: "my >table*", ReplicaIdentity: 'd', Columns: []wire.Column{
+		{Name: "id", TypeOID: 23, TypeMod: -1, Key: true},
+	}}
+)
+
+func text(s string) wire.Value { return wire.Value{Kind: wire.KindText, Data: []byte(s)} }
+
+// rawRecords are two raw records of source "test" and one of source "other":
+// every op, a truncate of two tables, a logical decoding message, and a table
+// whose name would break a subject.
+func rawRecords() []*wire.Message {
+	return []*wire.Message{
+		{
+			Source:    srcTest,
+			Relations: []wire.Relation{users, orders},
+			Txs: []wire.Tx{
+				{Xid: 700, CommitLSN: 0x1000, EndLSN: 0x1010, CommitTime: 1_700_000_000_000_000, Final: true, Changes: []wire.Change{
+					{Op: wire.OpInsert, Rel: 0, New: []wire.Value{text("1"), text("ann")}},
+					{Op: wire.OpUpdate, Rel: 0, New: []wire.Value{text("1"), text("bob")}},
+					{Op: wire.OpDelete, Rel: 0, OldKind: wire.OldKey, Old: []wire.Value{text("1"), {Kind: wire.KindNull}}},
+				}},
+				{Xid: 701, CommitLSN: 0x2000, EndLSN: 0x2010, CommitTime: 1_700_000_001_000_000, Final: true, Changes: []wire.Change{
+					{Op: wire.OpTruncate, TruncateRels: []int32{0, 1}},
+					{Op: wire.OpMessage, Prefix: "outbox", Content: []byte(`{"hello":"world"}`), Transactional: true},
+				}},
+			},
+		},
+		{
+			Source:    srcTest,
+			Relations: []wire.Relation{orders, hostile},
+			Txs: []wire.Tx{
+				// A later fragment of a large transaction: indexes continue.
+				{Xid: 702, CommitLSN: 0x3000, EndLSN: 0x3010, CommitTime: 1_700_000_002_000_000, Fragment: 1, Final: true, FirstChange: 5, Changes: []wire.Change{
+					{Op: wire.OpInsert, Rel: 0, New: []wire.Value{text("7")}},
+					{Op: wire.OpInsert, Rel: 1, New: []wire.Value{text("8")}},
+				}},
+			},
+		},
+		{
+			Source:    srcOther,
+			Relations: []wire.Relation{orders},
+			Txs: []wire.Tx{
+				{Xid: 9, CommitLSN: 0x5_0000_0100, EndLSN: 0x5_0000_0110, CommitTime: 1_700_000_003_000_000, Final: true, Changes: []wire.Change{
+					{Op: wire.OpDelete, Rel: 0, OldKind: wire.OldKey, Old: []wire.Value{text("7")}},
+				}},
+			},
+		},
+	}
+}
+
+// wantEvent is an output message as the relay must publish it.
+type wantEvent struct{ subject, id string }
+
+// wantEvents are the outputs of rawRecords, in order.
+var wantEvents = []wantEvent{
+	{"postgres.public.users.insert", "test.7300000000000000001.1:1000:0"},
+	{"postgres.public.users.update", "test.7300000000000000001.1:1000:1"},
+	{"postgres.public.users.delete", "test.7300000000000000001.1:1000:2"},
+	{"postgres.public.users.truncate", "test.7300000000000000001.1:2000:0.0"},
+	{"postgres.public.orders.truncate", "test.7300000000000000001.1:2000:0.1"},
+	{"postgres._messages.outbox", "test.7300000000000000001.1:2000:1"},
+	{"postgres.public.orders.insert", "test.7300000000000000001.1:3000:5"},
+	{"postgres.we%2Eird.my%20%3Etable%2A.insert", "test.7300000000000000001.1:3000:6"},
+	{"postgres.public.orders.delete", "other.42.3:500000100:0"},
+}
+
+// eventsPerRecord is how many outputs each of rawRecords has.
+var eventsPerRecord = []int{6, 2, 1}
+
+type env struct {
+	t  *testing.T
+	js jetstream.JetStream
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	srv := natstest.Run(t)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = js.CreateStream(context.Background(), jetstream.StreamConfig{
+		Name: rawStream, Subjects: []string{"pgjet.raw.>"}, Storage: jetstream.FileStorage,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, js: js}
+}
+
+func (e *env) publishRaw(msgs ...*wire.Message) {
+	e.t.Helper()
+	for _, m := range msgs {
+		data, err := wire.Marshal(m)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		e.publishBytes("pgjet.raw."+m.Source.Name, data)
+	}
+}
+
+func (e *env) publishBytes(subj string, data []byte) {
+	e.t.Helper()
+	if _, err := e.js.Publish(context.Background(), subj, data); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// running is a relay running in the background.
+type running struct {
+	r      *Relay
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (e *env) start(stdoutSink *stdout.Sink) *running {
+	e.t.Helper()
+	r, err := New(e.js, Config{
+		RawStream: rawStream, Durable: durable, Stream: outStream, Prefix: "postgres",
+		Stdout: stdoutSink, PublishTimeout: 2 * time.Second, Log: testLogger(e.t),
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	run := &running{r: r, cancel: cancel, done: make(chan error, 1)}
+	go func() { run.done <- r.Run(ctx) }()
+	e.t.Cleanup(func() {
+		cancel()
+		<-run.done
+	})
+	return run
+}
+
+// stop cancels the relay and returns what Run returned.
+func (run *running) stop(t *testing.T) error {
+	t.Helper()
+	run.cancel()
+	select {
+	case err := <-run.done:
+		run.done <- err // for the cleanup
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("relay did not stop within 10 s of cancel")
+		return nil
+	}
+}
+
+// wait returns the error Run ends with on its own.
+func (run *running) wait(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-run.done:
+		run.done <- err
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("relay did not stop within 10 s")
+		return nil
+	}
+}
+
+func (e *env) outputs() []*jetstream.RawStreamMsg {
+	e.t.Helper()
+	ctx := context.Background()
+	s, err := e.js.Stream(ctx, outStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var out []*jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; seq > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// consumer returns the relay's consumer, nil before the relay created it.
+func (e *env) consumer() *jetstream.ConsumerInfo {
+	e.t.Helper()
+	c, err := e.js.Consumer(context.Background(), rawStream, durable)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil
+	}
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	info, err := c.Info(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return info
+}
+
+// waitFor polls cond until it holds, failing after 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (e *env) waitOutputs(n int) []*jetstream.RawStreamMsg {
+	e.t.Helper()
+	var got []*jetstream.RawStreamMsg
+	waitFor(e.t, fmt.Sprintf("%d output events", n), func() bool {
+		got = e.outputs()
+		return len(got) >= n
+	})
+	return got
+}
+
+func (e *env) waitAckFloor(seq uint64) {
+	e.t.Helper()
+	waitFor(e.t, fmt.Sprintf("raw ack floor %d", seq), func() bool {
+		ci := e.consumer()
+		return ci != nil && ci.AckFloor.Stream >= seq && ci.NumAckPending == 0
+	})
+}
+
+func checkOutputs(t *testing.T, got []*jetstream.RawStreamMsg, want []wantEvent) {
+	t.Helper()
+	if len(got) != len(want) {
+		for _, m := range got {
+			t.Logf("got %s %s %s", m.Subject, m.Header.Get(jetstream.MsgIDHeader), m.Data)
+		}
+		t.Fatalf("output stream holds %d events, want %d", len(got), len(want))
+	}
+	for i, w := range want {
+		if got[i].Subject != w.subject || got[i].Header.Get(jetstream.MsgIDHeader) != w.id {
+			t.Errorf("event %d: subject %q id %q, want %q %q", i, got[i].Subject, got[i].Header.Get(jetstream.MsgIDHeader), w.subject, w.id)
+		}
+		if !json.Valid(got[i].Data) {
+			t.Errorf("event %d: not JSON: %s", i, got[i].Data)
+		}
+	}
+}
+
+func TestRelaysInOrderWithIDs(t *testing.T) {
+	e := newEnv(t)
+	e.publishRaw(rawRecords()...)
+	var out bytes.Buffer
+	run := e.start(stdout.New(&out, stdout.JSON, time.UTC))
+
+	checkOutputs(t, e.waitOutputs(len(wantEvents)), wantEvents)
+	e.waitAckFloor(3)
+	if err := run.stop(t); err != nil {
+		t.Fatalf("Run after cancel: %v, want nil", err)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != len(wantEvents) {
+		t.Fatalf("stdout has %d lines, want %d:\n%s", len(lines), len(wantEvents), out.String())
+	}
+	for i, m := range e.outputs() {
+		if lines[i] != string(m.Data) {
+			t.Errorf("stdout line %d = %s, want the stored event %s", i, lines[i], m.Data)
+		}
+	}
+	st := run.r.Stats()
+	if st.RawRecords != 3 || st.Events != uint64(len(wantEvents)) || st.Duplicates != 0 || st.DeadLetters != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// The output stream refuses events beyond its first three: the relay must
+// keep the raw record unacknowledged and republish until the events are
+// stored, then acknowledge it, without storing any event twice.
+func TestAcksRawRecordOnlyAfterItsEventsAreStored(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	_, err := e.js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: outStream, Subjects: []string{"postgres.>"}, Storage: jetstream.FileStorage,
+		MaxMsgs: 3, Discard: jetstream.DiscardNew, Duplicates: 10 * time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.publishRaw(rawRecords()...)
+	run := e.start(nil)
+
+	waitFor(t, "republish rounds", func() bool { return run.r.Stats().Republishes >= 2 })
+	if got := len(e.outputs()); got != 3 {
+		t.Fatalf("output holds %d events, want the 3 the stream accepts", got)
+	}
+	if ci := e.consumer(); ci.AckFloor.Stream != 0 || ci.NumAckPending != 1 {
+		t.Fatalf("raw record acknowledged before its events were stored: ack floor %d, pending %d", ci.AckFloor.Stream, ci.NumAckPending)
+	}
+
+	_, err = e.js.UpdateStream(ctx, jetstream.StreamConfig{
+		Name: outStream, Subjects: []string{"postgres.>"}, Storage: jetstream.FileStorage,
+		MaxMsgs: -1, Discard: jetstream.DiscardNew, Duplicates: 10 * time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkOutputs(t, e.waitOutputs(len(wantEvents)), wantEvents)
+	e.waitAckFloor(3)
+}
+
+// A relay stopped in the middle of a raw record (its events partly stored)
+// leaves it unacknowledged; the next relay repeats it and the stream
+// dedupes. Then a replay of everything stores nothing new.
+func TestRestartAndReplayStoreNoDuplicates(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	cfg := jetstream.StreamConfig{
+		Name: outStream, Subjects: []string{"postgres.>"}, Storage: jetstream.FileStorage,
+		MaxMsgs: 4, Discard: jetstream.DiscardNew, Duplicates: 10 * time.Minute,
+	}
+	if _, err := e.js.CreateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	e.publishRaw(rawRecords()...)
+
+	first := e.start(nil)
+	waitFor(t, "a republish round", func() bool { return first.r.Stats().Republishes >= 1 })
+	if err := first.stop(t); err != nil {
+		t.Fatalf("Run after cancel: %v, want nil", err)
+	}
+	if ci := e.consumer(); ci.AckFloor.Stream != 0 {
+		t.Fatalf("abandoned raw record was acknowledged (ack floor %d)", ci.AckFloor.Stream)
+	}
+
+	cfg.MaxMsgs = -1
+	if _, err := e.js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	second := e.start(nil)
+	checkOutputs(t, e.waitOutputs(len(wantEvents)), wantEvents)
+	e.waitAckFloor(3)
+	if err := second.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if got := second.r.Stats().Duplicates; got != 4 {
+		t.Errorf("second relay saw %d duplicates, want the 4 events the first one stored", got)
+	}
+
+	// Replay the raw stream from the start into the same output.
+	if err := e.js.DeleteConsumer(ctx, rawStream, durable); err != nil {
+		t.Fatal(err)
+	}
+	third := e.start(nil)
+	e.waitAckFloor(3)
+	if err := third.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	checkOutputs(t, e.outputs(), wantEvents)
+	if st := third.r.Stats(); st.Duplicates != uint64(len(wantEvents)) || st.Events != uint64(len(wantEvents)) {
+		t.Errorf("replay stats %+v: want every event published and deduplicated", st)
+	}
+}
+
+// A router killed while holding a raw record leaves it unacknowledged on the
+// consumer; the next one must get it at once, not after the 60 s ack wait.
+func TestPendingRecordOfKilledRouterIsRedeliveredAtOnce(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.publishRaw(rawRecords()...)
+	cons, err := e.js.CreateConsumer(ctx, rawStream, jetstream.ConsumerConfig{
+		Durable: durable, DeliverPolicy: jetstream.DeliverAllPolicy, AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: time.Minute, MaxAckPending: 1, FilterSubject: RawFilter,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range batch.Messages() {
+		// Taken and never acknowledged, like a router killed with -9.
+	}
+	if ci := e.consumer(); ci.NumAckPending != 1 {
+		t.Fatalf("setup: %d pending, want 1", ci.NumAckPending)
+	}
+	e.start(nil)
+	checkOutputs(t, e.waitOutputs(len(wantEvents)), wantEvents)
+	e.waitAckFloor(3)
+}
+
+func TestGapStopsTheRelay(t *testing.T) {
+	tests := []struct {
+		name string
+		// relayed records are relayed by an earlier router before the deletion.
+		relayed     int
+		deleteSeqs  []uint64
+		first, last uint64
+		// events stored before the stop.
+		events int
+	}{
+		{name: "deleted in the middle before first read", deleteSeqs: []uint64{2}, first: 2, last: 2, events: 6},
+		{name: "expired at the head while the router was down", relayed: 1, deleteSeqs: []uint64{1, 2}, first: 2, last: 2, events: 6},
+		{name: "several missing after a restart", relayed: 1, deleteSeqs: []uint64{2, 3}, first: 2, last: 3, events: 6},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			recs := rawRecords()
+			// A fourth record, so a gap before it is seen on delivery.
+			recs = append(recs, &wire.Message{Source: srcTest, Relations: []wire.Relation{orders}, Txs: []wire.Tx{
+				{Xid: 800, CommitLSN: 0x9000, Final: true, Changes: []wire.Change{{Op: wire.OpInsert, New: []wire.Value{text("9")}}}},
+			}})
+			e.publishRaw(recs[:tt.relayed]...)
+			if tt.relayed > 0 {
+				run := e.start(nil)
+				e.waitAckFloor(uint64(tt.relayed))
+				if err := run.stop(t); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.publishRaw(recs[tt.relayed:]...)
+			s, err := e.js.Stream(context.Background(), rawStream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, seq := range tt.deleteSeqs {
+				if err := s.DeleteMsg(context.Background(), seq); err != nil {
+					t.Fatal(err)
+				}
+			}
+			run := e.start(nil)
+			err = run.wait(t)
+			var gap *GapError
+			if !errors.As(err, &gap) || !errors.Is(err, ErrGap) {
+				t.Fatalf("Run = %v, want a gap error", err)
+			}
+			if gap.First != tt.first || gap.Last != tt.last {
+				t.Errorf("gap %d-%d, want %d-%d", gap.First, gap.Last, tt.first, tt.last)
+			}
+			if want := fmt.Sprintf("records %d-%d", tt.first, tt.last); !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q does not name %q", err, want)
+			}
+			if got := len(e.outputs()); got != tt.events {
+				t.Errorf("%d events stored, want %d", got, tt.events)
+			}
+		})
+	}
+}
+
+func TestUndecodableValueGoesToDeadLetter(t *testing.T) {
+	e := newEnv(t)
+	e.publishRaw(&wire.Message{
+		Source:    srcTest,
+		Relations: []wire.Relation{users},
+		Txs: []wire.Tx{{Xid: 5, CommitLSN: 0x1_0000_2000, CommitTime: 1_700_000_000_000_000, Final: true, Changes: []wire.Change{
+			{Op: wire.OpInsert, Rel: 0, New: []wire.Value{text("abc"), text("x")}},
+			{Op: wire.OpInsert, Rel: 0, New: []wire.Value{text("2"), text("y")}},
+		}}},
+	})
+	e.start(nil)
+	got := e.waitOutputs(2)
+	checkOutputs(t, got, []wantEvent{
+		{"postgres._deadletter", "test.7300000000000000001.1:100002000:0:dlq"},
+		{"postgres.public.users.insert", "test.7300000000000000001.1:100002000:1"},
+	})
+	var d struct {
+		Error  string `json:"error"`
+		ID     string `json:"id"`
+		LSN    string `json:"lsn"`
+		Index  uint64 `json:"index"`
+		Op     string `json:"op"`
+		Schema string `json:"schema"`
+		Table  string `json:"table"`
+		Source struct {
+			Name     string `json:"name"`
+			SystemID string `json:"system_id"`
+		} `json:"source"`
+		New []struct {
+			Column string `json:"column"`
+			Kind   string `json:"kind"`
+			Data   []byte `json:"data"`
+		} `json:"new"`
+	}
+	if err := json.Unmarshal(got[0].Data, &d); err != nil {
+		t.Fatalf("dead letter %s: %v", got[0].Data, err)
+	}
+	if d.Error == "" || d.ID != "test.7300000000000000001.1:100002000:0" || d.LSN != "1/2000" || d.Index != 0 || d.Op != "insert" ||
+		d.Schema != "public" || d.Table != "users" || d.Source.Name != "test" || d.Source.SystemID != "7300000000000000001" {
+		t.Errorf("dead letter %s", got[0].Data)
+	}
+	if len(d.New) != 2 || d.New[0].Column != "id" || d.New[0].Kind != "text" || string(d.New[0].Data) != "abc" {
+		t.Errorf("dead letter values %+v", d.New)
+	}
+	if !strings.Contains(string(got[0].Data), `"data":"YWJj"`) {
+		t.Errorf("dead letter does not carry the raw value in base64: %s", got[0].Data)
+	}
+	e.waitAckFloor(1)
+}
+
+// A row whose event would exceed the server's max_payload (control
+// characters grow sixfold in JSON) is dead-lettered without its values.
+func TestEventTooLargeGoesToDeadLetter(t *testing.T) {
+	e := newEnv(t)
+	huge := strings.Repeat("\x01", 300_000)
+	e.publishRaw(&wire.Message{
+		Source:    srcTest,
+		Relations: []wire.Relation{users},
+		Txs: []wire.Tx{{Xid: 5, CommitLSN: 0x2000, Final: true, Changes: []wire.Change{
+			{Op: wire.OpInsert, Rel: 0, New: []wire.Value{text("1"), text(huge)}},
+		}}},
+	})
+	e.start(nil)
+	got := e.waitOutputs(1)
+	checkOutputs(t, got, []wantEvent{{"postgres._deadletter", "test.7300000000000000001.1:2000:0:dlq"}})
+	doc := string(got[0].Data)
+	if !strings.Contains(doc, "max_payload") || !strings.Contains(doc, `"values_omitted":true`) || len(doc) > 2000 {
+		t.Errorf("dead letter: %.500s", doc)
+	}
+	e.waitAckFloor(1)
+}
+
+func TestUnreadableRawRecordStopsTheRelay(t *testing.T) {
+	newer := rawRecords()[0]
+	newer.Version = wire.Version + 1
+	newerBytes, err := msgpack.Marshal(newer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"newer format version", newerBytes, "upgrade pgjet"},
+		{"not msgpack", []byte("hello"), "raw record 2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.publishRaw(rawRecords()[1])
+			e.publishBytes("pgjet.raw.test", tt.data)
+			run := e.start(nil)
+			err := run.wait(t)
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "raw record 2") {
+				t.Fatalf("Run = %v, want an error naming raw record 2 and %q", err, tt.want)
+			}
+			if ci := e.consumer(); ci.AckFloor.Stream != 1 {
+				t.Errorf("ack floor %d, want 1: the unreadable record must stay unacknowledged", ci.AckFloor.Stream)
+			}
+			if got := len(e.outputs()); got != 2 {
+				t.Errorf("%d events, want the 2 of the first record", got)
+			}
+		})
+	}
+}
+
+func TestWaitsForTheRawStream(t *testing.T) {
+	srv := natstest.Run(t)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, js: js}
+	run := e.start(nil)
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case err := <-run.done:
+		t.Fatalf("Run returned %v without a raw stream; want it to wait", err)
+	default:
+	}
+	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: rawStream, Subjects: []string{"pgjet.raw.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	e.publishRaw(rawRecords()...)
+	checkOutputs(t, e.waitOutputs(len(wantEvents)), wantEvents)
+	if err := run.stop(t); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	ok := Config{RawStream: rawStream, Durable: durable, Stream: outStream, Prefix: "postgres"}
+	tests := []struct {
+		name   string
+		change func(*Config)
+		want   string // "" for valid
+	}{
+		{"defaults", func(*Config) {}, ""},
+		{"multi-token prefix", func(c *Config) { c.Prefix = "acme.cdc" }, ""},
+		{"prefix with wildcard", func(c *Config) { c.Prefix = "a.*" }, "--subject-prefix"},
+		{"prefix overlapping raw", func(c *Config) { c.Prefix = "pgjet" }, "overlaps"},
+		{"prefix inside raw", func(c *Config) { c.Prefix = "pgjet.raw.x" }, "overlaps"},
+		{"stream with dot", func(c *Config) { c.Stream = "A.B" }, "--stream"},
+		{"empty durable", func(c *Config) { c.Durable = "" }, "--durable"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := ok
+			tt.change(&c)
+			err := c.Check()
+			if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("Check() = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestCovers(t *testing.T) {
+	tests := []struct {
+		p, s string
+		want bool
+	}{
+		{"pgjet.raw.>", "pgjet.raw.>", true},
+		{"pgjet.raw.>", "pgjet.raw.a", true},
+		{"pgjet.raw.>", "pgjet.raw.*", true},
+		{"pgjet.raw.>", "pgjet.raw", false},
+		{"pgjet.raw.>", "pgjet.>", false},
+		{"pgjet.raw.>", "pgjet.*.x", false},
+		{">", "a.b", true},
+		{"a.*", "a.b", true},
+		{"a.*", "a.>", false},
+		{"a.b", "a.b", true},
+		{"a.b", "a.c", false},
+	}
+	for _, tt := range tests {
+		if got := covers(tt.p, tt.s); got != tt.want {
+			t.Errorf("covers(%q, %q) = %v, want %v", tt.p, tt.s, got, tt.want)
+		}
+	}
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+// The production case: records expire by the raw stream's max age while the
+// router is down.
+func TestGapFromMaxAgeExpiry(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := e.js.UpdateStream(ctx, jetstream.StreamConfig{
+		Name: rawStream, Subjects: []string{"pgjet.raw.>"}, Storage: jetstream.FileStorage, MaxAge: time.Second,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	recs := rawRecords()
+	e.publishRaw(recs[0])
+	run := e.start(nil)
+	e.waitAckFloor(1)
+	if err := run.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	e.publishRaw(recs[1], recs[2])
+	waitFor(t, "raw records to expire", func() bool {
+		s, err := e.js.Stream(ctx, rawStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(ctx)
+		return err == nil && info.State.Msgs == 0
+	})
+	e.publishRaw(recs[0])
+	err := e.start(nil).wait(t)
+	var gap *GapError
+	if !errors.As(err, &gap) || gap.First != 2 || gap.Last != 3 {
+		t.Fatalf("Run = %v, want records 2-3 missing", err)
+	}
+}

@@ -1,0 +1,94 @@
+package relay
+
+import (
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/router/internal/envelope"
+	"github.com/pgjet/pgjet/router/internal/subject"
+	"github.com/pgjet/pgjet/shared/wire"
+)
+
+// out is one message to publish: an event, or the dead letter of one.
+type out struct {
+	ev   envelope.Event
+	msg  *nats.Msg
+	dead bool
+}
+
+// batch is everything one raw record turns into, in commit order.
+type batch struct {
+	outs []out
+	dead int
+	// maxPayload is the server's limit for one message, headers included.
+	maxPayload int64
+}
+
+// render turns every change of m into its output message. rawSize sizes the
+// buffer that holds the rendered events.
+func (r *Relay) render(m *wire.Message, rawSize int) *batch {
+	b := &batch{maxPayload: r.js.Conn().MaxPayload()}
+	// Each raw record gets its own buffer: published messages keep pointing
+	// into it until their acks arrive, and the client may resend them.
+	arena := make([]byte, 0, 2*rawSize)
+	for ti := range m.Txs {
+		tx := &m.Txs[ti]
+		for ci := range tx.Changes {
+			c := &tx.Changes[ci]
+			ev := envelope.Event{Source: &m.Source, Tx: tx, Change: c, Index: tx.FirstChange + uint64(ci)}
+			switch c.Op {
+			case wire.OpMessage:
+				arena = r.renderOne(b, arena, ev, -1)
+			case wire.OpTruncate:
+				// One event per table, each on its table's subject.
+				for n, ri := range c.TruncateRels {
+					ev.Rel = &m.Relations[ri]
+					part := -1
+					if len(c.TruncateRels) > 1 {
+						part = n
+					}
+					arena = r.renderOne(b, arena, ev, part)
+				}
+			default:
+				ev.Rel = &m.Relations[c.Rel]
+				arena = r.renderOne(b, arena, ev, -1)
+			}
+		}
+	}
+	return b
+}
+
+// renderOne appends the message of ev to b. part >= 0 numbers the events of
+// a truncate of several tables; their ids get the suffix ".<part>".
+func (r *Relay) renderOne(b *batch, arena []byte, ev envelope.Event, part int) []byte {
+	r.idBuf = wire.AppendChangeID(r.idBuf[:0], *ev.Source, ev.Tx.CommitLSN, ev.Index)
+	if part >= 0 {
+		r.idBuf = append(r.idBuf, '.')
+		r.idBuf = strconv.AppendInt(r.idBuf, int64(part), 10)
+	}
+	id := string(r.idBuf)
+
+	start := len(arena)
+	arena, err := r.native.Append(arena, &ev)
+	if err == nil {
+		r.subjBuf = subject.AppendSubject(r.subjBuf[:0], r.cfg.Prefix, ev.Change, ev.Rel)
+		msg := &nats.Msg{
+			Subject: string(r.subjBuf),
+			// Capped, so that nothing appended later can write into it.
+			Data:   arena[start:len(arena):len(arena)],
+			Header: nats.Header{jetstream.MsgIDHeader: []string{id}},
+		}
+		// The headers count against the limit too.
+		if int64(len(msg.Data)+len(id)+len(r.cfg.Stream)+128) > b.maxPayload {
+			err = &tooLargeError{size: len(msg.Data), max: b.maxPayload}
+		} else {
+			b.outs = append(b.outs, out{ev: ev, msg: msg})
+			return arena
+		}
+	}
+	arena = arena[:start]
+	b.outs = append(b.outs, out{ev: ev, dead: true, msg: r.deadLetter(&ev, id, err)})
+	b.dead++
+	return arena
+}
