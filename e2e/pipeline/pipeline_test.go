@@ -298,3 +298,52 @@ func TestUserErrorsAreOneClearLine(t *testing.T) {
 		})
 	}
 }
+
+// Invariant: with nothing in flight, keepalives move the slot to the server's
+// WAL end, so an idle database (or one busy with unpublished tables) does not
+// keep WAL; and the embedded server serves a router over --listen.
+func TestEmbeddedServerAndIdleSlotAdvance(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, `CREATE TABLE published (id int PRIMARY KEY); CREATE TABLE other (id int)`, "public.published")
+	port, err := pgtest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := fmt.Sprintf("127.0.0.1:%d", port)
+	col := harness.StartProcess(t, "pgjet-collector", []string{
+		"--dsn", e.pg.DSN(""), "--slot", "idle", "--publication", "idle", "--tables", "public.published",
+		"--embedded", t.TempDir(), "--listen", listen,
+	}, nil)
+	if !col.WaitForLog("msg=streaming", 30*time.Second) {
+		t.Fatal("collector did not start streaming")
+	}
+	rt := harness.StartProcess(t, "pgjet-router", []string{"--nats", "nats://" + listen, "--stdout", "json"}, nil)
+	if !rt.WaitForLog("msg=relaying", 30*time.Second) {
+		t.Fatal("router did not start relaying")
+	}
+	e.exec(`INSERT INTO published VALUES (1), (2)`)
+	if !rt.WaitForLog(`"op":"insert"`, 30*time.Second) {
+		t.Fatal("router did not print the inserts")
+	}
+
+	// Changes to an unpublished table produce WAL but no records.
+	e.exec(`INSERT INTO other SELECT generate_series(1, 10000)`)
+	var target string
+	if err := e.conn.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&target); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var reached bool
+		if err := e.conn.QueryRow(ctx, `SELECT confirmed_flush_lsn >= $1::pg_lsn FROM pg_replication_slots WHERE slot_name = 'idle'`, target).Scan(&reached); err != nil {
+			t.Fatal(err)
+		}
+		if reached {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slot's confirmed_flush_lsn did not reach the WAL end %s within 30 s", target)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
