@@ -145,7 +145,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		return err
 	}
 	defer shutdownNATS()
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(cfg.ackTimeout))
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/collector/internal/pgoutput"
+	"github.com/pgjet/pgjet/shared/crashpoint"
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
@@ -208,9 +209,7 @@ func (p *Publisher) publish(ctx context.Context, frags []*pgoutput.Fragment) err
 
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, p.timeout)
-		_, err = p.js.PublishMsg(actx, msg)
-		cancel()
+		err = p.attempt(ctx, msg)
 		if err == nil {
 			break
 		}
@@ -229,6 +228,7 @@ func (p *Publisher) publish(ctx context.Context, frags []*pgoutput.Fragment) err
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+	crashpoint.Hit("ack-before-confirm")
 
 	var changes uint64
 	var end uint64
@@ -244,7 +244,36 @@ func (p *Publisher) publish(ctx context.Context, frags []*pgoutput.Fragment) err
 	p.published.Add(changes)
 	p.messages.Add(1)
 	p.pending.Add(-int64(len(frags)))
+	if !frags[len(frags)-1].Tx.Final {
+		crashpoint.Hit("mid-fragment")
+	}
 	return nil
+}
+
+// attempt publishes msg once and waits for its ack.
+func (p *Publisher) attempt(ctx context.Context, msg *nats.Msg) error {
+	fut, err := p.js.PublishMsgAsync(msg)
+	if err != nil {
+		return err
+	}
+	if crashpoint.Armed("publish-before-ack") {
+		// Make sure the message reached the server, so the crash really
+		// falls between a stored message and its ack.
+		_ = p.js.Conn().Flush()
+		crashpoint.Hit("publish-before-ack")
+	}
+	timer := time.NewTimer(p.timeout)
+	defer timer.Stop()
+	select {
+	case <-fut.Ok():
+		return nil
+	case err := <-fut.Err():
+		return err
+	case <-timer.C:
+		return fmt.Errorf("no ack within %s", p.timeout)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // permanent errors cannot be fixed by publishing again.

@@ -19,6 +19,7 @@ import (
 	"github.com/pgjet/pgjet/router/internal/envelope"
 	"github.com/pgjet/pgjet/router/internal/stdout"
 	"github.com/pgjet/pgjet/router/internal/subject"
+	"github.com/pgjet/pgjet/shared/crashpoint"
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
@@ -214,6 +215,7 @@ func (r *Relay) handle(ctx context.Context, msg jetstream.Msg) error {
 			return err
 		}
 	}
+	crashpoint.Hit("publish-before-ack")
 	if err := r.ack(ctx, msg); err != nil {
 		return err
 	}
