@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"regexp"
@@ -35,23 +36,25 @@ import (
 )
 
 type config struct {
-	dsn         string
-	slot        string
-	publication string
-	tables      []string
-	source      string
-	natsURL     string
-	creds       string
-	embedded    string
-	listen      string
-	rawStream   string
-	rawMaxAge   time.Duration
-	rawDupes    time.Duration
-	rawReplicas int
-	ackTimeout  time.Duration
-	maxQueue    int
-	maxMessage  int
-	logLevel    slog.Level
+	dsn          string
+	slot         string
+	publication  string
+	tables       []string
+	source       string
+	natsURL      string
+	creds        string
+	embedded     string
+	listen       string
+	rawStream    string
+	rawMaxAge    time.Duration
+	rawDupes     time.Duration
+	rawReplicas  int
+	ackTimeout   time.Duration
+	maxQueue     int
+	maxMessage   int
+	standby      bool
+	recreateSlot bool
+	logLevel     slog.Level
 }
 
 var tokenRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
@@ -75,6 +78,8 @@ func parseConfig(args []string) (config, error) {
 	fs.DurationVar(&c.ackTimeout, "ack-timeout", 10*time.Second, "how long to wait for one JetStream publish ack before retrying")
 	fs.IntVar(&c.maxQueue, "max-queue-bytes", 8<<20, "bytes of decoded changes that may wait for JetStream before reading pauses")
 	fs.IntVar(&c.maxMessage, "max-message-bytes", 4<<20, "largest raw message (capped below the server's max payload)")
+	fs.BoolVar(&c.standby, "standby", false, "wait while another collector holds the slot, and take over when it is released")
+	fs.BoolVar(&c.recreateSlot, "recreate-slot", false, "create the slot even though the raw stream has records of this source (after the slot was dropped; changes in between are missing)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	// Errors are reported by main in one line; the usage text only on -h.
 	fs.SetOutput(io.Discard)
@@ -161,6 +166,56 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 			"stream", cfg.rawStream)
 	}
 
+	s := &session{cfg: cfg, nc: nc, js: js, log: log}
+	backoff := time.Second
+	standingBy := false
+	for {
+		began := time.Now()
+		err := s.run(ctx)
+		if ctx.Err() != nil {
+			return err
+		}
+		var busy *pgsetup.SlotBusyError
+		switch {
+		case errors.As(err, &busy) && cfg.standby:
+			if !standingBy {
+				log.Info("standing by: the slot is in use by another collector; taking over when it is released", "slot", cfg.slot, "holder_pid", busy.PID)
+				standingBy = true
+			}
+			if sleep(ctx, 2*time.Second) != nil {
+				return nil
+			}
+			continue
+		case !s.streamed || !transient(err):
+			// Before the first session streamed, every error is the user's
+			// to fix (bad DSN, server down): say so instead of looping.
+			return err
+		}
+		standingBy = false
+		if time.Since(began) > time.Minute {
+			backoff = time.Second
+		}
+		log.Warn("replication session ended; reconnecting", "in", backoff, "err", err)
+		if sleep(ctx, backoff) != nil {
+			return nil
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+// session is one replication connection from connect to its end; the
+// process runs sessions until stopped, so that a Postgres restart or a
+// network cut does not need a supervisor.
+type session struct {
+	cfg      config
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	log      *slog.Logger
+	streamed bool // some session reached streaming
+}
+
+func (s *session) run(ctx context.Context) error {
+	cfg, log := s.cfg, s.log
 	pgc, err := pgx.Connect(ctx, cfg.dsn)
 	if err != nil {
 		return fmt.Errorf("cannot connect to PostgreSQL at %s (is it running, and is --dsn right?): %w", redact.DSN(cfg.dsn), connError(err))
@@ -186,16 +241,36 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	if _, err := fmt.Sscan(sys.SystemID, &sysID); err != nil {
 		return fmt.Errorf("identify system: system id %q: %w", sys.SystemID, err)
 	}
-	slot, err := pgsetup.EnsureSlot(ctx, pgc, repl, cfg.slot, log)
+
+	// A slot that is gone while the raw stream has records of this
+	// database must not be recreated silently: that would skip changes.
+	last, ok, err := s.lastStored(ctx, sysID)
 	if err != nil {
 		return err
 	}
-	src := wire.Source{Name: cfg.source, SystemID: sysID, Timeline: sys.Timeline, Database: sys.DBName, Slot: cfg.slot}
+	var missing *pgsetup.SlotMissingError
+	if ok && !cfg.recreateSlot {
+		missing = &pgsetup.SlotMissingError{Slot: cfg.slot, Source: cfg.source, Last: pglogrepl.LSN(last.CommitLSN).String()}
+	}
+	slot, err := pgsetup.EnsureSlot(ctx, pgc, repl, cfg.slot, missing, log)
+	if err != nil {
+		return err
+	}
+	if err := replication.Start(ctx, repl, cfg.slot, cfg.publication); err != nil {
+		return err
+	}
+	// The slot is ours now: no other collector writes this source, so the
+	// last stored record is final. Read it again, after the takeover.
+	last, ok, err = s.lastStored(ctx, sysID)
+	if err != nil {
+		return err
+	}
 
+	src := wire.Source{Name: cfg.source, SystemID: sysID, Timeline: sys.Timeline, Database: sys.DBName, Slot: cfg.slot}
 	// Raw messages of a few MB already amortize an fsync well; larger ones
 	// only cost memory. Headroom below max payload covers headers.
-	maxMsg := min(int(nc.MaxPayload())-64<<10, cfg.maxMessage)
-	pub := rawstream.NewPublisher(js, rawstream.PublisherConfig{
+	maxMsg := min(int(s.nc.MaxPayload())-64<<10, cfg.maxMessage)
+	pub := rawstream.NewPublisher(s.js, rawstream.PublisherConfig{
 		Subject:         rawstream.Subject(cfg.source),
 		Source:          src,
 		MaxMessageBytes: maxMsg,
@@ -211,29 +286,15 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		},
 		min(maxMsg, cfg.maxMessage/2))
 	stream = replication.New(repl, dec, pub, log)
-
-	last, stored, ok, err := rawstream.LastPosition(ctx, js, cfg.rawStream, cfg.source)
-	if err != nil {
-		return err
-	}
-	switch {
-	case !ok:
-		log.Info("no earlier records of this source in the raw stream")
-	case stored.SystemID != sysID:
-		// A different database under the same source name: its positions
-		// say nothing about this one's.
-		log.Warn("raw stream's last record of this source comes from another database (system id differs): not skipping by position",
-			"stored_system_id", stored.SystemID, "system_id", sysID)
-	default:
+	if ok {
 		dec.SkipThrough(last)
 		log.Info("resuming after the last stored record", "commit_lsn", pglogrepl.LSN(last.CommitLSN), "change", last.Change, "final", last.Final)
-	}
-
-	if err := replication.Start(ctx, repl, cfg.slot, cfg.publication); err != nil {
-		return err
+	} else {
+		log.Info("no earlier records of this source in the raw stream")
 	}
 	log.Info("streaming", "slot", cfg.slot, "publication", cfg.publication, "confirmed_flush", pglogrepl.LSN(slot.ConfirmedFlush),
 		"raw_subject", rawstream.Subject(cfg.source), "system_id", sysID, "timeline", sys.Timeline)
+	s.streamed = true
 
 	pubCtx, stopPub := context.WithCancel(context.Background())
 	defer stopPub()
@@ -257,18 +318,63 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	default:
 	}
 	// Soft stop: let what was read reach JetStream and confirm it, so that a
-	// restart resends as little as possible.
+	// restart resends as little as possible. The next session starts from
+	// the stream's last record, so nothing may still be in flight then.
 	drainCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if err := pub.Drain(drainCtx); err != nil {
 		log.Warn("stopping with records not yet acknowledged; they are resent and deduplicated on restart")
 	}
-	if err := stream.SendStatus(drainCtx); err != nil && runErr == nil {
+	if err := stream.SendStatus(drainCtx); err != nil && runErr == nil && ctx.Err() == nil {
 		runErr = err
 	}
 	changes, msgs := pub.Stats()
-	log.Info("stopped", "changes", changes, "raw_messages", msgs, "confirmed", pglogrepl.LSN(pub.Confirmed()))
+	log.Info("session ended", "changes", changes, "raw_messages", msgs, "confirmed", pglogrepl.LSN(pub.Confirmed()))
 	return runErr
+}
+
+// lastStored is the position of the last raw record of this source from
+// this database.
+func (s *session) lastStored(ctx context.Context, sysID uint64) (wire.Position, bool, error) {
+	last, stored, ok, err := rawstream.LastPosition(ctx, s.js, s.cfg.rawStream, s.cfg.source)
+	if err != nil || !ok {
+		return last, false, err
+	}
+	if stored.SystemID != sysID {
+		// A different database under the same source name: its positions
+		// say nothing about this one's.
+		s.log.Warn("raw stream's last record of this source comes from another database (system id differs): not skipping by position",
+			"stored_system_id", stored.SystemID, "system_id", sysID)
+		return last, false, nil
+	}
+	return last, true, nil
+}
+
+// transient errors end a session but not the process: the server restarted
+// or the network failed. Everything else needs the user.
+func transient(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		// 08: connection exception; 57: operator intervention (shutdown,
+		// crash recovery, "cannot connect now").
+		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57")
+	}
+	var netErr net.Error
+	var connErr *pgconn.ConnectError
+	return errors.As(err, &netErr) || errors.As(err, &connErr) || pgconn.Timeout(err) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "conn closed")
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 func connectNATS(ctx context.Context, cfg config, log *slog.Logger) (*nats.Conn, func(), error) {
@@ -322,27 +428,36 @@ func connectReplication(ctx context.Context, dsn string) (*pgconn.PgConn, error)
 	return conn, nil
 }
 
-// connError strips pgconn's wrapping, which repeats the DSN (and so could
-// leak a password), down to the cause.
+// connError shortens pgconn's errors, which repeat the DSN (and so could
+// leak a password), to their cause, keeping the cause for errors.As.
 func connError(err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		return errors.New(pgErr.Message)
+		return &shortError{msg: pgErr.Message, err: err}
 	}
+	cause := err
 	var ce *pgconn.ConnectError
 	if errors.As(err, &ce) && ce.Unwrap() != nil {
-		err = ce.Unwrap()
+		cause = ce.Unwrap()
 	}
 	// Several connection attempts (addresses, TLS modes) come back as
 	// several lines, often the same: keep one line.
 	var lines []string
-	for _, l := range strings.Split(err.Error(), "\n") {
+	for _, l := range strings.Split(cause.Error(), "\n") {
 		if l = strings.TrimSpace(l); l != "" && !slices.Contains(lines, l) {
 			lines = append(lines, l)
 		}
 	}
-	return errors.New(strings.Join(lines, "; "))
+	return &shortError{msg: strings.Join(lines, "; "), err: err}
 }
+
+type shortError struct {
+	msg string
+	err error
+}
+
+func (e *shortError) Error() string { return e.msg }
+func (e *shortError) Unwrap() error { return e.err }
 
 func logStats(ctx context.Context, pub *rawstream.Publisher, log *slog.Logger) {
 	t := time.NewTicker(10 * time.Second)

@@ -25,6 +25,31 @@ type Config struct {
 	Tables []string
 }
 
+// SlotBusyError says another process holds the slot.
+type SlotBusyError struct {
+	Slot string
+	PID  int32
+}
+
+func (e *SlotBusyError) Error() string {
+	if e.PID == 0 {
+		return fmt.Sprintf("replication slot %q is in use by another process: is another collector running? (start this one with --standby to wait for it)", e.Slot)
+	}
+	return fmt.Sprintf("replication slot %q is in use by another process (pid %d): is another collector running? (start this one with --standby to wait for it)", e.Slot, e.PID)
+}
+
+// SlotMissingError says the slot is gone although the raw stream holds
+// records read from it: it was dropped, and what was committed meanwhile is
+// not in the stream. Recreating it silently would hide that loss.
+type SlotMissingError struct {
+	Slot, Source, Last string
+}
+
+func (e *SlotMissingError) Error() string {
+	return fmt.Sprintf("replication slot %q does not exist, but the raw stream holds records of source %q up to %s: the slot was dropped and changes committed since may be missing; to start again from now, accepting that gap, pass --recreate-slot",
+		e.Slot, e.Source, e.Last)
+}
+
 // Slot is the state of the replication slot at start.
 type Slot struct {
 	ConfirmedFlush uint64
@@ -117,7 +142,8 @@ func tableIdent(t string) (string, error) {
 
 // EnsureSlot checks the slot, creating it (pgoutput) on conn, a replication
 // connection, when it is missing.
-func EnsureSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.PgConn, slot string, log *slog.Logger) (Slot, error) {
+// A missing slot is an error (*SlotMissingError) when missing is not nil.
+func EnsureSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.PgConn, slot string, missing *SlotMissingError, log *slog.Logger) (Slot, error) {
 	var (
 		plugin, db string
 		active     bool
@@ -128,12 +154,15 @@ func EnsureSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.PgConn, slot s
 	err := conn.QueryRow(ctx, `SELECT coalesce(plugin, ''), coalesce(database, ''), active, active_pid, wal_status, confirmed_flush_lsn::text
 		FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&plugin, &db, &active, &pid, &walStatus, &confirmed)
 	if errors.Is(err, pgx.ErrNoRows) {
+		if missing != nil {
+			return Slot{}, missing
+		}
 		if _, err := pglogrepl.CreateReplicationSlot(ctx, repl, slot, "pgoutput",
 			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"}); err != nil {
 			return Slot{}, fmt.Errorf("create replication slot %s: %w", slot, userError(err))
 		}
 		log.Info("created replication slot", "slot", slot)
-		s, err := EnsureSlot(ctx, conn, repl, slot, log)
+		s, err := EnsureSlot(ctx, conn, repl, slot, nil, log)
 		s.Created = true
 		return s, err
 	}
@@ -147,11 +176,11 @@ func EnsureSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.PgConn, slot s
 		return Slot{}, fmt.Errorf("replication slot %q belongs to database %q, not %q: choose another --slot or connect to %s", slot, db, current, db)
 	}
 	if active {
-		p := int32(0)
+		e := &SlotBusyError{Slot: slot}
 		if pid != nil {
-			p = *pid
+			e.PID = *pid
 		}
-		return Slot{}, fmt.Errorf("replication slot %q is in use by another process (pid %d): is another collector running?", slot, p)
+		return Slot{}, e
 	}
 	if walStatus != nil && *walStatus == "lost" {
 		return Slot{}, fmt.Errorf("replication slot %q has lost WAL it needed (wal_status=lost): changes are gone; drop the slot and re-snapshot", slot)

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/pgjet/pgjet/collector/internal/pgoutput"
+	"github.com/pgjet/pgjet/collector/internal/pgsetup"
 	"github.com/pgjet/pgjet/collector/internal/rawstream"
 )
 
@@ -52,7 +53,7 @@ func Start(ctx context.Context, conn *pgconn.PgConn, slot, publication string) e
 	if err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "55006" {
-			return fmt.Errorf("replication slot %q is in use by another process: is another collector running? (%s)", slot, pgErr.Message)
+			return &pgsetup.SlotBusyError{Slot: slot}
 		}
 		return fmt.Errorf("start replication on slot %s: %w", slot, err)
 	}
