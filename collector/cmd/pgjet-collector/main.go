@@ -284,7 +284,7 @@ func (s *session) run(ctx context.Context) error {
 		func(ctx context.Context, oid uint32) (wire.TypeInfo, error) {
 			return pgsetup.ResolveType(ctx, pgc, oid)
 		},
-		min(maxMsg, cfg.maxMessage/2))
+		min(maxMsg, cfg.maxMessage/2), int(s.nc.MaxPayload())-64<<10)
 	stream = replication.New(repl, dec, pub, log)
 	if ok {
 		dec.SkipThrough(last)

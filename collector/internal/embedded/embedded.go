@@ -13,9 +13,11 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// MaxPayload of the embedded server: larger raw messages mean fewer
-// fsyncs per change for big transactions.
-const MaxPayload = 8 << 20
+// MaxPayload of the embedded server: just under the 32 MiB that JetStream's
+// file store keeps in one record, so that a single row with a value of tens
+// of MB still fits in one raw message (and one output event). Ordinary raw
+// messages stay a few MB (--max-message-bytes).
+const MaxPayload = 31 << 20
 
 // Start runs a server storing JetStream data in dir and listening on listen
 // (host:port). Every write is fsynced before it is acknowledged

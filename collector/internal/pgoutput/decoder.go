@@ -38,6 +38,7 @@ type Decoder struct {
 	emit        Emitter
 	resolve     TypeResolver
 	maxFragment int
+	maxChange   int
 	skip        wire.Position
 	skipSet     bool
 
@@ -59,12 +60,14 @@ type Decoder struct {
 var ErrChangeTooLarge = errors.New("change larger than the maximum raw message size")
 
 // New returns a Decoder that emits fragments of at most maxFragment estimated
-// bytes (a single larger change is an error).
-func New(emit Emitter, resolve TypeResolver, maxFragment int) *Decoder {
+// bytes. A single change larger than that travels alone in its own fragment,
+// up to maxChange bytes (the server's max payload); a larger one is an error.
+func New(emit Emitter, resolve TypeResolver, maxFragment, maxChange int) *Decoder {
 	return &Decoder{
 		emit:        emit,
 		resolve:     resolve,
 		maxFragment: maxFragment,
+		maxChange:   max(maxChange, maxFragment),
 		rels:        make(map[uint32]*wire.Relation),
 		types:       make(map[uint32]wire.TypeInfo),
 		relIdx:      make(map[*wire.Relation]int32),
@@ -333,8 +336,9 @@ func (d *Decoder) message(ctx context.Context, walStart uint64, m *pglogrepl.Log
 	if d.skipSet && (lsn < d.skip.CommitLSN || lsn == d.skip.CommitLSN && d.skip.Final) {
 		return nil
 	}
-	if size > d.maxFragment {
-		return fmt.Errorf("%w: message with prefix %q at %s is %d bytes", ErrChangeTooLarge, m.Prefix, pglogrepl.LSN(lsn), size)
+	if size > d.maxChange {
+		return fmt.Errorf("%w: message with prefix %q at %s is %d bytes, the limit is %d: raise the NATS server's max_payload (JetStream stores at most 32 MB per message)",
+			ErrChangeTooLarge, m.Prefix, pglogrepl.LSN(lsn), size, d.maxChange)
 	}
 	f := &Fragment{
 		Tx:   wire.Tx{CommitLSN: lsn, EndLSN: lsn, Final: true, Changes: []wire.Change{c}},
@@ -371,9 +375,9 @@ func (d *Decoder) add(ctx context.Context, c wire.Change, size int, rels ...*wir
 			relSize += relationSize(r)
 		}
 	}
-	if d.cur.Size+size+relSize > d.maxFragment {
-		return fmt.Errorf("%w: change %d of transaction %d at %s is about %d bytes, the limit is %d",
-			ErrChangeTooLarge, index, d.cur.Tx.Xid, pglogrepl.LSN(d.cur.Tx.CommitLSN), size+relSize, d.maxFragment)
+	if d.cur.Size+size+relSize > d.maxChange {
+		return fmt.Errorf("%w: change %d of transaction %d at %s is about %d bytes, the limit is %d: raise the NATS server's max_payload (JetStream stores at most 32 MB per message)",
+			ErrChangeTooLarge, index, d.cur.Tx.Xid, pglogrepl.LSN(d.cur.Tx.CommitLSN), size+relSize, d.maxChange)
 	}
 	switch c.Op {
 	case wire.OpInsert, wire.OpUpdate, wire.OpDelete:

@@ -99,7 +99,7 @@ func feed(t *testing.T, d *Decoder, msgs ...msg) {
 func TestTransactions(t *testing.T) {
 	at := time.Date(2026, 11, 23, 9, 0, 0, 123456000, time.UTC)
 	var s sink
-	d := New(s.emit, nil, 1<<20)
+	d := New(s.emit, nil, 1<<20, 1<<20)
 	feed(t, d,
 		relation(1, "public", "users", "id", "name"),
 		begin(0x100, 7, at),
@@ -159,7 +159,7 @@ func TestTransactions(t *testing.T) {
 // consecutive change indexes and only the last one final.
 func TestFragments(t *testing.T) {
 	var s sink
-	d := New(s.emit, nil, 4096)
+	d := New(s.emit, nil, 4096, 4096)
 	msgs := []msg{relation(1, "public", "big", "id", "pad"), begin(0x500, 9, pgEpoch)}
 	pad := strings.Repeat("x", 100)
 	for i := 0; i < 500; i++ {
@@ -195,7 +195,7 @@ func TestFragments(t *testing.T) {
 func TestSkipThrough(t *testing.T) {
 	run := func(skip wire.Position) []*Fragment {
 		var s sink
-		d := New(s.emit, nil, 1<<20)
+		d := New(s.emit, nil, 1<<20, 1<<20)
 		d.SkipThrough(skip)
 		feed(t, d,
 			relation(1, "public", "t", "id"),
@@ -262,7 +262,7 @@ func TestBadInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var s sink
-			d := New(s.emit, nil, 1<<20)
+			d := New(s.emit, nil, 1<<20, 1<<20)
 			var err error
 			for _, m := range tt.msgs {
 				if err = d.Handle(context.Background(), 0, m); err != nil {
@@ -276,13 +276,23 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-func TestChangeTooLarge(t *testing.T) {
+// A change larger than a fragment travels alone; one larger than the
+// server's max payload stops the collector loudly.
+func TestLargeChange(t *testing.T) {
 	var s sink
-	d := New(s.emit, nil, 1024)
-	feed(t, d, relation(1, "s", "t", "a"), begin(1, 1, pgEpoch))
-	err := d.Handle(context.Background(), 0, insert(1, strings.Repeat("y", 2000)))
-	if !errors.Is(err, ErrChangeTooLarge) {
-		t.Fatalf("err = %v, want ErrChangeTooLarge", err)
+	d := New(s.emit, nil, 1024, 8192)
+	feed(t, d, relation(1, "s", "t", "a"), begin(1, 1, pgEpoch), insert(1, "small"),
+		insert(1, strings.Repeat("y", 5000)), insert(1, "small"), commit(1, 2))
+	if len(s.frags) != 3 {
+		t.Fatalf("got %d fragments, want 3 (before, the large change alone, after)", len(s.frags))
+	}
+	if big := s.frags[1].Tx; len(big.Changes) != 1 || big.FirstChange != 1 || len(big.Changes[0].New[0].Data) != 5000 {
+		t.Fatalf("large change fragment = first %d, %d changes", big.FirstChange, len(big.Changes))
+	}
+	feed(t, d, begin(3, 2, pgEpoch))
+	err := d.Handle(context.Background(), 0, insert(1, strings.Repeat("y", 9000)))
+	if !errors.Is(err, ErrChangeTooLarge) || !strings.Contains(err.Error(), "max_payload") {
+		t.Fatalf("err = %v, want ErrChangeTooLarge saying what to raise", err)
 	}
 }
 
@@ -298,7 +308,7 @@ func FuzzHandle(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var s sink
-		d := New(s.emit, nil, 1<<20)
+		d := New(s.emit, nil, 1<<20, 1<<20)
 		ctx := context.Background()
 		// Put the decoder in a transaction with a known relation so that row
 		// messages reach their tuple parsing.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -278,6 +279,14 @@ func (p *Publisher) attempt(ctx context.Context, msg *nats.Msg) error {
 
 // permanent errors cannot be fixed by publishing again.
 func permanent(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		// 10077 is a store failure; only "message too large" cannot heal.
+		if apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum ||
+			apiErr.ErrorCode == 10077 && strings.Contains(apiErr.Description, "too large") {
+			return true
+		}
+	}
 	return errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject)
 }
 
