@@ -60,6 +60,9 @@ type Relay struct {
 	// last is the stream sequence of the last raw record fully handled; the
 	// next one must be last+1 or records are missing.
 	last uint64
+	// resume, until passed, is the last event the output stream held at
+	// start: events at or before it are not published again.
+	resume *resumePoint
 
 	// Scratch buffers, reused across events.
 	idBuf   []byte
@@ -77,6 +80,7 @@ type stats struct {
 	lastSeq  atomic.Uint64 // raw stream sequence of the last record handled
 	lag      atomic.Uint64 // raw records left to read, as of the last one
 	redelivs atomic.Uint64 // raw records delivered again after being handled
+	skipped  atomic.Uint64 // events found already stored at start (resume point)
 }
 
 // Check reports what is wrong with c, in terms of the router's flags.
@@ -223,6 +227,7 @@ func (r *Relay) handle(ctx context.Context, msg jetstream.Msg) error {
 	r.stats.raw.Add(1)
 	r.stats.events.Add(uint64(len(b.outs) - b.dead))
 	r.stats.dead.Add(uint64(b.dead))
+	r.stats.skipped.Add(uint64(b.skipped))
 	r.stats.lastSeq.Store(seq)
 	r.stats.lag.Store(meta.NumPending)
 	r.log.Debug("relayed raw record", "seq", seq, "source", m.Source.Name, "txs", len(m.Txs), "events", len(b.outs)-b.dead,
@@ -284,6 +289,7 @@ func (r *Relay) totals() []any {
 		"events", r.stats.events.Load(),
 		"dead_letters", r.stats.dead.Load(),
 		"duplicates", r.stats.dups.Load(),
+		"skipped_stored", r.stats.skipped.Load(),
 		"republish_rounds", r.stats.retries.Load(),
 		"raw_seq", r.stats.lastSeq.Load(),
 		"raw_pending", r.stats.lag.Load(),
@@ -298,6 +304,9 @@ type Stats struct {
 	Duplicates  uint64
 	Republishes uint64
 	Redelivered uint64
+	// Skipped counts events not published again because the output stream
+	// already held them when the relay started.
+	Skipped uint64
 }
 
 // Stats returns the totals so far; safe to call while Run runs.
@@ -309,6 +318,7 @@ func (r *Relay) Stats() Stats {
 		Duplicates:  r.stats.dups.Load(),
 		Republishes: r.stats.retries.Load(),
 		Redelivered: r.stats.redelivs.Load(),
+		Skipped:     r.stats.skipped.Load(),
 	}
 }
 

@@ -19,8 +19,9 @@ type out struct {
 
 // batch is everything one raw record turns into, in commit order.
 type batch struct {
-	outs []out
-	dead int
+	outs    []out
+	dead    int
+	skipped int // events the output stream already held
 	// maxPayload is the server's limit for one message, headers included.
 	maxPayload int64
 }
@@ -32,6 +33,10 @@ func (r *Relay) render(m *wire.Message, rawSize int) *batch {
 	// Each raw record gets its own buffer: published messages keep pointing
 	// into it until their acks arrive, and the client may resend them.
 	arena := make([]byte, 0, 2*rawSize)
+	var sourceID string
+	if r.resume != nil {
+		sourceID = m.Source.ID()
+	}
 	for ti := range m.Txs {
 		tx := &m.Txs[ti]
 		for ci := range tx.Changes {
@@ -39,7 +44,7 @@ func (r *Relay) render(m *wire.Message, rawSize int) *batch {
 			ev := envelope.Event{Source: &m.Source, Tx: tx, Change: c, Index: tx.FirstChange + uint64(ci)}
 			switch c.Op {
 			case wire.OpMessage:
-				arena = r.renderOne(b, arena, ev, -1)
+				arena = r.renderOne(b, arena, ev, -1, sourceID)
 			case wire.OpTruncate:
 				// One event per table, each on its table's subject.
 				for n, ri := range c.TruncateRels {
@@ -48,11 +53,11 @@ func (r *Relay) render(m *wire.Message, rawSize int) *batch {
 					if len(c.TruncateRels) > 1 {
 						part = n
 					}
-					arena = r.renderOne(b, arena, ev, part)
+					arena = r.renderOne(b, arena, ev, part, sourceID)
 				}
 			default:
 				ev.Rel = &m.Relations[c.Rel]
-				arena = r.renderOne(b, arena, ev, -1)
+				arena = r.renderOne(b, arena, ev, -1, sourceID)
 			}
 		}
 	}
@@ -61,7 +66,16 @@ func (r *Relay) render(m *wire.Message, rawSize int) *batch {
 
 // renderOne appends the message of ev to b. part >= 0 numbers the events of
 // a truncate of several tables; their ids get the suffix ".<part>".
-func (r *Relay) renderOne(b *batch, arena []byte, ev envelope.Event, part int) []byte {
+func (r *Relay) renderOne(b *batch, arena []byte, ev envelope.Event, part int, sourceID string) []byte {
+	if r.resume != nil {
+		if r.resume.stored(sourceID, &ev, part) {
+			b.skipped++
+			return arena
+		}
+		if sourceID == r.resume.source {
+			r.resume = nil // past it: everything from here on is new
+		}
+	}
 	r.idBuf = wire.AppendChangeID(r.idBuf[:0], *ev.Source, ev.Tx.CommitLSN, ev.Index)
 	if part >= 0 {
 		r.idBuf = append(r.idBuf, '.')

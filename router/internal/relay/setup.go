@@ -47,6 +47,9 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 	if err := r.ensureOutput(ctx); err != nil {
 		return nil, err
 	}
+	if r.resume, err = r.readResumePoint(ctx); err != nil {
+		return nil, err
+	}
 	cons, err := raw.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       r.cfg.Durable,
 		Description:   "pgjet-router: renders raw records into stream " + r.cfg.Stream,
@@ -89,6 +92,9 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 		return nil, &GapError{Stream: r.cfg.RawStream, Durable: r.cfg.Durable, First: next, Last: info.State.FirstSeq - 1}
 	}
 	r.last = next - 1
+	if r.resume != nil {
+		r.log.Info("output stream holds events up to", "source", r.resume.source, "commit_lsn", formatLSN(r.resume.lsn), "index", r.resume.index)
+	}
 	r.log.Info("relaying", "raw_stream", r.cfg.RawStream, "durable", r.cfg.Durable, "from_seq", next,
 		"raw_pending", ci.NumPending, "stream", r.cfg.Stream, "subject_prefix", r.cfg.Prefix)
 	return cons, nil
