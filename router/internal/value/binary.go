@@ -82,7 +82,7 @@ func (d *Decoder) appendBinary(b []byte, oid uint32, v []byte) ([]byte, error) {
 		}
 		return append(b, '"'), nil
 	case pgtype.TimeOID:
-		if len(v) != 8 {
+		if len(v) != 8 || !validClock(int64(binary.BigEndian.Uint64(v))) {
 			return b, badBinary(oid, v)
 		}
 		b = append(b, '"')
@@ -90,7 +90,7 @@ func (d *Decoder) appendBinary(b []byte, oid uint32, v []byte) ([]byte, error) {
 		return append(b, '"'), nil
 	case pgtype.TimetzOID:
 		// Microseconds since midnight, then the zone in seconds west of UTC.
-		if len(v) != 12 {
+		if len(v) != 12 || !validClock(int64(binary.BigEndian.Uint64(v))) || !validZone(int32(binary.BigEndian.Uint32(v[8:]))) {
 			return b, badBinary(oid, v)
 		}
 		b = append(b, '"')
@@ -171,6 +171,12 @@ func badBinary(oid uint32, v []byte) error {
 // appendClock appends a time of day in microseconds as Postgres prints it:
 // HH:MM:SS and the fraction without trailing zeros. Hours may exceed 24 (in
 // intervals).
+// validClock: a time of day from 00:00:00 to 24:00:00, as Postgres allows.
+func validClock(usec int64) bool { return usec >= 0 && usec <= 24*3600*1e6 }
+
+// validZone: Postgres keeps time zone offsets within ±15:59:59.
+func validZone(west int32) bool { return west >= -(15*3600+59*60+59) && west <= 15*3600+59*60+59 }
+
 func appendClock(b []byte, usec int64) []byte {
 	sec := usec / 1e6
 	b = appendPadded(b, int(sec/3600), 2)
