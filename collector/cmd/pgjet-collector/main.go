@@ -142,6 +142,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "pgjet-collector: %v\n", err)
 		os.Exit(1)
 	}
+	log.Info("stopped")
 }
 
 func run(ctx context.Context, cfg config, log *slog.Logger) error {
@@ -358,6 +359,12 @@ func transient(err error) bool {
 		// 08: connection exception; 57: operator intervention (shutdown,
 		// crash recovery, "cannot connect now").
 		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57")
+	}
+	// NATS unreachable or slow while a session (re)starts: the client
+	// reconnects by itself.
+	if errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrDisconnected) ||
+		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, context.DeadlineExceeded) {
+		return true
 	}
 	var netErr net.Error
 	var connErr *pgconn.ConnectError
