@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/router/internal/envelope"
 	"github.com/pgjet/pgjet/router/internal/stdout"
@@ -140,7 +141,44 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 		}
 		r.log.Info("stopped", r.totals()...)
 	}()
+	statsCtx, stopStats := context.WithCancel(ctx)
+	defer stopStats()
+	go r.logStats(statsCtx)
 
+	started := false
+	backoff := minBackoff
+	for {
+		err := r.consume(ctx, &started)
+		if ctx.Err() != nil {
+			return nil
+		}
+		// Once running, a server restart can leave the consumer out of step
+		// with the record in hand (its acks are never answered), or make
+		// setting it up again time out: start over from the consumer's ack
+		// floor; the record comes again and its stored events are skipped.
+		if !started || !(errors.Is(err, errResync) || transientNATS(err)) {
+			return err
+		}
+		r.log.Warn("re-reading the raw stream from the consumer's ack floor", "err", err, "in", backoff)
+		if err := sleep(ctx, backoff); err != nil {
+			return nil
+		}
+		backoff = min(backoff*2, maxBackoff)
+	}
+}
+
+// errResync: the raw record in hand cannot be acknowledged.
+var errResync = errors.New("raw record cannot be acknowledged; the consumer is out of step")
+
+func transientNATS(err error) bool {
+	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrDisconnected) ||
+		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoHeartbeat)
+}
+
+// consume sets up the consumer and relays records until ctx ends (nil) or
+// an error.
+func (r *Relay) consume(ctx context.Context, started *bool) error {
 	cons, err := r.setup(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -148,6 +186,7 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 		}
 		return err
 	}
+	*started = true
 	// One raw record at a time (the consumer allows one unacknowledged), so
 	// the iterator buffers at most one.
 	it, err := cons.Messages(jetstream.PullMaxMessages(1))
@@ -155,10 +194,6 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("read raw stream %s: %w", r.cfg.RawStream, err)
 	}
 	defer it.Stop()
-
-	statsCtx, stopStats := context.WithCancel(ctx)
-	defer stopStats()
-	go r.logStats(statsCtx)
 
 	for {
 		msg, err := it.Next(jetstream.NextContext(ctx))
@@ -261,6 +296,9 @@ func (r *Relay) ack(ctx context.Context, msg jetstream.Msg) error {
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if attempt >= 3 {
+			return fmt.Errorf("%w: %v", errResync, err)
 		}
 		r.log.Warn("acknowledging raw record failed, retrying", "err", err, "attempt", attempt, "retry_in", backoff)
 		if err := sleep(ctx, backoff); err != nil {
