@@ -21,7 +21,7 @@ FUZZ ?= github.com/pgjet/pgjet/shared/wire:FuzzUnmarshal \
 	github.com/pgjet/pgjet/router/internal/envelope:FuzzNativeHostileContent
 FUZZTIME ?= 8s
 
-.PHONY: build test fuzz demo lint clean
+.PHONY: build test fuzz demo lint clean bench test-faults
 
 build:
 	@mkdir -p $(BIN)
@@ -35,6 +35,13 @@ test:
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 	$(if $(strip $(FUZZ)),@$(MAKE) --no-print-directory fuzz)
 
+# The full fault suite (e2e/faults): 20 kills each of collector and router, a 30 s NATS
+# outage, 1,000,000-row transactions... `make test` runs the same scenarios, smaller.
+test-faults:
+	scripts/ensure-postgres.sh
+	@$(MAKE) --no-print-directory build
+	PGJET_FAULTS=full $(GO) test -count=1 -timeout 60m -v github.com/pgjet/pgjet/e2e/faults
+
 fuzz:
 	@for f in $(FUZZ); do \
 		pkg=$${f%%:*}; name=$${f##*:}; \
@@ -44,6 +51,10 @@ fuzz:
 
 demo:
 	scripts/demo.sh
+
+# Micro and system benchmarks; BENCH_QUICK=1 for a smoke run. See docs/benchmarks.md.
+bench:
+	scripts/bench.sh
 
 lint:
 	@out=$$(gofmt -l $(MODULES)); \

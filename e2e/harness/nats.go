@@ -49,6 +49,9 @@ func (n *NATS) start() error {
 	conf := fmt.Sprintf(`# written by harness.StartNATS
 server_name: pgjet-e2e
 listen: 127.0.0.1:%d
+# Rows of several MB travel in one raw message (and one event): operators
+# raise max_payload for such tables, as the embedded server does.
+max_payload: 8MB
 jetstream {
   store_dir: %q
   # Acknowledged means on disk: a kill -9 of the server must not lose acked messages.

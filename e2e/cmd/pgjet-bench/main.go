@@ -1,0 +1,257 @@
+// Command pgjet-bench measures pgjet against the pgoutput decoding ceiling on
+// a throwaway PostgreSQL cluster and nats-server, and writes the figures as
+// Markdown tables (docs/benchmarks.md explains the method).
+//
+// For each workload it writes a backlog with several logical slots created
+// before it, so every reader drains the same WAL:
+//
+//   - ceiling: pg_recvlogical (pgoutput, to /dev/null) up to the backlog's end,
+//     once before and once after the collector, to see the noise;
+//   - collector against the external nats-server (sync_interval: always),
+//     timed from process start until the raw stream holds the backlog's last
+//     change;
+//   - collector with its embedded server (also fsync per write);
+//   - routers from the filled raw stream, output stream with the server's
+//     persistence and with --output-persist async;
+//   - with -profile: the collector and a router again under `perf record`.
+//
+// Then the end-to-end latency at a fixed commit rate with collector and
+// router running: arrival at a consumer of the output stream minus the
+// event's commit_time.
+//
+// Usage (from the repository root, after `make build`):
+//
+//	go run ./e2e/cmd/pgjet-bench [-quick] [-out DIR] [-workloads oltp,bulk,wide,toast] [-e2e=false] [-profile]
+//
+// BENCH_QUICK=1 is the same as -quick.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pgjet/pgjet/shared/pgtest"
+)
+
+type config struct {
+	quick     bool
+	binDir    string
+	outDir    string
+	workloads []string
+	e2e       bool
+	profile   bool
+	keep      bool
+	runs      int
+}
+
+// bench is one benchmark session: a Postgres cluster, a work dir and the results.
+type bench struct {
+	cfg   config
+	sizes sizes
+	dir   string // logs, scripts, JetStream stores
+	pg    *pgtest.Cluster
+	pgBin string
+	dsn   string
+	conn  *pgx.Conn // admin queries, used from the main goroutine only
+	perf  string    // path of perf, when profiling
+
+	lastPgbench string
+	res         results
+}
+
+func main() {
+	var c config
+	var wl string
+	flag.BoolVar(&c.quick, "quick", os.Getenv("BENCH_QUICK") == "1", "small sizes: a smoke test that runs in a few minutes (also BENCH_QUICK=1)")
+	flag.StringVar(&c.binDir, "bin", "bin", "directory with pgjet-collector, pgjet-router and nats-server (make build)")
+	flag.StringVar(&c.outDir, "out", "", "directory for results.md, results.json, logs and profiles (default tmp/bench-<time>)")
+	flag.StringVar(&wl, "workloads", "oltp,bulk,wide,toast", "workloads to run, comma-separated")
+	flag.BoolVar(&c.e2e, "e2e", true, "measure end-to-end latency at a fixed commit rate")
+	flag.BoolVar(&c.profile, "profile", false, "also profile the collector and a router with `perf record` (separate, untimed runs)")
+	flag.BoolVar(&c.keep, "keep", false, "keep the work dir (logs, stores) after the run")
+	flag.IntVar(&c.runs, "runs", 0, "rounds of ceiling/collector runs per workload (default 3, 1 with -quick)")
+	flag.Parse()
+	c.workloads = strings.Split(wl, ",")
+	if c.outDir == "" {
+		c.outDir = filepath.Join("tmp", "bench-"+time.Now().Format("20060102-150405"))
+	}
+
+	// Clean up on Ctrl-C too: Postgres runs detached and would outlive us.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		fmt.Fprintf(os.Stderr, "pgjet-bench: %s, cleaning up\n", s)
+		runCleanups()
+		os.Exit(130)
+	}()
+
+	err := run(c)
+	runCleanups()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pgjet-bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(c config) error {
+	ctx := context.Background()
+	b := &bench{cfg: c, sizes: fullSizes}
+	if c.quick {
+		b.sizes = quickSizes
+	}
+	if c.runs > 0 {
+		b.sizes.runs = c.runs
+	}
+	var err error
+	if c.binDir, err = filepath.Abs(c.binDir); err != nil {
+		return err
+	}
+	b.cfg.binDir = c.binDir
+	for _, name := range []string{"pgjet-collector", "pgjet-router", "nats-server"} {
+		if _, err := os.Stat(filepath.Join(c.binDir, name)); err != nil {
+			return fmt.Errorf("%s missing in %s: run `make build` first", name, c.binDir)
+		}
+	}
+	for _, tool := range []string{"pgbench", "pg_recvlogical"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s not on PATH (Debian: postgresql-client)", tool)
+		}
+	}
+	if c.profile {
+		if b.perf, err = exec.LookPath("perf"); err != nil {
+			return fmt.Errorf("-profile needs perf (linux-perf): %w", err)
+		}
+	}
+	if err := os.MkdirAll(c.outDir, 0o755); err != nil {
+		return err
+	}
+	if b.dir, err = os.MkdirTemp("", "pgjet-bench-"); err != nil {
+		return err
+	}
+	if !c.keep {
+		atExit(func() { os.RemoveAll(b.dir) })
+	}
+	logf("work dir %s, results in %s", b.dir, c.outDir)
+
+	if b.pgBin, err = pgtest.BinDir(); err != nil {
+		return err
+	}
+	// Settings of ../shared/bench/pg-up.sh, where the reference figures come
+	// from: fsync stays on (pgtest turns it off for tests), a large
+	// shared_buffers and max_wal_size so bulk loads see few checkpoints.
+	b.pg, err = pgtest.Start(
+		"fsync = on",
+		"shared_buffers = 512MB",
+		"max_wal_size = 4GB",
+		"max_replication_slots = 20",
+		"max_wal_senders = 20",
+	)
+	if err != nil {
+		return err
+	}
+	atExit(b.pg.Stop)
+	b.dsn = b.pg.DSN("")
+	if b.conn, err = pgx.Connect(ctx, b.dsn); err != nil {
+		return err
+	}
+	atExit(func() { b.conn.Close(context.Background()) })
+	b.res.Machine = machineInfo(ctx, b)
+	b.res.Quick = c.quick
+	b.res.Started = time.Now().UTC().Format(time.RFC3339)
+
+	for _, w := range workloads(b.sizes) {
+		if !slices.Contains(c.workloads, w.name) {
+			continue
+		}
+		r, err := b.runWorkload(ctx, w)
+		if err != nil {
+			return fmt.Errorf("workload %s: %w", w.name, err)
+		}
+		b.res.Workloads = append(b.res.Workloads, r)
+		b.save() // partial results survive a later failure
+	}
+	if c.e2e {
+		for _, persist := range []string{"default", "async"} {
+			r, err := b.runE2E(ctx, persist)
+			if err != nil {
+				return fmt.Errorf("end-to-end (%s): %w", persist, err)
+			}
+			b.res.E2E = append(b.res.E2E, r)
+			b.save()
+		}
+	}
+	b.res.Finished = time.Now().UTC().Format(time.RFC3339)
+	b.save()
+	md, _ := os.ReadFile(filepath.Join(c.outDir, "results.md"))
+	fmt.Print(string(md))
+	return nil
+}
+
+// save writes results.json and results.md.
+func (b *bench) save() {
+	j, _ := json.MarshalIndent(b.res, "", "  ")
+	if err := os.WriteFile(filepath.Join(b.cfg.outDir, "results.json"), j, 0o644); err != nil {
+		logf("write results.json: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(b.cfg.outDir, "results.md"), []byte(b.res.markdown()), 0o644); err != nil {
+		logf("write results.md: %v", err)
+	}
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s pgjet-bench: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// exec runs SQL (several statements allowed) on the admin connection.
+func (b *bench) exec(ctx context.Context, sql string) error {
+	_, err := b.conn.Exec(ctx, sql)
+	return err
+}
+
+func machineInfo(ctx context.Context, b *bench) machine {
+	m := machine{}
+	m.NProc = strings.TrimSpace(cmdOut("nproc"))
+	if cpu, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(cpu), "\n") {
+			if v, ok := strings.CutPrefix(l, "model name"); ok {
+				m.CPU = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	m.Kernel = strings.TrimSpace(cmdOut("uname", "-r"))
+	if mem, err := os.ReadFile("/proc/meminfo"); err == nil {
+		m.Memory = strings.TrimSpace(strings.TrimPrefix(strings.Split(string(mem), "\n")[0], "MemTotal:"))
+	}
+	_ = b.conn.QueryRow(ctx, "SELECT version()").Scan(&m.Postgres)
+	m.NATS = strings.TrimSpace(cmdOut(filepath.Join(b.cfg.binDir, "nats-server"), "--version"))
+	m.Go = strings.TrimSpace(cmdOut("go", "version"))
+	m.LoadStart = strings.TrimSpace(cmdOut("cat", "/proc/loadavg"))
+	// The binaries are built from the working tree: name the commit and
+	// whether anything differed from it.
+	m.Code = strings.TrimSpace(cmdOut("git", "log", "-1", "--format=%h %s"))
+	if dirty := strings.TrimSpace(cmdOut("git", "status", "--short", "--untracked-files=no")); dirty != "" && dirty != "?" {
+		m.Code += " + uncommitted changes in " + strings.Join(strings.Fields(strings.ReplaceAll(dirty, "M ", " ")), " ")
+	}
+	return m
+}
+
+func cmdOut(name string, args ...string) string {
+	out, err := exec.Command(name, args...).Output()
+	if err != nil {
+		return "?"
+	}
+	return string(out)
+}

@@ -1,0 +1,860 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/shared/pgtest"
+)
+
+// The raw stream's name, as the collector creates it by default.
+const rawStream = "PGJET_RAW"
+
+type results struct {
+	Machine   machine
+	Quick     bool
+	Started   string
+	Finished  string
+	Workloads []workloadResult
+	E2E       []e2eResult
+}
+
+type machine struct {
+	NProc, CPU, Kernel, Memory, Postgres, NATS, Go, LoadStart, Code string
+}
+
+type workloadResult struct {
+	Name, Title string
+	Changes     int64 // row changes in the backlog (the end marker not counted)
+	WriteSecs   float64
+	WALBytes    int64
+	Ceiling     []ceilingRun   // one per round
+	Collector   []collectorRun // external nats-server, one per round
+	Embedded    []collectorRun // --embedded, one per round
+	Routers     []routerRun
+	Profiles    []profile
+}
+
+type ceilingRun struct {
+	Secs, PerSec float64
+	WalsenderCPU float64 // CPU seconds of the walsender serving pg_recvlogical
+	Load         string
+}
+
+type collectorRun struct {
+	Mode         string // "external" or "embedded"
+	Secs, PerSec float64
+	CPU          float64 // collector CPU seconds until done
+	WalsenderCPU float64
+	NATSCPU      float64 // external nats-server CPU seconds while it ran
+	RSSKiB       int64
+	Counted      uint64 // changes the collector reports having published
+	RawMsgs      uint64
+	RawBytes     uint64
+	Load         string
+}
+
+type routerRun struct {
+	Persist      string
+	Events       uint64
+	Secs, PerSec float64
+	CPU, NATSCPU float64
+	RSSKiB       int64
+	Capped       bool // stopped at the time cap before storing everything
+	Load         string
+}
+
+type profile struct {
+	What      string
+	File      string
+	Self, Cum string // perf report excerpts
+	Key       string // shares of the pipeline's stages (keySymbols)
+}
+
+type e2eResult struct {
+	Persist                       string
+	Rate, Seconds                 int
+	Txs                           int64
+	Events                        int
+	P50, P90, P99, P999, Max      float64   // milliseconds
+	CollectorCPU, RouterCPU, NATS float64   // % of one core over the run
+	Pgbench                       string    // pgbench's own latency and tps lines
+	Series                        []float64 // max latency (ms) per tenth of the run, by commit time
+	Load                          string
+}
+
+// lsnText formats an LSN as Postgres does (X/X).
+func lsnText(l uint64) string { return fmt.Sprintf("%X/%X", l>>32, uint32(l)) }
+
+func parseLSN(s string) (uint64, error) {
+	hi, lo, ok := strings.Cut(strings.TrimSpace(s), "/")
+	if !ok {
+		return 0, fmt.Errorf("bad LSN %q", s)
+	}
+	h, err1 := strconv.ParseUint(hi, 16, 32)
+	l, err2 := strconv.ParseUint(lo, 16, 32)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("bad LSN %q", s)
+	}
+	return h<<32 | l, nil
+}
+
+func (b *bench) runWorkload(ctx context.Context, w workload) (workloadResult, error) {
+	r := workloadResult{Name: w.name, Title: w.title}
+	logf("%s: preparing", w.name)
+	if err := w.prepare(ctx, b); err != nil {
+		return r, err
+	}
+	if err := b.exec(ctx, fmt.Sprintf("DROP PUBLICATION IF EXISTS %[1]s; CREATE PUBLICATION %[1]s FOR TABLE %[1]s", w.name)); err != nil {
+		return r, err
+	}
+	if err := b.exec(ctx, "CHECKPOINT"); err != nil {
+		return r, err
+	}
+	// Every reader gets its own slot, created before the backlog: they all
+	// decode exactly the same WAL.
+	var slots []string
+	slot := func(role string) string { return w.name + "_" + role }
+	roles := []string{}
+	for i := 1; i <= b.sizes.runs; i++ {
+		roles = append(roles, fmt.Sprintf("ceil%d", i), fmt.Sprintf("pgjet%d", i), fmt.Sprintf("embedded%d", i))
+	}
+	if b.perf != "" {
+		roles = append(roles, "prof")
+	}
+	for _, role := range roles {
+		if _, err := b.conn.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", slot(role)); err != nil {
+			return r, fmt.Errorf("create slot: %w", err)
+		}
+		slots = append(slots, slot(role))
+	}
+	defer func() {
+		for _, s := range slots {
+			_ = b.dropSlot(ctx, s)
+		}
+		_ = b.exec(ctx, fmt.Sprintf("DROP PUBLICATION IF EXISTS %[1]s; DROP TABLE IF EXISTS %[1]s", w.name))
+		_ = b.exec(ctx, "CHECKPOINT")
+	}()
+
+	var l0 string
+	if err := b.conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&l0); err != nil {
+		return r, err
+	}
+	logf("%s: writing the backlog: %s", w.name, w.title)
+	t0 := time.Now()
+	changes, err := w.write(ctx, b)
+	if err != nil {
+		return r, err
+	}
+	r.WriteSecs = time.Since(t0).Seconds()
+	r.Changes = changes
+	// The end marker: a non-transactional logical message. Its LSN (the end
+	// of its WAL record) is both what pgoutput reports for it and what
+	// pg_logical_emit_message returns, so "the raw stream holds the marker"
+	// and "pg_recvlogical -E marker" mean the same point of the WAL.
+	var endText string
+	if err := b.conn.QueryRow(ctx, "SELECT pg_logical_emit_message(false, 'pgjet-bench', 'end')::text").Scan(&endText); err != nil {
+		return r, err
+	}
+	lend, err := parseLSN(endText)
+	if err != nil {
+		return r, err
+	}
+	if err := b.conn.QueryRow(ctx, "SELECT pg_wal_lsn_diff($1::pg_lsn, $2::pg_lsn)::bigint", endText, l0).Scan(&r.WALBytes); err != nil {
+		return r, err
+	}
+	logf("%s: %d changes written in %.1fs, WAL %s..%s (%.1f MB)", w.name, changes, r.WriteSecs, l0, endText, float64(r.WALBytes)/1e6)
+
+	// Rounds of ceiling, collector (external server), collector (embedded),
+	// interleaved so that a burst of noise from elsewhere on the machine
+	// hits one round rather than one contender.
+	var n *natsServer // the last round's server: its raw stream feeds the routers
+	defer func() {
+		if n != nil {
+			n.stop()
+		}
+	}()
+	timeout := 10 * time.Minute
+	for i := 1; i <= b.sizes.runs; i++ {
+		c, err := b.ceiling(ctx, slot(fmt.Sprintf("ceil%d", i)), w.name, lend, changes)
+		if err != nil {
+			return r, err
+		}
+		r.Ceiling = append(r.Ceiling, c)
+		timeout = time.Duration(c.Secs*20)*time.Second + 2*time.Minute
+		if n != nil {
+			n.stop()
+		}
+		if n, err = b.startNATS(fmt.Sprintf("nats-%s-%d", w.name, i)); err != nil {
+			return r, err
+		}
+		col, err := b.runCollector(ctx, w, slot(fmt.Sprintf("pgjet%d", i)), n, lend, changes, timeout, "")
+		if err != nil {
+			return r, err
+		}
+		r.Collector = append(r.Collector, col)
+		emb, err := b.runCollector(ctx, w, slot(fmt.Sprintf("embedded%d", i)), nil, lend, changes, timeout, "")
+		if err != nil {
+			return r, err
+		}
+		r.Embedded = append(r.Embedded, emb)
+	}
+
+	// Every change of the backlog plus the end marker becomes one event.
+	expected := uint64(changes) + 1
+	if got := r.Collector[len(r.Collector)-1].Counted; got != 0 && got != expected {
+		logf("%s: the collector reports %d changes, the backlog has %d (+1 marker)", w.name, got, changes)
+		expected = got
+	}
+	// The fsync-per-event output is slow and steady: one capped run. The
+	// async one is repeated like the collector.
+	rr, err := b.runRouter(ctx, n, w.name, "default", "default", expected, "")
+	if err != nil {
+		return r, err
+	}
+	r.Routers = append(r.Routers, rr)
+	for i := 1; i <= b.sizes.runs; i++ {
+		rr, err := b.runRouter(ctx, n, w.name, fmt.Sprintf("async%d", i), "async", expected, "")
+		if err != nil {
+			return r, err
+		}
+		r.Routers = append(r.Routers, rr)
+	}
+
+	if b.perf != "" {
+		// Separate runs under perf, so that the timed ones above are not
+		// perturbed by sampling.
+		pn, err := b.startNATS("nats-prof-" + w.name)
+		if err != nil {
+			return r, err
+		}
+		file := filepath.Join(b.cfg.outDir, "perf-collector-"+w.name+".data")
+		if _, err := b.runCollector(ctx, w, slot("prof"), pn, lend, changes, timeout, file); err != nil {
+			return r, err
+		}
+		pn.stop()
+		r.Profiles = append(r.Profiles, b.perfReport("collector", file))
+		file = filepath.Join(b.cfg.outDir, "perf-router-"+w.name+".data")
+		if _, err := b.runRouter(ctx, n, w.name, "prof", "async", expected, file); err != nil {
+			return r, err
+		}
+		r.Profiles = append(r.Profiles, b.perfReport("router (output persist async)", file))
+	}
+	return r, nil
+}
+
+// ceiling drains slot with pg_recvlogical up to lend: the rate at which
+// Postgres decodes the backlog through pgoutput and sends it to a client
+// that does nothing with it.
+func (b *bench) ceiling(ctx context.Context, slot, pub string, lend uint64, changes int64) (ceilingRun, error) {
+	mon, err := pgx.Connect(ctx, b.dsn)
+	if err != nil {
+		return ceilingRun{}, err
+	}
+	defer mon.Close(ctx)
+	// The walsender exits with its client: sample its CPU while it runs.
+	sampler := sampleCPU(func() int { return slotPID(ctx, mon, slot) })
+	// messages=true as the collector asks for it, so both receive the end
+	// marker and stop at the same record.
+	args := []string{"-d", b.dsn, "-S", slot, "--start", "--no-loop", "-E", lsnText(lend),
+		"-o", "proto_version=1", "-o", "publication_names=" + pub, "-o", "messages=true", "-f", "/dev/null"}
+	logf("ceiling on %s: pg_recvlogical %s", slot, strings.Join(args[2:], " "))
+	t0 := time.Now()
+	cmd := exec.CommandContext(ctx, "pg_recvlogical", args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.CombinedOutput()
+	secs := time.Since(t0).Seconds()
+	cpu := sampler.end()
+	if err != nil {
+		return ceilingRun{}, fmt.Errorf("pg_recvlogical: %w\n%s", err, out)
+	}
+	c := ceilingRun{Secs: secs, PerSec: float64(changes) / secs, WalsenderCPU: cpu, Load: loadavg1()}
+	logf("ceiling on %s: %.2fs, %.0f changes/s, walsender CPU %.2fs, loadavg1 %s", slot, secs, c.PerSec, cpu, c.Load)
+	return c, b.dropSlot(ctx, slot)
+}
+
+// slotPID is the walsender serving slot, 0 when none.
+func slotPID(ctx context.Context, conn *pgx.Conn, slot string) int {
+	var pid *int32
+	if err := conn.QueryRow(ctx, "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&pid); err != nil || pid == nil {
+		return 0
+	}
+	return int(*pid)
+}
+
+func (b *bench) dropSlot(ctx context.Context, slot string) error {
+	var err error
+	// Right after its client stops, a walsender may still hold the slot.
+	for i := 0; i < 100; i++ {
+		if _, err = b.conn.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", slot); err == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("drop slot %s: %w", slot, err)
+}
+
+// natsServer is bin/nats-server on a free port with the durability pgjet
+// promises: every JetStream write fsynced before it is acknowledged.
+type natsServer struct {
+	url  string
+	dir  string
+	proc *proc
+}
+
+func (b *bench) startNATS(name string) (*natsServer, error) {
+	dir := filepath.Join(b.dir, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var lastErr error
+	for attempt := 0; attempt < 4; attempt++ { // the free port may be taken before the bind
+		port, err := pgtest.FreePort()
+		if err != nil {
+			return nil, err
+		}
+		// As deploy/nats/single.conf: sync always, default max_payload (1 MB).
+		conf := fmt.Sprintf("listen: 127.0.0.1:%d\njetstream {\n  store_dir: %q\n  sync_interval: always\n}\n", port, filepath.Join(dir, "store"))
+		confPath := filepath.Join(dir, "nats.conf")
+		if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+			return nil, err
+		}
+		p, err := startProc(name, filepath.Join(b.cfg.binDir, "nats-server"), []string{"-c", confPath}, filepath.Join(b.cfg.outDir, name+".log"))
+		if err != nil {
+			return nil, err
+		}
+		if p.waitForLog("Server is ready", 30*time.Second) {
+			return &natsServer{url: fmt.Sprintf("nats://127.0.0.1:%d", port), dir: dir, proc: p}, nil
+		}
+		lastErr = fmt.Errorf("nats-server not ready:\n%s", p.tail(20))
+		p.kill()
+	}
+	return nil, lastErr
+}
+
+func (n *natsServer) stop() {
+	_ = n.proc.stop(15 * time.Second)
+	os.RemoveAll(n.dir)
+}
+
+var stoppedRE = regexp.MustCompile(`msg=stopped changes=(\d+)`)
+
+// runCollector starts the collector on slot (against n, or with its embedded
+// server when n is nil) and times it from process start until the raw stream
+// holds the end marker at lend.
+func (b *bench) runCollector(ctx context.Context, w workload, slot string, n *natsServer, lend uint64, changes int64, timeout time.Duration, perfFile string) (collectorRun, error) {
+	r := collectorRun{Mode: "external"}
+	args := []string{"--dsn", b.dsn, "--slot", slot, "--publication", w.name, "--source", w.name}
+	url := ""
+	var natsCPU0 float64
+	if n != nil {
+		args = append(args, "--nats", n.url)
+		url = n.url
+		natsCPU0, _ = cpuSeconds(n.proc.pid())
+	} else {
+		r.Mode = "embedded"
+		port, err := pgtest.FreePort()
+		if err != nil {
+			return r, err
+		}
+		listen := fmt.Sprintf("127.0.0.1:%d", port)
+		store := filepath.Join(b.dir, "embedded-"+slot)
+		defer os.RemoveAll(store)
+		args = append(args, "--embedded", store, "--listen", listen)
+		url = "nats://" + listen
+	}
+	logf("collector (%s) on %s", r.Mode, slot)
+	t0 := time.Now()
+	p, err := startProc("pgjet-collector", filepath.Join(b.cfg.binDir, "pgjet-collector"), args, filepath.Join(b.cfg.outDir, "collector-"+slot+".log"))
+	if err != nil {
+		return r, err
+	}
+	defer p.kill()
+	var perf *proc
+	if perfFile != "" {
+		if perf, err = b.startPerf(p.pid(), perfFile); err != nil {
+			return r, err
+		}
+	}
+	done, err := waitRaw(ctx, url, lend, p, timeout)
+	if err != nil {
+		return r, fmt.Errorf("collector on %s: %w\nlast lines of its log:\n%s", slot, err, p.tail(30))
+	}
+	r.Secs = done.Sub(t0).Seconds()
+	r.PerSec = float64(changes) / r.Secs
+	r.CPU, _ = cpuSeconds(p.pid())
+	r.RSSKiB = peakRSSKiB(p.pid())
+	if pid := slotPID(ctx, b.conn, slot); pid != 0 {
+		r.WalsenderCPU, _ = cpuSeconds(pid)
+	}
+	if n != nil {
+		c, _ := cpuSeconds(n.proc.pid())
+		r.NATSCPU = c - natsCPU0
+	}
+	r.Load = loadavg1()
+	r.RawMsgs, r.RawBytes = rawStreamState(ctx, url)
+	if perf != nil {
+		stopPerf(perf)
+	}
+	if err := p.stop(30 * time.Second); err != nil {
+		logf("collector on %s: %v", slot, err)
+	}
+	if m := stoppedRE.FindStringSubmatch(p.log()); m != nil {
+		r.Counted, _ = strconv.ParseUint(m[1], 10, 64)
+	}
+	logf("collector (%s) on %s: %.2fs, %.0f changes/s, CPU %.2fs, peak RSS %d MiB, walsender CPU %.2fs, nats CPU %.2fs, %d raw messages, loadavg1 %s",
+		r.Mode, slot, r.Secs, r.PerSec, r.CPU, r.RSSKiB/1024, r.WalsenderCPU, r.NATSCPU, r.RawMsgs, r.Load)
+	return r, b.dropSlot(ctx, slot)
+}
+
+// waitRaw returns the time at which the raw stream at url first holds a
+// record whose last change is at or after lend. It reads only headers: the
+// raw message id names its last commit LSN.
+func waitRaw(ctx context.Context, url string, lend uint64, p *proc, timeout time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(timeout)
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	var nc *nats.Conn
+	var err error
+	for {
+		// The embedded server listens only once the collector is up.
+		if nc, err = nats.Connect(url, nats.MaxReconnects(-1)); err == nil {
+			break
+		}
+		if p.exited() || ctx.Err() != nil {
+			return time.Time{}, fmt.Errorf("cannot connect to %s: %w", url, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return time.Time{}, err
+	}
+	var s jetstream.Stream
+	for {
+		if s, err = js.Stream(ctx, rawStream); err == nil {
+			break
+		}
+		if p.exited() || ctx.Err() != nil {
+			return time.Time{}, fmt.Errorf("raw stream never appeared: %w", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{HeadersOnly: true})
+	if err != nil {
+		return time.Time{}, err
+	}
+	seen := make(chan time.Time, 1)
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		at := time.Now()
+		if last, ok := rawLastLSN(m.Headers().Get(jetstream.MsgIDHeader)); ok && last >= lend {
+			select {
+			case seen <- at:
+			default:
+			}
+		}
+	})
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer cc.Stop()
+	select {
+	case at := <-seen:
+		return at, nil
+	case <-p.done:
+		return time.Time{}, errors.New("collector exited")
+	case <-ctx.Done():
+		return time.Time{}, fmt.Errorf("end marker not in the raw stream after %s", timeout)
+	}
+}
+
+// rawLastLSN reads the last commit LSN from a raw Nats-Msg-Id,
+// "<source id>:<first lsn>.<change>-<last lsn>.<change>" (LSNs in hex).
+func rawLastLSN(id string) (uint64, bool) {
+	i := strings.LastIndexByte(id, ':')
+	if i < 0 {
+		return 0, false
+	}
+	_, last, ok := strings.Cut(id[i+1:], "-")
+	if !ok {
+		return 0, false
+	}
+	lsn, _, _ := strings.Cut(last, ".")
+	v, err := strconv.ParseUint(lsn, 16, 64)
+	return v, err == nil
+}
+
+func rawStreamState(ctx context.Context, url string) (msgs, bytes uint64) {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return 0, 0
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return 0, 0
+	}
+	s, err := js.Stream(ctx, rawStream)
+	if err != nil {
+		return 0, 0
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, 0
+	}
+	return info.State.Msgs, info.State.Bytes
+}
+
+// runRouter starts a router with its own durable consumer and output stream
+// on the filled raw stream of n, and times it from process start until the
+// output stream holds expected events (or the time cap).
+func (b *bench) runRouter(ctx context.Context, n *natsServer, wname, tag, persist string, expected uint64, perfFile string) (routerRun, error) {
+	r := routerRun{Persist: persist}
+	stream := "EV_" + strings.ToUpper(tag)
+	args := []string{"--nats", n.url, "--durable", "bench_" + tag, "--stream", stream, "--subject-prefix", "ev" + tag, "--output-persist", persist}
+	nc, err := nats.Connect(n.url)
+	if err != nil {
+		return r, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return r, err
+	}
+	natsCPU0, _ := cpuSeconds(n.proc.pid())
+	logf("router (%s) on %s: %d events expected", persist, wname, expected)
+	t0 := time.Now()
+	p, err := startProc("pgjet-router", filepath.Join(b.cfg.binDir, "pgjet-router"), args, filepath.Join(b.cfg.outDir, "router-"+wname+"-"+tag+".log"))
+	if err != nil {
+		return r, err
+	}
+	defer p.kill()
+	var perf *proc
+	if perfFile != "" {
+		if perf, err = b.startPerf(p.pid(), perfFile); err != nil {
+			return r, err
+		}
+	}
+	for {
+		if p.exited() {
+			return r, fmt.Errorf("router exited:\n%s", p.tail(30))
+		}
+		if s, err := js.Stream(ctx, stream); err == nil {
+			if info, err := s.Info(ctx); err == nil {
+				r.Events = info.State.Msgs
+			}
+		}
+		if r.Events >= expected {
+			break
+		}
+		if time.Since(t0) > b.sizes.routerCap {
+			r.Capped = true
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.Secs = time.Since(t0).Seconds()
+	r.PerSec = float64(r.Events) / r.Secs
+	r.CPU, _ = cpuSeconds(p.pid())
+	r.RSSKiB = peakRSSKiB(p.pid())
+	c, _ := cpuSeconds(n.proc.pid())
+	r.NATSCPU = c - natsCPU0
+	r.Load = loadavg1()
+	if perf != nil {
+		stopPerf(perf)
+	}
+	if err := p.stop(30 * time.Second); err != nil {
+		logf("router: %v", err)
+	}
+	capped := ""
+	if r.Capped {
+		capped = fmt.Sprintf(" (stopped at the %s cap)", b.sizes.routerCap)
+	}
+	logf("router (%s) on %s: %d events in %.2fs%s, %.0f events/s, CPU %.2fs, peak RSS %d MiB, nats CPU %.2fs, loadavg1 %s",
+		persist, wname, r.Events, r.Secs, capped, r.PerSec, r.CPU, r.RSSKiB/1024, r.NATSCPU, r.Load)
+	return r, nil
+}
+
+// startPerf samples pid's CPU time with call stacks (frame pointers, which Go
+// keeps) at 499 Hz.
+func (b *bench) startPerf(pid int, file string) (*proc, error) {
+	return startProc("perf", b.perf, []string{"record", "-e", "cpu-clock", "-F", "499", "-g", "-p", strconv.Itoa(pid), "-o", file}, file+".log")
+}
+
+func stopPerf(p *proc) {
+	// SIGINT makes perf record write its data and exit.
+	_ = p.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-p.done:
+	case <-time.After(60 * time.Second):
+		p.kill()
+	}
+}
+
+// perfReport extracts the top of a perf profile: self time per function and
+// time including callees.
+func (b *bench) perfReport(what, file string) profile {
+	pr := profile{What: what, File: filepath.Base(file)}
+	report := func(children bool, limit string) string {
+		args := []string{"report", "-i", file, "--stdio", "--sort", "sym", "-g", "none", "--percent-limit", limit}
+		if children {
+			args = append(args, "--children")
+		} else {
+			args = append(args, "--no-children")
+		}
+		out, err := exec.Command(b.perf, args...).Output()
+		if err != nil {
+			return "perf report failed: " + err.Error()
+		}
+		var keep []string
+		for _, l := range strings.Split(string(out), "\n") {
+			if t := strings.TrimSpace(l); t != "" && !strings.HasPrefix(t, "#") {
+				keep = append(keep, l)
+			}
+		}
+		if len(keep) > 25 {
+			keep = keep[:25]
+		}
+		return strings.Join(keep, "\n")
+	}
+	pr.Self = report(false, "1")
+	pr.Cum = report(true, "4")
+	pr.Key = b.perfKey(file)
+	_ = os.WriteFile(file+".self.txt", []byte(pr.Self+"\n"), 0o644)
+	_ = os.WriteFile(file+".cum.txt", []byte(pr.Cum+"\n"), 0o644)
+	_ = os.WriteFile(file+".key.txt", []byte(pr.Key+"\n"), 0o644)
+	return pr
+}
+
+// keySymbols are the stages of the collector's and the router's work, to
+// read a profile by stage: share of samples in each including callees.
+var keySymbols = []string{
+	// collector
+	"replication.(*Stream).Run", "pgconn.(*PgConn).ReceiveMessage", "context.WithTimeout", "pgoutput.(*Decoder).Handle",
+	"pglogrepl.Parse", "rawstream.(*Publisher).Add", "rawstream.(*Publisher).publish", "rawstream.Assemble", "wire.Marshal",
+	// router
+	"relay.(*Relay).handle", "wire.Unmarshal", "relay.(*Relay).render", "envelope.(*Native).append", "value.(*Decoder).AppendJSON",
+	"encoding/json.Valid", "relay.(*Relay).publishFrom", "jetstream.(*jetStream).PublishMsgAsync", "relay.(*Relay).ack",
+	// both
+	"nats%2ego.(*Conn).flusher", "nats%2ego.(*Conn).readLoop", "runtime.mallocgc", "runtime.gcBgMarkWorker", "runtime.findRunnable",
+	"runtime.sysmon", "[k] do_syscall_64",
+}
+
+// perfKey lists keySymbols with their share of samples (including callees).
+func (b *bench) perfKey(file string) string {
+	out, err := exec.Command(b.perf, "report", "-i", file, "--stdio", "--children", "--sort", "sym", "-g", "none").Output()
+	if err != nil {
+		return "perf report failed: " + err.Error()
+	}
+	var lines []string
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 4 || !strings.HasSuffix(f[0], "%") {
+			continue
+		}
+		sym := strings.Join(f[2:], " ")
+		for _, k := range keySymbols {
+			if strings.HasSuffix(sym, k) || sym == k {
+				lines = append(lines, fmt.Sprintf("%8s  %s", f[0], sym))
+			}
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// runE2E runs collector and router continuously and writes at a fixed
+// commit rate; each event's latency is its arrival at a consumer of the
+// output stream minus its commit_time.
+func (b *bench) runE2E(ctx context.Context, persist string) (e2eResult, error) {
+	r := e2eResult{Persist: persist, Rate: b.sizes.e2eRate, Seconds: b.sizes.e2eSeconds}
+	name := "e2e_" + persist
+	if err := b.exec(ctx, fmt.Sprintf(benchTableSQL, name)); err != nil {
+		return r, err
+	}
+	if err := b.exec(ctx, fmt.Sprintf("DROP PUBLICATION IF EXISTS %[1]s; CREATE PUBLICATION %[1]s FOR TABLE %[1]s", name)); err != nil {
+		return r, err
+	}
+	defer func() {
+		_ = b.dropSlot(ctx, name)
+		_ = b.exec(ctx, fmt.Sprintf("DROP PUBLICATION IF EXISTS %[1]s; DROP TABLE IF EXISTS %[1]s; CHECKPOINT", name))
+	}()
+	n, err := b.startNATS("nats-" + name)
+	if err != nil {
+		return r, err
+	}
+	defer n.stop()
+	col, err := startProc("pgjet-collector", filepath.Join(b.cfg.binDir, "pgjet-collector"),
+		[]string{"--dsn", b.dsn, "--slot", name, "--publication", name, "--source", name, "--nats", n.url},
+		filepath.Join(b.cfg.outDir, "collector-"+name+".log"))
+	if err != nil {
+		return r, err
+	}
+	defer col.kill()
+	if !col.waitForLog("msg=streaming", 60*time.Second) {
+		return r, fmt.Errorf("collector did not start streaming:\n%s", col.tail(30))
+	}
+	rt, err := startProc("pgjet-router", filepath.Join(b.cfg.binDir, "pgjet-router"),
+		[]string{"--nats", n.url, "--stream", "EVENTS", "--output-persist", persist},
+		filepath.Join(b.cfg.outDir, "router-"+name+".log"))
+	if err != nil {
+		return r, err
+	}
+	defer rt.kill()
+	if !rt.waitForLog("msg=relaying", 60*time.Second) {
+		return r, fmt.Errorf("router did not start relaying:\n%s", rt.tail(30))
+	}
+
+	nc, err := nats.Connect(n.url)
+	if err != nil {
+		return r, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return r, err
+	}
+	s, err := js.Stream(ctx, "EVENTS")
+	if err != nil {
+		return r, err
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return r, err
+	}
+	var mu sync.Mutex
+	lat := make([]int64, 0, r.Rate*r.Seconds+1000)
+	commits := make([]int64, 0, r.Rate*r.Seconds+1000)
+	bad := 0
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		now := time.Now().UnixMicro()
+		ct, ok := commitTime(m.Data())
+		mu.Lock()
+		if ok {
+			lat = append(lat, now-ct)
+			commits = append(commits, ct)
+		} else {
+			bad++
+		}
+		mu.Unlock()
+	})
+	if err != nil {
+		return r, err
+	}
+	defer cc.Stop()
+
+	cpu := func() (c, rtr, ns float64) {
+		c, _ = cpuSeconds(col.pid())
+		rtr, _ = cpuSeconds(rt.pid())
+		ns, _ = cpuSeconds(n.proc.pid())
+		return
+	}
+	c0, r0, n0 := cpu()
+	t0 := time.Now()
+	logf("end-to-end (%s): %d tx/s for %ds", persist, r.Rate, r.Seconds)
+	txs, err := b.pgbench(ctx, name, oltpScript(name), "-R", strconv.Itoa(r.Rate), "-T", strconv.Itoa(r.Seconds))
+	if err != nil {
+		return r, err
+	}
+	r.Txs = txs
+	r.Pgbench = pgbenchSummary(b.lastPgbench)
+	// Let the tail arrive.
+	for wait := time.Now(); time.Since(wait) < 60*time.Second; time.Sleep(20 * time.Millisecond) {
+		mu.Lock()
+		got := int64(len(lat) + bad)
+		mu.Unlock()
+		if got >= txs {
+			break
+		}
+	}
+	c1, r1, n1 := cpu()
+	secs := time.Since(t0).Seconds()
+	r.CollectorCPU, r.RouterCPU, r.NATS = 100*(c1-c0)/secs, 100*(r1-r0)/secs, 100*(n1-n0)/secs
+	r.Load = loadavg1()
+	cc.Stop()
+
+	mu.Lock()
+	defer mu.Unlock()
+	if bad > 0 {
+		return r, fmt.Errorf("%d events without a readable commit_time", bad)
+	}
+	r.Events = len(lat)
+	if r.Events == 0 {
+		return r, errors.New("no events arrived")
+	}
+	r.Series = latencySeries(commits, lat, r.Seconds)
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))]) / 1000 }
+	r.P50, r.P90, r.P99, r.P999, r.Max = pct(0.5), pct(0.9), pct(0.99), pct(0.999), float64(lat[len(lat)-1])/1000
+	logf("end-to-end (%s): %d of %d events, latency p50 %.1f ms, p99 %.1f ms, max %.1f ms; CPU collector %.0f%%, router %.0f%%, nats %.0f%%",
+		persist, r.Events, txs, r.P50, r.P99, r.Max, r.CollectorCPU, r.RouterCPU, r.NATS)
+	_ = col.stop(30 * time.Second)
+	_ = rt.stop(30 * time.Second)
+	return r, nil
+}
+
+// latencySeries is the worst latency (ms) of the events committed in each
+// tenth of the run: it shows whether latency is steady or a backlog grows.
+func latencySeries(commits, lat []int64, seconds int) []float64 {
+	if len(commits) == 0 {
+		return nil
+	}
+	first := commits[0]
+	for _, c := range commits {
+		first = min(first, c)
+	}
+	span := int64(seconds) * 1e6 / 10
+	out := make([]float64, 10)
+	for i, c := range commits {
+		k := min(int((c-first)/span), 9)
+		out[k] = max(out[k], float64(lat[i])/1000)
+	}
+	return out
+}
+
+var commitTimeKey = []byte(`"commit_time":"`)
+
+// commitTime reads the commit_time field (RFC 3339, UTC, microseconds) of a
+// native event, in microseconds since the epoch.
+func commitTime(ev []byte) (int64, bool) {
+	i := bytes.Index(ev, commitTimeKey)
+	if i < 0 {
+		return 0, false
+	}
+	rest := ev[i+len(commitTimeKey):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 {
+		return 0, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(rest[:j]))
+	if err != nil {
+		return 0, false
+	}
+	return t.UnixMicro(), true
+}
+
+// pgbenchSummary keeps pgbench's latency and rate lines.
+func pgbenchSummary(out string) string {
+	var keep []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "latency") || strings.HasPrefix(l, "tps") || strings.HasPrefix(l, "rate limit") {
+			keep = append(keep, strings.TrimSpace(l))
+		}
+	}
+	return strings.Join(keep, "; ")
+}

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// markdown renders the results as the tables of docs/benchmarks.md.
+func (r *results) markdown() string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	mode := "full"
+	if r.Quick {
+		mode = "quick (smoke-test sizes: figures are not meaningful)"
+	}
+	p("# pgjet-bench results\n\n")
+	p("Mode: %s. Started %s, finished %s.\n\n", mode, r.Started, r.Finished)
+	m := r.Machine
+	p("| machine | |\n|---|---|\n")
+	p("| CPUs (nproc) | %s |\n| CPU | %s |\n| memory | %s |\n| kernel | %s |\n| PostgreSQL | %s |\n| nats-server | %s |\n| Go | %s |\n| code | %s |\n| loadavg at start | %s |\n\n",
+		m.NProc, m.CPU, m.Memory, m.Kernel, m.Postgres, m.NATS, m.Go, m.Code, m.LoadStart)
+
+	if len(r.Workloads) > 0 {
+		p("## Collector vs the pgoutput decoding ceiling\n\n")
+		p("Same backlog for every reader (slots created before it). Rounds of ceiling (`pg_recvlogical` to /dev/null), collector against the external nats-server (`sync_interval: always`), collector with its embedded server; ")
+		p("figures are medians over the rounds, (min–max) in brackets; the ratio is the median of the per-round ratios. ")
+		p("Collector time runs from process start until the raw stream holds the backlog's last change. ")
+		p("CPU in seconds per million changes; walsender = the Postgres process decoding for that reader.\n\n")
+		p("| workload | changes | WAL MB | ceiling changes/s | collector changes/s | ratio | peak RSS MiB | collector CPU s/M | walsender CPU s/M ceiling / collector | nats-server CPU s/M | changes per raw msg | loadavg1 |\n")
+		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, w := range r.Workloads {
+			p("| %s | %d | %.0f | %s | %s | **%.2f** | %.0f | %.1f | %.1f / %.1f | %.1f | %.0f | %s |\n",
+				w.Name, w.Changes, float64(w.WALBytes)/1e6, spread(w.ceilingRates()), spread(rates(w.Collector)), w.ratio(w.Collector),
+				maxRSS(w.Collector), median(w.perM(w.Collector, func(c collectorRun) float64 { return c.CPU })),
+				median(w.ceilingWalsender()), median(w.perM(w.Collector, func(c collectorRun) float64 { return c.WalsenderCPU })),
+				median(w.perM(w.Collector, func(c collectorRun) float64 { return c.NATSCPU })), w.changesPerMsg(w.Collector), loads(w))
+		}
+		p("\nCollector with its embedded server (`--embedded`: fsync per write, max payload 31 MiB so raw messages up to 4 MiB); RSS and CPU include the server.\n\n")
+		p("| workload | collector changes/s | ratio to ceiling | peak RSS MiB | CPU s/M | walsender CPU s/M | changes per raw msg |\n|---|---:|---:|---:|---:|---:|---:|\n")
+		for _, w := range r.Workloads {
+			p("| %s | %s | **%.2f** | %.0f | %.1f | %.1f | %.0f |\n", w.Name, spread(rates(w.Embedded)), w.ratio(w.Embedded),
+				maxRSS(w.Embedded), median(w.perM(w.Embedded, func(c collectorRun) float64 { return c.CPU })),
+				median(w.perM(w.Embedded, func(c collectorRun) float64 { return c.WalsenderCPU })), w.changesPerMsg(w.Embedded))
+		}
+
+		p("\n## Router (native envelope) from the filled raw stream\n\n")
+		p("One router process, its own durable consumer and output stream, from process start until the output stream holds every event (backlog changes + 1 end marker), or the time cap. ")
+		p("`default`: output stream with the server's persistence (fsync per write here), one run; `async`: `--output-persist async`, one run per round. ")
+		p("The ratio compares with the median collector (external server) rate.\n\n")
+		p("| workload | output persist | runs | events | events/s | vs collector | router CPU s/M | router peak RSS MiB | nats-server CPU s/M |\n")
+		p("|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, w := range r.Workloads {
+			col := median(rates(w.Collector))
+			for _, persist := range []string{"default", "async"} {
+				var rs []routerRun
+				for _, rr := range w.Routers {
+					if rr.Persist == persist {
+						rs = append(rs, rr)
+					}
+				}
+				if len(rs) == 0 {
+					continue
+				}
+				var perSec, cpu, ncpu []float64
+				var rss float64
+				events := ""
+				for _, rr := range rs {
+					perSec = append(perSec, rr.PerSec)
+					cpu = append(cpu, perM(rr.CPU, int64(rr.Events)))
+					ncpu = append(ncpu, perM(rr.NATSCPU, int64(rr.Events)))
+					rss = max(rss, float64(rr.RSSKiB)/1024)
+					events = fmt.Sprintf("%d", rr.Events)
+					if rr.Capped {
+						events += " (capped)"
+					}
+				}
+				p("| %s | %s | %d | %s | %s | **%.2f×** | %.1f | %.0f | %.1f |\n", w.Name, persist, len(rs), events, spread(perSec),
+					median(perSec)/col, median(cpu), rss, median(ncpu))
+			}
+		}
+
+		p("\nEvery round (changes/s; ratio to the same round's ceiling; loadavg1 after the collector run):\n\n")
+		p("| workload | round | ceiling | collector | ratio | embedded | ratio | loadavg1 |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, w := range r.Workloads {
+			for i := range w.Ceiling {
+				c := w.Ceiling[i]
+				col, emb := w.Collector[i], w.Embedded[i]
+				p("| %s | %d | %.0f | %.0f | %.2f | %.0f | %.2f | %s |\n", w.Name, i+1, c.PerSec, col.PerSec, col.PerSec/c.PerSec, emb.PerSec, emb.PerSec/c.PerSec, col.Load)
+			}
+		}
+	}
+
+	if len(r.E2E) > 0 {
+		p("\n## End-to-end latency\n\n")
+		p("Collector and router running; pgbench commits single-row inserts at a fixed rate; latency = arrival at an ordered consumer of the output stream minus the event's `commit_time`.\n\n")
+		p("| output persist | rate tx/s × s | events / txs | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | CPU %% collector / router / nats | loadavg1 |\n")
+		p("|---|---|---:|---:|---:|---:|---:|---:|---|---:|\n")
+		for _, e := range r.E2E {
+			p("| %s | %d × %d | %d / %d | %.1f | %.1f | **%.1f** | %.1f | %.1f | %.0f / %.0f / %.0f | %s |\n",
+				e.Persist, e.Rate, e.Seconds, e.Events, e.Txs, e.P50, e.P90, e.P99, e.P999, e.Max, e.CollectorCPU, e.RouterCPU, e.NATS, e.Load)
+		}
+		p("\n")
+		for _, e := range r.E2E {
+			p("- pgbench (%s): %s\n", e.Persist, e.Pgbench)
+		}
+		p("\nWorst latency (ms) of the events committed in each tenth of the run:\n\n")
+		for _, e := range r.E2E {
+			var s []string
+			for _, v := range e.Series {
+				s = append(s, fmt.Sprintf("%.0f", v))
+			}
+			p("- %s: %s\n", e.Persist, strings.Join(s, ", "))
+		}
+	}
+
+	for _, w := range r.Workloads {
+		for _, pr := range w.Profiles {
+			p("\n## perf profile: %s, workload %s (%s)\n\nStages (share of samples including callees):\n\n```\n%s\n```\n\nSelf time:\n\n```\n%s\n```\n\nIncluding callees:\n\n```\n%s\n```\n", pr.What, w.Name, pr.File, pr.Key, pr.Self, pr.Cum)
+		}
+	}
+	return b.String()
+}
+
+func perM(secs float64, n int64) float64 {
+	if n == 0 {
+		return 0
+	}
+	return secs / float64(n) * 1e6
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// spread formats the median and, with several values, the range.
+func spread(v []float64) string {
+	if len(v) == 0 {
+		return "-"
+	}
+	m := median(v)
+	if len(v) == 1 {
+		return fmt.Sprintf("%.0f", m)
+	}
+	return fmt.Sprintf("%.0f (%.0f–%.0f)", m, slices.Min(v), slices.Max(v))
+}
+
+func rates(runs []collectorRun) []float64 {
+	var v []float64
+	for _, c := range runs {
+		v = append(v, c.PerSec)
+	}
+	return v
+}
+
+func maxRSS(runs []collectorRun) float64 {
+	m := 0.0
+	for _, c := range runs {
+		m = max(m, float64(c.RSSKiB)/1024)
+	}
+	return m
+}
+
+func (w *workloadResult) ceilingRates() []float64 {
+	var v []float64
+	for _, c := range w.Ceiling {
+		v = append(v, c.PerSec)
+	}
+	return v
+}
+
+func (w *workloadResult) ceilingWalsender() []float64 {
+	var v []float64
+	for _, c := range w.Ceiling {
+		v = append(v, perM(c.WalsenderCPU, w.Changes))
+	}
+	return v
+}
+
+// ratio is the median over rounds of collector rate / same round's ceiling.
+func (w *workloadResult) ratio(runs []collectorRun) float64 {
+	var v []float64
+	for i, c := range runs {
+		if i < len(w.Ceiling) && w.Ceiling[i].PerSec > 0 {
+			v = append(v, c.PerSec/w.Ceiling[i].PerSec)
+		}
+	}
+	return median(v)
+}
+
+func (w *workloadResult) perM(runs []collectorRun, f func(collectorRun) float64) []float64 {
+	var v []float64
+	for _, c := range runs {
+		v = append(v, perM(f(c), w.Changes))
+	}
+	return v
+}
+
+func (w *workloadResult) changesPerMsg(runs []collectorRun) float64 {
+	var v []float64
+	for _, c := range runs {
+		if c.RawMsgs > 0 {
+			v = append(v, float64(w.Changes)/float64(c.RawMsgs))
+		}
+	}
+	return median(v)
+}
+
+func loads(w workloadResult) string {
+	var s []string
+	for _, c := range w.Collector {
+		s = append(s, c.Load)
+	}
+	return strings.Join(s, ", ")
+}
