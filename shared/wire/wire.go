@@ -206,6 +206,12 @@ func Unmarshal(b []byte, m *Message) error {
 	if v != Version {
 		return fmt.Errorf("decode raw message: format version %d, this build reads %d: upgrade pgjet", v, Version)
 	}
+	// Decoders allocate as many elements as an array header claims: walk the
+	// whole message first, so that a corrupt header claiming billions fails
+	// on the missing bytes instead of allocating for them.
+	if err := msgpack.NewDecoder(bytes.NewReader(b)).Skip(); err != nil {
+		return fmt.Errorf("decode raw message: truncated or malformed: %w", err)
+	}
 	if err := msgpack.Unmarshal(b, m); err != nil {
 		return fmt.Errorf("decode raw message: %w", err)
 	}
