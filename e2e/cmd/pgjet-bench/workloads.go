@@ -45,7 +45,7 @@ var fullSizes = sizes{
 
 var quickSizes = sizes{
 	oltpTx: 20000, bulkTxs: 1, bulkRows: 100000, wideRows: 4000, toastRows: 2000, toastTx: 10000,
-	clients: 8, e2eRate: 2000, e2eSeconds: 10, routerCap: 15 * time.Second, runs: 1,
+	clients: 8, e2eRate: 2000, e2eSeconds: 8, routerCap: 10 * time.Second, runs: 1,
 }
 
 // The OLTP and bulk rows: ~150 bytes of column data (int, md5 text, small
