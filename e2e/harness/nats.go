@@ -45,19 +45,22 @@ func StartNATS(t testing.TB, dir string) *NATS {
 	return nil
 }
 
+// MaxPayload is the max_payload of the servers StartNATS runs.
+const MaxPayload = 8 << 20
+
 func (n *NATS) start() error {
 	conf := fmt.Sprintf(`# written by harness.StartNATS
 server_name: pgjet-e2e
 listen: 127.0.0.1:%d
-# Rows of several MB travel in one raw message (and one event): operators
-# raise max_payload for such tables, as the embedded server does.
-max_payload: 8MB
+# Events of rows of several MB need a max_payload above the 1 MB default:
+# operators raise it for such tables, as the embedded server does.
+max_payload: %d
 jetstream {
   store_dir: %q
   # Acknowledged means on disk: a kill -9 of the server must not lose acked messages.
   sync_interval: always
 }
-`, n.port, n.dir)
+`, n.port, MaxPayload, n.dir)
 	if err := os.WriteFile(n.conf, []byte(conf), 0o644); err != nil {
 		return err
 	}

@@ -24,7 +24,7 @@ var (
 const (
 	valueFields  = 2
 	changeFields = 10
-	txFields     = 9
+	txFields     = 11
 )
 
 func (v *Value) EncodeMsgpack(e *msgpack.Encoder) error {
@@ -199,9 +199,10 @@ func (t *Tx) EncodeMsgpack(e *msgpack.Encoder) error {
 		return err
 	}
 	if t.Changes == nil {
-		return e.EncodeNil()
-	}
-	if err := e.EncodeArrayLen(len(t.Changes)); err != nil {
+		if err := e.EncodeNil(); err != nil {
+			return err
+		}
+	} else if err := e.EncodeArrayLen(len(t.Changes)); err != nil {
 		return err
 	}
 	for i := range t.Changes {
@@ -209,7 +210,10 @@ func (t *Tx) EncodeMsgpack(e *msgpack.Encoder) error {
 			return err
 		}
 	}
-	return nil
+	if err := e.EncodeUint64(t.PieceOffset); err != nil {
+		return err
+	}
+	return e.EncodeUint64(t.PieceTotal)
 }
 
 func (t *Tx) DecodeMsgpack(d *msgpack.Decoder) error {
@@ -254,7 +258,11 @@ func (t *Tx) DecodeMsgpack(d *msgpack.Decoder) error {
 			}
 		}
 	}
-	return nil
+	if t.PieceOffset, err = d.DecodeUint64(); err != nil {
+		return err
+	}
+	t.PieceTotal, err = d.DecodeUint64()
+	return err
 }
 
 // arrayLen reads an array header and insists on the field count: a layout

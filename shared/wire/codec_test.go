@@ -40,6 +40,8 @@ type txR struct {
 	Final       bool
 	FirstChange uint64
 	Changes     []changeR
+	PieceOffset uint64
+	PieceTotal  uint64
 }
 
 type messageR struct {
@@ -68,7 +70,7 @@ func mirror(m *Message) *messageR {
 	}
 	for i, t := range m.Txs {
 		tr := txR{Xid: t.Xid, CommitLSN: t.CommitLSN, EndLSN: t.EndLSN, CommitTime: t.CommitTime, Origin: t.Origin,
-			Fragment: t.Fragment, Final: t.Final, FirstChange: t.FirstChange}
+			Fragment: t.Fragment, Final: t.Final, FirstChange: t.FirstChange, PieceOffset: t.PieceOffset, PieceTotal: t.PieceTotal}
 		if t.Changes != nil {
 			tr.Changes = make([]changeR, len(t.Changes))
 		}
@@ -86,6 +88,8 @@ func TestCodecMatchesReflection(t *testing.T) {
 	edge.Txs = append(edge.Txs, Tx{Xid: 1<<32 - 1, CommitLSN: 1<<64 - 1, EndLSN: 0, CommitTime: -1, Fragment: 1<<32 - 1, FirstChange: 1 << 40,
 		Changes: []Change{{Op: OpInsert, Rel: 0, New: []Value{{Kind: KindText, Data: []byte{}}, {Kind: KindBinary, Data: bytes.Repeat([]byte{7}, 70000)}}}}})
 	edge.Txs = append(edge.Txs, Tx{Changes: []Change{}})
+	edge.Txs = append(edge.Txs, Tx{FirstChange: 3, PieceOffset: 1 << 20, PieceTotal: 1<<31 - 1,
+		Changes: []Change{{Op: OpUpdate, Rel: 0, Content: bytes.Repeat([]byte{9}, 1000)}}})
 	for name, m := range map[string]*Message{"sample": sample(), "edges": edge, "empty": {Source: Source{Name: "x"}}} {
 		t.Run(name, func(t *testing.T) {
 			m.Version = Version

@@ -30,11 +30,22 @@ func RawMsgID(s Source, first, last Position) string {
 	b = strconv.AppendUint(b, first.CommitLSN, 16)
 	b = append(b, '.')
 	b = strconv.AppendUint(b, first.Change, 10)
+	b = appendPiece(b, first.Piece)
 	b = append(b, '-')
 	b = strconv.AppendUint(b, last.CommitLSN, 16)
 	b = append(b, '.')
 	b = strconv.AppendUint(b, last.Change, 10)
+	b = appendPiece(b, last.Piece)
 	return string(b)
+}
+
+// appendPiece tells apart the messages that carry pieces of one change.
+func appendPiece(b []byte, piece uint64) []byte {
+	if piece == 0 {
+		return b
+	}
+	b = append(b, '+')
+	return strconv.AppendUint(b, piece, 10)
 }
 
 // AppendChangeID appends the Nats-Msg-Id of one output event: source, commit

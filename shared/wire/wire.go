@@ -21,7 +21,7 @@ import (
 )
 
 // Version is the format version written by this code.
-const Version = 1
+const Version = 2
 
 // Op is the kind of a change.
 type Op uint8
@@ -115,7 +115,25 @@ type Tx struct {
 	// FirstChange is the index within the transaction of Changes[0].
 	FirstChange uint64
 	Changes     []Change
+	// PieceTotal is zero, except in a fragment that carries a piece of one
+	// change too large for a raw message (JetStream stores at most 32 MiB
+	// per message, and a single Postgres value can reach 1 GB). Such a
+	// fragment holds exactly one Change, with Op and Rel set and Content
+	// holding bytes [PieceOffset, PieceOffset+len(Content)) of the change's
+	// encoding (EncodeChange); PieceTotal is the length of that encoding.
+	// Offsets rather than piece numbers, so that a collector restarted with
+	// another message size resumes exactly where the stored pieces end.
+	PieceOffset uint64
+	PieceTotal  uint64
 }
+
+// IsPiece reports whether t carries a piece of a change (see PieceTotal).
+func (t *Tx) IsPiece() bool { return t.PieceTotal > 0 }
+
+// MaxChangeSize bounds PieceTotal: above Postgres's own 1 GB limit for one
+// value, but not by much, so that a corrupt header cannot make a reader
+// reserve unbounded memory.
+const MaxChangeSize = 2 << 30
 
 // Change is one row change, truncate or logical decoding message.
 type Change struct {
@@ -257,8 +275,69 @@ func (m *Message) validate() error {
 				return fmt.Errorf("decode raw message: unknown op %d", c.Op)
 			}
 		}
+		if t := &m.Txs[ti]; t.IsPiece() {
+			if len(t.Changes) != 1 || t.PieceTotal > MaxChangeSize || t.PieceOffset >= t.PieceTotal ||
+				uint64(len(t.Changes[0].Content)) > t.PieceTotal-t.PieceOffset || len(t.Changes[0].Content) == 0 {
+				return fmt.Errorf("decode raw message: malformed piece (offset %d, %d bytes, total %d, %d changes)",
+					t.PieceOffset, pieceLen(t), t.PieceTotal, len(t.Changes))
+			}
+		} else if t.PieceOffset != 0 {
+			return fmt.Errorf("decode raw message: piece offset %d without a total", t.PieceOffset)
+		}
 	}
 	return nil
+}
+
+func pieceLen(t *Tx) int {
+	if len(t.Changes) == 0 {
+		return 0
+	}
+	return len(t.Changes[0].Content)
+}
+
+// LastPiece reports whether t carries the last piece of its change.
+func (t *Tx) LastPiece() bool {
+	return t.IsPiece() && t.PieceOffset+uint64(pieceLen(t)) == t.PieceTotal
+}
+
+// EncodeChange encodes one change on its own, the bytes that pieces carry.
+// The encoding is deterministic: the same change always gives the same
+// bytes, which is what lets a restarted collector skip the stored pieces.
+func EncodeChange(c *Change) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := c.EncodeMsgpack(msgpack.NewEncoder(&buf)); err != nil {
+		return nil, fmt.Errorf("encode change: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// DecodeChange decodes what EncodeChange wrote, the pieces of first put
+// together: first is the change of the first piece, whose relation
+// references index rels (the relations of the message it came in).
+func DecodeChange(b []byte, first *Change, rels []Relation) (Change, error) {
+	// As in Unmarshal: walk it before allocating what its headers claim.
+	if err := msgpack.NewDecoder(bytes.NewReader(b)).Skip(); err != nil {
+		return Change{}, fmt.Errorf("decode pieced change: truncated or malformed: %w", err)
+	}
+	var c Change
+	rd := bytes.NewReader(b)
+	if err := c.DecodeMsgpack(msgpack.NewDecoder(rd)); err != nil {
+		return Change{}, fmt.Errorf("decode pieced change: %w", err)
+	}
+	if rd.Len() > 0 {
+		return Change{}, fmt.Errorf("decode pieced change: %d bytes after it", rd.Len())
+	}
+	if c.Op != first.Op {
+		return Change{}, fmt.Errorf("decode pieced change: op %s, its first piece says %s", c.Op, first.Op)
+	}
+	// The pieces' own references are the ones the relations were numbered
+	// for when they were batched.
+	c.Rel, c.TruncateRels = first.Rel, first.TruncateRels
+	m := Message{Relations: rels, Txs: []Tx{{Changes: []Change{c}}}}
+	if err := m.validate(); err != nil {
+		return Change{}, fmt.Errorf("pieced change: %w", err)
+	}
+	return c, nil
 }
 
 // Position orders transactions and their fragments within one source.
@@ -271,6 +350,9 @@ type Position struct {
 	// Change.
 	Fragment uint32
 	Final    bool
+	// Piece, when not zero, is a byte offset into the encoding of change
+	// Change, which travels in pieces: the bytes before it are stored.
+	Piece uint64
 }
 
 // Last returns the position just after the last change m holds.
@@ -279,7 +361,12 @@ func (m *Message) Last() (Position, bool) {
 		return Position{}, false
 	}
 	t := &m.Txs[len(m.Txs)-1]
-	return Position{CommitLSN: t.CommitLSN, Change: t.FirstChange + uint64(len(t.Changes)), Fragment: t.Fragment, Final: t.Final}, true
+	p := Position{CommitLSN: t.CommitLSN, Change: t.FirstChange + uint64(len(t.Changes)), Fragment: t.Fragment, Final: t.Final}
+	if t.IsPiece() && !t.LastPiece() {
+		// The change is not complete: the position is inside it.
+		p.Change, p.Piece = t.FirstChange, t.PieceOffset+uint64(pieceLen(t))
+	}
+	return p, true
 }
 
 // First returns the position of the first change m holds.
@@ -288,5 +375,5 @@ func (m *Message) First() (Position, bool) {
 		return Position{}, false
 	}
 	t := &m.Txs[0]
-	return Position{CommitLSN: t.CommitLSN, Change: t.FirstChange, Fragment: t.Fragment}, true
+	return Position{CommitLSN: t.CommitLSN, Change: t.FirstChange, Fragment: t.Fragment, Piece: t.PieceOffset}, true
 }

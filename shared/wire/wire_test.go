@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -58,13 +59,13 @@ func TestRejectsNewerLayout(t *testing.T) {
 		Source   Source
 		Extra    string
 	}
-	b, err := msgpack.Marshal(&messageV2{Version: 2, Extra: "new"})
+	b, err := msgpack.Marshal(&messageV2{Version: Version + 1, Extra: "new"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var m Message
 	err = Unmarshal(b, &m)
-	if err == nil || !strings.Contains(err.Error(), "format version 2") {
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("format version %d", Version+1)) {
 		t.Fatalf("err = %v, want a format version error", err)
 	}
 }
@@ -83,6 +84,11 @@ func TestUnmarshalRejects(t *testing.T) {
 			m.Txs[0].Changes[0].New = append(m.Txs[0].Changes[0].New, Value{Kind: KindNull})
 		}, "more values"},
 		{"unknown op", func(m *Message) { m.Txs[0].Changes[0].Op = 77 }, "unknown op"},
+		{"piece with two changes", func(m *Message) { m.Txs[0].PieceTotal = 10 }, "malformed piece"},
+		{"piece past its total", func(m *Message) { pieceOf(m, 8, 10, 3) }, "malformed piece"},
+		{"empty piece", func(m *Message) { pieceOf(m, 0, 10, 0) }, "malformed piece"},
+		{"piece total beyond limit", func(m *Message) { pieceOf(m, 0, MaxChangeSize+1, 3) }, "malformed piece"},
+		{"offset without total", func(m *Message) { m.Txs[1].PieceOffset = 4 }, "without a total"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -105,6 +111,82 @@ func TestUnmarshalRejects(t *testing.T) {
 	}
 }
 
+// pieceOf turns the second transaction of m into a piece of n bytes at
+// offset of a change of total bytes.
+func pieceOf(m *Message, offset, total uint64, n int) {
+	t := &m.Txs[1]
+	t.PieceOffset, t.PieceTotal = offset, total
+	t.Changes[0].Content = make([]byte, n)
+}
+
+// A change cut into pieces: each piece's message has its own id and
+// positions inside the change, and the pieces put together decode to the
+// change.
+func TestPieces(t *testing.T) {
+	src := sample()
+	c := src.Txs[0].Changes[1]
+	enc, err := EncodeChange(&c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := EncodeChange(&c)
+	if string(again) != string(enc) {
+		t.Fatal("EncodeChange is not deterministic")
+	}
+	const size = 7
+	var put []byte
+	ids := map[string]bool{}
+	var prevLast Position
+	for off := 0; off < len(enc); off += size {
+		end := min(off+size, len(enc))
+		m := &Message{Source: src.Source, Relations: src.Relations, Txs: []Tx{{CommitLSN: 0x3000, Fragment: uint32(off / size), FirstChange: 4,
+			PieceOffset: uint64(off), PieceTotal: uint64(len(enc)), Changes: []Change{{Op: c.Op, Rel: c.Rel, Content: enc[off:end]}}}}}
+		b, err := Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got Message
+		if err := Unmarshal(b, &got); err != nil {
+			t.Fatalf("piece at %d: %v", off, err)
+		}
+		first, _ := got.First()
+		last, _ := got.Last()
+		if off > 0 && first.Piece != prevLast.Piece {
+			t.Fatalf("piece at %d starts at %d, the previous one ended at %d", off, first.Piece, prevLast.Piece)
+		}
+		wantLast := Position{CommitLSN: 0x3000, Change: 4, Fragment: uint32(off / size), Piece: uint64(end)}
+		if end == len(enc) {
+			wantLast = Position{CommitLSN: 0x3000, Change: 5, Fragment: uint32(off / size)}
+		}
+		if last != wantLast || got.Txs[0].LastPiece() != (end == len(enc)) {
+			t.Fatalf("piece at %d: last %+v, want %+v", off, last, wantLast)
+		}
+		id := RawMsgID(got.Source, first, last)
+		if ids[id] {
+			t.Fatalf("piece at %d: id %s used twice", off, id)
+		}
+		ids[id] = true
+		prevLast = last
+		put = append(put, got.Txs[0].Changes[0].Content...)
+	}
+	back, err := DecodeChange(put, &c, src.Relations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, c) {
+		t.Fatalf("pieced change differs:\nwant %+v\ngot  %+v", c, back)
+	}
+	if _, err := DecodeChange(put[:len(put)-1], &c, src.Relations); err == nil {
+		t.Fatal("a truncated pieced change decoded")
+	}
+	if _, err := DecodeChange(append(put, 0xc0), &c, src.Relations); err == nil {
+		t.Fatal("a pieced change with trailing bytes decoded")
+	}
+	if _, err := DecodeChange(put, &c, nil); err == nil {
+		t.Fatal("a pieced change referring to a missing relation decoded")
+	}
+}
+
 func TestIDs(t *testing.T) {
 	s := Source{Name: "app", SystemID: 7311, Timeline: 2}
 	if got := s.ID(); got != "app.7311.2" {
@@ -122,6 +204,10 @@ func TestIDs(t *testing.T) {
 // whatever it accepts re-encodes and decodes to the same message.
 func FuzzUnmarshal(f *testing.F) {
 	b, _ := Marshal(sample())
+	f.Add(b)
+	pieced := sample()
+	pieceOf(pieced, 3, 9, 6)
+	b, _ = Marshal(pieced)
 	f.Add(b)
 	f.Add([]byte{0x90})
 	f.Fuzz(func(t *testing.T, data []byte) {

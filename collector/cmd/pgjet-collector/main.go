@@ -30,12 +30,14 @@ import (
 	"github.com/pgjet/pgjet/collector/internal/rawstream"
 	"github.com/pgjet/pgjet/collector/internal/replication"
 	"github.com/pgjet/pgjet/shared/flagenv"
+	"github.com/pgjet/pgjet/shared/memlimit"
 	"github.com/pgjet/pgjet/shared/natsconn"
 	"github.com/pgjet/pgjet/shared/redact"
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
 type config struct {
+	memLimit     int64
 	dsn          string
 	slot         string
 	publication  string
@@ -80,6 +82,7 @@ func parseConfig(args []string) (config, error) {
 	fs.IntVar(&c.maxMessage, "max-message-bytes", 4<<20, "largest raw message (capped below the server's max payload)")
 	fs.BoolVar(&c.standby, "standby", false, "wait while another collector holds the slot, and take over when it is released")
 	fs.BoolVar(&c.recreateSlot, "recreate-slot", false, "create the slot even though the raw stream has records of this source (after the slot was dropped; changes in between are missing)")
+	memLimit := fs.String("memory-limit", "", "soft memory limit of the Go runtime, e.g. 128MiB (GOMEMLIMIT wins; 0: none); default 128MiB, 256MiB with --embedded")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	// Errors are reported by main in one line; the usage text only on -h.
 	fs.SetOutput(io.Discard)
@@ -105,6 +108,20 @@ func parseConfig(args []string) (config, error) {
 	}
 	if c.source == "" {
 		c.source = c.slot
+	}
+	if *memLimit == "" {
+		// The embedded server's caches need room of their own.
+		*memLimit = "128MiB"
+		if c.embedded != "" {
+			*memLimit = "256MiB"
+		}
+	}
+	if *memLimit != "" {
+		n, err := memlimit.Parse(*memLimit)
+		if err != nil {
+			return c, fmt.Errorf("bad --memory-limit: %w", err)
+		}
+		c.memLimit = n
 	}
 	if err := c.logLevel.UnmarshalText([]byte(*level)); err != nil {
 		return c, fmt.Errorf("bad --log-level %q: use debug, info, warn or error", *level)
@@ -136,6 +153,9 @@ func main() {
 		os.Exit(2)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	if limit := memlimit.Set(cfg.memLimit); limit > 0 {
+		log.Debug("soft memory limit", "bytes", limit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, cfg, log); err != nil {
@@ -285,7 +305,7 @@ func (s *session) run(ctx context.Context) error {
 		func(ctx context.Context, oid uint32) (wire.TypeInfo, error) {
 			return pgsetup.ResolveType(ctx, pgc, oid)
 		},
-		min(maxMsg, cfg.maxMessage/2), int(s.nc.MaxPayload())-64<<10)
+		min(maxMsg, cfg.maxMessage/2))
 	stream = replication.New(repl, dec, pub, log)
 	if ok {
 		dec.SkipThrough(last)

@@ -48,7 +48,7 @@ func dropFragment(context.Context, *Fragment) error { return nil }
 
 // benchDecoder is a decoder configured like the collector's defaults
 // (fragments of up to 2 MiB), whose fragments go nowhere.
-func benchDecoder() *Decoder { return New(dropFragment, nil, 2<<20, 4<<20) }
+func benchDecoder() *Decoder { return New(dropFragment, nil, 2<<20) }
 
 // reportPerChange turns the totals of a benchmark into per-change figures.
 // allocs/op and B/op stay per op; these metrics divide by the changes an op

@@ -38,7 +38,6 @@ type Decoder struct {
 	emit        Emitter
 	resolve     TypeResolver
 	maxFragment int
-	maxChange   int
 	skip        wire.Position
 	skipSet     bool
 
@@ -48,26 +47,25 @@ type Decoder struct {
 	inTx     bool
 	skipping bool // whole transaction already stored
 	skipTo   uint64
-	cur      *Fragment
-	relIdx   map[*wire.Relation]int32
-	next     uint64 // index of the next change in the transaction
-	fragment uint32
-	beginLSN uint64
+	// skipPiece: change skipTo travels in pieces, and the bytes of its
+	// encoding before skipPiece are stored.
+	skipPiece uint64
+	cur       *Fragment
+	relIdx    map[*wire.Relation]int32
+	next      uint64 // index of the next change in the transaction
+	fragment  uint32
+	beginLSN  uint64
 }
 
-// ErrChangeTooLarge is returned for a single change that cannot fit in one
-// raw message.
-var ErrChangeTooLarge = errors.New("change larger than the maximum raw message size")
-
-// New returns a Decoder that emits fragments of at most maxFragment estimated
-// bytes. A single change larger than that travels alone in its own fragment,
-// up to maxChange bytes (the server's max payload); a larger one is an error.
-func New(emit Emitter, resolve TypeResolver, maxFragment, maxChange int) *Decoder {
+// New returns a Decoder that emits fragments of at most about maxFragment
+// bytes. A single change larger than that travels in pieces of that size
+// (wire.Tx.PieceTotal): a Postgres value can reach 1 GB, a JetStream message
+// cannot exceed 32 MiB.
+func New(emit Emitter, resolve TypeResolver, maxFragment int) *Decoder {
 	return &Decoder{
 		emit:        emit,
 		resolve:     resolve,
 		maxFragment: maxFragment,
-		maxChange:   max(maxChange, maxFragment),
 		rels:        make(map[uint32]*wire.Relation),
 		types:       make(map[uint32]wire.TypeInfo),
 		relIdx:      make(map[*wire.Relation]int32),
@@ -153,7 +151,7 @@ func (d *Decoder) begin(m *pglogrepl.BeginMessage) error {
 	d.next = 0
 	d.fragment = 0
 	d.beginLSN = uint64(m.FinalLSN)
-	d.skipping, d.skipTo = false, 0
+	d.skipping, d.skipTo, d.skipPiece = false, 0, 0
 	if d.skipSet {
 		switch commit := uint64(m.FinalLSN); {
 		case commit < d.skip.CommitLSN, commit == d.skip.CommitLSN && d.skip.Final:
@@ -161,7 +159,7 @@ func (d *Decoder) begin(m *pglogrepl.BeginMessage) error {
 		case commit == d.skip.CommitLSN:
 			// Part of this transaction was stored before a crash: resume
 			// after its last stored change.
-			d.skipTo = d.skip.Change
+			d.skipTo, d.skipPiece = d.skip.Change, d.skip.Piece
 			d.fragment = d.skip.Fragment + 1
 		}
 	}
@@ -336,9 +334,16 @@ func (d *Decoder) message(ctx context.Context, walStart uint64, m *pglogrepl.Log
 	if d.skipSet && (lsn < d.skip.CommitLSN || lsn == d.skip.CommitLSN && d.skip.Final) {
 		return nil
 	}
-	if size > d.maxChange {
-		return fmt.Errorf("%w: message with prefix %q at %s is %d bytes, the limit is %d: raise the NATS server's max_payload (JetStream stores at most 32 MB per message)",
-			ErrChangeTooLarge, m.Prefix, pglogrepl.LSN(lsn), size, d.maxChange)
+	if d.skipSet && lsn == d.skip.CommitLSN {
+		// Some of its pieces are stored.
+		c.Rel = -1
+		_, err := d.emitPieces(ctx, wire.Tx{CommitLSN: lsn, EndLSN: lsn, Fragment: d.skip.Fragment + 1}, c, nil, d.skip.Piece, true)
+		return err
+	}
+	if size > d.maxFragment {
+		c.Rel = -1
+		_, err := d.emitPieces(ctx, wire.Tx{CommitLSN: lsn, EndLSN: lsn}, c, nil, 0, true)
+		return err
 	}
 	f := &Fragment{
 		Tx:   wire.Tx{CommitLSN: lsn, EndLSN: lsn, Final: true, Changes: []wire.Change{c}},
@@ -375,10 +380,23 @@ func (d *Decoder) add(ctx context.Context, c wire.Change, size int, rels ...*wir
 			relSize += relationSize(r)
 		}
 	}
-	if d.cur.Size+size+relSize > d.maxChange {
-		return fmt.Errorf("%w: change %d of transaction %d at %s is about %d bytes, the limit is %d: raise the NATS server's max_payload (JetStream stores at most 32 MB per message)",
-			ErrChangeTooLarge, index, d.cur.Tx.Xid, pglogrepl.LSN(d.cur.Tx.CommitLSN), size+relSize, d.maxChange)
+	if from := d.pieceFrom(index); from > 0 || d.cur.Size+size+relSize > d.maxFragment {
+		// Alone and still too large, or partly stored in pieces already.
+		return d.addPieces(ctx, c, index, rels, from)
 	}
+	c = d.withRels(c, rels)
+	if len(d.cur.Tx.Changes) == 0 {
+		// Changes before index may have been skipped (already stored).
+		d.cur.Tx.FirstChange = index
+	}
+	d.cur.Tx.Changes = append(d.cur.Tx.Changes, c)
+	d.cur.Size += size + relSize
+	return nil
+}
+
+// withRels sets the relation indexes of c, adding rels to the current
+// fragment.
+func (d *Decoder) withRels(c wire.Change, rels []*wire.Relation) wire.Change {
 	switch c.Op {
 	case wire.OpInsert, wire.OpUpdate, wire.OpDelete:
 		c.Rel = d.index(rels[0])
@@ -390,13 +408,73 @@ func (d *Decoder) add(ctx context.Context, c wire.Change, size int, rels ...*wir
 	default:
 		c.Rel = -1
 	}
-	if len(d.cur.Tx.Changes) == 0 {
-		// Changes before index may have been skipped (already stored).
-		d.cur.Tx.FirstChange = index
+	return c
+}
+
+// pieceFrom returns where the pieces of change index resume, or 0.
+func (d *Decoder) pieceFrom(index uint64) uint64 {
+	if index == d.skipTo {
+		return d.skipPiece
 	}
-	d.cur.Tx.Changes = append(d.cur.Tx.Changes, c)
-	d.cur.Size += size + relSize
+	return 0
+}
+
+// addPieces emits change index, alone in the empty current fragment, in
+// pieces from byte from of its encoding.
+func (d *Decoder) addPieces(ctx context.Context, c wire.Change, index uint64, rels []*wire.Relation, from uint64) error {
+	c = d.withRels(c, rels)
+	tx := d.cur.Tx
+	tx.FirstChange = index
+	n, err := d.emitPieces(ctx, tx, c, d.cur.Rels, from, false)
+	if err != nil {
+		return err
+	}
+	d.fragment += n
+	d.cur = d.newFragment(tx.Xid, tx.CommitLSN, tx.CommitTime)
+	d.cur.Tx.Origin = tx.Origin
+	d.cur.Tx.FirstChange = index + 1
 	return nil
+}
+
+// pieceOverhead is what a piece's raw message holds besides the piece and
+// the relations: headers of the message, source and transaction.
+const pieceOverhead = 1024
+
+// emitPieces emits c as fragments holding consecutive byte ranges of its
+// encoding, starting at byte from, numbered from base.Fragment on. final
+// marks the last one Final (a non-transactional message is its own
+// transaction). It returns how many fragments it emitted.
+func (d *Decoder) emitPieces(ctx context.Context, base wire.Tx, c wire.Change, rels []*wire.Relation, from uint64, final bool) (uint32, error) {
+	total, err := wire.ChangeSize(&c)
+	if err != nil {
+		return 0, err
+	}
+	if from >= total {
+		return 0, fmt.Errorf("pgoutput: change %d of the transaction at %s is %d bytes encoded, but its pieces stored up to byte %d: the change differs from the one stored",
+			base.FirstChange, pglogrepl.LSN(base.CommitLSN), total, from)
+	}
+	relSize := 0
+	for _, r := range rels {
+		relSize += relationSize(r)
+	}
+	var n uint32
+	err = wire.CutChange(&c, from, max(d.maxFragment-relSize-pieceOverhead, 1024), func(off uint64, piece []byte) error {
+		end := off + uint64(len(piece))
+		f := &Fragment{Tx: base, Rels: rels, Size: pieceOverhead + relSize + cap(piece)}
+		f.Tx.Fragment = base.Fragment + n
+		f.Tx.PieceOffset, f.Tx.PieceTotal = off, total
+		f.Tx.Final = final && end == total
+		if !f.Tx.Final {
+			f.Tx.EndLSN = 0
+		}
+		f.Tx.Changes = []wire.Change{{Op: c.Op, Rel: c.Rel, TruncateRels: c.TruncateRels, Content: piece}}
+		if err := d.emit(ctx, f); err != nil {
+			return err
+		}
+		n++
+		return nil
+	})
+	return n, err
 }
 
 func (d *Decoder) index(r *wire.Relation) int32 {

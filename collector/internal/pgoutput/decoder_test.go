@@ -3,7 +3,6 @@ package pgoutput
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -99,7 +98,7 @@ func feed(t *testing.T, d *Decoder, msgs ...msg) {
 func TestTransactions(t *testing.T) {
 	at := time.Date(2026, 11, 23, 9, 0, 0, 123456000, time.UTC)
 	var s sink
-	d := New(s.emit, nil, 1<<20, 1<<20)
+	d := New(s.emit, nil, 1<<20)
 	feed(t, d,
 		relation(1, "public", "users", "id", "name"),
 		begin(0x100, 7, at),
@@ -159,7 +158,7 @@ func TestTransactions(t *testing.T) {
 // consecutive change indexes and only the last one final.
 func TestFragments(t *testing.T) {
 	var s sink
-	d := New(s.emit, nil, 4096, 4096)
+	d := New(s.emit, nil, 4096)
 	msgs := []msg{relation(1, "public", "big", "id", "pad"), begin(0x500, 9, pgEpoch)}
 	pad := strings.Repeat("x", 100)
 	for i := 0; i < 500; i++ {
@@ -195,7 +194,7 @@ func TestFragments(t *testing.T) {
 func TestSkipThrough(t *testing.T) {
 	run := func(skip wire.Position) []*Fragment {
 		var s sink
-		d := New(s.emit, nil, 1<<20, 1<<20)
+		d := New(s.emit, nil, 1<<20)
 		d.SkipThrough(skip)
 		feed(t, d,
 			relation(1, "public", "t", "id"),
@@ -262,7 +261,7 @@ func TestBadInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var s sink
-			d := New(s.emit, nil, 1<<20, 1<<20)
+			d := New(s.emit, nil, 1<<20)
 			var err error
 			for _, m := range tt.msgs {
 				if err = d.Handle(context.Background(), 0, m); err != nil {
@@ -276,23 +275,80 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-// A change larger than a fragment travels alone; one larger than the
-// server's max payload stops the collector loudly.
-func TestLargeChange(t *testing.T) {
+// A change larger than a fragment travels in pieces of its encoding, each
+// in its own fragment, which put together give the change; a decoder
+// resuming inside the pieces (after a crash) emits exactly the rest, even
+// with another fragment size.
+func TestLargeChangeInPieces(t *testing.T) {
+	big := strings.Repeat("y", 20000)
+	input := []msg{relation(1, "s", "t", "a"), begin(1, 1, pgEpoch), insert(1, "small"), insert(1, big), insert(1, "after"), commit(1, 2)}
+	run := func(maxFragment int, skip *wire.Position) []*Fragment {
+		var s sink
+		d := New(s.emit, nil, maxFragment)
+		if skip != nil {
+			d.SkipThrough(*skip)
+		}
+		feed(t, d, input...)
+		return s.frags
+	}
+	frags := run(4096, nil)
+	if len(frags) < 4 {
+		t.Fatalf("got %d fragments, want the small change, at least two pieces, the rest", len(frags))
+	}
+	var put []byte
+	pieces := frags[1 : len(frags)-1]
+	for i, f := range pieces {
+		tx := f.Tx
+		if !tx.IsPiece() || tx.Final || tx.FirstChange != 1 || tx.Fragment != uint32(i+1) || tx.PieceOffset != uint64(len(put)) ||
+			len(tx.Changes) != 1 || len(f.Rels) != 1 || tx.LastPiece() != (i == len(pieces)-1) {
+			t.Fatalf("piece %d: %+v", i, tx)
+		}
+		if f.Size > 4096 {
+			t.Fatalf("piece %d: %d bytes, the fragment limit is 4096", i, f.Size)
+		}
+		put = append(put, tx.Changes[0].Content...)
+	}
+	rels := []wire.Relation{*pieces[0].Rels[0]}
+	c, err := wire.DecodeChange(put, &pieces[0].Tx.Changes[0], rels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Op != wire.OpInsert || c.Rel != 0 || string(c.New[0].Data) != big {
+		t.Fatalf("pieced change = %v rel %d, %d bytes", c.Op, c.Rel, len(c.New[0].Data))
+	}
+	last := frags[len(frags)-1].Tx
+	if !last.Final || last.FirstChange != 2 || last.Fragment != uint32(len(pieces)+1) || string(last.Changes[0].New[0].Data) != "after" {
+		t.Fatalf("fragment after the pieces: %+v", last)
+	}
+
+	// Resume after the second piece, with a larger fragment size.
+	stored := pieces[1].Tx
+	skip := wire.Position{CommitLSN: 1, Change: 1, Fragment: stored.Fragment, Piece: stored.PieceOffset + uint64(len(stored.Changes[0].Content))}
+	rest := run(8192, &skip)
+	put = put[:skip.Piece]
+	for _, f := range rest[:len(rest)-1] {
+		if f.Tx.PieceOffset != uint64(len(put)) || f.Tx.FirstChange != 1 {
+			t.Fatalf("resumed piece at %d, want %d", f.Tx.PieceOffset, len(put))
+		}
+		put = append(put, f.Tx.Changes[0].Content...)
+	}
+	if rest[0].Tx.Fragment != skip.Fragment+1 {
+		t.Fatalf("resumed at fragment %d, want %d", rest[0].Tx.Fragment, skip.Fragment+1)
+	}
+	if c2, err := wire.DecodeChange(put, &pieces[0].Tx.Changes[0], rels); err != nil || string(c2.New[0].Data) != big {
+		t.Fatalf("resumed pieces do not give the change: %v", err)
+	}
+	if end := rest[len(rest)-1].Tx; !end.Final || end.FirstChange != 2 {
+		t.Fatalf("resumed run ends with %+v", end)
+	}
+
+	// A non-transactional message too large for a fragment: pieces, the
+	// last one Final.
 	var s sink
-	d := New(s.emit, nil, 1024, 8192)
-	feed(t, d, relation(1, "s", "t", "a"), begin(1, 1, pgEpoch), insert(1, "small"),
-		insert(1, strings.Repeat("y", 5000)), insert(1, "small"), commit(1, 2))
-	if len(s.frags) != 3 {
-		t.Fatalf("got %d fragments, want 3 (before, the large change alone, after)", len(s.frags))
-	}
-	if big := s.frags[1].Tx; len(big.Changes) != 1 || big.FirstChange != 1 || len(big.Changes[0].New[0].Data) != 5000 {
-		t.Fatalf("large change fragment = first %d, %d changes", big.FirstChange, len(big.Changes))
-	}
-	feed(t, d, begin(3, 2, pgEpoch))
-	err := d.Handle(context.Background(), 0, insert(1, strings.Repeat("y", 9000)))
-	if !errors.Is(err, ErrChangeTooLarge) || !strings.Contains(err.Error(), "max_payload") {
-		t.Fatalf("err = %v, want ErrChangeTooLarge saying what to raise", err)
+	d := New(s.emit, nil, 4096)
+	feed(t, d, message(false, 0x50, "p", big))
+	if n := len(s.frags); n < 2 || !s.frags[n-1].Tx.Final || s.frags[0].Tx.Final || !s.frags[n-1].Tx.LastPiece() || s.frags[n-1].Tx.EndLSN != 0x50 {
+		t.Fatalf("message pieces: %d fragments, last %+v", n, s.frags[n-1].Tx)
 	}
 }
 
@@ -308,7 +364,7 @@ func FuzzHandle(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var s sink
-		d := New(s.emit, nil, 1<<20, 1<<20)
+		d := New(s.emit, nil, 1<<20)
 		ctx := context.Background()
 		// Put the decoder in a transaction with a known relation so that row
 		// messages reach their tuple parsing.

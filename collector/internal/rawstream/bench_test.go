@@ -102,7 +102,7 @@ func reportPerChange(b *testing.B, before *runtime.MemStats, changes int) {
 // oltpFragments decodes n single-row transactions into fragments.
 func oltpFragments(b *testing.B, n int) []*pgoutput.Fragment {
 	var out decoded
-	dec := pgoutput.New(out.emit, nil, 2<<20, 4<<20)
+	dec := pgoutput.New(out.emit, nil, 2<<20)
 	ctx := context.Background()
 	msgs := [][]byte{relationMsg()}
 	for i := 0; i < n; i++ {
@@ -161,7 +161,7 @@ func benchPath(b *testing.B, msgs [][]byte, changes int) {
 	ctx := context.Background()
 	var out decoded
 	// Fragments big enough that the whole op is one raw message.
-	dec := pgoutput.New(out.emit, nil, 8<<20, 8<<20)
+	dec := pgoutput.New(out.emit, nil, 8<<20)
 	if err := dec.Handle(ctx, 0, relationMsg()); err != nil {
 		b.Fatal(err)
 	}

@@ -16,17 +16,26 @@ import (
 type tooLargeError struct {
 	size int
 	max  int64
+	// encoded: size is the change's encoded size, and its event would be
+	// larger than max (see oversizeFactor); it was not rendered.
+	encoded bool
 }
 
 func (e *tooLargeError) Error() string {
+	if e.encoded {
+		return fmt.Sprintf("change of %d bytes makes an event larger than the NATS server's max_payload of %d bytes", e.size, e.max)
+	}
 	return fmt.Sprintf("event of %d bytes exceeds the NATS server's max_payload of %d bytes", e.size, e.max)
 }
 
 // deadLetterDoc is what lands on {prefix}._deadletter for an event that could
 // not be rendered: enough to find the change and decode it by hand.
 type deadLetterDoc struct {
-	Error    string        `json:"error"`
-	ID       string        `json:"id"` // the Nats-Msg-Id the event would have had
+	Error string `json:"error"`
+	ID    string `json:"id"` // the Nats-Msg-Id the event would have had
+	// RawSeq is the raw record that holds the change (or, for a change in
+	// pieces, its first piece; the others follow on the same subject).
+	RawSeq   uint64        `json:"raw_seq"`
 	Source   deadSource    `json:"source"`
 	LSN      string        `json:"lsn"` // commit LSN
 	Xid      uint32        `json:"xid"`
@@ -64,11 +73,12 @@ type deadTruncate struct {
 
 // deadLetter builds the dead-letter message of ev, which failed with cause.
 // The error is logged here, once per event, because the relay then goes on.
-func (r *Relay) deadLetter(ev *envelope.Event, id string, cause error) *nats.Msg {
+func (r *Relay) deadLetter(ev *envelope.Event, id string, rawSeq uint64, cause error) *nats.Msg {
 	c := ev.Change
 	d := deadLetterDoc{
-		Error: cause.Error(),
-		ID:    id,
+		Error:  cause.Error(),
+		ID:     id,
+		RawSeq: rawSeq,
 		Source: deadSource{
 			Name:     ev.Source.Name,
 			SystemID: strconv.FormatUint(ev.Source.SystemID, 10),

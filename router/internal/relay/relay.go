@@ -57,6 +57,7 @@ type Relay struct {
 	log    *slog.Logger
 	native *envelope.Native
 	dead   string // dead-letter subject
+	raw    jetstream.Stream
 
 	// last is the stream sequence of the last raw record fully handled; the
 	// next one must be last+1 or records are missing.
@@ -156,7 +157,7 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 		// with the record in hand (its acks are never answered), or make
 		// setting it up again time out: start over from the consumer's ack
 		// floor; the record comes again and its stored events are skipped.
-		if !started || !(errors.Is(err, errResync) || transientNATS(err)) {
+		if !started || !(errors.Is(err, errResync) || errors.Is(err, errLostDelivery) || transientNATS(err)) {
 			return err
 		}
 		r.log.Warn("re-reading the raw stream from the consumer's ack floor", "err", err, "in", backoff)
@@ -195,10 +196,19 @@ func (r *Relay) consume(ctx context.Context, started *bool) error {
 	}
 	defer it.Stop()
 
+	var suspect uint64 // see deliveryLost
 	for {
-		msg, err := it.Next(jetstream.NextContext(ctx))
+		nctx, cancel := context.WithTimeout(ctx, idleCheck)
+		msg, err := it.Next(jetstream.NextContext(nctx))
+		cancel()
 		if ctx.Err() != nil {
 			return nil
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			if r.deliveryLost(ctx, cons, &suspect) {
+				return errLostDelivery
+			}
+			continue
 		}
 		if errors.Is(err, jetstream.ErrNoHeartbeat) {
 			// The server went quiet (e.g. a reconnect); the iterator pulls again.
@@ -208,6 +218,7 @@ func (r *Relay) consume(ctx context.Context, started *bool) error {
 		if err != nil {
 			return fmt.Errorf("read raw stream %s with consumer %s: %w", r.cfg.RawStream, r.cfg.Durable, err)
 		}
+		suspect = 0
 		if err := r.handle(ctx, msg); err != nil {
 			// Leave the record unacknowledged, and have it redelivered at
 			// once rather than after the ack wait: a restart repeats it and
@@ -221,6 +232,34 @@ func (r *Relay) consume(ctx context.Context, started *bool) error {
 			return err
 		}
 	}
+}
+
+// idleCheck is how long the relay waits for a raw record before asking
+// whether one got lost on its way.
+const idleCheck = 3 * time.Second
+
+// errLostDelivery: the consumer delivered a record that never arrived.
+var errLostDelivery = errors.New("a raw record was delivered but never arrived (the connection dropped); re-reading from the ack floor")
+
+// deliveryLost reports whether the consumer has counted the same record as
+// delivered and unacknowledged over two idle checks of this relay, which
+// holds none: the connection dropped with the record in flight. With one
+// record allowed unacknowledged, the consumer would deliver nothing more
+// until the ack wait ends. (Comparing delivery sequences, not times, keeps
+// clock skew out of it.)
+func (r *Relay) deliveryLost(ctx context.Context, cons jetstream.Consumer, suspect *uint64) bool {
+	ictx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
+	defer cancel()
+	ci, err := cons.Info(ictx)
+	if err != nil || ci.NumAckPending == 0 {
+		*suspect = 0
+		return false
+	}
+	if *suspect != 0 && *suspect == ci.Delivered.Consumer {
+		return true
+	}
+	*suspect = ci.Delivered.Consumer
+	return false
 }
 
 // handle relays one raw record.
@@ -245,7 +284,14 @@ func (r *Relay) handle(ctx context.Context, msg jetstream.Msg) error {
 	if err := wire.Unmarshal(msg.Data(), &m); err != nil {
 		return fmt.Errorf("raw record %d of stream %s (subject %s): %w", seq, r.cfg.RawStream, msg.Subject(), err)
 	}
-	b := r.render(&m, len(msg.Data()))
+	maxPayload := r.js.Conn().MaxPayload()
+	var tooLarge map[int]int
+	if hasPieces(&m) {
+		if tooLarge, err = r.joinPieces(ctx, msg, seq, &m, maxPayload); err != nil {
+			return err
+		}
+	}
+	b := r.render(&m, len(msg.Data()), seq, maxPayload, tooLarge)
 	if err := r.publishAll(ctx, msg, b.outs); err != nil {
 		return err
 	}

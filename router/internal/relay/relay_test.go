@@ -501,6 +501,56 @@ func TestPendingRecordOfKilledRouterIsRedeliveredAtOnce(t *testing.T) {
 	e.waitAckFloor(3)
 }
 
+// Invariant: a record the consumer delivered but the relay never received
+// (the connection dropped with it in flight) comes again within seconds, not
+// after the ack wait: with one record allowed unacknowledged, nothing else
+// would flow until then.
+func TestLostDeliveryIsRedeliveredBeforeTheAckWait(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	cons, err := e.js.CreateConsumer(ctx, rawStream, jetstream.ConsumerConfig{
+		Durable: durable, DeliverPolicy: jetstream.DeliverAllPolicy, AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: time.Minute, MaxAckPending: 1, FilterSubject: RawFilter,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A pull request queued before the relay's takes the first record and
+	// never acknowledges it: to the relay, a delivery lost on the way.
+	stolen := make(chan int, 1)
+	go func() {
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(20*time.Second))
+		n := 0
+		if err == nil {
+			for range batch.Messages() {
+				n++
+			}
+		}
+		stolen <- n
+	}()
+	waitFor(t, "the stray pull request", func() bool { ci := e.consumer(); return ci != nil && ci.NumWaiting == 1 })
+	run := e.start(nil)
+	waitFor(t, "the relay's pull request", func() bool { return e.consumer().NumWaiting >= 2 })
+	start := time.Now()
+	e.publishRaw(rawRecords()...)
+	if n := <-stolen; n != 1 {
+		t.Fatalf("the stray pull request took %d records, want 1", n)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(e.outputs()) < len(wantEvents) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no events %s after the lost delivery (the ack wait is 1 min)", time.Since(start).Round(time.Second))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	checkOutputs(t, e.outputs(), wantEvents)
+	t.Logf("the lost record arrived %s after it was published", time.Since(start).Round(100*time.Millisecond))
+	e.waitAckFloor(3)
+	if st := run.r.Stats(); st.Events != uint64(len(wantEvents)) {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
 func TestGapStopsTheRelay(t *testing.T) {
 	tests := []struct {
 		name string
@@ -626,10 +676,107 @@ func TestEventTooLargeGoesToDeadLetter(t *testing.T) {
 	got := e.waitOutputs(1)
 	checkOutputs(t, got, []wantEvent{{"postgres._deadletter", "test.7300000000000000001.1:2000:0:dlq"}})
 	doc := string(got[0].Data)
-	if !strings.Contains(doc, "max_payload") || !strings.Contains(doc, `"values_omitted":true`) || len(doc) > 2000 {
+	if !strings.Contains(doc, "max_payload") || !strings.Contains(doc, `"values_omitted":true`) || !strings.Contains(doc, `"raw_seq":1,`) || len(doc) > 2000 {
 		t.Errorf("dead letter: %.500s", doc)
 	}
 	e.waitAckFloor(1)
+}
+
+// piecesOf cuts c, of the transaction at lsn, into pieces of size bytes.
+func piecesOf(t *testing.T, lsn, index uint64, c wire.Change, size int) []wire.Tx {
+	t.Helper()
+	enc, err := wire.EncodeChange(&c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var txs []wire.Tx
+	for off := 0; off < len(enc); off += size {
+		end := min(off+size, len(enc))
+		txs = append(txs, wire.Tx{Xid: 9, CommitLSN: lsn, Fragment: uint32(1 + off/size), FirstChange: index,
+			PieceOffset: uint64(off), PieceTotal: uint64(len(enc)), Changes: []wire.Change{{Op: c.Op, Rel: c.Rel, Content: enc[off:end]}}})
+	}
+	return txs
+}
+
+// Invariant: a change that travels in pieces across several raw records
+// (interleaved with another source's records, the last piece not yet
+// published when the first arrives) becomes exactly one event, in commit
+// order, and every record is acknowledged.
+func TestChangeInPiecesBecomesOneEvent(t *testing.T) {
+	e := newEnv(t)
+	big := strings.Repeat("0123456789abcdef", 20_000)
+	p := piecesOf(t, 0x4000, 1, wire.Change{Op: wire.OpInsert, Rel: 1, New: []wire.Value{text("2"), text(big)}}, 60_000)
+	if len(p) != 6 {
+		t.Fatalf("%d pieces", len(p))
+	}
+	before := wire.Tx{Xid: 9, CommitLSN: 0x4000, Changes: []wire.Change{{Op: wire.OpInsert, Rel: 0, New: []wire.Value{text("1")}}}}
+	after := wire.Tx{Xid: 9, CommitLSN: 0x4000, EndLSN: 0x4010, Final: true, Fragment: 7, FirstChange: 2,
+		Changes: []wire.Change{{Op: wire.OpInsert, Rel: 0, New: []wire.Value{text("3")}}}}
+	rels := []wire.Relation{orders, users}
+	e.publishRaw(
+		&wire.Message{Source: srcTest, Relations: rels, Txs: []wire.Tx{before, p[0], p[1]}},
+		rawRecords()[2], // another source in between
+		&wire.Message{Source: srcTest, Relations: rels, Txs: []wire.Tx{p[2], p[3], p[4]}},
+	)
+	e.start(nil)
+	waitFor(t, "the relay to wait for the last piece", func() bool { ci := e.consumer(); return ci != nil && ci.NumAckPending == 1 })
+	time.Sleep(300 * time.Millisecond)
+	// The record with the first piece goes out as a whole, once complete.
+	if got := e.outputs(); len(got) != 0 {
+		t.Fatalf("%d events before the last piece was published, want none", len(got))
+	}
+	e.publishRaw(&wire.Message{Source: srcTest, Relations: rels, Txs: []wire.Tx{p[5], after}})
+	got := e.waitOutputs(4)
+	checkOutputs(t, got, []wantEvent{
+		{"postgres.public.orders.insert", "test.7300000000000000001.1:4000:0"},
+		{"postgres.public.users.insert", "test.7300000000000000001.1:4000:1"},
+		{"postgres.public.orders.delete", "other.42.3:500000100:0"},
+		{"postgres.public.orders.insert", "test.7300000000000000001.1:4000:2"},
+	})
+	if !strings.Contains(string(got[1].Data), `"name":"`+big+`"`) {
+		t.Errorf("pieced event does not carry the value: %.300s", got[1].Data)
+	}
+	e.waitAckFloor(4)
+}
+
+// A change in pieces whose event cannot fit max_payload is dead-lettered
+// without rendering it, naming the record of its first piece.
+func TestChangeInPiecesTooLargeGoesToDeadLetter(t *testing.T) {
+	e := newEnv(t)
+	big := strings.Repeat("x", 3<<20) // natstest servers allow 1 MB
+	p := piecesOf(t, 0x4000, 0, wire.Change{Op: wire.OpInsert, Rel: 0, New: []wire.Value{text("1"), text(big)}}, 300_000)
+	rec := func(txs ...wire.Tx) *wire.Message {
+		return &wire.Message{Source: srcTest, Relations: []wire.Relation{users}, Txs: txs}
+	}
+	if len(p) != 11 {
+		t.Fatalf("%d pieces", len(p))
+	}
+	e.publishRaw(rec(p[0]), rec(p[1], p[2], p[3]), rec(p[4:7]...), rec(p[7:10]...), rec(p[10]))
+	e.start(nil)
+	got := e.waitOutputs(1)
+	checkOutputs(t, got, []wantEvent{{"postgres._deadletter", "test.7300000000000000001.1:4000:0:dlq"}})
+	doc := string(got[0].Data)
+	if !strings.Contains(doc, "larger than the NATS server's max_payload") || !strings.Contains(doc, `"values_omitted":true`) ||
+		!strings.Contains(doc, `"raw_seq":1,`) {
+		t.Errorf("dead letter: %.500s", doc)
+	}
+	e.waitAckFloor(5)
+}
+
+// A piece that does not continue where the change stands stops the relay:
+// the change cannot be put together.
+func TestMissingPieceStopsTheRelay(t *testing.T) {
+	e := newEnv(t)
+	p := piecesOf(t, 0x4000, 0, wire.Change{Op: wire.OpInsert, Rel: 0, New: []wire.Value{text("1"), text(strings.Repeat("x", 5000))}}, 1000)
+	e.publishRaw(
+		&wire.Message{Source: srcTest, Relations: []wire.Relation{users}, Txs: []wire.Tx{p[0], p[1]}},
+		&wire.Message{Source: srcTest, Relations: []wire.Relation{users}, Txs: []wire.Tx{p[3]}},
+	)
+	run := e.start(nil)
+	err := run.wait(t)
+	if err == nil || !strings.Contains(err.Error(), "piece at byte 2000") || !strings.Contains(err.Error(), "missing") {
+		t.Fatalf("err = %v, want the missing piece named", err)
+	}
 }
 
 func TestUnreadableRawRecordStopsTheRelay(t *testing.T) {

@@ -24,12 +24,18 @@ type batch struct {
 	skipped int // events the output stream already held
 	// maxPayload is the server's limit for one message, headers included.
 	maxPayload int64
+	rawSeq     uint64 // of the raw record, for dead letters
+	// oversize, when not zero, is the encoded size of the change being
+	// rendered, known to be too large for an event.
+	oversize int
 }
 
 // render turns every change of m into its output message. rawSize sizes the
 // buffer that holds the rendered events.
-func (r *Relay) render(m *wire.Message, rawSize int) *batch {
-	b := &batch{maxPayload: r.js.Conn().MaxPayload()}
+// tooLarge holds, by index in m.Txs, the encoded sizes of changes known to
+// be too large for an event, left without values.
+func (r *Relay) render(m *wire.Message, rawSize int, rawSeq uint64, maxPayload int64, tooLarge map[int]int) *batch {
+	b := &batch{maxPayload: maxPayload, rawSeq: rawSeq}
 	// Each raw record gets its own buffer: published messages keep pointing
 	// into it until their acks arrive, and the client may resend them.
 	arena := make([]byte, 0, 2*rawSize)
@@ -42,6 +48,7 @@ func (r *Relay) render(m *wire.Message, rawSize int) *batch {
 		for ci := range tx.Changes {
 			c := &tx.Changes[ci]
 			ev := envelope.Event{Source: &m.Source, Tx: tx, Change: c, Index: tx.FirstChange + uint64(ci)}
+			b.oversize = tooLarge[ti] // 0 for most
 			switch c.Op {
 			case wire.OpMessage:
 				arena = r.renderOne(b, arena, ev, -1, sourceID)
@@ -84,7 +91,13 @@ func (r *Relay) renderOne(b *batch, arena []byte, ev envelope.Event, part int, s
 	id := string(r.idBuf)
 
 	start := len(arena)
-	arena, err := r.native.Append(arena, &ev)
+	var err error
+	if b.oversize > 0 {
+		err = &tooLargeError{size: b.oversize, max: b.maxPayload, encoded: true}
+		b.oversize = 0
+	} else {
+		arena, err = r.native.Append(arena, &ev)
+	}
 	if err == nil {
 		r.subjBuf = subject.AppendSubject(r.subjBuf[:0], r.cfg.Prefix, ev.Change, ev.Rel)
 		msg := &nats.Msg{
@@ -102,7 +115,7 @@ func (r *Relay) renderOne(b *batch, arena []byte, ev envelope.Event, part int, s
 		}
 	}
 	arena = arena[:start]
-	b.outs = append(b.outs, out{ev: ev, dead: true, msg: r.deadLetter(&ev, id, err)})
+	b.outs = append(b.outs, out{ev: ev, dead: true, msg: r.deadLetter(&ev, id, b.rawSeq, err)})
 	b.dead++
 	return arena
 }

@@ -38,6 +38,7 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.raw = raw
 	for _, s := range raw.CachedInfo().Config.Subjects {
 		// Records the consumer's filter skips would look like missing ones.
 		if !covers(RawFilter, s) {
