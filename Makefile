@@ -22,7 +22,7 @@ FUZZ ?= github.com/pgjet/pgjet/shared/wire:FuzzUnmarshal \
 	github.com/pgjet/pgjet/router/internal/value:FuzzAppendJSON \
 	github.com/pgjet/pgjet/router/internal/value:FuzzAppendString \
 	github.com/pgjet/pgjet/router/internal/envelope:FuzzNativeHostileContent
-FUZZTIME ?= 60000x
+FUZZTIME ?= 20000x
 
 .PHONY: build test fuzz demo lint clean bench test-faults
 

@@ -248,13 +248,14 @@ func (e *env) verify(scenario string) check.Report {
 // rawReport describes the raw stream of the env's source.
 type rawReport struct {
 	records, changes, duplicated, outOfOrder int
+	pieced                                   int // changes that travelled in pieces
 	problems                                 []string
 }
 
 func (r rawReport) ok() bool { return r.duplicated == 0 && r.outOfOrder == 0 }
 
 func (r rawReport) String() string {
-	s := fmt.Sprintf("records=%d changes=%d duplicated=%d out_of_order=%d", r.records, r.changes, r.duplicated, r.outOfOrder)
+	s := fmt.Sprintf("records=%d changes=%d (in pieces %d) duplicated=%d out_of_order=%d", r.records, r.changes, r.pieced, r.duplicated, r.outOfOrder)
 	for i, p := range r.problems {
 		if i == 5 {
 			break
@@ -314,6 +315,7 @@ func (e *env) rawCheck() rawReport {
 				if !tx.LastPiece() {
 					continue
 				}
+				r.pieced++
 			}
 			for i := range tx.Changes {
 				p := pos{tx.CommitLSN, tx.FirstChange + uint64(i)}

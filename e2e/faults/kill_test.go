@@ -24,18 +24,21 @@ func crashAt(t *testing.T, start func(envv ...string) *harness.Proc, point strin
 }
 
 // Invariant: kill -9 of the collector between a publish and its ack, between
-// the ack and the slot confirmation, or right after a non-final fragment of
-// a large transaction, then a restart, loses and doubles nothing.
+// the ack and the slot confirmation, right after a non-final fragment of a
+// large transaction, or between two pieces of a row too large for one raw
+// message, then a restart, loses and doubles nothing.
 func TestCollectorCrashPoints(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		point string
 		after func(rng int) int // which hit kills
 		big   bool              // start a large transaction first
+		piece bool              // commit a row of 1 MB first (pieces of 128 kB)
 	}{
-		{"publish-before-ack", func(r int) int { return 5 + r%20 }, false},
-		{"ack-before-confirm", func(r int) int { return 5 + r%20 }, false},
-		{"mid-fragment", func(r int) int { return 1 + r%3 }, true},
+		{"publish-before-ack", func(r int) int { return 5 + r%20 }, false, false},
+		{"ack-before-confirm", func(r int) int { return 5 + r%20 }, false, false},
+		{"mid-fragment", func(r int) int { return 1 + r%3 }, true, false},
+		{"mid-piece", func(r int) int { return 1 + r%5 }, false, true},
 	} {
 		t.Run(tc.point, func(t *testing.T) {
 			e := workEnv(t)
@@ -48,6 +51,9 @@ func TestCollectorCrashPoints(t *testing.T) {
 			after := tc.after(rng.IntN(1000))
 			if tc.big {
 				w.bigNow()
+			}
+			if tc.piece {
+				e.exec(`UPDATE accounts SET bio = (SELECT string_agg(md5(g::text), '') FROM generate_series(1, 32768) g) WHERE id = 1`)
 			}
 			crashAt(t, func(envv ...string) *harness.Proc { return e.startCollector(nil, envv...) }, tc.point, after, 90*time.Second)
 			t.Logf("collector killed at %s (hit %d)", tc.point, after)

@@ -309,7 +309,7 @@ func (s *session) run(ctx context.Context) error {
 	stream = replication.New(repl, dec, pub, log)
 	if ok {
 		dec.SkipThrough(last)
-		log.Info("resuming after the last stored record", "commit_lsn", pglogrepl.LSN(last.CommitLSN), "change", last.Change, "final", last.Final)
+		log.Info("resuming after the last stored record", "commit_lsn", pglogrepl.LSN(last.CommitLSN), "change", last.Change, "piece_byte", last.Piece, "final", last.Final)
 	} else {
 		log.Info("no earlier records of this source in the raw stream")
 	}

@@ -245,8 +245,11 @@ func (p *Publisher) publish(ctx context.Context, frags []*pgoutput.Fragment) err
 	p.published.Add(changes)
 	p.messages.Add(1)
 	p.pending.Add(-int64(len(frags)))
-	if !frags[len(frags)-1].Tx.Final {
+	if last := &frags[len(frags)-1].Tx; !last.Final {
 		crashpoint.Hit("mid-fragment")
+		if last.IsPiece() && !last.LastPiece() {
+			crashpoint.Hit("mid-piece")
+		}
 	}
 	return nil
 }
