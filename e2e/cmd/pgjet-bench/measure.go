@@ -96,6 +96,12 @@ type e2eResult struct {
 	Pgbench                       string    // pgbench's own latency and tps lines
 	Series                        []float64 // max latency (ms) per tenth of the run, by commit time
 	Load                          string
+	// Where the backlog sits, sampled every 100 ms while pgbench runs (max
+	// and mean, kB of WAL): written but not yet sent by the walsender
+	// (decoding), and sent but not yet confirmed by the collector (its
+	// reading, batching and the fsynced raw publish).
+	UnsentMaxKB, UnsentMeanKB           float64
+	UnconfirmedMaxKB, UnconfirmedMeanKB float64
 }
 
 // lsnText formats an LSN as Postgres does (X/X).
@@ -767,7 +773,15 @@ func (b *bench) runE2E(ctx context.Context, persist string) (e2eResult, error) {
 	c0, r0, n0 := cpu()
 	t0 := time.Now()
 	logf("end-to-end (%s): %d tx/s for %ds", persist, r.Rate, r.Seconds)
+	sctx, stopSampling := context.WithCancel(ctx)
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		b.sampleLag(sctx, name, &r)
+	}()
 	txs, err := b.pgbench(ctx, name, oltpScript(name), "-R", strconv.Itoa(r.Rate), "-T", strconv.Itoa(r.Seconds))
+	stopSampling()
+	<-sampled
 	if err != nil {
 		return r, err
 	}
@@ -806,6 +820,41 @@ func (b *bench) runE2E(ctx context.Context, persist string) (e2eResult, error) {
 	_ = col.stop(30 * time.Second)
 	_ = rt.stop(30 * time.Second)
 	return r, nil
+}
+
+// sampleLag records, until ctx ends, how much WAL the walsender of slot has
+// not sent yet and how much it sent that the collector has not confirmed.
+func (b *bench) sampleLag(ctx context.Context, slot string, r *e2eResult) {
+	conn, err := pgx.Connect(ctx, b.dsn)
+	if err != nil {
+		return
+	}
+	defer conn.Close(context.Background())
+	var n int
+	var unsent, unconfirmed float64
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if n > 0 {
+				r.UnsentMeanKB, r.UnconfirmedMeanKB = unsent/float64(n), unconfirmed/float64(n)
+			}
+			return
+		case <-t.C:
+		}
+		var a, c float64
+		err := conn.QueryRow(ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), r.sent_lsn) / 1024,
+				pg_wal_lsn_diff(r.sent_lsn, r.flush_lsn) / 1024
+			FROM pg_stat_replication r JOIN pg_replication_slots s ON s.active_pid = r.pid WHERE s.slot_name = $1`, slot).Scan(&a, &c)
+		if err != nil {
+			continue
+		}
+		n++
+		unsent += a
+		unconfirmed += c
+		r.UnsentMaxKB, r.UnconfirmedMaxKB = max(r.UnsentMaxKB, a), max(r.UnconfirmedMaxKB, c)
+	}
 }
 
 // latencySeries is the worst latency (ms) of the events committed in each

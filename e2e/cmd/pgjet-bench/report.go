@@ -105,6 +105,10 @@ func (r *results) markdown() string {
 		for _, e := range r.E2E {
 			p("- pgbench (%s): %s\n", e.Persist, e.Pgbench)
 		}
+		p("\nWhere the backlog sat while pgbench ran (kB of WAL, max / mean of 100 ms samples): written but not yet sent by the walsender; sent but not yet confirmed by the collector (reading, batching, fsynced raw publish).\n\n")
+		for _, e := range r.E2E {
+			p("- %s: unsent %.0f / %.0f, unconfirmed %.0f / %.0f\n", e.Persist, e.UnsentMaxKB, e.UnsentMeanKB, e.UnconfirmedMaxKB, e.UnconfirmedMeanKB)
+		}
 		p("\nWorst latency (ms) of the events committed in each tenth of the run:\n\n")
 		for _, e := range r.E2E {
 			var s []string
