@@ -30,7 +30,6 @@ type Stream struct {
 	lastStatus   time.Time
 	lastSent     uint64
 	holdingSince time.Time
-	deadlineSet  time.Time // when the connection's read deadline was last moved
 }
 
 // New returns a Stream reading from conn, which must be in replication mode
@@ -111,9 +110,6 @@ func (s *Stream) Emit(ctx context.Context, f *pgoutput.Fragment) error {
 	}
 }
 
-// receiveWait bounds one wait for a replication message.
-const receiveWait = 200 * time.Millisecond
-
 // Run reads the replication stream until ctx ends (returns nil) or an error.
 func (s *Stream) Run(ctx context.Context) error {
 	for {
@@ -127,19 +123,9 @@ func (s *Stream) Run(ctx context.Context) error {
 				return err
 			}
 		}
-		// A read deadline on the connection rather than a context with a
-		// timeout per message: pgconn watches every cancellable context
-		// it is given (timers, a handoff), a tenth of the collector's CPU
-		// at high rates. Refreshed now and then, the deadline still ends an
-		// idle read within receiveWait, so status updates and shutdown
-		// are never late.
-		if now.Sub(s.deadlineSet) >= receiveWait/4 {
-			if err := s.conn.Conn().SetReadDeadline(now.Add(receiveWait)); err != nil {
-				return fmt.Errorf("replication connection: %w", err)
-			}
-			s.deadlineSet = now
-		}
-		msg, err := s.conn.ReceiveMessage(context.Background())
+		rctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		msg, err := s.conn.ReceiveMessage(rctx)
+		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
