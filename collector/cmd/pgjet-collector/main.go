@@ -82,7 +82,7 @@ func parseConfig(args []string) (config, error) {
 	fs.IntVar(&c.maxMessage, "max-message-bytes", 4<<20, "largest raw message (capped below the server's max payload)")
 	fs.BoolVar(&c.standby, "standby", false, "wait while another collector holds the slot, and take over when it is released")
 	fs.BoolVar(&c.recreateSlot, "recreate-slot", false, "create the slot even though the raw stream has records of this source (after the slot was dropped; changes in between are missing)")
-	memLimit := fs.String("memory-limit", "", "soft memory limit of the Go runtime, e.g. 128MiB (GOMEMLIMIT wins; 0: none); default 128MiB, 256MiB with --embedded")
+	memLimit := fs.String("memory-limit", "", "soft memory limit of the Go runtime, e.g. 128MiB (GOMEMLIMIT wins; 0: none); default 128MiB, none with --embedded")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	// Errors are reported by main in one line; the usage text only on -h.
 	fs.SetOutput(io.Discard)
@@ -110,10 +110,11 @@ func parseConfig(args []string) (config, error) {
 		c.source = c.slot
 	}
 	if *memLimit == "" {
-		// The embedded server's caches need room of their own.
+		// The embedded server sizes its own caches (hundreds of MB on bulk
+		// loads): a limit below them would only make the GC churn.
 		*memLimit = "128MiB"
 		if c.embedded != "" {
-			*memLimit = "256MiB"
+			*memLimit = "0"
 		}
 	}
 	if *memLimit != "" {
