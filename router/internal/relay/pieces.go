@@ -11,14 +11,14 @@ import (
 )
 
 // A change too large for one raw record travels in pieces, in consecutive
-// records of its source's subject (wire.Tx.PieceTotal). With one raw record
-// in flight, the router cannot hold the first piece unacknowledged while the
-// consumer delivers the next ones, so it reads them itself, by stream
-// sequence, when the first piece arrives; it acknowledges the first piece
-// once the change's event is stored. The later pieces, when the consumer
-// delivers them, are acknowledged without output: their change was handled
-// with the first piece (a later piece is delivered only after the first one
-// was acknowledged).
+// records of its source's subject (wire.Tx.PieceTotal). With only a few raw
+// records in flight, the router cannot count on the consumer to deliver all
+// the pieces while it holds the first one unacknowledged, so it reads them
+// itself, by stream sequence, when the first piece arrives; it acknowledges
+// the first piece once the change's event is stored. The later pieces, when
+// the consumer delivers them, are acknowledged without output: their change
+// was handled with the first piece (records are acknowledged in stream
+// order, so a later piece is never acknowledged before the first).
 
 func hasPieces(m *wire.Message) bool {
 	for i := range m.Txs {

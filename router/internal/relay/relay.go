@@ -1,8 +1,8 @@
 // Package relay is the router's pipeline. It reads raw records from the raw
-// stream with a durable consumer, one at a time and in stream order, renders
-// every change as a native event, publishes the events to the output stream
-// with deterministic Nats-Msg-Ids, and acknowledges a raw record only once
-// every event of it is stored. A crash at any point therefore leads to a
+// stream with a durable consumer, in stream order (a few in flight, see
+// pipeline.go), renders every change as a native event, publishes the
+// events to the output stream with deterministic Nats-Msg-Ids, and
+// acknowledges a raw record only once every event of it is stored. A crash at any point therefore leads to a
 // redelivery whose events the output stream deduplicates.
 package relay
 
@@ -59,9 +59,10 @@ type Relay struct {
 	dead   string // dead-letter subject
 	raw    jetstream.Stream
 
-	// last is the stream sequence of the last raw record fully handled; the
-	// next one must be last+1 or records are missing.
-	last uint64
+	// last is the stream sequence of the last raw record fully handled
+	// (acknowledged); seen, of the last one taken into the window. The next
+	// one must be seen+1 or records are missing.
+	last, seen uint64
 	// resume, until passed, is the last event the output stream held at
 	// start: events at or before it are not published again.
 	resume *resumePoint
@@ -177,63 +178,6 @@ func transientNATS(err error) bool {
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoHeartbeat)
 }
 
-// consume sets up the consumer and relays records until ctx ends (nil) or
-// an error.
-func (r *Relay) consume(ctx context.Context, started *bool) error {
-	cons, err := r.setup(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return err
-	}
-	*started = true
-	// One raw record at a time (the consumer allows one unacknowledged), so
-	// the iterator buffers at most one.
-	it, err := cons.Messages(jetstream.PullMaxMessages(1))
-	if err != nil {
-		return fmt.Errorf("read raw stream %s: %w", r.cfg.RawStream, err)
-	}
-	defer it.Stop()
-
-	var suspect uint64 // see deliveryLost
-	for {
-		nctx, cancel := context.WithTimeout(ctx, idleCheck)
-		msg, err := it.Next(jetstream.NextContext(nctx))
-		cancel()
-		if ctx.Err() != nil {
-			return nil
-		}
-		if errors.Is(err, context.DeadlineExceeded) {
-			if r.deliveryLost(ctx, cons, &suspect) {
-				return errLostDelivery
-			}
-			continue
-		}
-		if errors.Is(err, jetstream.ErrNoHeartbeat) {
-			// The server went quiet (e.g. a reconnect); the iterator pulls again.
-			r.log.Warn("no heartbeat from the raw consumer; pulling again", "stream", r.cfg.RawStream, "durable", r.cfg.Durable)
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("read raw stream %s with consumer %s: %w", r.cfg.RawStream, r.cfg.Durable, err)
-		}
-		suspect = 0
-		if err := r.handle(ctx, msg); err != nil {
-			// Leave the record unacknowledged, and have it redelivered at
-			// once rather than after the ack wait: a restart repeats it and
-			// the output stream dedupes what was already stored.
-			if nerr := msg.Nak(); nerr != nil {
-				r.log.Debug("nak raw record", "err", nerr)
-			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-	}
-}
-
 // idleCheck is how long the relay waits for a raw record before asking
 // whether one got lost on its way.
 const idleCheck = 3 * time.Second
@@ -243,9 +187,9 @@ var errLostDelivery = errors.New("a raw record was delivered but never arrived (
 
 // deliveryLost reports whether the consumer has counted the same record as
 // delivered and unacknowledged over two idle checks of this relay, which
-// holds none: the connection dropped with the record in flight. With one
-// record allowed unacknowledged, the consumer would deliver nothing more
-// until the ack wait ends. (Comparing delivery sequences, not times, keeps
+// holds none: the connection dropped with the record in flight. With few
+// records allowed unacknowledged, the consumer would deliver nothing more
+// once they are used up, until the ack wait ends. (Comparing delivery sequences, not times, keeps
 // clock skew out of it.)
 func (r *Relay) deliveryLost(ctx context.Context, cons jetstream.Consumer, suspect *uint64) bool {
 	ictx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
@@ -262,11 +206,31 @@ func (r *Relay) deliveryLost(ctx context.Context, cons jetstream.Consumer, suspe
 	return false
 }
 
-// handle relays one raw record.
-func (r *Relay) handle(ctx context.Context, msg jetstream.Msg) error {
+// record is one raw record on its way through the relay.
+type record struct {
+	msg   jetstream.Msg
+	seq   uint64
+	meta  *jetstream.MsgMetadata
+	src   string
+	txs   int
+	b     *batch
+	start time.Time
+
+	// Set when its events were published asynchronously: done closes once
+	// the first acked of them are known stored (all, unless err).
+	done  chan struct{}
+	acked int
+	err   error
+}
+
+// prepare decodes and renders raw record msg. It returns nil for a record
+// that needs no more work: one delivered again after it was handled (acked
+// again here) or again while it is still in the window (left to the
+// original delivery).
+func (r *Relay) prepare(ctx context.Context, msg jetstream.Msg) (*record, error) {
 	meta, err := msg.Metadata()
 	if err != nil {
-		return fmt.Errorf("raw record without JetStream metadata: %w", err)
+		return nil, fmt.Errorf("raw record without JetStream metadata: %w", err)
 	}
 	seq := meta.Sequence.Stream
 	if seq <= r.last {
@@ -274,45 +238,75 @@ func (r *Relay) handle(ctx context.Context, msg jetstream.Msg) error {
 		// are stored, so just acknowledge it again.
 		r.stats.redelivs.Add(1)
 		r.log.Debug("raw record already relayed; acknowledging again", "seq", seq)
-		return r.ack(ctx, msg)
+		return nil, r.ack(ctx, msg)
 	}
-	if seq != r.last+1 {
-		return &GapError{Stream: r.cfg.RawStream, Durable: r.cfg.Durable, First: r.last + 1, Last: seq - 1}
+	if seq <= r.seen {
+		// Delivered again while its events are being published (its ack
+		// wait ended): the first delivery gets acknowledged.
+		r.stats.redelivs.Add(1)
+		return nil, nil
 	}
-	start := time.Now()
+	if seq != r.seen+1 {
+		return nil, r.missing(ctx, seq)
+	}
+	rec := &record{msg: msg, seq: seq, meta: meta, start: time.Now()}
 	var m wire.Message
 	if err := wire.Unmarshal(msg.Data(), &m); err != nil {
-		return fmt.Errorf("raw record %d of stream %s (subject %s): %w", seq, r.cfg.RawStream, msg.Subject(), err)
+		return nil, fmt.Errorf("raw record %d of stream %s (subject %s): %w", seq, r.cfg.RawStream, msg.Subject(), err)
 	}
 	maxPayload := r.js.Conn().MaxPayload()
 	var tooLarge map[int]int
 	if hasPieces(&m) {
 		if tooLarge, err = r.joinPieces(ctx, msg, seq, &m, maxPayload); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	b := r.render(&m, len(msg.Data()), seq, maxPayload, tooLarge)
-	if err := r.publishAll(ctx, msg, b.outs); err != nil {
-		return err
+	rec.b = r.render(&m, len(msg.Data()), seq, maxPayload, tooLarge)
+	rec.src, rec.txs = m.Source.Name, len(m.Txs)
+	r.seen = seq
+	return rec, nil
+}
+
+// missing explains why record seq came when r.seen+1 was due: the records
+// in between are gone from the stream (a gap: stop), or one was delivered
+// and lost with a dropped connection while later ones were delivered
+// (read again from the ack floor).
+func (r *Relay) missing(ctx context.Context, seq uint64) error {
+	gctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
+	defer cancel()
+	_, err := r.raw.GetMsg(gctx, r.seen+1)
+	switch {
+	case err == nil:
+		return errLostDelivery
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return &GapError{Stream: r.cfg.RawStream, Durable: r.cfg.Durable, First: r.seen + 1, Last: seq - 1}
+	default:
+		return fmt.Errorf("raw record %d came after %d; reading %d: %w", seq, r.seen, r.seen+1, err)
 	}
+}
+
+// finish completes a record whose events are all stored: prints them,
+// acknowledges the raw record and counts it.
+func (r *Relay) finish(ctx context.Context, rec *record) error {
 	if r.cfg.Stdout != nil {
-		if err := r.print(b.outs); err != nil {
+		if err := r.print(rec.b.outs); err != nil {
 			return err
 		}
 	}
 	crashpoint.Hit("publish-before-ack")
-	if err := r.ack(ctx, msg); err != nil {
+	if err := r.ack(ctx, rec.msg); err != nil {
 		return err
 	}
-	r.last = seq
+	b := rec.b
+	r.last = rec.seq
 	r.stats.raw.Add(1)
 	r.stats.events.Add(uint64(len(b.outs) - b.dead))
 	r.stats.dead.Add(uint64(b.dead))
 	r.stats.skipped.Add(uint64(b.skipped))
-	r.stats.lastSeq.Store(seq)
-	r.stats.lag.Store(meta.NumPending)
-	r.log.Debug("relayed raw record", "seq", seq, "source", m.Source.Name, "txs", len(m.Txs), "events", len(b.outs)-b.dead,
-		"dead_letters", b.dead, "pending", meta.NumPending, "took", time.Since(start))
+	r.stats.lastSeq.Store(rec.seq)
+	r.stats.lag.Store(rec.meta.NumPending)
+	r.log.Debug("relayed raw record", "seq", rec.seq, "source", rec.src, "txs", rec.txs, "events", len(b.outs)-b.dead,
+		"dead_letters", b.dead, "pending", rec.meta.NumPending, "took", time.Since(rec.start))
 	return nil
 }
 
@@ -329,7 +323,7 @@ func (r *Relay) print(outs []out) error {
 }
 
 // ack acknowledges a raw record and waits for the server to confirm it,
-// retrying: with one unacknowledged record allowed, a lost ack would stall
+// retrying: with few unacknowledged records allowed, a lost ack would stall
 // the consumer for the whole ack wait.
 func (r *Relay) ack(ctx context.Context, msg jetstream.Msg) error {
 	backoff := minBackoff

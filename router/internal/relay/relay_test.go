@@ -342,7 +342,7 @@ func TestAcksRawRecordOnlyAfterItsEventsAreStored(t *testing.T) {
 	if got := len(e.outputs()); got != 3 {
 		t.Fatalf("output holds %d events, want the 3 the stream accepts", got)
 	}
-	if ci := e.consumer(); ci.AckFloor.Stream != 0 || ci.NumAckPending != 1 {
+	if ci := e.consumer(); ci.AckFloor.Stream != 0 || ci.NumAckPending == 0 {
 		t.Fatalf("raw record acknowledged before its events were stored: ack floor %d, pending %d", ci.AckFloor.Stream, ci.NumAckPending)
 	}
 
@@ -719,7 +719,7 @@ func TestChangeInPiecesBecomesOneEvent(t *testing.T) {
 		&wire.Message{Source: srcTest, Relations: rels, Txs: []wire.Tx{p[2], p[3], p[4]}},
 	)
 	e.start(nil)
-	waitFor(t, "the relay to wait for the last piece", func() bool { ci := e.consumer(); return ci != nil && ci.NumAckPending == 1 })
+	waitFor(t, "the relay to wait for the last piece", func() bool { ci := e.consumer(); return ci != nil && ci.NumAckPending >= 1 })
 	time.Sleep(300 * time.Millisecond)
 	// The record with the first piece goes out as a whole, once complete.
 	if got := e.outputs(); len(got) != 0 {

@@ -57,10 +57,10 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       r.cfg.AckWait,
-		// One record in flight keeps commit order through redeliveries (the
-		// server cannot deliver k+1 while k is unacknowledged) and bounds
-		// memory to one raw record.
-		MaxAckPending: 1,
+		// A few records in flight: the relay publishes the events of the
+		// next ones while the acks of earlier ones are on their way, and
+		// acknowledges records strictly in order. It bounds memory too.
+		MaxAckPending: maxInFlight,
 		FilterSubject: RawFilter,
 	})
 	if err != nil {
@@ -92,7 +92,7 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 	if info.State.FirstSeq > next {
 		return nil, &GapError{Stream: r.cfg.RawStream, Durable: r.cfg.Durable, First: next, Last: info.State.FirstSeq - 1}
 	}
-	r.last = next - 1
+	r.last, r.seen = next-1, next-1
 	if r.resume != nil {
 		r.log.Info("output stream holds events up to", "source", r.resume.source, "commit_lsn", formatLSN(r.resume.lsn), "index", r.resume.index)
 	}

@@ -1,0 +1,232 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The relay keeps a small window of raw records in flight: it publishes the
+// events of record k+1 while the publish acks of record k are on their way,
+// and acknowledges raw records strictly in stream order, each once all its
+// events are stored. With one record at a time, every record cost several
+// round trips to the server in a row (delivery, publish acks, raw ack),
+// which capped a router at a few hundred small records per second.
+//
+// Events go out in stream order on one connection. After a failed publish
+// the relay republishes, in order, from the first event not known stored;
+// events of later records already sent may then be stored before it (the
+// same caveat as within one record: order holds unless the server stores a
+// later message while losing an earlier one, as on a cluster leader change).
+
+const (
+	// maxInFlight bounds the raw records delivered and not yet
+	// acknowledged (the consumer's MaxAckPending).
+	maxInFlight = 16
+	// maxWindowEvents bounds the events of the records in the window; a
+	// record with more goes through alone, as it would without a window.
+	maxWindowEvents = window
+	// maxWindowBytes bounds the raw bytes of the records in the window (their
+	// rendered events take about as much again).
+	maxWindowBytes = 16 << 20
+)
+
+// next is what the reader goroutine hands over: a record, or why none came.
+type next struct {
+	msg jetstream.Msg
+	err error
+}
+
+// consume sets up the consumer and relays records until ctx ends (nil) or
+// an error.
+func (r *Relay) consume(ctx context.Context, started *bool) error {
+	cons, err := r.setup(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	*started = true
+	it, err := cons.Messages(jetstream.PullMaxMessages(maxInFlight))
+	if err != nil {
+		return fmt.Errorf("read raw stream %s: %w", r.cfg.RawStream, err)
+	}
+	defer it.Stop()
+
+	rctx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+	in := make(chan next)
+	go func() {
+		for {
+			nctx, cancel := context.WithTimeout(rctx, idleCheck)
+			msg, err := it.Next(jetstream.NextContext(nctx))
+			cancel()
+			if rctx.Err() != nil {
+				return
+			}
+			select {
+			case in <- next{msg, err}:
+			case <-rctx.Done():
+				return
+			}
+		}
+	}()
+
+	var win []*record
+	events, size := 0, 0 // of the records in the window
+	// retire finishes the oldest record of the window once its publishes
+	// have resolved, republishing what did not get stored.
+	retire := func() error {
+		rec := win[0]
+		select {
+		case <-rec.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if rec.err != nil {
+			r.stats.retries.Add(1)
+			r.log.Warn("publishing to the output stream failed; republishing", "err", rec.err, "stream", r.cfg.Stream,
+				"raw_seq", rec.seq, "stored", rec.acked, "events", len(rec.b.outs))
+			if err := r.publishAll(ctx, rec.msg, rec.b.outs[rec.acked:]); err != nil {
+				return err
+			}
+		}
+		if err := r.finish(ctx, rec); err != nil {
+			return err
+		}
+		win = win[1:]
+		events -= len(rec.b.outs)
+		size -= len(rec.msg.Data())
+		return nil
+	}
+	// fail leaves the records of the window unacknowledged: a restart
+	// delivers them again and the output stream dedupes their events.
+	fail := func(msg jetstream.Msg, err error) error {
+		if msg != nil {
+			if nerr := msg.Nak(); nerr != nil {
+				r.log.Debug("nak raw record", "err", nerr)
+			}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+
+	var suspect uint64 // see deliveryLost
+	for {
+		var head chan struct{}
+		if len(win) > 0 {
+			head = win[0].done
+		}
+		recv := in
+		if len(win) >= maxInFlight {
+			recv = nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-head:
+			if err := retire(); err != nil {
+				return fail(nil, err)
+			}
+			continue
+		case n := <-recv:
+			if errors.Is(n.err, context.DeadlineExceeded) {
+				if len(win) == 0 && r.deliveryLost(ctx, cons, &suspect) {
+					return errLostDelivery
+				}
+				continue
+			}
+			if errors.Is(n.err, jetstream.ErrNoHeartbeat) {
+				// The server went quiet (e.g. a reconnect); the iterator pulls again.
+				r.log.Warn("no heartbeat from the raw consumer; pulling again", "stream", r.cfg.RawStream, "durable", r.cfg.Durable)
+				continue
+			}
+			if n.err != nil {
+				return fail(nil, fmt.Errorf("read raw stream %s with consumer %s: %w", r.cfg.RawStream, r.cfg.Durable, n.err))
+			}
+			suspect = 0
+			rec, err := r.prepare(ctx, n.msg)
+			if err != nil {
+				// The records before this one are fine: finish them first.
+				for len(win) > 0 {
+					if rerr := retire(); rerr != nil {
+						return fail(n.msg, rerr)
+					}
+				}
+				return fail(n.msg, err)
+			}
+			if rec == nil {
+				continue
+			}
+			// Make room: the window's events and this record's stay
+			// below the client's limit of pending async publishes.
+			for len(win) > 0 && (events+len(rec.b.outs) > maxWindowEvents || size+len(rec.msg.Data()) > maxWindowBytes) {
+				if err := retire(); err != nil {
+					return fail(n.msg, err)
+				}
+			}
+			if len(rec.b.outs) > maxWindowEvents {
+				// Too many events to send at once: alone, in steps.
+				if err := r.publishAll(ctx, rec.msg, rec.b.outs); err != nil {
+					return fail(n.msg, err)
+				}
+				if err := r.finish(ctx, rec); err != nil {
+					return fail(n.msg, err)
+				}
+				continue
+			}
+			if err := r.publishAsync(rec); err != nil {
+				return fail(n.msg, err)
+			}
+			win = append(win, rec)
+			events += len(rec.b.outs)
+			size += len(rec.msg.Data())
+		}
+	}
+}
+
+// publishAsync sends the events of rec and returns at once; rec.done closes
+// when their acks (or the first failure) are in.
+func (r *Relay) publishAsync(rec *record) error {
+	rec.done = make(chan struct{})
+	futs := make([]jetstream.PubAckFuture, 0, len(rec.b.outs))
+	for i := range rec.b.outs {
+		f, err := r.js.PublishMsgAsync(rec.b.outs[i].msg, jetstream.WithExpectStream(r.cfg.Stream))
+		if err != nil {
+			// Sent so far: resolved by the waiter; the rest is republished.
+			break
+		}
+		futs = append(futs, f)
+	}
+	go func() {
+		defer close(rec.done)
+		timer := time.NewTimer(r.cfg.PublishTimeout)
+		defer timer.Stop()
+		for _, f := range futs {
+			timer.Reset(r.cfg.PublishTimeout)
+			select {
+			case ack := <-f.Ok():
+				if ack.Duplicate {
+					r.stats.dups.Add(1)
+				}
+			case err := <-f.Err():
+				rec.err = fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
+				return
+			case <-timer.C:
+				rec.err = fmt.Errorf("publish %s: %w (%s)", f.Msg().Subject, errAckTimeout, r.cfg.PublishTimeout)
+				return
+			}
+			rec.acked++
+		}
+		if len(futs) < len(rec.b.outs) {
+			rec.err = errors.New("publish: the client refused a message (reconnecting?)")
+		}
+	}()
+	return nil
+}
