@@ -181,9 +181,7 @@ func (r *Relay) consume(ctx context.Context, started *bool) error {
 				}
 				continue
 			}
-			if err := r.publishAsync(rec); err != nil {
-				return fail(n.msg, err)
-			}
+			r.publishAsync(ctx, rec)
 			win = append(win, rec)
 			events += len(rec.b.outs)
 			size += len(rec.msg.Data())
@@ -193,7 +191,7 @@ func (r *Relay) consume(ctx context.Context, started *bool) error {
 
 // publishAsync sends the events of rec and returns at once; rec.done closes
 // when their acks (or the first failure) are in.
-func (r *Relay) publishAsync(rec *record) error {
+func (r *Relay) publishAsync(ctx context.Context, rec *record) {
 	rec.done = make(chan struct{})
 	futs := make([]jetstream.PubAckFuture, 0, len(rec.b.outs))
 	for i := range rec.b.outs {
@@ -209,17 +207,7 @@ func (r *Relay) publishAsync(rec *record) error {
 		timer := time.NewTimer(r.cfg.PublishTimeout)
 		defer timer.Stop()
 		for _, f := range futs {
-			timer.Reset(r.cfg.PublishTimeout)
-			select {
-			case ack := <-f.Ok():
-				if ack.Duplicate {
-					r.stats.dups.Add(1)
-				}
-			case err := <-f.Err():
-				rec.err = fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
-				return
-			case <-timer.C:
-				rec.err = fmt.Errorf("publish %s: %w (%s)", f.Msg().Subject, errAckTimeout, r.cfg.PublishTimeout)
+			if rec.err = r.awaitAck(ctx, f, timer); rec.err != nil {
 				return
 			}
 			rec.acked++
@@ -228,5 +216,4 @@ func (r *Relay) publishAsync(rec *record) error {
 			rec.err = errors.New("publish: the client refused a message (reconnecting?)")
 		}
 	}()
-	return nil
 }

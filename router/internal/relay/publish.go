@@ -69,18 +69,8 @@ func (r *Relay) publishFrom(ctx context.Context, outs []out, progress func()) (i
 	// order; waiting in order is what tells which prefix is stored.
 	waitOne := func() error {
 		f := futs[0]
-		timer.Reset(r.cfg.PublishTimeout)
-		select {
-		case ack := <-f.Ok():
-			if ack.Duplicate {
-				r.stats.dups.Add(1)
-			}
-		case err := <-f.Err():
-			return fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
-		case <-timer.C:
-			return fmt.Errorf("publish %s: %w (%s)", f.Msg().Subject, errAckTimeout, r.cfg.PublishTimeout)
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := r.awaitAck(ctx, f, timer); err != nil {
+			return err
 		}
 		futs = futs[1:]
 		acked++
@@ -105,4 +95,23 @@ func (r *Relay) publishFrom(ctx context.Context, outs []out, progress func()) (i
 		}
 	}
 	return acked, nil
+}
+
+// awaitAck waits at most PublishTimeout for the ack of f, counting
+// duplicates. timer is the caller's, reused across calls.
+func (r *Relay) awaitAck(ctx context.Context, f jetstream.PubAckFuture, timer *time.Timer) error {
+	timer.Reset(r.cfg.PublishTimeout)
+	select {
+	case ack := <-f.Ok():
+		if ack.Duplicate {
+			r.stats.dups.Add(1)
+		}
+		return nil
+	case err := <-f.Err():
+		return fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
+	case <-timer.C:
+		return fmt.Errorf("publish %s: %w (%s)", f.Msg().Subject, errAckTimeout, r.cfg.PublishTimeout)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
