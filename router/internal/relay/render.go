@@ -25,9 +25,6 @@ type batch struct {
 	// maxPayload is the server's limit for one message, headers included.
 	maxPayload int64
 	rawSeq     uint64 // of the raw record, for dead letters
-	// oversize, when not zero, is the encoded size of the change being
-	// rendered, known to be too large for an event.
-	oversize int
 }
 
 // render turns every change of m into its output message. rawSize sizes the
@@ -45,13 +42,13 @@ func (r *Relay) render(m *wire.Message, rawSize int, rawSeq uint64, maxPayload i
 	}
 	for ti := range m.Txs {
 		tx := &m.Txs[ti]
+		oversize := tooLarge[ti] // 0 but for a change put together from pieces
 		for ci := range tx.Changes {
 			c := &tx.Changes[ci]
 			ev := envelope.Event{Source: &m.Source, Tx: tx, Change: c, Index: tx.FirstChange + uint64(ci)}
-			b.oversize = tooLarge[ti] // 0 for most
 			switch c.Op {
 			case wire.OpMessage:
-				arena = r.renderOne(b, arena, ev, -1, sourceID)
+				arena = r.renderOne(b, arena, ev, -1, sourceID, oversize)
 			case wire.OpTruncate:
 				// One event per table, each on its table's subject.
 				for n, ri := range c.TruncateRels {
@@ -60,11 +57,11 @@ func (r *Relay) render(m *wire.Message, rawSize int, rawSeq uint64, maxPayload i
 					if len(c.TruncateRels) > 1 {
 						part = n
 					}
-					arena = r.renderOne(b, arena, ev, part, sourceID)
+					arena = r.renderOne(b, arena, ev, part, sourceID, oversize)
 				}
 			default:
 				ev.Rel = &m.Relations[c.Rel]
-				arena = r.renderOne(b, arena, ev, -1, sourceID)
+				arena = r.renderOne(b, arena, ev, -1, sourceID, oversize)
 			}
 		}
 	}
@@ -73,7 +70,9 @@ func (r *Relay) render(m *wire.Message, rawSize int, rawSeq uint64, maxPayload i
 
 // renderOne appends the message of ev to b. part >= 0 numbers the events of
 // a truncate of several tables; their ids get the suffix ".<part>".
-func (r *Relay) renderOne(b *batch, arena []byte, ev envelope.Event, part int, sourceID string) []byte {
+// oversize > 0 is the encoded size of a change known to make too large an
+// event: it is dead-lettered without rendering.
+func (r *Relay) renderOne(b *batch, arena []byte, ev envelope.Event, part int, sourceID string, oversize int) []byte {
 	if r.resume != nil {
 		if r.resume.stored(sourceID, &ev, part) {
 			b.skipped++
@@ -92,9 +91,8 @@ func (r *Relay) renderOne(b *batch, arena []byte, ev envelope.Event, part int, s
 
 	start := len(arena)
 	var err error
-	if b.oversize > 0 {
-		err = &tooLargeError{size: b.oversize, max: b.maxPayload, encoded: true}
-		b.oversize = 0
+	if oversize > 0 {
+		err = &tooLargeError{size: oversize, max: b.maxPayload, encoded: true}
 	} else {
 		arena, err = r.native.Append(arena, &ev)
 	}
