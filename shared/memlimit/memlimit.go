@@ -30,6 +30,33 @@ func Set(limit int64) int64 {
 	return limit
 }
 
+// Size is a byte count as a flag value (128MiB, 1GiB, 0). Negative is
+// "auto": the program picks.
+type Size int64
+
+func (s *Size) Set(v string) error {
+	if strings.TrimSpace(v) == "auto" {
+		*s = -1
+		return nil
+	}
+	n, err := Parse(v)
+	if err != nil {
+		return err
+	}
+	*s = Size(n)
+	return nil
+}
+
+func (s *Size) String() string {
+	switch {
+	case s == nil || *s < 0:
+		return "auto"
+	case *s > 0 && *s%(1<<20) == 0:
+		return strconv.FormatInt(int64(*s>>20), 10) + "MiB"
+	}
+	return strconv.FormatInt(int64(*s), 10)
+}
+
 // Parse reads a size such as 128MiB, 1GiB, 200MB or 4096 (bytes).
 func Parse(s string) (int64, error) {
 	s = strings.TrimSpace(s)

@@ -18,3 +18,22 @@ func TestParse(t *testing.T) {
 		}
 	}
 }
+
+func TestSizeFlag(t *testing.T) {
+	var s Size = -1
+	if s.String() != "auto" {
+		t.Errorf("unset size prints %q", s.String())
+	}
+	if err := s.Set("256MiB"); err != nil || s != 256<<20 || s.String() != "256MiB" {
+		t.Errorf("Set 256MiB: %d %q %v", s, s.String(), err)
+	}
+	if err := s.Set("4097"); err != nil || s.String() != "4097" {
+		t.Errorf("Set 4097: %q %v", s.String(), err)
+	}
+	if err := s.Set("much"); err == nil || s != 4097 {
+		t.Errorf("Set much: %d %v", s, err)
+	}
+	if err := s.Set("auto"); err != nil || s != -1 {
+		t.Errorf("Set auto: %d %v", s, err)
+	}
+}

@@ -37,7 +37,7 @@ import (
 )
 
 type config struct {
-	memLimit     int64
+	memLimit     memlimit.Size
 	dsn          string
 	slot         string
 	publication  string
@@ -82,7 +82,8 @@ func parseConfig(args []string) (config, error) {
 	fs.IntVar(&c.maxMessage, "max-message-bytes", 4<<20, "largest raw message (capped below the server's max payload)")
 	fs.BoolVar(&c.standby, "standby", false, "wait while another collector holds the slot, and take over when it is released")
 	fs.BoolVar(&c.recreateSlot, "recreate-slot", false, "create the slot even though the raw stream has records of this source (after the slot was dropped; changes in between are missing)")
-	memLimit := fs.String("memory-limit", "", "soft memory limit of the Go runtime, e.g. 128MiB (GOMEMLIMIT wins; 0: none); default 128MiB, none with --embedded")
+	c.memLimit = -1
+	fs.Var(&c.memLimit, "memory-limit", "soft memory limit of the Go runtime, e.g. 256MiB (GOMEMLIMIT wins; 0: none); auto: 128MiB, none with --embedded")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	// Errors are reported by main in one line; the usage text only on -h.
 	fs.SetOutput(io.Discard)
@@ -109,20 +110,13 @@ func parseConfig(args []string) (config, error) {
 	if c.source == "" {
 		c.source = c.slot
 	}
-	if *memLimit == "" {
+	if c.memLimit < 0 {
 		// The embedded server sizes its own caches (hundreds of MB on bulk
 		// loads): a limit below them would only make the GC churn.
-		*memLimit = "128MiB"
+		c.memLimit = 128 << 20
 		if c.embedded != "" {
-			*memLimit = "0"
+			c.memLimit = 0
 		}
-	}
-	if *memLimit != "" {
-		n, err := memlimit.Parse(*memLimit)
-		if err != nil {
-			return c, fmt.Errorf("bad --memory-limit: %w", err)
-		}
-		c.memLimit = n
 	}
 	if err := c.logLevel.UnmarshalText([]byte(*level)); err != nil {
 		return c, fmt.Errorf("bad --log-level %q: use debug, info, warn or error", *level)
@@ -154,7 +148,7 @@ func main() {
 		os.Exit(2)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
-	if limit := memlimit.Set(cfg.memLimit); limit > 0 {
+	if limit := memlimit.Set(int64(cfg.memLimit)); limit > 0 {
 		log.Debug("soft memory limit", "bytes", limit)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

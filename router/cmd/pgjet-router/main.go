@@ -25,7 +25,7 @@ import (
 )
 
 type config struct {
-	memLimit   int64
+	memLimit   memlimit.Size
 	natsURL    string
 	creds      string
 	relay      relay.Config
@@ -46,7 +46,8 @@ func parseConfig(args []string) (config, error) {
 	format := fs.String("stdout", "", "also print events on stdout: json, json-pretty or text")
 	persist := fs.String("output-persist", "default", "persistence of a created output stream: default (the server's fsync policy) or async (faster; a NATS server crash can lose the latest events, rebuild by replay)")
 	fs.DurationVar(&c.ackTimeout, "ack-timeout", 10*time.Second, "how long to wait for one publish ack before republishing")
-	memLimit := fs.String("memory-limit", "128MiB", "soft memory limit of the Go runtime (GOMEMLIMIT wins; 0: none)")
+	c.memLimit = 128 << 20
+	fs.Var(&c.memLimit, "memory-limit", "soft memory limit of the Go runtime, e.g. 256MiB (GOMEMLIMIT wins; 0: none)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	// Errors are reported by main in one line; the usage text only on -h.
 	fs.SetOutput(io.Discard)
@@ -66,13 +67,6 @@ func parseConfig(args []string) (config, error) {
 	var err error
 	if c.stdout, err = stdout.ParseFormat(*format); err != nil {
 		return c, fmt.Errorf("bad --stdout: %w", err)
-	}
-	if *memLimit != "" {
-		n, err := memlimit.Parse(*memLimit)
-		if err != nil {
-			return c, fmt.Errorf("bad --memory-limit: %w", err)
-		}
-		c.memLimit = n
 	}
 	if err := c.logLevel.UnmarshalText([]byte(*level)); err != nil {
 		return c, fmt.Errorf("bad --log-level %q: use debug, info, warn or error", *level)
@@ -111,7 +105,7 @@ func main() {
 		os.Exit(2)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
-	if limit := memlimit.Set(cfg.memLimit); limit > 0 {
+	if limit := memlimit.Set(int64(cfg.memLimit)); limit > 0 {
 		log.Debug("soft memory limit", "bytes", limit)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
