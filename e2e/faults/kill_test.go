@@ -69,38 +69,54 @@ func TestCollectorCrashPoints(t *testing.T) {
 	}
 }
 
-// Invariant: kill -9 of the collector at random moments of one continuous
-// workload (many within large, fragmented transactions), each followed by a
-// restart, loses and doubles nothing.
-func TestCollectorRandomKills(t *testing.T) {
+// Invariant: kill -9 of the collector, or of the router, at random moments
+// of one continuous workload (some aimed at a large transaction: decoded and
+// published in fragments by the collector, its events published by the
+// router), each followed by a restart, loses and doubles nothing.
+func TestRandomKills(t *testing.T) {
 	t.Parallel()
-	kills := pick(3, 20)
-	e := workEnv(t)
-	rng := newRand(t, "test")
-	e.collector()
-	e.router()
-	w := e.startWorkload(defaultWorkload())
-	for i := range kills {
-		if i%pick(2, 4) == 1 {
-			// Aim at a large transaction: it takes a while to decode and
-			// publish, in fragments.
-			w.bigNow()
-			time.Sleep(time.Duration(200+rng.IntN(1500)) * time.Millisecond)
-		} else {
-			time.Sleep(time.Duration(300+rng.IntN(2500)) * time.Millisecond)
-		}
-		alive(t, e.col, "collector")
-		e.col.Kill()
-		if rng.IntN(2) == 0 {
-			time.Sleep(time.Duration(rng.IntN(2000)) * time.Millisecond)
-		}
-		e.collector()
+	for _, tc := range []struct {
+		name string
+		// bigWait: ms to wait after starting a large transaction, so that
+		// the kill lands while it is handled.
+		bigWait int
+	}{
+		{"collector", 200},
+		{"router", 500},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			kills := pick(3, 20)
+			e := workEnv(t)
+			rng := newRand(t, "test")
+			e.collector()
+			e.router()
+			victim, restart := func() *harness.Proc { return e.col }, e.collector
+			if tc.name == "router" {
+				victim, restart = func() *harness.Proc { return e.rt }, e.router
+			}
+			w := e.startWorkload(defaultWorkload())
+			for i := range kills {
+				if i%pick(2, 4) == 1 {
+					w.bigNow()
+					time.Sleep(time.Duration(tc.bigWait+rng.IntN(1500)) * time.Millisecond)
+				} else {
+					time.Sleep(time.Duration(300+rng.IntN(2500)) * time.Millisecond)
+				}
+				alive(t, victim(), tc.name)
+				victim().Kill()
+				if rng.IntN(2) == 0 {
+					time.Sleep(time.Duration(rng.IntN(2000)) * time.Millisecond)
+				}
+				restart()
+			}
+			time.Sleep(2 * time.Second)
+			w.Stop()
+			alive(t, e.col, "collector")
+			alive(t, e.rt, "router")
+			e.verify(fmt.Sprintf("%s kill -9 at %s", tc.name, plural(kills, "random moment")))
+		})
 	}
-	time.Sleep(2 * time.Second)
-	w.Stop()
-	alive(t, e.col, "collector")
-	alive(t, e.rt, "router")
-	e.verify(fmt.Sprintf("collector kill -9 at %s", plural(kills, "random moment")))
 }
 
 // Invariant: kill -9 of the router after its events are stored but before
@@ -121,37 +137,4 @@ func TestRouterCrashPoint(t *testing.T) {
 	alive(t, e.col, "collector")
 	alive(t, e.rt, "router")
 	e.verify("router kill -9 at publish-before-ack")
-}
-
-// Invariant: kill -9 of the router at random moments (some while it
-// publishes the events of a large transaction), each followed by a restart,
-// loses and doubles nothing.
-func TestRouterRandomKills(t *testing.T) {
-	t.Parallel()
-	kills := pick(3, 20)
-	e := workEnv(t)
-	rng := newRand(t, "test")
-	e.collector()
-	e.router()
-	w := e.startWorkload(defaultWorkload())
-	for i := range kills {
-		if i%pick(2, 4) == 1 {
-			// Aim at the publishing of a large transaction's events.
-			w.bigNow()
-			time.Sleep(time.Duration(500+rng.IntN(2000)) * time.Millisecond)
-		} else {
-			time.Sleep(time.Duration(300+rng.IntN(2500)) * time.Millisecond)
-		}
-		alive(t, e.rt, "router")
-		e.rt.Kill()
-		if rng.IntN(2) == 0 {
-			time.Sleep(time.Duration(rng.IntN(2000)) * time.Millisecond)
-		}
-		e.router()
-	}
-	time.Sleep(2 * time.Second)
-	w.Stop()
-	alive(t, e.col, "collector")
-	alive(t, e.rt, "router")
-	e.verify(fmt.Sprintf("router kill -9 at %s", plural(kills, "random moment")))
 }
