@@ -50,6 +50,9 @@ type config struct {
 	outDir    string
 	workloads []string
 	e2e       bool
+	persists  []string
+	natsSync  string
+	e2eSecs   int
 	profile   bool
 	keep      bool
 	runs      int
@@ -78,11 +81,15 @@ func main() {
 	flag.StringVar(&c.outDir, "out", "", "directory for results.md, results.json, logs and profiles (default tmp/bench-<time>)")
 	flag.StringVar(&wl, "workloads", "oltp,bulk,wide,toast", "workloads to run, comma-separated")
 	flag.BoolVar(&c.e2e, "e2e", true, "measure end-to-end latency at a fixed commit rate")
+	persists := flag.String("e2e-persist", "default,async", "--output-persist values of the routers in the end-to-end runs, comma-separated")
+	flag.IntVar(&c.e2eSecs, "e2e-seconds", 0, "length of each end-to-end run (default 60 s, 8 s with -quick)")
+	flag.StringVar(&c.natsSync, "nats-sync", "always", "sync_interval of the nats-servers: always is what pgjet promises; a duration (e.g. 2m, JetStream's default) only to attribute time to fsyncs")
 	flag.BoolVar(&c.profile, "profile", false, "also profile the collector and a router with `perf record` (separate, untimed runs)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the work dir (logs, stores) after the run")
 	flag.IntVar(&c.runs, "runs", 0, "rounds of ceiling/collector runs per workload (default 3, 1 with -quick)")
 	flag.Parse()
 	c.workloads = strings.Split(wl, ",")
+	c.persists = strings.Split(*persists, ",")
 	if c.outDir == "" {
 		c.outDir = filepath.Join("tmp", "bench-"+time.Now().Format("20060102-150405"))
 	}
@@ -113,6 +120,9 @@ func run(c config) error {
 	}
 	if c.runs > 0 {
 		b.sizes.runs = c.runs
+	}
+	if c.e2eSecs > 0 {
+		b.sizes.e2eSeconds = c.e2eSecs
 	}
 	var err error
 	if c.binDir, err = filepath.Abs(c.binDir); err != nil {
@@ -183,7 +193,7 @@ func run(c config) error {
 		b.save() // partial results survive a later failure
 	}
 	if c.e2e {
-		for _, persist := range []string{"default", "async"} {
+		for _, persist := range c.persists {
 			r, err := b.runE2E(ctx, persist)
 			if err != nil {
 				return fmt.Errorf("end-to-end (%s): %w", persist, err)

@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/shared/pgtest"
+	"github.com/pgjet/pgjet/shared/wire"
 )
 
 // The raw stream's name, as the collector creates it by default.
@@ -102,6 +105,29 @@ type e2eResult struct {
 	// reading, batching and the fsynced raw publish).
 	UnsentMaxKB, UnsentMeanKB           float64
 	UnconfirmedMaxKB, UnconfirmedMeanKB float64
+	// Latency by stage, from the commit: until the raw record holding the
+	// transaction was stored (collector), until the event was stored in the
+	// output stream (router), until it reached the measuring consumer.
+	Stages []stage
+}
+
+// stage is the latency distribution (ms) from commit to one point of the path.
+type stage struct {
+	Name                     string
+	N                        int
+	P50, P90, P99, P999, Max float64
+}
+
+// newStage sorts lat (microseconds) and summarizes it.
+func newStage(name string, lat []int64) stage {
+	s := stage{Name: name, N: len(lat)}
+	if len(lat) == 0 {
+		return s
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))]) / 1000 }
+	s.P50, s.P90, s.P99, s.P999, s.Max = pct(0.5), pct(0.9), pct(0.99), pct(0.999), float64(lat[len(lat)-1])/1000
+	return s
 }
 
 // lsnText formats an LSN as Postgres does (X/X).
@@ -335,7 +361,7 @@ func (b *bench) startNATS(name string) (*natsServer, error) {
 			return nil, err
 		}
 		// As deploy/nats/single.conf: sync always, default max_payload (1 MB).
-		conf := fmt.Sprintf("listen: 127.0.0.1:%d\njetstream {\n  store_dir: %q\n  sync_interval: always\n}\n", port, filepath.Join(dir, "store"))
+		conf := fmt.Sprintf("listen: 127.0.0.1:%d\njetstream {\n  store_dir: %q\n  sync_interval: %s\n}\n", port, filepath.Join(dir, "store"), b.cfg.natsSync)
 		confPath := filepath.Join(dir, "nats.conf")
 		if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 			return nil, err
@@ -745,14 +771,17 @@ func (b *bench) runE2E(ctx context.Context, persist string) (e2eResult, error) {
 	}
 	var mu sync.Mutex
 	lat := make([]int64, 0, r.Rate*r.Seconds+1000)
+	stored := make([]int64, 0, r.Rate*r.Seconds+1000)
 	commits := make([]int64, 0, r.Rate*r.Seconds+1000)
 	bad := 0
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		now := time.Now().UnixMicro()
 		ct, ok := commitTime(m.Data())
+		meta, err := m.Metadata()
 		mu.Lock()
-		if ok {
+		if ok && err == nil {
 			lat = append(lat, now-ct)
+			stored = append(stored, meta.Timestamp.UnixMicro()-ct)
 			commits = append(commits, ct)
 		} else {
 			bad++
@@ -763,6 +792,34 @@ func (b *bench) runE2E(ctx context.Context, persist string) (e2eResult, error) {
 		return r, err
 	}
 	defer cc.Stop()
+	// The raw records' store times split the latency between collector and router.
+	raws, err := js.Stream(ctx, rawStream)
+	if err != nil {
+		return r, err
+	}
+	rawCons, err := raws.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return r, err
+	}
+	var rawLat, rawCommits []int64
+	var rawMsg wire.Message
+	rc, err := rawCons.Consume(func(m jetstream.Msg) {
+		meta, err := m.Metadata()
+		if err != nil || wire.Unmarshal(m.Data(), &rawMsg) != nil {
+			return
+		}
+		at := meta.Timestamp.UnixMicro()
+		mu.Lock()
+		for i := range rawMsg.Txs {
+			rawLat = append(rawLat, at-rawMsg.Txs[i].CommitTime)
+			rawCommits = append(rawCommits, rawMsg.Txs[i].CommitTime)
+		}
+		mu.Unlock()
+	})
+	if err != nil {
+		return r, err
+	}
+	defer rc.Stop()
 
 	cpu := func() (c, rtr, ns float64) {
 		c, _ = cpuSeconds(col.pid())
@@ -779,7 +836,8 @@ func (b *bench) runE2E(ctx context.Context, persist string) (e2eResult, error) {
 		defer close(sampled)
 		b.sampleLag(sctx, name, &r)
 	}()
-	txs, err := b.pgbench(ctx, name, oltpScript(name), "-R", strconv.Itoa(r.Rate), "-T", strconv.Itoa(r.Seconds))
+	logPrefix := filepath.Join(b.dir, "pgbench-"+name)
+	txs, err := b.pgbench(ctx, name, oltpScript(name), "-R", strconv.Itoa(r.Rate), "-T", strconv.Itoa(r.Seconds), "--log", "--log-prefix", logPrefix)
 	stopSampling()
 	<-sampled
 	if err != nil {
@@ -801,6 +859,7 @@ func (b *bench) runE2E(ctx context.Context, persist string) (e2eResult, error) {
 	r.CollectorCPU, r.RouterCPU, r.NATS = 100*(c1-c0)/secs, 100*(r1-r0)/secs, 100*(n1-n0)/secs
 	r.Load = loadavg1()
 	cc.Stop()
+	rc.Stop()
 
 	mu.Lock()
 	defer mu.Unlock()
@@ -812,9 +871,15 @@ func (b *bench) runE2E(ctx context.Context, persist string) (e2eResult, error) {
 		return r, errors.New("no events arrived")
 	}
 	r.Series = latencySeries(commits, lat, r.Seconds)
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))]) / 1000 }
-	r.P50, r.P90, r.P99, r.P999, r.Max = pct(0.5), pct(0.9), pct(0.99), pct(0.999), float64(lat[len(lat)-1])/1000
+	b.saveLatencies("latency-"+persist+".tsv", commits, rawCommits, rawLat, stored, lat)
+	all := newStage("received by a consumer", lat)
+	r.P50, r.P90, r.P99, r.P999, r.Max = all.P50, all.P90, all.P99, all.P999, all.Max
+	r.Stages = []stage{
+		newStage("pgbench: its transaction (insert, commit with WAL fsync), schedule lag excluded", pgbenchLatencies(logPrefix)),
+		newStage("raw record stored (collector)", rawLat),
+		newStage("event stored in the output stream (router)", stored),
+		all,
+	}
 	logf("end-to-end (%s): %d of %d events, latency p50 %.1f ms, p99 %.1f ms, max %.1f ms; CPU collector %.0f%%, router %.0f%%, nats %.0f%%",
 		persist, r.Events, txs, r.P50, r.P99, r.Max, r.CollectorCPU, r.RouterCPU, r.NATS)
 	_ = col.stop(30 * time.Second)
@@ -855,6 +920,69 @@ func (b *bench) sampleLag(ctx context.Context, slot string, r *e2eResult) {
 		unconfirmed += c
 		r.UnsentMaxKB, r.UnconfirmedMaxKB = max(r.UnsentMaxKB, a), max(r.UnconfirmedMaxKB, c)
 	}
+}
+
+// pgbenchLatencies reads the per-transaction logs pgbench wrote with
+// --log-prefix (one file per thread) and returns the time each transaction
+// took in Postgres, in microseconds. With --rate, the logged time counts from
+// the scheduled start; the schedule lag (the last field) is taken off: it is
+// the client's delay, not Postgres's.
+func pgbenchLatencies(prefix string) []int64 {
+	files, _ := filepath.Glob(prefix + ".*")
+	var out []int64
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			// client_id transaction_no time script_no time_epoch time_us schedule_lag
+			fields := strings.Fields(line)
+			if len(fields) < 7 {
+				continue
+			}
+			t, err1 := strconv.ParseInt(fields[2], 10, 64)
+			lag, err2 := strconv.ParseInt(fields[6], 10, 64)
+			if err1 == nil && err2 == nil {
+				out = append(out, t-lag)
+			}
+		}
+	}
+	return out
+}
+
+// saveLatencies writes, per tenth of a second of commit time, the worst
+// latency (ms) of each stage: to find what periodic stalls line up with.
+func (b *bench) saveLatencies(name string, commits, rawCommits, rawLat, stored, lat []int64) {
+	if len(commits) == 0 {
+		return
+	}
+	first := slices.Min(commits)
+	type row struct{ raw, stored, recv int64 }
+	rows := map[int64]*row{}
+	at := func(c int64) *row {
+		k := (c - first) / 100_000
+		if rows[k] == nil {
+			rows[k] = &row{}
+		}
+		return rows[k]
+	}
+	for i, c := range rawCommits {
+		r := at(c)
+		r.raw = max(r.raw, rawLat[i])
+	}
+	for i, c := range commits {
+		r := at(c)
+		r.stored, r.recv = max(r.stored, stored[i]), max(r.recv, lat[i])
+	}
+	keys := slices.Sorted(maps.Keys(rows))
+	var out strings.Builder
+	out.WriteString("second\traw_stored_ms\tevent_stored_ms\treceived_ms\n")
+	for _, k := range keys {
+		r := rows[k]
+		fmt.Fprintf(&out, "%.1f\t%.1f\t%.1f\t%.1f\n", float64(k)/10, float64(r.raw)/1000, float64(r.stored)/1000, float64(r.recv)/1000)
+	}
+	_ = os.WriteFile(filepath.Join(b.cfg.outDir, name), []byte(out.String()), 0o644)
 }
 
 // latencySeries is the worst latency (ms) of the events committed in each

@@ -105,6 +105,13 @@ func (r *results) markdown() string {
 		for _, e := range r.E2E {
 			p("- pgbench (%s): %s\n", e.Persist, e.Pgbench)
 		}
+		p("\nLatency by stage, from the commit (ms; the raw record's and the event's store times are the JetStream timestamps; one sample per transaction for the raw record):\n\n")
+		p("| output persist | until | samples | p50 | p90 | p99 | p99.9 | max |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
+		for _, e := range r.E2E {
+			for _, s := range e.Stages {
+				p("| %s | %s | %d | %.1f | %.1f | %.1f | %.1f | %.1f |\n", e.Persist, s.Name, s.N, s.P50, s.P90, s.P99, s.P999, s.Max)
+			}
+		}
 		p("\nWhere the backlog sat while pgbench ran (kB of WAL, max / mean of 100 ms samples): written but not yet sent by the walsender; sent but not yet confirmed by the collector (reading, batching, fsynced raw publish).\n\n")
 		for _, e := range r.E2E {
 			p("- %s: unsent %.0f / %.0f, unconfirmed %.0f / %.0f\n", e.Persist, e.UnsentMaxKB, e.UnsentMeanKB, e.UnconfirmedMaxKB, e.UnconfirmedMeanKB)
