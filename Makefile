@@ -19,6 +19,7 @@ PKGS := $(foreach m,$(MODULES),github.com/pgjet/pgjet/$(m)/...)
 # make fuzz FUZZTIME=5m
 FUZZ ?= github.com/pgjet/pgjet/shared/wire:FuzzUnmarshal \
 	github.com/pgjet/pgjet/collector/internal/pgoutput:FuzzHandle \
+	github.com/pgjet/pgjet/collector/internal/pgoutput:FuzzRowsMatchPglogrepl \
 	github.com/pgjet/pgjet/router/internal/value:FuzzAppendJSON \
 	github.com/pgjet/pgjet/router/internal/value:FuzzAppendString \
 	github.com/pgjet/pgjet/router/internal/envelope:FuzzNativeHostileContent

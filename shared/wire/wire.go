@@ -214,6 +214,27 @@ func Marshal(m *Message) ([]byte, error) {
 	return b, nil
 }
 
+// Encoder encodes messages into a buffer it keeps: a publisher that sends
+// one raw message at a time then allocates nothing per message. The bytes
+// Marshal returns are valid until its next call.
+type Encoder struct {
+	buf bytes.Buffer
+	enc *msgpack.Encoder
+}
+
+// Marshal encodes m as the package's Marshal does, into e's buffer.
+func (e *Encoder) Marshal(m *Message) ([]byte, error) {
+	if e.enc == nil {
+		e.enc = msgpack.NewEncoder(&e.buf)
+	}
+	e.buf.Reset()
+	m.Version = Version
+	if err := e.enc.Encode(m); err != nil {
+		return nil, fmt.Errorf("encode raw message: %w", err)
+	}
+	return e.buf.Bytes(), nil
+}
+
 // Unmarshal decodes b into m, checking the version and internal references so
 // that consumers can index Relations without further checks.
 func Unmarshal(b []byte, m *Message) error {

@@ -50,6 +50,26 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// An Encoder writes the bytes Marshal writes, also when reused for
+// messages of another size.
+func TestEncoderMatchesMarshal(t *testing.T) {
+	var e Encoder
+	small := &Message{Source: Source{Name: "a"}, Txs: []Tx{{Xid: 1, CommitLSN: 0x10, EndLSN: 0x20, Final: true}}}
+	for _, m := range []*Message{sample(), small, sample()} {
+		want, err := Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := e.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Fatalf("Encoder.Marshal differs from Marshal:\n%x\n%x", got, want)
+		}
+	}
+}
+
 // A newer writer's message, whose layout this build cannot know, is
 // rejected by its version, not by a layout error.
 func TestRejectsNewerLayout(t *testing.T) {

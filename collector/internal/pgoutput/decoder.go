@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/pgjet/pgjet/shared/wire"
@@ -24,6 +25,11 @@ type Fragment struct {
 	// Size estimates the memory the fragment holds, which is also an upper
 	// bound of its encoded size: it bounds both memory and raw message size.
 	Size int
+
+	// Room for the first change and relation: most transactions have one of
+	// each, and their fragment is then a single allocation.
+	firstChange [1]wire.Change
+	firstRel    [1]*wire.Relation
 }
 
 // TypeResolver describes user-defined types (OID >= 16384) from pg_type.
@@ -52,6 +58,9 @@ type Decoder struct {
 	skipPiece uint64
 	cur       *Fragment
 	relIdx    map[*wire.Relation]int32
+	arena     arena
+	beginMsg  pglogrepl.BeginMessage
+	commitMsg pglogrepl.CommitMessage
 	next      uint64 // index of the next change in the transaction
 	fragment  uint32
 	beginLSN  uint64
@@ -90,15 +99,31 @@ func (d *Decoder) Handle(ctx context.Context, walStart uint64, data []byte) (err
 	if len(data) == 0 {
 		return errors.New("pgoutput: empty message")
 	}
+	// The messages of every transaction decode without allocating: begin and
+	// commit into structs kept for reuse, rows by readRow.
+	switch data[0] {
+	case 'B':
+		if err := d.beginMsg.Decode(data[1:]); err != nil {
+			return fmt.Errorf("pgoutput: parse begin: %w", err)
+		}
+		return d.begin(&d.beginMsg)
+	case 'C':
+		if err := d.commitMsg.Decode(data[1:]); err != nil {
+			return fmt.Errorf("pgoutput: parse commit: %w", err)
+		}
+		return d.commit(ctx, &d.commitMsg)
+	case 'I', 'U', 'D':
+		r, err := d.readRow(data)
+		if err != nil {
+			return fmt.Errorf("pgoutput: malformed %q message (%d bytes): %w", data[0], len(data), err)
+		}
+		return d.row(ctx, r)
+	}
 	msg, err := parse(data)
 	if err != nil {
 		return err
 	}
 	switch m := msg.(type) {
-	case *pglogrepl.BeginMessage:
-		return d.begin(m)
-	case *pglogrepl.CommitMessage:
-		return d.commit(ctx, m)
 	case *pglogrepl.OriginMessage:
 		if d.inTx {
 			d.cur.Tx.Origin = m.Name
@@ -110,12 +135,6 @@ func (d *Decoder) Handle(ctx context.Context, walStart uint64, data []byte) (err
 		// Type messages lack what the router needs (kind, element type); the
 		// relation handler resolves user-defined types from pg_type instead.
 		return nil
-	case *pglogrepl.InsertMessage:
-		return d.row(ctx, wire.OpInsert, m.RelationID, wire.OldNone, nil, m.Tuple)
-	case *pglogrepl.UpdateMessage:
-		return d.row(ctx, wire.OpUpdate, m.RelationID, m.OldTupleType, m.OldTuple, m.NewTuple)
-	case *pglogrepl.DeleteMessage:
-		return d.row(ctx, wire.OpDelete, m.RelationID, m.OldTupleType, m.OldTuple, nil)
 	case *pglogrepl.TruncateMessage:
 		return d.truncate(ctx, m)
 	case *pglogrepl.LogicalDecodingMessage:
@@ -169,7 +188,9 @@ func (d *Decoder) begin(m *pglogrepl.BeginMessage) error {
 
 func (d *Decoder) newFragment(xid uint32, commitLSN uint64, commitTime int64) *Fragment {
 	clear(d.relIdx)
-	return &Fragment{
+	f := fragments.Get().(*Fragment)
+	changes := f.Tx.Changes[:0]
+	*f = Fragment{
 		Tx: wire.Tx{
 			Xid:         xid,
 			CommitLSN:   commitLSN,
@@ -179,6 +200,28 @@ func (d *Decoder) newFragment(xid uint32, commitLSN uint64, commitTime int64) *F
 		},
 		Size: 64,
 	}
+	if cap(changes) == 0 {
+		changes = f.firstChange[:0:1]
+	}
+	f.Tx.Changes = changes
+	f.Rels = f.firstRel[:0:1]
+	return f
+}
+
+// fragments recycles fragments whose raw message is stored (Release), so
+// that a transaction costs no allocation in steady state.
+var fragments = sync.Pool{New: func() any { return new(Fragment) }}
+
+// Release hands f back for reuse by decoders. Call it once nothing refers to
+// f or its changes any more: after its raw message is encoded and
+// acknowledged. Only the changes' array is kept, emptied: it belongs to f
+// alone, while Rels may be shared with other fragments (pieces of a change).
+func (f *Fragment) Release() {
+	changes := f.Tx.Changes[:cap(f.Tx.Changes)]
+	clear(changes) // drop the values, which pin their chunks
+	*f = Fragment{}
+	f.Tx.Changes = changes[:0]
+	fragments.Put(f)
 }
 
 func (d *Decoder) commit(ctx context.Context, m *pglogrepl.CommitMessage) error {
@@ -265,36 +308,19 @@ func (d *Decoder) rel(id uint32) (*wire.Relation, error) {
 	return r, nil
 }
 
-func (d *Decoder) row(ctx context.Context, op wire.Op, relID uint32, oldKind uint8, old, new *pglogrepl.TupleData) error {
+func (d *Decoder) row(ctx context.Context, m rowMsg) error {
 	if !d.inTx {
-		return fmt.Errorf("pgoutput: %s outside a transaction", op)
+		return fmt.Errorf("pgoutput: %s outside a transaction", m.op)
 	}
-	r, err := d.rel(relID)
+	r, err := d.rel(m.relID)
 	if err != nil {
 		return err
 	}
-	c := wire.Change{Op: op, OldKind: oldKind}
-	size := changeOverhead
-	if old != nil {
-		c.Old, size = values(old, size)
+	if len(m.old) > len(r.Columns) || len(m.new) > len(r.Columns) {
+		return fmt.Errorf("pgoutput: %s on %s.%s has more values than its %d columns", m.op, r.Schema, r.Table, len(r.Columns))
 	}
-	if new != nil {
-		c.New, size = values(new, size)
-	}
-	if len(c.Old) > len(r.Columns) || len(c.New) > len(r.Columns) {
-		return fmt.Errorf("pgoutput: %s on %s.%s has more values than its %d columns", op, r.Schema, r.Table, len(r.Columns))
-	}
-	return d.add(ctx, c, size, r)
-}
-
-func values(t *pglogrepl.TupleData, size int) ([]wire.Value, int) {
-	vs := make([]wire.Value, len(t.Columns))
-	for i, col := range t.Columns {
-		// pglogrepl copies tuple data out of the receive buffer, so Data is ours.
-		vs[i] = wire.Value{Kind: col.DataType, Data: col.Data}
-		size += len(col.Data) + valueOverhead
-	}
-	return vs, size
+	c := wire.Change{Op: m.op, OldKind: m.oldKind, Old: m.old, New: m.new}
+	return d.add(ctx, c, changeOverhead+m.size, r)
 }
 
 func (d *Decoder) truncate(ctx context.Context, m *pglogrepl.TruncateMessage) error {

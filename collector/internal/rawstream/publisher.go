@@ -37,6 +37,11 @@ type Publisher struct {
 	space   chan struct{}
 	pending atomic.Int64 // fragments added and not yet acknowledged
 
+	// Used by Run's goroutine only, one raw message at a time: the bytes of
+	// a message are not needed once it is acknowledged.
+	assembler Assembler
+	encoder   wire.Encoder
+
 	confirmed atomic.Uint64
 	published atomic.Uint64 // changes acknowledged
 	messages  atomic.Uint64 // raw messages acknowledged
@@ -198,8 +203,8 @@ func (p *Publisher) take(buf []*pgoutput.Fragment) []*pgoutput.Fragment {
 }
 
 func (p *Publisher) publish(ctx context.Context, frags []*pgoutput.Fragment) error {
-	m := Assemble(p.source, frags)
-	data, err := wire.Marshal(m)
+	m := p.assembler.Assemble(p.source, frags)
+	data, err := p.encoder.Marshal(m)
 	if err != nil {
 		return err
 	}
@@ -251,6 +256,12 @@ func (p *Publisher) publish(ctx context.Context, frags []*pgoutput.Fragment) err
 			crashpoint.Hit("mid-piece")
 		}
 	}
+	// Stored: the fragments (and the assembled message, which points into
+	// them) are done with.
+	clear(p.assembler.m.Txs)
+	for _, f := range frags {
+		f.Release()
+	}
 	return nil
 }
 
@@ -293,43 +304,71 @@ func permanent(err error) bool {
 	return errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject)
 }
 
-// Assemble builds one raw message from fragments, merging their relation
-// tables: a relation shared by many small transactions is stored once.
-func Assemble(src wire.Source, frags []*pgoutput.Fragment) *wire.Message {
-	m := &wire.Message{Source: src, Txs: make([]wire.Tx, len(frags))}
-	index := make(map[*wire.Relation]int32)
-	var remap []int32
-	for i, f := range frags {
-		remap = remap[:0]
+// Assembler builds raw messages from fragments, merging their relation
+// tables: a relation shared by many small transactions is stored once. It
+// reuses its buffers from one message to the next.
+type Assembler struct {
+	m       wire.Message
+	index   map[*wire.Relation]int32
+	remap   []int32
+	changes []wire.Change
+}
+
+// Assemble returns the raw message of frags. The message is valid until the
+// next call: encode it before assembling the next one.
+func (a *Assembler) Assemble(src wire.Source, frags []*pgoutput.Fragment) *wire.Message {
+	if a.index == nil {
+		a.index = make(map[*wire.Relation]int32)
+	}
+	clear(a.index)
+	m := &a.m
+	clear(m.Txs) // let go of the previous message's fragments
+	*m = wire.Message{Source: src, Txs: m.Txs[:0], Relations: m.Relations[:0]}
+	// The changes are copied to renumber their relations: a fragment's own
+	// indexes must stay valid should its message be assembled again (a
+	// retry). One buffer holds the copies of all of them.
+	n := 0
+	for _, f := range frags {
+		if len(f.Rels) > 0 {
+			n += len(f.Tx.Changes)
+		}
+	}
+	if cap(a.changes) < n {
+		a.changes = make([]wire.Change, 0, n)
+	}
+	clear(a.changes[:cap(a.changes)])
+	a.changes = a.changes[:0]
+	for _, f := range frags {
+		a.remap = a.remap[:0]
 		for _, r := range f.Rels {
-			j, ok := index[r]
+			j, ok := a.index[r]
 			if !ok {
 				j = int32(len(m.Relations))
 				m.Relations = append(m.Relations, *r)
-				index[r] = j
+				a.index[r] = j
 			}
-			remap = append(remap, j)
+			a.remap = append(a.remap, j)
 		}
 		tx := f.Tx
 		if len(f.Rels) > 0 {
-			// Copy the changes: the fragment's own indexes must stay valid
-			// should this message be rebuilt.
-			tx.Changes = append([]wire.Change(nil), f.Tx.Changes...)
+			start := len(a.changes)
+			a.changes = append(a.changes, f.Tx.Changes...)
+			tx.Changes = a.changes[start:len(a.changes):len(a.changes)]
 			for k := range tx.Changes {
 				c := &tx.Changes[k]
 				switch c.Op {
 				case wire.OpInsert, wire.OpUpdate, wire.OpDelete:
-					c.Rel = remap[c.Rel]
+					c.Rel = a.remap[c.Rel]
 				case wire.OpTruncate:
 					rels := make([]int32, len(c.TruncateRels))
 					for n, r := range c.TruncateRels {
-						rels[n] = remap[r]
+						rels[n] = a.remap[r]
 					}
 					c.TruncateRels = rels
 				}
 			}
 		}
-		m.Txs[i] = tx
+		m.Txs = append(m.Txs, tx)
 	}
 	return m
 }
