@@ -491,9 +491,15 @@ func logStats(ctx context.Context, pub *rawstream.Publisher, log *slog.Logger) {
 			return
 		case <-t.C:
 			changes, msgs := pub.Stats()
+			read, stored := pub.Lags()
 			if changes != lastChanges {
+				// Lags from commit (Postgres's clock) to decoded and to stored
+				// in the raw stream, over the last interval: the first is the
+				// walsender's share, the difference the collector's.
 				log.Info("progress", "changes", changes, "raw_messages", msgs, "changes_per_s", (changes-lastChanges)/10,
-					"confirmed", pglogrepl.LSN(pub.Confirmed()))
+					"confirmed", pglogrepl.LSN(pub.Confirmed()),
+					"read_lag_p50", read.P50, "read_lag_p99", read.P99, "read_lag_max", read.Max,
+					"stored_lag_p50", stored.P50, "stored_lag_p99", stored.P99, "stored_lag_max", stored.Max)
 				lastChanges = changes
 			}
 		}

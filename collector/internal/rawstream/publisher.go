@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/collector/internal/lag"
 	"github.com/pgjet/pgjet/collector/internal/pgoutput"
 	"github.com/pgjet/pgjet/shared/crashpoint"
 	"github.com/pgjet/pgjet/shared/wire"
@@ -41,6 +42,10 @@ type Publisher struct {
 	// a message are not needed once it is acknowledged.
 	assembler Assembler
 	encoder   wire.Encoder
+
+	// From commit to decoded (when the fragment closing the transaction is
+	// added) and to stored (its raw record acknowledged).
+	readLag, storedLag lag.Histogram
 
 	confirmed atomic.Uint64
 	published atomic.Uint64 // changes acknowledged
@@ -90,6 +95,9 @@ func (p *Publisher) Add(ctx context.Context, f *pgoutput.Fragment, wait time.Dur
 	for {
 		p.mu.Lock()
 		if p.queued < p.maxQueue || len(p.queue) == 0 {
+			if f.Tx.Final {
+				p.readLag.Observe(f.Tx.CommitTime, time.Now())
+			}
 			p.queue = append(p.queue, f)
 			p.queued += f.Size
 			p.pending.Add(1)
@@ -130,6 +138,12 @@ func (p *Publisher) Advance(lsn uint64) {
 			return
 		}
 	}
+}
+
+// Lags returns how long after their commit transactions were decoded and
+// stored since the last call.
+func (p *Publisher) Lags() (read, stored lag.Summary) {
+	return p.readLag.Take(), p.storedLag.Take()
 }
 
 // Stats returns counts of acknowledged changes and raw messages.
@@ -238,10 +252,12 @@ func (p *Publisher) publish(ctx context.Context, frags []*pgoutput.Fragment) err
 
 	var changes uint64
 	var end uint64
+	now := time.Now()
 	for _, f := range frags {
 		changes += uint64(len(f.Tx.Changes))
 		if f.Tx.Final {
 			end = f.Tx.EndLSN
+			p.storedLag.Observe(f.Tx.CommitTime, now)
 		}
 	}
 	if end != 0 {

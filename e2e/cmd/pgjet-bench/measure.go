@@ -105,6 +105,9 @@ type e2eResult struct {
 	// reading, batching and the fsynced raw publish).
 	UnsentMaxKB, UnsentMeanKB           float64
 	UnconfirmedMaxKB, UnconfirmedMeanKB float64
+	// The collector's own progress lines (every 10 s): per interval, lag from
+	// commit to decoded (the walsender's share) and to stored.
+	CollectorLags []string
 	// Latency by stage, from the commit: until the raw record holding the
 	// transaction was stored (collector), until the event was stored in the
 	// output stream (router), until it reached the measuring consumer.
@@ -884,7 +887,26 @@ func (b *bench) runE2E(ctx context.Context, persist string) (e2eResult, error) {
 		persist, r.Events, txs, r.P50, r.P99, r.Max, r.CollectorCPU, r.RouterCPU, r.NATS)
 	_ = col.stop(30 * time.Second)
 	_ = rt.stop(30 * time.Second)
+	r.CollectorLags = progressLags(col.log())
 	return r, nil
+}
+
+// progressLags picks the lag fields of the collector's progress lines.
+func progressLags(log string) []string {
+	var out []string
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, "msg=progress") {
+			continue
+		}
+		var f []string
+		for _, kv := range strings.Fields(line) {
+			if strings.HasPrefix(kv, "read_lag_") || strings.HasPrefix(kv, "stored_lag_") {
+				f = append(f, kv)
+			}
+		}
+		out = append(out, strings.Join(f, " "))
+	}
+	return out
 }
 
 // sampleLag records, until ctx ends, how much WAL the walsender of slot has

@@ -112,6 +112,12 @@ func (r *results) markdown() string {
 				p("| %s | %s | %d | %.1f | %.1f | %.1f | %.1f | %.1f |\n", e.Persist, s.Name, s.N, s.P50, s.P90, s.P99, s.P999, s.Max)
 			}
 		}
+		p("\nThe collector's lags per 10 s interval (its progress log; read = from commit until decoded, the walsender's share; stored = until the raw record was acknowledged):\n\n")
+		for _, e := range r.E2E {
+			for _, l := range e.CollectorLags {
+				p("- %s: %s\n", e.Persist, l)
+			}
+		}
 		p("\nWhere the backlog sat while pgbench ran (kB of WAL, max / mean of 100 ms samples): written but not yet sent by the walsender; sent but not yet confirmed by the collector (reading, batching, fsynced raw publish).\n\n")
 		for _, e := range r.E2E {
 			p("- %s: unsent %.0f / %.0f, unconfirmed %.0f / %.0f\n", e.Persist, e.UnsentMaxKB, e.UnsentMeanKB, e.UnconfirmedMaxKB, e.UnconfirmedMeanKB)
