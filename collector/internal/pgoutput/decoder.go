@@ -235,6 +235,7 @@ func (d *Decoder) commit(ctx context.Context, m *pglogrepl.CommitMessage) error 
 	f := d.cur
 	d.cur = nil
 	if d.skipping {
+		f.Release()
 		return nil
 	}
 	f.Tx.EndLSN = uint64(m.TransactionEndLSN)
@@ -242,6 +243,7 @@ func (d *Decoder) commit(ctx context.Context, m *pglogrepl.CommitMessage) error 
 	// An empty transaction (all changes filtered out by the publication)
 	// needs no record, except a final fragment that closes a split one.
 	if len(f.Tx.Changes) == 0 && f.Tx.Fragment == 0 {
+		f.Release()
 		return nil
 	}
 	return d.emit(ctx, f)
