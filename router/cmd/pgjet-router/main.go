@@ -12,11 +12,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/router/internal/envelope"
 	"github.com/pgjet/pgjet/router/internal/relay"
 	"github.com/pgjet/pgjet/router/internal/stdout"
 	"github.com/pgjet/pgjet/shared/flagenv"
@@ -44,6 +46,11 @@ func parseConfig(args []string) (config, error) {
 	fs.StringVar(&c.relay.Stream, "stream", "PGJET_EVENTS", "output stream, created when missing")
 	fs.StringVar(&c.relay.Prefix, "subject-prefix", "postgres", "first token(s) of output subjects: PREFIX.schema.table.op")
 	format := fs.String("stdout", "", "also print events on stdout: json, json-pretty or text")
+	env := fs.String("envelope", "native", "event format: native (JSON) or cloudevents (CloudEvents 1.0 whose data is the native JSON)")
+	ceMode := fs.String("cloudevents-mode", "structured", "with --envelope cloudevents: structured (the event as JSON in the body) or binary (ce- headers, native JSON body)")
+	var ce envelope.CloudEventsConfig
+	fs.StringVar(&ce.Source, "cloudevents-source", "", "with --envelope cloudevents: the source attribute, a URI-reference (default /pgjet/<source name>)")
+	fs.StringVar(&ce.TypePrefix, "cloudevents-type-prefix", envelope.DefaultTypePrefix, "with --envelope cloudevents: start of the type attribute, PREFIX.schema.table.op or PREFIX.message")
 	persist := fs.String("output-persist", "default", "persistence of a created output stream: default (the server's fsync policy) or async (faster; a NATS server crash can lose the latest events, rebuild by replay)")
 	fs.DurationVar(&c.ackTimeout, "ack-timeout", 10*time.Second, "how long to wait for one publish ack before republishing")
 	c.memLimit = 128 << 20
@@ -54,6 +61,7 @@ func parseConfig(args []string) (config, error) {
 	fs.Usage = func() {}
 	usage := func() {
 		fmt.Fprintf(os.Stdout, "Usage: pgjet-router --nats URL [--raw-stream NAME] [--durable NAME] [--stream NAME] [--subject-prefix P] [--stdout json|json-pretty|text]\n"+
+			"                    [--envelope native|cloudevents [--cloudevents-mode structured|binary] [--cloudevents-source URI] [--cloudevents-type-prefix P]]\n"+
 			"Every flag can also be set as PGJET_<NAME> in the environment (e.g. PGJET_NATS, PGJET_SUBJECT_PREFIX).\n\n")
 		fs.SetOutput(os.Stdout)
 		fs.PrintDefaults()
@@ -70,6 +78,30 @@ func parseConfig(args []string) (config, error) {
 	}
 	if err := c.logLevel.UnmarshalText([]byte(*level)); err != nil {
 		return c, fmt.Errorf("bad --log-level %q: use debug, info, warn or error", *level)
+	}
+	switch *env {
+	case "native":
+		// Flags of another envelope are a mistake, not something to ignore.
+		var set []string
+		fs.Visit(func(f *flag.Flag) {
+			if strings.HasPrefix(f.Name, "cloudevents-") {
+				set = append(set, "--"+f.Name)
+			}
+		})
+		if len(set) > 0 {
+			return c, fmt.Errorf("%s needs --envelope cloudevents", strings.Join(set, ", "))
+		}
+	case "cloudevents":
+		switch *ceMode {
+		case "structured":
+		case "binary":
+			ce.Binary = true
+		default:
+			return c, fmt.Errorf("bad --cloudevents-mode %q: use structured or binary", *ceMode)
+		}
+		c.relay.CloudEvents = &ce
+	default:
+		return c, fmt.Errorf("bad --envelope %q: use native or cloudevents", *env)
 	}
 	switch *persist {
 	case "default":

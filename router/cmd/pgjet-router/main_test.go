@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/router/internal/envelope"
 	"github.com/pgjet/pgjet/router/internal/stdout"
 	"github.com/pgjet/pgjet/shared/natstest"
 	"github.com/pgjet/pgjet/shared/wire"
@@ -56,10 +57,40 @@ func TestParseConfig(t *testing.T) {
 		{name: "prefix on raw subjects", args: []string{"--nats", "n", "--subject-prefix", "pgjet.raw"}, want: "overlaps"},
 		{name: "bad stream", args: []string{"--nats", "n", "--stream", "a b"}, want: "--stream"},
 		{name: "missing creds file", args: []string{"--nats", "n", "--creds", "/nonexistent/x.creds"}, want: "bad --creds"},
+		{name: "native envelope by default", args: []string{"--nats", "n"}, check: func(t *testing.T, c config) {
+			if c.relay.CloudEvents != nil {
+				t.Errorf("CloudEvents without --envelope: %+v", c.relay.CloudEvents)
+			}
+		}},
+		{name: "cloudevents defaults", args: []string{"--nats", "n", "--envelope", "cloudevents"}, check: func(t *testing.T, c config) {
+			if ce := c.relay.CloudEvents; ce == nil || *ce != (envelope.CloudEventsConfig{TypePrefix: "io.pgjet"}) {
+				t.Errorf("cloudevents defaults: %+v", ce)
+			}
+		}},
+		{name: "cloudevents binary", args: []string{"--nats", "n", "--envelope", "cloudevents", "--cloudevents-mode", "binary",
+			"--cloudevents-source", "https://db.example.com/shop", "--cloudevents-type-prefix", "com.acme.cdc"}, check: func(t *testing.T, c config) {
+			want := envelope.CloudEventsConfig{Binary: true, Source: "https://db.example.com/shop", TypePrefix: "com.acme.cdc"}
+			if ce := c.relay.CloudEvents; ce == nil || *ce != want {
+				t.Errorf("cloudevents: %+v, want %+v", ce, want)
+			}
+		}},
+		{name: "cloudevents from env", env: map[string]string{"PGJET_NATS": "n", "PGJET_ENVELOPE": "cloudevents", "PGJET_CLOUDEVENTS_MODE": "binary", "PGJET_CLOUDEVENTS_SOURCE": "/shop"},
+			check: func(t *testing.T, c config) {
+				if ce := c.relay.CloudEvents; ce == nil || !ce.Binary || ce.Source != "/shop" {
+					t.Errorf("cloudevents from env: %+v", ce)
+				}
+			}},
+		{name: "bad envelope", args: []string{"--nats", "n", "--envelope", "debezium"}, want: `bad --envelope "debezium": use native or cloudevents`},
+		{name: "bad cloudevents mode", args: []string{"--nats", "n", "--envelope", "cloudevents", "--cloudevents-mode", "batch"}, want: `bad --cloudevents-mode "batch": use structured or binary`},
+		{name: "bad cloudevents source", args: []string{"--nats", "n", "--envelope", "cloudevents", "--cloudevents-source", "my db"}, want: `bad --cloudevents-source "my db": use a URI-reference`},
+		{name: "bad cloudevents type prefix", args: []string{"--nats", "n", "--envelope", "cloudevents", "--cloudevents-type-prefix", "com.acme."}, want: `bad --cloudevents-type-prefix "com.acme."`},
+		{name: "cloudevents flag without the envelope", args: []string{"--nats", "n", "--cloudevents-mode", "binary"}, want: "--cloudevents-mode needs --envelope cloudevents"},
+		{name: "cloudevents env without the envelope", env: map[string]string{"PGJET_NATS": "n", "PGJET_CLOUDEVENTS_SOURCE": "/shop"}, want: "--cloudevents-source needs --envelope cloudevents"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for _, k := range []string{"PGJET_NATS", "PGJET_SUBJECT_PREFIX", "PGJET_STDOUT", "PGJET_DURABLE"} {
+			for _, k := range []string{"PGJET_NATS", "PGJET_SUBJECT_PREFIX", "PGJET_STDOUT", "PGJET_DURABLE",
+				"PGJET_ENVELOPE", "PGJET_CLOUDEVENTS_MODE", "PGJET_CLOUDEVENTS_SOURCE", "PGJET_CLOUDEVENTS_TYPE_PREFIX"} {
 				t.Setenv(k, "")
 				os.Unsetenv(k)
 			}
@@ -175,6 +206,7 @@ func TestBinary(t *testing.T) {
 		{[]string{"--stdout", "yaml", "--nats", "n"}, `pgjet-router: bad --stdout: unknown stdout format "yaml": use json, json-pretty or text`},
 		{nil, "pgjet-router: --nats is required (e.g. --nats nats://127.0.0.1:4222)"},
 		{[]string{"--nats", "n", "--nope"}, "pgjet-router: flag provided but not defined: -nope"},
+		{[]string{"--nats", "n", "--envelope", "cloudevents", "--cloudevents-mode", "binry"}, `pgjet-router: bad --cloudevents-mode "binry": use structured or binary`},
 	}
 	for _, tt := range usageErrors {
 		cmd := exec.Command(bin, tt.args...)

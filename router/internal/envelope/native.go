@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/nats-io/nats.go"
 	"github.com/pgjet/pgjet/router/internal/value"
 	"github.com/pgjet/pgjet/shared/wire"
 )
@@ -25,6 +26,9 @@ type Event struct {
 	// this event is for (a truncate of several tables is one event per table);
 	// nil for messages.
 	Rel *wire.Relation
+	// ID is the event's id, the Nats-Msg-Id of its message; envelopes that
+	// carry an id (CloudEvents) repeat it.
+	ID string
 }
 
 // Native renders the native envelope: compact JSON with a fixed key order,
@@ -59,26 +63,45 @@ func (n *Native) Append(b []byte, e *Event) ([]byte, error) {
 	return out, nil
 }
 
-func (n *Native) append(b []byte, e *Event) ([]byte, error) {
+// Header returns a header for e's message with room for the Nats-Msg-Id the
+// caller adds: the native envelope has no headers of its own.
+func (n *Native) Header(*Event) nats.Header {
+	return make(nats.Header, 1)
+}
+
+// Document appends e as one JSON document for printing: its body, which
+// holds all of it.
+func (n *Native) Document(b []byte, _ *Event, body []byte) []byte {
+	return append(b, body...)
+}
+
+// checkEvent reports what makes e impossible to render in any envelope.
+func checkEvent(e *Event) error {
 	if e.Source == nil || e.Tx == nil || e.Change == nil {
-		return b, errors.New("render change: event lacks its source, transaction or change")
+		return errors.New("render change: event lacks its source, transaction or change")
+	}
+	switch e.Change.Op {
+	case wire.OpMessage:
+	case wire.OpInsert, wire.OpUpdate, wire.OpDelete, wire.OpTruncate:
+		if e.Rel == nil {
+			return fmt.Errorf("render %s: no relation", e.Change.Op)
+		}
+	default:
+		return fmt.Errorf("render change: unknown op %d", e.Change.Op)
+	}
+	return nil
+}
+
+func (n *Native) append(b []byte, e *Event) ([]byte, error) {
+	if err := checkEvent(e); err != nil {
+		return b, err
 	}
 	c := e.Change
-	b = append(b, `{"op":`...)
-	switch c.Op {
-	case wire.OpInsert, wire.OpUpdate, wire.OpDelete, wire.OpTruncate, wire.OpMessage:
-		b = append(b, '"')
-		b = append(b, c.Op.String()...)
-		b = append(b, '"')
-	default:
-		return b, fmt.Errorf("render change: unknown op %d", c.Op)
-	}
-	b = append(b, `,"source":`...)
+	b = append(b, `{"op":"`...)
+	b = append(b, c.Op.String()...)
+	b = append(b, `","source":`...)
 	b = value.AppendString(b, e.Source.Name)
 	if c.Op != wire.OpMessage {
-		if e.Rel == nil {
-			return b, fmt.Errorf("render %s: no relation", c.Op)
-		}
 		b = append(b, `,"schema":`...)
 		b = value.AppendString(b, e.Rel.Schema)
 		b = append(b, `,"table":`...)
@@ -89,11 +112,7 @@ func (n *Native) append(b []byte, e *Event) ([]byte, error) {
 	b = append(b, `","xid":`...)
 	b = strconv.AppendUint(b, uint64(e.Tx.Xid), 10)
 	b = append(b, `,"commit_time":"`...)
-	if n.lastTimeText == nil || n.lastTime != e.Tx.CommitTime {
-		n.lastTime = e.Tx.CommitTime
-		n.lastTimeText = time.UnixMicro(e.Tx.CommitTime).UTC().AppendFormat(n.lastTimeText[:0], time.RFC3339Nano)
-	}
-	b = append(b, n.lastTimeText...)
+	b = append(b, n.commitTime(e.Tx.CommitTime)...)
 	b = append(b, `","index":`...)
 	b = strconv.AppendUint(b, e.Index, 10)
 
@@ -104,6 +123,17 @@ func (n *Native) append(b []byte, e *Event) ([]byte, error) {
 		return appendTruncate(b, c), nil
 	}
 	return n.appendRow(b, e)
+}
+
+// commitTime returns t (microseconds since the epoch) in RFC 3339, UTC. Every
+// change of a transaction repeats it, so the last one is kept. The result is
+// valid until the next call.
+func (n *Native) commitTime(t int64) []byte {
+	if n.lastTimeText == nil || n.lastTime != t {
+		n.lastTime = t
+		n.lastTimeText = time.UnixMicro(t).UTC().AppendFormat(n.lastTimeText[:0], time.RFC3339Nano)
+	}
+	return n.lastTimeText
 }
 
 func (n *Native) appendRow(b []byte, e *Event) ([]byte, error) {

@@ -202,10 +202,8 @@ var hostile = []string{
 	strings.Repeat("\"\\\n", 100),
 }
 
-// checkHostile renders events built from s everywhere a string can go and
-// checks the output is valid JSON in valid UTF-8.
-func checkHostile(t *testing.T, n *Native, s string) {
-	t.Helper()
+// hostileEvents are events with s everywhere a string can go.
+func hostileEvents(s string) []Event {
 	rel := &wire.Relation{Schema: s, Table: s, Columns: []wire.Column{
 		{Name: s, TypeOID: pgtype.TextOID, Key: true},
 		{Name: s + "2", TypeOID: pgtype.VarcharOID},
@@ -221,8 +219,19 @@ func checkHostile(t *testing.T, n *Native, s string) {
 		{Op: wire.OpTruncate, TruncateOptions: 0xff},
 		{Op: wire.OpMessage, Prefix: s, Content: []byte(s), Transactional: true},
 	}
-	for _, c := range changes {
-		ev := Event{Source: src, Tx: tx, Change: c, Rel: rel}
+	evs := make([]Event, len(changes))
+	for i, c := range changes {
+		evs[i] = Event{Source: src, Tx: tx, Change: c, Rel: rel}
+	}
+	return evs
+}
+
+// checkHostile renders the events of hostileEvents(s) and checks the output
+// is valid JSON in valid UTF-8.
+func checkHostile(t *testing.T, n *Native, s string) {
+	t.Helper()
+	for _, ev := range hostileEvents(s) {
+		c := ev.Change
 		b, err := n.Append(nil, &ev)
 		if err != nil {
 			t.Fatalf("%s %q: %v", c.Op, s, err)
@@ -259,6 +268,21 @@ func FuzzNativeHostileContent(f *testing.F) {
 
 // BenchmarkNativeInsert renders a typical 10-column insert.
 func BenchmarkNativeInsert(b *testing.B) {
+	ev := benchInsert()
+	n := NewNative()
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		var err error
+		if buf, err = n.Append(buf[:0], &ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.SetBytes(int64(len(buf)))
+}
+
+// benchInsert is a typical 10-column insert.
+func benchInsert() Event {
 	rel := &wire.Relation{Schema: "public", Table: "orders", Columns: []wire.Column{
 		{Name: "id", TypeOID: pgtype.Int8OID, Key: true},
 		{Name: "customer_id", TypeOID: pgtype.Int4OID},
@@ -276,16 +300,7 @@ func BenchmarkNativeInsert(b *testing.B) {
 		t_("2026-11-23 09:00:00.123456+00"), t_("2026-11-25"), t_("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
 		t_(`{"channel": "web", "items": 3}`),
 	}}}
-	n := NewNative()
-	buf := make([]byte, 0, 4096)
-	b.ReportAllocs()
-	for b.Loop() {
-		var err error
-		if buf, err = n.Append(buf[:0], &ev); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.SetBytes(int64(len(buf)))
+	return ev
 }
 
 func TestNativeLSNAndCommitTime(t *testing.T) {

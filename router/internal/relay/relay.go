@@ -1,9 +1,10 @@
 // Package relay is the router's pipeline. It reads raw records from the raw
 // stream with a durable consumer, in stream order (a few in flight, see
-// pipeline.go), renders every change as a native event, publishes the
-// events to the output stream with deterministic Nats-Msg-Ids, and
-// acknowledges a raw record only once every event of it is stored. A crash at any point therefore leads to a
-// redelivery whose events the output stream deduplicates.
+// pipeline.go), renders every change as an event (a native envelope or a
+// CloudEvent), publishes the events to the output stream with deterministic
+// Nats-Msg-Ids, and acknowledges a raw record only once every event of it is
+// stored. A crash at any point therefore leads to a redelivery whose events
+// the output stream deduplicates.
 package relay
 
 import (
@@ -33,6 +34,9 @@ type Config struct {
 	Durable   string // durable consumer on it
 	Stream    string // output stream, created when missing
 	Prefix    string // first token(s) of every output subject
+	// CloudEvents, when set, renders events as CloudEvents whose data is
+	// the native envelope; otherwise events are native envelopes.
+	CloudEvents *envelope.CloudEventsConfig
 	// Stdout, when set, also prints every event once it is stored.
 	Stdout *stdout.Sink
 	// PublishTimeout bounds the wait for one publish ack before republishing.
@@ -52,12 +56,12 @@ type Config struct {
 
 // Relay moves events from the raw stream to the output stream.
 type Relay struct {
-	js     jetstream.JetStream
-	cfg    Config
-	log    *slog.Logger
-	native *envelope.Native
-	dead   string // dead-letter subject
-	raw    jetstream.Stream
+	js   jetstream.JetStream
+	cfg  Config
+	log  *slog.Logger
+	env  renderer
+	dead string // dead-letter subject
+	raw  jetstream.Stream
 
 	// last is the stream sequence of the last raw record fully handled
 	// (acknowledged); seen, of the last one taken into the window. The next
@@ -70,6 +74,7 @@ type Relay struct {
 	// Scratch buffers, reused across events.
 	idBuf   []byte
 	subjBuf []byte
+	docBuf  []byte // an event printed on stdout
 
 	stats stats
 }
@@ -99,6 +104,9 @@ func (c Config) Check() error {
 	if covers(RawFilter, c.Prefix+".>") || covers(c.Prefix+".>", RawFilter) {
 		return fmt.Errorf("bad --subject-prefix %q: it overlaps the raw subjects %s", c.Prefix, RawFilter)
 	}
+	if c.CloudEvents != nil {
+		return c.CloudEvents.Check()
+	}
 	return nil
 }
 
@@ -122,12 +130,20 @@ func New(js jetstream.JetStream, cfg Config) (*Relay, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	var env renderer = envelope.NewNative()
+	if cfg.CloudEvents != nil {
+		ce, err := envelope.NewCloudEvents(*cfg.CloudEvents)
+		if err != nil {
+			return nil, err
+		}
+		env = ce
+	}
 	return &Relay{
-		js:     js,
-		cfg:    cfg,
-		log:    cfg.Log,
-		native: envelope.NewNative(),
-		dead:   subject.DeadLetter(cfg.Prefix),
+		js:   js,
+		cfg:  cfg,
+		log:  cfg.Log,
+		env:  env,
+		dead: subject.DeadLetter(cfg.Prefix),
 	}, nil
 }
 
@@ -315,7 +331,8 @@ func (r *Relay) print(outs []out) error {
 		if outs[i].dead {
 			continue
 		}
-		if err := r.cfg.Stdout.Write(&outs[i].ev, outs[i].msg.Data); err != nil {
+		r.docBuf = r.env.Document(r.docBuf[:0], &outs[i].ev, outs[i].msg.Data)
+		if err := r.cfg.Stdout.Write(&outs[i].ev, r.docBuf); err != nil {
 			return err
 		}
 	}

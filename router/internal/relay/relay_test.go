@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/router/internal/envelope"
 	"github.com/pgjet/pgjet/router/internal/stdout"
 	"github.com/pgjet/pgjet/shared/natstest"
 	"github.com/pgjet/pgjet/shared/wire"
@@ -159,8 +160,15 @@ type running struct {
 
 func (e *env) start(stdoutSink *stdout.Sink) *running {
 	e.t.Helper()
+	return e.startEnvelope(nil, stdoutSink)
+}
+
+// startEnvelope starts a relay rendering CloudEvents as ce says, or native
+// events for nil.
+func (e *env) startEnvelope(ce *envelope.CloudEventsConfig, stdoutSink *stdout.Sink) *running {
+	e.t.Helper()
 	r, err := New(e.js, Config{
-		RawStream: rawStream, Durable: durable, Stream: outStream, Prefix: "postgres",
+		RawStream: rawStream, Durable: durable, Stream: outStream, Prefix: "postgres", CloudEvents: ce,
 		Stdout: stdoutSink, PublishTimeout: 2 * time.Second, Log: testLogger(e.t),
 	})
 	if err != nil {

@@ -10,6 +10,20 @@ import (
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
+// renderer renders events in one envelope (envelope.Native or
+// envelope.CloudEvents).
+type renderer interface {
+	// Append appends the message body of e to b; on error b comes back
+	// unchanged.
+	Append(b []byte, e *envelope.Event) ([]byte, error)
+	// Header returns the headers of e's message, which Append rendered,
+	// with room for the Nats-Msg-Id the relay adds.
+	Header(e *envelope.Event) nats.Header
+	// Document appends e as one JSON document, for stdout, given body, its
+	// message body.
+	Document(b []byte, e *envelope.Event, body []byte) []byte
+}
+
 // out is one message to publish: an event, or the dead letter of one.
 type out struct {
 	ev   envelope.Event
@@ -88,24 +102,28 @@ func (r *Relay) renderOne(b *batch, arena []byte, ev envelope.Event, part int, s
 		r.idBuf = strconv.AppendInt(r.idBuf, int64(part), 10)
 	}
 	id := string(r.idBuf)
+	ev.ID = id
 
 	start := len(arena)
 	var err error
 	if oversize > 0 {
 		err = &tooLargeError{size: oversize, max: b.maxPayload, encoded: true}
 	} else {
-		arena, err = r.native.Append(arena, &ev)
+		arena, err = r.env.Append(arena, &ev)
 	}
 	if err == nil {
 		r.subjBuf = subject.AppendSubject(r.subjBuf[:0], r.cfg.Prefix, ev.Change, ev.Rel)
+		h := r.env.Header(&ev)
+		extra := headerSize(h)
+		h[jetstream.MsgIDHeader] = []string{id}
 		msg := &nats.Msg{
 			Subject: string(r.subjBuf),
 			// Capped, so that nothing appended later can write into it.
 			Data:   arena[start:len(arena):len(arena)],
-			Header: nats.Header{jetstream.MsgIDHeader: []string{id}},
+			Header: h,
 		}
 		// The headers count against the limit too.
-		if int64(len(msg.Data)+len(id)+len(r.cfg.Stream)+128) > b.maxPayload {
+		if int64(len(msg.Data)+len(id)+len(r.cfg.Stream)+128+extra) > b.maxPayload {
 			err = &tooLargeError{size: len(msg.Data), max: b.maxPayload}
 		} else {
 			b.outs = append(b.outs, out{ev: ev, msg: msg})
@@ -116,4 +134,15 @@ func (r *Relay) renderOne(b *batch, arena []byte, ev envelope.Event, part int, s
 	b.outs = append(b.outs, out{ev: ev, dead: true, msg: r.deadLetter(&ev, id, b.rawSeq, err)})
 	b.dead++
 	return arena
+}
+
+// headerSize is how many bytes h takes in a message: "name: value\r\n" each.
+func headerSize(h nats.Header) int {
+	n := 0
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
 }

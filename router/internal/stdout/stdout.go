@@ -61,7 +61,8 @@ func New(w io.Writer, f Format, loc *time.Location) *Sink {
 	return &Sink{w: bufio.NewWriterSize(w, 64<<10), format: f, loc: loc}
 }
 
-// Write prints one event; doc is its rendered native envelope.
+// Write prints one event; doc is the event as one JSON document: a native
+// envelope, or a CloudEvent whose data is one.
 func (s *Sink) Write(e *envelope.Event, doc []byte) error {
 	var err error
 	switch s.format {
@@ -107,13 +108,28 @@ type rowParts struct {
 	Base64  json.RawMessage `json:"content_base64"`
 }
 
+// document is a native envelope or a CloudEvent, which has a specversion (the
+// native envelope has none) and the native envelope as data.
+type document struct {
+	rowParts
+	SpecVersion string    `json:"specversion"`
+	Data        *rowParts `json:"data"`
+}
+
 // appendText appends e as one line, e.g.
 //
 //	09:00:01.123 UPDATE public.users key={"id":1} before={...} → after={...}
-func (s *Sink) appendText(b []byte, e *envelope.Event, doc []byte) ([]byte, error) {
-	var p rowParts
-	if err := json.Unmarshal(doc, &p); err != nil {
+func (s *Sink) appendText(b []byte, e *envelope.Event, raw []byte) ([]byte, error) {
+	var d document
+	if err := json.Unmarshal(raw, &d); err != nil {
 		return b, fmt.Errorf("stdout: read event: %w", err)
+	}
+	p := d.rowParts
+	if d.SpecVersion != "" {
+		if d.Data == nil {
+			return b, fmt.Errorf("stdout: CloudEvent without data: %.200s", raw)
+		}
+		p = *d.Data
 	}
 	b = time.UnixMicro(e.Tx.CommitTime).In(s.loc).AppendFormat(b, "15:04:05.000")
 	b = append(b, ' ')

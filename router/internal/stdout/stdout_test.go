@@ -49,14 +49,59 @@ func TestText(t *testing.T) {
 			`22:13:20.123 INSERT public."x\nINSERT public.fake" key={"id":1} after={"id":1}`},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var out bytes.Buffer
-			s := New(&out, Text, time.UTC)
-			write(t, s, &envelope.Event{Source: &src, Tx: &tx, Change: &tt.change, Rel: tt.rel})
-			if got := out.String(); got != tt.want+"\n" {
-				t.Fatalf("got  %q\nwant %q", got, tt.want+"\n")
-			}
-		})
+		for _, env := range envelopes(t) {
+			t.Run(tt.name+"/"+env.name, func(t *testing.T) {
+				var out bytes.Buffer
+				s := New(&out, Text, time.UTC)
+				writeAs(t, s, env.r, &envelope.Event{Source: &src, Tx: &tx, Change: &tt.change, Rel: tt.rel, ID: "id"})
+				if got := out.String(); got != tt.want+"\n" {
+					t.Fatalf("got  %q\nwant %q", got, tt.want+"\n")
+				}
+			})
+		}
+	}
+}
+
+// renderer is what the relay uses of an envelope to print an event.
+type renderer interface {
+	Append([]byte, *envelope.Event) ([]byte, error)
+	Document(b []byte, e *envelope.Event, body []byte) []byte
+}
+
+// envelopes are the envelopes whose documents the sink prints: the text
+// line is the same for all.
+func envelopes(t *testing.T) []struct {
+	name string
+	r    renderer
+} {
+	structured, err := envelope.NewCloudEvents(envelope.CloudEventsConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	binary, err := envelope.NewCloudEvents(envelope.CloudEventsConfig{Binary: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []struct {
+		name string
+		r    renderer
+	}{{"native", envelope.NewNative()}, {"cloudevents-structured", structured}, {"cloudevents-binary", binary}}
+}
+
+// A CloudEvent prints as its JSON document in both content modes.
+func TestJSONCloudEvents(t *testing.T) {
+	ev := &envelope.Event{Source: &src, Tx: &tx, Rel: &users, ID: "app.1.1:100:0",
+		Change: &wire.Change{Op: wire.OpInsert, New: []wire.Value{text("1"), text("ann")}}}
+	want := `{"specversion":"1.0","id":"app.1.1:100:0","source":"/pgjet/app","type":"io.pgjet.public.users.insert",` +
+		`"subject":"public.users","time":"2023-11-14T22:13:20.123Z","datacontenttype":"application/json",` +
+		`"data":{"op":"insert","source":"app","schema":"public","table":"users","lsn":"0/100","xid":1,` +
+		`"commit_time":"2023-11-14T22:13:20.123Z","index":0,"key":{"id":1},"before":null,"after":{"id":1,"name":"ann"}}}` + "\n"
+	for _, env := range envelopes(t)[1:] {
+		var out bytes.Buffer
+		writeAs(t, New(&out, JSON, time.UTC), env.r, ev)
+		if out.String() != want {
+			t.Errorf("%s:\n%s\nwant\n%s", env.name, out.String(), want)
+		}
 	}
 }
 
@@ -97,11 +142,17 @@ func TestParseFormat(t *testing.T) {
 
 func write(t *testing.T, s *Sink, ev *envelope.Event) {
 	t.Helper()
-	doc, err := envelope.NewNative().Append(nil, ev)
+	writeAs(t, s, envelope.NewNative(), ev)
+}
+
+// writeAs writes ev as the relay does in envelope r.
+func writeAs(t *testing.T, s *Sink, r renderer, ev *envelope.Event) {
+	t.Helper()
+	body, err := r.Append(nil, ev)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Write(ev, doc); err != nil {
+	if err := s.Write(ev, r.Document(nil, ev, body)); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Flush(); err != nil {
