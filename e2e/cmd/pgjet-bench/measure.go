@@ -74,6 +74,7 @@ type collectorRun struct {
 
 type routerRun struct {
 	Persist      string
+	Envelope     string // --envelope: native or cloudevents (structured mode)
 	Events       uint64
 	Secs, PerSec float64
 	CPU, NATSCPU float64
@@ -258,17 +259,19 @@ func (b *bench) runWorkload(ctx context.Context, w workload) (workloadResult, er
 	}
 	// The fsync-per-event output is slow and steady: one capped run. The
 	// async one is repeated like the collector.
-	rr, err := b.runRouter(ctx, n, w.name, "default", "default", expected, "")
+	rr, err := b.runRouter(ctx, n, w.name, "default", "default", "native", expected, "")
 	if err != nil {
 		return r, err
 	}
 	r.Routers = append(r.Routers, rr)
 	for i := 1; i <= b.sizes.runs; i++ {
-		rr, err := b.runRouter(ctx, n, w.name, fmt.Sprintf("async%d", i), "async", expected, "")
-		if err != nil {
-			return r, err
+		for _, env := range []string{"native", "cloudevents"} {
+			rr, err := b.runRouter(ctx, n, w.name, fmt.Sprintf("async%s%d", env, i), "async", env, expected, "")
+			if err != nil {
+				return r, err
+			}
+			r.Routers = append(r.Routers, rr)
 		}
-		r.Routers = append(r.Routers, rr)
 	}
 
 	if b.perf != "" {
@@ -285,7 +288,7 @@ func (b *bench) runWorkload(ctx context.Context, w workload) (workloadResult, er
 		pn.stop()
 		r.Profiles = append(r.Profiles, b.perfReport("collector", file))
 		file = filepath.Join(b.cfg.outDir, "perf-router-"+w.name+".data")
-		if _, err := b.runRouter(ctx, n, w.name, "prof", "async", expected, file); err != nil {
+		if _, err := b.runRouter(ctx, n, w.name, "prof", "async", "native", expected, file); err != nil {
 			return r, err
 		}
 		r.Profiles = append(r.Profiles, b.perfReport("router (output persist async)", file))
@@ -559,10 +562,11 @@ func rawStreamState(ctx context.Context, url string) (msgs, bytes uint64) {
 // runRouter starts a router with its own durable consumer and output stream
 // on the filled raw stream of n, and times it from process start until the
 // output stream holds expected events (or the time cap).
-func (b *bench) runRouter(ctx context.Context, n *natsServer, wname, tag, persist string, expected uint64, perfFile string) (routerRun, error) {
-	r := routerRun{Persist: persist}
+func (b *bench) runRouter(ctx context.Context, n *natsServer, wname, tag, persist, envelope string, expected uint64, perfFile string) (routerRun, error) {
+	r := routerRun{Persist: persist, Envelope: envelope}
 	stream := "EV_" + strings.ToUpper(tag)
-	args := []string{"--nats", n.url, "--durable", "bench_" + tag, "--stream", stream, "--subject-prefix", "ev" + tag, "--output-persist", persist}
+	args := []string{"--nats", n.url, "--durable", "bench_" + tag, "--stream", stream, "--subject-prefix", "ev" + tag,
+		"--output-persist", persist, "--envelope", envelope}
 	nc, err := nats.Connect(n.url)
 	if err != nil {
 		return r, err
@@ -573,7 +577,7 @@ func (b *bench) runRouter(ctx context.Context, n *natsServer, wname, tag, persis
 		return r, err
 	}
 	natsCPU0, _ := cpuSeconds(n.proc.pid())
-	logf("router (%s) on %s: %d events expected", persist, wname, expected)
+	logf("router (%s, %s) on %s: %d events expected", persist, envelope, wname, expected)
 	t0 := time.Now()
 	p, err := startProc("pgjet-router", filepath.Join(b.cfg.binDir, "pgjet-router"), args, filepath.Join(b.cfg.outDir, "router-"+wname+"-"+tag+".log"))
 	if err != nil {
@@ -621,8 +625,8 @@ func (b *bench) runRouter(ctx context.Context, n *natsServer, wname, tag, persis
 	if r.Capped {
 		capped = fmt.Sprintf(" (stopped at the %s cap)", b.sizes.routerCap)
 	}
-	logf("router (%s) on %s: %d events in %.2fs%s, %.0f events/s, CPU %.2fs, peak RSS %d MiB, nats CPU %.2fs, loadavg1 %s",
-		persist, wname, r.Events, r.Secs, capped, r.PerSec, r.CPU, r.RSSKiB/1024, r.NATSCPU, r.Load)
+	logf("router (%s, %s) on %s: %d events in %.2fs%s, %.0f events/s, CPU %.2fs, peak RSS %d MiB, nats CPU %.2fs, loadavg1 %s",
+		persist, envelope, wname, r.Events, r.Secs, capped, r.PerSec, r.CPU, r.RSSKiB/1024, r.NATSCPU, r.Load)
 	return r, nil
 }
 

@@ -45,18 +45,20 @@ func (r *results) markdown() string {
 				median(w.perM(w.Embedded, func(c collectorRun) float64 { return c.WalsenderCPU })), w.changesPerMsg(w.Embedded))
 		}
 
-		p("\n## Router (native envelope) from the filled raw stream\n\n")
+		p("\n## Router from the filled raw stream\n\n")
 		p("One router process, its own durable consumer and output stream, from process start until the output stream holds every event (backlog changes + 1 end marker), or the time cap. ")
-		p("`default`: output stream with the server's persistence (fsync per write here), one run; `async`: `--output-persist async`, one run per round. ")
+		p("`default`: output stream with the server's persistence (fsync per write here), one run; `async`: `--output-persist async`, one run per round and envelope (`native`, and `cloudevents` in structured mode, interleaved). ")
 		p("The ratio compares with the median collector (external server) rate.\n\n")
-		p("| workload | output persist | runs | events | events/s | vs collector | router CPU s/M | router peak RSS MiB | nats-server CPU s/M |\n")
-		p("|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+		p("| workload | output persist | envelope | runs | events | events/s | vs collector | router CPU s/M | router peak RSS MiB | nats-server CPU s/M |\n")
+		p("|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, w := range r.Workloads {
 			col := median(rates(w.Collector))
-			for _, persist := range []string{"default", "async"} {
+			for _, k := range []struct{ persist, envelope string }{{"default", "native"}, {"async", "native"}, {"async", "cloudevents"}} {
+				persist := k.persist
 				var rs []routerRun
 				for _, rr := range w.Routers {
-					if rr.Persist == persist {
+					// Runs recorded before the envelope was: native.
+					if rr.Persist == persist && (rr.Envelope == k.envelope || rr.Envelope == "" && k.envelope == "native") {
 						rs = append(rs, rr)
 					}
 				}
@@ -76,7 +78,7 @@ func (r *results) markdown() string {
 						events += " (capped)"
 					}
 				}
-				p("| %s | %s | %d | %s | %s | **%.2f×** | %.1f | %.0f | %.1f |\n", w.Name, persist, len(rs), events, spread(perSec),
+				p("| %s | %s | %s | %d | %s | %s | **%.2f×** | %.1f | %.0f | %.1f |\n", w.Name, persist, k.envelope, len(rs), events, spread(perSec),
 					median(perSec)/col, median(cpu), rss, median(ncpu))
 			}
 		}
