@@ -217,8 +217,12 @@ var fragments = sync.Pool{New: func() any { return new(Fragment) }}
 // acknowledged. Only the changes' array is kept, emptied: it belongs to f
 // alone, while Rels may be shared with other fragments (pieces of a change).
 func (f *Fragment) Release() {
-	changes := f.Tx.Changes[:cap(f.Tx.Changes)]
-	clear(changes) // drop the values, which pin their chunks
+	// Drop the values, which pin their chunks. What lies beyond len is zero
+	// already (cleared by the previous release, or never used): clearing up
+	// to len keeps the cost per change, whatever capacity a large
+	// transaction once gave the array.
+	changes := f.Tx.Changes
+	clear(changes)
 	*f = Fragment{}
 	f.Tx.Changes = changes[:0]
 	fragments.Put(f)

@@ -3,6 +3,8 @@ package pgoutput
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -375,4 +377,55 @@ func FuzzHandle(f *testing.F) {
 		}
 		_ = d.Handle(ctx, 0, data)
 	})
+}
+
+// Fragments released for reuse (as the publisher does once their raw
+// message is stored) must not change what later fragments hold: the same
+// input gives the same fragments whether each is released at once or kept.
+func TestReleasedFragmentsDoNotLeak(t *testing.T) {
+	big := strings.Repeat("z", 9000)
+	var input []msg
+	input = append(input, relation(1, "s", "a", "id", "v"), relation(2, "s", "b", "id"))
+	input = append(input, begin(0x100, 1, pgEpoch)) // large: several fragments, pieces, two tables
+	for i := 0; i < 40; i++ {
+		input = append(input, insert(1, strconv.Itoa(i), strings.Repeat("x", 100)), insert(2, strconv.Itoa(i)))
+	}
+	input = append(input, insert(1, "big", big), update(1, []string{"1", "x"}, "1", "<toast>"), commit(0x100, 0x110))
+	for i := 0; i < 20; i++ { // small ones, after the large fragments went back to the pool
+		lsn := uint64(0x200 + 0x10*i)
+		input = append(input, begin(lsn, uint32(2+i), pgEpoch), insert(2, strconv.Itoa(i)), del(1, strconv.Itoa(i)), commit(lsn, lsn+8))
+	}
+	input = append(input, begin(0x900, 99, pgEpoch), truncate(0, 1, 2), message(true, 0x900, "p", "c"), commit(0x900, 0x910))
+
+	snapshot := func(f *Fragment) string {
+		var names []string
+		for _, r := range f.Rels {
+			names = append(names, r.Table)
+		}
+		return fmt.Sprintf("%+v rels=%v", f.Tx, names)
+	}
+	run := func(release bool) []string {
+		var got []string
+		d := New(func(_ context.Context, f *Fragment) error {
+			got = append(got, snapshot(f))
+			if release {
+				f.Release()
+			}
+			return nil
+		}, nil, 4096)
+		feed(t, d, input...)
+		return got
+	}
+	kept, released := run(false), run(true)
+	if len(kept) < 25 {
+		t.Fatalf("only %d fragments: the input should make more", len(kept))
+	}
+	if len(kept) != len(released) {
+		t.Fatalf("%d fragments kept, %d when released", len(kept), len(released))
+	}
+	for i := range kept {
+		if kept[i] != released[i] {
+			t.Fatalf("fragment %d differs when fragments are released:\nkept     %s\nreleased %s", i, kept[i], released[i])
+		}
+	}
 }

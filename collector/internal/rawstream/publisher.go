@@ -349,10 +349,10 @@ func (a *Assembler) Assemble(src wire.Source, frags []*pgoutput.Fragment) *wire.
 			n += len(f.Tx.Changes)
 		}
 	}
+	clear(a.changes) // the previous message's copies: beyond them it is zero
 	if cap(a.changes) < n {
 		a.changes = make([]wire.Change, 0, n)
 	}
-	clear(a.changes[:cap(a.changes)])
 	a.changes = a.changes[:0]
 	for _, f := range frags {
 		a.remap = a.remap[:0]

@@ -30,7 +30,20 @@ type Stream struct {
 	lastStatus   time.Time
 	lastSent     uint64
 	holdingSince time.Time
+	caughtUp     bool // the last receive waited for the server
 }
+
+// readLinger is how long the reader pauses after catching up with the
+// walsender before it reads again. Read as they come, messages cost both
+// processes a wakeup each: on a small machine that CPU is taken from the
+// walsender, which is what bounds the rate. The pause lets messages
+// gather in the socket, to be read in a row; it adds at most that much
+// latency.
+const readLinger = 500 * time.Microsecond
+
+// caughtUpAfter: a receive that took longer waited for the network, not
+// for buffered bytes.
+const caughtUpAfter = 50 * time.Microsecond
 
 // New returns a Stream reading from conn, which must be in replication mode
 // and already have started replication.
@@ -123,8 +136,13 @@ func (s *Stream) Run(ctx context.Context) error {
 				return err
 			}
 		}
+		if s.caughtUp {
+			time.Sleep(readLinger)
+		}
 		rctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		start := time.Now()
 		msg, err := s.conn.ReceiveMessage(rctx)
+		s.caughtUp = time.Since(start) > caughtUpAfter
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
