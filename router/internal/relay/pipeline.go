@@ -117,7 +117,8 @@ func (r *Relay) consume(ctx context.Context, started *bool) error {
 		return err
 	}
 
-	var suspect uint64 // see deliveryLost
+	var suspect uint64  // see deliveryLost
+	var winEpoch uint64 // connEpoch of the window's publishes
 	for {
 		var head chan struct{}
 		if len(win) > 0 {
@@ -181,7 +182,19 @@ func (r *Relay) consume(ctx context.Context, started *bool) error {
 				}
 				continue
 			}
-			r.publishAsync(ctx, rec)
+			if len(win) > 0 && r.connEpoch() != winEpoch {
+				// Publishes of the window went out on a connection since
+				// replaced: settle them before anything goes out on this one.
+				for len(win) > 0 {
+					if err := retire(); err != nil {
+						return fail(n.msg, err)
+					}
+				}
+			}
+			if len(win) == 0 {
+				winEpoch = r.connEpoch()
+			}
+			r.publishAsync(ctx, rec, winEpoch)
 			win = append(win, rec)
 			events += len(rec.b.outs)
 			size += len(rec.msg.Data())
@@ -190,11 +203,16 @@ func (r *Relay) consume(ctx context.Context, started *bool) error {
 }
 
 // publishAsync sends the events of rec and returns at once; rec.done closes
-// when their acks (or the first failure) are in.
-func (r *Relay) publishAsync(ctx context.Context, rec *record) {
+// when their acks (or the first failure) are in. It stops sending once the
+// connection is no longer the one of epoch: what is left is republished in
+// order when rec is retired.
+func (r *Relay) publishAsync(ctx context.Context, rec *record, epoch uint64) {
 	rec.done = make(chan struct{})
 	futs := make([]jetstream.PubAckFuture, 0, len(rec.b.outs))
 	for i := range rec.b.outs {
+		if r.connEpoch() != epoch {
+			break
+		}
 		f, err := r.js.PublishMsgAsync(rec.b.outs[i].msg, jetstream.WithExpectStream(r.cfg.Stream))
 		if err != nil {
 			// Sent so far: resolved by the waiter; the rest is republished.
@@ -213,7 +231,7 @@ func (r *Relay) publishAsync(ctx context.Context, rec *record) {
 			rec.acked++
 		}
 		if len(futs) < len(rec.b.outs) {
-			rec.err = errors.New("publish: the client refused a message (reconnecting?)")
+			rec.err = errors.New("publish: the client refused a message, or the connection was replaced")
 		}
 	}()
 }

@@ -15,12 +15,23 @@ const window = 512
 
 var errAckTimeout = errors.New("no publish ack in time")
 
+// connEpoch counts the connection's reconnects. Publishes made on one
+// connection reach the server in order, or from some point on not at all.
+// A publish made on a replaced connection may have died with it, and a
+// message sent on the new one would then be stored before its republish:
+// so nothing goes out on a new connection while a publish made on the old
+// one awaits its ack (a reconnect fails those; they are republished in
+// order). Left open: a reconnect completing between the check and the
+// publish, a window of a few instructions.
+func (r *Relay) connEpoch() uint64 { return r.js.Conn().Stats().Reconnects }
+
 // publishAll publishes outs in order and returns once the output stream has
 // acknowledged every one. After a failure it republishes, with the same ids,
 // from the first message not known to be stored, so the stream dedupes what
 // did get stored. Order holds unless a later message got stored while an
-// earlier one was lost (a cluster leader change); the connection has no
-// reconnect buffer so that a reconnect alone cannot cause that.
+// earlier one was lost (a cluster leader change): the connection has no
+// reconnect buffer, and nothing is published on a new connection while a
+// publish made on the old one is unresolved (connEpoch).
 func (r *Relay) publishAll(ctx context.Context, raw jetstream.Msg, outs []out) error {
 	// Tell the raw stream now and then that the record is still being
 	// worked on, so that it is not redelivered while a large one publishes
@@ -77,11 +88,20 @@ func (r *Relay) publishFrom(ctx context.Context, outs []out, progress func()) (i
 		progress()
 		return nil
 	}
+	epoch := r.connEpoch()
 	for i := range outs {
 		if len(futs) >= window {
 			if err := waitOne(); err != nil {
 				return acked, err
 			}
+		}
+		if e := r.connEpoch(); e != epoch {
+			for len(futs) > 0 {
+				if err := waitOne(); err != nil {
+					return acked, err
+				}
+			}
+			epoch = e // everything sent before was stored: go on
 		}
 		f, err := r.js.PublishMsgAsync(outs[i].msg, jetstream.WithExpectStream(r.cfg.Stream))
 		if err != nil {

@@ -189,7 +189,10 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 var errResync = errors.New("raw record cannot be acknowledged; the consumer is out of step")
 
 func transientNATS(err error) bool {
+	// ErrReconnectBufExceeded: the router's connection has no reconnect
+	// buffer, so any request made while it reconnects fails with it.
 	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrDisconnected) ||
+		errors.Is(err, nats.ErrReconnectBufExceeded) ||
 		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoHeartbeat)
 }
