@@ -1,10 +1,8 @@
 package envelope
 
 import (
-	"bytes"
 	"encoding/json"
 	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -118,21 +116,7 @@ func TestNativeGolden(t *testing.T) {
 			if !json.Valid(got) {
 				t.Fatalf("invalid JSON: %s", got)
 			}
-			got = append(got, '\n')
-			path := filepath.Join("testdata", gc.name+".golden")
-			if *update {
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("output differs from %s\ngot  %s\nwant %s", path, got, want)
-			}
+			golden(t, filepath.Join("testdata", gc.name+".golden"), append(got, '\n'))
 		})
 	}
 }
