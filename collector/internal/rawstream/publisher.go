@@ -272,9 +272,9 @@ func (p *Publisher) publish(ctx context.Context, frags []*pgoutput.Fragment) err
 			crashpoint.Hit("mid-piece")
 		}
 	}
-	// Stored: the fragments (and the assembled message, which points into
-	// them) are done with.
-	clear(p.assembler.m.Txs)
+	// Stored: the fragments, and the assembled message pointing into them,
+	// are done with.
+	p.assembler.Forget()
 	for _, f := range frags {
 		f.Release()
 	}
@@ -330,6 +330,10 @@ type Assembler struct {
 	changes []wire.Change
 }
 
+// Forget drops the last message's references to its fragments, which
+// may then be reused.
+func (a *Assembler) Forget() { clear(a.m.Txs) }
+
 // Assemble returns the raw message of frags. The message is valid until the
 // next call: encode it before assembling the next one.
 func (a *Assembler) Assemble(src wire.Source, frags []*pgoutput.Fragment) *wire.Message {
@@ -338,7 +342,7 @@ func (a *Assembler) Assemble(src wire.Source, frags []*pgoutput.Fragment) *wire.
 	}
 	clear(a.index)
 	m := &a.m
-	clear(m.Txs) // let go of the previous message's fragments
+	a.Forget()
 	*m = wire.Message{Source: src, Txs: m.Txs[:0], Relations: m.Relations[:0]}
 	// The changes are copied to renumber their relations: a fragment's own
 	// indexes must stay valid should its message be assembled again (a
