@@ -344,9 +344,10 @@ func (a *Assembler) Assemble(src wire.Source, frags []*pgoutput.Fragment) *wire.
 	m := &a.m
 	a.Forget()
 	*m = wire.Message{Source: src, Txs: m.Txs[:0], Relations: m.Relations[:0]}
-	// The changes are copied to renumber their relations: a fragment's own
-	// indexes must stay valid should its message be assembled again (a
-	// retry). One buffer holds the copies of all of them.
+	// The changes are copied to renumber their relations, not renumbered in
+	// place: the pieces of one change share its TruncateRels, and each
+	// piece's message numbers the relations its own way. One buffer holds
+	// the copies of all of them.
 	n := 0
 	for _, f := range frags {
 		if len(f.Rels) > 0 {

@@ -809,8 +809,8 @@ func (b *bench) runE2E(ctx context.Context, persist string) (e2eResult, error) {
 		return r, err
 	}
 	var rawLat, rawCommits []int64
-	var rawMsg wire.Message
 	rc, err := rawCons.Consume(func(m jetstream.Msg) {
+		var rawMsg wire.Message
 		meta, err := m.Metadata()
 		if err != nil || wire.Unmarshal(m.Data(), &rawMsg) != nil {
 			return
