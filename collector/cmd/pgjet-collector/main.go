@@ -52,6 +52,7 @@ type config struct {
 	rawDupes     time.Duration
 	rawReplicas  int
 	ackTimeout   time.Duration
+	linger       time.Duration
 	maxQueue     int
 	maxMessage   int
 	standby      bool
@@ -77,6 +78,7 @@ func parseConfig(args []string) (config, error) {
 	fs.DurationVar(&c.rawMaxAge, "raw-max-age", 7*24*time.Hour, "max age of raw records when the stream is created")
 	fs.DurationVar(&c.rawDupes, "raw-duplicate-window", time.Hour, "duplicate window of the raw stream when created")
 	fs.IntVar(&c.rawReplicas, "raw-replicas", 1, "replicas of the raw stream when created (3 on a cluster)")
+	fs.DurationVar(&c.linger, "linger", 10*time.Millisecond, "least time between the starts of two raw publishes unless a full message waits: more transactions per message, less CPU for NATS and routers (0: publish as soon as the previous ack is in)")
 	fs.DurationVar(&c.ackTimeout, "ack-timeout", 10*time.Second, "how long to wait for one JetStream publish ack before retrying")
 	fs.IntVar(&c.maxQueue, "max-queue-bytes", 8<<20, "bytes of decoded changes that may wait for JetStream before reading pauses")
 	fs.IntVar(&c.maxMessage, "max-message-bytes", 4<<20, "largest raw message (capped below the server's max payload)")
@@ -132,6 +134,8 @@ func parseConfig(args []string) (config, error) {
 		return c, fmt.Errorf("bad --source %q: use letters, digits, '_' and '-'", c.source)
 	case c.slot == "" || c.publication == "":
 		return c, errors.New("--slot and --publication must not be empty")
+	case c.linger < 0 || c.linger > time.Second:
+		return c, fmt.Errorf("bad --linger %v: use 0 to 1s (e.g. 10ms)", c.linger)
 	case c.rawStream == "" || strings.ContainsAny(c.rawStream, ". *>"):
 		return c, fmt.Errorf("bad --raw-stream %q", c.rawStream)
 	}
@@ -292,6 +296,7 @@ func (s *session) run(ctx context.Context) error {
 		MaxMessageBytes: maxMsg,
 		MaxQueueBytes:   cfg.maxQueue,
 		AckTimeout:      cfg.ackTimeout,
+		Linger:          cfg.linger,
 		Confirmed:       slot.ConfirmedFlush,
 		Log:             log,
 	})

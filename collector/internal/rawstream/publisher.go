@@ -29,6 +29,7 @@ type Publisher struct {
 	maxBytes int
 	maxQueue int
 	timeout  time.Duration
+	linger   time.Duration
 	log      *slog.Logger
 
 	mu      sync.Mutex
@@ -62,6 +63,9 @@ type PublisherConfig struct {
 	MaxQueueBytes int
 	// AckTimeout bounds one publish attempt.
 	AckTimeout time.Duration
+	// Linger is the least time between the starts of two publishes while
+	// the queue holds less than a full message.
+	Linger time.Duration
 	// Confirmed is the position already confirmed to Postgres.
 	Confirmed uint64
 	Log       *slog.Logger
@@ -76,6 +80,7 @@ func NewPublisher(js jetstream.JetStream, c PublisherConfig) *Publisher {
 		maxBytes: c.MaxMessageBytes,
 		maxQueue: c.MaxQueueBytes,
 		timeout:  c.AckTimeout,
+		linger:   c.Linger,
 		log:      c.Log,
 		ready:    make(chan struct{}, 1),
 		space:    make(chan struct{}, 1),
@@ -155,6 +160,7 @@ func (p *Publisher) Stats() (changes, messages uint64) {
 // or a permanent error (one that a retry cannot fix).
 func (p *Publisher) Run(ctx context.Context) error {
 	var buf []*pgoutput.Fragment
+	var started time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -162,6 +168,10 @@ func (p *Publisher) Run(ctx context.Context) error {
 		case <-p.ready:
 		}
 		for {
+			if err := p.lingerFrom(ctx, started); err != nil {
+				return nil
+			}
+			started = time.Now()
 			buf = p.take(buf[:0])
 			if len(buf) == 0 {
 				break
@@ -172,6 +182,38 @@ func (p *Publisher) Run(ctx context.Context) error {
 				}
 				return err
 			}
+		}
+	}
+}
+
+// lingerFrom waits until linger has passed since the previous publish
+// started, unless a full message is queued (or gets queued meanwhile) or ctx
+// ends. While one publish waits for its fsync the next batch grows anyway;
+// at moderate rates that wait is short, and every raw message costs the
+// server an fsync and each router a delivery and an ack.
+func (p *Publisher) lingerFrom(ctx context.Context, started time.Time) error {
+	if p.linger <= 0 {
+		return nil
+	}
+	wait := p.linger - time.Since(started)
+	if wait <= 0 {
+		return nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		p.mu.Lock()
+		full := p.queued >= p.maxBytes
+		p.mu.Unlock()
+		if full {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			return nil
+		case <-p.ready:
 		}
 	}
 }

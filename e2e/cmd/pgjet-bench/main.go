@@ -53,6 +53,7 @@ type config struct {
 	persists  []string
 	natsSync  string
 	e2eSecs   int
+	e2eRate   int
 	profile   bool
 	keep      bool
 	runs      int
@@ -83,6 +84,7 @@ func main() {
 	flag.BoolVar(&c.e2e, "e2e", true, "measure end-to-end latency at a fixed commit rate")
 	persists := flag.String("e2e-persist", "default,async", "--output-persist values of the routers in the end-to-end runs, comma-separated")
 	flag.IntVar(&c.e2eSecs, "e2e-seconds", 0, "length of each end-to-end run (default 60 s, 8 s with -quick)")
+	flag.IntVar(&c.e2eRate, "e2e-rate", 2000, "commits per second in the end-to-end runs")
 	flag.StringVar(&c.natsSync, "nats-sync", "always", "sync_interval of the nats-servers: always is what pgjet promises; a duration (e.g. 2m, JetStream's default) only to attribute time to fsyncs")
 	flag.BoolVar(&c.profile, "profile", false, "also profile the collector and a router with `perf record` (separate, untimed runs)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the work dir (logs, stores) after the run")
@@ -120,6 +122,9 @@ func run(c config) error {
 	}
 	if c.runs > 0 {
 		b.sizes.runs = c.runs
+	}
+	if c.e2eRate > 0 {
+		b.sizes.e2eRate = c.e2eRate
 	}
 	if c.e2eSecs > 0 {
 		b.sizes.e2eSeconds = c.e2eSecs

@@ -1,0 +1,247 @@
+package rawstream
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/collector/internal/pgoutput"
+	"github.com/pgjet/pgjet/shared/natstest"
+	"github.com/pgjet/pgjet/shared/wire"
+)
+
+// publisherRig runs a Publisher against a real in-process JetStream server
+// (file store, fsync on every write) and reads back what it stored.
+type publisherRig struct {
+	t      *testing.T
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	p      *Publisher
+	errc   chan error
+}
+
+func newPublisherRig(t *testing.T, c PublisherConfig) *publisherRig {
+	t.Helper()
+	s := natstest.Run(t)
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := Ensure(ctx, js, StreamConfig{Name: "RAW", MaxAge: time.Hour, Duplicates: time.Minute, Replicas: 1}); err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, "RAW")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Subject = Subject(benchSrc.Name)
+	c.Source = benchSrc
+	if c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = 1 << 20
+	}
+	if c.MaxQueueBytes == 0 {
+		c.MaxQueueBytes = 8 << 20
+	}
+	c.AckTimeout = 10 * time.Second
+	c.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	r := &publisherRig{t: t, js: js, stream: stream, p: NewPublisher(js, c), errc: make(chan error, 1)}
+	runCtx, stop := context.WithCancel(context.Background())
+	go func() { r.errc <- r.p.Run(runCtx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-r.errc; err != nil {
+			t.Errorf("publisher: %v", err)
+		}
+	})
+	return r
+}
+
+func (r *publisherRig) add(f *pgoutput.Fragment) {
+	r.t.Helper()
+	if err := r.p.Add(context.Background(), f, 10*time.Second); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// waitIdle waits until every added fragment is acknowledged, for at most d.
+func (r *publisherRig) waitIdle(d time.Duration) {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if err := r.p.Drain(ctx); err != nil {
+		r.t.Fatalf("publisher not idle after %v: %v", d, err)
+	}
+}
+
+// messages reads every stored raw message in stream order.
+func (r *publisherRig) messages() []wire.Message {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	info, err := r.stream.Info(ctx)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var out []wire.Message
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		raw, err := r.stream.GetMsg(ctx, seq)
+		if err != nil {
+			r.t.Fatalf("raw message %d: %v", seq, err)
+		}
+		var m wire.Message
+		if err := wire.Unmarshal(raw.Data, &m); err != nil {
+			r.t.Fatalf("raw message %d: %v", seq, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// commitLSNs lists the commit LSNs of the transactions in msgs, in order.
+func commitLSNs(msgs []wire.Message) []uint64 {
+	var out []uint64
+	for i := range msgs {
+		for j := range msgs[i].Txs {
+			out = append(out, msgs[i].Txs[j].CommitLSN)
+		}
+	}
+	return out
+}
+
+func testFragments(t *testing.T, n int) []*pgoutput.Fragment {
+	t.Helper()
+	var out decoded
+	dec := pgoutput.New(out.emit, nil, 2<<20)
+	ctx := context.Background()
+	if err := dec.Handle(ctx, 0, relationMsg()); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		lsn := uint64(0x1000000 + i*0x100)
+		for _, m := range [][]byte{beginMsg(lsn, uint32(1000+i)), insertMsg(i), commitMsg(lsn, lsn+0x30)} {
+			if err := dec.Handle(ctx, 0, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if len(out.frags) != n {
+		t.Fatalf("decoded %d fragments, want %d", len(out.frags), n)
+	}
+	return out.frags
+}
+
+// Every transaction is stored once, in commit order, and the confirmed
+// position reaches the end of the last one only once it is stored.
+func TestPublisherStoresEveryTransactionInOrder(t *testing.T) {
+	r := newPublisherRig(t, PublisherConfig{MaxMessageBytes: 4 << 10})
+	frags := testFragments(t, 300)
+	var want []uint64
+	var end uint64
+	for _, f := range frags {
+		want = append(want, f.Tx.CommitLSN)
+		end = f.Tx.EndLSN
+		r.add(f)
+	}
+	r.waitIdle(30 * time.Second)
+	msgs := r.messages()
+	got := commitLSNs(msgs)
+	if len(got) != len(want) {
+		t.Fatalf("stored %d transactions in %d messages, want %d", len(got), len(msgs), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("transaction %d: commit LSN %X, want %X", i, got[i], want[i])
+		}
+	}
+	if len(msgs) < 2 {
+		t.Errorf("300 transactions in %d message(s) of at most 4 KiB: the size bound was ignored", len(msgs))
+	}
+	if c := r.p.Confirmed(); c != end {
+		t.Errorf("confirmed %X, want the last end LSN %X", c, end)
+	}
+	if changes, messages := r.p.Stats(); changes != 300 || messages != uint64(len(msgs)) {
+		t.Errorf("stats: %d changes in %d messages, want 300 in %d", changes, messages, len(msgs))
+	}
+}
+
+// Transactions trickling in one by one share raw messages when a linger is
+// set, and none waits much longer than the linger.
+func TestLingerBatchesTrickle(t *testing.T) {
+	const linger = 100 * time.Millisecond
+	cases := []struct {
+		name    string
+		linger  time.Duration
+		maxMsgs int // raw messages for 40 transactions 5 ms apart
+		minMsgs int
+	}{
+		// Without a linger only the fsync of the message in flight gathers
+		// transactions: how many depends on the disk.
+		{name: "none", linger: 0, minMsgs: 1, maxMsgs: 40},
+		// 200 ms of trickle: about 2-3 lingers, plus the first publish.
+		{name: "100ms", linger: linger, minMsgs: 2, maxMsgs: 6},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := newPublisherRig(t, PublisherConfig{Linger: c.linger})
+			for _, f := range testFragments(t, 40) {
+				r.add(f)
+				time.Sleep(5 * time.Millisecond)
+			}
+			added := time.Now()
+			r.waitIdle(30 * time.Second)
+			if waited := time.Since(added); waited > c.linger+2*time.Second {
+				t.Errorf("the last transaction waited %v after it was added", waited)
+			}
+			msgs := r.messages()
+			if got := len(commitLSNs(msgs)); got != 40 {
+				t.Fatalf("stored %d transactions, want 40", got)
+			}
+			if len(msgs) < c.minMsgs || len(msgs) > c.maxMsgs {
+				t.Errorf("40 transactions in %d raw messages, want %d to %d", len(msgs), c.minMsgs, c.maxMsgs)
+			}
+		})
+	}
+}
+
+// A full raw message does not wait for the linger: a backlog drains at the
+// speed of the server, not one message per linger.
+func TestLingerDoesNotHoldFullMessages(t *testing.T) {
+	r := newPublisherRig(t, PublisherConfig{Linger: time.Hour, MaxMessageBytes: 2 << 10})
+	frags := testFragments(t, 200)
+	var want []uint64
+	for _, f := range frags {
+		want = append(want, f.Tx.CommitLSN)
+		r.add(f)
+	}
+	// Full messages go out; what is left (less than a full message) waits
+	// for the linger or the next full message.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, messages := r.p.Stats()
+		if messages >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30 s only %d raw messages stored with a 1 h linger: full messages waited", messages)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	msgs := r.messages()
+	got := commitLSNs(msgs)
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("transaction %d: commit LSN %X, want %X", i, got[i], want[i])
+		}
+	}
+}
