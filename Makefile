@@ -25,6 +25,8 @@ FUZZ ?= github.com/pgjet/pgjet/shared/wire:FuzzUnmarshal \
 	github.com/pgjet/pgjet/router/internal/envelope:FuzzNativeHostileContent \
 	github.com/pgjet/pgjet/router/internal/envelope:FuzzCloudEventsHostileContent
 FUZZTIME ?= 20000x
+# Minimizing a new corpus entry may take a minute by default, stalling a short run.
+FUZZMINIMIZE ?= 1000x
 
 .PHONY: build test fuzz demo lint clean bench test-faults
 
@@ -51,7 +53,7 @@ fuzz:
 	@for f in $(FUZZ); do \
 		pkg=$${f%%:*}; name=$${f##*:}; \
 		echo "fuzz $$name in $$pkg for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $$pkg || exit 1; \
 	done
 
 demo:
