@@ -100,7 +100,7 @@ func reportPerChange(b *testing.B, before *runtime.MemStats, changes int) {
 }
 
 // oltpFragments decodes n single-row transactions into fragments.
-func oltpFragments(b *testing.B, n int) []*pgoutput.Fragment {
+func oltpFragments(b testing.TB, n int) []*pgoutput.Fragment {
 	var out decoded
 	dec := pgoutput.New(out.emit, nil, 2<<20)
 	ctx := context.Background()

@@ -119,33 +119,11 @@ func commitLSNs(msgs []wire.Message) []uint64 {
 	return out
 }
 
-func testFragments(t *testing.T, n int) []*pgoutput.Fragment {
-	t.Helper()
-	var out decoded
-	dec := pgoutput.New(out.emit, nil, 2<<20)
-	ctx := context.Background()
-	if err := dec.Handle(ctx, 0, relationMsg()); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < n; i++ {
-		lsn := uint64(0x1000000 + i*0x100)
-		for _, m := range [][]byte{beginMsg(lsn, uint32(1000+i)), insertMsg(i), commitMsg(lsn, lsn+0x30)} {
-			if err := dec.Handle(ctx, 0, m); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if len(out.frags) != n {
-		t.Fatalf("decoded %d fragments, want %d", len(out.frags), n)
-	}
-	return out.frags
-}
-
 // Every transaction is stored once, in commit order, and the confirmed
 // position reaches the end of the last one only once it is stored.
 func TestPublisherStoresEveryTransactionInOrder(t *testing.T) {
 	r := newPublisherRig(t, PublisherConfig{MaxMessageBytes: 4 << 10})
-	frags := testFragments(t, 300)
+	frags := oltpFragments(t, 300)
 	var want []uint64
 	var end uint64
 	for _, f := range frags {
@@ -194,7 +172,7 @@ func TestLingerBatchesTrickle(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r := newPublisherRig(t, PublisherConfig{Linger: c.linger})
-			for _, f := range testFragments(t, 40) {
+			for _, f := range oltpFragments(t, 40) {
 				r.add(f)
 				time.Sleep(5 * time.Millisecond)
 			}
@@ -218,7 +196,7 @@ func TestLingerBatchesTrickle(t *testing.T) {
 // speed of the server, not one message per linger.
 func TestLingerDoesNotHoldFullMessages(t *testing.T) {
 	r := newPublisherRig(t, PublisherConfig{Linger: time.Hour, MaxMessageBytes: 2 << 10})
-	frags := testFragments(t, 200)
+	frags := oltpFragments(t, 200)
 	var want []uint64
 	for _, f := range frags {
 		want = append(want, f.Tx.CommitLSN)
