@@ -171,11 +171,13 @@ func (p *Publisher) Run(ctx context.Context) error {
 			if err := p.lingerFrom(ctx, started); err != nil {
 				return nil
 			}
-			started = time.Now()
 			buf = p.take(buf[:0])
 			if len(buf) == 0 {
 				break
 			}
+			// From a publish, not from a look at an empty queue: the first
+			// transaction after a quiet spell goes out at once.
+			started = time.Now()
 			if err := p.publish(ctx, buf); err != nil {
 				if ctx.Err() != nil {
 					return nil

@@ -223,3 +223,20 @@ func TestLingerDoesNotHoldFullMessages(t *testing.T) {
 		}
 	}
 }
+
+// After a quiet spell longer than the linger, the next transaction is
+// published at once, not a linger after the publisher last looked.
+func TestLingerAfterQuietSpell(t *testing.T) {
+	const linger = time.Second
+	r := newPublisherRig(t, PublisherConfig{Linger: linger})
+	frags := oltpFragments(t, 2)
+	r.add(frags[0])
+	r.waitIdle(30 * time.Second)
+	time.Sleep(linger + linger/5)
+	added := time.Now()
+	r.add(frags[1])
+	r.waitIdle(30 * time.Second)
+	if waited := time.Since(added); waited > linger/2 {
+		t.Errorf("the transaction after a quiet spell waited %v for its publish (linger %v)", waited, linger)
+	}
+}
