@@ -881,12 +881,12 @@ func (b *bench) runE2E(ctx context.Context, persist string) (e2eResult, error) {
 	b.saveLatencies("latency-"+persist+".tsv", commits, rawCommits, rawLat, stored, lat)
 	// The first seconds carry start-up costs (new table, cold caches, fresh
 	// WAL segments, young Go heaps): shown apart, never instead.
-	var warm []int64
+	var afterWarmUp []int64
 	if len(commits) > 0 {
 		from := slices.Min(commits) + warmUp.Microseconds()
 		for i, c := range commits {
 			if c >= from {
-				warm = append(warm, lat[i])
+				afterWarmUp = append(afterWarmUp, lat[i])
 			}
 		}
 	}
@@ -897,7 +897,7 @@ func (b *bench) runE2E(ctx context.Context, persist string) (e2eResult, error) {
 		newStage("raw record stored (collector)", rawLat),
 		newStage("event stored in the output stream (router)", stored),
 		all,
-		newStage(fmt.Sprintf("received by a consumer, commits after the first %v", warmUp), warm),
+		newStage(fmt.Sprintf("received by a consumer, commits after the first %v", warmUp), afterWarmUp),
 	}
 	logf("end-to-end (%s): %d of %d events, latency p50 %.1f ms, p99 %.1f ms, max %.1f ms; CPU collector %.0f%%, router %.0f%%, nats %.0f%%",
 		persist, r.Events, txs, r.P50, r.P99, r.Max, r.CollectorCPU, r.RouterCPU, r.NATS)
