@@ -96,13 +96,15 @@ var ErrQueueFull = errors.New("raw publish queue full")
 // returns ErrQueueFull, so that the caller can keep its replication
 // connection alive (status updates) while JetStream is slow or down.
 func (p *Publisher) Add(ctx context.Context, f *pgoutput.Fragment, wait time.Duration) error {
+	if f.Tx.Final {
+		// Decoded now, whether or not the queue has room yet; observed
+		// outside p.mu, which the publishing goroutine also needs.
+		p.readLag.Observe(f.Tx.CommitTime, time.Now())
+	}
 	var timer *time.Timer
 	for {
 		p.mu.Lock()
 		if p.queued < p.maxQueue || len(p.queue) == 0 {
-			if f.Tx.Final {
-				p.readLag.Observe(f.Tx.CommitTime, time.Now())
-			}
 			p.queue = append(p.queue, f)
 			p.queued += f.Size
 			p.pending.Add(1)

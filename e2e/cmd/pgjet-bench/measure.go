@@ -1032,10 +1032,7 @@ func latencySeries(commits, lat []int64, seconds int) []float64 {
 	if len(commits) == 0 {
 		return nil
 	}
-	first := commits[0]
-	for _, c := range commits {
-		first = min(first, c)
-	}
+	first := slices.Min(commits)
 	span := int64(seconds) * 1e6 / 10
 	out := make([]float64, 10)
 	for i, c := range commits {
