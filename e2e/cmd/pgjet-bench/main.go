@@ -13,6 +13,8 @@
 //   - collector with its embedded server (also fsync per write);
 //   - routers from the filled raw stream, output stream with the server's
 //     persistence and with --output-persist async;
+//   - with -router-ab DIR: the router of DIR too, interleaved with the
+//     one of -bin in every async round;
 //   - with -profile: the collector and a router again under `perf record`.
 //
 // Then the end-to-end latency at a fixed commit rate with collector and
@@ -57,6 +59,11 @@ type config struct {
 	profile   bool
 	keep      bool
 	runs      int
+	// routerFsync adds the router run with a fsync-per-write output stream.
+	routerFsync bool
+	// routerAB is a directory with another pgjet-router, timed in every
+	// async round right after the one of binDir (an A/B of a change).
+	routerAB string
 }
 
 // bench is one benchmark session: a Postgres cluster, a work dir and the results.
@@ -89,6 +96,8 @@ func main() {
 	flag.BoolVar(&c.profile, "profile", false, "also profile the collector and a router with `perf record` (separate, untimed runs)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the work dir (logs, stores) after the run")
 	flag.IntVar(&c.runs, "runs", 0, "rounds of ceiling/collector runs per workload (default 3, 1 with -quick)")
+	flag.BoolVar(&c.routerFsync, "router-fsync", true, "also time a router whose output stream fsyncs every write (about 90 s on the full OLTP backlog)")
+	flag.StringVar(&c.routerAB, "router-ab", "", "directory with another pgjet-router to time in every async round, right after the one of -bin")
 	flag.Parse()
 	c.workloads = strings.Split(wl, ",")
 	c.persists = strings.Split(*persists, ",")
@@ -137,6 +146,15 @@ func run(c config) error {
 	for _, name := range []string{"pgjet-collector", "pgjet-router", "nats-server"} {
 		if _, err := os.Stat(filepath.Join(c.binDir, name)); err != nil {
 			return fmt.Errorf("%s missing in %s: run `make build` first", name, c.binDir)
+		}
+	}
+	if c.routerAB != "" {
+		if c.routerAB, err = filepath.Abs(c.routerAB); err != nil {
+			return err
+		}
+		b.cfg.routerAB = c.routerAB
+		if _, err := os.Stat(filepath.Join(c.routerAB, "pgjet-router")); err != nil {
+			return fmt.Errorf("-router-ab: pgjet-router missing in %s", c.routerAB)
 		}
 	}
 	for _, tool := range []string{"pgbench", "pg_recvlogical"} {

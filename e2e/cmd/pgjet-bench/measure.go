@@ -73,6 +73,7 @@ type collectorRun struct {
 }
 
 type routerRun struct {
+	Bin          string // the -router-ab directory; empty for -bin
 	Persist      string
 	Envelope     string // --envelope: native or cloudevents (structured mode)
 	Events       uint64
@@ -259,18 +260,30 @@ func (b *bench) runWorkload(ctx context.Context, w workload) (workloadResult, er
 	}
 	// The fsync-per-event output is slow and steady: one capped run. The
 	// async one is repeated like the collector.
-	rr, err := b.runRouter(ctx, n, w.name, "default", "default", "native", expected, "")
-	if err != nil {
-		return r, err
+	if b.cfg.routerFsync {
+		rr, err := b.runRouter(ctx, n, w.name, "default", "", "default", "native", expected, "")
+		if err != nil {
+			return r, err
+		}
+		r.Routers = append(r.Routers, rr)
 	}
-	r.Routers = append(r.Routers, rr)
+	bins := []string{""}
+	if b.cfg.routerAB != "" {
+		bins = append(bins, b.cfg.routerAB)
+	}
 	for i := 1; i <= b.sizes.runs; i++ {
 		for _, env := range []string{"native", "cloudevents"} {
-			rr, err := b.runRouter(ctx, n, w.name, fmt.Sprintf("async%s%d", env, i), "async", env, expected, "")
-			if err != nil {
-				return r, err
+			for bi, bin := range bins {
+				tag := fmt.Sprintf("async%s%d", env, i)
+				if bi > 0 {
+					tag += "b"
+				}
+				rr, err := b.runRouter(ctx, n, w.name, tag, bin, "async", env, expected, "")
+				if err != nil {
+					return r, err
+				}
+				r.Routers = append(r.Routers, rr)
 			}
-			r.Routers = append(r.Routers, rr)
 		}
 	}
 
@@ -288,7 +301,7 @@ func (b *bench) runWorkload(ctx context.Context, w workload) (workloadResult, er
 		pn.stop()
 		r.Profiles = append(r.Profiles, b.perfReport("collector", file))
 		file = filepath.Join(b.cfg.outDir, "perf-router-"+w.name+".data")
-		if _, err := b.runRouter(ctx, n, w.name, "prof", "async", "native", expected, file); err != nil {
+		if _, err := b.runRouter(ctx, n, w.name, "prof", "", "async", "native", expected, file); err != nil {
 			return r, err
 		}
 		r.Profiles = append(r.Profiles, b.perfReport("router (output persist async)", file))
@@ -559,11 +572,16 @@ func rawStreamState(ctx context.Context, url string) (msgs, bytes uint64) {
 	return info.State.Msgs, info.State.Bytes
 }
 
-// runRouter starts a router with its own durable consumer and output stream
-// on the filled raw stream of n, and times it from process start until the
-// output stream holds expected events (or the time cap).
-func (b *bench) runRouter(ctx context.Context, n *natsServer, wname, tag, persist, envelope string, expected uint64, perfFile string) (routerRun, error) {
-	r := routerRun{Persist: persist, Envelope: envelope}
+// runRouter starts a router (of bin, or of -bin if empty) with its own
+// durable consumer and output stream on the filled raw stream of n, and
+// times it from process start until the output stream holds expected events
+// (or the time cap).
+func (b *bench) runRouter(ctx context.Context, n *natsServer, wname, tag, bin, persist, envelope string, expected uint64, perfFile string) (routerRun, error) {
+	r := routerRun{Bin: bin, Persist: persist, Envelope: envelope}
+	dir := bin
+	if dir == "" {
+		dir = b.cfg.binDir
+	}
 	stream := "EV_" + strings.ToUpper(tag)
 	args := []string{"--nats", n.url, "--durable", "bench_" + tag, "--stream", stream, "--subject-prefix", "ev" + tag,
 		"--output-persist", persist, "--envelope", envelope}
@@ -577,9 +595,9 @@ func (b *bench) runRouter(ctx context.Context, n *natsServer, wname, tag, persis
 		return r, err
 	}
 	natsCPU0, _ := cpuSeconds(n.proc.pid())
-	logf("router (%s, %s) on %s: %d events expected", persist, envelope, wname, expected)
+	logf("router (%s, %s) of %s on %s: %d events expected", persist, envelope, dir, wname, expected)
 	t0 := time.Now()
-	p, err := startProc("pgjet-router", filepath.Join(b.cfg.binDir, "pgjet-router"), args, filepath.Join(b.cfg.outDir, "router-"+wname+"-"+tag+".log"))
+	p, err := startProc("pgjet-router", filepath.Join(dir, "pgjet-router"), args, filepath.Join(b.cfg.outDir, "router-"+wname+"-"+tag+".log"))
 	if err != nil {
 		return r, err
 	}

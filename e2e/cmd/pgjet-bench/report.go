@@ -49,38 +49,10 @@ func (r *results) markdown() string {
 		p("One router process, its own durable consumer and output stream, from process start until the output stream holds every event (backlog changes + 1 end marker), or the time cap. ")
 		p("`default`: output stream with the server's persistence (fsync per write here), one run; `async`: `--output-persist async`, one run per round and envelope (`native`, and `cloudevents` in structured mode, interleaved). ")
 		p("The ratio compares with the median collector (external server) rate.\n\n")
-		p("| workload | output persist | envelope | runs | events | events/s | vs collector | router CPU s/M | router peak RSS MiB | nats-server CPU s/M |\n")
-		p("|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
-		for _, w := range r.Workloads {
-			col := median(rates(w.Collector))
-			for _, k := range []struct{ persist, envelope string }{{"default", "native"}, {"async", "native"}, {"async", "cloudevents"}} {
-				persist := k.persist
-				var rs []routerRun
-				for _, rr := range w.Routers {
-					// Runs recorded before the envelope was: native.
-					if rr.Persist == persist && (rr.Envelope == k.envelope || rr.Envelope == "" && k.envelope == "native") {
-						rs = append(rs, rr)
-					}
-				}
-				if len(rs) == 0 {
-					continue
-				}
-				var perSec, cpu, ncpu []float64
-				var rss float64
-				events := ""
-				for _, rr := range rs {
-					perSec = append(perSec, rr.PerSec)
-					cpu = append(cpu, perM(rr.CPU, int64(rr.Events)))
-					ncpu = append(ncpu, perM(rr.NATSCPU, int64(rr.Events)))
-					rss = max(rss, float64(rr.RSSKiB)/1024)
-					events = fmt.Sprintf("%d", rr.Events)
-					if rr.Capped {
-						events += " (capped)"
-					}
-				}
-				p("| %s | %s | %s | %d | %s | %s | **%.2f×** | %.1f | %.0f | %.1f |\n", w.Name, persist, k.envelope, len(rs), events, spread(perSec),
-					median(perSec)/col, median(cpu), rss, median(ncpu))
-			}
+		r.routerTable(p, "")
+		if ab := r.routerAB(); ab != "" {
+			p("\nThe router of `%s` (`-router-ab`), timed right after each async run above, on the same raw stream:\n\n", ab)
+			r.routerTable(p, ab)
 		}
 
 		p("\nEvery round (changes/s; ratio to the same round's ceiling; loadavg1 after the collector run):\n\n")
@@ -240,4 +212,53 @@ func loads(w workloadResult) string {
 		s = append(s, c.Load)
 	}
 	return strings.Join(s, ", ")
+}
+
+// routerAB is the -router-ab directory of the runs, if any.
+func (r *results) routerAB() string {
+	for _, w := range r.Workloads {
+		for _, rr := range w.Routers {
+			if rr.Bin != "" {
+				return rr.Bin
+			}
+		}
+	}
+	return ""
+}
+
+// routerTable writes the router rows of the runs of bin (empty: -bin).
+func (r *results) routerTable(p func(string, ...any), bin string) {
+	p("| workload | output persist | envelope | runs | events | events/s | vs collector | router CPU s/M | router peak RSS MiB | nats-server CPU s/M |\n")
+	p("|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, w := range r.Workloads {
+		col := median(rates(w.Collector))
+		for _, k := range []struct{ persist, envelope string }{{"default", "native"}, {"async", "native"}, {"async", "cloudevents"}} {
+			persist := k.persist
+			var rs []routerRun
+			for _, rr := range w.Routers {
+				// Runs recorded before the envelope was: native.
+				if rr.Bin == bin && rr.Persist == persist && (rr.Envelope == k.envelope || rr.Envelope == "" && k.envelope == "native") {
+					rs = append(rs, rr)
+				}
+			}
+			if len(rs) == 0 {
+				continue
+			}
+			var perSec, cpu, ncpu []float64
+			var rss float64
+			events := ""
+			for _, rr := range rs {
+				perSec = append(perSec, rr.PerSec)
+				cpu = append(cpu, perM(rr.CPU, int64(rr.Events)))
+				ncpu = append(ncpu, perM(rr.NATSCPU, int64(rr.Events)))
+				rss = max(rss, float64(rr.RSSKiB)/1024)
+				events = fmt.Sprintf("%d", rr.Events)
+				if rr.Capped {
+					events += " (capped)"
+				}
+			}
+			p("| %s | %s | %s | %d | %s | %s | **%.2f×** | %.1f | %.0f | %.1f |\n", w.Name, persist, k.envelope, len(rs), events, spread(perSec),
+				median(perSec)/col, median(cpu), rss, median(ncpu))
+		}
+	}
 }
