@@ -1,24 +1,17 @@
 package wire
 
-import (
-	"fmt"
+import "github.com/vmihailenco/msgpack/v5"
 
-	"github.com/vmihailenco/msgpack/v5"
-)
-
-// Hand-written codecs for the types a raw message holds by the thousand
+// Hand-written encoders for the types a raw message holds by the thousand
 // (values, changes, transactions). They write exactly the bytes msgpack's
 // reflection-based encoder writes for these array-encoded structs (a test
 // holds them to that), at a fraction of the cost: no reflection, no type
-// cache lookups per value.
+// cache lookups per value. Decoding is in decode.go.
 
 var (
 	_ msgpack.CustomEncoder = (*Value)(nil)
-	_ msgpack.CustomDecoder = (*Value)(nil)
 	_ msgpack.CustomEncoder = (*Change)(nil)
-	_ msgpack.CustomDecoder = (*Change)(nil)
 	_ msgpack.CustomEncoder = (*Tx)(nil)
-	_ msgpack.CustomDecoder = (*Tx)(nil)
 )
 
 const (
@@ -35,18 +28,6 @@ func (v *Value) EncodeMsgpack(e *msgpack.Encoder) error {
 		return err
 	}
 	return e.EncodeBytes(v.Data)
-}
-
-func (v *Value) DecodeMsgpack(d *msgpack.Decoder) error {
-	if err := arrayLen(d, "value", valueFields); err != nil {
-		return err
-	}
-	var err error
-	if v.Kind, err = d.DecodeUint8(); err != nil {
-		return err
-	}
-	v.Data, err = d.DecodeBytes()
-	return err
 }
 
 func (c *Change) EncodeMsgpack(e *msgpack.Encoder) error {
@@ -109,67 +90,6 @@ func encodeValues(e *msgpack.Encoder, vs []Value) error {
 	return nil
 }
 
-func (c *Change) DecodeMsgpack(d *msgpack.Decoder) error {
-	if err := arrayLen(d, "change", changeFields); err != nil {
-		return err
-	}
-	op, err := d.DecodeUint8()
-	if err != nil {
-		return err
-	}
-	c.Op = Op(op)
-	if c.Rel, err = d.DecodeInt32(); err != nil {
-		return err
-	}
-	if c.OldKind, err = d.DecodeUint8(); err != nil {
-		return err
-	}
-	if c.Old, err = decodeValues(d); err != nil {
-		return err
-	}
-	if c.New, err = decodeValues(d); err != nil {
-		return err
-	}
-	n, err := d.DecodeArrayLen()
-	if err != nil {
-		return err
-	}
-	c.TruncateRels = nil
-	if n >= 0 {
-		c.TruncateRels = make([]int32, n)
-		for i := range c.TruncateRels {
-			if c.TruncateRels[i], err = d.DecodeInt32(); err != nil {
-				return err
-			}
-		}
-	}
-	if c.TruncateOptions, err = d.DecodeUint8(); err != nil {
-		return err
-	}
-	if c.Prefix, err = d.DecodeString(); err != nil {
-		return err
-	}
-	if c.Content, err = d.DecodeBytes(); err != nil {
-		return err
-	}
-	c.Transactional, err = d.DecodeBool()
-	return err
-}
-
-func decodeValues(d *msgpack.Decoder) ([]Value, error) {
-	n, err := d.DecodeArrayLen()
-	if err != nil || n < 0 {
-		return nil, err
-	}
-	vs := make([]Value, n)
-	for i := range vs {
-		if err := vs[i].DecodeMsgpack(d); err != nil {
-			return nil, err
-		}
-	}
-	return vs, nil
-}
-
 func (t *Tx) EncodeMsgpack(e *msgpack.Encoder) error {
 	if err := e.EncodeArrayLen(txFields); err != nil {
 		return err
@@ -214,66 +134,4 @@ func (t *Tx) EncodeMsgpack(e *msgpack.Encoder) error {
 		return err
 	}
 	return e.EncodeUint64(t.PieceTotal)
-}
-
-func (t *Tx) DecodeMsgpack(d *msgpack.Decoder) error {
-	if err := arrayLen(d, "transaction", txFields); err != nil {
-		return err
-	}
-	var err error
-	if t.Xid, err = d.DecodeUint32(); err != nil {
-		return err
-	}
-	if t.CommitLSN, err = d.DecodeUint64(); err != nil {
-		return err
-	}
-	if t.EndLSN, err = d.DecodeUint64(); err != nil {
-		return err
-	}
-	if t.CommitTime, err = d.DecodeInt64(); err != nil {
-		return err
-	}
-	if t.Origin, err = d.DecodeString(); err != nil {
-		return err
-	}
-	if t.Fragment, err = d.DecodeUint32(); err != nil {
-		return err
-	}
-	if t.Final, err = d.DecodeBool(); err != nil {
-		return err
-	}
-	if t.FirstChange, err = d.DecodeUint64(); err != nil {
-		return err
-	}
-	n, err := d.DecodeArrayLen()
-	if err != nil {
-		return err
-	}
-	t.Changes = nil
-	if n >= 0 {
-		t.Changes = make([]Change, n)
-		for i := range t.Changes {
-			if err := t.Changes[i].DecodeMsgpack(d); err != nil {
-				return err
-			}
-		}
-	}
-	if t.PieceOffset, err = d.DecodeUint64(); err != nil {
-		return err
-	}
-	t.PieceTotal, err = d.DecodeUint64()
-	return err
-}
-
-// arrayLen reads an array header and insists on the field count: a layout
-// this build does not know must fail, not be half read.
-func arrayLen(d *msgpack.Decoder, what string, want int) error {
-	n, err := d.DecodeArrayLen()
-	if err != nil {
-		return err
-	}
-	if n != want {
-		return fmt.Errorf("%s has %d fields, this format has %d", what, n, want)
-	}
-	return nil
 }

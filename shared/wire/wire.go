@@ -236,7 +236,9 @@ func (e *Encoder) Marshal(m *Message) ([]byte, error) {
 }
 
 // Unmarshal decodes b into m, checking the version and internal references so
-// that consumers can index Relations without further checks.
+// that consumers can index Relations without further checks. The byte
+// slices of m (values, message contents) alias b, which must stay unchanged
+// while m is in use.
 func Unmarshal(b []byte, m *Message) error {
 	v, err := version(b)
 	if err != nil {
@@ -245,13 +247,11 @@ func Unmarshal(b []byte, m *Message) error {
 	if v != Version {
 		return fmt.Errorf("decode raw message: format version %d, this build reads %d: upgrade pgjet", v, Version)
 	}
-	// Decoders allocate as many elements as an array header claims: walk the
-	// whole message first, so that a corrupt header claiming billions fails
-	// on the missing bytes instead of allocating for them.
-	if err := msgpack.NewDecoder(bytes.NewReader(b)).Skip(); err != nil {
-		return fmt.Errorf("decode raw message: truncated or malformed: %w", err)
+	r := newReader(b)
+	if err := r.message(m); err != nil {
+		return fmt.Errorf("decode raw message: %w", err)
 	}
-	if err := msgpack.Unmarshal(b, m); err != nil {
+	if err := r.end("message"); err != nil {
 		return fmt.Errorf("decode raw message: %w", err)
 	}
 	return m.validate()
@@ -334,19 +334,16 @@ func EncodeChange(c *Change) ([]byte, error) {
 
 // DecodeChange decodes what EncodeChange wrote, the pieces of first put
 // together: first is the change of the first piece, whose relation
-// references index rels (the relations of the message it came in).
+// references index rels (the relations of the message it came in). The
+// change's byte slices alias b.
 func DecodeChange(b []byte, first *Change, rels []Relation) (Change, error) {
-	// As in Unmarshal: walk it before allocating what its headers claim.
-	if err := msgpack.NewDecoder(bytes.NewReader(b)).Skip(); err != nil {
-		return Change{}, fmt.Errorf("decode pieced change: truncated or malformed: %w", err)
-	}
 	var c Change
-	rd := bytes.NewReader(b)
-	if err := c.DecodeMsgpack(msgpack.NewDecoder(rd)); err != nil {
+	r := newReader(b)
+	if err := r.change(&c); err != nil {
 		return Change{}, fmt.Errorf("decode pieced change: %w", err)
 	}
-	if rd.Len() > 0 {
-		return Change{}, fmt.Errorf("decode pieced change: %d bytes after it", rd.Len())
+	if err := r.end("change"); err != nil {
+		return Change{}, fmt.Errorf("decode pieced change: %w", err)
 	}
 	if c.Op != first.Op {
 		return Change{}, fmt.Errorf("decode pieced change: op %s, its first piece says %s", c.Op, first.Op)
