@@ -88,10 +88,11 @@ func (r *Relay) consume(ctx context.Context, started *bool) error {
 			return ctx.Err()
 		}
 		if rec.err != nil {
+			rec.failed = true
 			r.stats.retries.Add(1)
 			r.log.Warn("publishing to the output stream failed; republishing", "err", rec.err, "stream", r.cfg.Stream,
 				"raw_seq", rec.seq, "stored", rec.acked, "events", len(rec.b.outs))
-			if err := r.publishAll(ctx, rec.msg, rec.b.outs[rec.acked:]); err != nil {
+			if err := r.publishAll(ctx, rec, rec.acked); err != nil {
 				return err
 			}
 		}
@@ -174,7 +175,7 @@ func (r *Relay) consume(ctx context.Context, started *bool) error {
 			}
 			if len(rec.b.outs) > maxWindowEvents {
 				// Too many events to send at once: alone, in steps.
-				if err := r.publishAll(ctx, rec.msg, rec.b.outs); err != nil {
+				if err := r.publishAll(ctx, rec, 0); err != nil {
 					return fail(n.msg, err)
 				}
 				if err := r.finish(ctx, rec); err != nil {

@@ -29,14 +29,15 @@ var errAckTimeout = errors.New("no publish ack in time")
 // publish, a window of a few instructions.
 func (r *Relay) connEpoch() uint64 { return r.js.Conn().Stats().Reconnects }
 
-// publishAll publishes outs in order and returns once the output stream has
-// acknowledged every one. After a failure it republishes, with the same ids,
+// publishAll publishes the messages of rec from index from on, in order, and
+// returns once the output stream has acknowledged every one. After a failure it republishes, with the same ids,
 // from the first message not known to be stored, so the stream dedupes what
 // did get stored. Order holds unless a later message got stored while an
 // earlier one was lost (a cluster leader change): the connection has no
 // reconnect buffer, and nothing is published on a new connection while a
 // publish made on the old one is unresolved (connEpoch).
-func (r *Relay) publishAll(ctx context.Context, raw jetstream.Msg, outs []out) error {
+func (r *Relay) publishAll(ctx context.Context, rec *record, from int) error {
+	raw, outs := rec.msg, rec.b.outs[from:]
 	// Tell the raw stream now and then that the record is still being
 	// worked on, so that it is not redelivered while a large one publishes
 	// or while we retry.
@@ -58,6 +59,7 @@ func (r *Relay) publishAll(ctx context.Context, raw jetstream.Msg, outs []out) e
 		if err == nil {
 			return nil
 		}
+		rec.failed = true
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

@@ -75,6 +75,7 @@ type Relay struct {
 	idBuf   []byte
 	subjBuf []byte
 	docBuf  []byte // an event printed on stdout
+	arenas  arenaPool
 
 	stats stats
 }
@@ -240,6 +241,9 @@ type record struct {
 	done  chan struct{}
 	acked int
 	err   error
+	// failed: a publish of it failed, so the client may still hold (and
+	// retry) some of its messages, which point into its arena.
+	failed bool
 }
 
 // prepare decodes and renders raw record msg. It returns nil for a record
@@ -317,6 +321,10 @@ func (r *Relay) finish(ctx context.Context, rec *record) error {
 		return err
 	}
 	b := rec.b
+	if !rec.failed {
+		r.arenas.put(b.arena)
+	}
+	b.arena = nil
 	r.last = rec.seq
 	r.stats.raw.Add(1)
 	r.stats.events.Add(uint64(len(b.outs) - b.dead))

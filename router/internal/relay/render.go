@@ -34,6 +34,7 @@ type out struct {
 // batch is everything one raw record turns into, in commit order.
 type batch struct {
 	outs    []out
+	arena   []byte // the rendered events, which outs' messages point into
 	dead    int
 	skipped int // events the output stream already held
 	// maxPayload is the server's limit for one message, headers included.
@@ -46,10 +47,14 @@ type batch struct {
 // tooLarge holds, by index in m.Txs, the encoded sizes of changes known to
 // be too large for an event, left without values.
 func (r *Relay) render(m *wire.Message, rawSize int, rawSeq uint64, maxPayload int64, tooLarge map[int]int) *batch {
-	b := &batch{maxPayload: maxPayload, rawSeq: rawSeq}
+	n := 0
+	for ti := range m.Txs {
+		n += len(m.Txs[ti].Changes)
+	}
+	b := &batch{maxPayload: maxPayload, rawSeq: rawSeq, outs: make([]out, 0, n)}
 	// Each raw record gets its own buffer: published messages keep pointing
 	// into it until their acks arrive, and the client may resend them.
-	arena := make([]byte, 0, 2*rawSize)
+	arena := r.arenas.get(2 * rawSize)
 	var sourceID string
 	if r.resume != nil {
 		sourceID = m.Source.ID()
@@ -79,6 +84,7 @@ func (r *Relay) render(m *wire.Message, rawSize int, rawSeq uint64, maxPayload i
 			}
 		}
 	}
+	b.arena = arena
 	return b
 }
 
