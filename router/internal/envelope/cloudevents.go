@@ -144,10 +144,11 @@ func (c *CloudEvents) Append(b []byte, e *Event) ([]byte, error) {
 }
 
 // Header returns a header for the message of e, which Append rendered
-// without error, with room for the Nats-Msg-Id the caller adds.
+// without error, with room for the two headers the caller adds
+// (Nats-Msg-Id, Nats-Expected-Stream).
 func (c *CloudEvents) Header(e *Event) nats.Header {
 	if !c.binary {
-		h := make(nats.Header, 2)
+		h := make(nats.Header, 3)
 		h["Content-Type"] = structuredHeader
 		return h
 	}
@@ -161,7 +162,7 @@ func (c *CloudEvents) Header(e *Event) nats.Header {
 	} else {
 		v[1], v[2] = headerValue(typ.of(c.scratch)), headerValue(subj.of(c.scratch))
 	}
-	h := make(nats.Header, 9)
+	h := make(nats.Header, 10)
 	h["ce-specversion"] = specVersionHeader
 	h["ce-id"] = v[0:1:1]
 	c.sourceFor(e.Source.Name)

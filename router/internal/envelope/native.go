@@ -63,10 +63,11 @@ func (n *Native) Append(b []byte, e *Event) ([]byte, error) {
 	return out, nil
 }
 
-// Header returns a header for e's message with room for the Nats-Msg-Id the
-// caller adds: the native envelope has no headers of its own.
+// Header returns a header for e's message with room for the two headers the
+// caller adds (Nats-Msg-Id, Nats-Expected-Stream): the native envelope has
+// none of its own.
 func (n *Native) Header(*Event) nats.Header {
-	return make(nats.Header, 1)
+	return make(nats.Header, 2)
 }
 
 // Document appends e as one JSON document for printing: its body, which

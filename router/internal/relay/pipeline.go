@@ -214,7 +214,7 @@ func (r *Relay) publishAsync(ctx context.Context, rec *record, epoch uint64) {
 		if r.connEpoch() != epoch {
 			break
 		}
-		f, err := r.js.PublishMsgAsync(rec.b.outs[i].msg, jetstream.WithExpectStream(r.cfg.Stream))
+		f, err := r.js.PublishMsgAsync(rec.b.outs[i].msg)
 		if err != nil {
 			// Sent so far: resolved by the waiter; the rest is republished.
 			break
@@ -225,13 +225,26 @@ func (r *Relay) publishAsync(ctx context.Context, rec *record, epoch uint64) {
 		defer close(rec.done)
 		timer := time.NewTimer(r.cfg.PublishTimeout)
 		defer timer.Stop()
-		for _, f := range futs {
-			if rec.err = r.awaitAck(ctx, f, timer); rec.err != nil {
+		// The server acks one connection's publishes in order: wait for the
+		// last ack, and the others are in. One wakeup per record rather
+		// than one per event; the checks still go in order, which is what
+		// tells how many leading events are stored.
+		sent := len(futs)
+		var lastErr error
+		if sent > 0 {
+			lastErr = r.awaitAck(ctx, futs[sent-1], timer)
+		}
+		for i := range sent {
+			err := lastErr
+			if i < sent-1 {
+				err = r.awaitAck(ctx, futs[i], timer)
+			}
+			if rec.err = err; err != nil {
 				return
 			}
 			rec.acked++
 		}
-		if len(futs) < len(rec.b.outs) {
+		if sent < len(rec.b.outs) {
 			rec.err = errors.New("publish: the client refused a message, or the connection was replaced")
 		}
 	}()

@@ -109,7 +109,7 @@ func (r *Relay) publishFrom(ctx context.Context, outs []out, progress func()) (i
 			}
 			epoch = e // everything sent before was stored: go on
 		}
-		f, err := r.js.PublishMsgAsync(outs[i].msg, jetstream.WithExpectStream(r.cfg.Stream))
+		f, err := r.js.PublishMsgAsync(outs[i].msg)
 		if err != nil {
 			return acked, fmt.Errorf("publish %s: %w", outs[i].msg.Subject, err)
 		}
@@ -126,12 +126,18 @@ func (r *Relay) publishFrom(ctx context.Context, outs []out, progress func()) (i
 // awaitAck waits at most PublishTimeout for the ack of f, counting
 // duplicates. timer is the caller's, reused across calls.
 func (r *Relay) awaitAck(ctx context.Context, f jetstream.PubAckFuture, timer *time.Timer) error {
+	// Most acks are in by the time they are looked at: take those without
+	// making the error channel or arming the timer.
+	select {
+	case ack := <-f.Ok():
+		r.countAck(ack)
+		return nil
+	default:
+	}
 	timer.Reset(r.cfg.PublishTimeout)
 	select {
 	case ack := <-f.Ok():
-		if ack.Duplicate {
-			r.stats.dups.Add(1)
-		}
+		r.countAck(ack)
 		return nil
 	case err := <-f.Err():
 		return fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
@@ -139,5 +145,11 @@ func (r *Relay) awaitAck(ctx context.Context, f jetstream.PubAckFuture, timer *t
 		return fmt.Errorf("publish %s: %w (%s)", f.Msg().Subject, errAckTimeout, r.cfg.PublishTimeout)
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+func (r *Relay) countAck(ack *jetstream.PubAck) {
+	if ack.Duplicate {
+		r.stats.dups.Add(1)
 	}
 }

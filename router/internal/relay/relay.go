@@ -62,6 +62,12 @@ type Relay struct {
 	env  renderer
 	dead string // dead-letter subject
 	raw  jetstream.Stream
+	// expectStream is the value of every message's Nats-Expected-Stream
+	// header, which makes the server refuse a message that would land in
+	// another stream. One slice for all: the client only reads it, and
+	// setting it here rather than with jetstream.WithExpectStream spares
+	// three allocations per publish.
+	expectStream []string
 
 	// last is the stream sequence of the last raw record fully handled
 	// (acknowledged); seen, of the last one taken into the window. The next
@@ -74,6 +80,7 @@ type Relay struct {
 	// Scratch buffers, reused across events.
 	idBuf   []byte
 	subjBuf []byte
+	subj    string // the last subject, as a string
 	docBuf  []byte // an event printed on stdout
 	arenas  arenaPool
 
@@ -140,11 +147,12 @@ func New(js jetstream.JetStream, cfg Config) (*Relay, error) {
 		env = ce
 	}
 	return &Relay{
-		js:   js,
-		cfg:  cfg,
-		log:  cfg.Log,
-		env:  env,
-		dead: subject.DeadLetter(cfg.Prefix),
+		js:           js,
+		cfg:          cfg,
+		log:          cfg.Log,
+		env:          env,
+		dead:         subject.DeadLetter(cfg.Prefix),
+		expectStream: []string{cfg.Stream},
 	}, nil
 }
 

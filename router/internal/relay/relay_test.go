@@ -301,6 +301,11 @@ func checkOutputs(t *testing.T, got []*jetstream.RawStreamMsg, want []wantEvent)
 		if !json.Valid(got[i].Data) {
 			t.Errorf("event %d: not JSON: %s", i, got[i].Data)
 		}
+		// The server refuses a message meant for the output stream that
+		// would land in another one.
+		if s := got[i].Header.Get(jetstream.ExpectedStreamHeader); s != outStream {
+			t.Errorf("event %d: Nats-Expected-Stream %q, want %q", i, s, outStream)
+		}
 	}
 }
 

@@ -17,7 +17,8 @@ type renderer interface {
 	// unchanged.
 	Append(b []byte, e *envelope.Event) ([]byte, error)
 	// Header returns the headers of e's message, which Append rendered,
-	// with room for the Nats-Msg-Id the relay adds.
+	// with room for the two the relay adds (Nats-Msg-Id,
+	// Nats-Expected-Stream).
 	Header(e *envelope.Event) nats.Header
 	// Document appends e as one JSON document, for stdout, given body, its
 	// message body.
@@ -34,7 +35,8 @@ type out struct {
 // batch is everything one raw record turns into, in commit order.
 type batch struct {
 	outs    []out
-	arena   []byte // the rendered events, which outs' messages point into
+	arena   []byte     // the rendered events, which outs' messages point into
+	msgs    []nats.Msg // where outs' messages come from (newMsg)
 	dead    int
 	skipped int // events the output stream already held
 	// maxPayload is the server's limit for one message, headers included.
@@ -51,7 +53,7 @@ func (r *Relay) render(m *wire.Message, rawSize int, rawSeq uint64, maxPayload i
 	for ti := range m.Txs {
 		n += len(m.Txs[ti].Changes)
 	}
-	b := &batch{maxPayload: maxPayload, rawSeq: rawSeq, outs: make([]out, 0, n)}
+	b := &batch{maxPayload: maxPayload, rawSeq: rawSeq, outs: make([]out, 0, n), msgs: make([]nats.Msg, 0, n)}
 	// Each raw record gets its own buffer: published messages keep pointing
 	// into it until their acks arrive, and the client may resend them.
 	arena := r.arenas.get(2 * rawSize)
@@ -122,8 +124,15 @@ func (r *Relay) renderOne(b *batch, arena []byte, ev envelope.Event, part int, s
 		h := r.env.Header(&ev)
 		extra := headerSize(h)
 		h[jetstream.MsgIDHeader] = []string{id}
-		msg := &nats.Msg{
-			Subject: string(r.subjBuf),
+		h[jetstream.ExpectedStreamHeader] = r.expectStream
+		// Events of one table and op share a subject: one string for a run
+		// of them.
+		if string(r.subjBuf) != r.subj {
+			r.subj = string(r.subjBuf)
+		}
+		msg := b.newMsg()
+		*msg = nats.Msg{
+			Subject: r.subj,
 			// Capped, so that nothing appended later can write into it.
 			Data:   arena[start:len(arena):len(arena)],
 			Header: h,
@@ -140,6 +149,16 @@ func (r *Relay) renderOne(b *batch, arena []byte, ev envelope.Event, part int, s
 	b.outs = append(b.outs, out{ev: ev, dead: true, msg: r.deadLetter(&ev, id, b.rawSeq, err)})
 	b.dead++
 	return arena
+}
+
+// newMsg returns a zero message from b's slab: one allocation per record
+// rather than per event.
+func (b *batch) newMsg() *nats.Msg {
+	if len(b.msgs) == cap(b.msgs) {
+		b.msgs = make([]nats.Msg, 0, max(16, cap(b.msgs)))
+	}
+	b.msgs = b.msgs[:len(b.msgs)+1]
+	return &b.msgs[len(b.msgs)-1]
 }
 
 // headerSize is how many bytes h takes in a message: "name: value\r\n" each.
