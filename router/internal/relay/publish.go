@@ -30,12 +30,13 @@ var errAckTimeout = errors.New("no publish ack in time")
 func (r *Relay) connEpoch() uint64 { return r.js.Conn().Stats().Reconnects }
 
 // publishAll publishes the messages of rec from index from on, in order, and
-// returns once the output stream has acknowledged every one. After a failure it republishes, with the same ids,
-// from the first message not known to be stored, so the stream dedupes what
-// did get stored. Order holds unless a later message got stored while an
-// earlier one was lost (a cluster leader change): the connection has no
-// reconnect buffer, and nothing is published on a new connection while a
-// publish made on the old one is unresolved (connEpoch).
+// returns once the output stream has acknowledged every one. After a failure
+// it republishes, with the same ids, from the first message not known to be
+// stored, so the stream dedupes what did get stored. Order holds unless a
+// later message got stored while an earlier one was lost (a cluster leader
+// change): the connection has no reconnect buffer, and nothing is published
+// on a new connection while a publish made on the old one is unresolved
+// (connEpoch).
 func (r *Relay) publishAll(ctx context.Context, rec *record, from int) error {
 	raw, outs := rec.msg, rec.b.outs[from:]
 	// Tell the raw stream now and then that the record is still being
