@@ -22,6 +22,7 @@ FUZZ ?= github.com/pgjet/pgjet/shared/wire:FuzzUnmarshal \
 	github.com/pgjet/pgjet/collector/internal/pgoutput:FuzzRowsMatchPglogrepl \
 	github.com/pgjet/pgjet/router/internal/value:FuzzAppendJSON \
 	github.com/pgjet/pgjet/router/internal/value:FuzzAppendString \
+	github.com/pgjet/pgjet/router/internal/value:FuzzValidJSON \
 	github.com/pgjet/pgjet/router/internal/envelope:FuzzNativeHostileContent \
 	github.com/pgjet/pgjet/router/internal/envelope:FuzzCloudEventsHostileContent
 FUZZTIME ?= 20000x
