@@ -305,6 +305,7 @@ func (b *bench) runWorkload(ctx context.Context, w workload) (workloadResult, er
 			return r, err
 		}
 		r.Profiles = append(r.Profiles, b.perfReport("router (output persist async)", file))
+		r.Profiles = append(r.Profiles, b.perfReport("nats-server while the router runs", natsPerfFile(file)))
 	}
 	return r, nil
 }
@@ -602,9 +603,14 @@ func (b *bench) runRouter(ctx context.Context, n *natsServer, wname, tag, bin, p
 		return r, err
 	}
 	defer p.kill()
-	var perf *proc
+	// The server's share is profiled too: it is the larger half of the
+	// router's cost per event.
+	var perf, natsPerf *proc
 	if perfFile != "" {
 		if perf, err = b.startPerf(p.pid(), perfFile); err != nil {
+			return r, err
+		}
+		if natsPerf, err = b.startPerf(n.proc.pid(), natsPerfFile(perfFile)); err != nil {
 			return r, err
 		}
 	}
@@ -635,6 +641,7 @@ func (b *bench) runRouter(ctx context.Context, n *natsServer, wname, tag, bin, p
 	r.Load = loadavg1()
 	if perf != nil {
 		stopPerf(perf)
+		stopPerf(natsPerf)
 	}
 	if err := p.stop(30 * time.Second); err != nil {
 		logf("router: %v", err)
@@ -646,6 +653,11 @@ func (b *bench) runRouter(ctx context.Context, n *natsServer, wname, tag, bin, p
 	logf("router (%s, %s) on %s: %d events in %.2fs%s, %.0f events/s, CPU %.2fs, peak RSS %d MiB, nats CPU %.2fs, loadavg1 %s",
 		persist, envelope, wname, r.Events, r.Secs, capped, r.PerSec, r.CPU, r.RSSKiB/1024, r.NATSCPU, r.Load)
 	return r, nil
+}
+
+// natsPerfFile names the profile of the server taken beside the router's.
+func natsPerfFile(routerFile string) string {
+	return strings.TrimSuffix(routerFile, ".data") + "-nats.data"
 }
 
 // startPerf samples pid's CPU time with call stacks (frame pointers, which Go
@@ -711,6 +723,11 @@ var keySymbols = []string{
 	// both
 	"nats%2ego.(*Conn).flusher", "nats%2ego.(*Conn).readLoop", "runtime.mallocgc", "runtime.gcBgMarkWorker", "runtime.findRunnable",
 	"runtime.sysmon", "[k] do_syscall_64",
+	// nats-server
+	"server.(*client).readLoop", "server.(*client).processInboundClientMsg", "server.(*stream).processJetStreamMsg",
+	"server.(*stream).processInboundJetStreamMsg", "server.(*fileStore).StoreMsg", "server.(*stream).internalLoop",
+	"server.(*client).flushOutbound", "server.(*client).deliverMsg", "server.(*consumer).loopAndGatherMsgs",
+	"server.(*client).processMsgResults", "server.(*stream).checkMsgId", "server.(*stream).storeMsgId",
 }
 
 // perfKey lists keySymbols with their share of samples (including callees).
