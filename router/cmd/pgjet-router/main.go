@@ -53,6 +53,7 @@ func parseConfig(args []string) (config, error) {
 	fs.StringVar(&ce.TypePrefix, "cloudevents-type-prefix", envelope.DefaultTypePrefix, "with --envelope cloudevents: start of the type attribute, PREFIX.schema.table.op or PREFIX.message")
 	persist := fs.String("output-persist", "default", "persistence of a created output stream: default (the server's fsync policy) or async (faster; a NATS server crash can lose the latest events, rebuild by replay)")
 	fs.DurationVar(&c.ackTimeout, "ack-timeout", 10*time.Second, "how long to wait for one publish ack before republishing")
+	fs.DurationVar(&c.relay.Duplicates, "output-duplicate-window", relay.DefaultDuplicates, "duplicate window of a created output stream (the server keeps every event's id this long: memory grows with rate × window)")
 	c.memLimit = 128 << 20
 	fs.Var(&c.memLimit, "memory-limit", "soft memory limit of the Go runtime, e.g. 256MiB (GOMEMLIMIT wins; 0: none)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
@@ -120,6 +121,9 @@ func parseConfig(args []string) (config, error) {
 	}
 	if c.ackTimeout <= 0 {
 		return c, fmt.Errorf("bad --ack-timeout %s: must be positive", c.ackTimeout)
+	}
+	if c.relay.Duplicates < time.Second {
+		return c, fmt.Errorf("bad --output-duplicate-window %s: use at least 1s (default %s)", c.relay.Duplicates, relay.DefaultDuplicates)
 	}
 	if err := c.relay.Check(); err != nil {
 		return c, err

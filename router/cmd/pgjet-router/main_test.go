@@ -35,7 +35,16 @@ func TestParseConfig(t *testing.T) {
 			if r.RawStream != "PGJET_RAW" || r.Durable != "pgjet-router" || r.Stream != "PGJET_EVENTS" || r.Prefix != "postgres" || c.stdout != stdout.Off {
 				t.Errorf("defaults: %+v", c)
 			}
+			if r.Duplicates != 2*time.Minute {
+				t.Errorf("duplicate window %s, want JetStream's default 2m", r.Duplicates)
+			}
 		}},
+		{name: "duplicate window", args: []string{"--nats", "n", "--output-duplicate-window", "30s"}, check: func(t *testing.T, c config) {
+			if c.relay.Duplicates != 30*time.Second {
+				t.Errorf("duplicate window %s, want 30s", c.relay.Duplicates)
+			}
+		}},
+		{name: "duplicate window too short", args: []string{"--nats", "n", "--output-duplicate-window", "100ms"}, want: "bad --output-duplicate-window 100ms: use at least 1s"},
 		{name: "env", args: nil, env: map[string]string{"PGJET_NATS": "nats://e:4222", "PGJET_SUBJECT_PREFIX": "acme.cdc", "PGJET_STDOUT": "text"},
 			check: func(t *testing.T, c config) {
 				if c.natsURL != "nats://e:4222" || c.relay.Prefix != "acme.cdc" || c.stdout != stdout.Text {

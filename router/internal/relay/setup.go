@@ -97,7 +97,7 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 		r.log.Info("output stream holds events up to", "source", r.resume.source, "commit_lsn", formatLSN(r.resume.lsn), "index", r.resume.index)
 	}
 	r.log.Info("relaying", "raw_stream", r.cfg.RawStream, "durable", r.cfg.Durable, "from_seq", next,
-		"raw_pending", ci.NumPending, "stream", r.cfg.Stream, "subject_prefix", r.cfg.Prefix)
+		"raw_pending", ci.NumPending, "stream", r.cfg.Stream, "subject_prefix", r.cfg.Prefix, "duplicate_window", r.dupWindow)
 	return cons, nil
 }
 
@@ -145,9 +145,9 @@ func (r *Relay) ensureOutput(ctx context.Context) error {
 			Subjects:    []string{want},
 			Storage:     jetstream.FileStorage,
 			Retention:   jetstream.LimitsPolicy,
-			// Redeliveries and restarts republish with the same ids; the
-			// window must outlast them.
-			Duplicates:  10 * time.Minute,
+			// Retries republish with the same ids; a retry later than
+			// half the window resyncs from the stream instead (publishAll).
+			Duplicates:  r.cfg.Duplicates,
 			PersistMode: r.persistMode(),
 		})
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
@@ -164,9 +164,9 @@ func (r *Relay) ensureOutput(ctx context.Context) error {
 	cfg := s.CachedInfo().Config
 	for _, subj := range cfg.Subjects {
 		if covers(subj, want) {
-			if cfg.Duplicates < time.Minute {
-				r.log.Warn("output stream has a short duplicate window: events republished after a longer outage or restart are stored twice",
-					"stream", r.cfg.Stream, "duplicate_window", cfg.Duplicates)
+			r.dupWindow = cfg.Duplicates
+			if r.dupWindow <= 0 {
+				r.dupWindow = DefaultDuplicates // the server's default
 			}
 			return nil
 		}
