@@ -193,33 +193,3 @@ func (e *env) collectorRecovered(what string) string {
 	e.collector()
 	return fmt.Sprintf("exited (%v) and was restarted", err)
 }
-
-// Invariant: when the router's publish acks come back later than its ack
-// timeout and its retry would come after the output stream's duplicate
-// window (the server has stored the events but no longer knows their ids),
-// nothing is stored twice: the router finds what is stored from the stream
-// itself rather than republishing blindly.
-func TestAcksLateBeyondDuplicateWindow(t *testing.T) {
-	t.Parallel()
-	e := workEnv(t)
-	px := newProxy(t, "router-nats", fmt.Sprintf("127.0.0.1:%d", e.nats.Port()))
-	e.rtNATS = "nats://" + px.Addr()
-	e.collector()
-	e.startRouter([]string{"--output-duplicate-window", "1s", "--ack-timeout", "1s"})
-	w := e.startWorkload(defaultWorkload())
-	for range pick(1, 3) {
-		time.Sleep(time.Second)
-		// Server to router: acks (and deliveries) arrive 3 s late.
-		undo := px.toxic("latency", "downstream", `{"latency": 3000, "jitter": 0}`)
-		w.bigNow()
-		time.Sleep(pick(6*time.Second, 10*time.Second))
-		undo()
-	}
-	time.Sleep(2 * time.Second)
-	w.Stop()
-	alive(t, e.rt, "router")
-	if !strings.Contains(e.rt.Log(), "publishing to the output stream failed") {
-		t.Errorf("the router logged no failed publish: the fault was not injected\n%s", tail(e.rt.Log(), 30))
-	}
-	e.verify("acks later than the ack timeout, retries beyond the output duplicate window")
-}

@@ -457,6 +457,66 @@ func TestRestartAfterDuplicateWindowIsExact(t *testing.T) {
 	checkOutputs(t, e.outputs(), wantEvents)
 }
 
+// A republish later than half the output stream's duplicate window after a
+// record's first publish could store its events twice (the server may no
+// longer know their ids): publishAll asks for a resync instead, which finds
+// what is stored from the stream itself. Sooner, or on a first attempt that
+// merely takes long, it publishes.
+func TestLateRepublishResyncs(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	s, err := e.js.CreateStream(ctx, jetstream.StreamConfig{Name: outStream, Subjects: []string{"postgres.>"}, Duplicates: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(e.js, Config{RawStream: rawStream, Durable: durable, Stream: outStream, Prefix: "postgres", Log: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ensureOutput(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r.dupWindow != time.Second {
+		t.Fatalf("duplicate window %s, want the stream's 1s", r.dupWindow)
+	}
+	for i, tt := range []struct {
+		name       string
+		failed     bool
+		age        time.Duration // since the record's first publish
+		wantResync bool
+	}{
+		{"retry within half the window", true, 100 * time.Millisecond, false},
+		{"retry past half the window", true, 600 * time.Millisecond, true},
+		{"first attempt, however late", false, 5 * time.Second, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m := nats.NewMsg("postgres.public.orders.insert")
+			m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("test.1.1:1:%d", i))
+			m.Data = []byte(`{}`)
+			rec := &record{b: &batch{outs: []out{{msg: m}}}, failed: tt.failed, sent: time.Now().Add(-tt.age)}
+			before, err := s.Info(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = r.publishAll(ctx, rec, 0)
+			after, ierr := s.Info(ctx)
+			if ierr != nil {
+				t.Fatal(ierr)
+			}
+			stored := after.State.Msgs - before.State.Msgs
+			if tt.wantResync {
+				if !errors.Is(err, errResync) || stored != 0 {
+					t.Errorf("publishAll: %v, %d stored; want a resync and nothing published", err, stored)
+				}
+				return
+			}
+			if err != nil || stored != 1 {
+				t.Errorf("publishAll: %v, %d stored; want the event stored", err, stored)
+			}
+		})
+	}
+}
+
 func TestParseEventID(t *testing.T) {
 	tests := []struct {
 		id   string
