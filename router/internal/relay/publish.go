@@ -41,8 +41,8 @@ func (r *Relay) connEpoch() uint64 { return r.js.Conn().Stats().Reconnects }
 // A republish dedupes only within the output stream's duplicate window of
 // the first publish. Later than half of it (a long outage, acks that come
 // too late), publishAll returns errResync instead: the relay then reads
-// the stream's last event and starts again from the raw consumer's ack
-// floor, skipping what is stored, as after a restart.
+// the stream's last event of every source and starts again from the raw
+// consumer's ack floor, skipping what is stored, as after a restart.
 func (r *Relay) publishAll(ctx context.Context, rec *record, from int) error {
 	if rec.sent.IsZero() {
 		rec.sent = time.Now()

@@ -83,9 +83,10 @@ type Relay struct {
 	// (acknowledged); seen, of the last one taken into the window. The next
 	// one must be seen+1 or records are missing.
 	last, seen uint64
-	// resume, until passed, is the last event the output stream held at
-	// start: events at or before it are not published again.
-	resume *resumePoint
+	// resume holds, by source id until passed, the last event of that
+	// source the output stream held at start: events at or before it are
+	// not published again.
+	resume map[string]*resumePoint
 	// dupWindow is the output stream's duplicate window: for that long
 	// after storing an event the server recognises its id.
 	dupWindow time.Duration

@@ -418,8 +418,8 @@ func TestRestartAndReplayStoreNoDuplicates(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkOutputs(t, e.outputs(), wantEvents)
-	// The source of the last stored event is skipped by position; the
-	// other source's events are deduplicated by the window.
+	// Each source's stored events are skipped by its position, or
+	// deduplicated by the window.
 	if st := third.r.Stats(); st.Skipped == 0 || st.Skipped+st.Duplicates != uint64(len(wantEvents)) {
 		t.Errorf("replay stats %+v: want every event skipped or deduplicated", st)
 	}
@@ -455,6 +455,45 @@ func TestRestartAfterDuplicateWindowIsExact(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkOutputs(t, e.outputs(), wantEvents)
+}
+
+// A router killed after storing events of records of two sources, before
+// acknowledging any of them, restarted after the output duplicate window:
+// each stored event is skipped by its own source's position (the window no
+// longer catches them), none is stored twice.
+func TestRestartSkipsStoredEventsOfEverySource(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	cfg := jetstream.StreamConfig{
+		Name: outStream, Subjects: []string{"postgres.>"}, Storage: jetstream.FileStorage, Duplicates: 200 * time.Millisecond,
+	}
+	if _, err := e.js.CreateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	recs := rawRecords()
+	recs = append(recs[2:], recs[:2]...) // the record of source "other" first
+	want := append([]wantEvent{wantEvents[len(wantEvents)-1]}, wantEvents[:len(wantEvents)-1]...)
+	e.publishRaw(recs...)
+	// What the killed router left: the first three events, of both sources.
+	for _, w := range want[:3] {
+		m := nats.NewMsg(w.subject)
+		m.Header.Set(jetstream.MsgIDHeader, w.id)
+		m.Header.Set(jetstream.ExpectedStreamHeader, outStream)
+		m.Data = []byte(`{}`)
+		if _, err := e.js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // past the duplicate window
+	run := e.start(nil)
+	e.waitAckFloor(3)
+	if err := run.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	checkOutputs(t, e.outputs(), want)
+	if st := run.r.Stats(); st.Skipped != 3 || st.Duplicates != 0 {
+		t.Errorf("relay stats %+v: want the 3 stored events skipped by position, none republished", st)
+	}
 }
 
 // A republish later than half the output stream's duplicate window after a

@@ -57,9 +57,10 @@ func (r *Relay) render(m *wire.Message, rawSize int, rawSeq uint64, maxPayload i
 	// Each raw record gets its own buffer: published messages keep pointing
 	// into it until their acks arrive, and the client may resend them.
 	arena := r.arenas.get(2 * rawSize)
-	var sourceID string
-	if r.resume != nil {
-		sourceID = m.Source.ID()
+	// The source's resume point, until passed.
+	var resume *resumePoint
+	if len(r.resume) > 0 {
+		resume = r.resume[m.Source.ID()]
 	}
 	for ti := range m.Txs {
 		tx := &m.Txs[ti]
@@ -69,7 +70,7 @@ func (r *Relay) render(m *wire.Message, rawSize int, rawSeq uint64, maxPayload i
 			ev := envelope.Event{Source: &m.Source, Tx: tx, Change: c, Index: tx.FirstChange + uint64(ci)}
 			switch c.Op {
 			case wire.OpMessage:
-				arena = r.renderOne(b, arena, ev, -1, sourceID, oversize)
+				arena = r.renderOne(b, arena, ev, -1, &resume, oversize)
 			case wire.OpTruncate:
 				// One event per table, each on its table's subject.
 				for n, ri := range c.TruncateRels {
@@ -78,11 +79,11 @@ func (r *Relay) render(m *wire.Message, rawSize int, rawSeq uint64, maxPayload i
 					if len(c.TruncateRels) > 1 {
 						part = n
 					}
-					arena = r.renderOne(b, arena, ev, part, sourceID, oversize)
+					arena = r.renderOne(b, arena, ev, part, &resume, oversize)
 				}
 			default:
 				ev.Rel = &m.Relations[c.Rel]
-				arena = r.renderOne(b, arena, ev, -1, sourceID, oversize)
+				arena = r.renderOne(b, arena, ev, -1, &resume, oversize)
 			}
 		}
 	}
@@ -94,15 +95,15 @@ func (r *Relay) render(m *wire.Message, rawSize int, rawSeq uint64, maxPayload i
 // a truncate of several tables; their ids get the suffix ".<part>".
 // oversize > 0 is the encoded size of a change known to make too large an
 // event: it is dead-lettered without rendering.
-func (r *Relay) renderOne(b *batch, arena []byte, ev envelope.Event, part int, sourceID string, oversize int) []byte {
-	if r.resume != nil {
-		if r.resume.stored(sourceID, &ev, part) {
+func (r *Relay) renderOne(b *batch, arena []byte, ev envelope.Event, part int, resume **resumePoint, oversize int) []byte {
+	if p := *resume; p != nil {
+		if p.stored(&ev, part) {
 			b.skipped++
 			return arena
 		}
-		if sourceID == r.resume.source {
-			r.resume = nil // past it: everything from here on is new
-		}
+		// Past it: everything of this source from here on is new.
+		delete(r.resume, p.source)
+		*resume = nil
 	}
 	r.idBuf = wire.AppendChangeID(r.idBuf[:0], *ev.Source, ev.Tx.CommitLSN, ev.Index)
 	if part >= 0 {

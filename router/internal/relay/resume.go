@@ -11,11 +11,12 @@ import (
 	"github.com/pgjet/pgjet/router/internal/envelope"
 )
 
-// resumePoint is the last event the output stream holds. A router killed
-// while publishing a raw record's events leaves part of them stored; when
-// that record comes back, its stored events are skipped by position, which
-// stays exact however long the restart took (the stream's duplicate window
-// only covers short gaps).
+// resumePoint is the last event of one source the output stream holds. A
+// router killed (or resyncing) while records of its window were published
+// leaves part of their events stored, possibly of several sources; when the
+// records come back, the stored events are skipped by position, which stays
+// exact however long the restart took (the stream's duplicate window only
+// covers short gaps).
 type resumePoint struct {
 	source string // wire.Source.ID()
 	lsn    uint64
@@ -23,29 +24,66 @@ type resumePoint struct {
 	part   int // truncate part, -1 for none
 }
 
-// readResumePoint reads the id of the last message on the relay's subjects.
-// Only the record in progress can be partly published, and its events are
-// the last ones written, so the last message is the only position needed.
-func (r *Relay) readResumePoint(ctx context.Context) (*resumePoint, error) {
+// readResumePoints reads the last event of every source among the last
+// maxWindowEvents messages on the relay's subjects. That covers every event
+// of the records that can come back: the window never holds more events
+// unacknowledged, and a larger record is published alone.
+func (r *Relay) readResumePoints(ctx context.Context) (map[string]*resumePoint, error) {
 	s, err := r.js.Stream(ctx, r.cfg.Stream)
 	if err != nil {
 		return nil, fmt.Errorf("output stream %s: %w", r.cfg.Stream, err)
 	}
-	msg, err := s.GetLastMsgForSubject(ctx, r.cfg.Prefix+".>")
+	filter := r.cfg.Prefix + ".>"
+	last, err := s.GetLastMsgForSubject(ctx, filter)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read the last event of %s: %w", r.cfg.Stream, err)
 	}
-	id := msg.Header.Get(jetstream.MsgIDHeader)
-	p, ok := parseEventID(id)
-	if !ok {
+	if _, ok := parseEventID(last.Header.Get(jetstream.MsgIDHeader)); !ok {
 		// Not written by a router (or by an older one): nothing to skip by.
-		r.log.Warn("last message of the output stream has no pgjet event id; relying on the duplicate window alone", "id", id, "seq", msg.Sequence)
+		r.log.Warn("last message of the output stream has no pgjet event id; relying on the duplicate window alone",
+			"id", last.Header.Get(jetstream.MsgIDHeader), "seq", last.Sequence)
 		return nil, nil
 	}
-	return p, nil
+	start := uint64(1)
+	if last.Sequence > maxWindowEvents {
+		start = last.Sequence - maxWindowEvents + 1
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{filter},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    start,
+		HeadersOnly:    true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the last events of %s: %w", r.cfg.Stream, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(512))
+	if err != nil {
+		return nil, fmt.Errorf("read the last events of %s: %w", r.cfg.Stream, err)
+	}
+	defer it.Stop()
+	points := make(map[string]*resumePoint)
+	for seq := uint64(0); seq < last.Sequence; {
+		nctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
+		msg, err := it.Next(jetstream.NextContext(nctx))
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("read the last events of %s (up to seq %d): %w", r.cfg.Stream, last.Sequence, err)
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return nil, fmt.Errorf("read the last events of %s: %w", r.cfg.Stream, err)
+		}
+		seq = meta.Sequence.Stream
+		// A source's events are stored in order: the later one wins.
+		if p, ok := parseEventID(msg.Headers().Get(jetstream.MsgIDHeader)); ok {
+			points[p.source] = p
+		}
+	}
+	return points, nil
 }
 
 // parseEventID parses "<source id>:<commit lsn hex>:<index>[.<part>][:dlq]".
@@ -85,12 +123,9 @@ func cutLast(s string, sep byte) (before, after string, ok bool) {
 	return s[:i], s[i+1:], true
 }
 
-// stored reports whether the event (of source sourceID) is at or before the
-// resume point, i.e. already in the output stream.
-func (p *resumePoint) stored(sourceID string, ev *envelope.Event, part int) bool {
-	if sourceID != p.source {
-		return false
-	}
+// stored reports whether the event is at or before the resume point of its
+// source, i.e. already in the output stream.
+func (p *resumePoint) stored(ev *envelope.Event, part int) bool {
 	lsn := ev.Tx.CommitLSN
 	switch {
 	case lsn != p.lsn:

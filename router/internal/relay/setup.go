@@ -48,7 +48,7 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 	if err := r.ensureOutput(ctx); err != nil {
 		return nil, err
 	}
-	if r.resume, err = r.readResumePoint(ctx); err != nil {
+	if r.resume, err = r.readResumePoints(ctx); err != nil {
 		return nil, err
 	}
 	cons, err := raw.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
@@ -93,8 +93,8 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 		return nil, &GapError{Stream: r.cfg.RawStream, Durable: r.cfg.Durable, First: next, Last: info.State.FirstSeq - 1}
 	}
 	r.last, r.seen = next-1, next-1
-	if r.resume != nil {
-		r.log.Info("output stream holds events up to", "source", r.resume.source, "commit_lsn", formatLSN(r.resume.lsn), "index", r.resume.index)
+	for _, p := range r.resume {
+		r.log.Info("output stream holds events up to", "source", p.source, "commit_lsn", formatLSN(p.lsn), "index", p.index)
 	}
 	r.log.Info("relaying", "raw_stream", r.cfg.RawStream, "durable", r.cfg.Durable, "from_seq", next,
 		"raw_pending", ci.NumPending, "stream", r.cfg.Stream, "subject_prefix", r.cfg.Prefix, "duplicate_window", r.dupWindow)
