@@ -209,7 +209,6 @@ func (r *Relay) consume(ctx context.Context, started *bool) error {
 // order when rec is retired.
 func (r *Relay) publishAsync(ctx context.Context, rec *record, epoch uint64) {
 	rec.done = make(chan struct{})
-	rec.sent = time.Now()
 	futs := make([]jetstream.PubAckFuture, 0, len(rec.b.outs))
 	for i := range rec.b.outs {
 		if r.connEpoch() != epoch {

@@ -44,9 +44,6 @@ func (r *Relay) connEpoch() uint64 { return r.js.Conn().Stats().Reconnects }
 // the stream's last event of every source and starts again from the raw
 // consumer's ack floor, skipping what is stored, as after a restart.
 func (r *Relay) publishAll(ctx context.Context, rec *record, from int) error {
-	if rec.sent.IsZero() {
-		rec.sent = time.Now()
-	}
 	raw, outs := rec.msg, rec.b.outs[from:]
 	// Tell the raw stream now and then that the record is still being
 	// worked on, so that it is not redelivered while a large one publishes
@@ -64,9 +61,10 @@ func (r *Relay) publishAll(ctx context.Context, rec *record, from int) error {
 	backoff := minBackoff
 	done := 0
 	for attempt := 1; ; attempt++ {
-		if rec.failed && time.Since(rec.sent) > r.dupWindow/2 {
-			return fmt.Errorf("%w: republishing raw record %d %s after its first publish could store events twice (output duplicate window %s)",
-				errResync, rec.seq, time.Since(rec.sent).Round(time.Millisecond), r.dupWindow)
+		// Measured from before the first publish: on the safe side.
+		if rec.failed && time.Since(rec.start) > r.dupWindow/2 {
+			return fmt.Errorf("%w: republishing raw record %d %s after it was taken could store events twice (output duplicate window %s)",
+				errResync, rec.seq, time.Since(rec.start).Round(time.Millisecond), r.dupWindow)
 		}
 		n, err := r.publishFrom(ctx, outs[done:], inProgress)
 		done += n

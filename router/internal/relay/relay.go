@@ -261,7 +261,7 @@ type record struct {
 	src   string
 	txs   int
 	b     *batch
-	start time.Time
+	start time.Time // taken into work, before any of its events was published
 
 	// Set when its events were published asynchronously: done closes once
 	// the first acked of them are known stored (all, unless err).
@@ -271,9 +271,6 @@ type record struct {
 	// failed: a publish of it failed, so the client may still hold (and
 	// retry) some of its messages, which point into its arena.
 	failed bool
-	// sent is when its first event was published: a retry must come
-	// within the output stream's duplicate window of it.
-	sent time.Time
 }
 
 // prepare decodes and renders raw record msg. It returns nil for a record

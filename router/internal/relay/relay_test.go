@@ -521,7 +521,7 @@ func TestLateRepublishResyncs(t *testing.T) {
 	for i, tt := range []struct {
 		name       string
 		failed     bool
-		age        time.Duration // since the record's first publish
+		age        time.Duration // since the record was taken
 		wantResync bool
 	}{
 		{"retry within half the window", true, 100 * time.Millisecond, false},
@@ -532,7 +532,7 @@ func TestLateRepublishResyncs(t *testing.T) {
 			m := nats.NewMsg("postgres.public.orders.insert")
 			m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("test.1.1:1:%d", i))
 			m.Data = []byte(`{}`)
-			rec := &record{b: &batch{outs: []out{{msg: m}}}, failed: tt.failed, sent: time.Now().Add(-tt.age)}
+			rec := &record{b: &batch{outs: []out{{msg: m}}}, failed: tt.failed, start: time.Now().Add(-tt.age)}
 			before, err := s.Info(ctx)
 			if err != nil {
 				t.Fatal(err)
