@@ -2,6 +2,7 @@ package wire
 
 import (
 	"strconv"
+	"strings"
 )
 
 // ID of a source in message ids: name, system identifier and timeline, so that
@@ -48,14 +49,78 @@ func appendPiece(b []byte, piece uint64) []byte {
 	return strconv.AppendUint(b, piece, 10)
 }
 
-// AppendChangeID appends the Nats-Msg-Id of one output event: source, commit
-// LSN and the change's index in its transaction. Stable across batching,
-// retries, restarts and replays.
-func AppendChangeID(b []byte, s Source, commitLSN, change uint64) []byte {
+// Event ids, the Nats-Msg-Id of every output event (and the id of envelopes
+// that carry one):
+//
+//	<source id>:<commit lsn, hex>:<change index>[.<part>][:dlq]
+//
+// part numbers the events of a truncate of several tables (one per table);
+// ":dlq" marks the dead letter of an event. Stable across batching, retries,
+// restarts and replays; AppendEventID writes them and ParseEventID reads them.
+
+// DeadLetterSuffix ends the id of a dead letter: the event's id + suffix.
+const DeadLetterSuffix = ":dlq"
+
+// AppendEventID appends the id of an event: the change at index of the
+// transaction committed at commitLSN, and part >= 0 for the part-th table of
+// a truncate of several (part < 0: none).
+func AppendEventID(b []byte, s Source, commitLSN, index uint64, part int) []byte {
 	b = s.AppendID(b)
 	b = append(b, ':')
 	b = strconv.AppendUint(b, commitLSN, 16)
 	b = append(b, ':')
-	b = strconv.AppendUint(b, change, 10)
+	b = strconv.AppendUint(b, index, 10)
+	if part >= 0 {
+		b = append(b, '.')
+		b = strconv.AppendInt(b, int64(part), 10)
+	}
 	return b
+}
+
+// EventID is a parsed event id.
+type EventID struct {
+	Source     string // Source.ID()
+	CommitLSN  uint64
+	Index      uint64
+	Part       int // -1 for none
+	DeadLetter bool
+}
+
+// ParseEventID parses an id AppendEventID wrote, with or without
+// DeadLetterSuffix.
+func ParseEventID(id string) (EventID, bool) {
+	var e EventID
+	id, e.DeadLetter = strings.CutSuffix(id, DeadLetterSuffix)
+	rest, idx, ok := cutLast(id, ':')
+	if !ok {
+		return e, false
+	}
+	source, lsnHex, ok := cutLast(rest, ':')
+	if !ok || source == "" {
+		return e, false
+	}
+	e.Source, e.Part = source, -1
+	var err error
+	if e.CommitLSN, err = strconv.ParseUint(lsnHex, 16, 64); err != nil {
+		return e, false
+	}
+	if i, part, has := strings.Cut(idx, "."); has {
+		n, err := strconv.Atoi(part)
+		if err != nil || n < 0 {
+			return e, false
+		}
+		e.Part, idx = n, i
+	}
+	if e.Index, err = strconv.ParseUint(idx, 10, 64); err != nil {
+		return e, false
+	}
+	return e, true
+}
+
+func cutLast(s string, sep byte) (before, after string, ok bool) {
+	i := strings.LastIndexByte(s, sep)
+	if i < 0 {
+		return "", "", false
+	}
+	return s[:i], s[i+1:], true
 }

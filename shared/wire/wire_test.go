@@ -215,8 +215,49 @@ func TestIDs(t *testing.T) {
 	if got := RawMsgID(s, Position{CommitLSN: 0x1A, Change: 0}, Position{CommitLSN: 0x2B, Change: 5}); got != "app.7311.2:1a.0-2b.5" {
 		t.Errorf("RawMsgID = %q", got)
 	}
-	if got := string(AppendChangeID(nil, s, 0x1A, 3)); got != "app.7311.2:1a:3" {
-		t.Errorf("AppendChangeID = %q", got)
+	if got := string(AppendEventID(nil, s, 0x1A, 3, -1)); got != "app.7311.2:1a:3" {
+		t.Errorf("AppendEventID = %q", got)
+	}
+	if got := string(AppendEventID(nil, s, 0x1A, 3, 2)); got != "app.7311.2:1a:3.2" {
+		t.Errorf("AppendEventID of a truncate part = %q", got)
+	}
+}
+
+func TestParseEventID(t *testing.T) {
+	tests := []struct {
+		id   string
+		want *EventID
+	}{
+		{"app.7311.1:1a2b:7", &EventID{Source: "app.7311.1", CommitLSN: 0x1a2b, Index: 7, Part: -1}},
+		{"app.7311.1:1a2b:7.2", &EventID{Source: "app.7311.1", CommitLSN: 0x1a2b, Index: 7, Part: 2}},
+		{"app.7311.1:1a2b:0:dlq", &EventID{Source: "app.7311.1", CommitLSN: 0x1a2b, Index: 0, Part: -1, DeadLetter: true}},
+		{"my-src.1.2:ff:3", &EventID{Source: "my-src.1.2", CommitLSN: 0xff, Index: 3, Part: -1}},
+		{"garbage", nil},
+		{":ff:3", nil},
+		{"a.1.1:zz:3", nil},
+		{"a.1.1:ff:x", nil},
+		{"a.1.1:ff:3.-1", nil},
+	}
+	for _, tt := range tests {
+		got, ok := ParseEventID(tt.id)
+		if tt.want == nil {
+			if ok {
+				t.Errorf("ParseEventID(%q) = %+v, want failure", tt.id, got)
+			}
+			continue
+		}
+		if !ok || got != *tt.want {
+			t.Errorf("ParseEventID(%q) = %+v, %v; want %+v", tt.id, got, ok, *tt.want)
+		}
+	}
+	// What AppendEventID writes, ParseEventID reads back.
+	s := Source{Name: "app", SystemID: 7311, Timeline: 2}
+	for _, part := range []int{-1, 0, 5} {
+		id := string(AppendEventID(nil, s, 0xABCDEF0123, 42, part))
+		got, ok := ParseEventID(id + DeadLetterSuffix)
+		if want := (EventID{Source: s.ID(), CommitLSN: 0xABCDEF0123, Index: 42, Part: part, DeadLetter: true}); !ok || got != want {
+			t.Errorf("ParseEventID(%q) = %+v, %v; want %+v", id, got, ok, want)
+		}
 	}
 }
 

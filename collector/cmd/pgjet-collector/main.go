@@ -291,7 +291,7 @@ func (s *session) run(ctx context.Context) error {
 	// only cost memory. Headroom below max payload covers headers.
 	maxMsg := min(int(s.nc.MaxPayload())-64<<10, cfg.maxMessage)
 	pub := rawstream.NewPublisher(s.js, rawstream.PublisherConfig{
-		Subject:         rawstream.Subject(cfg.source),
+		Subject:         wire.RawSubject(cfg.source),
 		Source:          src,
 		MaxMessageBytes: maxMsg,
 		MaxQueueBytes:   cfg.maxQueue,
@@ -314,7 +314,7 @@ func (s *session) run(ctx context.Context) error {
 		log.Info("no earlier records of this source in the raw stream")
 	}
 	log.Info("streaming", "slot", cfg.slot, "publication", cfg.publication, "confirmed_flush", pglogrepl.LSN(slot.ConfirmedFlush),
-		"raw_subject", rawstream.Subject(cfg.source), "system_id", sysID, "timeline", sys.Timeline)
+		"raw_subject", wire.RawSubject(cfg.source), "system_id", sysID, "timeline", sys.Timeline)
 	s.streamed = true
 
 	pubCtx, stopPub := context.WithCancel(context.Background())

@@ -46,7 +46,7 @@ func newPublisherRig(t *testing.T, c PublisherConfig) *publisherRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Subject = Subject(benchSrc.Name)
+	c.Subject = wire.RawSubject(benchSrc.Name)
 	c.Source = benchSrc
 	if c.MaxMessageBytes == 0 {
 		c.MaxMessageBytes = 1 << 20

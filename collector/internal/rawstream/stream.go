@@ -13,12 +13,6 @@ import (
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
-// SubjectPrefix is the first tokens of every raw subject; one subject per source.
-const SubjectPrefix = "pgjet.raw."
-
-// Subject is the raw subject of a source.
-func Subject(source string) string { return SubjectPrefix + source }
-
 // StreamConfig is what the collector needs of the raw stream.
 type StreamConfig struct {
 	Name       string
@@ -36,7 +30,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c StreamConfig) (*jetst
 		s, err = js.CreateStream(ctx, jetstream.StreamConfig{
 			Name:        c.Name,
 			Description: "pgjet raw change records (msgpack), written by pgjet-collector",
-			Subjects:    []string{SubjectPrefix + ">"},
+			Subjects:    []string{wire.RawFilter},
 			Storage:     jetstream.FileStorage,
 			Retention:   jetstream.LimitsPolicy,
 			// Discard new: when full, publishing fails and the collector stops
@@ -67,7 +61,7 @@ func LastPosition(ctx context.Context, js jetstream.JetStream, stream, source st
 	if err != nil {
 		return pos, src, false, fmt.Errorf("raw stream %s: %w", stream, err)
 	}
-	raw, err := s.GetLastMsgForSubject(ctx, Subject(source))
+	raw, err := s.GetLastMsgForSubject(ctx, wire.RawSubject(source))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return pos, src, false, nil
 	}

@@ -27,13 +27,15 @@ import (
 )
 
 type config struct {
-	memLimit   memlimit.Size
-	natsURL    string
-	creds      string
-	relay      relay.Config
-	stdout     stdout.Format
-	ackTimeout time.Duration
-	logLevel   slog.Level
+	memLimit memlimit.Size
+	natsURL  string
+	creds    string
+	relay    relay.Config
+	stdout   stdout.Format
+	// cloudEvents is the CloudEvents configuration with --envelope cloudevents.
+	cloudEvents *envelope.CloudEventsConfig
+	ackTimeout  time.Duration
+	logLevel    slog.Level
 }
 
 func parseConfig(args []string) (config, error) {
@@ -100,7 +102,14 @@ func parseConfig(args []string) (config, error) {
 		default:
 			return c, fmt.Errorf("bad --cloudevents-mode %q: use structured or binary", *ceMode)
 		}
-		c.relay.CloudEvents = &ce
+		c.cloudEvents = &ce
+		if c.relay.Envelope, err = envelope.NewCloudEvents(ce); err != nil {
+			var oe *envelope.OptionError
+			if errors.As(err, &oe) {
+				return c, fmt.Errorf("bad --cloudevents-%s %w", strings.ReplaceAll(oe.Key, "_", "-"), oe.Err)
+			}
+			return c, err
+		}
 	default:
 		return c, fmt.Errorf("bad --envelope %q: use native or cloudevents", *env)
 	}

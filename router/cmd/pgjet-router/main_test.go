@@ -67,25 +67,25 @@ func TestParseConfig(t *testing.T) {
 		{name: "bad stream", args: []string{"--nats", "n", "--stream", "a b"}, want: "--stream"},
 		{name: "missing creds file", args: []string{"--nats", "n", "--creds", "/nonexistent/x.creds"}, want: "bad --creds"},
 		{name: "native envelope by default", args: []string{"--nats", "n"}, check: func(t *testing.T, c config) {
-			if c.relay.CloudEvents != nil {
-				t.Errorf("CloudEvents without --envelope: %+v", c.relay.CloudEvents)
+			if c.cloudEvents != nil {
+				t.Errorf("CloudEvents without --envelope: %+v", c.cloudEvents)
 			}
 		}},
 		{name: "cloudevents defaults", args: []string{"--nats", "n", "--envelope", "cloudevents"}, check: func(t *testing.T, c config) {
-			if ce := c.relay.CloudEvents; ce == nil || *ce != (envelope.CloudEventsConfig{TypePrefix: "io.pgjet"}) {
+			if ce := c.cloudEvents; ce == nil || *ce != (envelope.CloudEventsConfig{TypePrefix: "io.pgjet"}) {
 				t.Errorf("cloudevents defaults: %+v", ce)
 			}
 		}},
 		{name: "cloudevents binary", args: []string{"--nats", "n", "--envelope", "cloudevents", "--cloudevents-mode", "binary",
 			"--cloudevents-source", "https://db.example.com/shop", "--cloudevents-type-prefix", "com.acme.cdc"}, check: func(t *testing.T, c config) {
 			want := envelope.CloudEventsConfig{Binary: true, Source: "https://db.example.com/shop", TypePrefix: "com.acme.cdc"}
-			if ce := c.relay.CloudEvents; ce == nil || *ce != want {
+			if ce := c.cloudEvents; ce == nil || *ce != want {
 				t.Errorf("cloudevents: %+v, want %+v", ce, want)
 			}
 		}},
 		{name: "cloudevents from env", env: map[string]string{"PGJET_NATS": "n", "PGJET_ENVELOPE": "cloudevents", "PGJET_CLOUDEVENTS_MODE": "binary", "PGJET_CLOUDEVENTS_SOURCE": "/shop"},
 			check: func(t *testing.T, c config) {
-				if ce := c.relay.CloudEvents; ce == nil || !ce.Binary || ce.Source != "/shop" {
+				if ce := c.cloudEvents; ce == nil || !ce.Binary || ce.Source != "/shop" {
 					t.Errorf("cloudevents from env: %+v", ce)
 				}
 			}},

@@ -30,17 +30,45 @@ type CloudEventsConfig struct {
 	TypePrefix string
 }
 
-// Check reports what is wrong with c, naming the router's flags.
+// Check reports what is wrong with c, as an *OptionError naming the
+// setting.
 func (c CloudEventsConfig) Check() error {
 	if c.Source != "" {
 		if err := checkSource(c.Source); err != nil {
-			return fmt.Errorf("bad --cloudevents-source %q: %w", c.Source, err)
+			return &OptionError{Key: "source", Err: fmt.Errorf("%q: %w", c.Source, err)}
 		}
 	}
 	if c.TypePrefix != "" && !typePrefixRE.MatchString(c.TypePrefix) {
-		return fmt.Errorf("bad --cloudevents-type-prefix %q: use dot-separated words of letters, digits, '_' and '-', e.g. com.acme.cdc", c.TypePrefix)
+		return &OptionError{Key: "type_prefix", Err: fmt.Errorf("%q: use dot-separated words of letters, digits, '_' and '-', e.g. com.acme.cdc", c.TypePrefix)}
 	}
 	return nil
+}
+
+// cloudEventsSettings are the keys of a route's cloudevents envelope.
+type cloudEventsSettings struct {
+	Mode       string `json:"mode"` // structured (default) or binary
+	Source     string `json:"source"`
+	TypePrefix string `json:"type_prefix"`
+}
+
+// newCloudEvents is the registry's factory.
+func newCloudEvents(o Options) (Renderer, error) {
+	if err := jsonOnly("cloudevents", o); err != nil {
+		return nil, err
+	}
+	var s cloudEventsSettings
+	if err := decodeSettings(o.Settings, &s); err != nil {
+		return nil, err
+	}
+	cfg := CloudEventsConfig{Source: s.Source, TypePrefix: s.TypePrefix}
+	switch s.Mode {
+	case "", "structured":
+	case "binary":
+		cfg.Binary = true
+	default:
+		return nil, &OptionError{Key: "mode", Err: fmt.Errorf("%q: use structured or binary", s.Mode)}
+	}
+	return NewCloudEvents(cfg)
 }
 
 var typePrefixRE = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)

@@ -228,7 +228,7 @@ func checkCEString(t *testing.T, s string) {
 }
 
 func eventID(ev *Event) string {
-	return string(wire.AppendChangeID(nil, *ev.Source, ev.Tx.CommitLSN, ev.Index))
+	return string(wire.AppendEventID(nil, *ev.Source, ev.Tx.CommitLSN, ev.Index, -1))
 }
 
 func TestCloudEventsGolden(t *testing.T) {
@@ -315,14 +315,14 @@ func TestCloudEventsConfig(t *testing.T) {
 		cfg  CloudEventsConfig
 		want string
 	}{
-		{CloudEventsConfig{Source: "has space"}, `bad --cloudevents-source "has space": use a URI-reference`},
-		{CloudEventsConfig{Source: "/é"}, "bad --cloudevents-source"},
-		{CloudEventsConfig{Source: "http://[::1"}, "bad --cloudevents-source"},
-		{CloudEventsConfig{Source: "a\nb"}, "bad --cloudevents-source"},
-		{CloudEventsConfig{TypePrefix: "com..acme"}, `bad --cloudevents-type-prefix "com..acme": use dot-separated words`},
-		{CloudEventsConfig{TypePrefix: ".com"}, "bad --cloudevents-type-prefix"},
-		{CloudEventsConfig{TypePrefix: "com.*"}, "bad --cloudevents-type-prefix"},
-		{CloudEventsConfig{TypePrefix: "com acme"}, "bad --cloudevents-type-prefix"},
+		{CloudEventsConfig{Source: "has space"}, `source: "has space": use a URI-reference`},
+		{CloudEventsConfig{Source: "/é"}, "source: "},
+		{CloudEventsConfig{Source: "http://[::1"}, "source: "},
+		{CloudEventsConfig{Source: "a\nb"}, "source: "},
+		{CloudEventsConfig{TypePrefix: "com..acme"}, `type_prefix: "com..acme": use dot-separated words`},
+		{CloudEventsConfig{TypePrefix: ".com"}, "type_prefix: "},
+		{CloudEventsConfig{TypePrefix: "com.*"}, "type_prefix: "},
+		{CloudEventsConfig{TypePrefix: "com acme"}, "type_prefix: "},
 	}
 	for _, tt := range bad {
 		if _, err := NewCloudEvents(tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {

@@ -52,6 +52,17 @@ func NewNative() *Native {
 	return &Native{dec: value.NewDecoder()}
 }
 
+// newNative is the registry's factory: the native envelope has no settings.
+func newNative(o Options) (Renderer, error) {
+	if err := jsonOnly("native", o); err != nil {
+		return nil, err
+	}
+	if err := decodeSettings(o.Settings, &struct{}{}); err != nil {
+		return nil, err
+	}
+	return NewNative(), nil
+}
+
 // Append appends the envelope of e to b. On error (an undecodable value, an
 // inconsistent event) b is returned unchanged and the error names the
 // column; the caller dead-letters the change.

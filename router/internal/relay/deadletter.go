@@ -127,7 +127,7 @@ func (r *Relay) deadLetter(ev *envelope.Event, id string, rawSeq uint64, cause e
 	return &nats.Msg{
 		Subject: r.dead,
 		Data:    data,
-		Header:  nats.Header{jetstream.MsgIDHeader: []string{id + ":dlq"}, jetstream.ExpectedStreamHeader: r.expectStream},
+		Header:  nats.Header{jetstream.MsgIDHeader: []string{id + wire.DeadLetterSuffix}, jetstream.ExpectedStreamHeader: r.expectStream},
 	}
 }
 

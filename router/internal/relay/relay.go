@@ -25,9 +25,6 @@ import (
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
-// RawFilter selects the raw records of every source.
-const RawFilter = "pgjet.raw.>"
-
 // DefaultDuplicates is JetStream's own default duplicate window. The server
 // keeps each id for the window, about 150 bytes of heap each (measured with
 // pgjet's ids): at 50,000 events/s that is 6 million ids and 0.9 GB; the 10
@@ -40,9 +37,8 @@ type Config struct {
 	Durable   string // durable consumer on it
 	Stream    string // output stream, created when missing
 	Prefix    string // first token(s) of every output subject
-	// CloudEvents, when set, renders events as CloudEvents whose data is
-	// the native envelope; otherwise events are native envelopes.
-	CloudEvents *envelope.CloudEventsConfig
+	// Envelope renders the events (envelope.New); nil for native JSON.
+	Envelope envelope.Renderer
 	// Stdout, when set, also prints every event once it is stored.
 	Stdout *stdout.Sink
 	// PublishTimeout bounds the wait for one publish ack before republishing.
@@ -69,7 +65,7 @@ type Relay struct {
 	js   jetstream.JetStream
 	cfg  Config
 	log  *slog.Logger
-	env  renderer
+	env  envelope.Renderer
 	dead string // dead-letter subject
 	raw  jetstream.Stream
 	// expectStream is the value of every message's Nats-Expected-Stream
@@ -123,11 +119,8 @@ func (c Config) Check() error {
 	if err := subject.ValidPrefix(c.Prefix); err != nil {
 		return fmt.Errorf("bad --subject-prefix: %w", err)
 	}
-	if covers(RawFilter, c.Prefix+".>") || covers(c.Prefix+".>", RawFilter) {
-		return fmt.Errorf("bad --subject-prefix %q: it overlaps the raw subjects %s", c.Prefix, RawFilter)
-	}
-	if c.CloudEvents != nil {
-		return c.CloudEvents.Check()
+	if covers(wire.RawFilter, c.Prefix+".>") || covers(c.Prefix+".>", wire.RawFilter) {
+		return fmt.Errorf("bad --subject-prefix %q: it overlaps the raw subjects %s", c.Prefix, wire.RawFilter)
 	}
 	return nil
 }
@@ -155,13 +148,9 @@ func New(js jetstream.JetStream, cfg Config) (*Relay, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	var env renderer = envelope.NewNative()
-	if cfg.CloudEvents != nil {
-		ce, err := envelope.NewCloudEvents(*cfg.CloudEvents)
-		if err != nil {
-			return nil, err
-		}
-		env = ce
+	env := cfg.Envelope
+	if env == nil {
+		env = envelope.NewNative()
 	}
 	return &Relay{
 		js:           js,

@@ -167,8 +167,16 @@ func (e *env) start(stdoutSink *stdout.Sink) *running {
 // events for nil.
 func (e *env) startEnvelope(ce *envelope.CloudEventsConfig, stdoutSink *stdout.Sink) *running {
 	e.t.Helper()
+	var env envelope.Renderer
+	if ce != nil {
+		c, err := envelope.NewCloudEvents(*ce)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		env = c
+	}
 	r, err := New(e.js, Config{
-		RawStream: rawStream, Durable: durable, Stream: outStream, Prefix: "postgres", CloudEvents: ce,
+		RawStream: rawStream, Durable: durable, Stream: outStream, Prefix: "postgres", Envelope: env,
 		Stdout: stdoutSink, PublishTimeout: 2 * time.Second, Log: testLogger(e.t),
 	})
 	if err != nil {
@@ -556,35 +564,6 @@ func TestLateRepublishResyncs(t *testing.T) {
 	}
 }
 
-func TestParseEventID(t *testing.T) {
-	tests := []struct {
-		id   string
-		want *resumePoint
-	}{
-		{"app.7311.1:1a2b:7", &resumePoint{source: "app.7311.1", lsn: 0x1a2b, index: 7, part: -1}},
-		{"app.7311.1:1a2b:7.2", &resumePoint{source: "app.7311.1", lsn: 0x1a2b, index: 7, part: 2}},
-		{"app.7311.1:1a2b:0:dlq", &resumePoint{source: "app.7311.1", lsn: 0x1a2b, index: 0, part: -1}},
-		{"my-src.1.2:ff:3", &resumePoint{source: "my-src.1.2", lsn: 0xff, index: 3, part: -1}},
-		{"garbage", nil},
-		{":ff:3", nil},
-		{"a.1.1:zz:3", nil},
-		{"a.1.1:ff:x", nil},
-		{"a.1.1:ff:3.-1", nil},
-	}
-	for _, tt := range tests {
-		got, ok := parseEventID(tt.id)
-		if tt.want == nil {
-			if ok {
-				t.Errorf("parseEventID(%q) = %+v, want failure", tt.id, got)
-			}
-			continue
-		}
-		if !ok || *got != *tt.want {
-			t.Errorf("parseEventID(%q) = %+v, %v; want %+v", tt.id, got, ok, tt.want)
-		}
-	}
-}
-
 // A router killed while holding a raw record leaves it unacknowledged on the
 // consumer; the next one must get it at once, not after the 60 s ack wait.
 func TestPendingRecordOfKilledRouterIsRedeliveredAtOnce(t *testing.T) {
@@ -593,7 +572,7 @@ func TestPendingRecordOfKilledRouterIsRedeliveredAtOnce(t *testing.T) {
 	e.publishRaw(rawRecords()...)
 	cons, err := e.js.CreateConsumer(ctx, rawStream, jetstream.ConsumerConfig{
 		Durable: durable, DeliverPolicy: jetstream.DeliverAllPolicy, AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: time.Minute, MaxAckPending: 1, FilterSubject: RawFilter,
+		AckWait: time.Minute, MaxAckPending: 1, FilterSubject: wire.RawFilter,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -622,7 +601,7 @@ func TestLostDeliveryIsRedeliveredBeforeTheAckWait(t *testing.T) {
 	ctx := context.Background()
 	cons, err := e.js.CreateConsumer(ctx, rawStream, jetstream.ConsumerConfig{
 		Durable: durable, DeliverPolicy: jetstream.DeliverAllPolicy, AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: time.Minute, MaxAckPending: 1, FilterSubject: RawFilter,
+		AckWait: time.Minute, MaxAckPending: 1, FilterSubject: wire.RawFilter,
 	})
 	if err != nil {
 		t.Fatal(err)

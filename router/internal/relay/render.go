@@ -1,29 +1,12 @@
 package relay
 
 import (
-	"strconv"
-
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/router/internal/envelope"
 	"github.com/pgjet/pgjet/router/internal/subject"
 	"github.com/pgjet/pgjet/shared/wire"
 )
-
-// renderer renders events in one envelope (envelope.Native or
-// envelope.CloudEvents).
-type renderer interface {
-	// Append appends the message body of e to b; on error b comes back
-	// unchanged.
-	Append(b []byte, e *envelope.Event) ([]byte, error)
-	// Header returns the headers of e's message, which Append rendered,
-	// with room for the two the relay adds (Nats-Msg-Id,
-	// Nats-Expected-Stream).
-	Header(e *envelope.Event) nats.Header
-	// Document appends e as one JSON document, for stdout, given body, its
-	// message body.
-	Document(b []byte, e *envelope.Event, body []byte) []byte
-}
 
 // out is one message to publish: an event, or the dead letter of one.
 type out struct {
@@ -105,11 +88,7 @@ func (r *Relay) renderOne(b *batch, arena []byte, ev envelope.Event, part int, r
 		delete(r.resume, p.source)
 		*resume = nil
 	}
-	r.idBuf = wire.AppendChangeID(r.idBuf[:0], *ev.Source, ev.Tx.CommitLSN, ev.Index)
-	if part >= 0 {
-		r.idBuf = append(r.idBuf, '.')
-		r.idBuf = strconv.AppendInt(r.idBuf, int64(part), 10)
-	}
+	r.idBuf = wire.AppendEventID(r.idBuf[:0], *ev.Source, ev.Tx.CommitLSN, ev.Index, part)
 	id := string(r.idBuf)
 	ev.ID = id
 

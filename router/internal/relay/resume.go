@@ -4,11 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/router/internal/envelope"
+	"github.com/pgjet/pgjet/shared/wire"
 )
 
 // resumePoint is the last event of one source the output stream holds. A
@@ -86,41 +85,13 @@ func (r *Relay) readResumePoints(ctx context.Context) (map[string]*resumePoint, 
 	return points, nil
 }
 
-// parseEventID parses "<source id>:<commit lsn hex>:<index>[.<part>][:dlq]".
+// parseEventID reads the resume point an event id names.
 func parseEventID(id string) (*resumePoint, bool) {
-	id = strings.TrimSuffix(id, ":dlq")
-	rest, idx, ok := cutLast(id, ':')
+	e, ok := wire.ParseEventID(id)
 	if !ok {
 		return nil, false
 	}
-	source, lsnHex, ok := cutLast(rest, ':')
-	if !ok || source == "" {
-		return nil, false
-	}
-	p := &resumePoint{source: source, part: -1}
-	var err error
-	if p.lsn, err = strconv.ParseUint(lsnHex, 16, 64); err != nil {
-		return nil, false
-	}
-	if i, part, has := strings.Cut(idx, "."); has {
-		n, err := strconv.Atoi(part)
-		if err != nil || n < 0 {
-			return nil, false
-		}
-		p.part, idx = n, i
-	}
-	if p.index, err = strconv.ParseUint(idx, 10, 64); err != nil {
-		return nil, false
-	}
-	return p, true
-}
-
-func cutLast(s string, sep byte) (before, after string, ok bool) {
-	i := strings.LastIndexByte(s, sep)
-	if i < 0 {
-		return "", "", false
-	}
-	return s[:i], s[i+1:], true
+	return &resumePoint{source: e.Source, lsn: e.CommitLSN, index: e.Index, part: e.Part}, true
 }
 
 // stored reports whether the event is at or before the resume point of its

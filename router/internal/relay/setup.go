@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/shared/wire"
 )
 
 // ErrGap is matched by a *GapError.
@@ -41,8 +42,8 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 	r.raw = raw
 	for _, s := range raw.CachedInfo().Config.Subjects {
 		// Records the consumer's filter skips would look like missing ones.
-		if !covers(RawFilter, s) {
-			return nil, fmt.Errorf("raw stream %s also captures %q: it must hold only %s (the collector creates it so)", r.cfg.RawStream, s, RawFilter)
+		if !covers(wire.RawFilter, s) {
+			return nil, fmt.Errorf("raw stream %s also captures %q: it must hold only %s (the collector creates it so)", r.cfg.RawStream, s, wire.RawFilter)
 		}
 	}
 	if err := r.ensureOutput(ctx); err != nil {
@@ -61,7 +62,7 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 		// next ones while the acks of earlier ones are on their way, and
 		// acknowledges records strictly in order. It bounds memory too.
 		MaxAckPending: maxInFlight,
-		FilterSubject: RawFilter,
+		FilterSubject: wire.RawFilter,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create consumer %s on raw stream %s: %w", r.cfg.Durable, r.cfg.RawStream, err)

@@ -1,0 +1,117 @@
+package envelope
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Renderer renders events in one envelope. A relay holds one per route;
+// implementations need not be safe for concurrent use.
+type Renderer interface {
+	// Append appends the message body of e to b; on error b comes back
+	// unchanged and the error says why (the caller dead-letters the change).
+	Append(b []byte, e *Event) ([]byte, error)
+	// Header returns the headers of e's message, which Append rendered,
+	// with room for the two the relay adds (Nats-Msg-Id,
+	// Nats-Expected-Stream).
+	Header(e *Event) nats.Header
+	// Document appends e as one JSON document, for stdout, given body, its
+	// message body.
+	Document(b []byte, e *Event, body []byte) []byte
+}
+
+// Options is what a route gives its envelope.
+type Options struct {
+	// Encoding of message bodies: "json" (every envelope) or "msgpack".
+	Encoding string
+	// Settings are the envelope's own keys from the route's envelope
+	// section (without "type"), as decoded from YAML or built from flags.
+	Settings map[string]any
+}
+
+// Factory builds a Renderer from a route's options, or says what is wrong
+// with them (an *OptionError for a bad key).
+type Factory func(o Options) (Renderer, error)
+
+// registry holds every envelope by the name routes select it with. A new
+// envelope is a file with its Factory and one line here.
+var registry = map[string]Factory{
+	"native":      newNative,
+	"cloudevents": newCloudEvents,
+}
+
+// DefaultEnvelope is the envelope of a route that names none.
+const DefaultEnvelope = "native"
+
+// Names lists the registered envelopes, sorted.
+func Names() []string {
+	names := make([]string, 0, len(registry))
+	for n := range registry {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// New returns a Renderer of the envelope called name.
+func New(name string, o Options) (Renderer, error) {
+	f, ok := registry[name]
+	if !ok {
+		return nil, &OptionError{Key: "type", Err: fmt.Errorf("unknown envelope %q: use %s", name, strings.Join(Names(), ", "))}
+	}
+	if o.Encoding == "" {
+		o.Encoding = "json"
+	}
+	return f(o)
+}
+
+// OptionError is a bad envelope setting; Key is its name in the route's
+// envelope section (or "encoding").
+type OptionError struct {
+	Key string
+	Err error
+}
+
+func (e *OptionError) Error() string { return e.Key + ": " + e.Err.Error() }
+func (e *OptionError) Unwrap() error { return e.Err }
+
+// decodeSettings decodes s into v, a pointer to a struct with json tags,
+// rejecting keys v has no field for.
+func decodeSettings(s map[string]any, v any) error {
+	if len(s) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("envelope settings: %w", err)
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &te):
+			return &OptionError{Key: te.Field, Err: fmt.Errorf("must be a %s", te.Type)}
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			key := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			return &OptionError{Key: key, Err: errors.New("unknown key")}
+		}
+		return fmt.Errorf("envelope settings: %w", err)
+	}
+	return nil
+}
+
+// jsonOnly rejects encodings other than JSON, for envelopes that have no
+// other.
+func jsonOnly(name string, o Options) error {
+	if o.Encoding != "json" {
+		return &OptionError{Key: "encoding", Err: fmt.Errorf("%q: the %s envelope is JSON only", o.Encoding, name)}
+	}
+	return nil
+}
