@@ -16,13 +16,22 @@ func EnvName(name string) string {
 }
 
 // Parse parses args into fs, then fills every flag not given on the command
-// line from its environment variable.
+// line from its environment variable. Subcommands are the caller's: it
+// passes the arguments after one.
 func Parse(fs *flag.FlagSet, args []string) error {
+	_, err := ParseSet(fs, args)
+	return err
+}
+
+// ParseSet is Parse that also returns the names of the flags given, on the
+// command line or in the environment: the ones that override a
+// configuration file.
+func ParseSet(fs *flag.FlagSet, args []string) (map[string]bool, error) {
 	if err := fs.Parse(args); err != nil {
-		return err
+		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q (flags start with --)", fs.Arg(0))
+		return nil, fmt.Errorf("unexpected argument %q (flags start with --)", fs.Arg(0))
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -32,10 +41,12 @@ func Parse(fs *flag.FlagSet, args []string) error {
 			return
 		}
 		if v, ok := os.LookupEnv(EnvName(f.Name)); ok {
+			// Secrets may come this way: never repeat the value.
 			if e := fs.Set(f.Name, v); e != nil {
-				err = fmt.Errorf("invalid value %q for %s: %v", v, EnvName(f.Name), e)
+				err = fmt.Errorf("invalid value for %s: %v", EnvName(f.Name), e)
 			}
+			given[f.Name] = true
 		}
 	})
-	return err
+	return given, err
 }
