@@ -27,17 +27,21 @@ type Publisher struct {
 	subject  string
 	source   wire.Source
 	maxBytes int
-	maxQueue int
-	timeout  time.Duration
-	linger   time.Duration
-	log      *slog.Logger
+	// maxChanges bounds the changes of a raw message (0: no bound), except
+	// that a message holds at least one fragment.
+	maxChanges int
+	maxQueue   int
+	timeout    time.Duration
+	linger     time.Duration
+	log        *slog.Logger
 
-	mu      sync.Mutex
-	queue   []*pgoutput.Fragment
-	queued  int // estimated bytes in queue
-	ready   chan struct{}
-	space   chan struct{}
-	pending atomic.Int64 // fragments added and not yet acknowledged
+	mu            sync.Mutex
+	queue         []*pgoutput.Fragment
+	queued        int // estimated bytes in queue
+	queuedChanges int
+	ready         chan struct{}
+	space         chan struct{}
+	pending       atomic.Int64 // fragments added and not yet acknowledged
 
 	// Used by Run's goroutine only, one raw message at a time: the bytes of
 	// a message are not needed once it is acknowledged.
@@ -59,6 +63,9 @@ type PublisherConfig struct {
 	Source  wire.Source
 	// MaxMessageBytes bounds a raw message (below the server's max payload).
 	MaxMessageBytes int
+	// MaxMessageChanges bounds the changes of a raw message (0: none): a
+	// pipeline file's batch.max_events. A fragment with more goes alone.
+	MaxMessageChanges int
 	// MaxQueueBytes bounds what waits to be published; Add blocks beyond it.
 	MaxQueueBytes int
 	// AckTimeout bounds one publish attempt.
@@ -74,16 +81,17 @@ type PublisherConfig struct {
 // NewPublisher returns a Publisher; run it with Run.
 func NewPublisher(js jetstream.JetStream, c PublisherConfig) *Publisher {
 	p := &Publisher{
-		js:       js,
-		subject:  c.Subject,
-		source:   c.Source,
-		maxBytes: c.MaxMessageBytes,
-		maxQueue: c.MaxQueueBytes,
-		timeout:  c.AckTimeout,
-		linger:   c.Linger,
-		log:      c.Log,
-		ready:    make(chan struct{}, 1),
-		space:    make(chan struct{}, 1),
+		js:         js,
+		subject:    c.Subject,
+		source:     c.Source,
+		maxBytes:   c.MaxMessageBytes,
+		maxChanges: c.MaxMessageChanges,
+		maxQueue:   c.MaxQueueBytes,
+		timeout:    c.AckTimeout,
+		linger:     c.Linger,
+		log:        c.Log,
+		ready:      make(chan struct{}, 1),
+		space:      make(chan struct{}, 1),
 	}
 	p.confirmed.Store(c.Confirmed)
 	return p
@@ -107,6 +115,7 @@ func (p *Publisher) Add(ctx context.Context, f *pgoutput.Fragment, wait time.Dur
 		if p.queued < p.maxQueue || len(p.queue) == 0 {
 			p.queue = append(p.queue, f)
 			p.queued += f.Size
+			p.queuedChanges += len(f.Tx.Changes)
 			p.pending.Add(1)
 			p.mu.Unlock()
 			select {
@@ -207,7 +216,7 @@ func (p *Publisher) lingerFrom(ctx context.Context, started time.Time) error {
 	defer t.Stop()
 	for {
 		p.mu.Lock()
-		full := p.queued >= p.maxBytes
+		full := p.queued >= p.maxBytes || p.maxChanges > 0 && p.queuedChanges >= p.maxChanges
 		p.mu.Unlock()
 		if full {
 			return nil
@@ -237,18 +246,25 @@ func (p *Publisher) Drain(ctx context.Context) error {
 	return nil
 }
 
-// take moves up to maxBytes of queued fragments (at least one) into buf.
+// take moves up to maxBytes (and maxChanges) of queued fragments, at least
+// one, into buf.
 func (p *Publisher) take(buf []*pgoutput.Fragment) []*pgoutput.Fragment {
 	p.mu.Lock()
-	n, size := 0, 0
-	for n < len(p.queue) && (n == 0 || size+p.queue[n].Size <= p.maxBytes) {
-		size += p.queue[n].Size
+	n, size, changes := 0, 0, 0
+	for n < len(p.queue) {
+		f := p.queue[n]
+		if n > 0 && (size+f.Size > p.maxBytes || p.maxChanges > 0 && changes+len(f.Tx.Changes) > p.maxChanges) {
+			break
+		}
+		size += f.Size
+		changes += len(f.Tx.Changes)
 		n++
 	}
 	buf = append(buf, p.queue[:n]...)
 	clear(p.queue[:n])
 	p.queue = p.queue[n:]
 	p.queued -= size
+	p.queuedChanges -= changes
 	if len(p.queue) == 0 {
 		p.queue = nil // let the backing array go
 	}

@@ -236,3 +236,37 @@ func TestLingerAfterQuietSpell(t *testing.T) {
 		t.Errorf("the transaction after a quiet spell waited %v for its publish (linger %v)", waited, linger)
 	}
 }
+
+// MaxMessageChanges (a pipeline file's batch.max_events) bounds the changes
+// of every raw message, and a full count does not wait for the linger.
+func TestMaxMessageChangesBoundsEveryMessage(t *testing.T) {
+	const most = 7
+	r := newPublisherRig(t, PublisherConfig{Linger: time.Hour, MaxMessageChanges: most})
+	frags := oltpFragments(t, 50)
+	changes := 0
+	for _, f := range frags {
+		changes += len(f.Tx.Changes)
+		r.add(f)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		stored, _ := r.p.Stats()
+		// What is left after the last full message waits for the linger.
+		if int(stored) > changes-most {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30 s only %d of %d changes stored with a 1 h linger: full messages waited", stored, changes)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i, m := range r.messages() {
+		n := 0
+		for _, tx := range m.Txs {
+			n += len(tx.Changes)
+		}
+		if n > most {
+			t.Errorf("raw message %d holds %d changes, more than %d", i, n, most)
+		}
+	}
+}
