@@ -144,6 +144,31 @@ func (t *transform) same(rel *wire.Relation) bool {
 		rel.Schema == t.src.Schema && rel.Table == t.src.Table && slices.Equal(rel.Columns, t.src.Columns)
 }
 
+// maxVersions bounds the transforms kept per table name.
+const maxVersions = 4
+
+// transform returns the cached transform of rel, nil if there is none.
+func (st *tableState) transform(rel *wire.Relation) *transform {
+	for i, t := range st.xfs {
+		if t.same(rel) {
+			if i > 0 {
+				copy(st.xfs[1:i+1], st.xfs[:i])
+				st.xfs[0] = t
+			}
+			return t
+		}
+	}
+	return nil
+}
+
+func (st *tableState) remember(t *transform) {
+	if len(st.xfs) < maxVersions {
+		st.xfs = append(st.xfs, nil)
+	}
+	copy(st.xfs[1:], st.xfs)
+	st.xfs[0] = t
+}
+
 type warnKey struct{ schema, table, column string }
 
 // plan makes the transform of rel, to which rules apply.
@@ -223,10 +248,11 @@ func (r *Route) Transform(ev *envelope.Event) {
 	if len(st.rules) == 0 {
 		return
 	}
-	if st.xf == nil || !st.xf.same(ev.Rel) {
-		st.xf = r.plan(ev.Rel, st.rules)
+	t := st.transform(ev.Rel)
+	if t == nil {
+		t = r.plan(ev.Rel, st.rules)
+		st.remember(t)
 	}
-	t := st.xf
 	if t.identity {
 		return
 	}

@@ -343,6 +343,47 @@ func TestTransformCache(t *testing.T) {
 	}
 }
 
+// Two sources with a table of the same name but other columns, interleaved:
+// each keeps its cached transform.
+func TestTransformCacheVersions(t *testing.T) {
+	r := mustNew(t, Config{Columns: []ColumnRule{usersRule}, HashKey: testKey})
+	versions := make([]*wire.Relation, maxVersions+1)
+	for i := range versions {
+		versions[i] = usersRel()
+		for range i {
+			versions[i].Columns = append(versions[i].Columns, wire.Column{Name: fmt.Sprint("extra", i), TypeOID: 25})
+		}
+	}
+	transformed := func(v int) *wire.Relation {
+		row := usersRow()
+		for len(row) < len(versions[v].Columns) {
+			row = append(row, txt("x"))
+		}
+		ev := event(wire.OpInsert, versions[v], 0, nil, row)
+		r.Transform(ev)
+		if len(ev.Rel.Columns) != len(versions[v].Columns)-1 {
+			t.Fatalf("version %d: columns %q", v, names(ev.Rel))
+		}
+		return ev.Rel
+	}
+	a, b := transformed(0), transformed(1)
+	for range 3 {
+		if transformed(0) != a || transformed(1) != b {
+			t.Fatal("alternating versions: transform not cached")
+		}
+	}
+	for v := 2; v <= maxVersions; v++ {
+		transformed(v)
+	}
+	// Version 0 was used longest ago: evicted, made again.
+	if transformed(1) != b {
+		t.Error("recent version evicted")
+	}
+	if transformed(0) == a {
+		t.Error("the oldest version stayed cached")
+	}
+}
+
 func TestTransformWarnsOnceAboutMissingColumns(t *testing.T) {
 	var warnings []string
 	r := mustNew(t, Config{

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/pgjet/pgjet/router/internal/envelope"
@@ -71,10 +72,11 @@ func (e *FieldError) Unwrap() error { return e.Err }
 // Route applies one sink's Config to events. It keeps per-table caches, so
 // it is not safe for concurrent use.
 type Route struct {
-	name     string
-	row, msg *template
-	dead     string
-	subjects []string
+	name           string
+	row, msg       *template
+	dead           string
+	deadUsesPrefix bool
+	subjects       []string
 
 	include, exclude []tableGlob
 	ops              uint8 // bit 1<<op per selected op
@@ -230,7 +232,7 @@ func (r *Route) parseSubjects(c Config, prefix string, fail func(string, error))
 		fail("dead_letter_subject", err)
 		return
 	}
-	r.dead = dead.text
+	r.dead, r.deadUsesPrefix = dead.text, dead.usesPrefix
 }
 
 // checkRaw reports any of the route's subjects that the raw stream's filter
@@ -256,7 +258,7 @@ func (r *Route) checkRaw(c Config, prefix string, fail func(string, error)) {
 	}
 	check(r.row, c.Subject, "subject")
 	check(r.msg, c.MessageSubject, "message_subject")
-	check(&template{fixed: true, text: r.dead, pattern: r.dead, usesPrefix: true}, c.DeadLetterSubject, "dead_letter_subject")
+	check(&template{fixed: true, text: r.dead, pattern: r.dead, usesPrefix: r.deadUsesPrefix}, c.DeadLetterSubject, "dead_letter_subject")
 }
 
 // makeSubjects lists the patterns of what the route publishes, leaving out
@@ -325,8 +327,8 @@ func (r *Route) DeadLetter() string { return r.dead }
 
 // Subjects are patterns covering every subject the route can publish (rows,
 // messages, dead letters), none covered by another: what an output stream
-// for the route captures. The caller must not modify them.
-func (r *Route) Subjects() []string { return r.subjects }
+// for the route captures.
+func (r *Route) Subjects() []string { return slices.Clone(r.subjects) }
 
 // Overlaps reports whether some subject matches both patterns a and b.
 func Overlaps(a, b string) bool {
@@ -424,7 +426,10 @@ type tableState struct {
 	key      tableKey
 	selected bool
 	rules    []*rule // the column rules matching the table, in order
-	xf       *transform
+	// xfs are the transforms of the table's recent versions, the last used
+	// first: several sources may have a table of the same name, and a
+	// replay crosses schema changes back and forth.
+	xfs []*transform
 }
 
 func (r *Route) table(rel *wire.Relation) *tableState {

@@ -166,6 +166,7 @@ func TestTemplateErrors(t *testing.T) {
 		{"subject with prefix on raw", Config{Prefix: "pgjet.raw", Subject: "{prefix}.{table}"}, "prefix", "overlap"},
 		{"message subject on raw", Config{MessageSubject: "pgjet.raw.{message_prefix}"}, "message_subject", "overlap"},
 		{"dead letter on raw", Config{DeadLetterSubject: "pgjet.raw.dead"}, "dead_letter_subject", "overlap"},
+		{"dead letter on raw, prefix unused", Config{Prefix: "pgjet", Subject: "{prefix}.events", DeadLetterSubject: "pgjet.raw.dead"}, "dead_letter_subject", "overlap"},
 		{"fixed subject on raw", Config{Subject: "pgjet.raw.events"}, "subject", "overlap"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
