@@ -85,6 +85,9 @@ type mapReader struct {
 	vals  map[string]*yaml.Node
 	order []string
 	asked map[string]bool
+	// ok: the node is a mapping. Keys required inside are reported only
+	// then, so that one wrong type is one problem.
+	ok bool
 }
 
 // mapping reads n (nil or null: an empty mapping, no problem).
@@ -98,6 +101,7 @@ func (d *decoder) mapping(n *yaml.Node, path string) *mapReader {
 		d.add(path, "must be a mapping (key: value), not %s", describe(n))
 		return m
 	}
+	m.ok = true
 	m.fill(n, true)
 	return m
 }

@@ -1,15 +1,12 @@
 package pipeline
 
-import (
-	"strings"
+import "github.com/pgjet/pgjet/shared/natsconn"
 
-	"github.com/pgjet/pgjet/shared/natsconn"
-)
-
-// NATS is the connection c describes, for natsconn.Connect.
+// NATS is c as natsconn's configuration; Name, Log and Options are the
+// caller's to set.
 func (c Conn) NATS() natsconn.Config {
 	return natsconn.Config{
-		URL:      strings.Join(c.URLs, ","),
+		URL:      c.URL(),
 		User:     c.Username,
 		Password: c.Password,
 		Token:    c.Token,

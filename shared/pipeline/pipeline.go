@@ -97,12 +97,11 @@ func (d *decoder) parse(data []byte) *File {
 	return f
 }
 
-// file reads the whole tree; a nil root yields defaults (and, unless the
-// file was unreadable anyway, the problems of an empty file).
+// file reads the whole tree; a nil root yields the defaults alone.
 func (d *decoder) file(root *yaml.Node) *File {
 	f := &File{at: d.at, has: d.has}
 	m := d.mapping(root, "")
-	if root != nil {
+	if m.ok {
 		if n, p := m.get("apiVersion"); n == nil {
 			d.add(p, "is required: apiVersion: %s", APIVersion)
 		} else if s, ok := d.str(n, p); ok {
@@ -121,15 +120,15 @@ func (d *decoder) file(root *yaml.Node) *File {
 			d.oneOf(n, p, Kind)
 		}
 	}
-	d.metadata(m, &f.Metadata, root != nil)
+	d.metadata(m, &f.Metadata)
 	spec, specPath := m.get("spec")
-	if spec == nil && root != nil {
+	if spec == nil && m.ok {
 		d.add(specPath, "is required: it holds source, sinks and the other sections")
 	}
 	s := d.mapping(spec, specPath)
-	d.source(s, &f.Source, root != nil)
+	d.source(s, &f.Source)
 	d.rawStream(s, &f.RawStream)
-	d.sinks(f, s, root != nil)
+	d.sinks(f, s)
 	d.batch(s, &f.Batch)
 	d.commitPolicy(s, &f.CommitPolicy)
 	s.rest(nil)
@@ -145,9 +144,9 @@ func (d *decoder) file(root *yaml.Node) *File {
 	return f
 }
 
-func (d *decoder) metadata(top *mapReader, md *Metadata, check bool) {
+func (d *decoder) metadata(top *mapReader, md *Metadata) {
 	n, p := top.get("metadata")
-	if n == nil && check {
+	if n == nil && top.ok {
 		d.add(p, "is required: metadata: {name: ...}")
 	}
 	m := d.mapping(n, p)
@@ -155,7 +154,7 @@ func (d *decoder) metadata(top *mapReader, md *Metadata, check bool) {
 		if v, ok := d.name(n, p); ok {
 			md.Name = v
 		}
-	} else if check {
+	} else if m.ok {
 		d.add(p, "is required: it names the pipeline and, unless set, each sink's durable consumer (<name>-<sink id>)")
 	}
 	d.text(m, "tenant", &md.Tenant)
@@ -177,20 +176,20 @@ func (d *decoder) metadata(top *mapReader, md *Metadata, check bool) {
 
 var slotRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 
-func (d *decoder) source(spec *mapReader, src *Source, check bool) {
+func (d *decoder) source(spec *mapReader, src *Source) {
 	n, p := spec.get("source")
-	if n == nil && check {
+	if n == nil && spec.ok {
 		d.add(p, "is required: the PostgreSQL database the collector reads (type: postgres, config: {dsn: ...})")
 	}
 	m := d.mapping(n, p)
 	src.Type = defaultSourceType
 	if tn, tp := m.get("type"); tn != nil {
 		d.oneOf(tn, tp, defaultSourceType)
-	} else if n != nil {
+	} else if m.ok {
 		d.add(tp, "is required: type: postgres")
 	}
 	cn, cp := m.get("config")
-	if cn == nil && n != nil {
+	if cn == nil && m.ok {
 		d.add(cp, "is required: config: {dsn: ..., slot: ..., publication: ...}")
 	}
 	m.rest(nil)
@@ -202,7 +201,7 @@ func (d *decoder) source(spec *mapReader, src *Source, check bool) {
 			}
 			src.DSN = s.text
 		}
-	} else if cn != nil {
+	} else if c.ok {
 		d.add(dp, "is required: the PostgreSQL connection string, e.g. ${POSTGRES_DSN}")
 	}
 	src.Slot = DefaultSlot
@@ -277,7 +276,7 @@ func (d *decoder) rawStream(spec *mapReader, rs *RawStream) {
 				}
 				rs.Embedded.Dir = s.text
 			}
-		} else {
+		} else if em.ok {
 			d.add(dp, "is required: the directory the embedded server stores its data in")
 		}
 		if ln, lp := em.get("listen"); ln != nil {
@@ -463,10 +462,10 @@ var (
 	stdoutKeys   = []string{"format"}
 )
 
-func (d *decoder) sinks(f *File, spec *mapReader, check bool) {
+func (d *decoder) sinks(f *File, spec *mapReader) {
 	n, p := spec.get("sinks")
 	items := d.list(n, p)
-	if len(items) == 0 && check {
+	if len(items) == 0 && spec.ok && (n == nil || n.Kind == yaml.SequenceNode) {
 		if n == nil {
 			d.add(p, "is required: at least one sink (type: nats or stdout), each a route of the router")
 		} else {
@@ -519,12 +518,12 @@ func (d *decoder) sink(f *File, n *yaml.Node, ip string) Sink {
 	var s Sink
 	if tn, tp := sm.get("type"); tn != nil {
 		s.Type, _ = d.oneOf(tn, tp, TypeNATS, TypeStdout)
-	} else {
+	} else if sm.ok {
 		d.add(tp, "is required: nats or stdout")
 	}
 	cn, cp := sm.get("config")
 	s.Path = cp
-	if cn == nil {
+	if cn == nil && sm.ok {
 		d.add(cp, "is required: config: {id: ..., ...}")
 	}
 	sm.rest(nil)
@@ -532,7 +531,7 @@ func (d *decoder) sink(f *File, n *yaml.Node, ip string) Sink {
 
 	if in, ipath := m.get("id"); in != nil {
 		s.ID, _ = d.name(in, ipath)
-	} else if cn != nil {
+	} else if m.ok {
 		d.add(ipath, "is required: it names the sink (and its durable consumer, <metadata.name>-<id>)")
 	}
 
@@ -715,7 +714,7 @@ func (d *decoder) stream(n *yaml.Node, p string, st *Stream) {
 	m := d.mapping(n, p)
 	if nn, np := m.get("name"); nn != nil {
 		st.Name, _ = d.name(nn, np)
-	} else {
+	} else if m.ok {
 		d.add(np, "is required: the output stream's name")
 	}
 	if sn, sp := m.get("subjects"); sn != nil {
@@ -794,7 +793,7 @@ func (d *decoder) columnRule(n *yaml.Node, p string) ColumnRule {
 		if s, ok := d.str(tn, tp); ok && d.glob(s, tp, true) {
 			r.Table = s.text
 		}
-	} else {
+	} else if m.ok {
 		d.add(tp, "is required: the tables (a schema.table glob) the rule applies to")
 	}
 	where := map[string]string{}
@@ -838,7 +837,7 @@ func (d *decoder) columnRule(n *yaml.Node, p string) ColumnRule {
 			}
 		}
 	}
-	if len(where) == 0 && n != nil && !isNull(n) {
+	if len(where) == 0 && m.ok {
 		d.add(p, "does nothing: give drop, mask or hash")
 	}
 	m.rest(nil)

@@ -1,33 +1,11 @@
 package pipeline
 
 import (
-	"errors"
 	"strings"
 	"testing"
 )
 
-// env is a lookup over a fixed set of variables.
-func env(kv ...string) func(string) (string, bool) {
-	m := map[string]string{}
-	for i := 0; i+1 < len(kv); i += 2 {
-		m[kv[i]] = kv[i+1]
-	}
-	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
-}
-
 var seedEnv = env("POSTGRES_DSN", "postgres://u:s3cret@db:5432/app", "NATS_URL", "nats://n1:4222,nats://n2:4222")
-
-func problems(t *testing.T, err error) *Errors {
-	t.Helper()
-	if err == nil {
-		return nil
-	}
-	var e *Errors
-	if !errors.As(err, &e) {
-		t.Fatalf("error is %T, not *Errors: %v", err, err)
-	}
-	return e
-}
 
 func TestSeedLoads(t *testing.T) {
 	f, err := Load("testdata/seed-deltaforge.yaml", seedEnv)
