@@ -50,9 +50,8 @@ func (a action) String() string {
 
 // rule is a parsed ColumnRule.
 type rule struct {
-	table  tableGlob
-	cols   []ruleCol
-	hashes bool
+	table tableGlob
+	cols  []ruleCol
 }
 
 type ruleCol struct {
@@ -93,7 +92,6 @@ func parseRule(c *ColumnRule, field string, fail func(string, error)) (*rule, er
 		}
 		seen[name] = act
 		rl.cols = append(rl.cols, ruleCol{name: name, act: act, mask: []byte(repl)})
-		rl.hashes = rl.hashes || act == hashed
 	}
 	for i, name := range c.Drop {
 		add(fmt.Sprintf("%s.drop[%d]", field, i), name, drop, "")

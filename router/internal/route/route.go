@@ -129,6 +129,11 @@ func New(c Config) (*Route, error) {
 	}
 
 	r.parseSubjects(c, prefix, fail)
+	r.ops = parseOps(c.Ops, fail)
+	if r.row != nil && r.msg != nil && r.dead != "" && prefixOK {
+		r.checkRaw(c, prefix, fail)
+		r.subjects = r.makeSubjects()
+	}
 
 	for i, p := range c.Include {
 		g, err := parseTableGlob(p)
@@ -144,22 +149,6 @@ func New(c Config) (*Route, error) {
 		}
 		r.exclude = append(r.exclude, g)
 	}
-	r.ops = allOps
-	if len(c.Ops) > 0 {
-		r.ops = 0
-		for i, name := range c.Ops {
-			op, ok := opByName[name]
-			if !ok {
-				fail(fmt.Sprintf("operations[%d]", i), fmt.Errorf("unknown operation %q; use %s", name, strings.Join(opNames, ", ")))
-				continue
-			}
-			r.ops |= 1 << op
-		}
-	}
-	if r.row != nil && r.msg != nil && r.dead != "" && prefixOK {
-		r.checkRaw(c, prefix, fail)
-		r.subjects = r.makeSubjects()
-	}
 	for i, p := range c.MessagePrefixes {
 		g, err := parseGlob(p)
 		if err != nil {
@@ -170,10 +159,10 @@ func New(c Config) (*Route, error) {
 
 	hashes := false
 	for i := range c.Columns {
-		rl, err := parseRule(&c.Columns[i], fmt.Sprintf("columns[%d]", i), fail)
-		if err == nil {
+		// Even a bad rule that hashes needs the key: all errors at once.
+		hashes = hashes || len(c.Columns[i].Hash) > 0
+		if rl, err := parseRule(&c.Columns[i], fmt.Sprintf("columns[%d]", i), fail); err == nil {
 			r.rules = append(r.rules, rl)
-			hashes = hashes || rl.hashes
 		}
 	}
 	if hashes {
@@ -192,6 +181,23 @@ func New(c Config) (*Route, error) {
 		return nil, errors.Join(errs...)
 	}
 	return r, nil
+}
+
+// parseOps returns the bits of names, all ops if there are none.
+func parseOps(names []string, fail func(string, error)) uint8 {
+	if len(names) == 0 {
+		return allOps
+	}
+	var ops uint8
+	for i, name := range names {
+		op, ok := opByName[name]
+		if !ok {
+			fail(fmt.Sprintf("operations[%d]", i), fmt.Errorf("unknown operation %q; use %s", name, strings.Join(opNames, ", ")))
+			continue
+		}
+		ops |= 1 << op
+	}
+	return ops
 }
 
 // parseSubjects parses the three templates, applying the defaults.

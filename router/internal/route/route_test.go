@@ -205,6 +205,8 @@ func TestConfigErrors(t *testing.T) {
 		{"rule empty column", Config{Columns: []ColumnRule{{Table: "a.b", Drop: []string{""}}}}, map[string]string{"columns[0].drop[0]": "empty column name"}},
 		{"mask not UTF-8", Config{Columns: []ColumnRule{{Table: "a.b", Mask: map[string]string{"e": "\xff"}}}}, map[string]string{"columns[0].mask.e": "UTF-8"}},
 		{"hash without key", Config{Columns: []ColumnRule{{Table: "a.b", Hash: []string{"e"}}}}, map[string]string{"hash_key": "hash key is required"}},
+		{"bad hashing rule still needs the key", Config{Columns: []ColumnRule{{Table: "users", Hash: []string{"e"}}}},
+			map[string]string{"columns[0].table": "schema.table", "hash_key": "required"}},
 		{"hash with short key", Config{HashKey: []byte("short"), Columns: []ColumnRule{{Table: "a.b", Hash: []string{"e"}}, {Table: "c.d", Hash: []string{"f"}}}},
 			map[string]string{"hash_key": "5 bytes, at least 16"}},
 		{"all at once", Config{Prefix: "a..b", Subject: "x.{nope}", Include: []string{"u"}, Ops: []string{"x"}, Columns: []ColumnRule{{Table: "a.b", Hash: []string{"h"}}}},
@@ -239,6 +241,17 @@ func TestConfigErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestFieldError(t *testing.T) {
+	_, err := New(Config{Ops: []string{"x"}})
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Field != "operations[0]" || errors.Unwrap(fe) != fe.Err {
+		t.Errorf("error %v: want a *FieldError on operations[0] that unwraps to its cause", err)
+	}
+	if got, want := err.Error(), `operations[0]: unknown operation "x"; use insert, update, delete, truncate, message`; got != want {
+		t.Errorf("error %q, want %q", got, want)
 	}
 }
 
