@@ -15,11 +15,12 @@ import (
 // NATS is a nats-server process (bin/nats-server) with JetStream on a file
 // store that fsyncs every write, as pgjet's durability guarantee requires.
 type NATS struct {
-	t    testing.TB
-	dir  string
-	conf string
-	port int
-	proc *Proc
+	t     testing.TB
+	dir   string
+	conf  string
+	extra string // config lines appended to the generated ones
+	port  int
+	proc  *Proc
 }
 
 // StartNATS starts a server on a free port of 127.0.0.1 with its JetStream
@@ -27,10 +28,17 @@ type NATS struct {
 // streams survive a kill -9 exactly as they would in production.
 func StartNATS(t testing.TB, dir string) *NATS {
 	t.Helper()
+	return StartNATSWith(t, dir, "")
+}
+
+// StartNATSWith is StartNATS with extraConf appended to the server's
+// configuration, e.g. an authorization or tls block.
+func StartNATSWith(t testing.TB, dir, extraConf string) *NATS {
+	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	n := &NATS{t: t, dir: dir, conf: filepath.Join(t.TempDir(), "nats.conf")}
+	n := &NATS{t: t, dir: dir, conf: filepath.Join(t.TempDir(), "nats.conf"), extra: extraConf}
 	var err error
 	// The free port can be taken before the server binds it: try another.
 	for attempt := 0; attempt < 4; attempt++ {
@@ -60,7 +68,8 @@ jetstream {
   # Acknowledged means on disk: a kill -9 of the server must not lose acked messages.
   sync_interval: always
 }
-`, n.port, MaxPayload, n.dir)
+%s
+`, n.port, MaxPayload, n.dir, n.extra)
 	if err := os.WriteFile(n.conf, []byte(conf), 0o644); err != nil {
 		return err
 	}
@@ -107,10 +116,10 @@ func (n *NATS) Restart() {
 }
 
 // Connect opens a client connection that keeps reconnecting through kills and
-// restarts, closed when the test ends.
-func (n *NATS) Connect(t testing.TB) (*nats.Conn, jetstream.JetStream) {
+// restarts, closed when the test ends. opts add e.g. credentials.
+func (n *NATS) Connect(t testing.TB, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(n.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	nc, err := nats.Connect(n.URL(), append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond)}, opts...)...)
 	if err != nil {
 		t.Fatalf("connect to %s: %v", n.URL(), err)
 	}

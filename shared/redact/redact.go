@@ -11,7 +11,7 @@ import (
 var kvPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
 
 // DSN returns dsn with any password replaced by "xxxxx". It handles URLs
-// (postgres://u:p@h/db, nats://u:p@h) and key=value strings (password=p);
+// (postgres://u:p@h/db, nats://u:p@h, nats://token@h) and key=value strings (password=p);
 // comma-separated URL lists are redacted element by element.
 func DSN(dsn string) string {
 	if strings.Contains(dsn, "://") {
@@ -23,6 +23,8 @@ func DSN(dsn string) string {
 	}
 	return kvPassword.ReplaceAllString(dsn, "${1}xxxxx")
 }
+
+var natsSchemes = map[string]bool{"nats": true, "tls": true, "ws": true, "wss": true}
 
 func oneURL(s string) string {
 	u, err := url.Parse(strings.TrimSpace(s))
@@ -38,6 +40,9 @@ func oneURL(s string) string {
 	if u.User != nil {
 		if _, has := u.User.Password(); has {
 			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		} else if natsSchemes[strings.ToLower(u.Scheme)] && u.User.Username() != "" {
+			// NATS reads a lone user part as a token.
+			u.User = url.User("xxxxx")
 		}
 	}
 	q := u.Query()

@@ -13,6 +13,7 @@ func TestDSN(t *testing.T) {
 		{"host=db password='s 3\\'cret' dbname=x", "host=db password=xxxxx dbname=x"},
 		{"postgres://db/x?password=s3cret", "postgres://db/x?password=xxxxx"},
 		{"nats://u:p1@a:4222,nats://u:p2@b:4222", "nats://u:xxxxx@a:4222,nats://u:xxxxx@b:4222"},
+		{"nats://s3cret@a:4222, tls://s3cret@b:4222", "nats://xxxxx@a:4222,tls://xxxxx@b:4222"},
 	}
 	for _, tt := range tests {
 		got := DSN(tt.in)

@@ -44,7 +44,7 @@ type config struct {
 	tables       []string
 	source       string
 	natsURL      string
-	creds        string
+	auth         *natsconn.Auth
 	embedded     string
 	listen       string
 	rawStream    string
@@ -71,7 +71,7 @@ func parseConfig(args []string) (config, error) {
 	tables := fs.String("tables", "", "comma-separated schema.table list: create the publication with them, or add them to it")
 	fs.StringVar(&c.source, "source", "", "source name in subjects and ids (default: the slot name)")
 	fs.StringVar(&c.natsURL, "nats", "", "NATS server URL(s), comma-separated")
-	fs.StringVar(&c.creds, "creds", "", "NATS credentials file")
+	c.auth = natsconn.AddFlags(fs)
 	fs.StringVar(&c.embedded, "embedded", "", "run an embedded JetStream server storing data in this directory (instead of --nats)")
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:4222", "listen address of the embedded server, for routers")
 	fs.StringVar(&c.rawStream, "raw-stream", "PGJET_RAW", "raw JetStream stream, created when missing")
@@ -91,7 +91,8 @@ func parseConfig(args []string) (config, error) {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	usage := func() {
-		fmt.Fprintf(os.Stdout, "Usage: pgjet-collector --dsn DSN --slot NAME --publication NAME [--tables s.t,...] (--nats URL | --embedded DIR [--listen HOST:PORT])\n"+
+		fmt.Fprint(os.Stdout, "Usage: pgjet-collector --dsn DSN --slot NAME --publication NAME [--tables s.t,...] (--nats URL | --embedded DIR [--listen HOST:PORT])\n"+
+			natsconn.Usage("                       ")+
 			"Every flag can also be set as PGJET_<NAME> in the environment (e.g. PGJET_DSN).\n\n")
 		fs.SetOutput(os.Stdout)
 		fs.PrintDefaults()
@@ -138,6 +139,12 @@ func parseConfig(args []string) (config, error) {
 		return c, fmt.Errorf("bad --linger %v: use 0 to 1s (e.g. 10ms)", c.linger)
 	case c.rawStream == "" || strings.ContainsAny(c.rawStream, ". *>"):
 		return c, fmt.Errorf("bad --raw-stream %q", c.rawStream)
+	}
+	if err := c.auth.Check(); err != nil {
+		return c, err
+	}
+	if given := c.auth.Given(); c.embedded != "" && len(given) > 0 {
+		return c, fmt.Errorf("%s: only with --nats (the embedded server takes no credentials)", strings.Join(given, ", "))
 	}
 	return c, nil
 }
@@ -406,7 +413,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 func connectNATS(ctx context.Context, cfg config, log *slog.Logger) (*nats.Conn, func(), error) {
 	if cfg.embedded == "" {
-		nc, err := natsconn.Connect(ctx, natsconn.Config{URL: cfg.natsURL, Name: "pgjet-collector", Creds: cfg.creds, Log: log})
+		nc, err := natsconn.Connect(ctx, cfg.auth.Apply(natsconn.Config{URL: cfg.natsURL, Name: "pgjet-collector", Log: log}))
 		if err != nil {
 			return nil, nil, err
 		}

@@ -24,12 +24,13 @@ import (
 	"github.com/pgjet/pgjet/shared/flagenv"
 	"github.com/pgjet/pgjet/shared/memlimit"
 	"github.com/pgjet/pgjet/shared/natsconn"
+	"github.com/pgjet/pgjet/shared/redact"
 )
 
 type config struct {
 	memLimit memlimit.Size
 	natsURL  string
-	creds    string
+	auth     *natsconn.Auth
 	relay    relay.Config
 	stdout   stdout.Format
 	// cloudEvents is the CloudEvents configuration with --envelope cloudevents.
@@ -42,7 +43,7 @@ func parseConfig(args []string) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("pgjet-router", flag.ContinueOnError)
 	fs.StringVar(&c.natsURL, "nats", "", "NATS server URL(s), comma-separated; required")
-	fs.StringVar(&c.creds, "creds", "", "NATS credentials file")
+	c.auth = natsconn.AddFlags(fs)
 	fs.StringVar(&c.relay.RawStream, "raw-stream", "PGJET_RAW", "raw JetStream stream written by pgjet-collector")
 	fs.StringVar(&c.relay.Durable, "durable", "pgjet-router", "durable consumer on the raw stream (one per router)")
 	fs.StringVar(&c.relay.Stream, "stream", "PGJET_EVENTS", "output stream, created when missing")
@@ -63,8 +64,9 @@ func parseConfig(args []string) (config, error) {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	usage := func() {
-		fmt.Fprintf(os.Stdout, "Usage: pgjet-router --nats URL [--raw-stream NAME] [--durable NAME] [--stream NAME] [--subject-prefix P] [--stdout json|json-pretty|text]\n"+
+		fmt.Fprint(os.Stdout, "Usage: pgjet-router --nats URL [--raw-stream NAME] [--durable NAME] [--stream NAME] [--subject-prefix P] [--stdout json|json-pretty|text]\n"+
 			"                    [--envelope native|cloudevents [--cloudevents-mode structured|binary] [--cloudevents-source URI] [--cloudevents-type-prefix P]]\n"+
+			natsconn.Usage("                    ")+
 			"Every flag can also be set as PGJET_<NAME> in the environment (e.g. PGJET_NATS, PGJET_SUBJECT_PREFIX).\n\n")
 		fs.SetOutput(os.Stdout)
 		fs.PrintDefaults()
@@ -123,10 +125,8 @@ func parseConfig(args []string) (config, error) {
 	if c.natsURL == "" {
 		return c, errors.New("--nats is required (e.g. --nats nats://127.0.0.1:4222)")
 	}
-	if c.creds != "" {
-		if _, err := os.Stat(c.creds); err != nil {
-			return c, fmt.Errorf("bad --creds: %w", err)
-		}
+	if err := c.auth.Check(); err != nil {
+		return c, err
 	}
 	if c.ackTimeout <= 0 {
 		return c, fmt.Errorf("bad --ack-timeout %s: must be positive", c.ackTimeout)
@@ -162,16 +162,15 @@ func main() {
 }
 
 func run(ctx context.Context, cfg config, log *slog.Logger) error {
-	nc, err := natsconn.Connect(ctx, natsconn.Config{
-		URL:   cfg.natsURL,
-		Name:  "pgjet-router",
-		Creds: cfg.creds,
-		Log:   log,
+	nc, err := natsconn.Connect(ctx, cfg.auth.Apply(natsconn.Config{
+		URL:  cfg.natsURL,
+		Name: "pgjet-router",
+		Log:  log,
 		// No reconnect buffer: a publish during a reconnect fails at once
 		// instead of being sent after the reconnect, ahead of earlier events
 		// that were lost with the connection. The relay republishes in order.
 		Options: []nats.Option{nats.ReconnectBufSize(-1)},
-	})
+	}))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -183,7 +182,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		_ = nc.FlushTimeout(2 * time.Second)
 		nc.Close()
 	}()
-	log.Info("connected to nats", "url", nc.ConnectedUrlRedacted())
+	log.Info("connected to nats", "url", redact.DSN(nc.ConnectedUrlRedacted()))
 
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(cfg.ackTimeout))
 	if err != nil {
