@@ -29,8 +29,8 @@ type Problem struct {
 	Path string
 	// Message never holds a secret or an expanded value.
 	Message string
-	// Line and Column locate Path (or its nearest enclosing key) in the
-	// file; 0 when unknown.
+	// Line and Column locate Path in the file (see Errors.List); 0 when
+	// unknown. Set by List.
 	Line, Column int
 }
 
@@ -50,17 +50,28 @@ type pos struct{ line, col int }
 
 // Add records a problem at path (see Problem.Path).
 func (e *Errors) Add(path, format string, args ...any) {
-	p := Problem{Path: path, Message: fmt.Sprintf(format, args...)}
-	for q := path; ; q = parent(q) {
-		if at, ok := e.at[q]; ok {
-			p.Line, p.Column = at.line, at.col
-			break
-		}
-		if q == "" {
-			break
+	e.list = append(e.list, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+// locate is where path is in the file. A key the file lacks ("is
+// required", or a default the router rejects) is placed at the end of the
+// nearest enclosing key that is there, after the problems inside it; the
+// file as a whole (path "") has no position. Positions are looked up when
+// listing, since the decoder records nested keys only as it reaches them.
+func (e *Errors) locate(path string) (at pos, after bool) {
+	if p, ok := e.at[path]; ok || path == "" {
+		return p, false
+	}
+	for a := parent(path); ; a = parent(a) {
+		if _, ok := e.at[a]; ok || a == "" {
+			for k, p := range e.at {
+				if (a == "" || under(k, a)) && (p.line > at.line || p.line == at.line && p.col > at.col) {
+					at = p
+				}
+			}
+			return at, true
 		}
 	}
-	e.list = append(e.list, p)
 }
 
 // parent is path without its last key or index: "a.b[1]" -> "a.b" -> "a".
@@ -88,13 +99,22 @@ func (e *Errors) Err() error {
 	return e
 }
 
-// List returns the problems in file order; those of unknown position last,
-// in the order they were added.
+// List returns the problems in file order (see locate); those without a
+// position last, in the order they were added.
 func (e *Errors) List() []Problem {
 	if e == nil {
 		return nil
 	}
-	l := append([]Problem(nil), e.list...)
+	type sorted struct {
+		Problem
+		after bool
+	}
+	l := make([]sorted, len(e.list))
+	for i, p := range e.list {
+		at, after := e.locate(p.Path)
+		p.Line, p.Column = at.line, at.col
+		l[i] = sorted{p, after}
+	}
 	sort.SliceStable(l, func(i, j int) bool {
 		a, b := l[i], l[j]
 		if (a.Line == 0) != (b.Line == 0) {
@@ -103,9 +123,16 @@ func (e *Errors) List() []Problem {
 		if a.Line != b.Line {
 			return a.Line < b.Line
 		}
-		return a.Column < b.Column
+		if a.Column != b.Column {
+			return a.Column < b.Column
+		}
+		return !a.after && b.after
 	})
-	return l
+	out := make([]Problem, len(l))
+	for i, p := range l {
+		out[i] = p.Problem
+	}
+	return out
 }
 
 // Error is one "path: message" line per problem, in file order.

@@ -535,6 +535,7 @@ func (d *decoder) sink(f *File, n *yaml.Node, ip string) Sink {
 		d.add(ipath, "is required: it names the sink (and its durable consumer, <metadata.name>-<id>)")
 	}
 
+	s.Prefix = DefaultPrefix
 	switch s.Type {
 	case TypeNATS:
 		d.natsSink(m, &s)
@@ -675,7 +676,6 @@ func (d *decoder) natsSink(m *mapReader, s *Sink) {
 	d.text(m, "subject", &s.Subject)
 	d.text(m, "message_subject", &s.MessageSubject)
 	d.text(m, "dead_letter_subject", &s.DeadLetterSubject)
-	s.Prefix = DefaultPrefix
 	d.text(m, "prefix", &s.Prefix)
 	if sn, sp := m.get("stream"); sn != nil {
 		d.stream(sn, sp, &s.Stream)
@@ -809,31 +809,41 @@ func (d *decoder) columnRule(n *yaml.Node, p string) ColumnRule {
 		where[col] = list
 		return true
 	}
-	if dn, dp := m.get("drop"); dn != nil {
-		for i, c := range d.strList(dn, dp) {
-			if claim(c, "drop", index(dp, i)) {
-				r.Drop = append(r.Drop, c)
+	// In file order, so that the later of two lists naming a column is the
+	// one reported.
+	m.skip("drop", "mask", "hash")
+	for _, k := range m.order {
+		switch k {
+		case "drop":
+			dn, dp := m.get(k)
+			for i, c := range d.strList(dn, dp) {
+				if claim(c, "drop", index(dp, i)) {
+					r.Drop = append(r.Drop, c)
+				}
 			}
-		}
-	}
-	if mn, mp := m.get("mask"); mn != nil {
-		mm := d.mapping(mn, mp)
-		r.Mask = map[string]string{}
-		for _, col := range mm.order {
-			v, vp := mm.get(col)
-			if v == nil {
-				d.add(vp, "needs the replacement value, e.g. \"***\" (\"\" for an empty string)")
+		case "hash":
+			hn, hp := m.get(k)
+			for i, c := range d.strList(hn, hp) {
+				if claim(c, "hash", index(hp, i)) {
+					r.Hash = append(r.Hash, c)
+				}
+			}
+		case "mask":
+			mn, mp := m.get(k)
+			if mn == nil {
 				continue
 			}
-			if s, ok := d.str(v, vp); ok && claim(col, "mask", vp) {
-				r.Mask[col] = s.text
-			}
-		}
-	}
-	if hn, hp := m.get("hash"); hn != nil {
-		for i, c := range d.strList(hn, hp) {
-			if claim(c, "hash", index(hp, i)) {
-				r.Hash = append(r.Hash, c)
+			mm := d.mapping(mn, mp)
+			r.Mask = map[string]string{}
+			for _, col := range mm.order {
+				v, vp := mm.get(col)
+				if v == nil {
+					d.add(vp, "needs the replacement value, e.g. \"***\" (\"\" for an empty string)")
+					continue
+				}
+				if s, ok := d.str(v, vp); ok && claim(col, "mask", vp) {
+					r.Mask[col] = s.text
+				}
 			}
 		}
 	}
