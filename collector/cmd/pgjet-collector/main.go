@@ -13,7 +13,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -58,13 +57,22 @@ type config struct {
 	standby      bool
 	recreateSlot bool
 	logLevel     slog.Level
+	maxChanges   int
+	// natsBase is the raw stream's connection from a pipeline file, which
+	// --nats and the authentication flags override.
+	natsBase natsconn.Config
+	// file is the pipeline file (--config); compat: a deltaforge/v1 file,
+	// read as a pgjet one.
+	file      string
+	compat    bool
+	checkOnly bool
 }
-
-var tokenRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 func parseConfig(args []string) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("pgjet-collector", flag.ContinueOnError)
+	fs.StringVar(&c.file, "config", "", "pipeline file (YAML): the source, raw_stream and batch sections; flags override it")
+	fs.BoolVar(&c.checkOnly, "check-config", false, "validate the flags and the pipeline file and exit, without connecting")
 	fs.StringVar(&c.dsn, "dsn", "", "PostgreSQL connection string (URL or key=value); required")
 	fs.StringVar(&c.slot, "slot", "pgjet", "logical replication slot, created with pgoutput when missing")
 	fs.StringVar(&c.publication, "publication", "pgjet", "publication to stream")
@@ -74,7 +82,7 @@ func parseConfig(args []string) (config, error) {
 	c.auth = natsconn.AddFlags(fs)
 	fs.StringVar(&c.embedded, "embedded", "", "run an embedded JetStream server storing data in this directory (instead of --nats)")
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:4222", "listen address of the embedded server, for routers")
-	fs.StringVar(&c.rawStream, "raw-stream", "PGJET_RAW", "raw JetStream stream, created when missing")
+	fs.StringVar(&c.rawStream, "raw-stream", wire.DefaultRawStream, "raw JetStream stream, created when missing")
 	fs.DurationVar(&c.rawMaxAge, "raw-max-age", 7*24*time.Hour, "max age of raw records when the stream is created")
 	fs.DurationVar(&c.rawDupes, "raw-duplicate-window", time.Hour, "duplicate window of the raw stream when created")
 	fs.IntVar(&c.rawReplicas, "raw-replicas", 1, "replicas of the raw stream when created (3 on a cluster)")
@@ -82,6 +90,7 @@ func parseConfig(args []string) (config, error) {
 	fs.DurationVar(&c.ackTimeout, "ack-timeout", 10*time.Second, "how long to wait for one JetStream publish ack before retrying")
 	fs.IntVar(&c.maxQueue, "max-queue-bytes", 8<<20, "bytes of decoded changes that may wait for JetStream before reading pauses")
 	fs.IntVar(&c.maxMessage, "max-message-bytes", 4<<20, "largest raw message (capped below the server's max payload)")
+	fs.IntVar(&c.maxChanges, "max-message-changes", 0, "most changes in one raw message, unless one transaction fragment holds more (0: no bound; a pipeline file's batch.max_events)")
 	fs.BoolVar(&c.standby, "standby", false, "wait while another collector holds the slot, and take over when it is released")
 	fs.BoolVar(&c.recreateSlot, "recreate-slot", false, "create the slot even though the raw stream has records of this source (after the slot was dropped; changes in between are missing)")
 	c.memLimit = -1
@@ -91,17 +100,24 @@ func parseConfig(args []string) (config, error) {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	usage := func() {
-		fmt.Fprint(os.Stdout, "Usage: pgjet-collector --dsn DSN --slot NAME --publication NAME [--tables s.t,...] (--nats URL | --embedded DIR [--listen HOST:PORT])\n"+
+		fmt.Fprint(os.Stdout, "Usage: pgjet-collector --config PIPELINE.yaml [--check-config] [flags that override it]\n"+
+			"       pgjet-collector --dsn DSN --slot NAME --publication NAME [--tables s.t,...] (--nats URL | --embedded DIR [--listen HOST:PORT])\n"+
 			natsconn.Usage("                       ")+
 			"Every flag can also be set as PGJET_<NAME> in the environment (e.g. PGJET_DSN).\n\n")
 		fs.SetOutput(os.Stdout)
 		fs.PrintDefaults()
 	}
-	if err := flagenv.Parse(fs, args); err != nil {
+	given, err := flagenv.ParseSet(fs, args)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage()
 		}
 		return c, err
+	}
+	if c.file != "" {
+		if err := c.applyFile(given, tables); err != nil {
+			return c, err
+		}
 	}
 	if *tables != "" {
 		for _, t := range strings.Split(*tables, ",") {
@@ -131,14 +147,16 @@ func parseConfig(args []string) (config, error) {
 		return c, errors.New("give --nats URL to use a NATS server, or --embedded DIR to run one in this process")
 	case c.natsURL != "" && c.embedded != "":
 		return c, errors.New("--nats and --embedded exclude each other: choose one")
-	case !tokenRE.MatchString(c.source):
-		return c, fmt.Errorf("bad --source %q: use letters, digits, '_' and '-'", c.source)
+	case wire.CheckName(c.source) != nil:
+		return c, fmt.Errorf("bad --source: %w", wire.CheckName(c.source))
 	case c.slot == "" || c.publication == "":
 		return c, errors.New("--slot and --publication must not be empty")
 	case c.linger < 0 || c.linger > time.Second:
 		return c, fmt.Errorf("bad --linger %v: use 0 to 1s (e.g. 10ms)", c.linger)
-	case c.rawStream == "" || strings.ContainsAny(c.rawStream, ". *>"):
-		return c, fmt.Errorf("bad --raw-stream %q", c.rawStream)
+	case wire.CheckName(c.rawStream) != nil:
+		return c, fmt.Errorf("bad --raw-stream: %w", wire.CheckName(c.rawStream))
+	case c.maxChanges < 0:
+		return c, fmt.Errorf("bad --max-message-changes %d: use 0 (no bound) or more", c.maxChanges)
 	}
 	if err := c.auth.Check(); err != nil {
 		return c, err
@@ -158,7 +176,18 @@ func main() {
 		fmt.Fprintf(os.Stderr, "pgjet-collector: %v\n", err)
 		os.Exit(2)
 	}
+	if cfg.checkOnly {
+		where := "--nats " + redact.DSN(cfg.natsURL)
+		if cfg.embedded != "" {
+			where = "embedded server storing in " + cfg.embedded + ", listening on " + cfg.listen
+		}
+		fmt.Printf("ok: slot %s, publication %s, source %s, raw stream %s on %s\n", cfg.slot, cfg.publication, cfg.source, cfg.rawStream, where)
+		return
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	if cfg.compat {
+		log.Info("reading a deltaforge/v1 pipeline file as a pgjet/v1 pipeline", "file", cfg.file)
+	}
 	if limit := memlimit.Set(int64(cfg.memLimit)); limit > 0 {
 		log.Debug("soft memory limit", "bytes", limit)
 	}
@@ -298,14 +327,15 @@ func (s *session) run(ctx context.Context) error {
 	// only cost memory. Headroom below max payload covers headers.
 	maxMsg := min(int(s.nc.MaxPayload())-64<<10, cfg.maxMessage)
 	pub := rawstream.NewPublisher(s.js, rawstream.PublisherConfig{
-		Subject:         wire.RawSubject(cfg.source),
-		Source:          src,
-		MaxMessageBytes: maxMsg,
-		MaxQueueBytes:   cfg.maxQueue,
-		AckTimeout:      cfg.ackTimeout,
-		Linger:          cfg.linger,
-		Confirmed:       slot.ConfirmedFlush,
-		Log:             log,
+		Subject:           wire.RawSubject(cfg.source),
+		Source:            src,
+		MaxMessageBytes:   maxMsg,
+		MaxMessageChanges: cfg.maxChanges,
+		MaxQueueBytes:     cfg.maxQueue,
+		AckTimeout:        cfg.ackTimeout,
+		Linger:            cfg.linger,
+		Confirmed:         slot.ConfirmedFlush,
+		Log:               log,
 	})
 	var stream *replication.Stream
 	dec := pgoutput.New(func(ctx context.Context, f *pgoutput.Fragment) error { return stream.Emit(ctx, f) },
@@ -413,7 +443,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 func connectNATS(ctx context.Context, cfg config, log *slog.Logger) (*nats.Conn, func(), error) {
 	if cfg.embedded == "" {
-		nc, err := natsconn.Connect(ctx, cfg.auth.Apply(natsconn.Config{URL: cfg.natsURL, Name: "pgjet-collector", Log: log}))
+		nc, err := natsconn.Connect(ctx, cfg.natsConfig(log))
 		if err != nil {
 			return nil, nil, err
 		}

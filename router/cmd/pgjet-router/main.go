@@ -1,6 +1,7 @@
 // Command pgjet-router reads the raw change records that pgjet-collector
 // writes to JetStream, renders every change as an event and publishes it to
-// an output stream with a deterministic Nats-Msg-Id.
+// output streams with a deterministic Nats-Msg-Id: one route from flags, or
+// every sink of a pipeline file (--config).
 package main
 
 import (
@@ -16,128 +17,330 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/router/internal/envelope"
 	"github.com/pgjet/pgjet/router/internal/relay"
+	"github.com/pgjet/pgjet/router/internal/route"
+	"github.com/pgjet/pgjet/router/internal/routing"
 	"github.com/pgjet/pgjet/router/internal/stdout"
 	"github.com/pgjet/pgjet/shared/flagenv"
 	"github.com/pgjet/pgjet/shared/memlimit"
 	"github.com/pgjet/pgjet/shared/natsconn"
-	"github.com/pgjet/pgjet/shared/redact"
+	"github.com/pgjet/pgjet/shared/pipeline"
+	"github.com/pgjet/pgjet/shared/wire"
 )
 
 type config struct {
 	memLimit memlimit.Size
-	natsURL  string
-	auth     *natsconn.Auth
-	relay    relay.Config
-	stdout   stdout.Format
-	// cloudEvents is the CloudEvents configuration with --envelope cloudevents.
-	cloudEvents *envelope.CloudEventsConfig
-	ackTimeout  time.Duration
-	logLevel    slog.Level
+	logLevel slog.Level
+	plan     *routing.Plan
+	// file is the pipeline file (--config); compat: it is a deltaforge/v1
+	// file, read as a pgjet one.
+	file   string
+	compat bool
+	// checkOnly: --check-config, validate and exit.
+	checkOnly bool
 }
+
+// flags are the router's command line.
+type flags struct {
+	file, natsURL, rawStream, durable, stream, prefix string
+	stdout, envelope, ceMode, ceSource, cePrefix      string
+	persist, level                                    string
+	ackTimeout, duplicates                            time.Duration
+	checkOnly                                         bool
+	auth                                              *natsconn.Auth
+	given                                             map[string]bool
+}
+
+// routeFlags apply to one route: with a pipeline file, to its only NATS sink.
+var routeFlags = []string{"durable", "stream", "subject-prefix", "stdout", "envelope", "cloudevents-mode", "cloudevents-source",
+	"cloudevents-type-prefix", "output-persist", "output-duplicate-window", "ack-timeout"}
 
 func parseConfig(args []string) (config, error) {
 	var c config
+	var f flags
 	fs := flag.NewFlagSet("pgjet-router", flag.ContinueOnError)
-	fs.StringVar(&c.natsURL, "nats", "", "NATS server URL(s), comma-separated; required")
-	c.auth = natsconn.AddFlags(fs)
-	fs.StringVar(&c.relay.RawStream, "raw-stream", "PGJET_RAW", "raw JetStream stream written by pgjet-collector")
-	fs.StringVar(&c.relay.Durable, "durable", "pgjet-router", "durable consumer on the raw stream (one per router)")
-	fs.StringVar(&c.relay.Stream, "stream", "PGJET_EVENTS", "output stream, created when missing")
-	fs.StringVar(&c.relay.Prefix, "subject-prefix", "postgres", "first token(s) of output subjects: PREFIX.schema.table.op")
-	format := fs.String("stdout", "", "also print events on stdout: json, json-pretty or text")
-	env := fs.String("envelope", "native", "event format: native (JSON) or cloudevents (CloudEvents 1.0 whose data is the native JSON)")
-	ceMode := fs.String("cloudevents-mode", "structured", "with --envelope cloudevents: structured (the event as JSON in the body) or binary (ce- headers, native JSON body)")
-	var ce envelope.CloudEventsConfig
-	fs.StringVar(&ce.Source, "cloudevents-source", "", "with --envelope cloudevents: the source attribute, a URI-reference (default /pgjet/<source name>)")
-	fs.StringVar(&ce.TypePrefix, "cloudevents-type-prefix", envelope.DefaultTypePrefix, "with --envelope cloudevents: start of the type attribute, PREFIX.schema.table.op or PREFIX.message")
-	persist := fs.String("output-persist", "default", "persistence of a created output stream: default (the server's fsync policy) or async (faster; a NATS server crash can lose the latest events, rebuild by replay)")
-	fs.DurationVar(&c.ackTimeout, "ack-timeout", 10*time.Second, "how long to wait for one publish ack before republishing")
-	fs.DurationVar(&c.relay.Duplicates, "output-duplicate-window", relay.DefaultDuplicates, "duplicate window of a created output stream (the server keeps every event's id this long: memory grows with rate × window)")
+	fs.StringVar(&f.file, "config", "", "pipeline file (YAML): run a route for each of its sinks; flags override it")
+	fs.BoolVar(&f.checkOnly, "check-config", false, "validate the flags and the pipeline file, print the routes and exit, without connecting")
+	fs.StringVar(&f.natsURL, "nats", "", "NATS server URL(s) of the raw stream, comma-separated; required without --config")
+	f.auth = natsconn.AddFlags(fs)
+	fs.StringVar(&f.rawStream, "raw-stream", wire.DefaultRawStream, "raw JetStream stream written by pgjet-collector")
+	fs.StringVar(&f.durable, "durable", "pgjet-router", "durable consumer on the raw stream (one per route)")
+	fs.StringVar(&f.stream, "stream", "PGJET_EVENTS", "output stream, created when missing")
+	fs.StringVar(&f.prefix, "subject-prefix", pipeline.DefaultPrefix, "first token(s) of output subjects: PREFIX.schema.table.op")
+	fs.StringVar(&f.stdout, "stdout", "", "also print events on stdout: json, json-pretty or text")
+	fs.StringVar(&f.envelope, "envelope", envelope.DefaultEnvelope, "event format: "+strings.Join(envelope.Names(), ", "))
+	fs.StringVar(&f.ceMode, "cloudevents-mode", "structured", "with --envelope cloudevents: structured (the event as JSON in the body) or binary (ce- headers, native JSON body)")
+	fs.StringVar(&f.ceSource, "cloudevents-source", "", "with --envelope cloudevents: the source attribute, a URI-reference (default /pgjet/<source name>)")
+	fs.StringVar(&f.cePrefix, "cloudevents-type-prefix", envelope.DefaultTypePrefix, "with --envelope cloudevents: start of the type attribute, PREFIX.schema.table.op or PREFIX.message")
+	fs.StringVar(&f.persist, "output-persist", "default", "persistence of a created output stream: default (the server's fsync policy) or async (faster; a NATS server crash can lose the latest events, rebuild by replay)")
+	fs.DurationVar(&f.ackTimeout, "ack-timeout", pipeline.DefaultSendTimeout, "how long to wait for one publish ack before republishing")
+	fs.DurationVar(&f.duplicates, "output-duplicate-window", relay.DefaultDuplicates, "duplicate window of a created output stream (the server keeps every event's id this long: memory grows with rate × window)")
 	c.memLimit = 128 << 20
 	fs.Var(&c.memLimit, "memory-limit", "soft memory limit of the Go runtime, e.g. 256MiB (GOMEMLIMIT wins; 0: none)")
-	level := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.level, "log-level", "info", "debug, info, warn or error")
 	// Errors are reported by main in one line; the usage text only on -h.
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	usage := func() {
-		fmt.Fprint(os.Stdout, "Usage: pgjet-router --nats URL [--raw-stream NAME] [--durable NAME] [--stream NAME] [--subject-prefix P] [--stdout json|json-pretty|text]\n"+
+		fmt.Fprint(os.Stdout, "Usage: pgjet-router --config PIPELINE.yaml [--check-config] [flags that override it]\n"+
+			"       pgjet-router --nats URL [--raw-stream NAME] [--durable NAME] [--stream NAME] [--subject-prefix P] [--stdout json|json-pretty|text]\n"+
 			"                    [--envelope native|cloudevents [--cloudevents-mode structured|binary] [--cloudevents-source URI] [--cloudevents-type-prefix P]]\n"+
 			natsconn.Usage("                    ")+
-			"Every flag can also be set as PGJET_<NAME> in the environment (e.g. PGJET_NATS, PGJET_SUBJECT_PREFIX).\n\n")
+			"Every flag can also be set as PGJET_<NAME> in the environment (e.g. PGJET_CONFIG, PGJET_NATS, PGJET_SUBJECT_PREFIX).\n\n")
 		fs.SetOutput(os.Stdout)
 		fs.PrintDefaults()
 	}
-	if err := flagenv.Parse(fs, args); err != nil {
+	var err error
+	if f.given, err = flagenv.ParseSet(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage()
 		}
 		return c, err
 	}
-	var err error
-	if c.stdout, err = stdout.ParseFormat(*format); err != nil {
-		return c, fmt.Errorf("bad --stdout: %w", err)
+	if err := c.logLevel.UnmarshalText([]byte(f.level)); err != nil {
+		return c, fmt.Errorf("bad --log-level %q: use debug, info, warn or error", f.level)
 	}
-	if err := c.logLevel.UnmarshalText([]byte(*level)); err != nil {
-		return c, fmt.Errorf("bad --log-level %q: use debug, info, warn or error", *level)
+	if err := f.auth.Check(); err != nil {
+		return c, err
 	}
-	switch *env {
-	case "native":
-		// Flags of another envelope are a mistake, not something to ignore.
-		var set []string
-		fs.Visit(func(f *flag.Flag) {
-			if strings.HasPrefix(f.Name, "cloudevents-") {
-				set = append(set, "--"+f.Name)
-			}
-		})
-		if len(set) > 0 {
-			return c, fmt.Errorf("%s needs --envelope cloudevents", strings.Join(set, ", "))
-		}
-	case "cloudevents":
-		switch *ceMode {
-		case "structured":
-		case "binary":
-			ce.Binary = true
-		default:
-			return c, fmt.Errorf("bad --cloudevents-mode %q: use structured or binary", *ceMode)
-		}
-		c.cloudEvents = &ce
-		if c.relay.Envelope, err = envelope.NewCloudEvents(ce); err != nil {
-			var oe *envelope.OptionError
-			if errors.As(err, &oe) {
-				return c, fmt.Errorf("bad --cloudevents-%s %w", strings.ReplaceAll(oe.Key, "_", "-"), oe.Err)
-			}
-			return c, err
-		}
-	default:
-		return c, fmt.Errorf("bad --envelope %q: use native or cloudevents", *env)
+	c.checkOnly, c.file = f.checkOnly, f.file
+	if f.file == "" {
+		c.plan, err = planFromFlags(&f)
+		return c, err
 	}
-	switch *persist {
+	c.plan, c.compat, err = planFromFile(&f)
+	return c, err
+}
+
+// planFromFlags is the one route the flags describe.
+func planFromFlags(f *flags) (*routing.Plan, error) {
+	if f.natsURL == "" {
+		return nil, errors.New("--nats is required (e.g. --nats nats://127.0.0.1:4222), or give a pipeline file with --config")
+	}
+	for _, n := range []struct{ flag, v string }{{"--raw-stream", f.rawStream}, {"--durable", f.durable}, {"--stream", f.stream}} {
+		if err := wire.CheckName(n.v); err != nil {
+			return nil, fmt.Errorf("bad %s: %w", n.flag, err)
+		}
+	}
+	format, err := stdout.ParseFormat(f.stdout)
+	if err != nil {
+		return nil, fmt.Errorf("bad --stdout: %w", err)
+	}
+	if err := checkTimes(f); err != nil {
+		return nil, err
+	}
+	rt, err := route.New(route.Config{Name: f.durable, Prefix: f.prefix})
+	if err != nil {
+		var fe *route.FieldError
+		if errors.As(err, &fe) {
+			err = fe.Err
+		}
+		return nil, fmt.Errorf("bad --subject-prefix: %w", err)
+	}
+	env, err := envelopeFromFlags(f)
+	if err != nil {
+		return nil, err
+	}
+	persistAsync, err := persistFromFlag(f.persist)
+	if err != nil {
+		return nil, err
+	}
+	conn := f.auth.Apply(natsconn.Config{URL: f.natsURL})
+	return &routing.Plan{Raw: conn, RawStream: f.rawStream, Routes: []routing.Route{{
+		ID:     f.durable,
+		Conn:   conn,
+		Stdout: format,
+		Relay: relay.Config{
+			RawStream:      f.rawStream,
+			Durable:        f.durable,
+			Stream:         f.stream,
+			Route:          rt,
+			Envelope:       env,
+			PublishTimeout: f.ackTimeout,
+			PersistAsync:   persistAsync,
+			Duplicates:     f.duplicates,
+		},
+	}}}, nil
+}
+
+func checkTimes(f *flags) error {
+	if f.ackTimeout <= 0 {
+		return fmt.Errorf("bad --ack-timeout %s: must be positive", f.ackTimeout)
+	}
+	if f.duplicates < time.Second {
+		return fmt.Errorf("bad --output-duplicate-window %s: use at least 1s (default %s)", f.duplicates, relay.DefaultDuplicates)
+	}
+	return nil
+}
+
+func persistFromFlag(v string) (async bool, err error) {
+	switch v {
 	case "default":
+		return false, nil
 	case "async":
-		c.relay.PersistAsync = true
+		return true, nil
+	}
+	return false, fmt.Errorf("bad --output-persist %q: use default or async", v)
+}
+
+// envelopeSettings are the envelope settings the --cloudevents-* flags give.
+func envelopeSettings(f *flags) (map[string]any, error) {
+	var set []string
+	s := map[string]any{}
+	for _, ce := range []struct{ flag, key, v string }{
+		{"cloudevents-mode", "mode", f.ceMode}, {"cloudevents-source", "source", f.ceSource}, {"cloudevents-type-prefix", "type_prefix", f.cePrefix},
+	} {
+		if f.given[ce.flag] {
+			set = append(set, "--"+ce.flag)
+			s[ce.key] = ce.v
+		}
+	}
+	if len(set) > 0 && f.envelope != "cloudevents" {
+		// Flags of another envelope are a mistake, not something to ignore.
+		return nil, fmt.Errorf("%s needs --envelope cloudevents", strings.Join(set, ", "))
+	}
+	return s, nil
+}
+
+func envelopeFromFlags(f *flags) (envelope.Renderer, error) {
+	settings, err := envelopeSettings(f)
+	if err != nil {
+		return nil, err
+	}
+	env, err := envelope.New(f.envelope, envelope.Options{Settings: settings})
+	var oe *envelope.OptionError
+	switch {
+	case err == nil:
+		return env, nil
+	case errors.As(err, &oe) && oe.Key == "type":
+		return nil, fmt.Errorf("bad --envelope %q: use %s", f.envelope, strings.Join(envelope.Names(), ", "))
+	case errors.As(err, &oe):
+		return nil, fmt.Errorf("bad --cloudevents-%s %w", strings.ReplaceAll(oe.Key, "_", "-"), oe.Err)
+	}
+	return nil, err
+}
+
+// planFromFile runs a route per sink of the pipeline file; flags given
+// override the file: connection flags the raw stream's server (and the sinks
+// on that server), route flags the file's only NATS sink.
+func planFromFile(f *flags) (*routing.Plan, bool, error) {
+	file, err := pipeline.Load(f.file, os.LookupEnv)
+	var errs *pipeline.Errors
+	switch {
+	case errors.As(err, &errs):
+		errs = errs.For(pipeline.ScopeRouter)
+	case err != nil:
+		return nil, false, err
 	default:
-		return c, fmt.Errorf("bad --output-persist %q: use default or async", *persist)
+		errs = &pipeline.Errors{}
 	}
-	if c.natsURL == "" {
-		return c, errors.New("--nats is required (e.g. --nats nats://127.0.0.1:4222)")
+	if file == nil {
+		return nil, false, errs
 	}
-	if err := c.auth.Check(); err != nil {
-		return c, err
+	var nats []*pipeline.Sink
+	for i := range file.Sinks {
+		if file.Sinks[i].Type == pipeline.TypeNATS {
+			nats = append(nats, &file.Sinks[i])
+		}
 	}
-	if c.ackTimeout <= 0 {
-		return c, fmt.Errorf("bad --ack-timeout %s: must be positive", c.ackTimeout)
+	for _, name := range routeFlags {
+		if f.given[name] && len(nats) != 1 {
+			return nil, false, fmt.Errorf("--%s applies to one route, and %s has %d NATS sinks: set it per sink in the file", name, f.file, len(nats))
+		}
 	}
-	if c.relay.Duplicates < time.Second {
-		return c, fmt.Errorf("bad --output-duplicate-window %s: use at least 1s (default %s)", c.relay.Duplicates, relay.DefaultDuplicates)
+	if err := overrideFile(f, file, nats); err != nil {
+		return nil, false, err
 	}
-	if err := c.relay.Check(); err != nil {
-		return c, err
+	// Column rule warnings come while running, through the logger main sets.
+	plan := routing.FromFile(file, errs, func(msg string, args ...any) { slog.Warn(msg, args...) })
+	if f.given["stdout"] {
+		format, err := stdout.ParseFormat(f.stdout)
+		if err != nil {
+			return nil, false, fmt.Errorf("bad --stdout: %w", err)
+		}
+		for i := range plan.Routes {
+			if plan.Routes[i].Relay.Stream != "" {
+				plan.Routes[i].Stdout = format
+			}
+		}
 	}
-	return c, nil
+	if errs.Len() > 0 {
+		return nil, false, fmt.Errorf("%s:\n%w", f.file, errs)
+	}
+	return plan, file.Compat, nil
+}
+
+// overrideFile applies the flags given to the file's values.
+func overrideFile(f *flags, file *pipeline.File, nats []*pipeline.Sink) error {
+	rawConn, _ := file.RawConn()
+	sameServer := func(c pipeline.Conn) bool { return strings.Join(c.URLs, ",") == strings.Join(rawConn.URLs, ",") }
+	onRawServer := []*pipeline.Conn{&file.RawStream.Conn}
+	for i := range file.Sinks {
+		if file.Sinks[i].Type == pipeline.TypeNATS && sameServer(file.Sinks[i].Conn) {
+			onRawServer = append(onRawServer, &file.Sinks[i].Conn)
+		}
+	}
+	if f.given["nats"] {
+		for _, c := range onRawServer {
+			c.URLs = strings.Split(f.natsURL, ",")
+		}
+		if file.RawStream.Embedded != nil {
+			file.RawStream.Embedded = nil // the router connects where it is told
+		}
+	}
+	if len(f.auth.Given()) > 0 {
+		for _, c := range onRawServer {
+			a := f.auth.Apply(natsconn.Config{})
+			c.CredentialsFile, c.NKeyFile, c.Username, c.Password, c.Token = a.Creds, a.NKeyFile, a.User, a.Password, a.Token
+			c.TLS = pipeline.TLS{CAFile: a.TLS.CAFile, CertFile: a.TLS.CertFile, KeyFile: a.TLS.KeyFile}
+		}
+	}
+	if f.given["raw-stream"] {
+		if err := wire.CheckName(f.rawStream); err != nil {
+			return fmt.Errorf("bad --raw-stream: %w", err)
+		}
+		file.RawStream.Name = f.rawStream
+	}
+	if len(nats) != 1 {
+		return nil
+	}
+	s := nats[0]
+	if err := checkTimes(f); err != nil {
+		return err
+	}
+	for _, o := range []struct {
+		flag string
+		to   *string
+		v    string
+	}{{"durable", &s.Durable, f.durable}, {"stream", &s.Stream.Name, f.stream}, {"subject-prefix", &s.Prefix, f.prefix}, {"envelope", &s.Envelope.Type, f.envelope}} {
+		if f.given[o.flag] {
+			*o.to = o.v
+		}
+	}
+	if f.given["output-persist"] {
+		if _, err := persistFromFlag(f.persist); err != nil {
+			return err
+		}
+		s.Stream.Persist = f.persist
+	}
+	if f.given["output-duplicate-window"] {
+		s.Stream.DuplicateWindow = f.duplicates
+	}
+	if f.given["ack-timeout"] {
+		s.SendTimeout = f.ackTimeout
+	}
+	settings, err := envelopeSettings(&flags{given: f.given, envelope: s.Envelope.Type, ceMode: f.ceMode, ceSource: f.ceSource, cePrefix: f.cePrefix})
+	if err != nil {
+		return err
+	}
+	if len(settings) > 0 && s.Envelope.Settings == nil {
+		s.Envelope.Settings = map[string]any{}
+	}
+	for k, v := range settings {
+		s.Envelope.Settings[k] = v
+	}
+	return nil
 }
 
 func main() {
@@ -149,7 +352,22 @@ func main() {
 		fmt.Fprintf(os.Stderr, "pgjet-router: %v\n", err)
 		os.Exit(2)
 	}
+	if cfg.checkOnly {
+		what := "flags"
+		if cfg.file != "" {
+			what = cfg.file
+		}
+		fmt.Printf("%s: ok, %d route(s), raw stream %s\n", what, len(cfg.plan.Routes), cfg.plan.RawStream)
+		for i := range cfg.plan.Routes {
+			fmt.Println("  " + cfg.plan.Routes[i].Describe())
+		}
+		return
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	slog.SetDefault(log)
+	if cfg.compat {
+		log.Info("reading a deltaforge/v1 pipeline file as a pgjet/v1 pipeline", "file", cfg.file)
+	}
 	if limit := memlimit.Set(int64(cfg.memLimit)); limit > 0 {
 		log.Debug("soft memory limit", "bytes", limit)
 	}
@@ -162,41 +380,5 @@ func main() {
 }
 
 func run(ctx context.Context, cfg config, log *slog.Logger) error {
-	nc, err := natsconn.Connect(ctx, cfg.auth.Apply(natsconn.Config{
-		URL:  cfg.natsURL,
-		Name: "pgjet-router",
-		Log:  log,
-		// No reconnect buffer: a publish during a reconnect fails at once
-		// instead of being sent after the reconnect, ahead of earlier events
-		// that were lost with the connection. The relay republishes in order.
-		Options: []nats.Option{nats.ReconnectBufSize(-1)},
-	}))
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return err
-	}
-	defer func() {
-		// Let acks and naks of the last raw record reach the server.
-		_ = nc.FlushTimeout(2 * time.Second)
-		nc.Close()
-	}()
-	log.Info("connected to nats", "url", redact.DSN(nc.ConnectedUrlRedacted()))
-
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(cfg.ackTimeout))
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	rc := cfg.relay
-	rc.PublishTimeout = cfg.ackTimeout
-	rc.Log = log
-	if cfg.stdout != stdout.Off {
-		rc.Stdout = stdout.New(os.Stdout, cfg.stdout, nil)
-	}
-	r, err := relay.New(js, rc)
-	if err != nil {
-		return err
-	}
-	return r.Run(ctx)
+	return routing.Run(ctx, cfg.plan, log, os.Stdout)
 }

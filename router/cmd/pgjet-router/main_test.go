@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/router/internal/envelope"
+	"github.com/pgjet/pgjet/router/internal/routing"
 	"github.com/pgjet/pgjet/router/internal/stdout"
 	"github.com/pgjet/pgjet/shared/natstest"
 	"github.com/pgjet/pgjet/shared/wire"
@@ -31,30 +33,38 @@ func TestParseConfig(t *testing.T) {
 		check func(t *testing.T, c config)
 	}{
 		{name: "defaults", args: []string{"--nats", "nats://h:4222"}, check: func(t *testing.T, c config) {
-			r := c.relay
-			if r.RawStream != "PGJET_RAW" || r.Durable != "pgjet-router" || r.Stream != "PGJET_EVENTS" || r.Prefix != "postgres" || c.stdout != stdout.Off {
-				t.Errorf("defaults: %+v", c)
+			rt := only(t, c)
+			r := rt.Relay
+			if r.RawStream != "PGJET_RAW" || r.Durable != "pgjet-router" || r.Stream != "PGJET_EVENTS" || rt.Stdout != stdout.Off {
+				t.Errorf("defaults: %+v", rt)
+			}
+			if got := r.Route.Subjects(); !slices.Equal(got, []string{"postgres.*.*.*", "postgres._messages.*", "postgres._deadletter"}) {
+				t.Errorf("subjects %v", got)
 			}
 			if r.Duplicates != 2*time.Minute {
 				t.Errorf("duplicate window %s, want JetStream's default 2m", r.Duplicates)
 			}
+			if _, ok := r.Envelope.(*envelope.Native); !ok {
+				t.Errorf("envelope %T, want native", r.Envelope)
+			}
 		}},
 		{name: "duplicate window", args: []string{"--nats", "n", "--output-duplicate-window", "30s"}, check: func(t *testing.T, c config) {
-			if c.relay.Duplicates != 30*time.Second {
-				t.Errorf("duplicate window %s, want 30s", c.relay.Duplicates)
+			if d := only(t, c).Relay.Duplicates; d != 30*time.Second {
+				t.Errorf("duplicate window %s, want 30s", d)
 			}
 		}},
 		{name: "duplicate window too short", args: []string{"--nats", "n", "--output-duplicate-window", "100ms"}, want: "bad --output-duplicate-window 100ms: use at least 1s"},
 		{name: "env", args: nil, env: map[string]string{"PGJET_NATS": "nats://e:4222", "PGJET_SUBJECT_PREFIX": "acme.cdc", "PGJET_STDOUT": "text"},
 			check: func(t *testing.T, c config) {
-				if c.natsURL != "nats://e:4222" || c.relay.Prefix != "acme.cdc" || c.stdout != stdout.Text {
-					t.Errorf("from env: %+v", c)
+				rt := only(t, c)
+				if c.plan.Raw.URL != "nats://e:4222" || rt.Relay.Route.DeadLetter() != "acme.cdc._deadletter" || rt.Stdout != stdout.Text {
+					t.Errorf("from env: %+v", rt)
 				}
 			}},
 		{name: "flag beats env", args: []string{"--nats", "nats://f:4222", "--durable", "mine"}, env: map[string]string{"PGJET_NATS": "nats://e:4222", "PGJET_DURABLE": "theirs"},
 			check: func(t *testing.T, c config) {
-				if c.natsURL != "nats://f:4222" || c.relay.Durable != "mine" {
-					t.Errorf("flag vs env: %+v", c)
+				if c.plan.Raw.URL != "nats://f:4222" || only(t, c).Relay.Durable != "mine" {
+					t.Errorf("flag vs env: %+v", c.plan)
 				}
 			}},
 		{name: "nats required", args: nil, want: "--nats is required"},
@@ -63,33 +73,33 @@ func TestParseConfig(t *testing.T) {
 		{name: "bad log level", args: []string{"--nats", "n", "--log-level", "loud"}, want: "bad --log-level"},
 		{name: "unknown flag", args: []string{"--nats", "n", "--bogus"}, want: "bogus"},
 		{name: "bad prefix", args: []string{"--nats", "n", "--subject-prefix", "a.>"}, want: "--subject-prefix"},
-		{name: "prefix on raw subjects", args: []string{"--nats", "n", "--subject-prefix", "pgjet.raw"}, want: "overlaps"},
+		{name: "prefix on raw subjects", args: []string{"--nats", "n", "--subject-prefix", "pgjet.raw"}, want: "pgjet.raw"},
 		{name: "bad stream", args: []string{"--nats", "n", "--stream", "a b"}, want: "--stream"},
-		{name: "missing creds file", args: []string{"--nats", "n", "--creds", "/nonexistent/x.creds"}, want: "bad --creds"},
-		{name: "native envelope by default", args: []string{"--nats", "n"}, check: func(t *testing.T, c config) {
-			if c.cloudEvents != nil {
-				t.Errorf("CloudEvents without --envelope: %+v", c.cloudEvents)
-			}
-		}},
+		{name: "missing creds file", args: []string{"--nats", "n", "--creds", "/nonexistent/x.creds"}, want: "--creds"},
 		{name: "cloudevents defaults", args: []string{"--nats", "n", "--envelope", "cloudevents"}, check: func(t *testing.T, c config) {
-			if ce := c.cloudEvents; ce == nil || *ce != (envelope.CloudEventsConfig{TypePrefix: "io.pgjet"}) {
-				t.Errorf("cloudevents defaults: %+v", ce)
+			if _, ok := only(t, c).Relay.Envelope.(*envelope.CloudEvents); !ok {
+				t.Errorf("envelope %T, want cloudevents", only(t, c).Relay.Envelope)
 			}
 		}},
 		{name: "cloudevents binary", args: []string{"--nats", "n", "--envelope", "cloudevents", "--cloudevents-mode", "binary",
 			"--cloudevents-source", "https://db.example.com/shop", "--cloudevents-type-prefix", "com.acme.cdc"}, check: func(t *testing.T, c config) {
-			want := envelope.CloudEventsConfig{Binary: true, Source: "https://db.example.com/shop", TypePrefix: "com.acme.cdc"}
-			if ce := c.cloudEvents; ce == nil || *ce != want {
-				t.Errorf("cloudevents: %+v, want %+v", ce, want)
+			ce, ok := only(t, c).Relay.Envelope.(*envelope.CloudEvents)
+			if !ok {
+				t.Fatalf("envelope %T, want cloudevents", only(t, c).Relay.Envelope)
+			}
+			h := ce.Header(sampleEvent())
+			if h.Get("ce-source") != "https://db.example.com/shop" || !strings.HasPrefix(h.Get("ce-type"), "com.acme.cdc.") {
+				t.Errorf("cloudevents headers %v", h)
 			}
 		}},
 		{name: "cloudevents from env", env: map[string]string{"PGJET_NATS": "n", "PGJET_ENVELOPE": "cloudevents", "PGJET_CLOUDEVENTS_MODE": "binary", "PGJET_CLOUDEVENTS_SOURCE": "/shop"},
 			check: func(t *testing.T, c config) {
-				if ce := c.cloudEvents; ce == nil || !ce.Binary || ce.Source != "/shop" {
-					t.Errorf("cloudevents from env: %+v", ce)
+				ce, ok := only(t, c).Relay.Envelope.(*envelope.CloudEvents)
+				if !ok || ce.Header(sampleEvent()).Get("ce-source") != "/shop" {
+					t.Errorf("cloudevents from env: %T", only(t, c).Relay.Envelope)
 				}
 			}},
-		{name: "bad envelope", args: []string{"--nats", "n", "--envelope", "debezium"}, want: `bad --envelope "debezium": use native or cloudevents`},
+		{name: "bad envelope", args: []string{"--nats", "n", "--envelope", "avro"}, want: `bad --envelope "avro": use `},
 		{name: "bad cloudevents mode", args: []string{"--nats", "n", "--envelope", "cloudevents", "--cloudevents-mode", "batch"}, want: `bad --cloudevents-mode "batch": use structured or binary`},
 		{name: "bad cloudevents source", args: []string{"--nats", "n", "--envelope", "cloudevents", "--cloudevents-source", "my db"}, want: `bad --cloudevents-source "my db": use a URI-reference`},
 		{name: "bad cloudevents type prefix", args: []string{"--nats", "n", "--envelope", "cloudevents", "--cloudevents-type-prefix", "com.acme."}, want: `bad --cloudevents-type-prefix "com.acme."`},
@@ -98,7 +108,7 @@ func TestParseConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for _, k := range []string{"PGJET_NATS", "PGJET_SUBJECT_PREFIX", "PGJET_STDOUT", "PGJET_DURABLE",
+			for _, k := range []string{"PGJET_NATS", "PGJET_SUBJECT_PREFIX", "PGJET_STDOUT", "PGJET_DURABLE", "PGJET_CONFIG",
 				"PGJET_ENVELOPE", "PGJET_CLOUDEVENTS_MODE", "PGJET_CLOUDEVENTS_SOURCE", "PGJET_CLOUDEVENTS_TYPE_PREFIX"} {
 				t.Setenv(k, "")
 				os.Unsetenv(k)
@@ -118,6 +128,25 @@ func TestParseConfig(t *testing.T) {
 			}
 			tt.check(t, c)
 		})
+	}
+}
+
+// only is the one route of a configuration from flags.
+func only(t *testing.T, c config) *routing.Route {
+	t.Helper()
+	if c.plan == nil || len(c.plan.Routes) != 1 {
+		t.Fatalf("plan %+v, want one route", c.plan)
+	}
+	return &c.plan.Routes[0]
+}
+
+func sampleEvent() *envelope.Event {
+	return &envelope.Event{
+		Source: &wire.Source{Name: "app"},
+		Tx:     &wire.Tx{CommitLSN: 0x10},
+		Change: &wire.Change{Op: wire.OpInsert},
+		Rel:    &wire.Relation{Schema: "public", Table: "users"},
+		ID:     "app.1.1:10:0",
 	}
 }
 
@@ -213,9 +242,9 @@ func TestBinary(t *testing.T) {
 		want string
 	}{
 		{[]string{"--stdout", "yaml", "--nats", "n"}, `pgjet-router: bad --stdout: unknown stdout format "yaml": use json, json-pretty or text`},
-		{nil, "pgjet-router: --nats is required (e.g. --nats nats://127.0.0.1:4222)"},
 		{[]string{"--nats", "n", "--nope"}, "pgjet-router: flag provided but not defined: -nope"},
 		{[]string{"--nats", "n", "--envelope", "cloudevents", "--cloudevents-mode", "binry"}, `pgjet-router: bad --cloudevents-mode "binry": use structured or binary`},
+		{nil, "pgjet-router: --nats is required (e.g. --nats nats://127.0.0.1:4222), or give a pipeline file with --config"},
 	}
 	for _, tt := range usageErrors {
 		cmd := exec.Command(bin, tt.args...)

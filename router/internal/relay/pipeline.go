@@ -209,12 +209,18 @@ func (r *Relay) consume(ctx context.Context, started *bool) error {
 // order when rec is retired.
 func (r *Relay) publishAsync(ctx context.Context, rec *record, epoch uint64) {
 	rec.done = make(chan struct{})
+	if r.cfg.Stream == "" {
+		// A route that only prints: its events are "stored" once rendered.
+		rec.acked = len(rec.b.outs)
+		close(rec.done)
+		return
+	}
 	futs := make([]jetstream.PubAckFuture, 0, len(rec.b.outs))
 	for i := range rec.b.outs {
 		if r.connEpoch() != epoch {
 			break
 		}
-		f, err := r.js.PublishMsgAsync(rec.b.outs[i].msg)
+		f, err := r.out.PublishMsgAsync(rec.b.outs[i].msg)
 		if err != nil {
 			// Sent so far: resolved by the waiter; the rest is republished.
 			break

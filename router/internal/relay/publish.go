@@ -27,7 +27,7 @@ var errAckTimeout = errors.New("no publish ack in time")
 // one awaits its ack (a reconnect fails those; they are republished in
 // order). Left open: a reconnect completing between the check and the
 // publish, a window of a few instructions.
-func (r *Relay) connEpoch() uint64 { return r.js.Conn().Stats().Reconnects }
+func (r *Relay) connEpoch() uint64 { return r.out.Conn().Stats().Reconnects }
 
 // publishAll publishes the messages of rec from index from on, in order, and
 // returns once the output stream has acknowledged every one. After a failure
@@ -44,6 +44,9 @@ func (r *Relay) connEpoch() uint64 { return r.js.Conn().Stats().Reconnects }
 // the stream's last event of every source and starts again from the raw
 // consumer's ack floor, skipping what is stored, as after a restart.
 func (r *Relay) publishAll(ctx context.Context, rec *record, from int) error {
+	if r.cfg.Stream == "" {
+		return nil // a route that only prints
+	}
 	raw, outs := rec.msg, rec.b.outs[from:]
 	// Tell the raw stream now and then that the record is still being
 	// worked on, so that it is not redelivered while a large one publishes
@@ -121,7 +124,7 @@ func (r *Relay) publishFrom(ctx context.Context, outs []out, progress func()) (i
 			}
 			epoch = e // everything sent before was stored: go on
 		}
-		f, err := r.js.PublishMsgAsync(outs[i].msg)
+		f, err := r.out.PublishMsgAsync(outs[i].msg)
 		if err != nil {
 			return acked, fmt.Errorf("publish %s: %w", outs[i].msg.Subject, err)
 		}

@@ -12,15 +12,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/router/internal/envelope"
+	"github.com/pgjet/pgjet/router/internal/route"
 	"github.com/pgjet/pgjet/router/internal/stdout"
-	"github.com/pgjet/pgjet/router/internal/subject"
 	"github.com/pgjet/pgjet/shared/crashpoint"
 	"github.com/pgjet/pgjet/shared/wire"
 )
@@ -31,15 +30,30 @@ import (
 // minutes used before meant 4.4 GB for its garbage collector to scan.
 const DefaultDuplicates = 2 * time.Minute
 
-// Config configures a Relay.
+// Config configures a Relay: one route of a router, with its own durable
+// consumer on the raw stream and its own output.
 type Config struct {
 	RawStream string // raw stream to read
 	Durable   string // durable consumer on it
-	Stream    string // output stream, created when missing
-	Prefix    string // first token(s) of every output subject
+	// StartNew makes a consumer created now begin with the raw records
+	// written from now on (start_position latest) instead of every record
+	// the raw stream retains. An existing consumer keeps its position.
+	StartNew bool
+	// Stream is the output stream, created when missing; "" for a route
+	// that only prints (Stdout), which publishes nothing.
+	Stream string
+	// Output describes an output stream the relay creates; an existing
+	// one is left as it is but must capture the route's subjects.
+	Output StreamConfig
+	// Route selects, transforms and maps events to subjects; nil for every
+	// change on {Prefix}.{schema}.{table}.{op}.
+	Route *route.Route
+	// Prefix is the subject prefix of the default route (Route nil).
+	Prefix string
 	// Envelope renders the events (envelope.New); nil for native JSON.
 	Envelope envelope.Renderer
-	// Stdout, when set, also prints every event once it is stored.
+	// Stdout, when set, also prints every event once it is stored (or, for
+	// a route without Stream, instead of publishing it).
 	Stdout *stdout.Sink
 	// PublishTimeout bounds the wait for one publish ack before republishing.
 	// Default 10 s.
@@ -60,12 +74,28 @@ type Config struct {
 	Log        *slog.Logger
 }
 
+// StreamConfig is what an output stream the relay creates looks like,
+// beyond its name, duplicate window and persistence (Config).
+type StreamConfig struct {
+	// Subjects default to the route's subjects.
+	Subjects []string
+	Replicas int  // default 1
+	Memory   bool // memory storage instead of files
+	MaxAge   time.Duration
+	MaxBytes int64
+	MaxMsgs  int64
+}
+
 // Relay moves events from the raw stream to the output stream.
 type Relay struct {
-	js   jetstream.JetStream
-	cfg  Config
-	log  *slog.Logger
-	env  envelope.Renderer
+	js    jetstream.JetStream
+	cfg   Config
+	log   *slog.Logger
+	env   envelope.Renderer
+	route *route.Route
+	// out publishes events and reads the output stream: the sink's
+	// connection, which may differ from the raw stream's (js).
+	out  jetstream.JetStream
 	dead string // dead-letter subject
 	raw  jetstream.Stream
 	// expectStream is the value of every message's Nats-Expected-Stream
@@ -109,18 +139,20 @@ type stats struct {
 	skipped  atomic.Uint64 // events found already stored at start (resume point)
 }
 
-// Check reports what is wrong with c, in terms of the router's flags.
+// Check reports what is wrong with c. Names are the configuration's
+// words; the router's flags and pipeline file check their values first.
 func (c Config) Check() error {
-	for _, n := range []struct{ flag, v string }{{"--raw-stream", c.RawStream}, {"--durable", c.Durable}, {"--stream", c.Stream}} {
-		if n.v == "" || strings.ContainsAny(n.v, ".*>/\\ \t\r\n") {
-			return fmt.Errorf("bad %s %q: use letters, digits, '_' and '-'", n.flag, n.v)
+	for _, n := range []struct{ what, v string }{{"raw stream", c.RawStream}, {"durable", c.Durable}} {
+		if err := wire.CheckName(n.v); err != nil {
+			return fmt.Errorf("%s name %w", n.what, err)
 		}
 	}
-	if err := subject.ValidPrefix(c.Prefix); err != nil {
-		return fmt.Errorf("bad --subject-prefix: %w", err)
-	}
-	if covers(wire.RawFilter, c.Prefix+".>") || covers(c.Prefix+".>", wire.RawFilter) {
-		return fmt.Errorf("bad --subject-prefix %q: it overlaps the raw subjects %s", c.Prefix, wire.RawFilter)
+	if c.Stream != "" {
+		if err := wire.CheckName(c.Stream); err != nil {
+			return fmt.Errorf("output stream name %w", err)
+		}
+	} else if c.Stdout == nil {
+		return errors.New("a route needs an output stream or stdout")
 	}
 	return nil
 }
@@ -130,6 +162,12 @@ func (c Config) Check() error {
 // releases the client's bookkeeping; the relay enforces PublishTimeout itself
 // either way.
 func New(js jetstream.JetStream, cfg Config) (*Relay, error) {
+	return NewWithOutput(js, js, cfg)
+}
+
+// NewWithOutput is New for a route whose output is on another connection
+// (out) than the raw stream (js).
+func NewWithOutput(js, out jetstream.JetStream, cfg Config) (*Relay, error) {
 	if err := cfg.Check(); err != nil {
 		return nil, err
 	}
@@ -152,12 +190,21 @@ func New(js jetstream.JetStream, cfg Config) (*Relay, error) {
 	if env == nil {
 		env = envelope.NewNative()
 	}
+	rt := cfg.Route
+	if rt == nil {
+		var err error
+		if rt, err = route.New(route.Config{Name: cfg.Durable, Prefix: cfg.Prefix}); err != nil {
+			return nil, err
+		}
+	}
 	return &Relay{
 		js:           js,
+		out:          out,
 		cfg:          cfg,
 		log:          cfg.Log,
 		env:          env,
-		dead:         subject.DeadLetter(cfg.Prefix),
+		route:        rt,
+		dead:         rt.DeadLetter(),
 		expectStream: []string{cfg.Stream},
 	}, nil
 }
@@ -293,7 +340,7 @@ func (r *Relay) prepare(ctx context.Context, msg jetstream.Msg) (*record, error)
 	if err := wire.Unmarshal(msg.Data(), &m); err != nil {
 		return nil, fmt.Errorf("raw record %d of stream %s (subject %s): %w", seq, r.cfg.RawStream, msg.Subject(), err)
 	}
-	maxPayload := r.js.Conn().MaxPayload()
+	maxPayload := r.out.Conn().MaxPayload()
 	var tooLarge map[int]int
 	if hasPieces(&m) {
 		if tooLarge, err = r.joinPieces(ctx, msg, seq, &m, maxPayload); err != nil {

@@ -943,45 +943,22 @@ func TestConfigCheck(t *testing.T) {
 	}{
 		{"defaults", func(*Config) {}, ""},
 		{"multi-token prefix", func(c *Config) { c.Prefix = "acme.cdc" }, ""},
-		{"prefix with wildcard", func(c *Config) { c.Prefix = "a.*" }, "--subject-prefix"},
-		{"prefix overlapping raw", func(c *Config) { c.Prefix = "pgjet" }, "overlaps"},
-		{"prefix inside raw", func(c *Config) { c.Prefix = "pgjet.raw.x" }, "overlaps"},
-		{"stream with dot", func(c *Config) { c.Stream = "A.B" }, "--stream"},
-		{"empty durable", func(c *Config) { c.Durable = "" }, "--durable"},
+		{"prefix with wildcard", func(c *Config) { c.Prefix = "a.*" }, "prefix"},
+		{"prefix overlapping raw", func(c *Config) { c.Prefix = "pgjet" }, "pgjet.raw"},
+		{"prefix inside raw", func(c *Config) { c.Prefix = "pgjet.raw.x" }, "pgjet.raw"},
+		{"stream with dot", func(c *Config) { c.Stream = "A.B" }, "output stream name"},
+		{"empty durable", func(c *Config) { c.Durable = "" }, "durable name"},
+		{"no output at all", func(c *Config) { c.Stream = "" }, "needs an output stream or stdout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := ok
 			tt.change(&c)
-			err := c.Check()
+			_, err := New(nil, c)
 			if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
 				t.Fatalf("Check() = %v, want %q", err, tt.want)
 			}
 		})
-	}
-}
-
-func TestCovers(t *testing.T) {
-	tests := []struct {
-		p, s string
-		want bool
-	}{
-		{"pgjet.raw.>", "pgjet.raw.>", true},
-		{"pgjet.raw.>", "pgjet.raw.a", true},
-		{"pgjet.raw.>", "pgjet.raw.*", true},
-		{"pgjet.raw.>", "pgjet.raw", false},
-		{"pgjet.raw.>", "pgjet.>", false},
-		{"pgjet.raw.>", "pgjet.*.x", false},
-		{">", "a.b", true},
-		{"a.*", "a.b", true},
-		{"a.*", "a.>", false},
-		{"a.b", "a.b", true},
-		{"a.b", "a.c", false},
-	}
-	for _, tt := range tests {
-		if got := covers(tt.p, tt.s); got != tt.want {
-			t.Errorf("covers(%q, %q) = %v, want %v", tt.p, tt.s, got, tt.want)
-		}
 	}
 }
 

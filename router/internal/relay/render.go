@@ -4,7 +4,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/router/internal/envelope"
-	"github.com/pgjet/pgjet/router/internal/subject"
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
@@ -79,6 +78,9 @@ func (r *Relay) render(m *wire.Message, rawSize int, rawSeq uint64, maxPayload i
 // oversize > 0 is the encoded size of a change known to make too large an
 // event: it is dead-lettered without rendering.
 func (r *Relay) renderOne(b *batch, arena []byte, ev envelope.Event, part int, resume **resumePoint, oversize int) []byte {
+	if !r.route.Selects(&ev) {
+		return arena
+	}
 	if p := *resume; p != nil {
 		if p.stored(&ev, part) {
 			b.skipped++
@@ -91,6 +93,9 @@ func (r *Relay) renderOne(b *batch, arena []byte, ev envelope.Event, part int, r
 	r.idBuf = wire.AppendEventID(r.idBuf[:0], *ev.Source, ev.Tx.CommitLSN, ev.Index, part)
 	id := string(r.idBuf)
 	ev.ID = id
+	// Before anything renders it: a dropped or masked value must not reach
+	// any output, dead letters and stdout included.
+	r.route.Transform(&ev)
 
 	start := len(arena)
 	var err error
@@ -100,7 +105,7 @@ func (r *Relay) renderOne(b *batch, arena []byte, ev envelope.Event, part int, r
 		arena, err = r.env.Append(arena, &ev)
 	}
 	if err == nil {
-		r.subjBuf = subject.AppendSubject(r.subjBuf[:0], r.cfg.Prefix, ev.Change, ev.Rel)
+		r.subjBuf = r.route.AppendSubject(r.subjBuf[:0], &ev)
 		h := r.env.Header(&ev)
 		extra := headerSize(h)
 		h[jetstream.MsgIDHeader] = []string{id}

@@ -28,17 +28,26 @@ type resumePoint struct {
 // of the records that can come back: the window never holds more events
 // unacknowledged, and a larger record is published alone.
 func (r *Relay) readResumePoints(ctx context.Context) (map[string]*resumePoint, error) {
-	s, err := r.js.Stream(ctx, r.cfg.Stream)
+	s, err := r.out.Stream(ctx, r.cfg.Stream)
 	if err != nil {
 		return nil, fmt.Errorf("output stream %s: %w", r.cfg.Stream, err)
 	}
-	filter := r.cfg.Prefix + ".>"
-	last, err := s.GetLastMsgForSubject(ctx, filter)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, nil
+	filters := r.route.Subjects()
+	var last *jetstream.RawStreamMsg
+	for _, f := range filters {
+		m, err := s.GetLastMsgForSubject(ctx, f)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read the last event of %s: %w", r.cfg.Stream, err)
+		}
+		if last == nil || m.Sequence > last.Sequence {
+			last = m
+		}
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read the last event of %s: %w", r.cfg.Stream, err)
+	if last == nil {
+		return nil, nil
 	}
 	if _, ok := parseEventID(last.Header.Get(jetstream.MsgIDHeader)); !ok {
 		// Not written by a router (or by an older one): nothing to skip by.
@@ -51,7 +60,7 @@ func (r *Relay) readResumePoints(ctx context.Context) (map[string]*resumePoint, 
 		start = last.Sequence - maxWindowEvents + 1
 	}
 	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{filter},
+		FilterSubjects: filters,
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    start,
 		HeadersOnly:    true,

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/router/internal/route"
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
@@ -42,20 +44,30 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 	r.raw = raw
 	for _, s := range raw.CachedInfo().Config.Subjects {
 		// Records the consumer's filter skips would look like missing ones.
-		if !covers(wire.RawFilter, s) {
+		if !route.Covers(wire.RawFilter, s) {
 			return nil, fmt.Errorf("raw stream %s also captures %q: it must hold only %s (the collector creates it so)", r.cfg.RawStream, s, wire.RawFilter)
 		}
 	}
-	if err := r.ensureOutput(ctx); err != nil {
+	if r.cfg.Stream != "" {
+		if err := r.ensureOutput(ctx); err != nil {
+			return nil, err
+		}
+		if r.resume, err = r.readResumePoints(ctx); err != nil {
+			return nil, err
+		}
+	}
+	policy, err := r.deliverPolicy(ctx, raw)
+	if err != nil {
 		return nil, err
 	}
-	if r.resume, err = r.readResumePoints(ctx); err != nil {
-		return nil, err
+	what := "into stream " + r.cfg.Stream
+	if r.cfg.Stream == "" {
+		what = "on stdout"
 	}
 	cons, err := raw.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       r.cfg.Durable,
-		Description:   "pgjet-router: renders raw records into stream " + r.cfg.Stream,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
+		Description:   "pgjet-router: renders raw records " + what,
+		DeliverPolicy: policy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       r.cfg.AckWait,
 		// A few records in flight: the relay publishes the events of the
@@ -98,8 +110,27 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 		r.log.Info("output stream holds events up to", "source", p.source, "commit_lsn", formatLSN(p.lsn), "index", p.index)
 	}
 	r.log.Info("relaying", "raw_stream", r.cfg.RawStream, "durable", r.cfg.Durable, "from_seq", next,
-		"raw_pending", ci.NumPending, "stream", r.cfg.Stream, "subject_prefix", r.cfg.Prefix, "duplicate_window", r.dupWindow)
+		"raw_pending", ci.NumPending, "stream", r.cfg.Stream, "subjects", r.route.Subjects(), "duplicate_window", r.dupWindow)
 	return cons, nil
+}
+
+// deliverPolicy is where the durable consumer begins: for a new one, all
+// retained raw records or only those written from now on (StartNew); an
+// existing one keeps its own, which the server does not let change.
+func (r *Relay) deliverPolicy(ctx context.Context, raw jetstream.Stream) (jetstream.DeliverPolicy, error) {
+	c, err := raw.Consumer(ctx, r.cfg.Durable)
+	switch {
+	case err == nil:
+		return c.CachedInfo().Config.DeliverPolicy, nil
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		if r.cfg.StartNew {
+			r.log.Info("new consumer starts with the raw records written from now on (start_position latest)", "durable", r.cfg.Durable)
+			return jetstream.DeliverNewPolicy, nil
+		}
+		return jetstream.DeliverAllPolicy, nil
+	default:
+		return 0, fmt.Errorf("look up consumer %s on raw stream %s: %w", r.cfg.Durable, r.cfg.RawStream, err)
+	}
 }
 
 // waitForRawStream returns the raw stream, waiting while it does not exist
@@ -135,17 +166,30 @@ func (r *Relay) persistMode() jetstream.PersistModeType {
 
 // ensureOutput creates the output stream when it is missing. An existing
 // stream is left as it is (an operator may have tuned it) but must capture
-// the relay's subjects.
+// every subject of the route.
 func (r *Relay) ensureOutput(ctx context.Context) error {
-	want := r.cfg.Prefix + ".>"
-	s, err := r.js.Stream(ctx, r.cfg.Stream)
+	want := r.route.Subjects()
+	s, err := r.out.Stream(ctx, r.cfg.Stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		s, err = r.js.CreateStream(ctx, jetstream.StreamConfig{
+		oc := r.cfg.Output
+		subjects := oc.Subjects
+		if len(subjects) == 0 {
+			subjects = want
+		}
+		storage := jetstream.FileStorage
+		if oc.Memory {
+			storage = jetstream.MemoryStorage
+		}
+		s, err = r.out.CreateStream(ctx, jetstream.StreamConfig{
 			Name:        r.cfg.Stream,
 			Description: "pgjet change events, written by pgjet-router",
-			Subjects:    []string{want},
-			Storage:     jetstream.FileStorage,
+			Subjects:    subjects,
+			Storage:     storage,
 			Retention:   jetstream.LimitsPolicy,
+			Replicas:    oc.Replicas,
+			MaxAge:      oc.MaxAge,
+			MaxBytes:    orUnlimited(oc.MaxBytes),
+			MaxMsgs:     orUnlimited(oc.MaxMsgs),
 			// Retries republish with the same ids; a retry later than
 			// half the window resyncs from the stream instead (publishAll).
 			Duplicates:  r.cfg.Duplicates,
@@ -153,43 +197,37 @@ func (r *Relay) ensureOutput(ctx context.Context) error {
 		})
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			// Another router created it meanwhile.
-			s, err = r.js.Stream(ctx, r.cfg.Stream)
+			s, err = r.out.Stream(ctx, r.cfg.Stream)
 		}
 		if err == nil {
-			r.log.Info("created output stream", "stream", r.cfg.Stream, "subjects", want)
+			r.log.Info("created output stream", "stream", r.cfg.Stream, "subjects", subjects)
 		}
 	}
 	if err != nil {
 		return fmt.Errorf("output stream %s: %w", r.cfg.Stream, err)
 	}
 	cfg := s.CachedInfo().Config
-	for _, subj := range cfg.Subjects {
-		if covers(subj, want) {
-			r.dupWindow = cfg.Duplicates
-			if r.dupWindow <= 0 {
-				r.dupWindow = DefaultDuplicates // the server's default
-			}
-			return nil
+	var missing []string
+	for _, w := range want {
+		if !slices.ContainsFunc(cfg.Subjects, func(subj string) bool { return route.Covers(subj, w) }) {
+			missing = append(missing, w)
 		}
 	}
-	return fmt.Errorf("output stream %s does not capture %s (its subjects: %s): choose another --stream or --subject-prefix",
-		r.cfg.Stream, want, strings.Join(cfg.Subjects, ", "))
+	if len(missing) > 0 {
+		return fmt.Errorf("output stream %s does not capture %s (its subjects: %s): add them to the stream, or choose another stream or subject",
+			r.cfg.Stream, strings.Join(missing, ", "), strings.Join(cfg.Subjects, ", "))
+	}
+	r.dupWindow = cfg.Duplicates
+	if r.dupWindow <= 0 {
+		r.dupWindow = DefaultDuplicates // the server's default
+	}
+	return nil
 }
 
-// covers reports whether every subject matching pattern sub also matches
-// pattern p.
-func covers(p, sub string) bool {
-	pt, st := strings.Split(p, "."), strings.Split(sub, ".")
-	for i, t := range pt {
-		if t == ">" {
-			return i < len(st)
-		}
-		if i >= len(st) || st[i] == ">" {
-			return false
-		}
-		if t != "*" && t != st[i] {
-			return false
-		}
+// orUnlimited maps "not set" to JetStream's -1 (no limit).
+func orUnlimited(n int64) int64 {
+	if n <= 0 {
+		return -1
 	}
-	return len(pt) == len(st)
+	return n
 }

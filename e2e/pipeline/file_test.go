@@ -1,0 +1,293 @@
+package pipeline
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/e2e/check"
+	"github.com/pgjet/pgjet/e2e/harness"
+)
+
+const seedSchema = `
+CREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL, email text, created_at timestamptz);
+CREATE TABLE profiles (user_id int PRIMARY KEY REFERENCES users ON DELETE CASCADE, bio text);
+CREATE TABLE user_sessions (id serial PRIMARY KEY, user_id int, started timestamptz DEFAULT now());
+`
+
+// Invariant: the DeltaForge seed's pipeline file runs as written — read as
+// deltaforge/v1 by the collector and as pgjet/v1 by the router, with the DSN
+// and URL from the environment — and the seed's INSERT and UPDATE (and the
+// other changes of its three tables) arrive on users.events in stream USERS
+// as CloudEvents of type com.acme.users.*, exactly once, in commit order,
+// with values equal to Postgres's own rendering.
+func TestSeedPipelineFileRunsAsWritten(t *testing.T) {
+	e := newEnv(t, seedSchema, "public.users", "public.profiles", "public.user_sessions")
+	file := harness.RepoFile(t, "deploy/pipeline/users-cloudevents.yaml")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	df := filepath.Join(t.TempDir(), "deltaforge.yaml")
+	if err := os.WriteFile(df, bytes.Replace(data, []byte("apiVersion: pgjet/v1"), []byte("apiVersion: deltaforge/v1"), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"POSTGRES_DSN=" + e.pg.DSN(""), "NATS_URL=" + e.nats.URL()}
+	col := harness.StartProcess(t, "pgjet-collector", []string{"--config", df}, env)
+	if !col.WaitForLog("msg=streaming", 30*time.Second) {
+		t.Fatal("collector did not start streaming")
+	}
+	if !strings.Contains(col.Log(), "deltaforge/v1") {
+		t.Error("the collector did not say that it reads a deltaforge/v1 file as a pgjet pipeline")
+	}
+	rt := harness.StartProcess(t, "pgjet-router", []string{"--config", file}, env)
+	if !rt.WaitForLog("msg=relaying", 30*time.Second) {
+		t.Fatal("router did not start relaying")
+	}
+
+	// The seed's own statements, then the other two tables.
+	e.exec(`INSERT INTO users (name, email, created_at) VALUES ('Alice', 'alice@example.com', NOW())`)
+	e.exec(`UPDATE users SET email = 'alice.new@example.com' WHERE name = 'Alice'`)
+	e.exec(`INSERT INTO profiles SELECT id, 'likes ' || name FROM users`)
+	e.exec(`INSERT INTO user_sessions (user_id) SELECT id FROM users`)
+	e.exec(`BEGIN; INSERT INTO users (name) VALUES ('Bob'); UPDATE profiles SET bio = bio || '!'; DELETE FROM user_sessions; COMMIT`)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	changes, err := check.ReadAudit(ctx, e.conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, js := e.nats.Connect(t)
+	msgs := readStream(ctx, t, js, "USERS", len(changes))
+	var events []check.Event
+	for _, m := range msgs {
+		if m.Subject() != "users.events" {
+			t.Errorf("event on %s, want users.events", m.Subject())
+		}
+		ev := readCloudEvent(t, m, false)
+		if !strings.HasPrefix(ev.Type(), "com.acme.users.") {
+			t.Errorf("type %q does not start with the seed's type_prefix com.acme.users", ev.Type())
+		}
+		if ev.ID() != m.Headers().Get(jetstream.MsgIDHeader) {
+			t.Errorf("id %q is not the Nats-Msg-Id %q", ev.ID(), m.Headers().Get(jetstream.MsgIDHeader))
+		}
+		ce, err := check.ParseEvent(ev.Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ce.MsgID, ce.Subject = ev.ID(), m.Subject()
+		if md, err := m.Metadata(); err == nil {
+			ce.Seq = md.Sequence.Stream
+		}
+		events = append(events, ce)
+	}
+	r := check.Check(changes, events)
+	t.Logf("%s", r.String())
+	if !r.OK() || r.Committed != 7 {
+		t.Fatalf("invariant violated: %s", r.String())
+	}
+}
+
+// Invariant: three routes of one pipeline file run at once from one router
+// — different table filters, a masked and a dropped column, a hashed one, a
+// template subject and a fixed one, two output streams and stdout — and each
+// output holds exactly its tables' changes, once each and in commit order,
+// with the column rules applied, while no masked, dropped or hashed value
+// appears anywhere the router writes (streams, dead letters, stdout, log).
+func TestThreeRoutesFromOneFile(t *testing.T) {
+	e := newEnv(t, mixedSchema, "public.users", "public.orders", "public.events")
+	file := harness.RepoFile(t, "deploy/pipeline/multi-route.yaml")
+	const hashKey = "0123456789abcdef0123456789abcdef"
+	env := []string{"POSTGRES_DSN=" + e.pg.DSN(""), "NATS_URL=" + e.nats.URL(), "PGJET_HASH_KEY=" + hashKey}
+	col := harness.StartProcess(t, "pgjet-collector", []string{"--config", file}, env)
+	if !col.WaitForLog("msg=streaming", 30*time.Second) {
+		t.Fatal("collector did not start streaming")
+	}
+	rt := harness.StartProcess(t, "pgjet-router", []string{"--config", file}, env)
+	for _, id := range []string{"crm", "shop", "audit"} {
+		if !rt.WaitForLog("msg=relaying route="+id+" ", 30*time.Second) {
+			t.Fatalf("route %s did not start relaying", id)
+		}
+	}
+	e.mixed(1)
+	e.mixed(2)
+	e.exec(`UPDATE orders SET note = 'same note' WHERE id % 4 = 0`)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	changes, err := check.ReadAudit(ctx, e.conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byTable := map[string][]check.Change{}
+	var secrets []string // values that must not appear in any output
+	for _, c := range changes {
+		byTable[c.Table] = append(byTable[c.Table], c)
+		if c.Table == "users" {
+			for _, row := range [][]byte{c.Before, c.After} {
+				var v struct {
+					Email *string `json:"email"`
+					Bio   *string `json:"bio"`
+				}
+				if row != nil && json.Unmarshal(row, &v) == nil {
+					if v.Email != nil {
+						secrets = append(secrets, *v.Email)
+					}
+					if v.Bio != nil && len(*v.Bio) > 8 {
+						secrets = append(secrets, (*v.Bio)[:32])
+					}
+				}
+			}
+		}
+	}
+	if len(secrets) == 0 {
+		t.Fatal("the workload wrote no emails: nothing to check the mask against")
+	}
+
+	// crm: users only, email masked, bio dropped.
+	crm := rewriteColumns(t, byTable["users"], func(col string, v json.RawMessage) (json.RawMessage, bool) {
+		switch col {
+		case "bio":
+			return nil, false
+		case "email":
+			if string(v) == "null" {
+				return v, true
+			}
+			return json.RawMessage(`"***"`), true
+		}
+		return v, true
+	})
+	_, js := e.nats.Connect(t)
+	crmEvents, err := check.Drain(ctx, js, "CRM", "", len(crm), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range crmEvents {
+		if want := "crm.users." + ev.Op; ev.Subject != want {
+			t.Errorf("crm event on %s, want %s", ev.Subject, want)
+		}
+	}
+	expect(t, "crm", crm, crmEvents)
+
+	// shop: orders only (users and events excluded), all on shop.orders,
+	// note hashed with the key.
+	shop := rewriteColumns(t, byTable["orders"], func(col string, v json.RawMessage) (json.RawMessage, bool) {
+		if col != "note" || string(v) == "null" {
+			return v, true
+		}
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			t.Fatal(err)
+		}
+		m := hmac.New(sha256.New, []byte(hashKey))
+		m.Write([]byte(s))
+		return json.RawMessage(`"` + hex.EncodeToString(m.Sum(nil)) + `"`), true
+	})
+	shopEvents, err := check.Drain(ctx, js, "SHOP", "", len(shop), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range shopEvents {
+		if ev.Subject != "shop.orders" {
+			t.Errorf("shop event on %s, want the fixed subject shop.orders", ev.Subject)
+		}
+	}
+	expect(t, "shop", shop, shopEvents)
+
+	// audit: the events table on stdout, as native JSON lines.
+	var printed []check.Event
+	deadline := time.Now().Add(time.Minute)
+	for {
+		printed = printed[:0]
+		sc := bufio.NewScanner(strings.NewReader(rt.Log()))
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			if line := sc.Bytes(); bytes.HasPrefix(line, []byte(`{"op":`)) {
+				ev, err := check.ParseEvent(line)
+				if err != nil {
+					t.Fatal(err)
+				}
+				printed = append(printed, ev)
+			}
+		}
+		if len(printed) >= len(byTable["events"]) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	expect(t, "audit (stdout)", byTable["events"], printed)
+
+	// Nothing of a masked or dropped value anywhere.
+	var everything bytes.Buffer
+	for _, stream := range []string{"CRM", "SHOP"} {
+		for _, m := range readStream(ctx, t, js, stream, 0) {
+			everything.Write(m.Data())
+			for k, vs := range m.Headers() {
+				fmt.Fprintf(&everything, "%s: %s\n", k, strings.Join(vs, ","))
+			}
+		}
+	}
+	everything.WriteString(rt.Log())
+	for _, s := range secrets {
+		if bytes.Contains(everything.Bytes(), []byte(s)) {
+			t.Fatalf("a masked or dropped value (%q) reached an output", s)
+		}
+	}
+	if strings.Contains(rt.Log(), "level=ERROR") {
+		t.Error("router logged an error")
+	}
+}
+
+// expect checks one route's output against the changes it must hold.
+func expect(t *testing.T, route string, changes []check.Change, events []check.Event) {
+	t.Helper()
+	r := check.Check(changes, events)
+	t.Logf("%s: %s", route, r.String())
+	if !r.OK() || r.Committed == 0 {
+		t.Errorf("route %s: invariant violated: %s", route, r.String())
+	}
+}
+
+// rewriteColumns applies a route's column rules to the audit's rows: f
+// returns a column's new value, or false to drop it.
+func rewriteColumns(t *testing.T, changes []check.Change, f func(col string, v json.RawMessage) (json.RawMessage, bool)) []check.Change {
+	t.Helper()
+	out := make([]check.Change, len(changes))
+	for i, c := range changes {
+		out[i] = c
+		for _, row := range []*[]byte{&out[i].Before, &out[i].After} {
+			if *row == nil {
+				continue
+			}
+			var m map[string]json.RawMessage
+			if err := json.Unmarshal(*row, &m); err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range m {
+				if nv, keep := f(k, v); keep {
+					m[k] = nv
+				} else {
+					delete(m, k)
+				}
+			}
+			b, err := json.Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			*row = b
+		}
+	}
+	return out
+}

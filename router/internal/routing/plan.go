@@ -1,0 +1,214 @@
+// Package routing turns the router's configuration (flags, or the sinks of
+// a pipeline file) into routes and runs them: one relay per route, each with
+// its own durable consumer on the raw stream, so a slow or failing route
+// holds back only itself and every route has its own start position.
+package routing
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/pgjet/pgjet/router/internal/envelope"
+	"github.com/pgjet/pgjet/router/internal/relay"
+	"github.com/pgjet/pgjet/router/internal/route"
+	"github.com/pgjet/pgjet/router/internal/stdout"
+	"github.com/pgjet/pgjet/shared/natsconn"
+	"github.com/pgjet/pgjet/shared/pipeline"
+)
+
+// Route is one route to run.
+type Route struct {
+	ID string
+	// Conn is the output's NATS connection; unused for a route that only
+	// prints (Relay.Stream "").
+	Conn natsconn.Config
+	// Relay is the route's relay configuration but for Log and Stdout,
+	// which Run sets.
+	Relay relay.Config
+	// Stdout prints the route's events: for a stdout sink, instead of
+	// publishing them; for a NATS route, once stored (--stdout).
+	Stdout stdout.Format
+}
+
+// Plan is everything a router runs.
+type Plan struct {
+	Raw       natsconn.Config // the raw stream's connection
+	RawStream string
+	Routes    []Route
+}
+
+// FromFile builds the routes of f's sinks. Problems go to errs, each with
+// the path of the key it is about; warn receives the routes' runtime
+// warnings (column rules naming missing columns).
+func FromFile(f *pipeline.File, errs *pipeline.Errors, warn func(msg string, args ...any)) *Plan {
+	rawConn, _ := f.RawConn()
+	p := &Plan{Raw: rawConn.NATS(), RawStream: f.RawStream.Name}
+	for i := range f.Sinks {
+		s := &f.Sinks[i]
+		rc := route.Config{
+			Name:              s.ID,
+			Prefix:            s.Prefix,
+			Subject:           s.Subject,
+			MessageSubject:    s.MessageSubject,
+			DeadLetterSubject: s.DeadLetterSubject,
+			Include:           s.Include,
+			Exclude:           s.Exclude,
+			Ops:               s.Operations,
+			MessagePrefixes:   s.MessagePrefixes,
+			HashKey:           s.HashKeyBytes,
+			Warn:              warn,
+		}
+		for _, c := range s.Columns {
+			rc.Columns = append(rc.Columns, route.ColumnRule{Table: c.Table, Drop: c.Drop, Mask: c.Mask, Hash: c.Hash})
+		}
+		rt, err := route.New(rc)
+		if err != nil {
+			addRouteErrors(errs, s.Path, err)
+		}
+		env, err := envelope.New(s.Envelope.Type, envelope.Options{Encoding: s.Encoding, Settings: s.Envelope.Settings})
+		if err != nil {
+			addEnvelopeError(errs, s.Path, err)
+		}
+		r := Route{
+			ID: s.ID,
+			Relay: relay.Config{
+				RawStream:      f.RawStream.Name,
+				Durable:        s.Durable,
+				StartNew:       s.StartPosition == "latest",
+				Route:          rt,
+				Envelope:       env,
+				PublishTimeout: s.SendTimeout,
+				AckWait:        s.BatchTimeout,
+			},
+		}
+		switch s.Type {
+		case "stdout":
+			format, err := stdout.ParseFormat(s.Format)
+			if err != nil {
+				errs.Add(s.Path+".format", "%v", err)
+			}
+			r.Stdout = format
+		default:
+			r.Conn = s.Conn.NATS()
+			r.Relay.Stream = s.Stream.Name
+			r.Relay.Duplicates = s.Stream.DuplicateWindow
+			r.Relay.PersistAsync = s.Stream.Persist == "async"
+			r.Relay.Output = relay.StreamConfig{
+				Subjects: s.Stream.Subjects,
+				Replicas: s.Stream.Replicas,
+				Memory:   s.Stream.Storage == "memory",
+				MaxAge:   s.Stream.MaxAge,
+				MaxBytes: s.Stream.MaxBytes,
+				MaxMsgs:  s.Stream.MaxMsgs,
+			}
+			if r.Relay.Duplicates == 0 {
+				r.Relay.Duplicates = relay.DefaultDuplicates
+			}
+		}
+		if rt != nil {
+			checkStreamSubjects(errs, s, rt)
+		}
+		p.Routes = append(p.Routes, r)
+	}
+	checkOverlaps(errs, f, p)
+	return p
+}
+
+// checkStreamSubjects: a stream the route creates must capture every
+// subject it publishes to, or each publish would fail at run time.
+func checkStreamSubjects(errs *pipeline.Errors, s *pipeline.Sink, rt *route.Route) {
+	if len(s.Stream.Subjects) == 0 {
+		return
+	}
+	for _, want := range rt.Subjects() {
+		covered := false
+		for _, have := range s.Stream.Subjects {
+			if route.Covers(have, want) {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			errs.Add(s.Path+".stream.subjects", "does not capture %s, a subject of this route: add it (or a wildcard covering it)", want)
+		}
+	}
+}
+
+// checkOverlaps: two streams on one server cannot capture the same subject
+// (the server refuses the second), so two routes to different streams of
+// one server must not publish to overlapping subjects.
+func checkOverlaps(errs *pipeline.Errors, f *pipeline.File, p *Plan) {
+	for j := range p.Routes {
+		for i := 0; i < j; i++ {
+			a, b := &p.Routes[i], &p.Routes[j]
+			if a.Relay.Stream == "" || b.Relay.Stream == "" || a.Relay.Route == nil || b.Relay.Route == nil ||
+				a.Relay.Stream == b.Relay.Stream || a.Conn.URL != b.Conn.URL {
+				continue
+			}
+			for _, x := range a.Relay.Route.Subjects() {
+				for _, y := range b.Relay.Route.Subjects() {
+					if route.Overlaps(x, y) {
+						errs.Add(f.Sinks[j].Path+".subject", "%s overlaps %s of %s (stream %s): two streams on one server cannot capture the same subject",
+							y, x, f.Sinks[i].Path, a.Relay.Stream)
+						return
+					}
+				}
+			}
+		}
+	}
+}
+
+// addRouteErrors adds route.New's errors, each at its key's path.
+func addRouteErrors(errs *pipeline.Errors, path string, err error) {
+	for _, e := range unjoin(err) {
+		var fe *route.FieldError
+		if errors.As(e, &fe) {
+			errs.Add(path+"."+fe.Field, "%v", fe.Err)
+		} else {
+			errs.Add(path, "%v", e)
+		}
+	}
+}
+
+func addEnvelopeError(errs *pipeline.Errors, path string, err error) {
+	var oe *envelope.OptionError
+	switch {
+	case errors.As(err, &oe) && oe.Key == "encoding":
+		errs.Add(path+".encoding", "%v", oe.Err)
+	case errors.As(err, &oe):
+		errs.Add(path+".envelope."+oe.Key, "%v", oe.Err)
+	default:
+		errs.Add(path+".envelope", "%v", err)
+	}
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// Describe is a route's one-line summary for --check-config and logs.
+func (r *Route) Describe() string {
+	var subjects []string
+	if r.Relay.Route != nil {
+		subjects = r.Relay.Route.Subjects()
+	}
+	if r.Relay.Stream == "" {
+		return fmt.Sprintf("route %s: stdout (%s), durable %s", r.ID, formatName(r.Stdout), r.Relay.Durable)
+	}
+	return fmt.Sprintf("route %s: stream %s %v, durable %s", r.ID, r.Relay.Stream, subjects, r.Relay.Durable)
+}
+
+func formatName(f stdout.Format) string {
+	switch f {
+	case stdout.JSON:
+		return "json"
+	case stdout.JSONPretty:
+		return "json-pretty"
+	case stdout.Text:
+		return "text"
+	}
+	return "off"
+}
