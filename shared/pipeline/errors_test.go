@@ -69,6 +69,12 @@ func TestScopes(t *testing.T) {
 	if e.For(ScopeCollector).Len() != 0 || e.For(ScopeRouter).Len() != 1 {
 		t.Errorf("collector %v; router %v", e.For(ScopeCollector), e.For(ScopeRouter))
 	}
+	// Also when the raw stream's url could not be read.
+	_, err = Parse([]byte(doc("  raw_stream: {url: '${RAW}'}\n", `{type: nats, config: {id: a, url: "${U}", stream: A}}`)), nil)
+	e = asErrors(t, err)
+	if got := paths(e.For(ScopeCollector)); got != "spec.raw_stream.url" {
+		t.Errorf("collector: %s", got)
+	}
 	// Only the first nats sink lends its connection.
 	_, err = Parse([]byte(doc("", `{type: stdout, config: {id: s, tables: ["x"]}}`, natsA, `{type: nats, config: {id: b, url: "${U}", stream: B}}`)), nil)
 	e = asErrors(t, err)

@@ -16,6 +16,11 @@
 // every problem with its path (spec.sinks[1].config.subject). Each process
 // keeps the problems of the parts it reads (Errors.For) and adds its own
 // (subject templates, envelope settings) at the same paths.
+//
+// Files the pipeline names (password_file, token_file, hash_key.file, TLS
+// and credentials files) are read or checked while loading, so that their
+// problems come with the others; relative names are relative to the
+// working directory, as on the command line.
 package pipeline
 
 import (
@@ -133,7 +138,9 @@ func (d *decoder) file(root *yaml.Node) *File {
 	d.commitPolicy(s, &f.CommitPolicy)
 	s.rest(nil)
 	m.rest(nil)
-	if !f.RawStream.hasURL() && f.RawStream.Embedded == nil {
+	// By the keys given, not the values read: a url whose variable is unset
+	// must not hand the sink's connection problems to the collector.
+	if !d.has["spec.raw_stream.url"] && !d.has["spec.raw_stream.embedded"] {
 		for _, sk := range f.Sinks {
 			if sk.Type == TypeNATS {
 				f.rawFrom = sk.Path

@@ -288,3 +288,28 @@ func TestLoadMissingFile(t *testing.T) {
 		t.Error("a file that cannot be read is every process's problem")
 	}
 }
+
+// TestFull: a file with every key loads, and each lands in its field.
+func TestFull(t *testing.T) {
+	f, err := Load("testdata/full.yaml", env("POSTGRES_DSN", "postgres://u:s3cret@h/db", "RAW_PASSWORD", "hunter2", "OUT_TOKEN", "t0ken", "HASH_KEY", "key-material-0123456789"))
+	expect(t, asErrors(t, err))
+	if f.Metadata.Labels["tier"] != "1" || f.Source.StartPosition != Latest || f.Source.ID != "main-db" ||
+		f.RawStream.Name != "RAW_FULL" || f.RawStream.Conn.Password != "hunter2" || f.RawStream.MaxAge != 14*24*time.Hour ||
+		f.RawStream.Replicas != 3 || f.Batch.MaxEvents != 1000 || *f.Batch.MaxMS != 50 || f.CommitPolicy.Mode != CommitAll {
+		t.Errorf("file %+v", f)
+	}
+	o, c := f.Sinks[0], f.Sinks[1]
+	if o.Conn.Token != "t0ken" || o.Prefix != "shop" || o.Durable != "orders-router" || o.Partition != "1/3" ||
+		o.Stream.MaxMsgs != 1000000 || o.Stream.MaxBytes != 10<<30 || o.BatchTimeout != 2*time.Minute ||
+		o.StartPosition != Earliest || o.DeadLetterSubject != "{prefix}.dead" || o.Envelope.Settings["mode"] != "binary" ||
+		len(o.Operations) != 4 || string(o.HashKeyBytes) != "key-material-0123456789" {
+		t.Errorf("nats sink %+v", o)
+	}
+	if c.Format != "text" || c.Durable != "console-router" || c.StartPosition != Latest || c.Envelope.Settings != nil ||
+		!reflect.DeepEqual(c.Operations, []string{"truncate"}) {
+		t.Errorf("stdout sink %+v", c)
+	}
+	if conn, from := f.RawConn(); from != "spec.raw_stream" || conn.Username != "collector" {
+		t.Errorf("RawConn %+v from %q", conn, from)
+	}
+}
