@@ -44,6 +44,7 @@ type Factory func(o Options) (Renderer, error)
 var registry = map[string]Factory{
 	"native":      newNative,
 	"cloudevents": newCloudEvents,
+	"debezium":    newDebezium,
 }
 
 // DefaultEnvelope is the envelope of a route that names none.

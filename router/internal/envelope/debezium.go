@@ -1,0 +1,551 @@
+package envelope
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/pgjet/pgjet/router/internal/value"
+	"github.com/pgjet/pgjet/shared/wire"
+)
+
+// DebeziumVersion is the Debezium release whose PostgreSQL connector's
+// event format the debezium envelope follows; source.version says it.
+const DebeziumVersion = "3.6.1.Final"
+
+// DefaultKeyHeader carries the Debezium key: NATS messages have no key.
+const DefaultKeyHeader = "Pgjet-Key"
+
+// debeziumSettings are the keys of a route's debezium envelope: Debezium's
+// own connector settings with '_' for '.', and what NATS needs.
+type debeziumSettings struct {
+	DecimalHandlingMode         string  `json:"decimal_handling_mode"`
+	TimePrecisionMode           string  `json:"time_precision_mode"`
+	BinaryHandlingMode          string  `json:"binary_handling_mode"`
+	IntervalHandlingMode        string  `json:"interval_handling_mode"`
+	MoneyFractionDigits         *int    `json:"money_fraction_digits"`
+	UnavailableValuePlaceholder *string `json:"unavailable_value_placeholder"`
+	Schema                      bool    `json:"schema"`
+	KeyHeader                   *string `json:"key_header"`
+}
+
+// Debezium renders the value of a Debezium PostgreSQL connector change
+// event, as its JSON converter writes it (payload only, or with the schema
+// when configured), and the event's key as a header. See docs/debezium.md
+// for what differs from Debezium.
+//
+// Everything comes from the event alone, so replays render identical
+// bytes: ts_ms is the commit time (Debezium's is the time it processed
+// the change), lsn is the transaction's commit LSN (the raw record keeps no
+// per-change LSN), and both total_order and data_collection_order are the
+// change's position in its transaction plus one (a per-table count would
+// need the transaction's earlier changes, which a replay starting
+// mid-transaction does not have; it still grows within each table).
+//
+// It is not safe for concurrent use.
+type Debezium struct {
+	enc       *value.Debezium
+	schema    bool
+	keyHeader string
+
+	// The key Append rendered last, for Header; keyFor says for what.
+	key       []byte
+	hasKey    bool
+	keyChange *wire.Change
+	keyRel    *wire.Relation
+
+	// Schemas of the last relation rendered: every event of a table in a
+	// raw record shares its Relation.
+	schemaRel    *wire.Relation
+	schemaSource string
+	valueSchema  []byte
+	keySchema    []byte
+
+	// The commit time last rendered, as "ts_ms":.. and "ts_us":..,"ts_ns":..
+	lastTime int64
+	tsMs     []byte
+	tsUsNs   []byte
+}
+
+// newDebezium is the registry's factory.
+func newDebezium(o Options) (Renderer, error) {
+	if err := jsonOnly("debezium", o); err != nil {
+		return nil, err
+	}
+	var s debeziumSettings
+	if err := decodeSettings(o.Settings, &s); err != nil {
+		return nil, err
+	}
+	vo := value.DebeziumOptions{
+		Decimal:             or(s.DecimalHandlingMode, value.DecimalPrecise),
+		Time:                or(s.TimePrecisionMode, value.TimeAdaptive),
+		Binary:              or(s.BinaryHandlingMode, value.BinaryBytes),
+		Interval:            or(s.IntervalHandlingMode, value.IntervalNumeric),
+		MoneyFractionDigits: 2,
+		Placeholder:         value.DefaultPlaceholder,
+	}
+	if s.MoneyFractionDigits != nil {
+		vo.MoneyFractionDigits = *s.MoneyFractionDigits
+	}
+	if s.UnavailableValuePlaceholder != nil {
+		vo.Placeholder = *s.UnavailableValuePlaceholder
+	}
+	if key, err := vo.Check(); err != nil {
+		return nil, &OptionError{Key: key, Err: err}
+	}
+	keyHeader := DefaultKeyHeader
+	if s.KeyHeader != nil {
+		keyHeader = *s.KeyHeader
+		if !validHeaderName(keyHeader) {
+			return nil, &OptionError{Key: "key_header", Err: fmt.Errorf("%q: use a header name of letters, digits and -_.", keyHeader)}
+		}
+	}
+	return NewDebezium(vo, s.Schema, keyHeader)
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// validHeaderName accepts a conservative subset of NATS header names,
+// which must not collide with the headers the relay sets.
+func validHeaderName(s string) bool {
+	if s == "" || s == "Nats-Msg-Id" || s == "Nats-Expected-Stream" || s == "Content-Type" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// NewDebezium returns a Debezium renderer; with schema, bodies and keys
+// are the JSON converter's {"schema":...,"payload":...}.
+func NewDebezium(o value.DebeziumOptions, schema bool, keyHeader string) (*Debezium, error) {
+	enc, err := value.NewDebezium(o)
+	if err != nil {
+		return nil, err
+	}
+	if keyHeader == "" {
+		keyHeader = DefaultKeyHeader
+	}
+	return &Debezium{enc: enc, schema: schema, keyHeader: keyHeader, lastTime: -1 << 63}, nil
+}
+
+var (
+	debeziumContentType = []string{"application/json"}
+)
+
+// Append appends the event's value; on error b comes back unchanged.
+func (d *Debezium) Append(b []byte, e *Event) ([]byte, error) {
+	out, err := d.append(b, e)
+	if err != nil {
+		d.keyChange, d.keyRel = nil, nil
+		return b, err
+	}
+	return out, nil
+}
+
+// Header returns Content-Type and the key header (absent for a null key:
+// a table without replica identity, a truncate).
+func (d *Debezium) Header(e *Event) nats.Header {
+	h := make(nats.Header, 4)
+	h["Content-Type"] = debeziumContentType
+	if d.keyChange != e.Change || d.keyRel != e.Rel {
+		// Not the event Append rendered last: render its key now.
+		if _, err := d.append(nil, e); err != nil {
+			return h
+		}
+	}
+	if d.hasKey {
+		h[d.keyHeader] = []string{string(d.key)}
+	}
+	return h
+}
+
+// Document appends the body: it holds everything but the key.
+func (d *Debezium) Document(b []byte, _ *Event, body []byte) []byte {
+	return append(b, body...)
+}
+
+func (d *Debezium) append(b []byte, e *Event) ([]byte, error) {
+	if err := checkEvent(e); err != nil {
+		return b, err
+	}
+	d.keyChange, d.keyRel, d.hasKey = e.Change, e.Rel, false
+	d.times(e.Tx.CommitTime)
+	if e.Change.Op == wire.OpMessage {
+		return d.appendMessage(b, e), nil
+	}
+	if d.schema {
+		d.schemas(e)
+		b = append(b, `{"schema":`...)
+		b = append(b, d.valueSchema...)
+		b = append(b, `,"payload":`...)
+	}
+	var err error
+	if b, err = d.appendRow(b, e); err != nil {
+		return b, err
+	}
+	if d.schema {
+		b = append(b, '}')
+	}
+	return b, nil
+}
+
+// times keeps ts_ms, ts_us and ts_ns of the commit time t (microseconds),
+// shared by source and envelope and by every change of a transaction.
+func (d *Debezium) times(t int64) {
+	if d.lastTime == t && d.tsMs != nil {
+		return
+	}
+	d.lastTime = t
+	d.tsMs = strconv.AppendInt(append(d.tsMs[:0], `"ts_ms":`...), floorDivInt(t, 1000), 10)
+	b := append(d.tsUsNs[:0], `"ts_us":`...)
+	b = strconv.AppendInt(b, t, 10)
+	b = append(b, `,"ts_ns":`...)
+	d.tsUsNs = strconv.AppendInt(b, t*1000, 10)
+}
+
+func floorDivInt(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+func opCode(op wire.Op) byte {
+	switch op {
+	case wire.OpInsert:
+		return 'c'
+	case wire.OpUpdate:
+		return 'u'
+	case wire.OpDelete:
+		return 'd'
+	case wire.OpTruncate:
+		return 't'
+	}
+	return 'm'
+}
+
+func (d *Debezium) appendRow(b []byte, e *Event) ([]byte, error) {
+	c, rel := e.Change, e.Rel
+	var keyFrom, before, after []wire.Value
+	var keysOnly bool
+	switch c.Op {
+	case wire.OpInsert:
+		keyFrom, after = c.New, c.New
+	case wire.OpUpdate:
+		keyFrom, after = c.New, c.New
+		before = c.Old
+	case wire.OpDelete:
+		keyFrom, before = c.Old, c.Old
+	}
+	if len(before) > 0 {
+		switch c.OldKind {
+		case wire.OldFull:
+		case wire.OldKey:
+			// Non-key columns are placeholders, NULL as Debezium has them.
+			keysOnly = true
+		default:
+			return b, fmt.Errorf("render %s on %s.%s: old tuple of unknown kind %q", c.Op, rel.Schema, rel.Table, c.OldKind)
+		}
+	} else {
+		before = nil
+	}
+	var err error
+	b = append(b, `{"before":`...)
+	if b, err = d.appendTuple(b, rel, before, keysOnly); err != nil {
+		return b, err
+	}
+	b = append(b, `,"after":`...)
+	if b, err = d.appendTuple(b, rel, after, false); err != nil {
+		return b, err
+	}
+	b = append(b, `,"source":`...)
+	b = d.appendSource(b, e, true)
+	b = append(b, `,"transaction":`...)
+	b = d.appendTransaction(b, e)
+	b = append(b, `,"op":"`...)
+	b = append(b, opCode(c.Op))
+	b = append(b, `",`...)
+	b = append(b, d.tsMs...)
+	b = append(b, ',')
+	b = append(b, d.tsUsNs...)
+	b = append(b, '}')
+	if keyFrom != nil && c.Op != wire.OpTruncate {
+		if err := d.renderKey(e, keyFrom); err != nil {
+			return b, err
+		}
+	}
+	return b, nil
+}
+
+// appendTuple renders tuple as Debezium's Value struct: every column,
+// unchanged TOAST as the placeholder; keysOnly leaves non-key columns null.
+func (d *Debezium) appendTuple(b []byte, rel *wire.Relation, tuple []wire.Value, keysOnly bool) ([]byte, error) {
+	if tuple == nil {
+		return append(b, "null"...), nil
+	}
+	if len(tuple) != len(rel.Columns) {
+		return b, fmt.Errorf("render %s.%s: tuple has %d values, relation has %d columns", rel.Schema, rel.Table, len(tuple), len(rel.Columns))
+	}
+	b = append(b, '{')
+	for i := range tuple {
+		col := &rel.Columns[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = value.AppendString(b, col.Name)
+		b = append(b, ':')
+		if keysOnly && !col.Key {
+			b = append(b, "null"...)
+			continue
+		}
+		var err error
+		if b, err = d.enc.AppendValue(b, col, tuple[i]); err != nil {
+			return b, fmt.Errorf("decode %s.%s.%s: %w", rel.Schema, rel.Table, col.Name, err)
+		}
+	}
+	return append(b, '}'), nil
+}
+
+// renderKey renders the replica identity columns of tuple as Debezium's
+// key struct into d.key; a relation without any has a null key.
+func (d *Debezium) renderKey(e *Event, tuple []wire.Value) error {
+	rel := e.Rel
+	k := d.key[:0]
+	if d.schema {
+		k = append(k, `{"schema":`...)
+		k = append(k, d.keySchema...)
+		k = append(k, `,"payload":`...)
+	}
+	k = append(k, '{')
+	n := 0
+	for i := range rel.Columns {
+		col := &rel.Columns[i]
+		if !col.Key {
+			continue
+		}
+		if n > 0 {
+			k = append(k, ',')
+		}
+		n++
+		k = value.AppendString(k, col.Name)
+		k = append(k, ':')
+		var err error
+		if k, err = d.enc.AppendValue(k, col, tuple[i]); err != nil {
+			return fmt.Errorf("decode key %s.%s.%s: %w", rel.Schema, rel.Table, col.Name, err)
+		}
+	}
+	k = append(k, '}')
+	if d.schema {
+		k = append(k, '}')
+	}
+	d.key = k
+	d.hasKey = n > 0
+	return nil
+}
+
+func (d *Debezium) appendSource(b []byte, e *Event, table bool) []byte {
+	lsn := int64(e.Tx.CommitLSN) // Debezium's Lsn.asLong
+	b = append(b, `{"version":"`+DebeziumVersion+`","connector":"postgresql","name":`...)
+	b = value.AppendString(b, e.Source.Name)
+	b = append(b, ',')
+	b = append(b, d.tsMs...)
+	b = append(b, `,"snapshot":"false","db":`...)
+	b = value.AppendString(b, e.Source.Database)
+	b = append(b, `,"sequence":"[\"`...)
+	b = strconv.AppendInt(b, lsn, 10)
+	b = append(b, `\",\"`...)
+	b = strconv.AppendInt(b, lsn, 10)
+	b = append(b, `\"]",`...)
+	b = append(b, d.tsUsNs...)
+	b = append(b, `,"schema":`...)
+	if table {
+		b = value.AppendString(b, e.Rel.Schema)
+		b = append(b, `,"table":`...)
+		b = value.AppendString(b, e.Rel.Table)
+	} else {
+		b = append(b, `"","table":""`...)
+	}
+	b = append(b, `,"txId":`...)
+	if d.hasTx(e) {
+		b = strconv.AppendUint(b, uint64(e.Tx.Xid), 10)
+	} else {
+		b = append(b, "null"...)
+	}
+	b = append(b, `,"lsn":`...)
+	b = strconv.AppendInt(b, lsn, 10)
+	b = append(b, `,"xmin":null,"origin":`...)
+	if e.Tx.Origin != "" {
+		b = value.AppendString(b, e.Tx.Origin)
+	} else {
+		b = append(b, "null"...)
+	}
+	return append(b, `,"origin_lsn":null}`...)
+}
+
+// hasTx: non-transactional logical decoding messages belong to no
+// transaction, and Debezium gives them neither txId nor transaction.
+func (d *Debezium) hasTx(e *Event) bool {
+	return e.Change.Op != wire.OpMessage || e.Change.Transactional
+}
+
+func (d *Debezium) appendTransaction(b []byte, e *Event) []byte {
+	if !d.hasTx(e) {
+		return append(b, "null"...)
+	}
+	b = append(b, `{"id":"`...)
+	b = strconv.AppendUint(b, uint64(e.Tx.Xid), 10)
+	b = append(b, ':')
+	b = strconv.AppendInt(b, int64(e.Tx.CommitLSN), 10)
+	b = append(b, `","total_order":`...)
+	b = strconv.AppendUint(b, e.Index+1, 10)
+	b = append(b, `,"data_collection_order":`...)
+	b = strconv.AppendUint(b, e.Index+1, 10)
+	return append(b, '}')
+}
+
+// appendMessage renders a logical decoding message as Debezium's
+// MessageValue; its key is {"prefix": ...}.
+func (d *Debezium) appendMessage(b []byte, e *Event) []byte {
+	c := e.Change
+	if d.schema {
+		b = append(b, `{"schema":{"type":"struct","fields":[{"type":"string","optional":false,"field":"op"},{"type":"int64","optional":true,"field":"ts_ms"},`...)
+		b = appendSourceSchema(b)
+		b = append(b, ',')
+		b = append(b, transactionSchema...)
+		b = append(b, `,{"type":"struct","fields":[{"type":"string","optional":true,"field":"prefix"},`...)
+		b = d.enc.AppendBytesSchema(b, true)
+		b = append(b, `,"field":"content"}],"optional":false,"name":"io.debezium.connector.postgresql.Message","version":1,"field":"message"}],"optional":false,"name":"io.debezium.connector.postgresql.MessageValue","version":1},"payload":`...)
+	}
+	b = append(b, `{"op":"m",`...)
+	b = append(b, d.tsMs...)
+	b = append(b, `,"source":`...)
+	b = d.appendSource(b, e, false)
+	b = append(b, `,"transaction":`...)
+	b = d.appendTransaction(b, e)
+	b = append(b, `,"message":{"prefix":`...)
+	b = value.AppendString(b, c.Prefix)
+	b = append(b, `,"content":`...)
+	b = d.enc.AppendBytes(b, c.Content)
+	b = append(b, "}}"...)
+	if d.schema {
+		b = append(b, '}')
+	}
+
+	k := d.key[:0]
+	if d.schema {
+		k = append(k, `{"schema":{"type":"struct","fields":[{"type":"string","optional":true,"field":"prefix"}],"optional":false,"name":"io.debezium.connector.postgresql.MessageKey","version":1},"payload":`...)
+	}
+	k = append(k, `{"prefix":`...)
+	k = value.AppendString(k, c.Prefix)
+	k = append(k, '}')
+	if d.schema {
+		k = append(k, '}')
+	}
+	d.key, d.hasKey = k, true
+	return b
+}
+
+const transactionSchema = `{"type":"struct","fields":[{"type":"string","optional":false,"field":"id"},{"type":"int64","optional":false,"field":"total_order"},{"type":"int64","optional":false,"field":"data_collection_order"}],"optional":true,"name":"event.block","version":1,"field":"transaction"}`
+
+func appendSourceSchema(b []byte) []byte {
+	return append(b, `{"type":"struct","fields":[`+
+		`{"type":"string","optional":false,"field":"version"},`+
+		`{"type":"string","optional":false,"field":"connector"},`+
+		`{"type":"string","optional":false,"field":"name"},`+
+		`{"type":"int64","optional":false,"field":"ts_ms"},`+
+		`{"type":"string","optional":true,"name":"io.debezium.data.Enum","version":1,"parameters":{"allowed":"true,first,first_in_data_collection,last_in_data_collection,last,false,incremental"},"default":"false","field":"snapshot"},`+
+		`{"type":"string","optional":false,"field":"db"},`+
+		`{"type":"string","optional":true,"field":"sequence"},`+
+		`{"type":"int64","optional":true,"field":"ts_us"},`+
+		`{"type":"int64","optional":true,"field":"ts_ns"},`+
+		`{"type":"string","optional":false,"field":"schema"},`+
+		`{"type":"string","optional":false,"field":"table"},`+
+		`{"type":"int64","optional":true,"field":"txId"},`+
+		`{"type":"int64","optional":true,"field":"lsn"},`+
+		`{"type":"int64","optional":true,"field":"xmin"},`+
+		`{"type":"string","optional":true,"field":"origin"},`+
+		`{"type":"int64","optional":true,"field":"origin_lsn"}`+
+		`],"optional":false,"name":"io.debezium.connector.postgresql.Source","version":1,"field":"source"}`...)
+}
+
+// schemas renders the envelope and key schemas of e's relation, unless
+// they are the last ones rendered.
+func (d *Debezium) schemas(e *Event) {
+	rel := e.Rel
+	if rel == d.schemaRel && e.Source.Name == d.schemaSource {
+		return
+	}
+	d.schemaRel, d.schemaSource = rel, e.Source.Name
+	// Debezium's topic prefix is the logical server name: here the source.
+	prefix := make([]byte, 0, 64)
+	prefix = append(prefix, e.Source.Name...)
+	prefix = append(prefix, '.')
+	prefix = append(prefix, rel.Schema...)
+	prefix = append(prefix, '.')
+	prefix = append(prefix, rel.Table...)
+
+	// Key columns are NOT NULL under a primary key or replica identity
+	// index; REPLICA IDENTITY FULL flags every column, nullable or not.
+	keyRequired := rel.ReplicaIdentity != 'f'
+	fields := func(b []byte, keysOnly bool) []byte {
+		n := 0
+		for i := range rel.Columns {
+			col := &rel.Columns[i]
+			if keysOnly && !col.Key {
+				continue
+			}
+			if n > 0 {
+				b = append(b, ',')
+			}
+			n++
+			b = d.enc.AppendSchema(b, col, !(col.Key && keyRequired))
+			b = append(b, `,"field":`...)
+			b = value.AppendString(b, col.Name)
+			b = append(b, '}')
+		}
+		return b
+	}
+
+	v := d.valueSchema[:0]
+	record := func(b []byte, field string) []byte {
+		b = append(b, `{"type":"struct","fields":[`...)
+		b = fields(b, false)
+		b = append(b, `],"optional":true,"name":`...)
+		b = value.AppendString(b, string(prefix)+".Value")
+		b = append(b, `,"field":"`...)
+		b = append(b, field...)
+		return append(b, `"}`...)
+	}
+	v = append(v, `{"type":"struct","fields":[`...)
+	v = record(v, "before")
+	v = append(v, ',')
+	v = record(v, "after")
+	v = append(v, ',')
+	v = appendSourceSchema(v)
+	v = append(v, ',')
+	v = append(v, transactionSchema...)
+	v = append(v, `,{"type":"string","optional":false,"field":"op"},{"type":"int64","optional":true,"field":"ts_ms"},{"type":"int64","optional":true,"field":"ts_us"},{"type":"int64","optional":true,"field":"ts_ns"}],"optional":false,"name":`...)
+	v = value.AppendString(v, string(prefix)+".Envelope")
+	v = append(v, `,"version":2}`...)
+	d.valueSchema = v
+
+	k := d.keySchema[:0]
+	k = append(k, `{"type":"struct","fields":[`...)
+	k = fields(k, true)
+	k = append(k, `],"optional":false,"name":`...)
+	k = value.AppendString(k, string(prefix)+".Key")
+	k = append(k, '}')
+	d.keySchema = k
+}
