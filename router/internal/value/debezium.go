@@ -106,8 +106,8 @@ type Debezium struct {
 	tmp []byte
 }
 
-// NewDebezium returns a Debezium encoder; o must pass Check after its
-// defaults are filled in (NewDebezium fills them).
+// NewDebezium returns a Debezium encoder; "" options get Debezium's
+// defaults (MoneyFractionDigits has none: 0 is a valid scale).
 func NewDebezium(o DebeziumOptions) (*Debezium, error) {
 	if o.Decimal == "" {
 		o.Decimal = DecimalPrecise
@@ -120,6 +120,9 @@ func NewDebezium(o DebeziumOptions) (*Debezium, error) {
 	}
 	if o.Interval == "" {
 		o.Interval = IntervalNumeric
+	}
+	if o.Placeholder == "" {
+		o.Placeholder = DefaultPlaceholder
 	}
 	if _, err := o.Check(); err != nil {
 		return nil, err
