@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/e2e/check"
 	"github.com/pgjet/pgjet/e2e/harness"
@@ -290,4 +291,94 @@ func rewriteColumns(t *testing.T, changes []check.Change, f func(col string, v j
 		}
 	}
 	return out
+}
+
+// Invariant: the raw stream and a sink each use the connection the
+// pipeline file gives them — here two servers, the raw stream's requiring a
+// user and a password read from a file, the sink's a token from the
+// environment — and a change flows through both; a wrong password in the
+// file ends the router with one line that does not contain it.
+func TestPipelineFileConnections(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE items (id int PRIMARY KEY, v text)`, "public.items")
+	rawNATS := harness.StartNATSWith(t, "", `authorization { users: [ {user: pgjet, password: "raw-s3cret"} ] }`)
+	outNATS := harness.StartNATSWith(t, "", `authorization { token: "out-t0ken" }`)
+	dir := t.TempDir()
+	pwFile := filepath.Join(dir, "raw.password")
+	if err := os.WriteFile(pwFile, []byte("raw-s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pipelineFile := func(pw string) string {
+		p := filepath.Join(t.TempDir(), "pipeline.yaml")
+		src := fmt.Sprintf(`apiVersion: pgjet/v1
+kind: Pipeline
+metadata: {name: conns}
+spec:
+  source:
+    type: postgres
+    config: {id: items, dsn: "${POSTGRES_DSN}", slot: conns, publication: conns, tables: [public.items]}
+  raw_stream:
+    url: %s
+    username: pgjet
+    password_file: %s
+  sinks:
+    - type: nats
+      config:
+        id: out
+        url: %s
+        token: ${OUT_TOKEN}
+        stream: ITEMS
+`, rawNATS.URL(), pw, outNATS.URL())
+		if err := os.WriteFile(p, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := pipelineFile(pwFile)
+	env := []string{"POSTGRES_DSN=" + e.pg.DSN(""), "OUT_TOKEN=out-t0ken"}
+	col := harness.StartProcess(t, "pgjet-collector", []string{"--config", good}, env)
+	if !col.WaitForLog("msg=streaming", 30*time.Second) {
+		t.Fatal("collector did not start streaming")
+	}
+	rt := harness.StartProcess(t, "pgjet-router", []string{"--config", good}, env)
+	if !rt.WaitForLog("msg=relaying", 30*time.Second) {
+		t.Fatal("router did not start relaying")
+	}
+	e.exec(`INSERT INTO items VALUES (1, 'one'), (2, 'two')`)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	changes, err := check.ReadAudit(ctx, e.conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, js := outNATS.Connect(t, nats.Token("out-t0ken"))
+	events, err := check.Drain(ctx, js, "ITEMS", "", len(changes), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, "out", changes, events)
+
+	wrongPW := filepath.Join(dir, "wrong.password")
+	if err := os.WriteFile(wrongPW, []byte("not-the-password"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := harness.StartProcess(t, "pgjet-router", []string{"--config", pipelineFile(wrongPW)}, env)
+	select {
+	case <-bad.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("a router with a wrong password did not exit")
+	}
+	if bad.Wait() == nil {
+		t.Fatal("a router with a wrong password exited 0")
+	}
+	out := bad.Log()
+	if !strings.Contains(out, "refused the credentials") || strings.Contains(out, "not-the-password") || strings.Contains(out, "out-t0ken") ||
+		strings.Count(strings.TrimSpace(out), "\n") > 0 {
+		t.Fatalf("want one line saying the credentials were refused, without secrets:\n%s", out)
+	}
+	for _, p := range []*harness.Proc{col, rt} {
+		if log := p.Log(); strings.Contains(log, "raw-s3cret") || strings.Contains(log, "out-t0ken") {
+			t.Errorf("%s logged a secret", p.Name)
+		}
+	}
 }

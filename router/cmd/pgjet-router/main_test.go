@@ -302,3 +302,53 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A pipeline file gives the routes; flags and PGJET_* variables override
+// it: connection flags for the raw stream's server (and the sinks on it),
+// route flags for the file's only NATS sink.
+func TestConfigFileAndFlags(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, sinks string) string {
+		p := filepath.Join(dir, name)
+		src := "apiVersion: pgjet/v1\nkind: Pipeline\nmetadata: {name: app}\nspec:\n  source: {type: postgres, config: {dsn: x}}\n  sinks:\n" + sinks
+		if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	one := write("one.yaml", "    - {type: nats, config: {id: a, url: 'nats://file:4222', stream: A}}\n    - {type: stdout, config: {id: p}}\n")
+	two := write("two.yaml", "    - {type: nats, config: {id: a, url: 'nats://file:4222', stream: A}}\n    - {type: nats, config: {id: b, url: 'nats://other:4222', stream: B, prefix: b}}\n")
+	for _, k := range []string{"PGJET_CONFIG", "PGJET_NATS", "PGJET_STREAM"} {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+
+	c, err := parseConfig([]string{"--config", one, "--nats", "nats://flag:4222", "--stream", "FLAGGED", "--durable", "mine"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := c.plan.Routes[0]
+	if c.plan.Raw.URL != "nats://flag:4222" || a.Conn.URL != "nats://flag:4222" || a.Relay.Stream != "FLAGGED" || a.Relay.Durable != "mine" {
+		t.Errorf("flags did not override the file: raw %s, route %+v", c.plan.Raw.URL, a)
+	}
+	if p := c.plan.Routes[1]; p.Relay.Stream != "" || p.Relay.Durable != "app-p" {
+		t.Errorf("stdout route: %+v", p.Relay)
+	}
+
+	t.Setenv("PGJET_CONFIG", two)
+	t.Setenv("PGJET_NATS", "nats://env:4222")
+	c, err = parseConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.plan.Raw.URL != "nats://env:4222" || c.plan.Routes[0].Conn.URL != "nats://env:4222" || c.plan.Routes[1].Conn.URL != "nats://other:4222" {
+		t.Errorf("--nats from the environment: raw %s, routes %s %s (the second sink is on another server)",
+			c.plan.Raw.URL, c.plan.Routes[0].Conn.URL, c.plan.Routes[1].Conn.URL)
+	}
+	if _, err := parseConfig([]string{"--stream", "X"}); err == nil || !strings.Contains(err.Error(), "--stream applies to one route") {
+		t.Errorf("--stream with two NATS sinks: %v", err)
+	}
+	if _, err := parseConfig([]string{"--config", filepath.Join(dir, "missing.yaml")}); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
+		t.Errorf("missing file: %v", err)
+	}
+}
