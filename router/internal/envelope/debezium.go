@@ -3,6 +3,7 @@ package envelope
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 
@@ -114,7 +115,12 @@ func or(s, def string) string {
 // validHeaderName accepts a conservative subset of NATS header names,
 // which must not collide with the headers the relay sets.
 func validHeaderName(s string) bool {
-	if s == "" || s == "Nats-Msg-Id" || s == "Nats-Expected-Stream" || s == "Content-Type" {
+	for _, taken := range []string{"Nats-Msg-Id", "Nats-Expected-Stream", "Content-Type"} {
+		if strings.EqualFold(s, taken) {
+			return false
+		}
+	}
+	if s == "" {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

@@ -231,6 +231,7 @@ func TestDebeziumOptionErrors(t *testing.T) {
 		{Options{Settings: map[string]any{"schema": "yes"}}, "schema"},
 		{Options{Settings: map[string]any{"key_header": "Bad Header"}}, "key_header"},
 		{Options{Settings: map[string]any{"key_header": "Nats-Msg-Id"}}, "key_header"},
+		{Options{Settings: map[string]any{"key_header": "content-type"}}, "key_header"},
 		{Options{Settings: map[string]any{"unavailable_value_placeholder": "hex:zz"}}, "unavailable_value_placeholder"},
 		{Options{Settings: map[string]any{"money_fraction_digits": -1}}, "money_fraction_digits"},
 		{Options{Settings: map[string]any{"decimal.handling.mode": "string"}}, "decimal.handling.mode"},
