@@ -45,6 +45,7 @@ type config struct {
 type flags struct {
 	file, natsURL, rawStream, durable, stream, prefix string
 	stdout, envelope, ceMode, ceSource, cePrefix      string
+	ceData                                            string
 	persist, level                                    string
 	ackTimeout, duplicates                            time.Duration
 	checkOnly                                         bool
@@ -54,7 +55,7 @@ type flags struct {
 
 // routeFlags apply to one route: with a pipeline file, to its only NATS sink.
 var routeFlags = []string{"durable", "stream", "subject-prefix", "stdout", "envelope", "cloudevents-mode", "cloudevents-source",
-	"cloudevents-type-prefix", "output-persist", "output-duplicate-window", "ack-timeout"}
+	"cloudevents-type-prefix", "cloudevents-data", "output-persist", "output-duplicate-window", "ack-timeout"}
 
 func parseConfig(args []string) (config, error) {
 	var c config
@@ -70,9 +71,10 @@ func parseConfig(args []string) (config, error) {
 	fs.StringVar(&f.prefix, "subject-prefix", pipeline.DefaultPrefix, "first token(s) of output subjects: PREFIX.schema.table.op")
 	fs.StringVar(&f.stdout, "stdout", "", "also print events on stdout: json, json-pretty or text")
 	fs.StringVar(&f.envelope, "envelope", envelope.DefaultEnvelope, "event format: "+strings.Join(envelope.Names(), ", "))
-	fs.StringVar(&f.ceMode, "cloudevents-mode", "structured", "with --envelope cloudevents: structured (the event as JSON in the body) or binary (ce- headers, native JSON body)")
-	fs.StringVar(&f.ceSource, "cloudevents-source", "", "with --envelope cloudevents: the source attribute, a URI-reference (default /pgjet/<source name>)")
+	fs.StringVar(&f.ceMode, "cloudevents-mode", "structured", "with --envelope cloudevents: structured (the event as JSON in the body) or binary (ce- headers, the data as body)")
+	fs.StringVar(&f.ceSource, "cloudevents-source", "", "with --envelope cloudevents: the source attribute, a URI-reference where {source}, {schema} and {table} stand for their values (default /pgjet/{source}; with --cloudevents-data change /pgjet/{source}/{schema}.{table})")
 	fs.StringVar(&f.cePrefix, "cloudevents-type-prefix", envelope.DefaultTypePrefix, "with --envelope cloudevents: start of the type attribute, PREFIX.schema.table.op or PREFIX.message")
+	fs.StringVar(&f.ceData, "cloudevents-data", "native", "with --envelope cloudevents: native (data is the native document) or change (DeltaForge's form: data {before, after, op}, type PREFIX.created|updated|deleted|truncated|message); a pipeline file's default is change")
 	fs.StringVar(&f.persist, "output-persist", "default", "persistence of a created output stream: default (the server's fsync policy) or async (faster; a NATS server crash can lose the latest events, rebuild by replay)")
 	fs.DurationVar(&f.ackTimeout, "ack-timeout", pipeline.DefaultSendTimeout, "how long to wait for one publish ack before republishing")
 	fs.DurationVar(&f.duplicates, "output-duplicate-window", relay.DefaultDuplicates, "duplicate window of a created output stream (the server keeps every event's id this long: memory grows with rate × window)")
@@ -85,7 +87,7 @@ func parseConfig(args []string) (config, error) {
 	usage := func() {
 		fmt.Fprint(os.Stdout, "Usage: pgjet-router --config PIPELINE.yaml [--check-config] [flags that override it]\n"+
 			"       pgjet-router --nats URL [--raw-stream NAME] [--durable NAME] [--stream NAME] [--subject-prefix P] [--stdout json|json-pretty|text]\n"+
-			"                    [--envelope native|cloudevents [--cloudevents-mode structured|binary] [--cloudevents-source URI] [--cloudevents-type-prefix P]]\n"+
+			"                    [--envelope native|cloudevents [--cloudevents-mode structured|binary] [--cloudevents-source URI] [--cloudevents-type-prefix P] [--cloudevents-data native|change]]\n"+
 			natsconn.Usage("                    ")+
 			"Every flag can also be set as PGJET_<NAME> in the environment (e.g. PGJET_CONFIG, PGJET_NATS, PGJET_SUBJECT_PREFIX).\n\n")
 		fs.SetOutput(os.Stdout)
@@ -190,6 +192,7 @@ func envelopeSettings(f *flags) (map[string]any, error) {
 	s := map[string]any{}
 	for _, ce := range []struct{ flag, key, v string }{
 		{"cloudevents-mode", "mode", f.ceMode}, {"cloudevents-source", "source", f.ceSource}, {"cloudevents-type-prefix", "type_prefix", f.cePrefix},
+		{"cloudevents-data", "data", f.ceData},
 	} {
 		if f.given[ce.flag] {
 			set = append(set, "--"+ce.flag)
@@ -207,6 +210,11 @@ func envelopeFromFlags(f *flags) (envelope.Renderer, error) {
 	settings, err := envelopeSettings(f)
 	if err != nil {
 		return nil, err
+	}
+	if f.envelope == "cloudevents" && !f.given["cloudevents-data"] {
+		// The envelope defaults to the change form of pipeline files; these
+		// flags have always published the native document as data.
+		settings["data"] = f.ceData
 	}
 	env, err := envelope.New(f.envelope, envelope.Options{Settings: settings})
 	var oe *envelope.OptionError
@@ -330,7 +338,7 @@ func overrideFile(f *flags, file *pipeline.File, nats []*pipeline.Sink) error {
 	if f.given["ack-timeout"] {
 		s.SendTimeout = f.ackTimeout
 	}
-	settings, err := envelopeSettings(&flags{given: f.given, envelope: s.Envelope.Type, ceMode: f.ceMode, ceSource: f.ceSource, cePrefix: f.cePrefix})
+	settings, err := envelopeSettings(&flags{given: f.given, envelope: s.Envelope.Type, ceMode: f.ceMode, ceSource: f.ceSource, cePrefix: f.cePrefix, ceData: f.ceData})
 	if err != nil {
 		return err
 	}

@@ -104,6 +104,18 @@ func TestParseConfig(t *testing.T) {
 		{name: "bad cloudevents source", args: []string{"--nats", "n", "--envelope", "cloudevents", "--cloudevents-source", "my db"}, want: `bad --cloudevents-source "my db": use a URI-reference`},
 		{name: "bad cloudevents type prefix", args: []string{"--nats", "n", "--envelope", "cloudevents", "--cloudevents-type-prefix", "com.acme."}, want: `bad --cloudevents-type-prefix "com.acme."`},
 		{name: "cloudevents flag without the envelope", args: []string{"--nats", "n", "--cloudevents-mode", "binary"}, want: "--cloudevents-mode needs --envelope cloudevents"},
+		{name: "cloudevents data native by default", args: []string{"--nats", "n", "--envelope", "cloudevents", "--cloudevents-mode", "binary"}, check: func(t *testing.T, c config) {
+			if typ := only(t, c).Relay.Envelope.Header(sampleEvent()).Get("ce-type"); typ != "io.pgjet.public.users.insert" {
+				t.Errorf("ce-type %q, want the native form's", typ)
+			}
+		}},
+		{name: "cloudevents data change", args: []string{"--nats", "n", "--envelope", "cloudevents", "--cloudevents-mode", "binary", "--cloudevents-data", "change"}, check: func(t *testing.T, c config) {
+			if typ := only(t, c).Relay.Envelope.Header(sampleEvent()).Get("ce-type"); typ != "io.pgjet.created" {
+				t.Errorf("ce-type %q, want the change form's", typ)
+			}
+		}},
+		{name: "bad cloudevents data", args: []string{"--nats", "n", "--envelope", "cloudevents", "--cloudevents-data", "debezium"}, want: `bad --cloudevents-data "debezium": use change or native`},
+		{name: "cloudevents data without the envelope", args: []string{"--nats", "n", "--cloudevents-data", "change"}, want: "--cloudevents-data needs --envelope cloudevents"},
 		{name: "cloudevents env without the envelope", env: map[string]string{"PGJET_NATS": "n", "PGJET_CLOUDEVENTS_SOURCE": "/shop"}, want: "--cloudevents-source needs --envelope cloudevents"},
 	}
 	for _, tt := range tests {
@@ -350,5 +362,31 @@ func TestConfigFileAndFlags(t *testing.T) {
 	}
 	if _, err := parseConfig([]string{"--config", filepath.Join(dir, "missing.yaml")}); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+// A pipeline file's cloudevents sink gets the change form, as DeltaForge's
+// users expect from the same file; --cloudevents-data overrides it.
+func TestCloudEventsDataFromFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "ce.yaml")
+	src := "apiVersion: pgjet/v1\nkind: Pipeline\nmetadata: {name: app}\nspec:\n  source: {type: postgres, config: {dsn: x}}\n  sinks:\n" +
+		"    - {type: nats, config: {id: a, url: 'nats://file:4222', stream: A, envelope: {type: cloudevents, mode: binary, type_prefix: com.acme.users}}}\n"
+	if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--config", p}, "com.acme.users.created"},
+		{[]string{"--config", p, "--cloudevents-data", "native"}, "com.acme.users.public.users.insert"},
+	} {
+		c, err := parseConfig(tt.args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if typ := only(t, c).Relay.Envelope.Header(sampleEvent()).Get("ce-type"); typ != tt.want {
+			t.Errorf("%v: ce-type %q, want %q", tt.args, typ, tt.want)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -17,14 +18,31 @@ import (
 // DefaultTypePrefix starts the type attribute of CloudEvents.
 const DefaultTypePrefix = "io.pgjet"
 
+// Default source templates: DeltaForge names the table in the source; the
+// native data form has always named the source alone.
+const (
+	DefaultChangeSource = "/pgjet/{source}/{schema}.{table}"
+	DefaultNativeSource = "/pgjet/{source}"
+)
+
 // CloudEventsConfig configures the CloudEvents envelope.
 type CloudEventsConfig struct {
 	// Binary selects the binary content mode: attributes in ce- headers,
-	// the native document as the body. Otherwise structured: the whole
-	// event as JSON in the body.
+	// the data as the body. Otherwise structured: the whole event as JSON in
+	// the body.
 	Binary bool
-	// Source is the source attribute of every event; "" derives it from the
-	// raw record's source name: /pgjet/<name>.
+	// Change selects the form of DeltaForge's CloudEvents: data
+	// {"before","after","op"} with Debezium's op letters, type
+	// <prefix>.created|updated|deleted|truncated|message and the pgjetlsn,
+	// pgjetxid and pgjetindex extensions. Otherwise data is the native
+	// document and type <prefix>.<schema>.<table>.<op>, the form routers
+	// configured by flags have always published.
+	Change bool
+	// Source is the source attribute: a URI-reference, with {source} (the
+	// raw record's source name), {schema} and {table} replaced by their
+	// values as path segments. Messages have no table: their source leaves
+	// out the parts (between '/' or ':') holding {schema} or {table}. "" for
+	// DefaultChangeSource or DefaultNativeSource.
 	Source string
 	// TypePrefix starts every type attribute; "" for DefaultTypePrefix.
 	TypePrefix string
@@ -34,7 +52,7 @@ type CloudEventsConfig struct {
 // setting.
 func (c CloudEventsConfig) Check() error {
 	if c.Source != "" {
-		if err := checkSource(c.Source); err != nil {
+		if _, err := parseSourceTemplate(c.Source); err != nil {
 			return &OptionError{Key: "source", Err: fmt.Errorf("%q: %w", c.Source, err)}
 		}
 	}
@@ -46,12 +64,15 @@ func (c CloudEventsConfig) Check() error {
 
 // cloudEventsSettings are the keys of a route's cloudevents envelope.
 type cloudEventsSettings struct {
+	Data       string `json:"data"` // change (default) or native
 	Mode       string `json:"mode"` // structured (default) or binary
 	Source     string `json:"source"`
 	TypePrefix string `json:"type_prefix"`
 }
 
-// newCloudEvents is the registry's factory.
+// newCloudEvents is the registry's factory. Its data defaults to change, the
+// form of the DeltaForge pipeline files routes come from; the router's flags
+// ask for native explicitly, as they always published it.
 func newCloudEvents(o Options) (Renderer, error) {
 	if err := jsonOnly("cloudevents", o); err != nil {
 		return nil, err
@@ -61,6 +82,13 @@ func newCloudEvents(o Options) (Renderer, error) {
 		return nil, err
 	}
 	cfg := CloudEventsConfig{Source: s.Source, TypePrefix: s.TypePrefix}
+	switch s.Data {
+	case "", "change":
+		cfg.Change = true
+	case "native":
+	default:
+		return nil, &OptionError{Key: "data", Err: fmt.Errorf("%q: use change or native", s.Data)}
+	}
 	switch s.Mode {
 	case "", "structured":
 	case "binary":
@@ -89,60 +117,283 @@ func checkSource(s string) error {
 	return nil
 }
 
-// CloudEvents renders CloudEvents 1.0 whose data is the native document:
+// placeholder is a value a source template names.
+type placeholder uint8
+
+const (
+	literal placeholder = iota
+	phSource
+	phSchema
+	phTable
+)
+
+var placeholders = map[string]placeholder{"{source}": phSource, "{schema}": phSchema, "{table}": phTable}
+
+// sourceTemplate is a parsed source setting: literal text and placeholders,
+// for row changes and for messages.
+type sourceTemplate struct {
+	table, message []tplPart
+}
+
+type tplPart struct {
+	text string // the literal, or the placeholder as written
+	ph   placeholder
+}
+
+// parseSourceTemplate parses and checks a source setting: both of its
+// forms must make a URI-reference whatever the values (which come
+// percent-encoded, so only where they go can spoil it).
+func parseSourceTemplate(s string) (sourceTemplate, error) {
+	var t sourceTemplate
+	var err error
+	if t.table, err = parseTemplate(s); err != nil {
+		return t, err
+	}
+	msg := withoutTable(s)
+	if msg == "" {
+		return t, errors.New("a message's source leaves out the parts with {schema} or {table}, and nothing is left: add one without them, e.g. /pgjet/{source}/{schema}.{table}")
+	}
+	if t.message, err = parseTemplate(msg); err != nil {
+		return t, err
+	}
+	for _, form := range [][]tplPart{t.table, t.message} {
+		if err := checkSource(expand(nil, form, "x", "x", "x")); err != nil {
+			return t, err
+		}
+	}
+	return t, nil
+}
+
+// withoutTable returns template s without its parts between '/' or ':'
+// that hold {schema} or {table}, each with the separator before it: the
+// source of messages, which have no table.
+func withoutTable(s string) string {
+	var b strings.Builder
+	for rest := s; ; {
+		i := strings.IndexAny(rest[min(1, len(rest)):], "/:") + 1
+		part := rest
+		if i > 0 {
+			part = rest[:i]
+		}
+		if !strings.Contains(part, "{schema}") && !strings.Contains(part, "{table}") {
+			b.WriteString(part)
+		}
+		if i == 0 {
+			break
+		}
+		rest = rest[i:]
+	}
+	out := b.String()
+	if out != "" && !strings.HasPrefix(s, out[:1]) && strings.ContainsRune("/:", rune(out[0])) {
+		// The first part went: the one after it does not start the template with its separator.
+		out = out[1:]
+	}
+	return out
+}
+
+func parseTemplate(s string) ([]tplPart, error) {
+	var parts []tplPart
+	inScheme := schemeEnd(s)
+	for s != "" {
+		i := strings.IndexAny(s, "{}")
+		if i < 0 {
+			parts = append(parts, tplPart{text: s})
+			break
+		}
+		if i > 0 {
+			parts = append(parts, tplPart{text: s[:i]})
+		}
+		j := strings.IndexByte(s[i:], '}')
+		if s[i] == '}' || j < 0 {
+			return nil, errors.New("a '{' or '}' outside {source}, {schema} or {table}: percent-encode it (%7B, %7D)")
+		}
+		name := s[i : i+j+1]
+		ph, ok := placeholders[name]
+		if !ok {
+			return nil, fmt.Errorf("unknown placeholder %s: use {source}, {schema} or {table}", name)
+		}
+		if inScheme > i {
+			return nil, fmt.Errorf("%s in the URI scheme: values go after it, e.g. urn:pgjet:{source}", name)
+		}
+		parts = append(parts, tplPart{text: name, ph: ph})
+		s = s[i+j+1:]
+		inScheme -= i + j + 1
+	}
+	return parts, nil
+}
+
+// schemeEnd returns where the scheme of URI-reference s ends (its ':'), or
+// -1 when s is relative.
+func schemeEnd(s string) int {
+	i := strings.IndexAny(s, ":/?#")
+	if i < 0 || s[i] != ':' {
+		return -1
+	}
+	return i
+}
+
+// expand appends the source attribute of the template for the given values.
+func expand(b []byte, t []tplPart, source, schema, table string) string {
+	for _, p := range t {
+		switch p.ph {
+		case literal:
+			b = append(b, p.text...)
+		case phSource:
+			b = appendPathSegment(b, source)
+		case phSchema:
+			b = appendPathSegment(b, schema)
+		case phTable:
+			b = appendPathSegment(b, table)
+		}
+	}
+	return string(b)
+}
+
+// uses reports whether t holds placeholder ph.
+func uses(t []tplPart, ph placeholder) bool {
+	for _, p := range t {
+		if p.ph == ph {
+			return true
+		}
+	}
+	return false
+}
+
+// CloudEvents renders CloudEvents 1.0 in one of two forms. The change form
+// (CloudEventsConfig.Change), as DeltaForge publishes them:
 //
 //	specversion      1.0
 //	id               the event's id (its Nats-Msg-Id): unique per source
-//	source           CloudEventsConfig.Source, or /pgjet/<source name>
-//	type             <type prefix>.<schema>.<table>.<op>, or <type prefix>.message
+//	source           the source template: /pgjet/{source}/{schema}.{table}
+//	type             <type prefix>.created|updated|deleted|truncated|message
 //	subject          <schema>.<table>, or the message's prefix
 //	time             the transaction's commit time, RFC 3339
 //	datacontenttype  application/json
+//	pgjetlsn         the transaction's commit LSN, X/Y
+//	pgjetxid         its xid, decimal
+//	pgjetindex       the change's index in it, decimal
+//	data             {"before":{...},"after":{...},"op":"c"}
+//
+// The extensions are strings: a CloudEvents Integer is signed 32-bit, an
+// xid unsigned 32-bit and an index 64-bit. The native form has no
+// extensions, type <type prefix>.<schema>.<table>.<op>, source
+// /pgjet/{source}, and the native document as data.
 //
 // Schema, table and message prefix are written as in NATS subjects
-// (subject.AppendToken), so type and subject end with the tokens of the
-// event's NATS subject, a '.' in a name cannot pass for a separator, and no
-// control character reaches an attribute.
+// (subject.AppendToken), so the subject is the tokens of the event's NATS
+// subject, a '.' in a name cannot pass for a separator, and no control
+// character reaches an attribute.
 //
 // Structured mode: the body is the event in the JSON event format, data
 // embedded as JSON, with Content-Type application/cloudevents+json. Binary
-// mode (the CloudEvents NATS protocol binding): the body is the native
-// document and every attribute is a ce- header, percent-encoded.
+// mode (the CloudEvents NATS protocol binding): the body is the data and
+// every attribute is a ce- header, percent-encoded.
 //
 // It is not safe for concurrent use.
 type CloudEvents struct {
 	native     *Native
 	binary     bool
+	change     bool
 	typePrefix string
-	fixed      bool // the source attribute does not depend on the event
+	tpl        sourceTemplate
 
-	// The source attribute of the last source name rendered (or the fixed
-	// one), as JSON and as a header value.
-	srcName   string
-	srcJSON   []byte
-	srcHeader []string
+	// The source attribute of the last event rendered, as JSON and as a
+	// header value, and of earlier ones; fixed when it depends on nothing.
+	fixed  bool
+	srcKey sourceKey
+	src    *ceSource
+	srcs   map[sourceKey]*ceSource
 
 	// The commit time of the last binary header, as a header value.
 	timeFor    int64
 	timeHeader []string
 
-	scratch []byte // type and subject
+	scratch []byte // type, subject and extensions
 }
+
+// sourceKey is what the source attribute of an event depends on: the
+// values its template uses, the others "".
+type sourceKey struct {
+	source, schema, table string
+	message               bool
+}
+
+type ceSource struct {
+	json   []byte
+	header []string
+	err    error
+}
+
+// maxSources bounds the source attributes kept: one per table and source
+// name is few, but names are not ours to count.
+const maxSources = 4096
 
 // NewCloudEvents returns a CloudEvents renderer; cfg must pass Check.
 func NewCloudEvents(cfg CloudEventsConfig) (*CloudEvents, error) {
 	if err := cfg.Check(); err != nil {
 		return nil, err
 	}
-	c := &CloudEvents{native: NewNative(), binary: cfg.Binary, typePrefix: cfg.TypePrefix}
+	c := &CloudEvents{native: NewNative(), binary: cfg.Binary, change: cfg.Change, typePrefix: cfg.TypePrefix}
 	if c.typePrefix == "" {
 		c.typePrefix = DefaultTypePrefix
 	}
-	if cfg.Source != "" {
-		c.fixed = true
-		c.setSource(cfg.Source)
+	src := cfg.Source
+	if src == "" {
+		src = DefaultNativeSource
+		if cfg.Change {
+			src = DefaultChangeSource
+		}
+	}
+	c.tpl, _ = parseSourceTemplate(src) // checked above, defaults by the tests
+	c.fixed = len(c.tpl.table) <= 1 && len(c.tpl.message) <= 1 && c.tpl.table[0].ph == literal && c.tpl.message[0].ph == literal
+	if c.fixed {
+		// A fixed source has no message form of its own: both are it.
+		c.src = newCESource(src)
 	}
 	return c, nil
+}
+
+func newCESource(s string) *ceSource {
+	if err := checkSource(s); err != nil {
+		return &ceSource{err: fmt.Errorf("render change: source attribute %q: %w", s, err)}
+	}
+	return &ceSource{json: value.AppendString(nil, s), header: []string{headerValue(s)}}
+}
+
+// sourceFor returns the source attribute of e, which passed checkEvent.
+func (c *CloudEvents) sourceFor(e *Event) *ceSource {
+	if c.fixed {
+		return c.src
+	}
+	t := c.tpl.table
+	k := sourceKey{message: e.Change.Op == wire.OpMessage}
+	if k.message {
+		t = c.tpl.message
+	}
+	if uses(t, phSource) {
+		k.source = e.Source.Name
+	}
+	if !k.message {
+		if uses(t, phSchema) {
+			k.schema = e.Rel.Schema
+		}
+		if uses(t, phTable) {
+			k.table = e.Rel.Table
+		}
+	}
+	if c.src != nil && k == c.srcKey {
+		return c.src
+	}
+	s, ok := c.srcs[k]
+	if !ok {
+		if c.srcs == nil || len(c.srcs) >= maxSources {
+			c.srcs = make(map[sourceKey]*ceSource)
+		}
+		s = newCESource(expand(c.scratch[:0], t, k.source, k.schema, k.table))
+		c.srcs[k] = s
+	}
+	c.srcKey, c.src = k, s
+	return s
 }
 
 // Header values shared by every message: nothing writes into a header's
@@ -156,19 +407,33 @@ var (
 // Append appends the body of e's message to b. On error b is returned
 // unchanged and the error says why; the caller dead-letters the change.
 func (c *CloudEvents) Append(b []byte, e *Event) ([]byte, error) {
-	if c.binary {
-		return c.native.Append(b, e)
-	}
 	if err := checkEvent(e); err != nil {
 		return b, err
 	}
+	src := c.sourceFor(e)
+	if src.err != nil {
+		return b, src.err
+	}
 	start := len(b)
-	b = c.appendAttributes(b, e)
-	b, err := c.native.Append(b, e)
+	if !c.binary {
+		b = c.appendAttributes(b, e, src)
+	}
+	b, err := c.appendData(b, e)
 	if err != nil {
 		return b[:start], err
 	}
-	return append(b, '}'), nil
+	if !c.binary {
+		b = append(b, '}')
+	}
+	return b, nil
+}
+
+// appendData appends the data of e, which passed checkEvent.
+func (c *CloudEvents) appendData(b []byte, e *Event) ([]byte, error) {
+	if !c.change {
+		return c.native.Append(b, e)
+	}
+	return c.native.appendChange(b, e)
 }
 
 // Header returns a header for the message of e, which Append rendered
@@ -180,25 +445,38 @@ func (c *CloudEvents) Header(e *Event) nats.Header {
 		h["Content-Type"] = structuredHeader
 		return h
 	}
-	typ, subj := c.typeAndSubject(e)
+	a := c.attributes(e)
+	fields := a.spans()
+	spans := fields[:]
+	if !c.change {
+		spans = spans[:2]
+	}
 	// One allocation for the values that change with every event, and one
-	// string for type and subject when neither needs escaping.
-	v := make([]string, 3)
+	// string for the others when none needs escaping.
+	v := make([]string, 1+len(spans))
 	v[0] = headerValue(e.ID)
 	if all := headerValue(c.scratch); len(all) == len(c.scratch) {
-		v[1], v[2] = all[typ.from:typ.to], all[subj.from:subj.to]
+		for i, s := range spans {
+			v[i+1] = all[s.from:s.to]
+		}
 	} else {
-		v[1], v[2] = headerValue(typ.of(c.scratch)), headerValue(subj.of(c.scratch))
+		for i, s := range spans {
+			v[i+1] = headerValue(s.of(c.scratch))
+		}
 	}
-	h := make(nats.Header, 10)
+	h := make(nats.Header, 13)
 	h["ce-specversion"] = specVersionHeader
 	h["ce-id"] = v[0:1:1]
-	c.sourceFor(e.Source.Name)
-	h["ce-source"] = c.srcHeader
+	h["ce-source"] = c.sourceFor(e).header
 	h["ce-type"] = v[1:2:2]
 	h["ce-subject"] = v[2:3:3]
 	h["ce-time"] = c.timeHeaderOf(e.Tx.CommitTime)
 	h["ce-datacontenttype"] = jsonHeader
+	if c.change {
+		h["ce-pgjetlsn"] = v[3:4:4]
+		h["ce-pgjetxid"] = v[4:5:5]
+		h["ce-pgjetindex"] = v[5:6:6]
+	}
 	h["Content-Type"] = jsonHeader
 	return h
 }
@@ -210,26 +488,36 @@ func (c *CloudEvents) Document(b []byte, e *Event, body []byte) []byte {
 	if !c.binary {
 		return append(b, body...)
 	}
-	b = c.appendAttributes(b, e)
+	b = c.appendAttributes(b, e, c.sourceFor(e))
 	b = append(b, body...)
 	return append(b, '}')
 }
 
 // appendAttributes appends the event's JSON object up to the value of data.
-func (c *CloudEvents) appendAttributes(b []byte, e *Event) []byte {
+func (c *CloudEvents) appendAttributes(b []byte, e *Event, src *ceSource) []byte {
 	b = append(b, `{"specversion":"1.0","id":`...)
 	b = value.AppendString(b, e.ID)
 	b = append(b, `,"source":`...)
-	c.sourceFor(e.Source.Name)
-	b = append(b, c.srcJSON...)
-	typ, subj := c.typeAndSubject(e)
+	b = append(b, src.json...)
+	a := c.attributes(e)
 	b = append(b, `,"type":`...)
-	b = value.AppendString(b, typ.of(c.scratch))
+	b = value.AppendString(b, a.typ.of(c.scratch))
 	b = append(b, `,"subject":`...)
-	b = value.AppendString(b, subj.of(c.scratch))
+	b = value.AppendString(b, a.subj.of(c.scratch))
 	b = append(b, `,"time":"`...)
 	b = append(b, c.native.commitTime(e.Tx.CommitTime)...)
-	return append(b, `","datacontenttype":"application/json","data":`...)
+	b = append(b, `","datacontenttype":"application/json"`...)
+	if c.change {
+		// Neither LSN nor decimals need escaping.
+		b = append(b, `,"pgjetlsn":"`...)
+		b = append(b, a.lsn.of(c.scratch)...)
+		b = append(b, `","pgjetxid":"`...)
+		b = append(b, a.xid.of(c.scratch)...)
+		b = append(b, `","pgjetindex":"`...)
+		b = append(b, a.index.of(c.scratch)...)
+		b = append(b, '"')
+	}
+	return append(b, `,"data":`...)
 }
 
 // span is where an attribute is in c.scratch.
@@ -237,27 +525,113 @@ type span struct{ from, to int }
 
 func (s span) of(b []byte) []byte { return b[s.from:s.to] }
 
-// typeAndSubject writes the type and subject attributes of e to c.scratch
-// and says where each is.
-func (c *CloudEvents) typeAndSubject(e *Event) (typ, subj span) {
+// ceAttrs are where the attributes that change with every event are in
+// c.scratch.
+type ceAttrs struct{ typ, subj, lsn, xid, index span }
+
+func (a *ceAttrs) spans() [5]span { return [5]span{a.typ, a.subj, a.lsn, a.xid, a.index} }
+
+// changeTypes are the last word of the change form's type, by op.
+var changeTypes = [...]string{
+	wire.OpInsert:   ".created",
+	wire.OpUpdate:   ".updated",
+	wire.OpDelete:   ".deleted",
+	wire.OpTruncate: ".truncated",
+	wire.OpMessage:  ".message",
+}
+
+// attributes writes the type and subject attributes of e, and in the
+// change form its extensions, to c.scratch and says where each is.
+func (c *CloudEvents) attributes(e *Event) (a ceAttrs) {
 	b := append(c.scratch[:0], c.typePrefix...)
-	if e.Change.Op == wire.OpMessage {
+	msg := e.Change.Op == wire.OpMessage
+	switch {
+	case c.change:
+		b = append(b, changeTypes[e.Change.Op]...)
+		a.typ = span{0, len(b)}
+		b = c.appendSubject(b, e, &a.subj)
+	case msg:
 		b = append(b, ".message"...)
-		n := len(b)
-		b = appendToken(b, e.Change.Prefix)
-		c.scratch = b
-		return span{0, n}, span{n, len(b)}
+		a.typ = span{0, len(b)}
+		b = c.appendSubject(b, e, &a.subj)
+	default:
+		// The subject is inside the type: <prefix>.<subject>.<op>.
+		b = append(b, '.')
+		b = c.appendSubject(b, e, &a.subj)
+		b = append(b, '.')
+		b = append(b, e.Change.Op.String()...)
+		a.typ = span{0, len(b)}
 	}
-	b = append(b, '.')
-	from := len(b)
-	b = appendToken(b, e.Rel.Schema)
-	b = append(b, '.')
-	b = appendToken(b, e.Rel.Table)
-	to := len(b)
-	b = append(b, '.')
-	b = append(b, e.Change.Op.String()...)
+	if c.change {
+		a.lsn.from = len(b)
+		b = appendLSN(b, e.Tx.CommitLSN)
+		a.lsn.to, a.xid.from = len(b), len(b)
+		b = strconv.AppendUint(b, uint64(e.Tx.Xid), 10)
+		a.xid.to, a.index.from = len(b), len(b)
+		b = strconv.AppendUint(b, e.Index, 10)
+		a.index.to = len(b)
+	}
 	c.scratch = b
-	return span{0, len(b)}, span{from, to}
+	return a
+}
+
+// appendSubject appends the subject attribute of e and sets s to where it is.
+func (c *CloudEvents) appendSubject(b []byte, e *Event, s *span) []byte {
+	s.from = len(b)
+	if e.Change.Op == wire.OpMessage {
+		b = appendToken(b, e.Change.Prefix)
+	} else {
+		b = appendToken(b, e.Rel.Schema)
+		b = append(b, '.')
+		b = appendToken(b, e.Rel.Table)
+	}
+	s.to = len(b)
+	return b
+}
+
+// changeOps are Debezium's op letters, as JSON strings, by op.
+var changeOps = [...]string{
+	wire.OpInsert:   `"c"`,
+	wire.OpUpdate:   `"u"`,
+	wire.OpDelete:   `"d"`,
+	wire.OpTruncate: `"t"`,
+	wire.OpMessage:  `"m"`,
+}
+
+// appendChange appends the data of the change form for e, which passed
+// checkEvent: {"before":…,"after":…,"op":"c"}, values as in the native
+// document, which also lends its "unchanged" list of unchanged TOAST
+// columns and a truncate's "options" when there are any: without them an
+// after that lacks a column would pass for one without it. A message is
+// {"op":"m","prefix":…,"content":…,"transactional":…}. On error b comes
+// back with what was appended.
+func (n *Native) appendChange(b []byte, e *Event) ([]byte, error) {
+	c := e.Change
+	switch c.Op {
+	case wire.OpMessage:
+		b = append(b, `{"op":"m"`...)
+		return appendMessage(b, c), nil
+	case wire.OpTruncate:
+		b = append(b, `{"before":null,"after":null,"op":"t"`...)
+		return append(appendTruncateOptions(b, c), '}'), nil
+	}
+	rel := e.Rel
+	_, before, after, beforeKeysOnly, err := rowImages(c, rel)
+	if err != nil {
+		return b, err
+	}
+	n.resetUnchanged(len(rel.Columns))
+	b = append(b, `{"before":`...)
+	if b, err = n.appendTuple(b, rel, before, beforeKeysOnly); err != nil {
+		return b, err
+	}
+	b = append(b, `,"after":`...)
+	if b, err = n.appendTuple(b, rel, after, false); err != nil {
+		return b, err
+	}
+	b = append(b, `,"op":`...)
+	b = append(b, changeOps[c.Op]...)
+	return append(n.appendUnchanged(b, rel), '}'), nil
 }
 
 // appendToken appends s as subject.AppendToken does, and escapes Unicode
@@ -292,34 +666,20 @@ func noncharacter(r rune) bool {
 
 const upperHex = "0123456789ABCDEF"
 
-// sourceFor sets the source attribute for a source named name.
-func (c *CloudEvents) sourceFor(name string) {
-	if !c.fixed && (c.srcJSON == nil || c.srcName != name) {
-		c.srcName = name
-		c.setSource("/pgjet/" + pathSegment(name))
-	}
-}
-
-func (c *CloudEvents) setSource(s string) {
-	c.srcJSON = value.AppendString(c.srcJSON[:0], s)
-	c.srcHeader = []string{headerValue(s)}
-}
-
-// pathSegment percent-encodes every byte of s but RFC 3986's unreserved
-// characters, so that any source name makes one path segment.
-func pathSegment(s string) string {
-	var b strings.Builder
+// appendPathSegment percent-encodes every byte of s but letters, digits,
+// '-', '_' and '~', so that any name makes one path segment: '.' too,
+// which keeps schema "a.b" apart from table "b.c" in {schema}.{table}, and
+// a name of "." or ".." from being a dot segment.
+func appendPathSegment(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		ch := s[i]
-		if 'a' <= ch && ch <= 'z' || 'A' <= ch && ch <= 'Z' || '0' <= ch && ch <= '9' || strings.IndexByte("-._~", ch) >= 0 {
-			b.WriteByte(ch)
+		if 'a' <= ch && ch <= 'z' || 'A' <= ch && ch <= 'Z' || '0' <= ch && ch <= '9' || ch == '-' || ch == '_' || ch == '~' {
+			b = append(b, ch)
 			continue
 		}
-		b.WriteByte('%')
-		b.WriteByte(upperHex[ch>>4])
-		b.WriteByte(upperHex[ch&0xf])
+		b = append(b, '%', upperHex[ch>>4], upperHex[ch&0xf])
 	}
-	return b.String()
+	return b
 }
 
 func (c *CloudEvents) timeHeaderOf(t int64) []string {

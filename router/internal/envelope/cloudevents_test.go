@@ -392,7 +392,7 @@ func TestCloudEventsErrors(t *testing.T) {
 // attribute is checked alone.
 func checkCEHostile(t *testing.T, s string, sdk bool) {
 	t.Helper()
-	seg := pathSegment(s)
+	seg := string(appendPathSegment(nil, s))
 	if name, err := url.PathUnescape(seg); err != nil || name != s || strings.Trim(seg, "%-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") != "" {
 		t.Fatalf("source name %q makes path segment %q", s, seg)
 	}
@@ -421,6 +421,7 @@ func checkCEHostile(t *testing.T, s string, sdk bool) {
 func TestCloudEventsHostileContent(t *testing.T) {
 	for _, s := range hostile {
 		checkCEHostile(t, s, true)
+		checkCEChangeHostile(t, s, true)
 	}
 }
 
@@ -430,6 +431,7 @@ func FuzzCloudEventsHostileContent(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		checkCEHostile(t, s, false)
+		checkCEChangeHostile(t, s, false)
 	})
 }
 

@@ -29,6 +29,16 @@ type Event struct {
 	// ID is the event's id, the Nats-Msg-Id of its message; envelopes that
 	// carry an id (CloudEvents) repeat it.
 	ID string
+
+	// Kind says what the event is; KindChange, the zero value, is Change.
+	// For KindBegin and KindCommit, Change is nil and Tx is the
+	// transaction; for KindRelation, Rel is the relation and Tx the
+	// transaction of the change it precedes.
+	Kind Kind
+	// Count (KindCommit) is how many events of the route the transaction
+	// had, Tables how many per table, in order of first appearance.
+	Count  int
+	Tables []TableCount
 }
 
 // Native renders the native envelope: compact JSON with a fixed key order,
@@ -67,6 +77,9 @@ func newNative(o Options) (Renderer, error) {
 // inconsistent event) b is returned unchanged and the error names the
 // column; the caller dead-letters the change.
 func (n *Native) Append(b []byte, e *Event) ([]byte, error) {
+	if e.Kind != KindChange {
+		return n.appendMeta(b, e)
+	}
 	out, err := n.append(b, e)
 	if err != nil {
 		return b, err
@@ -149,16 +162,30 @@ func (n *Native) commitTime(t int64) []byte {
 }
 
 func (n *Native) appendRow(b []byte, e *Event) ([]byte, error) {
-	c, rel := e.Change, e.Rel
-	cols := len(rel.Columns)
-	if cap(n.unchanged) < cols {
-		n.unchanged = make([]bool, cols)
+	rel := e.Rel
+	keyFrom, before, after, beforeKeysOnly, err := rowImages(e.Change, rel)
+	if err != nil {
+		return b, err
 	}
-	n.unchanged = n.unchanged[:cols]
-	clear(n.unchanged)
+	n.resetUnchanged(len(rel.Columns))
+	b = append(b, `,"key":`...)
+	if b, err = n.appendKey(b, rel, keyFrom); err != nil {
+		return b, err
+	}
+	b = append(b, `,"before":`...)
+	if b, err = n.appendTuple(b, rel, before, beforeKeysOnly); err != nil {
+		return b, err
+	}
+	b = append(b, `,"after":`...)
+	if b, err = n.appendTuple(b, rel, after, false); err != nil {
+		return b, err
+	}
+	return append(n.appendUnchanged(b, rel), '}'), nil
+}
 
-	var keyFrom, before, after []wire.Value
-	var beforeKeysOnly bool
+// rowImages picks the tuples of a row change: the one its key comes from,
+// the row before and after it, and whether before holds key columns only.
+func rowImages(c *wire.Change, rel *wire.Relation) (keyFrom, before, after []wire.Value, beforeKeysOnly bool, err error) {
 	switch c.Op {
 	case wire.OpInsert:
 		keyFrom, after = c.New, c.New
@@ -177,23 +204,24 @@ func (n *Native) appendRow(b []byte, e *Event) ([]byte, error) {
 			// Non-key columns are NULL placeholders, not values: leave them out.
 			beforeKeysOnly = true
 		default:
-			return b, fmt.Errorf("render %s on %s.%s: old tuple of unknown kind %q", c.Op, rel.Schema, rel.Table, c.OldKind)
+			return nil, nil, nil, false, fmt.Errorf("render %s on %s.%s: old tuple of unknown kind %q", c.Op, rel.Schema, rel.Table, c.OldKind)
 		}
 	}
+	return keyFrom, before, after, beforeKeysOnly, nil
+}
 
-	var err error
-	b = append(b, `,"key":`...)
-	if b, err = n.appendKey(b, rel, keyFrom); err != nil {
-		return b, err
+// resetUnchanged readies n.unchanged for a relation of cols columns.
+func (n *Native) resetUnchanged(cols int) {
+	if cap(n.unchanged) < cols {
+		n.unchanged = make([]bool, cols)
 	}
-	b = append(b, `,"before":`...)
-	if b, err = n.appendTuple(b, rel, before, beforeKeysOnly); err != nil {
-		return b, err
-	}
-	b = append(b, `,"after":`...)
-	if b, err = n.appendTuple(b, rel, after, false); err != nil {
-		return b, err
-	}
+	n.unchanged = n.unchanged[:cols]
+	clear(n.unchanged)
+}
+
+// appendUnchanged appends the "unchanged" list of the columns the tuples
+// rendered since resetUnchanged left out, if there are any.
+func (n *Native) appendUnchanged(b []byte, rel *wire.Relation) []byte {
 	first := true
 	for i, u := range n.unchanged {
 		if !u {
@@ -210,7 +238,7 @@ func (n *Native) appendRow(b []byte, e *Event) ([]byte, error) {
 	if !first {
 		b = append(b, ']')
 	}
-	return append(b, '}'), nil
+	return b
 }
 
 // appendKey renders the replica identity columns of tuple, or null when the
@@ -267,20 +295,26 @@ func (n *Native) appendTuple(b []byte, rel *wire.Relation, tuple []wire.Value, k
 
 func appendTruncate(b []byte, c *wire.Change) []byte {
 	b = append(b, `,"key":null,"before":null,"after":null`...)
-	if c.TruncateOptions&(wire.TruncateCascade|wire.TruncateRestartIdentity) != 0 {
-		b = append(b, `,"options":[`...)
-		if c.TruncateOptions&wire.TruncateCascade != 0 {
-			b = append(b, `"cascade"`...)
-			if c.TruncateOptions&wire.TruncateRestartIdentity != 0 {
-				b = append(b, ',')
-			}
-		}
-		if c.TruncateOptions&wire.TruncateRestartIdentity != 0 {
-			b = append(b, `"restart_identity"`...)
-		}
-		b = append(b, ']')
+	return append(appendTruncateOptions(b, c), '}')
+}
+
+// appendTruncateOptions appends the "options" list of a truncate, if it has
+// any.
+func appendTruncateOptions(b []byte, c *wire.Change) []byte {
+	if c.TruncateOptions&(wire.TruncateCascade|wire.TruncateRestartIdentity) == 0 {
+		return b
 	}
-	return append(b, '}')
+	b = append(b, `,"options":[`...)
+	if c.TruncateOptions&wire.TruncateCascade != 0 {
+		b = append(b, `"cascade"`...)
+		if c.TruncateOptions&wire.TruncateRestartIdentity != 0 {
+			b = append(b, ',')
+		}
+	}
+	if c.TruncateOptions&wire.TruncateRestartIdentity != 0 {
+		b = append(b, `"restart_identity"`...)
+	}
+	return append(b, ']')
 }
 
 // appendMessage renders a logical decoding message. Content is bytes to
