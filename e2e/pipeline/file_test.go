@@ -11,12 +11,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/e2e/check"
 	"github.com/pgjet/pgjet/e2e/harness"
 )
@@ -31,7 +32,9 @@ CREATE TABLE user_sessions (id serial PRIMARY KEY, user_id int, started timestam
 // deltaforge/v1 by the collector and as pgjet/v1 by the router, with the DSN
 // and URL from the environment — and the seed's INSERT and UPDATE (and the
 // other changes of its three tables) arrive on users.events in stream USERS
-// as CloudEvents of type com.acme.users.*, exactly once, in commit order,
+// as the seed shows them: CloudEvents of type com.acme.users.created,
+// .updated or .deleted, subject public.<table>, a source naming the source
+// and the table, data {before, after, op}; exactly once, in commit order,
 // with values equal to Postgres's own rendering.
 func TestSeedPipelineFileRunsAsWritten(t *testing.T) {
 	e := newEnv(t, seedSchema, "public.users", "public.profiles", "public.user_sessions")
@@ -73,32 +76,110 @@ func TestSeedPipelineFileRunsAsWritten(t *testing.T) {
 	_, js := e.nats.Connect(t)
 	msgs := readStream(ctx, t, js, "USERS", len(changes))
 	var events []check.Event
-	for _, m := range msgs {
+	types := map[string]int{}
+	for i, m := range msgs {
 		if m.Subject() != "users.events" {
 			t.Errorf("event on %s, want users.events", m.Subject())
 		}
 		ev := readCloudEvent(t, m, false)
-		if !strings.HasPrefix(ev.Type(), "com.acme.users.") {
-			t.Errorf("type %q does not start with the seed's type_prefix com.acme.users", ev.Type())
+		ce := seedEvent(t, ev, "users-postgres")
+		types[ev.Type()]++
+		if i == 0 {
+			// The seed's example, but for id, time and the column values.
+			var d struct {
+				Before json.RawMessage
+				After  map[string]json.RawMessage
+				Op     string
+			}
+			if err := json.Unmarshal(ev.Data(), &d); err != nil {
+				t.Fatal(err)
+			}
+			if ev.Type() != "com.acme.users.created" || ev.Subject() != "public.users" || ev.Source() != "/pgjet/users-postgres/public.users" ||
+				string(d.Before) != "null" || d.Op != "c" || string(d.After["name"]) != `"Alice"` || string(d.After["email"]) != `"alice@example.com"` {
+				t.Errorf("the seed's INSERT is not the seed's event:\n%s", ev)
+			}
 		}
-		if ev.ID() != m.Headers().Get(jetstream.MsgIDHeader) {
-			t.Errorf("id %q is not the Nats-Msg-Id %q", ev.ID(), m.Headers().Get(jetstream.MsgIDHeader))
-		}
-		ce, err := check.ParseEvent(ev.Data())
-		if err != nil {
-			t.Fatal(err)
-		}
-		ce.MsgID, ce.Subject = ev.ID(), m.Subject()
 		if md, err := m.Metadata(); err == nil {
 			ce.Seq = md.Sequence.Stream
 		}
+		ce.Subject = m.Subject()
 		events = append(events, ce)
+	}
+	want := map[string]int{"com.acme.users.created": 4, "com.acme.users.updated": 2, "com.acme.users.deleted": 1}
+	if fmt.Sprint(types) != fmt.Sprint(want) {
+		t.Errorf("types %v, want %v", types, want)
 	}
 	r := check.Check(changes, events)
 	t.Logf("%s", r.String())
 	if !r.OK() || r.Committed != 7 {
 		t.Fatalf("invariant violated: %s", r.String())
 	}
+}
+
+// seedOps are the seed form's types and Debezium's op letters, by type suffix.
+var seedOps = map[string]struct{ op, letter string }{
+	"created": {"insert", "c"}, "updated": {"update", "u"}, "deleted": {"delete", "d"}, "truncated": {"truncate", "t"},
+}
+
+// seedEvent checks the seed's shape of a row change from source src and
+// builds the check.Event it stands for: op from the type (and the letter
+// in data, which must agree), schema and table from the subject, commit LSN,
+// xid and index from the pgjet extensions, before and after from data.
+func seedEvent(t *testing.T, ev *event.Event, src string) check.Event {
+	t.Helper()
+	suffix, ok := strings.CutPrefix(ev.Type(), "com.acme.users.")
+	op, known := seedOps[suffix]
+	if !ok || !known {
+		t.Fatalf("type %q is not com.acme.users.created|updated|deleted|truncated", ev.Type())
+	}
+	schema, table, ok := strings.Cut(ev.Subject(), ".")
+	if !ok || strings.Contains(table, ".") {
+		t.Fatalf("subject %q is not schema.table", ev.Subject())
+	}
+	if want := "/pgjet/" + src + "/" + ev.Subject(); ev.Source() != want {
+		t.Errorf("source %q, want %q", ev.Source(), want)
+	}
+	var data map[string]json.RawMessage
+	if err := json.Unmarshal(ev.Data(), &data); err != nil {
+		t.Fatalf("data: %v\n%s", err, ev.Data())
+	}
+	for _, k := range []string{"before", "after", "op"} {
+		if _, ok := data[k]; !ok {
+			t.Errorf("data lacks %s: %s", k, ev.Data())
+		}
+	}
+	for k := range data {
+		if k != "before" && k != "after" && k != "op" && k != "unchanged" {
+			t.Errorf("data has %s, not the seed's {before, after, op}: %s", k, ev.Data())
+		}
+	}
+	if string(data["op"]) != `"`+op.letter+`"` {
+		t.Errorf("op %s in a %s event", data["op"], ev.Type())
+	}
+	ext := func(name string) string {
+		v, err := ev.Context.GetExtension(name)
+		s, ok := v.(string)
+		if err != nil || !ok {
+			t.Fatalf("extension %s: %v (%T)", name, err, v)
+		}
+		return s
+	}
+	xid, err1 := strconv.ParseUint(ext("pgjetxid"), 10, 32)
+	index, err2 := strconv.ParseUint(ext("pgjetindex"), 10, 64)
+	lsn := ext("pgjetlsn")
+	if _, err := check.ParseLSN(lsn); err != nil || err1 != nil || err2 != nil {
+		t.Fatalf("extensions pgjetlsn %q, pgjetxid %q, pgjetindex %q", lsn, ext("pgjetxid"), ext("pgjetindex"))
+	}
+	ce := check.Event{
+		Op: op.op, Source: src, Schema: schema, Table: table, LSN: lsn, Xid: uint32(xid), Index: index,
+		CommitTime: ev.Time().UTC().Format(time.RFC3339Nano), Before: data["before"], After: data["after"], MsgID: ev.ID(),
+	}
+	if u, ok := data["unchanged"]; ok {
+		if err := json.Unmarshal(u, &ce.Unchanged); err != nil {
+			t.Fatalf("unchanged: %v", err)
+		}
+	}
+	return ce
 }
 
 // Invariant: three routes of one pipeline file run at once from one router
