@@ -436,13 +436,13 @@ func FuzzCloudEventsHostileContent(f *testing.F) {
 }
 
 // BenchmarkCloudEvents renders the insert of BenchmarkNativeInsert as a
-// CloudEvent in each mode, native being the baseline: the body alone, and the
+// CloudEvent in each mode and form, native being the baseline: the body alone, and the
 // whole message (body and headers, Nats-Msg-Id included as the relay sets it).
 func BenchmarkCloudEvents(b *testing.B) {
 	ev := benchInsert()
 	ev.ID = eventID(&ev)
 	for _, what := range []string{"body", "message"} {
-		for _, mode := range []string{"native", "structured", "binary"} {
+		for _, mode := range []string{"native", "structured", "binary", "change-structured", "change-binary"} {
 			b.Run(what+"/"+mode, func(b *testing.B) {
 				var r interface {
 					Append([]byte, *Event) ([]byte, error)
@@ -451,7 +451,7 @@ func BenchmarkCloudEvents(b *testing.B) {
 				if mode == "native" {
 					r = NewNative()
 				} else {
-					c, err := NewCloudEvents(CloudEventsConfig{Binary: mode == "binary"})
+					c, err := NewCloudEvents(CloudEventsConfig{Binary: strings.HasSuffix(mode, "binary"), Change: strings.HasPrefix(mode, "change")})
 					if err != nil {
 						b.Fatal(err)
 					}
