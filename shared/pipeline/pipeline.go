@@ -465,7 +465,7 @@ func (d *decoder) commitPolicy(spec *mapReader, c *CommitPolicy) {
 
 // Keys of one sink type only.
 var (
-	natsOnlyKeys = append([]string{"subject", "message_subject", "dead_letter_subject", "prefix", "stream", "partition"}, connKeys...)
+	natsOnlyKeys = append([]string{"subject", "message_subject", "dead_letter_subject", "transaction_subject", "relation_subject", "prefix", "stream", "partition"}, connKeys...)
 	stdoutKeys   = []string{"format"}
 )
 
@@ -585,6 +585,16 @@ func (d *decoder) sink(f *File, n *yaml.Node, ip string) Sink {
 	}
 	s.Encoding = defaultEncoding
 	d.enum(m, "encoding", &s.Encoding, "json", "msgpack")
+	for _, b := range []struct {
+		key string
+		dst *bool
+	}{{"transactions", &s.Transactions}, {"relations", &s.Relations}} {
+		if n, p := m.get(b.key); n != nil {
+			if v, ok := d.boolean(n, p); ok {
+				*b.dst = v
+			}
+		}
+	}
 	if rn, rp := m.get("required"); rn != nil {
 		if v, ok := d.boolean(rn, rp); ok && !v {
 			d.add(rp, "cannot be false: pgjet never skips a sink's events: each route has its own consumer, so a failing sink holds back only itself; remove the key or set true")
@@ -683,6 +693,8 @@ func (d *decoder) natsSink(m *mapReader, s *Sink) {
 	d.text(m, "subject", &s.Subject)
 	d.text(m, "message_subject", &s.MessageSubject)
 	d.text(m, "dead_letter_subject", &s.DeadLetterSubject)
+	d.text(m, "transaction_subject", &s.TransactionSubject)
+	d.text(m, "relation_subject", &s.RelationSubject)
 	d.text(m, "prefix", &s.Prefix)
 	if sn, sp := m.get("stream"); sn != nil {
 		d.stream(sn, sp, &s.Stream)

@@ -210,6 +210,22 @@ type Sink struct {
 	// DeadLetterSubject is where events that cannot be rendered go; "" =
 	// the router's default.
 	DeadLetterSubject string
+	// Transactions publishes a begin and a commit event (with the count of
+	// the route's events, in total and per table) around the route's events
+	// of each transaction that has some (pgoutput-stream's
+	// {prefix}.transactions.{begin|commit}.event); default false.
+	Transactions bool
+	// TransactionSubject is their subject template over {prefix} {source}
+	// {event}; "" = the router's default.
+	TransactionSubject string
+	// Relations publishes a relation event (the table's columns, types,
+	// key columns and replica identity) before the route's first event of
+	// a table and whenever its columns change; default false.
+	Relations bool
+	// RelationSubject is their subject template over {prefix} {source}
+	// {schema} {table}; "" = the router's default
+	// ({prefix}.{schema}.{table}.relation).
+	RelationSubject string
 	// Prefix is the {prefix} of subjects; default "postgres".
 	Prefix string
 	// Stream is the output stream (nats sinks; required), created when

@@ -52,14 +52,36 @@ func appendPiece(b []byte, piece uint64) []byte {
 // Event ids, the Nats-Msg-Id of every output event (and the id of envelopes
 // that carry one):
 //
-//	<source id>:<commit lsn, hex>:<change index>[.<part>][:dlq]
+//	<source id>:<commit lsn, hex>:<change index>[.<part>][:rel|:dlq]
+//	<source id>:<commit lsn, hex>:begin
+//	<source id>:<commit lsn, hex>:commit
 //
 // part numbers the events of a truncate of several tables (one per table);
-// ":dlq" marks the dead letter of an event. Stable across batching, retries,
-// restarts and replays; AppendEventID writes them and ParseEventID reads them.
+// ":rel" marks the relation event emitted just before the event at that
+// position, ":dlq" the dead letter of an event; begin and commit are a
+// transaction's own events. Stable across batching, retries, restarts and
+// replays; AppendEventID and AppendTxEventID write them, ParseEventID reads
+// them, and EventID.Compare orders them as the relay publishes them.
 
-// DeadLetterSuffix ends the id of a dead letter: the event's id + suffix.
-const DeadLetterSuffix = ":dlq"
+// Suffixes of event ids: the dead letter of an event, and the relation
+// event that precedes one.
+const (
+	DeadLetterSuffix = ":dlq"
+	RelationSuffix   = ":rel"
+)
+
+// Marks of a transaction's own events, in place of a change index.
+const (
+	BeginMark  = "begin"
+	CommitMark = "commit"
+)
+
+// Where an event id sits among its transaction's events.
+const (
+	SegBegin   = 0
+	SegChanges = 1
+	SegCommit  = 2
+)
 
 // AppendEventID appends the id of an event: the change at index of the
 // transaction committed at commitLSN, and part >= 0 for the part-th table of
@@ -77,20 +99,64 @@ func AppendEventID(b []byte, s Source, commitLSN, index uint64, part int) []byte
 	return b
 }
 
+// AppendTxEventID appends the id of a transaction's begin or commit event
+// (mark BeginMark or CommitMark).
+func AppendTxEventID(b []byte, s Source, commitLSN uint64, mark string) []byte {
+	b = s.AppendID(b)
+	b = append(b, ':')
+	b = strconv.AppendUint(b, commitLSN, 16)
+	b = append(b, ':')
+	return append(b, mark...)
+}
+
 // EventID is a parsed event id.
 type EventID struct {
-	Source     string // Source.ID()
-	CommitLSN  uint64
+	Source    string // Source.ID()
+	CommitLSN uint64
+	// Seg is SegBegin, SegChanges or SegCommit; Index and Part are set for
+	// SegChanges.
+	Seg        int
 	Index      uint64
 	Part       int // -1 for none
+	Relation   bool
 	DeadLetter bool
 }
 
-// ParseEventID parses an id AppendEventID wrote, with or without
-// DeadLetterSuffix.
+// Compare orders two ids of one source as the relay publishes their
+// events: by commit position, then begin, changes (a relation event just
+// before the event it precedes), commit. A dead letter takes its event's
+// place.
+func (e EventID) Compare(o EventID) int {
+	switch {
+	case e.CommitLSN != o.CommitLSN:
+		return cmpOrder(e.CommitLSN < o.CommitLSN)
+	case e.Seg != o.Seg:
+		return cmpOrder(e.Seg < o.Seg)
+	case e.Index != o.Index:
+		return cmpOrder(e.Index < o.Index)
+	case e.Part != o.Part:
+		return cmpOrder(e.Part < o.Part)
+	case e.Relation != o.Relation:
+		return cmpOrder(e.Relation)
+	}
+	return 0
+}
+
+func cmpOrder(less bool) int {
+	if less {
+		return -1
+	}
+	return 1
+}
+
+// ParseEventID parses an id AppendEventID or AppendTxEventID wrote, with or
+// without a suffix.
 func ParseEventID(id string) (EventID, bool) {
 	var e EventID
 	id, e.DeadLetter = strings.CutSuffix(id, DeadLetterSuffix)
+	if !e.DeadLetter {
+		id, e.Relation = strings.CutSuffix(id, RelationSuffix)
+	}
 	rest, idx, ok := cutLast(id, ':')
 	if !ok {
 		return e, false
@@ -99,10 +165,21 @@ func ParseEventID(id string) (EventID, bool) {
 	if !ok || source == "" {
 		return e, false
 	}
-	e.Source, e.Part = source, -1
+	e.Source, e.Part, e.Seg = source, -1, SegChanges
 	var err error
 	if e.CommitLSN, err = strconv.ParseUint(lsnHex, 16, 64); err != nil {
 		return e, false
+	}
+	switch idx {
+	case BeginMark, CommitMark:
+		if e.Relation || e.DeadLetter {
+			return e, false
+		}
+		e.Seg = SegBegin
+		if idx == CommitMark {
+			e.Seg = SegCommit
+		}
+		return e, true
 	}
 	if i, part, has := strings.Cut(idx, "."); has {
 		n, err := strconv.Atoi(part)

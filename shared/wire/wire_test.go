@@ -228,10 +228,15 @@ func TestParseEventID(t *testing.T) {
 		id   string
 		want *EventID
 	}{
-		{"app.7311.1:1a2b:7", &EventID{Source: "app.7311.1", CommitLSN: 0x1a2b, Index: 7, Part: -1}},
-		{"app.7311.1:1a2b:7.2", &EventID{Source: "app.7311.1", CommitLSN: 0x1a2b, Index: 7, Part: 2}},
-		{"app.7311.1:1a2b:0:dlq", &EventID{Source: "app.7311.1", CommitLSN: 0x1a2b, Index: 0, Part: -1, DeadLetter: true}},
-		{"my-src.1.2:ff:3", &EventID{Source: "my-src.1.2", CommitLSN: 0xff, Index: 3, Part: -1}},
+		{"app.7311.1:1a2b:7", &EventID{Source: "app.7311.1", CommitLSN: 0x1a2b, Seg: SegChanges, Index: 7, Part: -1}},
+		{"app.7311.1:1a2b:7.2", &EventID{Source: "app.7311.1", CommitLSN: 0x1a2b, Seg: SegChanges, Index: 7, Part: 2}},
+		{"app.7311.1:1a2b:0:dlq", &EventID{Source: "app.7311.1", CommitLSN: 0x1a2b, Seg: SegChanges, Index: 0, Part: -1, DeadLetter: true}},
+		{"my-src.1.2:ff:3", &EventID{Source: "my-src.1.2", CommitLSN: 0xff, Seg: SegChanges, Index: 3, Part: -1}},
+		{"app.1.1:ff:3.1:rel", &EventID{Source: "app.1.1", CommitLSN: 0xff, Seg: SegChanges, Index: 3, Part: 1, Relation: true}},
+		{"app.1.1:ff:begin", &EventID{Source: "app.1.1", CommitLSN: 0xff, Seg: SegBegin, Part: -1}},
+		{"app.1.1:ff:commit", &EventID{Source: "app.1.1", CommitLSN: 0xff, Seg: SegCommit, Part: -1}},
+		{"app.1.1:ff:commit:dlq", nil},
+		{"app.1.1:ff:begin:rel", nil},
 		{"garbage", nil},
 		{":ff:3", nil},
 		{"a.1.1:zz:3", nil},
@@ -255,10 +260,48 @@ func TestParseEventID(t *testing.T) {
 	for _, part := range []int{-1, 0, 5} {
 		id := string(AppendEventID(nil, s, 0xABCDEF0123, 42, part))
 		got, ok := ParseEventID(id + DeadLetterSuffix)
-		if want := (EventID{Source: s.ID(), CommitLSN: 0xABCDEF0123, Index: 42, Part: part, DeadLetter: true}); !ok || got != want {
+		if want := (EventID{Source: s.ID(), CommitLSN: 0xABCDEF0123, Seg: SegChanges, Index: 42, Part: part, DeadLetter: true}); !ok || got != want {
 			t.Errorf("ParseEventID(%q) = %+v, %v; want %+v", id, got, ok, want)
 		}
 	}
+}
+
+// Compare orders ids as the relay publishes their events.
+func TestEventIDOrder(t *testing.T) {
+	s := Source{Name: "app", SystemID: 1, Timeline: 1}
+	ordered := []string{
+		string(AppendTxEventID(nil, s, 0x10, BeginMark)),
+		string(AppendEventID(nil, s, 0x10, 0, -1)) + RelationSuffix,
+		string(AppendEventID(nil, s, 0x10, 0, -1)),
+		string(AppendEventID(nil, s, 0x10, 1, 0)) + RelationSuffix,
+		string(AppendEventID(nil, s, 0x10, 1, 0)),
+		string(AppendEventID(nil, s, 0x10, 1, 1)),
+		string(AppendEventID(nil, s, 0x10, 2, -1)),
+		string(AppendTxEventID(nil, s, 0x10, CommitMark)),
+		string(AppendTxEventID(nil, s, 0x11, BeginMark)),
+	}
+	for i := range ordered {
+		for j := range ordered {
+			a, ok1 := ParseEventID(ordered[i])
+			b, ok2 := ParseEventID(ordered[j])
+			if !ok1 || !ok2 {
+				t.Fatalf("unparsable: %q %q", ordered[i], ordered[j])
+			}
+			if got, want := a.Compare(b), cmpInts(i, j); got != want {
+				t.Errorf("Compare(%s, %s) = %d, want %d", ordered[i], ordered[j], got, want)
+			}
+		}
+	}
+}
+
+func cmpInts(a, b int) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 // FuzzUnmarshal: arbitrary bytes never panic the raw record decoder, and

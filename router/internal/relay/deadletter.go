@@ -75,6 +75,10 @@ type deadTruncate struct {
 // The error is logged here, once per event, because the relay then goes on.
 func (r *Relay) deadLetter(ev *envelope.Event, id string, rawSeq uint64, cause error) *nats.Msg {
 	c := ev.Change
+	if c == nil {
+		// A transaction or relation event: no values to carry.
+		c = &wire.Change{Op: 0}
+	}
 	d := deadLetterDoc{
 		Error:  cause.Error(),
 		ID:     id,
@@ -91,20 +95,29 @@ func (r *Relay) deadLetter(ev *envelope.Event, id string, rawSeq uint64, cause e
 		Index: ev.Index,
 		Op:    c.Op.String(),
 	}
+	switch ev.Kind {
+	case envelope.KindBegin:
+		d.Op = "begin"
+	case envelope.KindCommit:
+		d.Op = "commit"
+	case envelope.KindRelation:
+		d.Op = "relation"
+	}
 	if ev.Rel != nil {
 		d.Schema, d.Table = ev.Rel.Schema, ev.Rel.Table
 	}
 	var tooLarge *tooLargeError
 	omit := errors.As(cause, &tooLarge)
-	switch c.Op {
-	case wire.OpMessage:
+	switch {
+	case ev.Kind != envelope.KindChange:
+	case c.Op == wire.OpMessage:
 		d.Prefix = c.Prefix
 		if omit {
 			d.Omitted = true
 		} else {
 			d.Content = c.Content
 		}
-	case wire.OpTruncate:
+	case c.Op == wire.OpTruncate:
 		d.Truncate = &deadTruncate{Options: c.TruncateOptions}
 	default:
 		if c.OldKind != wire.OldNone {

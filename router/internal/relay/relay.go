@@ -112,7 +112,12 @@ type Relay struct {
 	// resume holds, by source id until passed, the last event of that
 	// source the output stream held at start: events at or before it are
 	// not published again.
-	resume map[string]*resumePoint
+	resume map[string]*wire.EventID
+	// txs holds, by source id, the transaction whose commit event is due
+	// (routes with transaction events); relSigs, by source, schema and
+	// table, the columns of the route's last relation event.
+	txs     map[string]*openTx
+	relSigs map[string]string
 	// dupWindow is the output stream's duplicate window: for that long
 	// after storing an event the server recognises its id.
 	dupWindow time.Duration
@@ -346,6 +351,9 @@ func (r *Relay) prepare(ctx context.Context, msg jetstream.Msg) (*record, error)
 		if tooLarge, err = r.joinPieces(ctx, msg, seq, &m, maxPayload); err != nil {
 			return nil, err
 		}
+	}
+	if err := r.recoverTx(ctx, seq, msg.Subject(), &m); err != nil {
+		return nil, err
 	}
 	rec.b = r.render(&m, len(msg.Data()), seq, maxPayload, tooLarge)
 	rec.src, rec.txs = m.Source.Name, len(m.Txs)

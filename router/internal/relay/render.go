@@ -38,21 +38,20 @@ func (r *Relay) render(m *wire.Message, rawSize int, rawSeq uint64, maxPayload i
 	b := &batch{maxPayload: maxPayload, rawSeq: rawSeq, outs: make([]out, 0, n), msgs: make([]nats.Msg, 0, n)}
 	// Each raw record gets its own buffer: published messages keep pointing
 	// into it until their acks arrive, and the client may resend them.
-	arena := r.arenas.get(2 * rawSize)
+	rs := renderState{b: b, arena: r.arenas.get(2 * rawSize)}
 	// The source's resume point, until passed.
-	var resume *resumePoint
 	if len(r.resume) > 0 {
-		resume = r.resume[m.Source.ID()]
+		rs.resume = r.resume[m.Source.ID()]
 	}
 	for ti := range m.Txs {
 		tx := &m.Txs[ti]
-		oversize := tooLarge[ti] // 0 but for a change put together from pieces
+		rs.oversize = tooLarge[ti] // 0 but for a change put together from pieces
 		for ci := range tx.Changes {
 			c := &tx.Changes[ci]
 			ev := envelope.Event{Source: &m.Source, Tx: tx, Change: c, Index: tx.FirstChange + uint64(ci)}
 			switch c.Op {
 			case wire.OpMessage:
-				arena = r.renderOne(b, arena, ev, -1, &resume, oversize)
+				r.renderChange(&rs, ev, -1)
 			case wire.OpTruncate:
 				// One event per table, each on its table's subject.
 				for n, ri := range c.TruncateRels {
@@ -61,42 +60,92 @@ func (r *Relay) render(m *wire.Message, rawSize int, rawSeq uint64, maxPayload i
 					if len(c.TruncateRels) > 1 {
 						part = n
 					}
-					arena = r.renderOne(b, arena, ev, part, &resume, oversize)
+					r.renderChange(&rs, ev, part)
 				}
 			default:
 				ev.Rel = &m.Relations[c.Rel]
-				arena = r.renderOne(b, arena, ev, -1, &resume, oversize)
+				r.renderChange(&rs, ev, -1)
 			}
 		}
+		if tx.Final {
+			r.closeTx(&rs, &m.Source, tx)
+		}
 	}
-	b.arena = arena
+	b.arena = rs.arena
 	return b
 }
 
-// renderOne appends the message of ev to b. part >= 0 numbers the events of
-// a truncate of several tables; their ids get the suffix ".<part>".
-// oversize > 0 is the encoded size of a change known to make too large an
-// event: it is dead-lettered without rendering.
-func (r *Relay) renderOne(b *batch, arena []byte, ev envelope.Event, part int, resume **resumePoint, oversize int) []byte {
+// renderState is what rendering one raw record carries along.
+type renderState struct {
+	b      *batch
+	arena  []byte
+	resume *wire.EventID // the source's resume point, until passed
+	// oversize > 0 is the encoded size of the current change, known to make
+	// too large an event: it is dead-lettered without rendering.
+	oversize int
+}
+
+// renderChange renders ev, a change the route may select, and the
+// transaction and relation events it brings. part >= 0 numbers the events
+// of a truncate of several tables.
+func (r *Relay) renderChange(rs *renderState, ev envelope.Event, part int) {
 	if !r.route.Selects(&ev) {
-		return arena
+		return
 	}
-	if p := *resume; p != nil {
-		if p.stored(&ev, part) {
+	pos := wire.EventID{CommitLSN: ev.Tx.CommitLSN, Seg: wire.SegChanges, Index: ev.Index, Part: part}
+	if r.route.Transactions() {
+		t := r.openTx(ev.Source, ev.Tx)
+		if !t.begun {
+			t.begun = true
+			begin := envelope.Event{Source: ev.Source, Tx: ev.Tx, Kind: envelope.KindBegin}
+			r.renderOne(rs, begin, wire.EventID{CommitLSN: ev.Tx.CommitLSN, Seg: wire.SegBegin, Part: -1})
+		}
+		t.add(ev.Rel)
+	}
+	if r.route.Relations() && ev.Rel != nil && r.relationChanged(ev.Source, ev.Rel) {
+		rel := envelope.Event{Source: ev.Source, Tx: ev.Tx, Rel: ev.Rel, Index: ev.Index, Kind: envelope.KindRelation}
+		relPos := pos
+		relPos.Relation = true
+		r.renderOne(rs, rel, relPos)
+	}
+	r.renderOne(rs, ev, pos)
+}
+
+// renderOne appends the message of ev, at position pos among its source's
+// events, to the record's batch, unless the output stream holds it already.
+func (r *Relay) renderOne(rs *renderState, ev envelope.Event, pos wire.EventID) {
+	b := rs.b
+	if p := rs.resume; p != nil {
+		if pos.Compare(*p) <= 0 {
 			b.skipped++
-			return arena
+			return
 		}
 		// Past it: everything of this source from here on is new.
-		delete(r.resume, p.source)
-		*resume = nil
+		delete(r.resume, p.Source)
+		rs.resume = nil
 	}
-	r.idBuf = wire.AppendEventID(r.idBuf[:0], *ev.Source, ev.Tx.CommitLSN, ev.Index, part)
+	switch ev.Kind {
+	case envelope.KindBegin:
+		r.idBuf = wire.AppendTxEventID(r.idBuf[:0], *ev.Source, ev.Tx.CommitLSN, wire.BeginMark)
+	case envelope.KindCommit:
+		r.idBuf = wire.AppendTxEventID(r.idBuf[:0], *ev.Source, ev.Tx.CommitLSN, wire.CommitMark)
+	default:
+		r.idBuf = wire.AppendEventID(r.idBuf[:0], *ev.Source, ev.Tx.CommitLSN, ev.Index, pos.Part)
+		if pos.Relation {
+			r.idBuf = append(r.idBuf, wire.RelationSuffix...)
+		}
+	}
 	id := string(r.idBuf)
 	ev.ID = id
 	// Before anything renders it: a dropped or masked value must not reach
 	// any output, dead letters and stdout included.
 	r.route.Transform(&ev)
 
+	arena := rs.arena
+	oversize := 0
+	if ev.Kind == envelope.KindChange {
+		oversize = rs.oversize
+	}
 	start := len(arena)
 	var err error
 	if oversize > 0 {
@@ -127,13 +176,14 @@ func (r *Relay) renderOne(b *batch, arena []byte, ev envelope.Event, part int, r
 			err = &tooLargeError{size: len(msg.Data), max: b.maxPayload}
 		} else {
 			b.outs = append(b.outs, out{ev: ev, msg: msg})
-			return arena
+			rs.arena = arena
+			return
 		}
 	}
 	arena = arena[:start]
 	b.outs = append(b.outs, out{ev: ev, dead: true, msg: r.deadLetter(&ev, id, b.rawSeq, err)})
 	b.dead++
-	return arena
+	rs.arena = arena
 }
 
 // newMsg returns a zero message from b's slab: one allocation per record

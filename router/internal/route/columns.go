@@ -238,6 +238,10 @@ func (r *Route) Transform(ev *envelope.Event) {
 	if len(r.rules) == 0 || ev.Rel == nil {
 		return
 	}
+	if ev.Kind == envelope.KindRelation {
+		ev.Rel = r.relation(ev.Rel)
+		return
+	}
 	c := ev.Change
 	if c.Op != wire.OpInsert && c.Op != wire.OpUpdate && c.Op != wire.OpDelete {
 		return
@@ -336,4 +340,22 @@ func (r *Route) apply(t *transform, tuple, dst []wire.Value, hexes []byte) ([]wi
 		j++
 	}
 	return dst[:j:j], hexes
+}
+
+// relation is rel as the route's events show it: with the column rules
+// applied (dropped columns gone, masked and hashed ones text).
+func (r *Route) relation(rel *wire.Relation) *wire.Relation {
+	st := r.table(rel)
+	if len(st.rules) == 0 {
+		return rel
+	}
+	t := st.transform(rel)
+	if t == nil {
+		t = r.plan(rel, st.rules)
+		st.remember(t)
+	}
+	if t.identity {
+		return rel
+	}
+	return t.rel
 }

@@ -25,6 +25,10 @@ const (
 	defaultSubject        = "{prefix}.{schema}.{table}.{op}"
 	defaultMessageSubject = "{prefix}." + subject.MessagesToken + ".{message_prefix}"
 	defaultDeadLetter     = "{prefix}." + subject.DeadLetterToken
+	// The subjects of transaction and relation events in pgoutput-stream's
+	// hierarchy, which its subscribers already use.
+	defaultTxSubject       = "{prefix}.transactions.{event}.event"
+	defaultRelationSubject = "{prefix}.{schema}.{table}.relation"
 )
 
 // Config is a sink as the pipeline file describes it.
@@ -57,6 +61,19 @@ type Config struct {
 	// Warn, when set, is told once per (table, column) when a rule names a
 	// column the table does not have.
 	Warn func(msg string, args ...any)
+
+	// Transactions: publish a begin and a commit event around the route's
+	// events of every transaction that has some, on TransactionSubject (a
+	// template over {prefix} {source} {event}, event being begin or commit;
+	// "" = "{prefix}.transactions.{event}.event", or Subject when fixed).
+	Transactions       bool
+	TransactionSubject string
+	// Relations: publish a relation event (the table's columns) before the
+	// route's first event of a table and whenever its columns change, on
+	// RelationSubject (a template over {prefix} {source} {schema} {table};
+	// "" = "{prefix}.{schema}.{table}.relation", or Subject when fixed).
+	Relations       bool
+	RelationSubject string
 }
 
 // FieldError is a bad Config field; Field is the pipeline-file key it comes
@@ -72,8 +89,11 @@ func (e *FieldError) Unwrap() error { return e.Err }
 // Route applies one sink's Config to events. It keeps per-table caches, so
 // it is not safe for concurrent use.
 type Route struct {
-	name           string
-	row, msg       *template
+	name     string
+	row, msg *template
+	// tx and rel are the templates of transaction and relation events, nil
+	// unless the route publishes them.
+	tx, rel        *template
 	dead           string
 	deadUsesPrefix bool
 	subjects       []string
@@ -129,8 +149,9 @@ func New(c Config) (*Route, error) {
 	}
 
 	r.parseSubjects(c, prefix, fail)
+	r.parseMetaSubjects(c, prefix, fail)
 	r.ops = parseOps(c.Ops, fail)
-	if r.row != nil && r.msg != nil && r.dead != "" && prefixOK {
+	if r.row != nil && r.msg != nil && r.dead != "" && prefixOK && (r.tx != nil) == c.Transactions && (r.rel != nil) == c.Relations {
 		r.checkRaw(c, prefix, fail)
 		r.subjects = r.makeSubjects()
 	}
@@ -265,7 +286,48 @@ func (r *Route) checkRaw(c Config, prefix string, fail func(string, error)) {
 	check(r.row, c.Subject, "subject")
 	check(r.msg, c.MessageSubject, "message_subject")
 	check(&template{fixed: true, text: r.dead, pattern: r.dead, usesPrefix: r.deadUsesPrefix}, c.DeadLetterSubject, "dead_letter_subject")
+	if r.tx != nil {
+		check(r.tx, c.TransactionSubject, "transaction_subject")
+	}
+	if r.rel != nil {
+		check(r.rel, c.RelationSubject, "relation_subject")
+	}
 }
+
+// parseMetaSubjects parses the templates of transaction and relation
+// events, for a route that publishes them.
+func (r *Route) parseMetaSubjects(c Config, prefix string, fail func(string, error)) {
+	fixed := r.row != nil && r.row.fixed
+	parse := func(on bool, given, def string, allowed []placeholder, field, key string) *template {
+		if !on {
+			if given != "" {
+				fail(field, fmt.Errorf("is set, but the route publishes no such events: set %s: true", key))
+			}
+			return nil
+		}
+		src := given
+		switch {
+		case src != "":
+		case fixed:
+			src = r.row.text
+		default:
+			src = def
+		}
+		t, err := parseTemplate(src, prefix, allowed)
+		if err != nil {
+			fail(field, err)
+		}
+		return t
+	}
+	r.tx = parse(c.Transactions, c.TransactionSubject, defaultTxSubject, txPlaceholders, "transaction_subject", "transactions")
+	r.rel = parse(c.Relations, c.RelationSubject, defaultRelationSubject, relationPlaceholders, "relation_subject", "relations")
+}
+
+// Transactions reports whether the route publishes transaction events.
+func (r *Route) Transactions() bool { return r.tx != nil }
+
+// Relations reports whether the route publishes relation events.
+func (r *Route) Relations() bool { return r.rel != nil }
 
 // makeSubjects lists the patterns of what the route publishes, leaving out
 // the ones its ops never use and any covered by another.
@@ -278,6 +340,12 @@ func (r *Route) makeSubjects() []string {
 		all = append(all, r.msg.pattern)
 	}
 	all = append(all, r.dead)
+	if r.tx != nil {
+		all = append(all, r.tx.pattern)
+	}
+	if r.rel != nil {
+		all = append(all, r.rel.pattern)
+	}
 	var out []string
 	for i, p := range all {
 		covered := false
@@ -299,6 +367,9 @@ func (r *Route) makeSubjects() []string {
 // message prefix. ev.Rel is the event's relation (for a truncate, the one
 // table of this event), nil for messages.
 func (r *Route) Selects(ev *envelope.Event) bool {
+	if ev.Kind != envelope.KindChange {
+		return true // the relay makes them for selected events
+	}
 	op := ev.Change.Op
 	if op > wire.OpMessage || r.ops&(1<<op) == 0 {
 		return false
@@ -322,6 +393,12 @@ func (r *Route) Selects(ev *envelope.Event) bool {
 
 // AppendSubject appends ev's subject to b.
 func (r *Route) AppendSubject(b []byte, ev *envelope.Event) []byte {
+	switch ev.Kind {
+	case envelope.KindBegin, envelope.KindCommit:
+		return r.tx.append(b, ev)
+	case envelope.KindRelation:
+		return r.rel.append(b, ev)
+	}
 	if ev.Change.Op == wire.OpMessage {
 		return r.msg.append(b, ev)
 	}

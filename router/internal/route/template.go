@@ -22,6 +22,7 @@ const (
 	phTable
 	phOp
 	phMessagePrefix
+	phEvent
 )
 
 var placeholderNames = [...]string{
@@ -31,6 +32,7 @@ var placeholderNames = [...]string{
 	phTable:         "table",
 	phOp:            "op",
 	phMessagePrefix: "message_prefix",
+	phEvent:         "event",
 }
 
 func (p placeholder) String() string { return "{" + placeholderNames[p] + "}" }
@@ -38,9 +40,11 @@ func (p placeholder) String() string { return "{" + placeholderNames[p] + "}" }
 // The placeholders each kind of template has values for, in the order error
 // messages list them.
 var (
-	rowPlaceholders     = []placeholder{phPrefix, phSource, phSchema, phTable, phOp}
-	messagePlaceholders = []placeholder{phPrefix, phSource, phMessagePrefix}
-	fixedPlaceholders   = []placeholder{phPrefix}
+	rowPlaceholders      = []placeholder{phPrefix, phSource, phSchema, phTable, phOp}
+	messagePlaceholders  = []placeholder{phPrefix, phSource, phMessagePrefix}
+	fixedPlaceholders    = []placeholder{phPrefix}
+	txPlaceholders       = []placeholder{phPrefix, phSource, phEvent}
+	relationPlaceholders = []placeholder{phPrefix, phSource, phSchema, phTable}
 )
 
 // part is literal text or a placeholder. {prefix} is substituted when the
@@ -203,6 +207,12 @@ func (t *template) append(b []byte, ev *envelope.Event) []byte {
 			b = append(b, ev.Change.Op.String()...)
 		case phMessagePrefix:
 			b = subject.AppendToken(b, ev.Change.Prefix)
+		case phEvent:
+			if ev.Kind == envelope.KindBegin {
+				b = append(b, "begin"...)
+			} else {
+				b = append(b, "commit"...)
+			}
 		}
 	}
 	return b

@@ -7,6 +7,7 @@ package routing
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/pgjet/pgjet/router/internal/envelope"
 	"github.com/pgjet/pgjet/router/internal/relay"
@@ -46,17 +47,21 @@ func FromFile(f *pipeline.File, errs *pipeline.Errors, warn func(msg string, arg
 	for i := range f.Sinks {
 		s := &f.Sinks[i]
 		rc := route.Config{
-			Name:              s.ID,
-			Prefix:            s.Prefix,
-			Subject:           s.Subject,
-			MessageSubject:    s.MessageSubject,
-			DeadLetterSubject: s.DeadLetterSubject,
-			Include:           s.Include,
-			Exclude:           s.Exclude,
-			Ops:               s.Operations,
-			MessagePrefixes:   s.MessagePrefixes,
-			HashKey:           s.HashKeyBytes,
-			Warn:              warn,
+			Name:               s.ID,
+			Prefix:             s.Prefix,
+			Subject:            s.Subject,
+			MessageSubject:     s.MessageSubject,
+			DeadLetterSubject:  s.DeadLetterSubject,
+			Include:            s.Include,
+			Exclude:            s.Exclude,
+			Ops:                s.Operations,
+			MessagePrefixes:    s.MessagePrefixes,
+			HashKey:            s.HashKeyBytes,
+			Warn:               warn,
+			Transactions:       s.Transactions,
+			TransactionSubject: s.TransactionSubject,
+			Relations:          s.Relations,
+			RelationSubject:    s.RelationSubject,
 		}
 		for _, c := range s.Columns {
 			rc.Columns = append(rc.Columns, route.ColumnRule{Table: c.Table, Drop: c.Drop, Mask: c.Mask, Hash: c.Hash})
@@ -68,6 +73,14 @@ func FromFile(f *pipeline.File, errs *pipeline.Errors, warn func(msg string, arg
 		env, err := envelope.New(s.Envelope.Type, envelope.Options{Encoding: s.Encoding, Settings: s.Envelope.Settings})
 		if err != nil {
 			addEnvelopeError(errs, s.Path, err)
+		}
+		for _, m := range []struct {
+			on  bool
+			key string
+		}{{s.Transactions, "transactions"}, {s.Relations, "relations"}} {
+			if m.on && env != nil && !envelope.RendersMeta(s.Envelope.Type) {
+				errs.Add(s.Path+"."+m.key, "the %s envelope has no %s events yet: use the native envelope for them", s.Envelope.Type, strings.TrimSuffix(m.key, "s"))
+			}
 		}
 		r := Route{
 			ID: s.ID,
