@@ -366,7 +366,8 @@ func (c *CloudEvents) sourceFor(e *Event) *ceSource {
 		return c.src
 	}
 	t := c.tpl.table
-	k := sourceKey{message: e.Change.Op == wire.OpMessage}
+	// A transaction's events belong to no table: the message form.
+	k := sourceKey{message: e.Kind == KindBegin || e.Kind == KindCommit || e.Kind == KindChange && e.Change.Op == wire.OpMessage}
 	if k.message {
 		t = c.tpl.message
 	}
@@ -407,7 +408,11 @@ var (
 // Append appends the body of e's message to b. On error b is returned
 // unchanged and the error says why; the caller dead-letters the change.
 func (c *CloudEvents) Append(b []byte, e *Event) ([]byte, error) {
-	if err := checkEvent(e); err != nil {
+	check := checkEvent
+	if e.Kind != KindChange {
+		check = checkMeta
+	}
+	if err := check(e); err != nil {
 		return b, err
 	}
 	src := c.sourceFor(e)
@@ -430,6 +435,11 @@ func (c *CloudEvents) Append(b []byte, e *Event) ([]byte, error) {
 
 // appendData appends the data of e, which passed checkEvent.
 func (c *CloudEvents) appendData(b []byte, e *Event) ([]byte, error) {
+	if e.Kind != KindChange {
+		// Transaction and relation events carry the native document in
+		// both forms: neither DeltaForge nor Debezium has a shape for them.
+		return c.native.appendMeta(b, e)
+	}
 	if !c.change {
 		return c.native.Append(b, e)
 	}
@@ -475,7 +485,9 @@ func (c *CloudEvents) Header(e *Event) nats.Header {
 	if c.change {
 		h["ce-pgjetlsn"] = v[3:4:4]
 		h["ce-pgjetxid"] = v[4:5:5]
-		h["ce-pgjetindex"] = v[5:6:6]
+		if a.index.to > a.index.from {
+			h["ce-pgjetindex"] = v[5:6:6]
+		}
 	}
 	h["Content-Type"] = jsonHeader
 	return h
@@ -513,9 +525,12 @@ func (c *CloudEvents) appendAttributes(b []byte, e *Event, src *ceSource) []byte
 		b = append(b, a.lsn.of(c.scratch)...)
 		b = append(b, `","pgjetxid":"`...)
 		b = append(b, a.xid.of(c.scratch)...)
-		b = append(b, `","pgjetindex":"`...)
-		b = append(b, a.index.of(c.scratch)...)
 		b = append(b, '"')
+		if a.index.to > a.index.from {
+			b = append(b, `,"pgjetindex":"`...)
+			b = append(b, a.index.of(c.scratch)...)
+			b = append(b, '"')
+		}
 	}
 	return append(b, `,"data":`...)
 }
@@ -544,6 +559,9 @@ var changeTypes = [...]string{
 // change form its extensions, to c.scratch and says where each is.
 func (c *CloudEvents) attributes(e *Event) (a ceAttrs) {
 	b := append(c.scratch[:0], c.typePrefix...)
+	if e.Kind != KindChange {
+		return c.metaAttributes(b, e)
+	}
 	msg := e.Change.Op == wire.OpMessage
 	switch {
 	case c.change:
@@ -569,6 +587,45 @@ func (c *CloudEvents) attributes(e *Event) (a ceAttrs) {
 		b = strconv.AppendUint(b, uint64(e.Tx.Xid), 10)
 		a.xid.to, a.index.from = len(b), len(b)
 		b = strconv.AppendUint(b, e.Index, 10)
+		a.index.to = len(b)
+	}
+	c.scratch = b
+	return a
+}
+
+// metaAttributes is attributes for a transaction's begin and commit events,
+// of type <prefix>.transaction.begin|commit whose subject is the commit
+// LSN, and relation events, of type <prefix>.relation whose subject is the
+// table. In both forms, as their data is the native document.
+func (c *CloudEvents) metaAttributes(b []byte, e *Event) (a ceAttrs) {
+	switch e.Kind {
+	case KindBegin:
+		b = append(b, ".transaction.begin"...)
+	case KindCommit:
+		b = append(b, ".transaction.commit"...)
+	default:
+		b = append(b, ".relation"...)
+	}
+	a.typ = span{0, len(b)}
+	a.subj.from = len(b)
+	if e.Kind == KindRelation {
+		b = appendToken(b, e.Rel.Schema)
+		b = append(b, '.')
+		b = appendToken(b, e.Rel.Table)
+	} else {
+		b = appendLSN(b, e.Tx.CommitLSN)
+	}
+	a.subj.to = len(b)
+	if c.change {
+		a.lsn.from = len(b)
+		b = appendLSN(b, e.Tx.CommitLSN)
+		a.lsn.to, a.xid.from = len(b), len(b)
+		b = strconv.AppendUint(b, uint64(e.Tx.Xid), 10)
+		a.xid.to, a.index.from = len(b), len(b)
+		if e.Kind == KindRelation {
+			// The index of the change it precedes.
+			b = strconv.AppendUint(b, e.Index, 10)
+		}
 		a.index.to = len(b)
 	}
 	c.scratch = b

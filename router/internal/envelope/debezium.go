@@ -1,6 +1,7 @@
 package envelope
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -164,7 +165,7 @@ func (d *Debezium) Append(b []byte, e *Event) ([]byte, error) {
 func (d *Debezium) Header(e *Event) nats.Header {
 	h := make(nats.Header, 4)
 	h["Content-Type"] = debeziumContentType
-	if d.keyChange != e.Change || d.keyRel != e.Rel {
+	if e.Kind != KindChange || d.keyChange != e.Change || d.keyRel != e.Rel {
 		// Not the event Append rendered last: render its key now.
 		if _, err := d.append(nil, e); err != nil {
 			return h
@@ -182,6 +183,9 @@ func (d *Debezium) Document(b []byte, _ *Event, body []byte) []byte {
 }
 
 func (d *Debezium) append(b []byte, e *Event) ([]byte, error) {
+	if e.Kind != KindChange {
+		return d.appendTxMeta(b, e)
+	}
 	if err := checkEvent(e); err != nil {
 		return b, err
 	}
@@ -555,3 +559,84 @@ func (d *Debezium) schemas(e *Event) {
 	k = append(k, '}')
 	d.keySchema = k
 }
+
+// appendTxMeta renders a transaction's begin and commit events as
+// Debezium's transaction metadata events (its TransactionMonitor, on the
+// transaction topic): status BEGIN or END, the transaction's id as the
+// changes' transaction block has it, and at the end the route's event
+// count in total and per data collection (schema.table). Their key is
+// {"id": ...}. Debezium has no relation events.
+func (d *Debezium) appendTxMeta(b []byte, e *Event) ([]byte, error) {
+	if err := checkMeta(e); err != nil {
+		return b, err
+	}
+	if e.Kind == KindRelation {
+		return b, errors.New("render relation event: the debezium envelope has none")
+	}
+	d.keyChange, d.keyRel = nil, nil
+	d.times(e.Tx.CommitTime)
+	id := strconv.AppendUint(nil, uint64(e.Tx.Xid), 10)
+	id = append(id, ':')
+	id = strconv.AppendInt(id, int64(e.Tx.CommitLSN), 10)
+	k := d.key[:0]
+	if d.schema {
+		k = append(k, `{"schema":`...)
+		k = append(k, txKeySchema...)
+		k = append(k, `,"payload":`...)
+	}
+	k = append(k, `{"id":"`...)
+	k = append(k, id...)
+	k = append(k, `"}`...)
+	if d.schema {
+		k = append(k, '}')
+	}
+	d.key, d.hasKey = k, true
+
+	if d.schema {
+		b = append(b, `{"schema":`...)
+		b = append(b, txValueSchema...)
+		b = append(b, `,"payload":`...)
+	}
+	b = append(b, `{"status":"`...)
+	if e.Kind == KindBegin {
+		b = append(b, "BEGIN"...)
+	} else {
+		b = append(b, "END"...)
+	}
+	b = append(b, `","id":"`...)
+	b = append(b, id...)
+	b = append(b, `","event_count":`...)
+	if e.Kind == KindBegin {
+		b = append(b, `null,"data_collections":null`...)
+	} else {
+		b = strconv.AppendInt(b, int64(e.Count), 10)
+		b = append(b, `,"data_collections":[`...)
+		for i, t := range e.Tables {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"data_collection":`...)
+			b = value.AppendString(b, t.Schema+"."+t.Table)
+			b = append(b, `,"event_count":`...)
+			b = strconv.AppendInt(b, int64(t.Count), 10)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	b = append(b, ',')
+	b = append(b, d.tsMs...)
+	b = append(b, '}')
+	if d.schema {
+		b = append(b, '}')
+	}
+	return b, nil
+}
+
+// The Kafka Connect schemas of Debezium's transaction metadata events.
+const (
+	txKeySchema   = `{"type":"struct","fields":[{"type":"string","optional":false,"field":"id"}],"optional":false,"name":"io.debezium.connector.common.TransactionMetadataKey","version":1}`
+	txValueSchema = `{"type":"struct","fields":[{"type":"string","optional":false,"field":"status"},{"type":"string","optional":false,"field":"id"},` +
+		`{"type":"int64","optional":true,"field":"event_count"},{"type":"array","items":{"type":"struct","fields":[{"type":"string","optional":false,"field":"data_collection"},` +
+		`{"type":"int64","optional":false,"field":"event_count"}],"optional":false},"optional":true,"field":"data_collections"},{"type":"int64","optional":false,"field":"ts_ms"}],` +
+		`"optional":false,"name":"io.debezium.connector.common.TransactionMetadataValue","version":1}`
+)

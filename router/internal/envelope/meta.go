@@ -3,6 +3,7 @@ package envelope
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/pgjet/pgjet/router/internal/value"
@@ -151,10 +152,16 @@ func ReplicaIdentity(ri byte) string {
 	return fmt.Sprintf("unknown (%q)", ri)
 }
 
-// rendersMeta lists the envelopes that render transaction and relation
-// events.
-var rendersMeta = map[string]bool{"native": true}
+// metaKinds lists, by envelope, the transaction and relation events it
+// renders.
+var metaKinds = map[string][]Kind{
+	"native":      {KindBegin, KindCommit, KindRelation},
+	"cloudevents": {KindBegin, KindCommit, KindRelation},
+	"debezium":    {KindBegin, KindCommit},
+}
 
-// RendersMeta reports whether the envelope called name renders transaction
-// and relation events.
-func RendersMeta(name string) bool { return rendersMeta[name] }
+// Renders reports whether the envelope called name renders events of kind
+// k (changes: all of them).
+func Renders(name string, k Kind) bool {
+	return k == KindChange || slices.Contains(metaKinds[name], k)
+}

@@ -75,11 +75,12 @@ func FromFile(f *pipeline.File, errs *pipeline.Errors, warn func(msg string, arg
 			addEnvelopeError(errs, s.Path, err)
 		}
 		for _, m := range []struct {
-			on  bool
-			key string
-		}{{s.Transactions, "transactions"}, {s.Relations, "relations"}} {
-			if m.on && env != nil && !envelope.RendersMeta(s.Envelope.Type) {
-				errs.Add(s.Path+"."+m.key, "the %s envelope has no %s events yet: use the native envelope for them", s.Envelope.Type, strings.TrimSuffix(m.key, "s"))
+			on   bool
+			key  string
+			kind envelope.Kind
+		}{{s.Transactions, "transactions", envelope.KindBegin}, {s.Relations, "relations", envelope.KindRelation}} {
+			if m.on && env != nil && !envelope.Renders(s.Envelope.Type, m.kind) {
+				errs.Add(s.Path+"."+m.key, "the %s envelope has no %s events", s.Envelope.Type, strings.TrimSuffix(m.key, "s"))
 			}
 		}
 		r := Route{
