@@ -2,7 +2,8 @@
 # bench.sh — pgjet's benchmarks (`make bench`); method and figures in docs/benchmarks.md.
 #   1. go test micro benchmarks with -benchmem: pgoutput decode, raw record encode/decode,
 #      Assemble, the collector's decode+assemble+marshal path, value conversion, the native
-#      envelope, the relay; then CPU profiles (pprof -top) of the collector path and the envelope.
+#      envelope, the relay, 1 vs 3 routes in one router; then CPU profiles (pprof -top) of the
+#      collector path, the envelope and a router of 3 routes.
 #   2. the system benchmark (e2e/cmd/pgjet-bench): throwaway Postgres and nats-server
 #      (sync_interval: always), workloads OLTP, bulk, wide rows, TOAST updates; ceiling
 #      (pg_recvlogical) vs collector vs router; end-to-end latency at a fixed commit rate.
@@ -28,8 +29,8 @@ make -s build
 
 if [ "${BENCH_MICRO:-1}" != 0 ]; then
 	# Quick mode only checks that every benchmark runs.
-	BT=1s RELAY_BT=3x
-	[ "$QUICK" = 1 ] && BT=100ms RELAY_BT=1x
+	BT=1s RELAY_BT=3x ROUTES_BT=5x
+	[ "$QUICK" = 1 ] && BT=100ms RELAY_BT=1x ROUTES_BT=1x
 	say "micro benchmarks (-benchtime $BT) -> $OUT/micro.txt"
 	{
 		go test -run '^$' -bench . -benchmem -benchtime "$BT" \
@@ -37,6 +38,8 @@ if [ "${BENCH_MICRO:-1}" != 0 ]; then
 			./router/internal/value ./router/internal/envelope
 		# Each relay iteration starts a server and fills streams: a few suffice.
 		go test -run '^$' -bench . -benchmem -benchtime "$RELAY_BT" ./router/internal/relay
+		# Routes: one iteration is a round of 1, 3 and 3 disjoint routes, alternating.
+		go test -run '^$' -bench 'RoutesAlternating' -benchtime "$ROUTES_BT" ./router/internal/routing
 	} 2>&1 | tee "$OUT/micro.txt"
 
 	# pprof needs the test binary next to the profile to name functions.
@@ -48,6 +51,11 @@ if [ "${BENCH_MICRO:-1}" != 0 ]; then
 	go test -run '^$' -bench 'NativeInsert' -benchtime "$BT" -cpuprofile "$OUT/envelope.prof" \
 		-o "$OUT/envelope.test" ./router/internal/envelope >/dev/null
 	go tool pprof -top -nodecount 30 "$OUT/envelope.test" "$OUT/envelope.prof" >"$OUT/envelope.top.txt" 2>/dev/null
+	# The router's goroutines carry the label side=router; the rest is the in-process server.
+	go test -run '^$' -bench '^BenchmarkRoutes$/^routes=3$' -benchtime "$RELAY_BT" -cpuprofile "$OUT/routes3.prof" \
+		-o "$OUT/routing.test" ./router/internal/routing >/dev/null
+	go tool pprof -top -cum -nodecount 40 "$OUT/routing.test" "$OUT/routes3.prof" >"$OUT/routes3.cum.txt" 2>/dev/null
+	go tool pprof -top -cum -tagfocus side=router -nodecount 40 "$OUT/routing.test" "$OUT/routes3.prof" >"$OUT/routes3.router.cum.txt" 2>/dev/null
 	head -20 "$OUT/collector-path.top.txt"
 fi
 
