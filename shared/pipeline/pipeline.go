@@ -465,7 +465,7 @@ func (d *decoder) commitPolicy(spec *mapReader, c *CommitPolicy) {
 
 // Keys of one sink type only.
 var (
-	natsOnlyKeys = append([]string{"subject", "message_subject", "dead_letter_subject", "transaction_subject", "relation_subject", "prefix", "stream", "partition"}, connKeys...)
+	natsOnlyKeys = append([]string{"subject", "message_subject", "dead_letter_subject", "transaction_subject", "relation_subject", "group", "group_subject", "prefix", "stream", "partition"}, connKeys...)
 	stdoutKeys   = []string{"format"}
 )
 
@@ -695,6 +695,10 @@ func (d *decoder) natsSink(m *mapReader, s *Sink) {
 	d.text(m, "dead_letter_subject", &s.DeadLetterSubject)
 	d.text(m, "transaction_subject", &s.TransactionSubject)
 	d.text(m, "relation_subject", &s.RelationSubject)
+	d.text(m, "group_subject", &s.GroupSubject)
+	group := GroupNone
+	d.enum(m, "group", &group, GroupNone, GroupTransaction)
+	s.Group = group == GroupTransaction
 	d.text(m, "prefix", &s.Prefix)
 	if sn, sp := m.get("stream"); sn != nil {
 		d.stream(sn, sp, &s.Stream)

@@ -16,6 +16,12 @@ const (
 	Latest   = "latest"
 )
 
+// Values of a sink's group key.
+const (
+	GroupNone        = "none"
+	GroupTransaction = "transaction"
+)
+
 // Sink types.
 const (
 	TypeNATS   = "nats"
@@ -226,6 +232,14 @@ type Sink struct {
 	// {schema} {table}; "" = the router's default
 	// ({prefix}.{schema}.{table}.relation).
 	RelationSubject string
+	// Group (group: transaction) publishes each transaction's events of
+	// the route as one message, split into parts at the server's max
+	// payload, instead of one message per event (group: none, the
+	// default). NATS sinks only.
+	Group bool
+	// GroupSubject is the groups' subject template over {prefix} {source};
+	// "" = the router's default ({prefix}.transactions.{source}).
+	GroupSubject string
 	// Prefix is the {prefix} of subjects; default "postgres".
 	Prefix string
 	// Stream is the output stream (nats sinks; required), created when

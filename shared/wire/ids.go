@@ -52,13 +52,14 @@ func appendPiece(b []byte, piece uint64) []byte {
 // Event ids, the Nats-Msg-Id of every output event (and the id of envelopes
 // that carry one):
 //
-//	<source id>:<commit lsn, hex>:<change index>[.<part>][:rel|:dlq]
+//	<source id>:<commit lsn, hex>:<change index>[.<part>][:rel|:dlq|:grp]
 //	<source id>:<commit lsn, hex>:begin
 //	<source id>:<commit lsn, hex>:commit
 //
 // part numbers the events of a truncate of several tables (one per table);
 // ":rel" marks the relation event emitted just before the event at that
-// position, ":dlq" the dead letter of an event; begin and commit are a
+// position, ":dlq" the dead letter of an event, ":grp" a message grouping a
+// transaction's events up to that one (its last); begin and commit are a
 // transaction's own events. Stable across batching, retries, restarts and
 // replays; AppendEventID and AppendTxEventID write them, ParseEventID reads
 // them, and EventID.Compare orders them as the relay publishes them.
@@ -68,6 +69,7 @@ func appendPiece(b []byte, piece uint64) []byte {
 const (
 	DeadLetterSuffix = ":dlq"
 	RelationSuffix   = ":rel"
+	GroupSuffix      = ":grp"
 )
 
 // Marks of a transaction's own events, in place of a change index.
@@ -120,6 +122,8 @@ type EventID struct {
 	Part       int // -1 for none
 	Relation   bool
 	DeadLetter bool
+	// Group: the id of a group of events, at the position of its last.
+	Group bool
 }
 
 // Compare orders two ids of one source as the relay publishes their
@@ -155,7 +159,12 @@ func ParseEventID(id string) (EventID, bool) {
 	var e EventID
 	id, e.DeadLetter = strings.CutSuffix(id, DeadLetterSuffix)
 	if !e.DeadLetter {
-		id, e.Relation = strings.CutSuffix(id, RelationSuffix)
+		if id, e.Group = strings.CutSuffix(id, GroupSuffix); !e.Group {
+			id, e.Relation = strings.CutSuffix(id, RelationSuffix)
+		} else if strings.HasSuffix(id, RelationSuffix) {
+			// A group ending with a relation event.
+			id, e.Relation = strings.TrimSuffix(id, RelationSuffix), true
+		}
 	}
 	rest, idx, ok := cutLast(id, ':')
 	if !ok {
@@ -172,7 +181,7 @@ func ParseEventID(id string) (EventID, bool) {
 	}
 	switch idx {
 	case BeginMark, CommitMark:
-		if e.Relation || e.DeadLetter {
+		if e.Relation || e.DeadLetter || e.Group {
 			return e, false
 		}
 		e.Seg = SegBegin

@@ -773,3 +773,9 @@ func headerValue[S ~string | ~[]byte](s S) string {
 func headerEscape(ch byte) bool {
 	return ch <= ' ' || ch >= 0x7f || ch == '"' || ch == '%'
 }
+
+// Batch says that structured CloudEvents travel in groups as the JSON
+// batch format (an array of events); binary mode has no batch.
+func (c *CloudEvents) Batch() (contentType string, ok bool) {
+	return "application/cloudevents-batch+json", !c.binary
+}

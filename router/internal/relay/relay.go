@@ -127,7 +127,9 @@ type Relay struct {
 	subjBuf []byte
 	subj    string // the last subject, as a string
 	docBuf  []byte // an event printed on stdout
-	arenas  arenaPool
+	// groupDoc holds an event on its way into a transaction group.
+	groupDoc []byte
+	arenas   arenaPool
 
 	stats stats
 }

@@ -12,6 +12,8 @@ type out struct {
 	ev   envelope.Event
 	msg  *nats.Msg
 	dead bool
+	// group: a part of a transaction's events (its ev is the last one's).
+	group bool
 }
 
 // batch is everything one raw record turns into, in commit order.
@@ -70,6 +72,9 @@ func (r *Relay) render(m *wire.Message, rawSize int, rawSeq uint64, maxPayload i
 		if tx.Final {
 			r.closeTx(&rs, &m.Source, tx)
 		}
+		if r.route.Group() {
+			r.flushGroup(&rs, tx.Final)
+		}
 	}
 	b.arena = rs.arena
 	return b
@@ -83,6 +88,8 @@ type renderState struct {
 	// oversize > 0 is the encoded size of the current change, known to make
 	// too large an event: it is dead-lettered without rendering.
 	oversize int
+	// group is the transaction part being gathered (grouping routes).
+	group group
 }
 
 // renderChange renders ev, a change the route may select, and the
@@ -152,6 +159,18 @@ func (r *Relay) renderOne(rs *renderState, ev envelope.Event, pos wire.EventID) 
 		err = &tooLargeError{size: oversize, max: b.maxPayload, encoded: true}
 	} else {
 		arena, err = r.env.Append(arena, &ev)
+	}
+	if err == nil && r.route.Group() {
+		// Out of the arena first: sending the part it does not fit in
+		// writes there.
+		r.groupDoc = append(r.groupDoc[:0], arena[start:]...)
+		rs.arena = arena[:start]
+		if r.groupFits(rs, len(r.groupDoc)) {
+			r.addToGroup(rs, &ev, pos, r.groupDoc)
+			return
+		}
+		err = &tooLargeError{size: len(r.groupDoc), max: b.maxPayload}
+		arena = rs.arena
 	}
 	if err == nil {
 		r.subjBuf = r.route.AppendSubject(r.subjBuf[:0], &ev)

@@ -29,6 +29,8 @@ const (
 	// hierarchy, which its subscribers already use.
 	defaultTxSubject       = "{prefix}.transactions.{event}.event"
 	defaultRelationSubject = "{prefix}.{schema}.{table}.relation"
+	// One subject per source keeps a source's transactions in order.
+	defaultGroupSubject = "{prefix}.transactions.{source}"
 )
 
 // Config is a sink as the pipeline file describes it.
@@ -74,6 +76,13 @@ type Config struct {
 	// "" = "{prefix}.{schema}.{table}.relation", or Subject when fixed).
 	Relations       bool
 	RelationSubject string
+	// Group: publish each transaction's events of the route as one message
+	// (in parts when it would exceed the server's max payload), on
+	// GroupSubject (a template over {prefix} {source}; "" =
+	// "{prefix}.transactions.{source}", or Subject when fixed), instead of
+	// one message per event. Dead letters still go one by one.
+	Group        bool
+	GroupSubject string
 }
 
 // FieldError is a bad Config field; Field is the pipeline-file key it comes
@@ -93,7 +102,9 @@ type Route struct {
 	row, msg *template
 	// tx and rel are the templates of transaction and relation events, nil
 	// unless the route publishes them.
-	tx, rel        *template
+	tx, rel *template
+	// group is the template of transaction groups, nil unless grouping.
+	group          *template
 	dead           string
 	deadUsesPrefix bool
 	subjects       []string
@@ -151,7 +162,7 @@ func New(c Config) (*Route, error) {
 	r.parseSubjects(c, prefix, fail)
 	r.parseMetaSubjects(c, prefix, fail)
 	r.ops = parseOps(c.Ops, fail)
-	if r.row != nil && r.msg != nil && r.dead != "" && prefixOK && (r.tx != nil) == c.Transactions && (r.rel != nil) == c.Relations {
+	if r.row != nil && r.msg != nil && r.dead != "" && prefixOK && (r.tx != nil) == c.Transactions && (r.rel != nil) == c.Relations && (r.group != nil) == c.Group {
 		r.checkRaw(c, prefix, fail)
 		r.subjects = r.makeSubjects()
 	}
@@ -292,6 +303,9 @@ func (r *Route) checkRaw(c Config, prefix string, fail func(string, error)) {
 	if r.rel != nil {
 		check(r.rel, c.RelationSubject, "relation_subject")
 	}
+	if r.group != nil {
+		check(r.group, c.GroupSubject, "group_subject")
+	}
 }
 
 // parseMetaSubjects parses the templates of transaction and relation
@@ -321,6 +335,18 @@ func (r *Route) parseMetaSubjects(c Config, prefix string, fail func(string, err
 	}
 	r.tx = parse(c.Transactions, c.TransactionSubject, defaultTxSubject, txPlaceholders, "transaction_subject", "transactions")
 	r.rel = parse(c.Relations, c.RelationSubject, defaultRelationSubject, relationPlaceholders, "relation_subject", "relations")
+	r.group = parse(c.Group, c.GroupSubject, defaultGroupSubject, groupPlaceholders, "group_subject", "group")
+	if c.Group && c.Transactions {
+		fail("transactions", errors.New("a route that groups transactions (group: transaction) has no begin and commit events: each group says where its transaction starts and ends"))
+	}
+}
+
+// Group reports whether the route publishes transaction groups.
+func (r *Route) Group() bool { return r.group != nil }
+
+// AppendGroupSubject appends the subject of a transaction group of src.
+func (r *Route) AppendGroupSubject(b []byte, src *wire.Source) []byte {
+	return r.group.append(b, &envelope.Event{Source: src})
 }
 
 // Transactions reports whether the route publishes transaction events.
@@ -333,19 +359,25 @@ func (r *Route) Relations() bool { return r.rel != nil }
 // the ones its ops never use and any covered by another.
 func (r *Route) makeSubjects() []string {
 	var all []string
-	if r.ops&^(1<<wire.OpMessage) != 0 {
-		all = append(all, r.row.pattern)
-	}
-	if r.ops&(1<<wire.OpMessage) != 0 {
-		all = append(all, r.msg.pattern)
+	switch {
+	case r.group != nil:
+		// Every event travels in a group, relation events included.
+		all = append(all, r.group.pattern)
+	default:
+		if r.ops&^(1<<wire.OpMessage) != 0 {
+			all = append(all, r.row.pattern)
+		}
+		if r.ops&(1<<wire.OpMessage) != 0 {
+			all = append(all, r.msg.pattern)
+		}
+		if r.tx != nil {
+			all = append(all, r.tx.pattern)
+		}
+		if r.rel != nil {
+			all = append(all, r.rel.pattern)
+		}
 	}
 	all = append(all, r.dead)
-	if r.tx != nil {
-		all = append(all, r.tx.pattern)
-	}
-	if r.rel != nil {
-		all = append(all, r.rel.pattern)
-	}
 	var out []string
 	for i, p := range all {
 		covered := false

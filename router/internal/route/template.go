@@ -45,6 +45,7 @@ var (
 	fixedPlaceholders    = []placeholder{phPrefix}
 	txPlaceholders       = []placeholder{phPrefix, phSource, phEvent}
 	relationPlaceholders = []placeholder{phPrefix, phSource, phSchema, phTable}
+	groupPlaceholders    = []placeholder{phPrefix, phSource}
 )
 
 // part is literal text or a placeholder. {prefix} is substituted when the

@@ -62,6 +62,8 @@ func FromFile(f *pipeline.File, errs *pipeline.Errors, warn func(msg string, arg
 			TransactionSubject: s.TransactionSubject,
 			Relations:          s.Relations,
 			RelationSubject:    s.RelationSubject,
+			Group:              s.Group,
+			GroupSubject:       s.GroupSubject,
 		}
 		for _, c := range s.Columns {
 			rc.Columns = append(rc.Columns, route.ColumnRule{Table: c.Table, Drop: c.Drop, Mask: c.Mask, Hash: c.Hash})
@@ -81,6 +83,15 @@ func FromFile(f *pipeline.File, errs *pipeline.Errors, warn func(msg string, arg
 		}{{s.Transactions, "transactions", envelope.KindBegin}, {s.Relations, "relations", envelope.KindRelation}} {
 			if m.on && env != nil && !envelope.Renders(s.Envelope.Type, m.kind) {
 				errs.Add(s.Path+"."+m.key, "the %s envelope has no %s events", s.Envelope.Type, strings.TrimSuffix(m.key, "s"))
+			}
+		}
+		if s.Group && env != nil {
+			if s.Encoding != "json" {
+				errs.Add(s.Path+".group", "groups are JSON: use encoding json with group: transaction")
+			} else if ce, ok := env.(*envelope.CloudEvents); ok {
+				if _, batch := ce.Batch(); !batch {
+					errs.Add(s.Path+".group", "binary CloudEvents have no batch format: use mode structured with group: transaction")
+				}
 			}
 		}
 		r := Route{
