@@ -597,7 +597,7 @@ func (d *decoder) sink(f *File, n *yaml.Node, ip string) Sink {
 	}
 	if rn, rp := m.get("required"); rn != nil {
 		if v, ok := d.boolean(rn, rp); ok && !v {
-			d.add(rp, "cannot be false: pgjet never skips a sink's events: each route has its own consumer, so a failing sink holds back only itself; remove the key or set true")
+			d.add(rp, "cannot be false: pgjet never skips a sink's events: each route has its own consumer, so a slow or unreachable sink holds back only itself; remove the key or set true")
 		}
 	}
 	send := int(DefaultSendTimeout.Seconds())

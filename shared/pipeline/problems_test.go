@@ -124,7 +124,7 @@ func TestProblems(t *testing.T) {
 
 		// pgjet's guarantees replace DeltaForge's options.
 		{name: "required false", text: doc("", `{type: nats, config: {id: a, url: "nats://h", stream: A, required: false}}`),
-			want: []string{"spec.sinks[0].config.required: cannot be false: pgjet never skips a sink's events: each route has its own consumer, so a failing sink holds back only itself; remove the key or set true"}},
+			want: []string{"spec.sinks[0].config.required: cannot be false: pgjet never skips a sink's events: each route has its own consumer, so a slow or unreachable sink holds back only itself; remove the key or set true"}},
 		{name: "respect_source_tx false", text: doc("  batch: {respect_source_tx: false}\n", natsA),
 			want: []string{"spec.batch.respect_source_tx: cannot be false: pgjet keeps transactions whole and in commit order in the raw stream, and every event carries its transaction's xid, commit LSN and index"}},
 		{name: "batch ranges", text: doc("  batch: {max_events: 0, max_ms: 1001}\n", natsA),

@@ -98,7 +98,7 @@ type Metadata struct {
 	// Name is required and follows the stream-name rule (wire.CheckName):
 	// it is the first part of every sink's default durable consumer name.
 	Name string
-	// Tenant is informational: pgjet keeps it for logs and status.
+	// Tenant is informational: pgjet reads it but does not use it.
 	Tenant string
 	// Description is informational.
 	Description string
@@ -149,8 +149,8 @@ type RawStream struct {
 	// default 1h. A collector republishing after a crash within it stores
 	// nothing twice.
 	DuplicateWindow time.Duration
-	// Replicas of the raw stream when created, 1 to 5; default 1 (3 on a
-	// cluster).
+	// Replicas of the raw stream when created, 1 to 5; default 1 (use 3 on
+	// a 3-node cluster: nothing detects one).
 	Replicas int
 }
 
@@ -195,7 +195,8 @@ type TLS struct {
 
 // Sink is one route: the raw changes it selects, how it renders them and
 // where it sends them. Each has its own durable consumer on the raw stream,
-// so a failing sink holds back only itself.
+// so a slow or unreachable sink holds back only itself (a sink that fails
+// for good, e.g. on a gap in the raw stream, stops the router: loud).
 type Sink struct {
 	// Type is "nats" (publish to a JetStream stream) or "stdout" (print).
 	Type string

@@ -177,7 +177,7 @@ func main() {
 		os.Exit(2)
 	}
 	if cfg.checkOnly {
-		where := "--nats " + redact.DSN(cfg.natsURL)
+		where := redact.DSN(cfg.natsURL)
 		if cfg.embedded != "" {
 			where = "embedded server storing in " + cfg.embedded + ", listening on " + cfg.listen
 		}

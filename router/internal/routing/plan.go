@@ -1,7 +1,8 @@
 // Package routing turns the router's configuration (flags, or the sinks of
 // a pipeline file) into routes and runs them: one relay per route, each with
-// its own durable consumer on the raw stream, so a slow or failing route
-// holds back only itself and every route has its own start position.
+// its own durable consumer on the raw stream, so a slow or unreachable
+// route holds back only itself and every route has its own start position.
+// A route that fails for good stops them all: the router exits, loudly.
 package routing
 
 import (
@@ -44,6 +45,9 @@ type Plan struct {
 func FromFile(f *pipeline.File, errs *pipeline.Errors, warn func(msg string, args ...any)) *Plan {
 	rawConn, _ := f.RawConn()
 	p := &Plan{Raw: rawConn.NATS(), RawStream: f.RawStream.Name}
+	if p.Raw.URL == "" {
+		errs.Add("spec.raw_stream.url", "the router needs the raw stream's server: give spec.raw_stream.url (or embedded.listen), a nats sink whose server holds it, or --nats")
+	}
 	for i := range f.Sinks {
 		s := &f.Sinks[i]
 		rc := route.Config{
@@ -84,6 +88,9 @@ func FromFile(f *pipeline.File, errs *pipeline.Errors, warn func(msg string, arg
 			if m.on && env != nil && !envelope.Renders(s.Envelope.Type, m.kind) {
 				errs.Add(s.Path+"."+m.key, "the %s envelope has no %s events", s.Envelope.Type, strings.TrimSuffix(m.key, "s"))
 			}
+		}
+		if s.Partition != "" {
+			errs.Add(s.Path+".partition", "partitioned routers are not built yet: remove the key (each router of this sink publishes all its events)")
 		}
 		if s.Group && env != nil {
 			if s.Encoding != "json" {
@@ -164,6 +171,7 @@ func checkStreamSubjects(errs *pipeline.Errors, s *pipeline.Sink, rt *route.Rout
 // one server must not publish to overlapping subjects.
 func checkOverlaps(errs *pipeline.Errors, f *pipeline.File, p *Plan) {
 	for j := range p.Routes {
+	pairs:
 		for i := 0; i < j; i++ {
 			a, b := &p.Routes[i], &p.Routes[j]
 			if a.Relay.Stream == "" || b.Relay.Stream == "" || a.Relay.Route == nil || b.Relay.Route == nil ||
@@ -175,7 +183,7 @@ func checkOverlaps(errs *pipeline.Errors, f *pipeline.File, p *Plan) {
 					if route.Overlaps(x, y) {
 						errs.Add(f.Sinks[j].Path+".subject", "%s overlaps %s of %s (stream %s): two streams on one server cannot capture the same subject",
 							y, x, f.Sinks[i].Path, a.Relay.Stream)
-						return
+						continue pairs
 					}
 				}
 			}

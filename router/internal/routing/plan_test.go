@@ -72,6 +72,14 @@ func TestConfigErrorsNameTheirPath(t *testing.T) {
 			want: `spec.sinks[0].config.operations[1]: `},
 		{name: "hash without a key", sink: "columns: [{table: public.users, hash: [email]}]",
 			want: `spec.sinks[0].config.hash_key: `},
+		{name: "partition", sink: "partition: 0/2",
+			want: `spec.sinks[0].config.partition: partitioned routers are not built yet`},
+		{name: "group with binary cloudevents", sink: "group: transaction\n        envelope: {type: cloudevents, mode: binary}",
+			want: `spec.sinks[0].config.group: binary CloudEvents have no batch format`},
+		{name: "group with transaction events", sink: "group: transaction\n        transactions: true",
+			want: `spec.sinks[0].config.transactions: a route that groups transactions`},
+		{name: "relation events in debezium", sink: "relations: true\n        envelope: {type: debezium}",
+			want: `spec.sinks[0].config.relations: the debezium envelope has no relation events`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -161,5 +169,27 @@ spec:
 	}
 	if b.Relay.Stream != "" || b.Stdout == 0 || b.Relay.Durable != "shop-b" || b.Relay.StartNew {
 		t.Errorf("route b: %+v", b)
+	}
+}
+
+// A router must know where the raw stream is: a file with neither
+// spec.raw_stream.url nor a nats sink is an error, not a silent default.
+func TestRawStreamServerRequired(t *testing.T) {
+	src := `apiVersion: pgjet/v1
+kind: Pipeline
+metadata: {name: shop}
+spec:
+  source: {type: postgres, config: {dsn: x}}
+  sinks: [{type: stdout, config: {id: out}}]
+`
+	file, err := pipeline.Parse([]byte(src), func(string) (string, bool) { return "", false })
+	errs := &pipeline.Errors{}
+	if err != nil && !errors.As(err, &errs) {
+		t.Fatal(err)
+	}
+	errs = errs.For(pipeline.ScopeRouter)
+	FromFile(file, errs, nil)
+	if !strings.Contains(errs.Error(), "spec.raw_stream.url: the router needs the raw stream's server") {
+		t.Fatalf("got:\n%s", errs.Error())
 	}
 }
