@@ -46,7 +46,8 @@ type flags struct {
 	file, natsURL, rawStream, durable, stream, prefix string
 	stdout, envelope, ceMode, ceSource, cePrefix      string
 	ceData                                            string
-	persist, level                                    string
+	persist, level, group                             string
+	replicas                                          int
 	ackTimeout, duplicates                            time.Duration
 	checkOnly                                         bool
 	auth                                              *natsconn.Auth
@@ -55,7 +56,7 @@ type flags struct {
 
 // routeFlags apply to one route: with a pipeline file, to its only NATS sink.
 var routeFlags = []string{"durable", "stream", "subject-prefix", "stdout", "envelope", "cloudevents-mode", "cloudevents-source",
-	"cloudevents-type-prefix", "cloudevents-data", "output-persist", "output-duplicate-window", "ack-timeout"}
+	"cloudevents-type-prefix", "cloudevents-data", "group", "output-persist", "output-replicas", "output-duplicate-window", "ack-timeout"}
 
 func parseConfig(args []string) (config, error) {
 	var c config
@@ -75,7 +76,9 @@ func parseConfig(args []string) (config, error) {
 	fs.StringVar(&f.ceSource, "cloudevents-source", "", "with --envelope cloudevents: the source attribute, a URI-reference where {source}, {schema} and {table} stand for their values (default /pgjet/{source}; with --cloudevents-data change /pgjet/{source}/{schema}.{table})")
 	fs.StringVar(&f.cePrefix, "cloudevents-type-prefix", envelope.DefaultTypePrefix, "with --envelope cloudevents: start of the type attribute, PREFIX.schema.table.op or PREFIX.message")
 	fs.StringVar(&f.ceData, "cloudevents-data", "native", "with --envelope cloudevents: native (data is the native document) or change (DeltaForge's form: data {before, after, op}, type PREFIX.created|updated|deleted|truncated|message); a pipeline file's default is change")
+	fs.StringVar(&f.group, "group", pipeline.GroupNone, "none (a message per event) or transaction (each transaction's events of the route as one message on PREFIX.transactions.SOURCE, in parts at the server's max payload)")
 	fs.StringVar(&f.persist, "output-persist", "default", "persistence of a created output stream: default (the server's fsync policy) or async (faster; a NATS server crash can lose the latest events, rebuild by replay)")
+	fs.IntVar(&f.replicas, "output-replicas", 1, "replicas of a created output stream, 1 to 5 (3 on a 3-node cluster)")
 	fs.DurationVar(&f.ackTimeout, "ack-timeout", pipeline.DefaultSendTimeout, "how long to wait for one publish ack before republishing")
 	fs.DurationVar(&f.duplicates, "output-duplicate-window", relay.DefaultDuplicates, "duplicate window of a created output stream (the server keeps every event's id this long: memory grows with rate × window)")
 	c.memLimit = 128 << 20
@@ -86,8 +89,8 @@ func parseConfig(args []string) (config, error) {
 	fs.Usage = func() {}
 	usage := func() {
 		fmt.Fprint(os.Stdout, "Usage: pgjet-router --config PIPELINE.yaml [--check-config] [flags that override it]\n"+
-			"       pgjet-router --nats URL [--raw-stream NAME] [--durable NAME] [--stream NAME] [--subject-prefix P] [--stdout json|json-pretty|text]\n"+
-			"                    [--envelope native|cloudevents [--cloudevents-mode structured|binary] [--cloudevents-source URI] [--cloudevents-type-prefix P] [--cloudevents-data native|change]]\n"+
+			"       pgjet-router --nats URL [--raw-stream NAME] [--durable NAME] [--stream NAME] [--subject-prefix P] [--stdout json|json-pretty|text] [--group none|transaction]\n"+
+			"                    [--envelope "+strings.Join(envelope.Names(), "|")+" [--cloudevents-mode structured|binary] [--cloudevents-source URI] [--cloudevents-type-prefix P] [--cloudevents-data native|change]]\n"+
 			natsconn.Usage("                    ")+
 			"Every flag can also be set as PGJET_<NAME> in the environment (e.g. PGJET_CONFIG, PGJET_NATS, PGJET_SUBJECT_PREFIX).\n\n")
 		fs.SetOutput(os.Stdout)
@@ -132,7 +135,11 @@ func planFromFlags(f *flags) (*routing.Plan, error) {
 	if err := checkTimes(f); err != nil {
 		return nil, err
 	}
-	rt, err := route.New(route.Config{Name: f.durable, Prefix: f.prefix})
+	group, err := groupFromFlag(f.group)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := route.New(route.Config{Name: f.durable, Prefix: f.prefix, Group: group})
 	if err != nil {
 		var fe *route.FieldError
 		if errors.As(err, &fe) {
@@ -144,8 +151,16 @@ func planFromFlags(f *flags) (*routing.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	if ce, ok := env.(*envelope.CloudEvents); ok && group {
+		if _, batch := ce.Batch(); !batch {
+			return nil, errors.New("--group transaction needs --cloudevents-mode structured: binary CloudEvents have no batch format")
+		}
+	}
 	persistAsync, err := persistFromFlag(f.persist)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkReplicas(f.replicas); err != nil {
 		return nil, err
 	}
 	conn := f.auth.Apply(natsconn.Config{URL: f.natsURL})
@@ -160,8 +175,12 @@ func planFromFlags(f *flags) (*routing.Plan, error) {
 			Route:          rt,
 			Envelope:       env,
 			PublishTimeout: f.ackTimeout,
-			PersistAsync:   persistAsync,
-			Duplicates:     f.duplicates,
+			// A raw record must not be redelivered while its publishes may
+			// still be acknowledged.
+			AckWait:      max(pipeline.DefaultBatchTimeout, 2*f.ackTimeout),
+			PersistAsync: persistAsync,
+			Duplicates:   f.duplicates,
+			Output:       relay.StreamConfig{Replicas: f.replicas},
 		},
 	}}}, nil
 }
@@ -176,6 +195,16 @@ func checkTimes(f *flags) error {
 	return nil
 }
 
+func groupFromFlag(v string) (bool, error) {
+	switch v {
+	case pipeline.GroupNone:
+		return false, nil
+	case pipeline.GroupTransaction:
+		return true, nil
+	}
+	return false, fmt.Errorf("bad --group %q: use none or transaction", v)
+}
+
 func persistFromFlag(v string) (async bool, err error) {
 	switch v {
 	case "default":
@@ -184,6 +213,13 @@ func persistFromFlag(v string) (async bool, err error) {
 		return true, nil
 	}
 	return false, fmt.Errorf("bad --output-persist %q: use default or async", v)
+}
+
+func checkReplicas(n int) error {
+	if n < 1 || n > 5 {
+		return fmt.Errorf("bad --output-replicas %d: use 1 to 5", n)
+	}
+	return nil
 }
 
 // envelopeSettings are the envelope settings the --cloudevents-* flags give.
@@ -332,10 +368,26 @@ func overrideFile(f *flags, file *pipeline.File, nats []*pipeline.Sink) error {
 		}
 		s.Stream.Persist = f.persist
 	}
+	if f.given["output-replicas"] {
+		if err := checkReplicas(f.replicas); err != nil {
+			return err
+		}
+		s.Stream.Replicas = f.replicas
+	}
+	if f.given["group"] {
+		g, err := groupFromFlag(f.group)
+		if err != nil {
+			return err
+		}
+		s.Group = g
+	}
 	if f.given["output-duplicate-window"] {
 		s.Stream.DuplicateWindow = f.duplicates
 	}
 	if f.given["ack-timeout"] {
+		if f.ackTimeout > s.BatchTimeout {
+			return fmt.Errorf("--ack-timeout %s is longer than %s.batch_timeout_secs (%s): a raw record would be redelivered while its publishes may still be acknowledged; raise batch_timeout_secs", f.ackTimeout, s.Path, s.BatchTimeout)
+		}
 		s.SendTimeout = f.ackTimeout
 	}
 	settings, err := envelopeSettings(&flags{given: f.given, envelope: s.Envelope.Type, ceMode: f.ceMode, ceSource: f.ceSource, cePrefix: f.cePrefix, ceData: f.ceData})

@@ -116,6 +116,20 @@ func TestParseConfig(t *testing.T) {
 		}},
 		{name: "bad cloudevents data", args: []string{"--nats", "n", "--envelope", "cloudevents", "--cloudevents-data", "debezium"}, want: `bad --cloudevents-data "debezium": use change or native`},
 		{name: "cloudevents data without the envelope", args: []string{"--nats", "n", "--cloudevents-data", "change"}, want: "--cloudevents-data needs --envelope cloudevents"},
+		{name: "group transaction", args: []string{"--nats", "n", "--group", "transaction"}, check: func(t *testing.T, c config) {
+			rt := only(t, c).Relay.Route
+			if !rt.Group() || !slices.Contains(rt.Subjects(), "postgres.transactions.*") {
+				t.Errorf("group %v, subjects %v: want groups on postgres.transactions.*", rt.Group(), rt.Subjects())
+			}
+		}},
+		{name: "group none", args: []string{"--nats", "n", "--group", "none"}, check: func(t *testing.T, c config) {
+			if only(t, c).Relay.Route.Group() {
+				t.Error("--group none groups")
+			}
+		}},
+		{name: "bad group", args: []string{"--nats", "n", "--group", "tx"}, want: `bad --group "tx": use none or transaction`},
+		{name: "group with binary cloudevents", args: []string{"--nats", "n", "--group", "transaction", "--envelope", "cloudevents", "--cloudevents-mode", "binary"},
+			want: "--group transaction needs --cloudevents-mode structured"},
 		{name: "cloudevents env without the envelope", env: map[string]string{"PGJET_NATS": "n", "PGJET_CLOUDEVENTS_SOURCE": "/shop"}, want: "--cloudevents-source needs --envelope cloudevents"},
 	}
 	for _, tt := range tests {
@@ -345,6 +359,15 @@ func TestConfigFileAndFlags(t *testing.T) {
 	}
 	if p := c.plan.Routes[1]; p.Relay.Stream != "" || p.Relay.Durable != "app-p" {
 		t.Errorf("stdout route: %+v", p.Relay)
+	}
+	if c.plan.Routes[0].Relay.Route.Group() {
+		t.Error("the file's sink groups without group: transaction")
+	}
+	if c, err = parseConfig([]string{"--config", one, "--group", "transaction"}); err != nil {
+		t.Fatal(err)
+	}
+	if !c.plan.Routes[0].Relay.Route.Group() || c.plan.Routes[1].Relay.Route.Group() {
+		t.Error("--group transaction did not set the file's only NATS sink's group (and only it)")
 	}
 
 	t.Setenv("PGJET_CONFIG", two)
