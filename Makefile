@@ -25,6 +25,7 @@ FUZZ ?= github.com/pgjet/pgjet/shared/wire:FuzzUnmarshal \
 	github.com/pgjet/pgjet/router/internal/value:FuzzValidJSON \
 	github.com/pgjet/pgjet/router/internal/envelope:FuzzNativeHostileContent \
 	github.com/pgjet/pgjet/router/internal/envelope:FuzzCloudEventsHostileContent \
+	github.com/pgjet/pgjet/router/internal/envelope:FuzzMsgpackTranscode \
 	github.com/pgjet/pgjet/router/internal/envelope:FuzzDebeziumHostileContent
 FUZZTIME ?= 20000x
 # Minimizing a new corpus entry may take a minute by default, stalling a short run.

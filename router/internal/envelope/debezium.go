@@ -72,9 +72,6 @@ type Debezium struct {
 
 // newDebezium is the registry's factory.
 func newDebezium(o Options) (Renderer, error) {
-	if err := jsonOnly("debezium", o); err != nil {
-		return nil, err
-	}
 	var s debeziumSettings
 	if err := decodeSettings(o.Settings, &s); err != nil {
 		return nil, err
@@ -103,7 +100,12 @@ func newDebezium(o Options) (Renderer, error) {
 			return nil, &OptionError{Key: "key_header", Err: fmt.Errorf("%q: use a header name of letters, digits and -_.", keyHeader)}
 		}
 	}
-	return NewDebezium(vo, s.Schema, keyHeader)
+	newJSON := func() (Renderer, error) { return NewDebezium(vo, s.Schema, keyHeader) }
+	r, err := newJSON()
+	if err != nil {
+		return nil, err
+	}
+	return withEncoding(o, r, newJSON)
 }
 
 func or(s, def string) string {

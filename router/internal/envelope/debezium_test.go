@@ -223,7 +223,7 @@ func TestDebeziumOptionErrors(t *testing.T) {
 		o   Options
 		key string
 	}{
-		{Options{Encoding: "msgpack"}, "encoding"},
+		{Options{Encoding: "avro"}, "encoding"},
 		{Options{Settings: map[string]any{"decimal_handling_mode": "exact"}}, "decimal_handling_mode"},
 		{Options{Settings: map[string]any{"time_precision_mode": "nanoseconds"}}, "time_precision_mode"},
 		{Options{Settings: map[string]any{"binary_handling_mode": "base32"}}, "binary_handling_mode"},

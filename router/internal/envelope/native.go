@@ -64,13 +64,10 @@ func NewNative() *Native {
 
 // newNative is the registry's factory: the native envelope has no settings.
 func newNative(o Options) (Renderer, error) {
-	if err := jsonOnly("native", o); err != nil {
-		return nil, err
-	}
 	if err := decodeSettings(o.Settings, &struct{}{}); err != nil {
 		return nil, err
 	}
-	return NewNative(), nil
+	return withEncoding(o, NewNative(), func() (Renderer, error) { return NewNative(), nil })
 }
 
 // Append appends the envelope of e to b. On error (an undecodable value, an

@@ -112,7 +112,7 @@ func decodeSettings(s map[string]any, v any) error {
 // other.
 func jsonOnly(name string, o Options) error {
 	if o.Encoding != "json" {
-		return &OptionError{Key: "encoding", Err: fmt.Errorf("%q: the %s envelope is JSON only", o.Encoding, name)}
+		return &OptionError{Key: "encoding", Err: fmt.Errorf("%q: the %s envelope is JSON only (msgpack: native, debezium)", o.Encoding, name)}
 	}
 	return nil
 }
