@@ -59,9 +59,18 @@ var routeFlags = []string{"durable", "stream", "subject-prefix", "stdout", "enve
 	"cloudevents-type-prefix", "cloudevents-data", "group", "output-persist", "output-replicas", "output-duplicate-window", "ack-timeout"}
 
 func parseConfig(args []string) (config, error) {
+	return parseConfigWith(args, "pgjet-router", nil)
+}
+
+// parseConfigWith is parseConfig for a subcommand (name) with flags of its
+// own, which more registers.
+func parseConfigWith(args []string, name string, more func(*flag.FlagSet)) (config, error) {
 	var c config
 	var f flags
-	fs := flag.NewFlagSet("pgjet-router", flag.ContinueOnError)
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	if more != nil {
+		more(fs)
+	}
 	fs.StringVar(&f.file, "config", "", "pipeline file (YAML): run a route for each of its sinks; flags override it")
 	fs.BoolVar(&f.checkOnly, "check-config", false, "validate the flags and the pipeline file, print the routes and exit, without connecting")
 	fs.StringVar(&f.natsURL, "nats", "", "NATS server URL(s) of the raw stream, comma-separated; required without --config")
@@ -404,6 +413,9 @@ func overrideFile(f *flags, file *pipeline.File, nats []*pipeline.Sink) error {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "replay" {
+		os.Exit(replayMain(os.Args[2:]))
+	}
 	cfg, err := parseConfig(os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)

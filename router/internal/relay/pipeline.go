@@ -51,7 +51,12 @@ func (r *Relay) consume(ctx context.Context, started *bool) error {
 		return err
 	}
 	*started = true
-	it, err := cons.Messages(jetstream.PullMaxMessages(maxInFlight))
+	// The client notices a pull request gone without a reconnect (the
+	// consumer's leader moved to another node of a cluster) only when no
+	// heartbeat comes for twice the heartbeat within one Next, and Next
+	// waits at most idleCheck here: the default heartbeat (15 s) would never
+	// be missed, and the relay would wait forever.
+	it, err := cons.Messages(jetstream.PullMaxMessages(maxInFlight), jetstream.PullHeartbeat(idleCheck/3))
 	if err != nil {
 		return fmt.Errorf("read raw stream %s: %w", r.cfg.RawStream, err)
 	}
@@ -120,7 +125,11 @@ func (r *Relay) consume(ctx context.Context, started *bool) error {
 
 	var suspect uint64  // see deliveryLost
 	var winEpoch uint64 // connEpoch of the window's publishes
+	replay := r.cfg.Replay
 	for {
+		if replay != nil && r.last >= replay.ToSeq {
+			return errReplayDone
+		}
 		var head chan struct{}
 		if len(win) > 0 {
 			head = win[0].done
@@ -139,7 +148,7 @@ func (r *Relay) consume(ctx context.Context, started *bool) error {
 			continue
 		case n := <-recv:
 			if errors.Is(n.err, context.DeadlineExceeded) {
-				if len(win) == 0 && r.deliveryLost(ctx, cons, &suspect) {
+				if replay == nil && len(win) == 0 && r.deliveryLost(ctx, cons, &suspect) {
 					return errLostDelivery
 				}
 				continue
@@ -153,6 +162,18 @@ func (r *Relay) consume(ctx context.Context, started *bool) error {
 				return fail(nil, fmt.Errorf("read raw stream %s with consumer %s: %w", r.cfg.RawStream, r.cfg.Durable, n.err))
 			}
 			suspect = 0
+			if replay != nil {
+				if meta, err := n.msg.Metadata(); err == nil && meta.Sequence.Stream > replay.ToSeq {
+					// Past the stop point: finish what is in the window.
+					stopReading()
+					for len(win) > 0 {
+						if err := retire(); err != nil {
+							return err
+						}
+					}
+					return errReplayDone
+				}
+			}
 			rec, err := r.prepare(ctx, n.msg)
 			if err != nil {
 				// The records before this one are fine: finish them first.

@@ -69,6 +69,9 @@ type Config struct {
 	// creates. The server keeps one id per event for that long, so its
 	// memory grows with rate × window. Default 2 min.
 	Duplicates time.Duration
+	// Replay, when set, rebuilds the output from a part of the raw stream's
+	// history and stops (Durable and StartNew unused).
+	Replay *Replay
 	// StatsEvery is the interval of the progress log line. Default 10 s.
 	StatsEvery time.Duration
 	Log        *slog.Logger
@@ -150,6 +153,9 @@ type stats struct {
 // words; the router's flags and pipeline file check their values first.
 func (c Config) Check() error {
 	for _, n := range []struct{ what, v string }{{"raw stream", c.RawStream}, {"durable", c.Durable}} {
+		if n.what == "durable" && c.Replay != nil {
+			continue
+		}
 		if err := wire.CheckName(n.v); err != nil {
 			return fmt.Errorf("%s name %w", n.what, err)
 		}
@@ -236,7 +242,7 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 	backoff := minBackoff
 	for {
 		err := r.consume(ctx, &started)
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || errors.Is(err, errReplayDone) {
 			return nil
 		}
 		// Once running, a server restart can leave the consumer out of step
@@ -427,6 +433,9 @@ func (r *Relay) print(outs []out) error {
 // retrying: with few unacknowledged records allowed, a lost ack would stall
 // the consumer for the whole ack wait.
 func (r *Relay) ack(ctx context.Context, msg jetstream.Msg) error {
+	if r.cfg.Replay != nil {
+		return nil // an ordered consumer takes no acks
+	}
 	backoff := minBackoff
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)

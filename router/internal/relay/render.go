@@ -96,7 +96,7 @@ type renderState struct {
 // transaction and relation events it brings. part >= 0 numbers the events
 // of a truncate of several tables.
 func (r *Relay) renderChange(rs *renderState, ev envelope.Event, part int) {
-	if !r.route.Selects(&ev) {
+	if !r.route.Selects(&ev) || !r.inReplay(ev.Tx) {
 		return
 	}
 	pos := wire.EventID{CommitLSN: ev.Tx.CommitLSN, Seg: wire.SegChanges, Index: ev.Index, Part: part}

@@ -56,6 +56,9 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 			return nil, err
 		}
 	}
+	if r.cfg.Replay != nil {
+		return r.replayConsumer(ctx, raw)
+	}
 	policy, err := r.deliverPolicy(ctx, raw)
 	if err != nil {
 		return nil, err
