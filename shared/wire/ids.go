@@ -52,14 +52,16 @@ func appendPiece(b []byte, piece uint64) []byte {
 // Event ids, the Nats-Msg-Id of every output event (and the id of envelopes
 // that carry one):
 //
-//	<source id>:<commit lsn, hex>:<change index>[.<part>][:rel|:dlq|:grp]
+//	<source id>:<commit lsn, hex>:<change index>[.<part>][:rel|:dlq|:grp|:tomb]
 //	<source id>:<commit lsn, hex>:begin
 //	<source id>:<commit lsn, hex>:commit
 //
 // part numbers the events of a truncate of several tables (one per table);
 // ":rel" marks the relation event emitted just before the event at that
 // position, ":dlq" the dead letter of an event, ":grp" a message grouping a
-// transaction's events up to that one (its last); begin and commit are a
+// transaction's events up to that one (its last), ":tomb" the tombstone
+// that follows a delete (for consumers that compact by key); begin and
+// commit are a
 // transaction's own events. Stable across batching, retries, restarts and
 // replays; AppendEventID and AppendTxEventID write them, ParseEventID reads
 // them, and EventID.Compare orders them as the relay publishes them.
@@ -70,6 +72,7 @@ const (
 	DeadLetterSuffix = ":dlq"
 	RelationSuffix   = ":rel"
 	GroupSuffix      = ":grp"
+	TombstoneSuffix  = ":tomb"
 )
 
 // Marks of a transaction's own events, in place of a change index.
@@ -124,6 +127,8 @@ type EventID struct {
 	DeadLetter bool
 	// Group: the id of a group of events, at the position of its last.
 	Group bool
+	// Tombstone: the tombstone just after the event at this position.
+	Tombstone bool
 }
 
 // Compare orders two ids of one source as the relay publishes their
@@ -142,6 +147,8 @@ func (e EventID) Compare(o EventID) int {
 		return cmpOrder(e.Part < o.Part)
 	case e.Relation != o.Relation:
 		return cmpOrder(e.Relation)
+	case e.Tombstone != o.Tombstone:
+		return cmpOrder(!e.Tombstone)
 	}
 	return 0
 }
@@ -159,6 +166,9 @@ func ParseEventID(id string) (EventID, bool) {
 	var e EventID
 	id, e.DeadLetter = strings.CutSuffix(id, DeadLetterSuffix)
 	if !e.DeadLetter {
+		id, e.Tombstone = strings.CutSuffix(id, TombstoneSuffix)
+	}
+	if !e.DeadLetter && !e.Tombstone {
 		if id, e.Group = strings.CutSuffix(id, GroupSuffix); !e.Group {
 			id, e.Relation = strings.CutSuffix(id, RelationSuffix)
 		} else if strings.HasSuffix(id, RelationSuffix) {
@@ -181,7 +191,7 @@ func ParseEventID(id string) (EventID, bool) {
 	}
 	switch idx {
 	case BeginMark, CommitMark:
-		if e.Relation || e.DeadLetter || e.Group {
+		if e.Relation || e.DeadLetter || e.Group || e.Tombstone {
 			return e, false
 		}
 		e.Seg = SegBegin

@@ -279,6 +279,7 @@ func TestEventIDOrder(t *testing.T) {
 		string(AppendEventID(nil, s, 0x10, 1, 0)),
 		string(AppendEventID(nil, s, 0x10, 1, 1)),
 		string(AppendEventID(nil, s, 0x10, 2, -1)),
+		string(AppendEventID(nil, s, 0x10, 2, -1)) + TombstoneSuffix,
 		string(AppendTxEventID(nil, s, 0x10, CommitMark)),
 		string(AppendTxEventID(nil, s, 0x11, BeginMark)),
 	}

@@ -30,6 +30,11 @@ type debeziumSettings struct {
 	UnavailableValuePlaceholder *string `json:"unavailable_value_placeholder"`
 	Schema                      bool    `json:"schema"`
 	KeyHeader                   *string `json:"key_header"`
+	// TombstonesOnDelete follows each delete with a tombstone: an empty
+	// message with the delete's key, for consumers that compact by key.
+	// Debezium's default is true (for Kafka's log compaction); NATS has
+	// none, so pgjet's is false.
+	TombstonesOnDelete bool `json:"tombstones_on_delete"`
 }
 
 // Debezium renders the value of a Debezium PostgreSQL connector change
@@ -50,6 +55,8 @@ type Debezium struct {
 	enc       *value.Debezium
 	schema    bool
 	keyHeader string
+	// tombstones: a delete is followed by a tombstone.
+	tombstones bool
 
 	// The key Append rendered last, for Header; keyFor says for what.
 	key       []byte
@@ -100,7 +107,13 @@ func newDebezium(o Options) (Renderer, error) {
 			return nil, &OptionError{Key: "key_header", Err: fmt.Errorf("%q: use a header name of letters, digits and -_.", keyHeader)}
 		}
 	}
-	newJSON := func() (Renderer, error) { return NewDebezium(vo, s.Schema, keyHeader) }
+	newJSON := func() (Renderer, error) {
+		d, err := NewDebezium(vo, s.Schema, keyHeader)
+		if d != nil {
+			d.tombstones = s.TombstonesOnDelete
+		}
+		return d, err
+	}
 	r, err := newJSON()
 	if err != nil {
 		return nil, err
@@ -642,3 +655,13 @@ const (
 		`{"type":"int64","optional":false,"field":"event_count"}],"optional":false},"optional":true,"field":"data_collections"},{"type":"int64","optional":false,"field":"ts_ms"}],` +
 		`"optional":false,"name":"io.debezium.connector.common.TransactionMetadataValue","version":1}`
 )
+
+// Tombstone returns the headers of the tombstone that follows e, a delete
+// Append and Header rendered last, and false when none does: the setting
+// is off, or the table has no key.
+func (d *Debezium) Tombstone(e *Event) (nats.Header, bool) {
+	if !d.tombstones || e.Kind != KindChange || e.Change.Op != wire.OpDelete || !d.hasKey || d.keyChange != e.Change {
+		return nil, false
+	}
+	return nats.Header{d.keyHeader: {string(d.key)}}, true
+}

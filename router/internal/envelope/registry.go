@@ -116,3 +116,22 @@ func jsonOnly(name string, o Options) error {
 	}
 	return nil
 }
+
+// tombstoner is implemented by envelopes that follow a delete with a
+// tombstone.
+type tombstoner interface {
+	Tombstone(e *Event) (nats.Header, bool)
+}
+
+// Tombstone returns the headers of the tombstone that follows e, which r
+// just rendered, and whether one does: an empty message on e's subject
+// carrying e's key, for consumers that compact by key.
+func Tombstone(r Renderer, e *Event) (nats.Header, bool) {
+	if m, ok := r.(*msgpackRenderer); ok {
+		r = m.json
+	}
+	if t, ok := r.(tombstoner); ok {
+		return t.Tombstone(e)
+	}
+	return nil, false
+}

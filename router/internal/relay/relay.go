@@ -418,7 +418,7 @@ func (r *Relay) finish(ctx context.Context, rec *record) error {
 
 func (r *Relay) print(outs []out) error {
 	for i := range outs {
-		if outs[i].dead {
+		if outs[i].dead || outs[i].tombstone {
 			continue
 		}
 		r.docBuf = r.env.Document(r.docBuf[:0], &outs[i].ev, outs[i].msg.Data)

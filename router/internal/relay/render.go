@@ -14,6 +14,8 @@ type out struct {
 	dead bool
 	// group: a part of a transaction's events (its ev is the last one's).
 	group bool
+	// tombstone: the empty message after a delete (not printed).
+	tombstone bool
 }
 
 // batch is everything one raw record turns into, in commit order.
@@ -196,6 +198,9 @@ func (r *Relay) renderOne(rs *renderState, ev envelope.Event, pos wire.EventID) 
 		} else {
 			b.outs = append(b.outs, out{ev: ev, msg: msg})
 			rs.arena = arena
+			if th, ok := envelope.Tombstone(r.env, &ev); ok {
+				r.tombstone(rs, ev, pos, id, th)
+			}
 			return
 		}
 	}
@@ -224,4 +229,21 @@ func headerSize(h nats.Header) int {
 		}
 	}
 	return n
+}
+
+// tombstone follows the delete ev, at pos, with its tombstone: an empty
+// message on the same subject with the delete's key headers h.
+func (r *Relay) tombstone(rs *renderState, ev envelope.Event, pos wire.EventID, id string, h nats.Header) {
+	tpos := pos
+	tpos.Tombstone = true
+	if p := rs.resume; p != nil && tpos.Compare(*p) <= 0 {
+		rs.b.skipped++
+		return
+	}
+	h[jetstream.MsgIDHeader] = []string{id + wire.TombstoneSuffix}
+	h[jetstream.ExpectedStreamHeader] = r.expectStream
+	msg := rs.b.newMsg()
+	*msg = nats.Msg{Subject: r.subj, Header: h}
+	ev.ID = id + wire.TombstoneSuffix
+	rs.b.outs = append(rs.b.outs, out{ev: ev, msg: msg, tombstone: true})
 }
