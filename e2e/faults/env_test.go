@@ -16,6 +16,7 @@ package faults
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -26,6 +27,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/e2e/check"
 	"github.com/pgjet/pgjet/e2e/harness"
@@ -104,6 +106,9 @@ type envConfig struct {
 	schema string   // SQL run before the audit is installed
 	tables []string // audited and published (--tables); none: the test creates the publication
 	pgConf []string // extra postgresql.conf lines
+	// cluster, when set, holds the streams instead of a server of the env's
+	// own; the collector and router are given every node's URL.
+	cluster *harness.Cluster
 }
 
 func newEnv(t *testing.T, c envConfig) *env {
@@ -117,10 +122,15 @@ func newEnv(t *testing.T, c envConfig) *env {
 	if err := check.InstallAudit(ctx, e.conn, c.tables...); err != nil {
 		t.Fatal(err)
 	}
-	e.nats = harness.StartNATS(t, "")
 	e.colDSN = e.pg.DSN("")
-	e.colNATS = e.nats.URL()
-	e.rtNATS = e.nats.URL()
+	if c.cluster != nil {
+		e.nats = c.cluster.Nodes[0] // its Connect reaches whichever node is up
+		e.colNATS = c.cluster.URLs()
+	} else {
+		e.nats = harness.StartNATS(t, "")
+		e.colNATS = e.nats.URL()
+	}
+	e.rtNATS = e.colNATS
 	return e
 }
 
@@ -292,6 +302,12 @@ func (e *env) rawCheck() rawReport {
 	var last pos
 	for info.State.Msgs > 0 {
 		msg, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		for tries := 0; errors.Is(err, nats.ErrNoResponders) && tries < 50; tries++ {
+			// On a cluster the ordered consumer is created on its node a
+			// moment after the request returns: nobody answers a pull yet.
+			time.Sleep(100 * time.Millisecond)
+			msg, err = cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		}
 		if err != nil {
 			e.t.Fatalf("raw stream: %v", err)
 		}

@@ -33,7 +33,14 @@ var workTables = []string{"public.accounts", "public.transfers", "public.bulk", 
 // workload's large transactions span many fragments and many kills land
 // inside one.
 func workEnv(t *testing.T, pgConf ...string) *env {
-	e := newEnv(t, envConfig{schema: workSchema, tables: workTables, pgConf: pgConf})
+	return workEnvWith(t, envConfig{pgConf: pgConf})
+}
+
+// workEnvWith is workEnv with more settings (c's schema and tables are
+// replaced by the workload's).
+func workEnvWith(t *testing.T, c envConfig) *env {
+	c.schema, c.tables = workSchema, workTables
+	e := newEnv(t, c)
 	e.colFlags = []string{"--max-message-bytes", "262144"}
 	return e
 }

@@ -21,6 +21,12 @@ type NATS struct {
 	extra string // config lines appended to the generated ones
 	port  int
 	proc  *Proc
+
+	// Cluster nodes (StartCluster) run a repository config file with
+	// command-line overrides instead of a generated config.
+	args    []string
+	name    string // server_name, as the server reports it
+	cluster *Cluster
 }
 
 // StartNATS starts a server on a free port of 127.0.0.1 with its JetStream
@@ -57,6 +63,9 @@ func StartNATSWith(t testing.TB, dir, extraConf string) *NATS {
 const MaxPayload = 8 << 20
 
 func (n *NATS) start() error {
+	if n.cluster != nil {
+		return n.startNode()
+	}
 	conf := fmt.Sprintf(`# written by harness.StartNATS
 server_name: pgjet-e2e
 listen: 127.0.0.1:%d
@@ -116,12 +125,17 @@ func (n *NATS) Restart() {
 }
 
 // Connect opens a client connection that keeps reconnecting through kills and
-// restarts, closed when the test ends. opts add e.g. credentials.
+// restarts, closed when the test ends. opts add e.g. credentials. A node of a
+// cluster connects to the whole cluster: any node that is up.
 func (n *NATS) Connect(t testing.TB, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(n.URL(), append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond)}, opts...)...)
+	url := n.URL()
+	if n.cluster != nil {
+		url = n.cluster.URLs()
+	}
+	nc, err := nats.Connect(url, append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond)}, opts...)...)
 	if err != nil {
-		t.Fatalf("connect to %s: %v", n.URL(), err)
+		t.Fatalf("connect to %s: %v", url, err)
 	}
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)

@@ -218,7 +218,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		return err
 	}
 	if cfg.embedded == "" && info.Config.Replicas < 2 {
-		log.Warn("raw stream has a single replica on an external server: an acknowledged record survives an OS crash only if that server runs with sync_interval: always (see deploy/nats/single.conf); on a cluster use --raw-replicas 3",
+		log.Warn("raw stream has a single replica on an external server: an acknowledged record survives an OS crash only if that server runs with sync_interval: always (see deploy/nats/single.conf); on a 3-node cluster use --raw-replicas 3, its nodes with sync_interval: always too (see deploy/nats/cluster-a.conf)",
 			"stream", cfg.rawStream)
 	}
 
