@@ -585,10 +585,11 @@ func (d *decoder) sink(f *File, n *yaml.Node, ip string) Sink {
 	}
 	s.Encoding = defaultEncoding
 	d.enum(m, "encoding", &s.Encoding, "json", "msgpack")
+	d.duration(m, "standby_ttl", &s.StandbyTTL)
 	for _, b := range []struct {
 		key string
 		dst *bool
-	}{{"transactions", &s.Transactions}, {"relations", &s.Relations}} {
+	}{{"transactions", &s.Transactions}, {"relations", &s.Relations}, {"standby", &s.Standby}} {
 		if n, p := m.get(b.key); n != nil {
 			if v, ok := d.boolean(n, p); ok {
 				*b.dst = v

@@ -233,6 +233,13 @@ type Sink struct {
 	// {schema} {table}; "" = the router's default
 	// ({prefix}.{schema}.{table}.relation).
 	RelationSubject string
+	// Standby makes the routers that run this sink replicas on one durable:
+	// one is active, the others take over when it stops (a pinned priority
+	// group; nats-server 2.11+); default false. StandbyTTL is how long the
+	// server keeps a silent active pinned (standby_ttl; default: the
+	// router's, 10s).
+	Standby    bool
+	StandbyTTL time.Duration
 	// Group (group: transaction) publishes each transaction's events of
 	// the route as one message, split into parts at the server's max
 	// payload, instead of one message per event (group: none, the

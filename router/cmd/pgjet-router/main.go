@@ -47,6 +47,8 @@ type flags struct {
 	stdout, envelope, ceMode, ceSource, cePrefix      string
 	ceData                                            string
 	persist, level, group                             string
+	standby                                           bool
+	standbyTTL                                        time.Duration
 	replicas                                          int
 	ackTimeout, duplicates                            time.Duration
 	checkOnly                                         bool
@@ -56,7 +58,7 @@ type flags struct {
 
 // routeFlags apply to one route: with a pipeline file, to its only NATS sink.
 var routeFlags = []string{"durable", "stream", "subject-prefix", "stdout", "envelope", "cloudevents-mode", "cloudevents-source",
-	"cloudevents-type-prefix", "cloudevents-data", "group", "output-persist", "output-replicas", "output-duplicate-window", "ack-timeout"}
+	"cloudevents-type-prefix", "cloudevents-data", "group", "standby", "standby-ttl", "output-persist", "output-replicas", "output-duplicate-window", "ack-timeout"}
 
 func parseConfig(args []string) (config, error) {
 	return parseConfigWith(args, "pgjet-router", nil)
@@ -87,6 +89,8 @@ func parseConfigWith(args []string, name string, more func(*flag.FlagSet)) (conf
 	fs.StringVar(&f.ceData, "cloudevents-data", "native", "with --envelope cloudevents: native (data is the native document) or change (DeltaForge's form: data {before, after, op}, type PREFIX.created|updated|deleted|truncated|message); a pipeline file's default is change")
 	fs.StringVar(&f.group, "group", pipeline.GroupNone, "none (a message per event) or transaction (each transaction's events of the route as one message on PREFIX.transactions.SOURCE, in parts at the server's max payload)")
 	fs.StringVar(&f.persist, "output-persist", "default", "persistence of a created output stream: default (the server's fsync policy) or async (faster; a NATS server crash can lose the latest events, rebuild by replay)")
+	fs.BoolVar(&f.standby, "standby", false, "run as one of several replicas of this route on one durable: one is active, the others take over when it stops (a pinned priority group; needs nats-server 2.11+)")
+	fs.DurationVar(&f.standbyTTL, "standby-ttl", relay.DefaultStandbyTTL, "with --standby: how long the server keeps a silent active replica before another takes over")
 	fs.IntVar(&f.replicas, "output-replicas", 1, "replicas of a created output stream, 1 to 5 (3 on a 3-node cluster)")
 	fs.DurationVar(&f.ackTimeout, "ack-timeout", pipeline.DefaultSendTimeout, "how long to wait for one publish ack before republishing")
 	fs.DurationVar(&f.duplicates, "output-duplicate-window", relay.DefaultDuplicates, "duplicate window of a created output stream (the server keeps every event's id this long: memory grows with rate × window)")
@@ -190,6 +194,7 @@ func planFromFlags(f *flags) (*routing.Plan, error) {
 			PersistAsync: persistAsync,
 			Duplicates:   f.duplicates,
 			Output:       relay.StreamConfig{Replicas: f.replicas},
+			StandbyTTL:   standbyTTL(f.standby, f.standbyTTL),
 		},
 	}}}, nil
 }
@@ -371,6 +376,12 @@ func overrideFile(f *flags, file *pipeline.File, nats []*pipeline.Sink) error {
 			*o.to = o.v
 		}
 	}
+	if f.given["standby"] {
+		s.Standby = f.standby
+	}
+	if f.given["standby-ttl"] {
+		s.StandbyTTL = f.standbyTTL
+	}
 	if f.given["output-persist"] {
 		if _, err := persistFromFlag(f.persist); err != nil {
 			return err
@@ -453,4 +464,12 @@ func main() {
 
 func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	return routing.Run(ctx, cfg.plan, log, os.Stdout)
+}
+
+// standbyTTL is a route's relay.Config.StandbyTTL: 0 unless a replica.
+func standbyTTL(standby bool, ttl time.Duration) time.Duration {
+	if !standby {
+		return 0
+	}
+	return max(ttl, time.Second)
 }

@@ -56,7 +56,8 @@ func (r *Relay) consume(ctx context.Context, started *bool) error {
 	// heartbeat comes for twice the heartbeat within one Next, and Next
 	// waits at most idleCheck here: the default heartbeat (15 s) would never
 	// be missed, and the relay would wait forever.
-	it, err := cons.Messages(jetstream.PullMaxMessages(maxInFlight), jetstream.PullHeartbeat(idleCheck/3))
+	it, err := cons.Messages(append([]jetstream.PullMessagesOpt{jetstream.PullMaxMessages(maxInFlight), jetstream.PullHeartbeat(idleCheck / 3)},
+		r.standbyPull()...)...)
 	if err != nil {
 		return fmt.Errorf("read raw stream %s: %w", r.cfg.RawStream, err)
 	}
@@ -64,7 +65,9 @@ func (r *Relay) consume(ctx context.Context, started *bool) error {
 
 	rctx, stopReading := context.WithCancel(ctx)
 	defer stopReading()
-	in := make(chan next)
+	// Buffered: the reader keeps pulling (and a replica keeps its pin) while
+	// the relay is busy; the consumer's max ack pending bounds what waits.
+	in := make(chan next, maxInFlight)
 	go func() {
 		for {
 			nctx, cancel := context.WithTimeout(rctx, idleCheck)
@@ -148,7 +151,14 @@ func (r *Relay) consume(ctx context.Context, started *bool) error {
 			continue
 		case n := <-recv:
 			if errors.Is(n.err, context.DeadlineExceeded) {
-				if replay == nil && len(win) == 0 && r.deliveryLost(ctx, cons, &suspect) {
+				if replay == nil && !r.standby() && len(win) == 0 && r.deliveryLost(ctx, cons, &suspect) {
+					if r.cfg.StandbyTTL > 0 {
+						// Maybe pinned no more, and another replica is busy:
+						// wait as a standby rather than reset its consumer.
+						r.pinned = false
+						r.log.Warn("no record for a while with records pending: standing by again", "durable", r.cfg.Durable)
+						return errResync
+					}
 					return errLostDelivery
 				}
 				continue
@@ -162,6 +172,13 @@ func (r *Relay) consume(ctx context.Context, started *bool) error {
 				return fail(nil, fmt.Errorf("read raw stream %s with consumer %s: %w", r.cfg.RawStream, r.cfg.Durable, n.err))
 			}
 			suspect = 0
+			if r.standby() {
+				// Pinned: take over from the consumer's ack floor and the
+				// output's last events (this record comes again).
+				r.pinned = true
+				r.log.Info("this replica is active now: taking over from the consumer's ack floor", "durable", r.cfg.Durable)
+				return errResync
+			}
 			if replay != nil {
 				if meta, err := n.msg.Metadata(); err == nil && meta.Sequence.Stream > replay.ToSeq {
 					// Past the stop point: finish what is in the window.

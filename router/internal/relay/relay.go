@@ -69,6 +69,11 @@ type Config struct {
 	// creates. The server keeps one id per event for that long, so its
 	// memory grows with rate × window. Default 2 min.
 	Duplicates time.Duration
+	// StandbyTTL > 0 makes the relay one of several replicas of a route on
+	// one durable (a pinned priority group, see standby.go): the server
+	// delivers to one, and pins another once the active one has been
+	// silent this long.
+	StandbyTTL time.Duration
 	// Replay, when set, rebuilds the output from a part of the raw stream's
 	// history and stops (Durable and StartNew unused).
 	Replay *Replay
@@ -121,6 +126,8 @@ type Relay struct {
 	// table, the columns of the route's last relation event.
 	txs     map[string]*openTx
 	relSigs map[string]string
+	// pinned: a replica (StandbyTTL) that the server pinned, the active one.
+	pinned bool
 	// dupWindow is the output stream's duplicate window: for that long
 	// after storing an event the server recognises its id.
 	dupWindow time.Duration

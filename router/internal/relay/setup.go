@@ -67,7 +67,7 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 	if r.cfg.Stream == "" {
 		what = "on stdout"
 	}
-	cons, err := raw.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+	cc := jetstream.ConsumerConfig{
 		Durable:       r.cfg.Durable,
 		Description:   "pgjet-router: renders raw records " + what,
 		DeliverPolicy: policy,
@@ -78,12 +78,19 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 		// acknowledges records strictly in order. It bounds memory too.
 		MaxAckPending: maxInFlight,
 		FilterSubject: wire.RawFilter,
-	})
+	}
+	if r.cfg.StandbyTTL > 0 {
+		cc.PriorityPolicy, cc.PriorityGroups, cc.PinnedTTL = jetstream.PriorityPolicyPinned, []string{StandbyGroup}, r.cfg.StandbyTTL
+	}
+	cons, err := raw.CreateOrUpdateConsumer(ctx, cc)
 	if err != nil {
-		return nil, fmt.Errorf("create consumer %s on raw stream %s: %w", r.cfg.Durable, r.cfg.RawStream, err)
+		return nil, fmt.Errorf("create consumer %s on raw stream %s: %w (a durable cannot switch between one router and active/standby replicas: give the route a new durable)", r.cfg.Durable, r.cfg.RawStream, err)
 	}
 	ci := cons.CachedInfo()
-	if ci.NumAckPending > 0 {
+	if r.standby() {
+		r.log.Info("standing by: another replica of this route is active; taking over when the server pins this one", "durable", r.cfg.Durable)
+	}
+	if ci.NumAckPending > 0 && !r.standby() {
 		// A record delivered to a router that died: have it redelivered now
 		// instead of after the ack wait.
 		res, err := raw.ResetConsumer(ctx, r.cfg.Durable)
@@ -94,7 +101,7 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 			ci = res.ConsumerInfo
 		}
 	}
-	if ci.NumWaiting > 0 {
+	if ci.NumWaiting > 0 && r.cfg.StandbyTTL == 0 {
 		r.log.Warn("the raw consumer has pull requests from another client: only one router may use a durable at a time (stale requests of a killed router expire by themselves)",
 			"durable", r.cfg.Durable, "waiting", ci.NumWaiting)
 	}

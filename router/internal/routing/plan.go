@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/pgjet/pgjet/router/internal/envelope"
 	"github.com/pgjet/pgjet/router/internal/relay"
@@ -111,6 +112,7 @@ func FromFile(f *pipeline.File, errs *pipeline.Errors, warn func(msg string, arg
 				Envelope:       env,
 				PublishTimeout: s.SendTimeout,
 				AckWait:        s.BatchTimeout,
+				StandbyTTL:     standbyTTL(s),
 			},
 		}
 		switch s.Type {
@@ -244,4 +246,16 @@ func formatName(f stdout.Format) string {
 		return "text"
 	}
 	return "off"
+}
+
+// standbyTTL is a sink's relay.Config.StandbyTTL: 0 unless its routers are
+// replicas.
+func standbyTTL(s *pipeline.Sink) time.Duration {
+	switch {
+	case !s.Standby:
+		return 0
+	case s.StandbyTTL > 0:
+		return s.StandbyTTL
+	}
+	return relay.DefaultStandbyTTL
 }
