@@ -128,6 +128,9 @@ type Relay struct {
 	relSigs map[string]string
 	// pinned: a replica (StandbyTTL) that the server pinned, the active one.
 	pinned bool
+	// pullCons is a replica's consumer handle, kept across resyncs: the
+	// pin belongs to it.
+	pullCons jetstream.Consumer
 	// dupWindow is the output stream's duplicate window: for that long
 	// after storing an event the server recognises its id.
 	dupWindow time.Duration

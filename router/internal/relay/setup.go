@@ -121,6 +121,15 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 	}
 	r.log.Info("relaying", "raw_stream", r.cfg.RawStream, "durable", r.cfg.Durable, "from_seq", next,
 		"raw_pending", ci.NumPending, "stream", r.cfg.Stream, "subjects", r.route.Subjects(), "duplicate_window", r.dupWindow)
+	if r.cfg.StandbyTTL > 0 {
+		// The server pins the client by an id it gave this consumer
+		// handle: a new handle would be another client, unpinned, and a
+		// takeover would hand the pin on instead of keeping it.
+		if r.pullCons == nil {
+			r.pullCons = cons
+		}
+		return r.pullCons, nil
+	}
 	return cons, nil
 }
 
