@@ -6,7 +6,8 @@
 #      collector path, the envelope and a router of 3 routes.
 #   2. the system benchmark (e2e/cmd/pgjet-bench): throwaway Postgres and nats-server
 #      (sync_interval: always), workloads OLTP, bulk, wide rows, TOAST updates; ceiling
-#      (pg_recvlogical) vs collector vs router; end-to-end latency at a fixed commit rate.
+#      (pg_recvlogical) vs collector vs router, the router in every envelope and with
+#      group: transaction (-envelopes); end-to-end latency at a fixed commit rate.
 # Usage: scripts/bench.sh
 #   BENCH_QUICK=1   small sizes, a smoke test of everything (a few minutes)
 #   BENCH_OUT=DIR   where results go (default tmp/bench-<time>, gitignored)
@@ -60,7 +61,9 @@ if [ "${BENCH_MICRO:-1}" != 0 ]; then
 fi
 
 if [ "${BENCH_SYSTEM:-1}" != 0 ]; then
-	ARGS=()
+	# -envelopes: routers of every envelope and of grouping, alternating in
+	# each round (replaces the native / cloudevents rounds).
+	ARGS=(-envelopes)
 	[ "$QUICK" = 1 ] && ARGS+=(-quick)
 	# perf profiles of the real binaries (separate, untimed runs) when perf works here.
 	if [ "$QUICK" != 1 ] && command -v perf >/dev/null && perf record -e cpu-clock -o /dev/null -- true >/dev/null 2>&1; then

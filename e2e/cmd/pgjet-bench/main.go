@@ -15,7 +15,12 @@
 //     persistence and with --output-persist async;
 //   - with -router-ab DIR: the router of DIR too, interleaved with the
 //     one of -bin in every async round;
-//   - with -profile: the collector and a router again under `perf record`.
+//   - with -envelopes: instead of the async native and cloudevents rounds,
+//     rounds of five routers one after another (native, cloudevents,
+//     cloudevents with data change, debezium, native with --group
+//     transaction), in the opposite order every other round;
+//   - with -profile: the collector and a router again under `perf record`
+//     (with -envelopes, the debezium and grouping routers too).
 //
 // Then the end-to-end latency at a fixed commit rate with collector and
 // router running: arrival at a consumer of the output stream minus the
@@ -23,7 +28,7 @@
 //
 // Usage (from the repository root, after `make build`):
 //
-//	go run ./e2e/cmd/pgjet-bench [-quick] [-out DIR] [-workloads oltp,bulk,wide,toast] [-e2e=false] [-profile]
+//	go run ./e2e/cmd/pgjet-bench [-quick] [-out DIR] [-workloads oltp,bulk,wide,toast] [-e2e=false] [-profile] [-envelopes]
 //
 // BENCH_QUICK=1 is the same as -quick.
 package main
@@ -64,6 +69,8 @@ type config struct {
 	// routerAB is a directory with another pgjet-router, timed in every
 	// async round right after the one of binDir (an A/B of a change).
 	routerAB string
+	// envelopes: rounds of every router variant (routerVariants).
+	envelopes bool
 }
 
 // bench is one benchmark session: a Postgres cluster, a work dir and the results.
@@ -98,6 +105,7 @@ func main() {
 	flag.IntVar(&c.runs, "runs", 0, "rounds of ceiling/collector runs per workload (default 3, 1 with -quick)")
 	flag.BoolVar(&c.routerFsync, "router-fsync", true, "also time a router whose output stream fsyncs every write (about 90 s on the full OLTP backlog)")
 	flag.StringVar(&c.routerAB, "router-ab", "", "directory with another pgjet-router to time in every async round, right after the one of -bin")
+	flag.BoolVar(&c.envelopes, "envelopes", false, "time routers of every envelope (native, cloudevents, cloudevents data change, debezium) and native with --group transaction, alternating within each round, instead of the async native and cloudevents rounds")
 	flag.Parse()
 	c.workloads = strings.Split(wl, ",")
 	c.persists = strings.Split(*persists, ",")
@@ -147,6 +155,9 @@ func run(c config) error {
 		if _, err := os.Stat(filepath.Join(c.binDir, name)); err != nil {
 			return fmt.Errorf("%s missing in %s: run `make build` first", name, c.binDir)
 		}
+	}
+	if c.routerAB != "" && c.envelopes {
+		return fmt.Errorf("-router-ab and -envelopes do not combine: -router-ab times the async native and cloudevents rounds, which -envelopes replaces")
 	}
 	if c.routerAB != "" {
 		if c.routerAB, err = filepath.Abs(c.routerAB); err != nil {

@@ -73,9 +73,16 @@ type collectorRun struct {
 }
 
 type routerRun struct {
-	Bin          string // the -router-ab directory; empty for -bin
-	Persist      string
-	Envelope     string // --envelope: native or cloudevents (structured mode)
+	Bin      string // the -router-ab directory; empty for -bin
+	Persist  string
+	Envelope string // the variant's name (routerVariants): native, cloudevents (structured, data native), ...
+	// Round of an -envelopes run (1...), 0 otherwise.
+	Round int
+	// Group: --group transaction; Msgs is then the messages stored (parts
+	// of transactions), Events the events they hold.
+	Group        bool
+	Msgs         uint64
+	Bytes        uint64 // the output stream's, when done
 	Events       uint64
 	Secs, PerSec float64
 	CPU, NATSCPU float64
@@ -261,7 +268,7 @@ func (b *bench) runWorkload(ctx context.Context, w workload) (workloadResult, er
 	// The fsync-per-event output is slow and steady: one capped run. The
 	// async one is repeated like the collector.
 	if b.cfg.routerFsync {
-		rr, err := b.runRouter(ctx, n, w.name, "default", "", "default", "native", expected, "")
+		rr, err := b.runRouter(ctx, n, w.name, "default", "", "default", variantNamed("native"), expected, "")
 		if err != nil {
 			return r, err
 		}
@@ -271,19 +278,36 @@ func (b *bench) runWorkload(ctx context.Context, w workload) (workloadResult, er
 	if b.cfg.routerAB != "" {
 		bins = append(bins, b.cfg.routerAB)
 	}
-	for i := 1; i <= b.sizes.runs; i++ {
+	for i := 1; i <= b.sizes.runs && !b.cfg.envelopes; i++ {
 		for _, env := range []string{"native", "cloudevents"} {
 			for bi, bin := range bins {
 				tag := fmt.Sprintf("async%s%d", env, i)
 				if bi > 0 {
 					tag += "b"
 				}
-				rr, err := b.runRouter(ctx, n, w.name, tag, bin, "async", env, expected, "")
+				rr, err := b.runRouter(ctx, n, w.name, tag, bin, "async", variantNamed(env), expected, "")
 				if err != nil {
 					return r, err
 				}
 				r.Routers = append(r.Routers, rr)
 			}
+		}
+	}
+	// -envelopes: every variant once per round on the same raw stream, in
+	// the opposite order every other round, so that a drift of the
+	// machine's load (or a warming cache) favours no variant.
+	for i := 1; i <= b.sizes.runs && b.cfg.envelopes; i++ {
+		order := slices.Clone(routerVariants)
+		if i%2 == 0 {
+			slices.Reverse(order)
+		}
+		for _, v := range order {
+			rr, err := b.runRouter(ctx, n, w.name, fmt.Sprintf("env_%s_%d", v.tag, i), "", "async", v, expected, "")
+			if err != nil {
+				return r, err
+			}
+			rr.Round = i
+			r.Routers = append(r.Routers, rr)
 		}
 	}
 
@@ -301,11 +325,22 @@ func (b *bench) runWorkload(ctx context.Context, w workload) (workloadResult, er
 		pn.stop()
 		r.Profiles = append(r.Profiles, b.perfReport("collector", file))
 		file = filepath.Join(b.cfg.outDir, "perf-router-"+w.name+".data")
-		if _, err := b.runRouter(ctx, n, w.name, "prof", "", "async", "native", expected, file); err != nil {
+		if _, err := b.runRouter(ctx, n, w.name, "prof", "", "async", variantNamed("native"), expected, file); err != nil {
 			return r, err
 		}
 		r.Profiles = append(r.Profiles, b.perfReport("router (output persist async)", file))
 		r.Profiles = append(r.Profiles, b.perfReport("nats-server while the router runs", natsPerfFile(file)))
+		if b.cfg.envelopes {
+			for _, name := range []string{"debezium", "native+group"} {
+				v := variantNamed(name)
+				file := filepath.Join(b.cfg.outDir, "perf-router-"+w.name+"-"+v.tag+".data")
+				if _, err := b.runRouter(ctx, n, w.name, "prof_"+v.tag, "", "async", v, expected, file); err != nil {
+					return r, err
+				}
+				r.Profiles = append(r.Profiles, b.perfReport("router "+name+" (output persist async)", file))
+				r.Profiles = append(r.Profiles, b.perfReport("nats-server while the router "+name+" runs", natsPerfFile(file)))
+			}
+		}
 	}
 	return r, nil
 }
@@ -573,19 +608,55 @@ func rawStreamState(ctx context.Context, url string) (msgs, bytes uint64) {
 	return info.State.Msgs, info.State.Bytes
 }
 
+// routerVariant is a router configuration -envelopes compares.
+type routerVariant struct {
+	name, tag string   // tag: in stream, durable and file names
+	args      []string // --envelope and the like
+	group     bool     // --group transaction
+}
+
+// routerVariants are the envelopes (and grouping) timed by -envelopes, in
+// the order of odd rounds.
+var routerVariants = []routerVariant{
+	{name: "native", tag: "native", args: []string{"--envelope", "native"}},
+	// Structured mode, data the native document (the flags' default).
+	{name: "cloudevents", tag: "ce", args: []string{"--envelope", "cloudevents"}},
+	{name: "cloudevents-change", tag: "cechange", args: []string{"--envelope", "cloudevents", "--cloudevents-data", "change"}},
+	// Payload only (no schema), key in a header: the envelope's defaults.
+	{name: "debezium", tag: "debezium", args: []string{"--envelope", "debezium"}},
+	{name: "native+group", tag: "group", args: []string{"--envelope", "native", "--group", "transaction"}, group: true},
+}
+
+func variantNamed(name string) routerVariant {
+	for _, v := range routerVariants {
+		if v.name == name {
+			return v
+		}
+	}
+	panic("no router variant " + name)
+}
+
+// endMarker is in the (native) rendering of the backlog's end marker, the
+// logical message pgjet-bench emits: a grouping router is done when its
+// output stream's last message holds it.
+var endMarker = []byte(`"pgjet-bench"`)
+
 // runRouter starts a router (of bin, or of -bin if empty) with its own
 // durable consumer and output stream on the filled raw stream of n, and
 // times it from process start until the output stream holds expected events
-// (or the time cap).
-func (b *bench) runRouter(ctx context.Context, n *natsServer, wname, tag, bin, persist, envelope string, expected uint64, perfFile string) (routerRun, error) {
-	r := routerRun{Bin: bin, Persist: persist, Envelope: envelope}
+// (or the time cap); a grouping router, until its last message holds the
+// end marker (then the events the messages hold are counted, untimed).
+func (b *bench) runRouter(ctx context.Context, n *natsServer, wname, tag, bin, persist string, v routerVariant, expected uint64, perfFile string) (routerRun, error) {
+	r := routerRun{Bin: bin, Persist: persist, Envelope: v.name, Group: v.group}
 	dir := bin
 	if dir == "" {
 		dir = b.cfg.binDir
 	}
 	stream := "EV_" + strings.ToUpper(tag)
 	args := []string{"--nats", n.url, "--durable", "bench_" + tag, "--stream", stream, "--subject-prefix", "ev" + tag,
-		"--output-persist", persist, "--envelope", envelope}
+		"--output-persist", persist}
+	args = append(args, v.args...)
+	envelope := v.name
 	nc, err := nats.Connect(n.url)
 	if err != nil {
 		return r, err
@@ -614,16 +685,27 @@ func (b *bench) runRouter(ctx context.Context, n *natsServer, wname, tag, bin, p
 			return r, err
 		}
 	}
+	var checked uint64 // the last sequence looked at for the end marker
 	for {
 		if p.exited() {
 			return r, fmt.Errorf("router exited:\n%s", p.tail(30))
 		}
+		done := false
 		if s, err := js.Stream(ctx, stream); err == nil {
 			if info, err := s.Info(ctx); err == nil {
-				r.Events = info.State.Msgs
+				r.Msgs, r.Bytes = info.State.Msgs, info.State.Bytes
+				if !v.group {
+					r.Events = r.Msgs
+					done = r.Events >= expected
+				} else if last := info.State.LastSeq; last > checked {
+					if m, err := s.GetMsg(ctx, last); err == nil {
+						checked = last
+						done = bytes.Contains(m.Data, endMarker)
+					}
+				}
 			}
 		}
-		if r.Events >= expected {
+		if done {
 			break
 		}
 		if time.Since(t0) > b.sizes.routerCap {
@@ -633,7 +715,6 @@ func (b *bench) runRouter(ctx context.Context, n *natsServer, wname, tag, bin, p
 		time.Sleep(20 * time.Millisecond)
 	}
 	r.Secs = time.Since(t0).Seconds()
-	r.PerSec = float64(r.Events) / r.Secs
 	r.CPU, _ = cpuSeconds(p.pid())
 	r.RSSKiB = peakRSSKiB(p.pid())
 	c, _ := cpuSeconds(n.proc.pid())
@@ -646,6 +727,17 @@ func (b *bench) runRouter(ctx context.Context, n *natsServer, wname, tag, bin, p
 	if err := p.stop(30 * time.Second); err != nil {
 		logf("router: %v", err)
 	}
+	if v.group {
+		events, msgs, err := countGrouped(ctx, js, stream)
+		if err != nil {
+			return r, fmt.Errorf("count the events of %s: %w", stream, err)
+		}
+		r.Events, r.Msgs = events, msgs
+		if !r.Capped && events != expected {
+			logf("router (%s) on %s: the groups hold %d events, %d expected", envelope, wname, events, expected)
+		}
+	}
+	r.PerSec = float64(r.Events) / r.Secs
 	// Each run starts from the same server: an output stream left behind
 	// keeps its duplicate window's ids in the server's heap, and every
 	// later run paid for them in garbage collection (nats-server's CPU per
@@ -657,9 +749,83 @@ func (b *bench) runRouter(ctx context.Context, n *natsServer, wname, tag, bin, p
 	if r.Capped {
 		capped = fmt.Sprintf(" (stopped at the %s cap)", b.sizes.routerCap)
 	}
-	logf("router (%s, %s) on %s: %d events in %.2fs%s, %.0f events/s, CPU %.2fs, peak RSS %d MiB, nats CPU %.2fs, loadavg1 %s",
-		persist, envelope, wname, r.Events, r.Secs, capped, r.PerSec, r.CPU, r.RSSKiB/1024, r.NATSCPU, r.Load)
+	logf("router (%s, %s) on %s: %d events (%d messages) in %.2fs%s, %.0f events/s, CPU %.2fs, peak RSS %d MiB, nats CPU %.2fs, loadavg1 %s",
+		persist, envelope, wname, r.Events, r.Msgs, r.Secs, capped, r.PerSec, r.CPU, r.RSSKiB/1024, r.NATSCPU, r.Load)
 	return r, nil
+}
+
+// countGrouped reads the grouped output stream and returns the events its
+// messages hold (each part's last_index - first_index + 1: with neither
+// transaction nor relation events, a transaction's events are its changes,
+// indexed 0...) and the messages.
+func countGrouped(ctx context.Context, js jetstream.JetStream, stream string) (events, msgs uint64, err error) {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return 0, 0, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	total := info.State.Msgs
+	if total == 0 {
+		return 0, 0, nil
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return 0, 0, err
+	}
+	var bad error
+	var mu sync.Mutex
+	all := make(chan struct{})
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		first, ok1 := groupField(m.Data(), `"first_index":`)
+		last, ok2 := groupField(m.Data(), `"last_index":`)
+		mu.Lock()
+		defer mu.Unlock()
+		if !ok1 || !ok2 || last < first {
+			if bad == nil {
+				bad = fmt.Errorf("message %q is not a group", m.Headers().Get(jetstream.MsgIDHeader))
+			}
+		} else {
+			events += last - first + 1
+		}
+		if msgs++; msgs == total {
+			close(all)
+		}
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer cc.Stop()
+	select {
+	case <-all:
+	case <-time.After(5 * time.Minute):
+		return 0, 0, fmt.Errorf("read %d of %d messages", msgs, total)
+	}
+	cc.Stop()
+	mu.Lock()
+	defer mu.Unlock()
+	return events, msgs, bad
+}
+
+// groupField reads an unsigned field of a group's wrapper, which comes
+// before its events.
+func groupField(data []byte, key string) (uint64, bool) {
+	if i := bytes.Index(data, []byte(`"events":[`)); i >= 0 {
+		data = data[:i]
+	}
+	i := bytes.Index(data, []byte(key))
+	if i < 0 {
+		return 0, false
+	}
+	rest := data[i+len(key):]
+	j := 0
+	for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
+		j++
+	}
+	n, err := strconv.ParseUint(string(rest[:j]), 10, 64)
+	return n, err == nil
 }
 
 // natsPerfFile names the profile of the server taken beside the router's.
@@ -727,6 +893,9 @@ var keySymbols = []string{
 	// router
 	"relay.(*Relay).handle", "wire.Unmarshal", "relay.(*Relay).render", "envelope.(*Native).append", "value.(*Decoder).AppendJSON",
 	"encoding/json.Valid", "relay.(*Relay).publishFrom", "jetstream.(*jetStream).PublishMsgAsync", "relay.(*Relay).ack",
+	// router: the other envelopes, grouping, publish acks
+	"envelope.(*CloudEvents).Append", "envelope.(*Debezium).append", "value.(*Debezium).AppendValue", "envelope.(*Debezium).Header",
+	"relay.(*Relay).flushGroup", "jetstream.(*jetStream).handleAsyncReply", "encoding/json.Unmarshal",
 	// both
 	"nats%2ego.(*Conn).flusher", "nats%2ego.(*Conn).readLoop", "runtime.mallocgc", "runtime.gcBgMarkWorker", "runtime.findRunnable",
 	"runtime.sysmon", "[k] do_syscall_64",

@@ -55,6 +55,8 @@ func (r *results) markdown() string {
 			r.routerTable(p, ab)
 		}
 
+		r.envelopeTables(p)
+
 		p("\nEvery round (changes/s; ratio to the same round's ceiling; loadavg1 after the collector run):\n\n")
 		p("| workload | round | ceiling | collector | ratio | embedded | ratio | loadavg1 |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, w := range r.Workloads {
@@ -259,6 +261,91 @@ func (r *results) routerTable(p func(string, ...any), bin string) {
 			}
 			p("| %s | %s | %s | %d | %s | %s | **%.2f×** | %.1f | %.0f | %.1f |\n", w.Name, persist, k.envelope, len(rs), events, spread(perSec),
 				median(perSec)/col, median(cpu), rss, median(ncpu))
+		}
+	}
+}
+
+// envelopeTables writes the -envelopes runs: per variant, medians over the
+// rounds, with ratios to the native router of the same round; then every
+// run.
+func (r *results) envelopeTables(p func(string, ...any)) {
+	has := false
+	for _, w := range r.Workloads {
+		for _, rr := range w.Routers {
+			has = has || rr.Round > 0
+		}
+	}
+	if !has {
+		return
+	}
+	p("\n## Envelopes and grouping (`-envelopes`)\n\n")
+	p("Five routers (`--output-persist async`) one after another in each round on the same raw stream, in the opposite order every other round; each its own durable consumer and output stream, deleted after the run. ")
+	p("`cloudevents`: structured mode, data the native document; `cloudevents-change`: data {before, after, op}; `debezium`: payload only, key in a header; `native+group`: native events, `--group transaction` (a message per transaction, in parts at the max payload or at a raw record's end). ")
+	p("Medians over the rounds, (min–max); × native is the median of the ratios to the native run of the same round (higher is better for events/s, lower for CPU). CPU in µs per event; bytes per event: the output stream's bytes (JetStream's accounting: data, headers, subject) over its events.\n\n")
+	p("| workload | variant | rounds | events | messages | bytes/event | events/s | × native | messages/s | router CPU µs/event | × native | nats-server CPU µs/event | router peak RSS MiB |\n")
+	p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, w := range r.Workloads {
+		native := map[int]routerRun{}
+		for _, rr := range w.Routers {
+			if rr.Round > 0 && rr.Envelope == "native" {
+				native[rr.Round] = rr
+			}
+		}
+		for _, v := range routerVariants {
+			var perSec, msgSec, cpu, ncpu, xRate, xCPU []float64
+			var rss float64
+			var events, msgs, bytes uint64
+			n := 0
+			for _, rr := range w.Routers {
+				if rr.Round == 0 || rr.Envelope != v.name {
+					continue
+				}
+				n++
+				perSec = append(perSec, rr.PerSec)
+				msgSec = append(msgSec, float64(rr.Msgs)/rr.Secs)
+				cpu = append(cpu, perM(rr.CPU, int64(rr.Events)))
+				ncpu = append(ncpu, perM(rr.NATSCPU, int64(rr.Events)))
+				rss = max(rss, float64(rr.RSSKiB)/1024)
+				events, msgs, bytes = rr.Events, rr.Msgs, rr.Bytes
+				if nr, ok := native[rr.Round]; ok && nr.PerSec > 0 && nr.CPU > 0 {
+					xRate = append(xRate, rr.PerSec/nr.PerSec)
+					xCPU = append(xCPU, perM(rr.CPU, int64(rr.Events))/perM(nr.CPU, int64(nr.Events)))
+				}
+			}
+			if n == 0 {
+				continue
+			}
+			perEvent := "-"
+			if bytes > 0 && events > 0 {
+				perEvent = fmt.Sprintf("%.0f", float64(bytes)/float64(events))
+			}
+			p("| %s | %s | %d | %d | %d | %s | %s | **%.2f×** | %s | %.2f | %.2f× | %.2f | %.0f |\n", w.Name, v.name, n, events, msgs, perEvent, spread(perSec),
+				median(xRate), spread(msgSec), median(cpu), median(xCPU), median(ncpu), rss)
+		}
+	}
+	p("\nEvery run, in the order run (events/s, × the same round's native; CPU µs/event; loadavg1 after the run):\n\n")
+	p("| workload | round | variant | events/s | × native | messages | secs | router CPU µs/event | nats-server CPU µs/event | loadavg1 |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, w := range r.Workloads {
+		native := map[int]routerRun{}
+		for _, rr := range w.Routers {
+			if rr.Round > 0 && rr.Envelope == "native" {
+				native[rr.Round] = rr
+			}
+		}
+		for _, rr := range w.Routers {
+			if rr.Round == 0 {
+				continue
+			}
+			x := 0.0
+			if nr, ok := native[rr.Round]; ok && nr.PerSec > 0 {
+				x = rr.PerSec / nr.PerSec
+			}
+			capped := ""
+			if rr.Capped {
+				capped = " (capped)"
+			}
+			p("| %s | %d | %s | %.0f%s | %.2f | %d | %.2f | %.2f | %.2f | %s |\n", w.Name, rr.Round, rr.Envelope, rr.PerSec, capped, x, rr.Msgs, rr.Secs,
+				perM(rr.CPU, int64(rr.Events)), perM(rr.NATSCPU, int64(rr.Events)), rr.Load)
 		}
 	}
 }
