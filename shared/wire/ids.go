@@ -191,7 +191,9 @@ func ParseEventID(id string) (EventID, bool) {
 	}
 	switch idx {
 	case BeginMark, CommitMark:
-		if e.Relation || e.DeadLetter || e.Group || e.Tombstone {
+		// A group's id takes the commit's position when it holds none of
+		// the transaction's events (its last, empty part).
+		if e.Relation || e.DeadLetter || e.Tombstone || e.Group && idx != CommitMark {
 			return e, false
 		}
 		e.Seg = SegBegin

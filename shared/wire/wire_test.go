@@ -237,6 +237,8 @@ func TestParseEventID(t *testing.T) {
 		{"app.1.1:ff:commit", &EventID{Source: "app.1.1", CommitLSN: 0xff, Seg: SegCommit, Part: -1}},
 		{"app.1.1:ff:commit:dlq", nil},
 		{"app.1.1:ff:7.2:grp", &EventID{Source: "app.1.1", CommitLSN: 0xff, Seg: SegChanges, Index: 7, Part: 2, Group: true}},
+		{"app.1.1:ff:commit:grp", &EventID{Source: "app.1.1", CommitLSN: 0xff, Seg: SegCommit, Part: -1, Group: true}},
+		{"app.1.1:ff:begin:grp", nil},
 		{"app.1.1:ff:7:rel:grp", &EventID{Source: "app.1.1", CommitLSN: 0xff, Seg: SegChanges, Index: 7, Part: -1, Relation: true, Group: true}},
 		{"app.1.1:ff:begin:rel", nil},
 		{"garbage", nil},

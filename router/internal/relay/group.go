@@ -86,6 +86,17 @@ func (r *Relay) flushGroup(rs *renderState, last bool) {
 	if g.n == 0 {
 		return
 	}
+	r.idBuf = wire.AppendEventID(r.idBuf[:0], *g.src, g.tx.CommitLSN, g.last.Index, g.last.Part)
+	if g.lastRelEnd {
+		r.idBuf = append(r.idBuf, wire.RelationSuffix...)
+	}
+	r.flushParts(rs, last, r.idBuf)
+}
+
+// flushParts sends the part gathered in rs.group, with id (plus
+// wire.GroupSuffix), possibly empty (endGroup).
+func (r *Relay) flushParts(rs *renderState, last bool, idPrefix []byte) {
+	g := &rs.group
 	b := rs.b
 	arena := rs.arena
 	start := len(arena)
@@ -107,22 +118,19 @@ func (r *Relay) flushGroup(rs *renderState, last bool) {
 		arena = strconv.AppendUint(arena, uint64(g.tx.Xid), 10)
 		arena = append(arena, `,"commit_time":`...)
 		arena = value.AppendString(arena, commitTimeText(g.tx.CommitTime))
-		arena = append(arena, `,"first_index":`...)
-		arena = strconv.AppendUint(arena, g.first, 10)
-		arena = append(arena, `,"last_index":`...)
-		arena = strconv.AppendUint(arena, g.last.Index, 10)
+		if g.n > 0 {
+			arena = append(arena, `,"first_index":`...)
+			arena = strconv.AppendUint(arena, g.first, 10)
+			arena = append(arena, `,"last_index":`...)
+			arena = strconv.AppendUint(arena, g.last.Index, 10)
+		}
 		arena = append(arena, `,"last":`...)
 		arena = strconv.AppendBool(arena, last)
 		arena = append(arena, `,"events":[`...)
 		arena = append(arena, g.buf...)
 		arena = append(arena, "]}"...)
 	}
-	r.idBuf = wire.AppendEventID(r.idBuf[:0], *g.src, g.tx.CommitLSN, g.last.Index, g.last.Part)
-	if g.lastRelEnd {
-		r.idBuf = append(r.idBuf, wire.RelationSuffix...)
-	}
-	r.idBuf = append(r.idBuf, wire.GroupSuffix...)
-	id := string(r.idBuf)
+	id := string(idPrefix) + wire.GroupSuffix
 	r.subjBuf = r.route.AppendGroupSubject(r.subjBuf[:0], g.src)
 	if string(r.subjBuf) != r.subj {
 		r.subj = string(r.subjBuf)
@@ -146,4 +154,19 @@ func (r *Relay) flushGroup(rs *renderState, last bool) {
 // commitTimeText is a commit time as the native envelope writes it.
 func commitTimeText(t int64) string {
 	return time.UnixMicro(t).UTC().Format(time.RFC3339Nano)
+}
+
+// endGroup sends the last part of a transaction whose events all came in
+// earlier raw records: no events, last true, at the commit's position (id
+// <source>:<lsn>:commit:grp), so that every grouped transaction ends with
+// a part that says so.
+func (r *Relay) endGroup(rs *renderState, src *wire.Source, tx *wire.Tx) {
+	pos := wire.EventID{CommitLSN: tx.CommitLSN, Seg: wire.SegCommit, Part: -1}
+	if p := rs.resume; p != nil && pos.Compare(*p) <= 0 {
+		rs.b.skipped++
+		return
+	}
+	g := &rs.group
+	g.src, g.tx, g.first, g.n, g.buf = src, tx, 0, 0, g.buf[:0]
+	r.flushParts(rs, true, wire.AppendTxEventID(nil, *src, tx.CommitLSN, wire.CommitMark))
 }

@@ -193,3 +193,37 @@ func TestGroupPartsAndResume(t *testing.T) {
 		}
 	}
 }
+
+// A transaction whose last raw record holds none of the route's events
+// still ends with a part that says so: empty, last, at the commit.
+func TestGroupEndsInALaterRecord(t *testing.T) {
+	rt, err := route.New(route.Config{Prefix: "grp", Group: true, Include: []string{"public.users"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(nil, Config{RawStream: rawStream, Durable: durable, Stream: outStream, Route: rt, Log: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := &wire.Message{Source: srcTest, Relations: []wire.Relation{users}, Txs: []wire.Tx{{Xid: 5, CommitLSN: 0xB0, Changes: []wire.Change{
+		{Op: wire.OpInsert, Rel: 0, New: []wire.Value{text("1"), text("a")}},
+	}}}}
+	last := &wire.Message{Source: srcTest, Relations: []wire.Relation{orders}, Txs: []wire.Tx{{Xid: 5, CommitLSN: 0xB0, Fragment: 1, Final: true, FirstChange: 1, Changes: []wire.Change{
+		{Op: wire.OpInsert, Rel: 0, New: []wire.Value{text("2")}},
+	}}}}
+	var parts []groupPart
+	var ids []string
+	for _, m := range []*wire.Message{first, last} {
+		for _, o := range r.render(m, 1<<10, 1, 1<<20, nil).outs {
+			var p groupPart
+			if err := json.Unmarshal(o.msg.Data, &p); err != nil {
+				t.Fatal(err)
+			}
+			parts, ids = append(parts, p), append(ids, o.msg.Header.Get(jetstream.MsgIDHeader))
+		}
+	}
+	if len(parts) != 2 || parts[0].Last || len(parts[0].Events) != 1 || !parts[1].Last || len(parts[1].Events) != 0 ||
+		ids[1] != "test.7300000000000000001.1:b0:commit:grp" {
+		t.Fatalf("parts %+v, ids %v: want the users insert, then an empty last part at the commit", parts, ids)
+	}
+}

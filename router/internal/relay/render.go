@@ -50,6 +50,7 @@ func (r *Relay) render(m *wire.Message, rawSize int, rawSeq uint64, maxPayload i
 	for ti := range m.Txs {
 		tx := &m.Txs[ti]
 		rs.oversize = tooLarge[ti] // 0 but for a change put together from pieces
+		rs.txEvents = false
 		for ci := range tx.Changes {
 			c := &tx.Changes[ci]
 			ev := envelope.Event{Source: &m.Source, Tx: tx, Change: c, Index: tx.FirstChange + uint64(ci)}
@@ -71,11 +72,17 @@ func (r *Relay) render(m *wire.Message, rawSize int, rawSeq uint64, maxPayload i
 				r.renderChange(&rs, ev, -1)
 			}
 		}
+		had := false // the route had events in the transaction
 		if tx.Final {
-			r.closeTx(&rs, &m.Source, tx)
+			had = r.closeTx(&rs, &m.Source, tx)
 		}
 		if r.route.Group() {
-			r.flushGroup(&rs, tx.Final)
+			if tx.Final && had && !rs.txEvents {
+				// Its events came in earlier records: say it ended.
+				r.endGroup(&rs, &m.Source, tx)
+			} else {
+				r.flushGroup(&rs, tx.Final)
+			}
 		}
 	}
 	b.arena = rs.arena
@@ -92,23 +99,27 @@ type renderState struct {
 	oversize int
 	// group is the transaction part being gathered (grouping routes).
 	group group
+	// txEvents: the route selected events of the current transaction in
+	// this record (stored already or not).
+	txEvents bool
 }
 
 // renderChange renders ev, a change the route may select, and the
 // transaction and relation events it brings. part >= 0 numbers the events
 // of a truncate of several tables.
 func (r *Relay) renderChange(rs *renderState, ev envelope.Event, part int) {
-	if !r.route.Selects(&ev) || !r.inReplay(ev.Tx) {
+	if !r.route.Selects(&ev) || !r.inReplay(ev.Source, ev.Tx) {
 		return
 	}
+	rs.txEvents = true
 	pos := wire.EventID{CommitLSN: ev.Tx.CommitLSN, Seg: wire.SegChanges, Index: ev.Index, Part: part}
-	if r.route.Transactions() {
+	if r.tracksTx() && inTx(&ev) {
 		t := r.openTx(ev.Source, ev.Tx)
-		if !t.begun {
-			t.begun = true
+		if !t.begun && r.route.Transactions() {
 			begin := envelope.Event{Source: ev.Source, Tx: ev.Tx, Kind: envelope.KindBegin}
 			r.renderOne(rs, begin, wire.EventID{CommitLSN: ev.Tx.CommitLSN, Seg: wire.SegBegin, Part: -1})
 		}
+		t.begun = true
 		t.add(ev.Rel)
 	}
 	if r.route.Relations() && ev.Rel != nil && r.relationChanged(ev.Source, ev.Rel) {

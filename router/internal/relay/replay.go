@@ -18,6 +18,10 @@ type Replay struct {
 	FromSeq, ToSeq   uint64
 	FromLSN, ToLSN   uint64
 	FromTime, ToTime int64 // commit times, microseconds since the epoch
+	// LSNSource names the source whose commit LSNs FromLSN and ToLSN are:
+	// with either set, only that source's transactions are replayed (LSNs
+	// of different databases do not compare).
+	LSNSource string
 }
 
 // errReplayDone ends a replay's consume loop: every record up to ToSeq is
@@ -52,10 +56,13 @@ func (r *Relay) replayConsumer(ctx context.Context, raw jetstream.Stream) (jetst
 
 // inReplay reports whether tx falls in the replay's bounds (always, when
 // not replaying).
-func (r *Relay) inReplay(tx *wire.Tx) bool {
+func (r *Relay) inReplay(src *wire.Source, tx *wire.Tx) bool {
 	rp := r.cfg.Replay
 	if rp == nil {
 		return true
+	}
+	if (rp.FromLSN != 0 || rp.ToLSN != 0) && rp.LSNSource != "" && src.Name != rp.LSNSource {
+		return false
 	}
 	return (rp.FromLSN == 0 || tx.CommitLSN >= rp.FromLSN) && (rp.ToLSN == 0 || tx.CommitLSN <= rp.ToLSN) &&
 		(rp.FromTime == 0 || tx.CommitTime >= rp.FromTime) && (rp.ToTime == 0 || tx.CommitTime <= rp.ToTime)

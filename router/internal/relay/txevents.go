@@ -55,23 +55,39 @@ func (r *Relay) openTx(src *wire.Source, tx *wire.Tx) *openTx {
 	return t
 }
 
-// closeTx renders the commit event of tx, whose last fragment this is, if
-// the route had events in it.
-func (r *Relay) closeTx(rs *renderState, src *wire.Source, tx *wire.Tx) {
-	if !r.route.Transactions() {
-		return
+// closeTx ends tx, whose last fragment this is: it renders its commit event
+// if the route had events in it and publishes transaction events, and
+// reports whether it had.
+func (r *Relay) closeTx(rs *renderState, src *wire.Source, tx *wire.Tx) bool {
+	if !r.tracksTx() {
+		return false
 	}
 	id := src.ID()
 	t := r.txs[id]
 	if t == nil || t.lsn != tx.CommitLSN {
-		return
+		return false
 	}
 	delete(r.txs, id)
 	if !t.begun {
-		return
+		return false
 	}
-	ev := envelope.Event{Source: src, Tx: tx, Kind: envelope.KindCommit, Count: t.count, Tables: t.tables}
-	r.renderOne(rs, ev, wire.EventID{CommitLSN: tx.CommitLSN, Seg: wire.SegCommit, Part: -1})
+	if r.route.Transactions() {
+		ev := envelope.Event{Source: src, Tx: tx, Kind: envelope.KindCommit, Count: t.count, Tables: t.tables}
+		r.renderOne(rs, ev, wire.EventID{CommitLSN: tx.CommitLSN, Seg: wire.SegCommit, Part: -1})
+	}
+	return true
+}
+
+// tracksTx reports whether the relay follows each transaction's events
+// across raw records: for transaction events, and for groups, whose last
+// part must say that it is.
+func (r *Relay) tracksTx() bool { return r.route.Transactions() || r.route.Group() }
+
+// inTx reports whether ev belongs to its transaction: a logical decoding
+// message emitted outside any (pg_logical_emit_message with transactional
+// false) does not, so no transaction event counts or brackets it.
+func inTx(ev *envelope.Event) bool {
+	return ev.Change == nil || ev.Change.Op != wire.OpMessage || ev.Change.Transactional
 }
 
 // relationChanged reports whether rel is new to the route, or its columns
@@ -101,7 +117,7 @@ func (r *Relay) relationChanged(src *wire.Source, rel *wire.Relation) bool {
 // middle of it): it reads the transaction's earlier fragments back from
 // the raw stream, which holds them just before on the same subject.
 func (r *Relay) recoverTx(ctx context.Context, seq uint64, subject string, m *wire.Message) error {
-	if !r.route.Transactions() || len(m.Txs) == 0 {
+	if !r.tracksTx() || len(m.Txs) == 0 {
 		return nil
 	}
 	first := &m.Txs[0]
@@ -172,7 +188,7 @@ func (r *Relay) recoverTx(ctx context.Context, seq uint64, subject string, m *wi
 					if ri >= 0 {
 						ev.Rel = &em.Relations[ri]
 					}
-					if r.route.Selects(&ev) {
+					if r.route.Selects(&ev) && inTx(&ev) {
 						t.begun = true
 						t.add(ev.Rel)
 					}

@@ -315,7 +315,7 @@ func (r *Route) parseMetaSubjects(c Config, prefix string, fail func(string, err
 	parse := func(on bool, given, def string, allowed []placeholder, field, key string) *template {
 		if !on {
 			if given != "" {
-				fail(field, fmt.Errorf("is set, but the route publishes no such events: set %s: true", key))
+				fail(field, fmt.Errorf("is set, but the route publishes no such events: set %s", key))
 			}
 			return nil
 		}
@@ -333,9 +333,9 @@ func (r *Route) parseMetaSubjects(c Config, prefix string, fail func(string, err
 		}
 		return t
 	}
-	r.tx = parse(c.Transactions, c.TransactionSubject, defaultTxSubject, txPlaceholders, "transaction_subject", "transactions")
-	r.rel = parse(c.Relations, c.RelationSubject, defaultRelationSubject, relationPlaceholders, "relation_subject", "relations")
-	r.group = parse(c.Group, c.GroupSubject, defaultGroupSubject, groupPlaceholders, "group_subject", "group")
+	r.tx = parse(c.Transactions, c.TransactionSubject, defaultTxSubject, txPlaceholders, "transaction_subject", "transactions: true")
+	r.rel = parse(c.Relations, c.RelationSubject, defaultRelationSubject, relationPlaceholders, "relation_subject", "relations: true")
+	r.group = parse(c.Group, c.GroupSubject, defaultGroupSubject, groupPlaceholders, "group_subject", "group: transaction")
 	if c.Group && c.Transactions {
 		fail("transactions", errors.New("a route that groups transactions (group: transaction) has no begin and commit events: each group says where its transaction starts and ends"))
 	}

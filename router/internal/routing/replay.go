@@ -201,6 +201,9 @@ func resolve(ctx context.Context, raw jetstream.Stream, req ReplayRequest) (*rel
 		}
 	}
 	b := &relay.Replay{FromSeq: st.FirstSeq, ToSeq: st.LastSeq}
+	if rs.subject != "" {
+		b.LSNSource = rs.subject[len(wire.RawSubjectPrefix):]
+	}
 	if !req.From.given() {
 		return nil, errors.New("give where the replay starts: --from-seq, --from-lsn or --from-time")
 	}

@@ -120,6 +120,27 @@ type document struct {
 //
 //	09:00:01.123 UPDATE public.users key={"id":1} before={...} → after={...}
 func (s *Sink) appendText(b []byte, e *envelope.Event, raw []byte) ([]byte, error) {
+	if e.Kind != envelope.KindChange || e.Change == nil {
+		// Transaction and relation events, and transaction groups: what
+		// they are, then their document.
+		b = time.UnixMicro(e.Tx.CommitTime).In(s.loc).AppendFormat(b, "15:04:05.000")
+		label := " GROUP "
+		switch e.Kind {
+		case envelope.KindBegin:
+			label = " BEGIN "
+		case envelope.KindCommit:
+			label = " COMMIT "
+		case envelope.KindRelation:
+			label = " RELATION "
+		}
+		b = append(b, label...)
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, raw); err != nil {
+			return b, fmt.Errorf("stdout: read event: %w", err)
+		}
+		b = append(b, compact.Bytes()...)
+		return append(b, '\n'), nil
+	}
 	var d document
 	if err := json.Unmarshal(raw, &d); err != nil {
 		return b, fmt.Errorf("stdout: read event: %w", err)

@@ -159,3 +159,42 @@ func writeAs(t *testing.T, s *Sink, r renderer, ev *envelope.Event) {
 		t.Fatal(err)
 	}
 }
+
+// Transaction and relation events, and transaction groups, print as one
+// text line each: what they are and their document.
+func TestTextOfTransactionEvents(t *testing.T) {
+	var out bytes.Buffer
+	s := New(&out, Text, time.UTC)
+	tx := &wire.Tx{Xid: 7, CommitLSN: 0x10, CommitTime: 1_700_000_000_000_000}
+	src := &wire.Source{Name: "app"}
+	for _, e := range []*envelope.Event{
+		{Source: src, Tx: tx, Kind: envelope.KindBegin},
+		{Source: src, Tx: tx, Kind: envelope.KindCommit, Count: 1},
+		{Source: src, Tx: tx, Kind: envelope.KindRelation, Rel: &wire.Relation{Schema: "public", Table: "t"}},
+		{Source: src, Tx: tx}, // a group's message
+	} {
+		doc, err := envelope.NewNative().Append(nil, e)
+		if e.Kind == envelope.KindChange {
+			doc, err = []byte(`{"source":"app","events":[]}`), nil
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Write(e, doc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"22:13:20.000 BEGIN {", "22:13:20.000 COMMIT {", "22:13:20.000 RELATION {", "22:13:20.000 GROUP {"}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("printed:\n%s", out.String())
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Errorf("line %d %q, want it to start with %q", i, lines[i], w)
+		}
+	}
+}
