@@ -36,3 +36,8 @@ func CheckName(s string) error {
 	}
 	return nil
 }
+
+// PartitionHeader names, on every message of a partitioned route, the
+// share of the output ("i/N") whose router published it: each router
+// resumes from its own last events in an output they all write.
+const PartitionHeader = "Pgjet-Partition"

@@ -48,6 +48,7 @@ type flags struct {
 	ceData                                            string
 	persist, level, group                             string
 	standby                                           bool
+	partition                                         string
 	standbyTTL                                        time.Duration
 	replicas                                          int
 	ackTimeout, duplicates                            time.Duration
@@ -58,7 +59,7 @@ type flags struct {
 
 // routeFlags apply to one route: with a pipeline file, to its only NATS sink.
 var routeFlags = []string{"durable", "stream", "subject-prefix", "stdout", "envelope", "cloudevents-mode", "cloudevents-source",
-	"cloudevents-type-prefix", "cloudevents-data", "group", "standby", "standby-ttl", "output-persist", "output-replicas", "output-duplicate-window", "ack-timeout"}
+	"cloudevents-type-prefix", "cloudevents-data", "group", "standby", "standby-ttl", "partition", "output-persist", "output-replicas", "output-duplicate-window", "ack-timeout"}
 
 func parseConfig(args []string) (config, error) {
 	return parseConfigWith(args, "pgjet-router", nil)
@@ -89,6 +90,7 @@ func parseConfigWith(args []string, name string, more func(*flag.FlagSet)) (conf
 	fs.StringVar(&f.ceData, "cloudevents-data", "native", "with --envelope cloudevents: native (data is the native document) or change (DeltaForge's form: data {before, after, op}, type PREFIX.created|updated|deleted|truncated|message); a pipeline file's default is change")
 	fs.StringVar(&f.group, "group", pipeline.GroupNone, "none (a message per event) or transaction (each transaction's events of the route as one message on PREFIX.transactions.SOURCE, in parts at the server's max payload)")
 	fs.StringVar(&f.persist, "output-persist", "default", "persistence of a created output stream: default (the server's fsync policy) or async (faster; a NATS server crash can lose the latest events, rebuild by replay)")
+	fs.StringVar(&f.partition, "partition", "", "i/N: publish this router's share of the route's output, one of N routers sharing it (order per row kept; its durable gets the suffix -p<i>of<N>)")
 	fs.BoolVar(&f.standby, "standby", false, "run as one of several replicas of this route on one durable: one is active, the others take over when it stops (a pinned priority group; needs nats-server 2.11+)")
 	fs.DurationVar(&f.standbyTTL, "standby-ttl", relay.DefaultStandbyTTL, "with --standby: how long the server keeps a silent active replica before another takes over")
 	fs.IntVar(&f.replicas, "output-replicas", 1, "replicas of a created output stream, 1 to 5 (3 on a 3-node cluster)")
@@ -152,7 +154,11 @@ func planFromFlags(f *flags) (*routing.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	rt, err := route.New(route.Config{Name: f.durable, Prefix: f.prefix, Group: group})
+	part, parts, err := routing.ParsePartition(f.partition)
+	if err != nil {
+		return nil, fmt.Errorf("bad --partition: %w", err)
+	}
+	rt, err := route.New(route.Config{Name: f.durable, Prefix: f.prefix, Group: group, Partition: part, Partitions: parts})
 	if err != nil {
 		var fe *route.FieldError
 		if errors.As(err, &fe) {
@@ -183,7 +189,7 @@ func planFromFlags(f *flags) (*routing.Plan, error) {
 		Stdout: format,
 		Relay: relay.Config{
 			RawStream:      f.rawStream,
-			Durable:        f.durable,
+			Durable:        routing.PartitionDurable(f.durable, part, parts),
 			Stream:         f.stream,
 			Route:          rt,
 			Envelope:       env,
@@ -378,6 +384,9 @@ func overrideFile(f *flags, file *pipeline.File, nats []*pipeline.Sink) error {
 	}
 	if f.given["standby"] {
 		s.Standby = f.standby
+	}
+	if f.given["partition"] {
+		s.Partition = f.partition
 	}
 	if f.given["standby-ttl"] {
 		s.StandbyTTL = f.standbyTTL

@@ -145,6 +145,9 @@ func (r *Relay) flushParts(rs *renderState, last bool, idPrefix []byte) {
 			jetstream.ExpectedStreamHeader: r.expectStream,
 		},
 	}
+	if r.partHeader != nil {
+		msg.Header[wire.PartitionHeader] = r.partHeader
+	}
 	ev := envelope.Event{Source: g.src, Tx: g.tx, Index: g.last.Index, ID: id}
 	b.outs = append(b.outs, out{ev: ev, msg: msg, group: true})
 	rs.arena = arena

@@ -131,6 +131,9 @@ type Relay struct {
 	// pullCons is a replica's consumer handle, kept across resyncs: the
 	// pin belongs to it.
 	pullCons jetstream.Consumer
+	// partHeader is the value of wire.PartitionHeader of a partitioned
+	// route's messages, nil for others.
+	partHeader []string
 	// dupWindow is the output stream's duplicate window: for that long
 	// after storing an event the server recognises its id.
 	dupWindow time.Duration
@@ -227,6 +230,7 @@ func NewWithOutput(js, out jetstream.JetStream, cfg Config) (*Relay, error) {
 		log:          cfg.Log,
 		env:          env,
 		route:        rt,
+		partHeader:   partitionHeader(rt),
 		dead:         rt.DeadLetter(),
 		expectStream: []string{cfg.Stream},
 	}, nil

@@ -188,6 +188,9 @@ func (r *Relay) renderOne(rs *renderState, ev envelope.Event, pos wire.EventID) 
 	if err == nil {
 		r.subjBuf = r.route.AppendSubject(r.subjBuf[:0], &ev)
 		h := r.env.Header(&ev)
+		if r.partHeader != nil {
+			h[wire.PartitionHeader] = r.partHeader
+		}
 		extra := headerSize(h)
 		h[jetstream.MsgIDHeader] = []string{id}
 		h[jetstream.ExpectedStreamHeader] = r.expectStream
@@ -252,6 +255,9 @@ func (r *Relay) tombstone(rs *renderState, ev envelope.Event, pos wire.EventID, 
 		return
 	}
 	h[jetstream.MsgIDHeader] = []string{id + wire.TombstoneSuffix}
+	if r.partHeader != nil {
+		h[wire.PartitionHeader] = r.partHeader
+	}
 	h[jetstream.ExpectedStreamHeader] = r.expectStream
 	msg := rs.b.newMsg()
 	*msg = nats.Msg{Subject: r.subj, Header: h}

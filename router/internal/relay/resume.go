@@ -43,6 +43,9 @@ func (r *Relay) readResumePoints(ctx context.Context) (map[string]*wire.EventID,
 	if last == nil {
 		return nil, nil
 	}
+	if r.partHeader != nil {
+		return r.readPartitionResume(ctx, s, filters, last.Sequence)
+	}
 	if _, ok := wire.ParseEventID(last.Header.Get(jetstream.MsgIDHeader)); !ok {
 		// Not written by a router (or by an older one): nothing to skip by.
 		r.log.Warn("last message of the output stream has no pgjet event id; relying on the duplicate window alone",

@@ -83,6 +83,10 @@ type Config struct {
 	// one message per event. Dead letters still go one by one.
 	Group        bool
 	GroupSubject string
+	// Partition of Partitions (0 <= Partition < Partitions): the route
+	// publishes only the events whose partition key (partition.go) falls in
+	// its share; Partitions <= 1 for all of them.
+	Partition, Partitions int
 }
 
 // FieldError is a bad Config field; Field is the pipeline-file key it comes
@@ -104,7 +108,9 @@ type Route struct {
 	// unless the route publishes them.
 	tx, rel *template
 	// group is the template of transaction groups, nil unless grouping.
-	group          *template
+	group *template
+	// part of parts: the route's share of a partitioned output.
+	part, parts    int
 	dead           string
 	deadUsesPrefix bool
 	subjects       []string
@@ -162,6 +168,12 @@ func New(c Config) (*Route, error) {
 	r.parseSubjects(c, prefix, fail)
 	r.parseMetaSubjects(c, prefix, fail)
 	r.ops = parseOps(c.Ops, fail)
+	if c.Partitions > 1 {
+		if c.Partition < 0 || c.Partition >= c.Partitions {
+			fail("partition", fmt.Errorf("%d/%d: use i/N with 0 <= i < N", c.Partition, c.Partitions))
+		}
+		r.part, r.parts = c.Partition, c.Partitions
+	}
 	if r.row != nil && r.msg != nil && r.dead != "" && prefixOK && (r.tx != nil) == c.Transactions && (r.rel != nil) == c.Relations && (r.group != nil) == c.Group {
 		r.checkRaw(c, prefix, fail)
 		r.subjects = r.makeSubjects()
@@ -399,6 +411,10 @@ func (r *Route) makeSubjects() []string {
 // message prefix. ev.Rel is the event's relation (for a truncate, the one
 // table of this event), nil for messages.
 func (r *Route) Selects(ev *envelope.Event) bool {
+	return r.selects(ev) && (ev.Kind != envelope.KindChange || r.inPartition(ev))
+}
+
+func (r *Route) selects(ev *envelope.Event) bool {
 	if ev.Kind != envelope.KindChange {
 		return true // the relay makes them for selected events
 	}

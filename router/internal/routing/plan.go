@@ -73,6 +73,12 @@ func FromFile(f *pipeline.File, errs *pipeline.Errors, warn func(msg string, arg
 		for _, c := range s.Columns {
 			rc.Columns = append(rc.Columns, route.ColumnRule{Table: c.Table, Drop: c.Drop, Mask: c.Mask, Hash: c.Hash})
 		}
+		part, parts, perr := ParsePartition(s.Partition)
+		if perr != nil {
+			errs.Add(s.Path+".partition", "%v", perr)
+		}
+		rc.Partition, rc.Partitions = part, parts
+		durableName := PartitionDurable(s.Durable, part, parts)
 		rt, err := route.New(rc)
 		if err != nil {
 			addRouteErrors(errs, s.Path, err)
@@ -90,9 +96,6 @@ func FromFile(f *pipeline.File, errs *pipeline.Errors, warn func(msg string, arg
 				errs.Add(s.Path+"."+m.key, "the %s envelope has no %s events", s.Envelope.Type, strings.TrimSuffix(m.key, "s"))
 			}
 		}
-		if s.Partition != "" {
-			errs.Add(s.Path+".partition", "partitioned routers are not built yet: remove the key (each router of this sink publishes all its events)")
-		}
 		if s.Group && env != nil {
 			if s.Encoding != "json" {
 				errs.Add(s.Path+".group", "groups are JSON: use encoding json with group: transaction")
@@ -106,7 +109,7 @@ func FromFile(f *pipeline.File, errs *pipeline.Errors, warn func(msg string, arg
 			ID: s.ID,
 			Relay: relay.Config{
 				RawStream:      f.RawStream.Name,
-				Durable:        s.Durable,
+				Durable:        durableName,
 				StartNew:       s.StartPosition == "latest",
 				Route:          rt,
 				Envelope:       env,
@@ -258,4 +261,26 @@ func standbyTTL(s *pipeline.Sink) time.Duration {
 		return s.StandbyTTL
 	}
 	return relay.DefaultStandbyTTL
+}
+
+// ParsePartition reads "i/N" (0 <= i < N): a router's share of a route's
+// output; "" is the whole output (0, 0).
+func ParsePartition(s string) (part, parts int, err error) {
+	if s == "" {
+		return 0, 0, nil
+	}
+	if _, err := fmt.Sscanf(s, "%d/%d", &part, &parts); err != nil || parts < 1 || part < 0 || part >= parts ||
+		fmt.Sprintf("%d/%d", part, parts) != s {
+		return 0, 0, fmt.Errorf("%q: use i/N with 0 <= i < N, e.g. 0/2 for the first of two routers", s)
+	}
+	return part, parts, nil
+}
+
+// PartitionDurable is the durable of a route's share: each partition has
+// its own consumer on the raw stream.
+func PartitionDurable(durable string, part, parts int) string {
+	if parts <= 1 {
+		return durable
+	}
+	return fmt.Sprintf("%s-p%dof%d", durable, part, parts)
 }
