@@ -94,6 +94,9 @@ type routesVariant struct {
 	name     string
 	routes   int
 	disjoint bool // route k selects only table k; otherwise every route selects every table
+	// partitioned: the routes are the shares k/routes of one route, writing
+	// one output stream (as many routers would).
+	partitioned bool
 }
 
 var routesVariants = []routesVariant{
@@ -104,6 +107,9 @@ var routesVariants = []routesVariant{
 
 // events is what route k stores.
 func (v routesVariant) events(k int) int {
+	if v.partitioned {
+		return 0 // counted on the one stream
+	}
 	if !v.disjoint {
 		return benchChanges
 	}
@@ -115,6 +121,9 @@ func (v routesVariant) events(k int) int {
 }
 
 func (v routesVariant) totalEvents() int {
+	if v.partitioned {
+		return benchChanges
+	}
 	n := 0
 	for k := 0; k < v.routes; k++ {
 		n += v.events(k)
@@ -165,6 +174,11 @@ func runRoutes(b *testing.B, v routesVariant, raw [][]byte) routesResult {
 	for k := 0; k < v.routes; k++ {
 		id := "r" + strconv.Itoa(k+1)
 		rc := route.Config{Name: id, Prefix: "pg" + strconv.Itoa(k+1)} // own subjects: streams on one server must not overlap
+		stream := "EVENTS_" + id
+		if v.partitioned {
+			rc = route.Config{Name: "p", Prefix: "pg", Partition: k, Partitions: v.routes}
+			stream = "EVENTS"
+		}
 		if v.disjoint {
 			rc.Include = []string{"public." + benchTables[k].Table}
 		}
@@ -173,11 +187,15 @@ func runRoutes(b *testing.B, v routesVariant, raw [][]byte) routesResult {
 			b.Fatal(err)
 		}
 		r := Route{ID: id, Conn: natsconn.Config{URL: srv.ClientURL()}, Relay: relay.Config{
-			RawStream: benchRaw, Durable: "bench-" + id, Stream: "EVENTS_" + id, Route: rt,
+			RawStream: benchRaw, Durable: "bench-" + id, Stream: stream, Route: rt,
 			PersistAsync: true, Duplicates: relay.DefaultDuplicates,
 			PublishTimeout: 10 * time.Second, AckWait: time.Minute,
 		}}
 		// As ensureOutput would create it, but before the clock starts.
+		if v.partitioned && k > 0 {
+			p.Routes = append(p.Routes, r)
+			continue
+		}
 		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
 			Name: r.Relay.Stream, Subjects: rt.Subjects(), Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy,
 			MaxBytes: -1, MaxMsgs: -1, Duplicates: r.Relay.Duplicates, PersistMode: jetstream.AsyncPersistMode,
@@ -201,6 +219,12 @@ func runRoutes(b *testing.B, v routesVariant, raw [][]byte) routesResult {
 	// go tool pprof -tagfocus side=router.
 	go pprof.Do(runCtx, pprof.Labels("side", "router"), func(ctx context.Context) { done <- Run(ctx, p, log, io.Discard) })
 	for k := range p.Routes {
+		if v.partitioned {
+			if k == 0 {
+				waitStored(b, js, "EVENTS", benchChanges, done)
+			}
+			continue
+		}
 		waitStored(b, js, p.Routes[k].Relay.Stream, v.events(k), done)
 	}
 	res := routesResult{wall: time.Since(start), cpu: processCPU() - cpu0, events: v.totalEvents()}
@@ -319,4 +343,44 @@ func BenchmarkRoutesAlternating(b *testing.B) {
 	b.ReportMetric(ratio(2, cpu), "r3disj/r1-cpu")
 	// Per-op time is a round's three runs: not a figure to read.
 	b.ReportMetric(0, "ns/op")
+}
+
+// partitionVariants compare one router with two partitions of it, both
+// in this process (two routers on this 2-core machine share it anyway).
+var partitionVariants = []routesVariant{
+	{name: "partitions=1", routes: 1},
+	{name: "partitions=2", routes: 2, partitioned: true},
+}
+
+// BenchmarkPartitionsAlternating runs one router and two partitions of it
+// once per iteration, alternating, and reports the median ratio of their
+// events/s and CPU per event.
+func BenchmarkPartitionsAlternating(b *testing.B) {
+	raw := benchRawRecords(b)
+	var one, two []routesResult
+	var rate, cpu []float64
+	for i := 0; i < b.N; i++ {
+		order := partitionVariants
+		if i%2 == 1 {
+			order = []routesVariant{partitionVariants[1], partitionVariants[0]}
+		}
+		got := map[string]routesResult{}
+		for _, v := range order {
+			b.StopTimer()
+			got[v.name] = runRoutes(b, v, raw)
+		}
+		r1, r2 := got["partitions=1"], got["partitions=2"]
+		one, two = append(one, r1), append(two, r2)
+		rate = append(rate, r1.wall.Seconds()/r2.wall.Seconds())
+		cpu = append(cpu, (r2.cpu.Seconds()/float64(r2.events))/(r1.cpu.Seconds()/float64(r1.events)))
+		b.Logf("round %d/%d: events/s %.0f (1) %.0f (2 partitions), cpu-µs/event %.2f / %.2f", i+1, b.N,
+			float64(r1.events)/r1.wall.Seconds(), float64(r2.events)/r2.wall.Seconds(),
+			1e6*r1.cpu.Seconds()/float64(r1.events), 1e6*r2.cpu.Seconds()/float64(r2.events))
+	}
+	reportRoutes(b, partitionVariants[0], "one/", one)
+	reportRoutes(b, partitionVariants[1], "two/", two)
+	slices.Sort(rate)
+	slices.Sort(cpu)
+	b.ReportMetric(rate[len(rate)/2], "events/s-ratio-2:1")
+	b.ReportMetric(cpu[len(cpu)/2], "cpu/event-ratio-2:1")
 }
