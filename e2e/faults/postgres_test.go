@@ -31,11 +31,14 @@ func TestPostgresRestart(t *testing.T) {
 					w.bigNow()
 				}
 				time.Sleep(time.Duration(1000+rng.IntN(2000)) * time.Millisecond)
+				// Counted before the outage: a collector may stream again
+				// before Restart returns.
+				streamed := strings.Count(e.col.Log(), "msg=streaming")
 				must(t, e.pg.StopMode(mode))
 				time.Sleep(time.Duration(rng.IntN(1000)) * time.Millisecond)
 				must(t, e.pg.Restart())
 				e.reconnect()
-				behaviors = append(behaviors, e.collectorAfterOutage(fmt.Sprintf("Postgres restart -m %s", mode)))
+				behaviors = append(behaviors, e.collectorAfterOutage(fmt.Sprintf("Postgres restart -m %s", mode), streamed))
 			}
 			time.Sleep(3 * time.Second)
 			w.Stop()
@@ -50,10 +53,10 @@ func TestPostgresRestart(t *testing.T) {
 // collectorAfterOutage waits until the current collector streams again after
 // its Postgres connection broke: by reconnecting, or, if it exited, by a
 // restart (what systemd would do). It returns what happened.
-func (e *env) collectorAfterOutage(what string) string {
+// before is how many times it had logged "streaming" before the outage.
+func (e *env) collectorAfterOutage(what string, before int) string {
 	e.t.Helper()
 	p := e.col
-	before := strings.Count(p.Log(), "msg=streaming")
 	// A collector that reconnects logs "streaming" again; one that exits, exits.
 	ok := eventually(60*time.Second, func() bool {
 		return p.Exited() || strings.Count(p.Log(), "msg=streaming") > before
