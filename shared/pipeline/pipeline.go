@@ -28,7 +28,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path"
 	"regexp"
@@ -274,28 +273,7 @@ func (d *decoder) rawStream(spec *mapReader, rs *RawStream) {
 	}
 	d.conn(m, &rs.Conn)
 	if en, ep := m.get("embedded"); en != nil {
-		em := d.mapping(en, ep)
-		rs.Embedded = &Embedded{Listen: DefaultListen}
-		if dn, dp := em.get("dir"); dn != nil {
-			if s, ok := d.str(dn, dp); ok {
-				if s.text == "" {
-					d.add(dp, "is empty: give the directory the embedded server stores its data in")
-				}
-				rs.Embedded.Dir = s.text
-			}
-		} else if em.ok {
-			d.add(dp, "is required: the directory the embedded server stores its data in")
-		}
-		if ln, lp := em.get("listen"); ln != nil {
-			if s, ok := d.str(ln, lp); ok {
-				if _, _, err := net.SplitHostPort(s.text); err != nil {
-					d.add(lp, "%s is not host:port (e.g. 127.0.0.1:4222)", s.show())
-				} else {
-					rs.Embedded.Listen = s.text
-				}
-			}
-		}
-		em.rest(nil)
+		rs.Embedded = d.embedded(en, ep)
 		if d.has[join(p, "url")] {
 			d.add(ep, "url and embedded exclude each other: the collector either connects to a NATS server or runs one")
 		}
@@ -947,7 +925,9 @@ func (f *File) RawConn() (Conn, string) {
 	case rs.hasURL():
 		return rs.Conn, "spec.raw_stream"
 	case rs.Embedded != nil:
-		return Conn{URLs: []string{"nats://" + rs.Embedded.Listen}}, "spec.raw_stream.embedded"
+		// A router reading the same file logs in as the embedded server's
+		// user; other methods and TLS need the router's own flags.
+		return Conn{URLs: []string{"nats://" + rs.Embedded.Listen}, Username: rs.Embedded.Username, Password: rs.Embedded.Password}, "spec.raw_stream.embedded"
 	}
 	for _, s := range f.Sinks {
 		if s.Type == TypeNATS {

@@ -160,6 +160,24 @@ type Embedded struct {
 	Dir string
 	// Listen is the address routers connect to; default 127.0.0.1:4222.
 	Listen string
+	// Authentication of clients, at most one: Username with Password
+	// (password or password_file; secret), NKeys (user public keys) or
+	// AccountsFile (a nats-server config file's accounts and users), with
+	// Account the account of the collector's connection.
+	Username, Password    string
+	NKeys                 []string
+	AccountsFile, Account string
+	// AllowUnauthenticated lets a listen address beyond loopback go
+	// without authentication.
+	AllowUnauthenticated bool
+	// TLS for clients: CertFile and KeyFile, the server's certificate;
+	// CAFile, when given, verifies clients' certificates (required then).
+	TLS TLS
+	// Domain is the server's JetStream domain.
+	Domain string
+	// Leaf joins a hub as a leaf node (nil: no link): URLs, credentials
+	// (credentials_file, or username and password) and TLS.
+	Leaf *Conn
 }
 
 // Conn is how to reach and authenticate to a NATS server. Give at most one

@@ -46,6 +46,7 @@ type config struct {
 	auth         *natsconn.Auth
 	embedded     string
 	listen       string
+	emb          *embeddedFlags
 	rawStream    string
 	rawMaxAge    time.Duration
 	rawDupes     time.Duration
@@ -82,6 +83,7 @@ func parseConfig(args []string) (config, error) {
 	c.auth = natsconn.AddFlags(fs)
 	fs.StringVar(&c.embedded, "embedded", "", "run an embedded JetStream server storing data in this directory (instead of --nats)")
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:4222", "listen address of the embedded server, for routers")
+	c.emb = addEmbeddedFlags(fs)
 	fs.StringVar(&c.rawStream, "raw-stream", wire.DefaultRawStream, "raw JetStream stream, created when missing")
 	fs.DurationVar(&c.rawMaxAge, "raw-max-age", 7*24*time.Hour, "max age of raw records when the stream is created")
 	fs.DurationVar(&c.rawDupes, "raw-duplicate-window", time.Hour, "duplicate window of the raw stream when created")
@@ -163,6 +165,9 @@ func parseConfig(args []string) (config, error) {
 	}
 	if given := c.auth.Given(); c.embedded != "" && len(given) > 0 {
 		return c, fmt.Errorf("%s: only with --nats (the embedded server takes no credentials)", strings.Join(given, ", "))
+	}
+	if err := c.emb.check(c.embedded, c.listen, given); err != nil {
+		return c, err
 	}
 	return c, nil
 }
@@ -449,12 +454,13 @@ func connectNATS(ctx context.Context, cfg config, log *slog.Logger) (*nats.Conn,
 		}
 		return nc, func() { nc.Drain() }, nil
 	}
-	srv, err := embedded.Start(cfg.embedded, cfg.listen, log)
+	srv, err := embedded.Start(cfg.emb.cfg, log)
 	if err != nil {
 		return nil, nil, err
 	}
-	log.Info("embedded JetStream server ready", "listen", "nats://"+cfg.listen, "store", cfg.embedded)
-	nc, err := natsconn.Connect(ctx, natsconn.Config{Name: "pgjet-collector", Log: log, Options: []nats.Option{nats.InProcessServer(srv)}})
+	log.Info("embedded JetStream server ready", "listen", "nats://"+cfg.listen, "store", cfg.embedded,
+		"authentication", cfg.emb.cfg.Authenticated(), "tls", cfg.emb.cfg.TLSCert != "", "domain", cfg.emb.cfg.Domain, "leaf", redact.DSN(strings.Join(cfg.emb.cfg.LeafURLs, ",")))
+	nc, err := natsconn.Connect(ctx, natsconn.Config{Name: "pgjet-collector", Log: log, Options: srv.ClientOptions()})
 	if err != nil {
 		srv.Shutdown()
 		return nil, nil, err

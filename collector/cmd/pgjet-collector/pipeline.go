@@ -42,6 +42,7 @@ func (c *config) applyFile(given map[string]bool, tables *string) error {
 	if raw.Embedded != nil && !given["nats"] {
 		set("embedded", func() { c.embedded = raw.Embedded.Dir })
 		set("listen", func() { c.listen = raw.Embedded.Listen })
+		c.emb.applyFile(given, raw.Embedded)
 	} else if !given["embedded"] {
 		conn, _ := f.RawConn()
 		c.natsBase = conn.NATS()

@@ -18,7 +18,7 @@ func TestStoresLargeMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := Start(t.TempDir(), "127.0.0.1:"+itoa(port), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := Start(Config{Dir: t.TempDir(), Listen: "127.0.0.1:" + itoa(port)}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
