@@ -72,21 +72,7 @@ func (n *Native) appendMeta(b []byte, e *Event) ([]byte, error) {
 	case KindRelation:
 		b = append(b, "relation"...)
 	}
-	b = append(b, `","source":`...)
-	b = value.AppendString(b, e.Source.Name)
-	if e.Kind == KindRelation {
-		b = append(b, `,"schema":`...)
-		b = value.AppendString(b, e.Rel.Schema)
-		b = append(b, `,"table":`...)
-		b = value.AppendString(b, e.Rel.Table)
-	}
-	b = append(b, `,"lsn":"`...)
-	b = appendLSN(b, e.Tx.CommitLSN)
-	b = append(b, `","xid":`...)
-	b = strconv.AppendUint(b, uint64(e.Tx.Xid), 10)
-	b = append(b, `,"commit_time":"`...)
-	b = append(b, n.commitTime(e.Tx.CommitTime)...)
-	b = append(b, '"')
+	b = n.appendOrigin(b, e, e.Kind == KindRelation)
 	switch e.Kind {
 	case KindCommit:
 		b = append(b, `,"events":`...)
@@ -164,4 +150,24 @@ var metaKinds = map[string][]Kind{
 // k (changes: all of them).
 func Renders(name string, k Kind) bool {
 	return k == KindChange || slices.Contains(metaKinds[name], k)
+}
+
+// appendOrigin appends, after the op, the fields every native document
+// shares: source, schema and table (withTable), lsn, xid and commit_time.
+func (n *Native) appendOrigin(b []byte, e *Event, withTable bool) []byte {
+	b = append(b, `","source":`...)
+	b = value.AppendString(b, e.Source.Name)
+	if withTable {
+		b = append(b, `,"schema":`...)
+		b = value.AppendString(b, e.Rel.Schema)
+		b = append(b, `,"table":`...)
+		b = value.AppendString(b, e.Rel.Table)
+	}
+	b = append(b, `,"lsn":"`...)
+	b = appendLSN(b, e.Tx.CommitLSN)
+	b = append(b, `","xid":`...)
+	b = strconv.AppendUint(b, uint64(e.Tx.Xid), 10)
+	b = append(b, `,"commit_time":"`...)
+	b = append(b, n.commitTime(e.Tx.CommitTime)...)
+	return append(b, '"')
 }

@@ -121,21 +121,8 @@ func (n *Native) append(b []byte, e *Event) ([]byte, error) {
 	c := e.Change
 	b = append(b, `{"op":"`...)
 	b = append(b, c.Op.String()...)
-	b = append(b, `","source":`...)
-	b = value.AppendString(b, e.Source.Name)
-	if c.Op != wire.OpMessage {
-		b = append(b, `,"schema":`...)
-		b = value.AppendString(b, e.Rel.Schema)
-		b = append(b, `,"table":`...)
-		b = value.AppendString(b, e.Rel.Table)
-	}
-	b = append(b, `,"lsn":"`...)
-	b = appendLSN(b, e.Tx.CommitLSN)
-	b = append(b, `","xid":`...)
-	b = strconv.AppendUint(b, uint64(e.Tx.Xid), 10)
-	b = append(b, `,"commit_time":"`...)
-	b = append(b, n.commitTime(e.Tx.CommitTime)...)
-	b = append(b, `","index":`...)
+	b = n.appendOrigin(b, e, c.Op != wire.OpMessage)
+	b = append(b, `,"index":`...)
 	b = strconv.AppendUint(b, e.Index, 10)
 
 	switch c.Op {
