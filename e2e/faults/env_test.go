@@ -100,6 +100,18 @@ type env struct {
 	// deadLetters, when not zero, is how many changes a test expects on the
 	// dead-letter subject, which it checks itself: reports leave it out.
 	deadLetters int
+
+	// rawStream is the raw stream the router reads on nats ("": PGJET_RAW),
+	// e.g. a hub's stream sourcing an edge's.
+	rawStream string
+}
+
+// raw is the name of the raw stream the router reads.
+func (e *env) raw() string {
+	if e.rawStream != "" {
+		return e.rawStream
+	}
+	return "PGJET_RAW"
 }
 
 type envConfig struct {
@@ -109,6 +121,9 @@ type envConfig struct {
 	// cluster, when set, holds the streams instead of a server of the env's
 	// own; the collector and router are given every node's URL.
 	cluster *harness.Cluster
+	// nats, when set, is the server holding the router's streams (e.g. a hub);
+	// the env starts none of its own.
+	nats *harness.NATS
 }
 
 func newEnv(t *testing.T, c envConfig) *env {
@@ -126,6 +141,9 @@ func newEnv(t *testing.T, c envConfig) *env {
 	if c.cluster != nil {
 		e.nats = c.cluster.Nodes[0] // its Connect reaches whichever node is up
 		e.colNATS = c.cluster.URLs()
+	} else if c.nats != nil {
+		e.nats = c.nats
+		e.colNATS = c.nats.URL()
 	} else {
 		e.nats = harness.StartNATS(t, "")
 		e.colNATS = e.nats.URL()
@@ -170,8 +188,10 @@ func firstLine(s string) string {
 
 func (e *env) collectorArgs(extra ...string) []string {
 	args := []string{
-		"--dsn", e.colDSN, "--slot", e.slot, "--publication", e.publication,
-		"--nats", e.colNATS, "--source", e.source,
+		"--dsn", e.colDSN, "--slot", e.slot, "--publication", e.publication, "--source", e.source,
+	}
+	if e.colNATS != "" { // "": the collector runs an embedded server (colFlags)
+		args = append(args, "--nats", e.colNATS)
 	}
 	if len(e.tables) > 0 {
 		args = append(args, "--tables", strings.Join(e.tables, ","))
@@ -283,11 +303,11 @@ func (e *env) rawCheck() rawReport {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	_, js := e.nats.Connect(e.t)
-	cons, err := js.OrderedConsumer(ctx, "PGJET_RAW", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"pgjet.raw." + e.source}})
+	cons, err := js.OrderedConsumer(ctx, e.raw(), jetstream.OrderedConsumerConfig{FilterSubjects: []string{"pgjet.raw." + e.source}})
 	if err != nil {
 		e.t.Fatalf("raw stream: %v", err)
 	}
-	s, err := js.Stream(ctx, "PGJET_RAW")
+	s, err := js.Stream(ctx, e.raw())
 	if err != nil {
 		e.t.Fatalf("raw stream: %v", err)
 	}
@@ -486,7 +506,7 @@ func (e *env) unsettled(ctx context.Context, js jetstream.JetStream, target stri
 	if !confirmed {
 		return fmt.Sprintf("slot %s confirmed up to %s, WAL at %s", e.slot, pos, target)
 	}
-	raw, err := js.Stream(ctx, "PGJET_RAW")
+	raw, err := js.Stream(ctx, e.raw())
 	if err != nil {
 		return fmt.Sprintf("raw stream: %v", err)
 	}
@@ -494,7 +514,7 @@ func (e *env) unsettled(ctx context.Context, js jetstream.JetStream, target stri
 	if err != nil {
 		return fmt.Sprintf("raw stream: %v", err)
 	}
-	cons, err := js.Consumer(ctx, "PGJET_RAW", "pgjet-router")
+	cons, err := js.Consumer(ctx, e.raw(), "pgjet-router")
 	if err != nil {
 		return fmt.Sprintf("router consumer: %v", err)
 	}

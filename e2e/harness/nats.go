@@ -63,7 +63,7 @@ func StartNATSWith(t testing.TB, dir, extraConf string) *NATS {
 const MaxPayload = 8 << 20
 
 func (n *NATS) start() error {
-	if n.cluster != nil {
+	if n.cluster != nil || n.args != nil {
 		return n.startNode()
 	}
 	conf := fmt.Sprintf(`# written by harness.StartNATS
