@@ -51,6 +51,7 @@ func (r *Relay) consume(ctx context.Context, started *bool) error {
 		return err
 	}
 	*started = true
+	r.ready()
 	// The client notices a pull request gone without a reconnect (the
 	// consumer's leader moved to another node of a cluster) only when no
 	// heartbeat comes for twice the heartbeat within one Next, and Next
@@ -151,7 +152,11 @@ func (r *Relay) consume(ctx context.Context, started *bool) error {
 			continue
 		case n := <-recv:
 			if errors.Is(n.err, context.DeadlineExceeded) {
-				if replay == nil && !r.standby() && len(win) == 0 && r.deliveryLost(ctx, cons, &suspect) {
+				if r.standby() {
+					r.watchPin(ctx, cons)
+					continue
+				}
+				if replay == nil && len(win) == 0 && r.deliveryLost(ctx, cons, &suspect) {
 					if r.cfg.StandbyTTL > 0 {
 						// Maybe pinned no more, and another replica is busy:
 						// wait as a standby rather than reset its consumer.
@@ -253,6 +258,9 @@ func (r *Relay) publishAsync(ctx context.Context, rec *record, epoch uint64) {
 		close(rec.done)
 		return
 	}
+	if r.cfg.PublishLatency != nil {
+		rec.sent = time.Now()
+	}
 	futs := make([]jetstream.PubAckFuture, 0, len(rec.b.outs))
 	for i := range rec.b.outs {
 		if r.connEpoch() != epoch {
@@ -290,6 +298,10 @@ func (r *Relay) publishAsync(ctx context.Context, rec *record, epoch uint64) {
 		}
 		if sent < len(rec.b.outs) {
 			rec.err = errors.New("publish: the client refused a message, or the connection was replaced")
+			return
+		}
+		if r.cfg.PublishLatency != nil {
+			rec.stored = time.Now()
 		}
 	}()
 }

@@ -79,7 +79,10 @@ type Config struct {
 	Replay *Replay
 	// StatsEvery is the interval of the progress log line. Default 10 s.
 	StatsEvery time.Duration
-	Log        *slog.Logger
+	// PublishLatency, when set, observes the seconds from the first
+	// publish of a raw record's events to the ack of its last one.
+	PublishLatency Observer
+	Log            *slog.Logger
 }
 
 // StreamConfig is what an output stream the relay creates looks like,
@@ -131,6 +134,8 @@ type Relay struct {
 	// pullCons is a replica's consumer handle, kept across resyncs: the
 	// pin belongs to it.
 	pullCons jetstream.Consumer
+	// pinnedID is the pinned client a standby saw last (watchPin).
+	pinnedID string
 	// partHeader is the value of wire.PartitionHeader of a partitioned
 	// route's messages, nil for others.
 	partHeader []string
@@ -148,11 +153,13 @@ type Relay struct {
 	arenas   arenaPool
 
 	stats stats
+	// state is why the relay is not ready; "" when it is (Ready).
+	state atomic.Pointer[string]
 }
 
 type stats struct {
 	raw      atomic.Uint64 // raw records handled
-	events   atomic.Uint64 // events stored
+	events   [numOps]atomic.Uint64 // events stored, by opIndex
 	dead     atomic.Uint64 // events sent to the dead-letter subject
 	dups     atomic.Uint64 // publishes the output stream reported as duplicates
 	retries  atomic.Uint64 // republish rounds
@@ -223,7 +230,7 @@ func NewWithOutput(js, out jetstream.JetStream, cfg Config) (*Relay, error) {
 			return nil, err
 		}
 	}
-	return &Relay{
+	r := &Relay{
 		js:           js,
 		out:          out,
 		cfg:          cfg,
@@ -233,7 +240,9 @@ func NewWithOutput(js, out jetstream.JetStream, cfg Config) (*Relay, error) {
 		partHeader:   partitionHeader(rt),
 		dead:         rt.DeadLetter(),
 		expectStream: []string{cfg.Stream},
-	}, nil
+	}
+	r.notReady("setting up")
+	return r, nil
 }
 
 // Run relays until ctx ends (then it returns nil) or a failure that needs an
@@ -246,6 +255,7 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 				err = ferr
 			}
 		}
+		r.notReady("stopped")
 		r.log.Info("stopped", r.totals()...)
 	}()
 	statsCtx, stopStats := context.WithCancel(ctx)
@@ -267,6 +277,7 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 			return err
 		}
 		r.log.Warn("re-reading the raw stream from the consumer's ack floor", "err", err, "in", backoff)
+		r.notReady(fmt.Sprintf("re-reading the raw stream from the consumer's ack floor after: %v", err))
 		if err := sleep(ctx, backoff); err != nil {
 			return nil
 		}
@@ -325,6 +336,9 @@ type record struct {
 	txs   int
 	b     *batch
 	start time.Time // taken into work, before any of its events was published
+	// sent and stored: its first event published and its last one
+	// acknowledged, for Config.PublishLatency only.
+	sent, stored time.Time
 
 	// Set when its events were published asynchronously: done closes once
 	// the first acked of them are known stored (all, unless err).
@@ -420,7 +434,10 @@ func (r *Relay) finish(ctx context.Context, rec *record) error {
 	b.arena = nil
 	r.last = rec.seq
 	r.stats.raw.Add(1)
-	r.stats.events.Add(uint64(len(b.outs) - b.dead))
+	r.countEvents(b.outs)
+	if r.cfg.PublishLatency != nil && !rec.sent.IsZero() {
+		r.cfg.PublishLatency.Observe(rec.stored.Sub(rec.sent).Seconds())
+	}
 	r.stats.dead.Add(uint64(b.dead))
 	r.stats.skipped.Add(uint64(b.skipped))
 	r.stats.lastSeq.Store(rec.seq)
@@ -488,7 +505,7 @@ func (r *Relay) logStats(ctx context.Context) {
 func (r *Relay) totals() []any {
 	return []any{
 		"raw_records", r.stats.raw.Load(),
-		"events", r.stats.events.Load(),
+		"events", r.events(),
 		"dead_letters", r.stats.dead.Load(),
 		"duplicates", r.stats.dups.Load(),
 		"skipped_stored", r.stats.skipped.Load(),
@@ -515,7 +532,7 @@ type Stats struct {
 func (r *Relay) Stats() Stats {
 	return Stats{
 		RawRecords:  r.stats.raw.Load(),
-		Events:      r.stats.events.Load(),
+		Events:      r.events(),
 		DeadLetters: r.stats.dead.Load(),
 		Duplicates:  r.stats.dups.Load(),
 		Republishes: r.stats.retries.Load(),

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -48,3 +49,37 @@ func (r *Relay) standbyPull() []jetstream.PullMessagesOpt {
 // standby reports whether the relay is a replica that the server has not
 // pinned (yet, or any more).
 func (r *Relay) standby() bool { return r.cfg.StandbyTTL > 0 && !r.pinned }
+
+// watchPin is a standby's look at the consumer while no record comes. When
+// the server pins another client than before, the active one went silent
+// for the pin's TTL; the records it held stay unacknowledged, and with as
+// many of them as the consumer allows pending, the server delivers nothing
+// to the new pinned replica until their ack wait ends (a minute). So the
+// standby that sees the change resets the consumer to its ack floor: they
+// come at once, to whichever replica is pinned now. (Should the old active
+// still run, it publishes the same events in the same order: see above.)
+func (r *Relay) watchPin(ctx context.Context, cons jetstream.Consumer) {
+	ictx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
+	defer cancel()
+	ci, err := cons.Info(ictx)
+	if err != nil {
+		return
+	}
+	pinned := ""
+	for _, g := range ci.PriorityGroups {
+		if g.Group == StandbyGroup {
+			pinned = g.PinnedClientID
+		}
+	}
+	prev := r.pinnedID
+	r.pinnedID = pinned
+	if prev == "" || pinned == prev || ci.NumAckPending == 0 {
+		return
+	}
+	if _, err := r.raw.ResetConsumer(ictx, r.cfg.Durable); err != nil {
+		r.log.Warn("another replica was pinned; cannot reset the consumer to its ack floor: the old active's records come after the ack wait", "err", err)
+		return
+	}
+	r.log.Info("another replica was pinned: reset the consumer so that the old active's records come to it at once",
+		"durable", r.cfg.Durable, "ack_pending", ci.NumAckPending)
+}
