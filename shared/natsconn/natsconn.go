@@ -61,6 +61,22 @@ func Connect(ctx context.Context, c Config) (*nats.Conn, error) {
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			c.Log.Info("nats reconnected", "url", redact.DSN(nc.ConnectedUrlRedacted()))
 		}),
+		// The server reports a refused publish or subscription (a
+		// permissions violation) and a slow consumer here, not to the
+		// call that caused it: without this they would go unseen, and a
+		// refused publish would only look like a missing ack.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			args := []any{"err", err}
+			if sub != nil {
+				args = append(args, "subject", sub.Subject)
+			}
+			if errors.Is(err, nats.ErrSlowConsumer) {
+				// The relay re-reads from its ack floor by itself.
+				c.Log.Warn("nats: slow consumer, messages dropped", args...)
+				return
+			}
+			c.Log.Error("nats error", args...)
+		}),
 	}
 	auth, err := c.authOptions()
 	if err != nil {
