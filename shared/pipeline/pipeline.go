@@ -135,6 +135,7 @@ func (d *decoder) file(root *yaml.Node) *File {
 	d.sinks(f, s)
 	d.batch(s, &f.Batch)
 	d.commitPolicy(s, &f.CommitPolicy)
+	d.metrics(s, &f.Metrics)
 	s.rest(nil)
 	m.rest(nil)
 	// By the keys given, not the values read: a url whose variable is unset

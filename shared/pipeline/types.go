@@ -83,6 +83,8 @@ type File struct {
 	Batch Batch
 	// CommitPolicy is when the slot is confirmed; pgjet has one policy.
 	CommitPolicy CommitPolicy
+	// Metrics is where each process serves its metrics and health.
+	Metrics Metrics
 
 	// at locates every key and list item of the file by path (for sorting
 	// problems); has holds those with a non-null value (Has).

@@ -30,6 +30,7 @@ import (
 	"github.com/pgjet/pgjet/collector/internal/replication"
 	"github.com/pgjet/pgjet/shared/flagenv"
 	"github.com/pgjet/pgjet/shared/memlimit"
+	"github.com/pgjet/pgjet/shared/metrics"
 	"github.com/pgjet/pgjet/shared/natsconn"
 	"github.com/pgjet/pgjet/shared/redact"
 	"github.com/pgjet/pgjet/shared/wire"
@@ -58,6 +59,8 @@ type config struct {
 	standby      bool
 	recreateSlot bool
 	logLevel     slog.Level
+	logJSON      bool
+	metrics      string // --metrics HOST:PORT; "": off
 	maxChanges   int
 	// natsBase is the raw stream's connection from a pipeline file, which
 	// --nats and the authentication flags override.
@@ -98,6 +101,8 @@ func parseConfig(args []string) (config, error) {
 	c.memLimit = -1
 	fs.Var(&c.memLimit, "memory-limit", "soft memory limit of the Go runtime, e.g. 256MiB (GOMEMLIMIT wins; 0: none); auto: 128MiB, none with --embedded")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "text or json (one JSON object per line)")
+	fs.StringVar(&c.metrics, "metrics", "", "serve Prometheus /metrics, /healthz and /readyz on HOST:PORT, e.g. 127.0.0.1:9464 (a pipeline file's spec.metrics.listen; default: off)")
 	// Errors are reported by main in one line; the usage text only on -h.
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
@@ -141,6 +146,14 @@ func parseConfig(args []string) (config, error) {
 	}
 	if err := c.logLevel.UnmarshalText([]byte(*level)); err != nil {
 		return c, fmt.Errorf("bad --log-level %q: use debug, info, warn or error", *level)
+	}
+	if c.logJSON, err = parseLogFormat(*logFormat); err != nil {
+		return c, err
+	}
+	if c.metrics != "" {
+		if err := metrics.CheckAddr(c.metrics); err != nil {
+			return c, fmt.Errorf("bad --metrics: %w", err)
+		}
 	}
 	switch {
 	case c.dsn == "":
@@ -195,7 +208,7 @@ func main() {
 		fmt.Printf("ok: slot %s, publication %s, source %s, raw stream %s on %s\n", cfg.slot, cfg.publication, cfg.source, cfg.rawStream, where)
 		return
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	log := newLogger(cfg.logJSON, cfg.logLevel)
 	if cfg.compat {
 		log.Info("reading a deltaforge/v1 pipeline file as a pgjet/v1 pipeline", "file", cfg.file)
 	}
@@ -212,11 +225,27 @@ func main() {
 }
 
 func run(ctx context.Context, cfg config, log *slog.Logger) error {
+	pr := newProbe()
+	if cfg.metrics != "" {
+		// Before connecting, so that /healthz answers and /readyz says why
+		// not while connecting takes its time.
+		srv, err := serveMetrics(cfg.metrics, pr)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		log.Info("serving metrics", "url", "http://"+srv.Addr()+"/metrics")
+		pollCtx, stopPoll := context.WithCancel(ctx)
+		defer stopPoll()
+		go pr.pollSlotLag(pollCtx, cfg.dsn, cfg.slot, 2*time.Second, log)
+	}
 	nc, shutdownNATS, err := connectNATS(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer shutdownNATS()
+	pr.nc.Store(nc)
+	pr.ready.NotReady("connecting to PostgreSQL")
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(cfg.ackTimeout))
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
@@ -233,7 +262,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 			"stream", cfg.rawStream)
 	}
 
-	s := &session{cfg: cfg, nc: nc, js: js, log: log}
+	s := &session{cfg: cfg, nc: nc, js: js, log: log, probe: pr}
 	backoff := time.Second
 	standingBy := false
 	for {
@@ -245,6 +274,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		var busy *pgsetup.SlotBusyError
 		switch {
 		case errors.As(err, &busy) && cfg.standby:
+			pr.ready.NotReady("standing by: slot " + cfg.slot + " is in use by another collector")
 			if !standingBy {
 				log.Info("standing by: the slot is in use by another collector; taking over when it is released", "slot", cfg.slot, "holder_pid", busy.PID)
 				standingBy = true
@@ -263,6 +293,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 			backoff = time.Second
 		}
 		log.Warn("replication session ended; reconnecting", "in", backoff, "err", err)
+		pr.ready.NotReady(fmt.Sprintf("replication session ended (%v); reconnecting", err))
+		pr.pgReconnects.Add(1)
 		if sleep(ctx, backoff) != nil {
 			return nil
 		}
@@ -278,6 +310,7 @@ type session struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	log      *slog.Logger
+	probe    *probe
 	streamed bool // some session reached streaming
 }
 
@@ -346,6 +379,8 @@ func (s *session) run(ctx context.Context) error {
 		AckTimeout:        cfg.ackTimeout,
 		Linger:            cfg.linger,
 		Confirmed:         slot.ConfirmedFlush,
+		Totals:            &s.probe.totals,
+		PublishLatency:    s.probe.observer(),
 		Log:               log,
 	})
 	var stream *replication.Stream
@@ -364,6 +399,7 @@ func (s *session) run(ctx context.Context) error {
 	log.Info("streaming", "slot", cfg.slot, "publication", cfg.publication, "confirmed_flush", pglogrepl.LSN(slot.ConfirmedFlush),
 		"raw_subject", wire.RawSubject(cfg.source), "system_id", sysID, "timeline", sys.Timeline)
 	s.streamed = true
+	s.probe.streaming(pub, stream)
 
 	pubCtx, stopPub := context.WithCancel(context.Background())
 	defer stopPub()
@@ -381,6 +417,7 @@ func (s *session) run(ctx context.Context) error {
 	go logStats(streamCtx, pub, log)
 
 	runErr := stream.Run(streamCtx)
+	s.probe.ready.NotReady("replication session ended")
 	select {
 	case err := <-pubErr:
 		return err
@@ -535,17 +572,24 @@ type shortError struct {
 func (e *shortError) Error() string { return e.msg }
 func (e *shortError) Unwrap() error { return e.err }
 
+// logStats logs the process's totals, and the rate and lags of the last
+// interval from the difference of two readings (see package lag): /metrics
+// reads the same totals.
 func logStats(ctx context.Context, pub *rawstream.Publisher, log *slog.Logger) {
 	t := time.NewTicker(10 * time.Second)
 	defer t.Stop()
-	var lastChanges uint64
+	tot := pub.Totals()
+	lastChanges, _ := pub.Stats()
+	lastRead, lastStored := tot.ReadLag.Snapshot(), tot.StoredLag.Snapshot()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			changes, msgs := pub.Stats()
-			read, stored := pub.Lags()
+			readNow, storedNow := tot.ReadLag.Snapshot(), tot.StoredLag.Snapshot()
+			read, stored := readNow.Since(lastRead), storedNow.Since(lastStored)
+			lastRead, lastStored = readNow, storedNow
 			if changes != lastChanges {
 				// Lags from commit (Postgres's clock) to decoded and to stored
 				// in the raw stream, over the last interval: the first is the

@@ -56,6 +56,7 @@ func (c *config) applyFile(given map[string]bool, tables *string) error {
 		set("linger", func() { c.linger = time.Duration(*ms) * time.Millisecond })
 	}
 	set("max-message-changes", func() { c.maxChanges = f.Batch.MaxEvents })
+	set("metrics", func() { c.metrics = f.Metrics.Listen })
 	return nil
 }
 

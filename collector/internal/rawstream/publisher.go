@@ -42,20 +42,36 @@ type Publisher struct {
 	ready         chan struct{}
 	space         chan struct{}
 	pending       atomic.Int64 // fragments added and not yet acknowledged
+	inFlight      atomic.Int64 // bytes of the fragments pending
 
 	// Used by Run's goroutine only, one raw message at a time: the bytes of
 	// a message are not needed once it is acknowledged.
 	assembler Assembler
 	encoder   wire.Encoder
 
-	// From commit to decoded (when the fragment closing the transaction is
-	// added) and to stored (its raw record acknowledged).
-	readLag, storedLag lag.Histogram
+	totals *Totals
+	// publishLatency, when set, observes each raw publish's seconds from
+	// its first attempt to its ack.
+	publishLatency Observer
 
 	confirmed atomic.Uint64
-	published atomic.Uint64 // changes acknowledged
-	messages  atomic.Uint64 // raw messages acknowledged
 }
+
+// Totals are a collector's figures since the process started, carried from
+// one replication session's publisher to the next: the progress log and
+// /metrics both read them, and nothing resets them.
+type Totals struct {
+	Changes      atomic.Uint64 // acknowledged
+	Transactions atomic.Uint64 // whose last fragment was acknowledged
+	Messages     atomic.Uint64 // raw messages acknowledged
+	// From commit to decoded (when the fragment closing the transaction is
+	// added) and to stored (its raw record acknowledged).
+	ReadLag, StoredLag lag.Histogram
+}
+
+// Observer takes a value: a prometheus.Observer, without this package
+// depending on Prometheus.
+type Observer interface{ Observe(float64) }
 
 // PublisherConfig configures a Publisher.
 type PublisherConfig struct {
@@ -75,7 +91,12 @@ type PublisherConfig struct {
 	Linger time.Duration
 	// Confirmed is the position already confirmed to Postgres.
 	Confirmed uint64
-	Log       *slog.Logger
+	// Totals, shared by the process's publishers; nil: the publisher's own.
+	Totals *Totals
+	// PublishLatency, when set, observes the seconds from each raw
+	// publish's first attempt to its ack.
+	PublishLatency Observer
+	Log            *slog.Logger
 }
 
 // NewPublisher returns a Publisher; run it with Run.
@@ -92,6 +113,12 @@ func NewPublisher(js jetstream.JetStream, c PublisherConfig) *Publisher {
 		log:        c.Log,
 		ready:      make(chan struct{}, 1),
 		space:      make(chan struct{}, 1),
+		totals:     c.Totals,
+
+		publishLatency: c.PublishLatency,
+	}
+	if p.totals == nil {
+		p.totals = new(Totals)
 	}
 	p.confirmed.Store(c.Confirmed)
 	return p
@@ -107,7 +134,7 @@ func (p *Publisher) Add(ctx context.Context, f *pgoutput.Fragment, wait time.Dur
 	if f.Tx.Final {
 		// Decoded now, whether or not the queue has room yet; observed
 		// outside p.mu, which the publishing goroutine also needs.
-		p.readLag.Observe(f.Tx.CommitTime, time.Now())
+		p.totals.ReadLag.Observe(f.Tx.CommitTime, time.Now())
 	}
 	var timer *time.Timer
 	for {
@@ -117,6 +144,7 @@ func (p *Publisher) Add(ctx context.Context, f *pgoutput.Fragment, wait time.Dur
 			p.queued += f.Size
 			p.queuedChanges += len(f.Tx.Changes)
 			p.pending.Add(1)
+			p.inFlight.Add(int64(f.Size))
 			p.mu.Unlock()
 			select {
 			case p.ready <- struct{}{}:
@@ -156,16 +184,18 @@ func (p *Publisher) Advance(lsn uint64) {
 	}
 }
 
-// Lags returns how long after their commit transactions were decoded and
-// stored since the last call.
-func (p *Publisher) Lags() (read, stored lag.Summary) {
-	return p.readLag.Take(), p.storedLag.Take()
+// Totals returns the figures the publisher adds to.
+func (p *Publisher) Totals() *Totals { return p.totals }
+
+// Stats returns counts of acknowledged changes and raw messages (of its
+// Totals: the process's, when shared).
+func (p *Publisher) Stats() (changes, messages uint64) {
+	return p.totals.Changes.Load(), p.totals.Messages.Load()
 }
 
-// Stats returns counts of acknowledged changes and raw messages.
-func (p *Publisher) Stats() (changes, messages uint64) {
-	return p.published.Load(), p.messages.Load()
-}
+// InFlightBytes is the size of the fragments added and not yet
+// acknowledged: queued, or in the publish awaiting its ack.
+func (p *Publisher) InFlightBytes() int64 { return p.inFlight.Load() }
 
 // Run publishes queued fragments until ctx ends. It returns only on ctx end
 // or a permanent error (one that a retry cannot fix).
@@ -289,6 +319,10 @@ func (p *Publisher) publish(ctx context.Context, frags []*pgoutput.Fragment) err
 	msg := &nats.Msg{Subject: p.subject, Data: data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, wire.RawMsgID(p.source, first, last))
 
+	var began time.Time
+	if p.publishLatency != nil {
+		began = time.Now()
+	}
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err = p.attempt(ctx, msg)
@@ -312,21 +346,29 @@ func (p *Publisher) publish(ctx context.Context, frags []*pgoutput.Fragment) err
 	}
 	crashpoint.Hit("ack-before-confirm")
 
-	var changes uint64
+	var changes, txs uint64
 	var end uint64
+	var size int64
 	now := time.Now()
+	if p.publishLatency != nil {
+		p.publishLatency.Observe(now.Sub(began).Seconds())
+	}
 	for _, f := range frags {
 		changes += uint64(len(f.Tx.Changes))
+		size += int64(f.Size)
 		if f.Tx.Final {
 			end = f.Tx.EndLSN
-			p.storedLag.Observe(f.Tx.CommitTime, now)
+			txs++
+			p.totals.StoredLag.Observe(f.Tx.CommitTime, now)
 		}
 	}
 	if end != 0 {
 		p.Advance(end)
 	}
-	p.published.Add(changes)
-	p.messages.Add(1)
+	p.totals.Changes.Add(changes)
+	p.totals.Transactions.Add(txs)
+	p.totals.Messages.Add(1)
+	p.inFlight.Add(-size)
 	p.pending.Add(-int64(len(frags)))
 	if last := &frags[len(frags)-1].Tx; !last.Final {
 		crashpoint.Hit("mid-fragment")

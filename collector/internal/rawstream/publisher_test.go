@@ -152,7 +152,39 @@ func TestPublisherStoresEveryTransactionInOrder(t *testing.T) {
 	if changes, messages := r.p.Stats(); changes != 300 || messages != uint64(len(msgs)) {
 		t.Errorf("stats: %d changes in %d messages, want 300 in %d", changes, messages, len(msgs))
 	}
+	tot := r.p.Totals()
+	if txs, stored := tot.Transactions.Load(), tot.StoredLag.Snapshot().Count(); txs != 300 || stored != 300 {
+		t.Errorf("totals: %d transactions, %d stored lags, want 300", txs, stored)
+	}
+	if n := r.p.InFlightBytes(); n != 0 {
+		t.Errorf("%d bytes in flight once idle", n)
+	}
 }
+
+// The totals of a process's publishers (one per replication session) add
+// up, and each publish's latency is observed once.
+func TestPublishersShareTotals(t *testing.T) {
+	var tot Totals
+	var lat countObserver
+	for session := range 2 {
+		r := newPublisherRig(t, PublisherConfig{Totals: &tot, PublishLatency: &lat})
+		for _, f := range oltpFragments(t, 50) {
+			r.add(f)
+		}
+		r.waitIdle(30 * time.Second)
+		if changes, _ := r.p.Stats(); changes != uint64(50*(session+1)) {
+			t.Fatalf("session %d: %d changes in the totals, want %d", session, changes, 50*(session+1))
+		}
+	}
+	if tot.Transactions.Load() != 100 || tot.ReadLag.Snapshot().Count() != 100 || lat.n != tot.Messages.Load() {
+		t.Fatalf("totals: %d transactions, %d read lags; %d latencies for %d messages",
+			tot.Transactions.Load(), tot.ReadLag.Snapshot().Count(), lat.n, tot.Messages.Load())
+	}
+}
+
+type countObserver struct{ n uint64 }
+
+func (c *countObserver) Observe(float64) { c.n++ }
 
 // Transactions trickling in one by one share raw messages when a linger is
 // set (at most one message per linger, plus the first), and none waits much

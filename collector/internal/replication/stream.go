@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -31,6 +32,9 @@ type Stream struct {
 	lastSent     uint64
 	holdingSince time.Time
 	caughtUp     bool // the last receive waited for the server
+	// received is the WAL position the server has sent up to, as far as
+	// its messages say: the start of the last data, or a keepalive's end.
+	received atomic.Uint64
 }
 
 // readLinger is how long the reader pauses after catching up with the
@@ -178,6 +182,7 @@ func (s *Stream) handle(ctx context.Context, data []byte) error {
 		if err != nil {
 			return fmt.Errorf("replication keepalive: %w", err)
 		}
+		s.receivedUpTo(uint64(k.ServerWALEnd))
 		// Nothing received is unconfirmed and no transaction is open: the
 		// server has sent us everything up to its WAL end, so an idle slot
 		// can move there and the server can recycle WAL.
@@ -196,9 +201,20 @@ func (s *Stream) handle(ctx context.Context, data []byte) error {
 		if err := s.dec.Handle(ctx, uint64(x.WALStart), x.WALData); err != nil {
 			return fmt.Errorf("at %s: %w", x.WALStart, err)
 		}
+		s.receivedUpTo(uint64(x.WALStart))
 		return nil
 	default:
 		return fmt.Errorf("replication stream: unknown message %q", data[0])
+	}
+}
+
+// Received is the WAL position received so far; safe to call while Run runs.
+func (s *Stream) Received() uint64 { return s.received.Load() }
+
+// receivedUpTo raises the received position (Run's goroutine only).
+func (s *Stream) receivedUpTo(lsn uint64) {
+	if lsn > s.received.Load() {
+		s.received.Store(lsn)
 	}
 }
 

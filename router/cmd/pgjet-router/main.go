@@ -24,6 +24,7 @@ import (
 	"github.com/pgjet/pgjet/router/internal/stdout"
 	"github.com/pgjet/pgjet/shared/flagenv"
 	"github.com/pgjet/pgjet/shared/memlimit"
+	"github.com/pgjet/pgjet/shared/metrics"
 	"github.com/pgjet/pgjet/shared/natsconn"
 	"github.com/pgjet/pgjet/shared/pipeline"
 	"github.com/pgjet/pgjet/shared/wire"
@@ -32,6 +33,8 @@ import (
 type config struct {
 	memLimit memlimit.Size
 	logLevel slog.Level
+	logJSON  bool
+	metrics  string // --metrics HOST:PORT; "": off
 	plan     *routing.Plan
 	// file is the pipeline file (--config); compat: it is a deltaforge/v1
 	// file, read as a pgjet one.
@@ -47,6 +50,7 @@ type flags struct {
 	stdout, envelope, ceMode, ceSource, cePrefix      string
 	ceData                                            string
 	persist, level, group                             string
+	metrics, logFormat                                string
 	standby                                           bool
 	partition                                         string
 	standbyTTL                                        time.Duration
@@ -99,6 +103,8 @@ func parseConfigWith(args []string, name string, more func(*flag.FlagSet)) (conf
 	c.memLimit = 128 << 20
 	fs.Var(&c.memLimit, "memory-limit", "soft memory limit of the Go runtime, e.g. 256MiB (GOMEMLIMIT wins; 0: none)")
 	fs.StringVar(&f.level, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "text or json (one JSON object per line)")
+	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus /metrics, /healthz and /readyz on HOST:PORT, e.g. 127.0.0.1:9465 (a pipeline file's spec.metrics.listen; default: off)")
 	// Errors are reported by main in one line; the usage text only on -h.
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
@@ -121,15 +127,24 @@ func parseConfigWith(args []string, name string, more func(*flag.FlagSet)) (conf
 	if err := c.logLevel.UnmarshalText([]byte(f.level)); err != nil {
 		return c, fmt.Errorf("bad --log-level %q: use debug, info, warn or error", f.level)
 	}
+	if c.logJSON, err = parseLogFormat(f.logFormat); err != nil {
+		return c, err
+	}
 	if err := f.auth.Check(); err != nil {
 		return c, err
 	}
 	c.checkOnly, c.file = f.checkOnly, f.file
 	if f.file == "" {
 		c.plan, err = planFromFlags(&f)
-		return c, err
+	} else {
+		c.plan, c.compat, err = planFromFile(&f)
 	}
-	c.plan, c.compat, err = planFromFile(&f)
+	if err == nil && f.metrics != "" {
+		if err = metrics.CheckAddr(f.metrics); err != nil {
+			err = fmt.Errorf("bad --metrics: %w", err)
+		}
+	}
+	c.metrics = f.metrics
 	return c, err
 }
 
@@ -302,6 +317,9 @@ func planFromFile(f *flags) (*routing.Plan, bool, error) {
 	if file == nil {
 		return nil, false, errs
 	}
+	if !f.given["metrics"] {
+		f.metrics = file.Metrics.Listen
+	}
 	var nats []*pipeline.Sink
 	for i := range file.Sinks {
 		if file.Sinks[i].Type == pipeline.TypeNATS {
@@ -461,7 +479,7 @@ func main() {
 		}
 		return
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	log := newLogger(cfg.logJSON, cfg.logLevel)
 	slog.SetDefault(log)
 	if cfg.compat {
 		log.Info("reading a deltaforge/v1 pipeline file as a pgjet/v1 pipeline", "file", cfg.file)
@@ -471,7 +489,14 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	stopMetrics, err := startMetrics(cfg, log)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pgjet-router: %v\n", err)
+		os.Exit(1)
+	}
+	defer stopMetrics()
 	if err := run(ctx, cfg, log); err != nil {
+		stopMetrics()
 		fmt.Fprintf(os.Stderr, "pgjet-router: %v\n", err)
 		os.Exit(1)
 	}

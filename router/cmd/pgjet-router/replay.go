@@ -119,11 +119,17 @@ func replayMain(args []string) int {
 		fmt.Fprintf(os.Stderr, "pgjet-router replay: %v\n", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	log := newLogger(cfg.logJSON, cfg.logLevel)
 	slog.SetDefault(log)
 	memlimit.Set(int64(cfg.memLimit))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	stopMetrics, err := startMetrics(cfg, log)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pgjet-router replay: %v\n", err)
+		return 1
+	}
+	defer stopMetrics()
 	if err := routing.Replay(ctx, cfg.plan, rt, req, log, os.Stderr); err != nil {
 		fmt.Fprintf(os.Stderr, "pgjet-router replay: %v\n", err)
 		return 1

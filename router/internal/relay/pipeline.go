@@ -258,7 +258,7 @@ func (r *Relay) publishAsync(ctx context.Context, rec *record, epoch uint64) {
 		close(rec.done)
 		return
 	}
-	if r.cfg.PublishLatency != nil {
+	if r.cfg.PublishLatency != nil && len(rec.b.outs) > 0 {
 		rec.sent = time.Now()
 	}
 	futs := make([]jetstream.PubAckFuture, 0, len(rec.b.outs))

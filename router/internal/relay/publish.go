@@ -48,6 +48,9 @@ func (r *Relay) publishAll(ctx context.Context, rec *record, from int) error {
 		return nil // a route that only prints
 	}
 	raw, outs := rec.msg, rec.b.outs[from:]
+	if r.cfg.PublishLatency != nil && rec.sent.IsZero() {
+		rec.sent = time.Now()
+	}
 	// Tell the raw stream now and then that the record is still being
 	// worked on, so that it is not redelivered while a large one publishes
 	// or while we retry.
@@ -72,6 +75,9 @@ func (r *Relay) publishAll(ctx context.Context, rec *record, from int) error {
 		n, err := r.publishFrom(ctx, outs[done:], inProgress)
 		done += n
 		if err == nil {
+			if r.cfg.PublishLatency != nil {
+				rec.stored = time.Now()
+			}
 			return nil
 		}
 		rec.failed = true

@@ -159,7 +159,7 @@ type Relay struct {
 
 type stats struct {
 	raw      atomic.Uint64 // raw records handled
-	events   [numOps]atomic.Uint64 // events stored, by opIndex
+	events   opCounts      // events stored, by opIndex
 	dead     atomic.Uint64 // events sent to the dead-letter subject
 	dups     atomic.Uint64 // publishes the output stream reported as duplicates
 	retries  atomic.Uint64 // republish rounds

@@ -76,5 +76,5 @@ type Progress struct {
 
 // Progress returns the relay's progress; safe to call while Run runs.
 func (r *Relay) Progress() Progress {
-	return Progress{LastSeq: r.stats.lastSeq.Load(), Events: r.stats.events.Load()}
+	return Progress{LastSeq: r.stats.lastSeq.Load(), Events: r.events()}
 }

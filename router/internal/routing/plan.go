@@ -38,6 +38,9 @@ type Plan struct {
 	Raw       natsconn.Config // the raw stream's connection
 	RawStream string
 	Routes    []Route
+	// Metrics, when set (--metrics), get the routes' figures and say
+	// whether the router is ready.
+	Metrics *Metrics
 }
 
 // FromFile builds the routes of f's sinks. Problems go to errs, each with

@@ -58,6 +58,7 @@ func Replay(ctx context.Context, p *Plan, rt *Route, req ReplayRequest, log *slo
 		return err
 	}
 	defer rawNC.Close()
+	p.Metrics.addConn(rawNC)
 	log.Info("connected to nats", "url", redact.DSN(rawNC.ConnectedUrlRedacted()))
 	rc := rt.Relay
 	rawJS, err := jetstream.New(rawNC, jetstream.WithPublishAsyncTimeout(rc.PublishTimeout))
@@ -71,6 +72,7 @@ func Replay(ctx context.Context, p *Plan, rt *Route, req ReplayRequest, log *slo
 			return err
 		}
 		defer nc.Close()
+		p.Metrics.addConn(nc)
 		if outJS, err = jetstream.New(nc, jetstream.WithPublishAsyncTimeout(rc.PublishTimeout)); err != nil {
 			return fmt.Errorf("jetstream: %w", err)
 		}
@@ -97,10 +99,12 @@ func Replay(ctx context.Context, p *Plan, rt *Route, req ReplayRequest, log *slo
 	if rt.Stdout != stdout.Off {
 		rc.Stdout = stdout.New(os.Stdout, rt.Stdout, nil)
 	}
+	rc.PublishLatency = p.Metrics.latency(rt.ID)
 	r, err := relay.NewWithOutput(rawJS, outJS, rc)
 	if err != nil {
 		return err
 	}
+	p.Metrics.addRoute(rt.ID, r)
 	done := make(chan error, 1)
 	began := time.Now()
 	go func() { done <- r.Run(ctx) }()
@@ -126,7 +130,10 @@ func Replay(ctx context.Context, p *Plan, rt *Route, req ReplayRequest, log *slo
 				"took", time.Since(began).Round(time.Millisecond))
 			return nil
 		case <-tick.C:
-			pr.update(r.Progress(), time.Since(began))
+			pg, took := r.Progress(), time.Since(began)
+			pr.update(pg, took)
+			handled, total, _, _ := pr.figures(pg, took)
+			p.Metrics.replayProgress(rt.ID, handled, total)
 		}
 	}
 }

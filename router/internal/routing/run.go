@@ -49,6 +49,7 @@ func Run(ctx context.Context, p *Plan, log *slog.Logger, out io.Writer) error {
 		// ConnectedUrlRedacted keeps a token URL's token: redact it too.
 		log.Info("connected to nats", "url", redact.DSN(nc.ConnectedUrlRedacted()))
 		conns[key] = nc
+		p.Metrics.addConn(nc)
 		return nc, nil
 	}
 	rawNC, err := connect(p.Raw)
@@ -87,11 +88,13 @@ func Run(ctx context.Context, p *Plan, log *slog.Logger, out io.Writer) error {
 		if rt.Stdout != stdout.Off {
 			rc.Stdout = stdout.New(sharedOut, rt.Stdout, nil)
 		}
+		rc.PublishLatency = p.Metrics.latency(rt.ID)
 		r, err := relay.NewWithOutput(rawJS, outJS, rc)
 		if err != nil {
 			return fmt.Errorf("route %s: %w", rt.ID, err)
 		}
 		relays = append(relays, r)
+		p.Metrics.addRoute(rt.ID, r)
 	}
 
 	errs := make(chan error, len(relays))
