@@ -80,6 +80,10 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("consumer pending %v once caught up", got)
 	}
 	waitMetric(t, colURL, "pgjet_collector_slot_lag_bytes", "", 15*time.Second, func(v float64) bool { return v < 64<<10 })
+	for _, u := range []string{colURL, rtURL} {
+		expectStatus(t, u+"/healthz", 200, "ok")
+		expectStatus(t, u+"/readyz", 200, "ready")
+	}
 
 	if err := pg.StopMode("fast"); err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@
 package lag
 
 import (
+	"math"
 	"sync"
 	"time"
 )
@@ -91,7 +92,7 @@ func (s *Snapshot) Cumulative(bounds []float64) map[float64]uint64 {
 	var seen uint64
 	i := 0
 	for _, b := range bounds {
-		edge := time.Duration(b * float64(time.Second))
+		edge := time.Duration(math.Round(b * float64(time.Second)))
 		for ; i < buckets-1 && upper(i) <= edge; i++ {
 			seen += s.counts[i]
 		}
