@@ -28,11 +28,10 @@ const (
 	routerMetricsPort    = 9091
 )
 
-// pendingFlags are flags the deploy files use before the binaries have them: the
-// --metrics listener is being added in parallel. The files give it as PGJET_METRICS,
-// which a binary without the flag ignores. Once `-h` lists it, the entry is unused
-// (the test says so) and can go.
-var pendingFlags = map[string]bool{"metrics": true}
+// pendingFlags are flags the deploy files may use before the binaries have them
+// (given as PGJET_*, which a binary without the flag ignores); once `-h` lists one,
+// the test says so and its entry goes. None now.
+var pendingFlags = map[string]bool{}
 
 // root is the repository root: the directory holding go.work above the test's.
 func root(t testing.TB) string {
