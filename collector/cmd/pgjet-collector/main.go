@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/collector/internal/checkpoint"
 	"github.com/pgjet/pgjet/collector/internal/embedded"
 	"github.com/pgjet/pgjet/collector/internal/pgoutput"
 	"github.com/pgjet/pgjet/collector/internal/pgsetup"
@@ -370,6 +371,7 @@ func (s *session) run(ctx context.Context) error {
 	// Raw messages of a few MB already amortize an fsync well; larger ones
 	// only cost memory. Headroom below max payload covers headers.
 	maxMsg := min(int(s.nc.MaxPayload())-64<<10, cfg.maxMessage)
+	cp := checkpoint.New(slot.ConfirmedFlush)
 	pub := rawstream.NewPublisher(s.js, rawstream.PublisherConfig{
 		Subject:           wire.RawSubject(cfg.source),
 		Source:            src,
@@ -378,7 +380,7 @@ func (s *session) run(ctx context.Context) error {
 		MaxQueueBytes:     cfg.maxQueue,
 		AckTimeout:        cfg.ackTimeout,
 		Linger:            cfg.linger,
-		Confirmed:         slot.ConfirmedFlush,
+		Checkpoint:        cp,
 		Totals:            &s.probe.totals,
 		PublishLatency:    s.probe.observer(),
 		Log:               log,
@@ -389,7 +391,7 @@ func (s *session) run(ctx context.Context) error {
 			return pgsetup.ResolveType(ctx, pgc, oid)
 		},
 		min(maxMsg, cfg.maxMessage/2))
-	stream = replication.New(repl, dec, pub, log)
+	stream = replication.New(repl, dec, pub, cp, log)
 	if ok {
 		dec.SkipThrough(last)
 		log.Info("resuming after the last stored record", "commit_lsn", pglogrepl.LSN(last.CommitLSN), "change", last.Change, "piece_byte", last.Piece, "final", last.Final)
