@@ -82,7 +82,7 @@ func TestCollectorEndpoint(t *testing.T) {
 	if resp.StatusCode != 503 || string(body) != "not ready: connecting to NATS\n" {
 		t.Errorf("/readyz: %d %q", resp.StatusCode, body)
 	}
-	p.streaming(nil, nil)
+	p.Streaming(nil, nil)
 	if err := p.check(); err != nil {
 		t.Errorf("streaming: %v", err)
 	}
