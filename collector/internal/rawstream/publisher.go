@@ -15,6 +15,7 @@ import (
 	"github.com/pgjet/pgjet/collector/internal/checkpoint"
 	"github.com/pgjet/pgjet/collector/internal/lag"
 	"github.com/pgjet/pgjet/collector/internal/pgoutput"
+	"github.com/pgjet/pgjet/shared/backoff"
 	"github.com/pgjet/pgjet/shared/crashpoint"
 	"github.com/pgjet/pgjet/shared/wire"
 )
@@ -334,7 +335,7 @@ func (p *Publisher) publish(ctx context.Context, frags []*pgoutput.Fragment, fir
 	if p.publishLatency != nil {
 		began = time.Now()
 	}
-	backoff := 100 * time.Millisecond
+	retry := backoff.New(100*time.Millisecond, 5*time.Second)
 	for attempt := 1; ; attempt++ {
 		err = p.attempt(ctx, msg)
 		if err == nil {
@@ -346,14 +347,12 @@ func (p *Publisher) publish(ctx context.Context, frags []*pgoutput.Fragment, fir
 		if permanent(err) {
 			return fmt.Errorf("publish raw message (%d bytes) to %s: %w", len(data), p.subject, err)
 		}
+		in := retry.Next()
 		p.log.Warn("raw publish failed, retrying with the same message id; the slot is not confirmed past it",
-			"attempt", attempt, "retry_in", backoff, "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
+			"attempt", attempt, "retry_in", in, "err", err)
+		if err := retry.Sleep(ctx, in); err != nil {
+			return err
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 	crashpoint.Hit("ack-before-confirm")
 

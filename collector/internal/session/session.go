@@ -21,6 +21,7 @@ import (
 	"github.com/pgjet/pgjet/collector/internal/pgsetup"
 	"github.com/pgjet/pgjet/collector/internal/rawstream"
 	"github.com/pgjet/pgjet/collector/internal/replication"
+	"github.com/pgjet/pgjet/shared/backoff"
 	"github.com/pgjet/pgjet/shared/natsconn"
 	"github.com/pgjet/pgjet/shared/redact"
 	"github.com/pgjet/pgjet/shared/wire"
@@ -121,7 +122,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	s := &session{cfg: cfg, nc: nc, js: js, log: log, probe: pr}
-	backoff := time.Second
+	wait := backoff.New(time.Second, 30*time.Second)
 	standingBy := false
 	for {
 		began := time.Now()
@@ -137,7 +138,7 @@ func Run(ctx context.Context, cfg Config) error {
 				log.Info("standing by: the slot is in use by another collector; taking over when it is released", "slot", cfg.Slot, "holder_pid", busy.PID)
 				standingBy = true
 			}
-			if sleep(ctx, 2*time.Second) != nil {
+			if wait.Sleep(ctx, 2*time.Second) != nil {
 				return nil
 			}
 			continue
@@ -148,15 +149,15 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		standingBy = false
 		if time.Since(began) > time.Minute {
-			backoff = time.Second
+			wait.Reset()
 		}
-		log.Warn("replication session ended; reconnecting", "in", backoff, "err", err)
+		in := wait.Next()
+		log.Warn("replication session ended; reconnecting", "in", in, "err", err)
 		pr.NotReady(fmt.Sprintf("replication session ended (%v); reconnecting", err))
 		pr.Reconnected()
-		if sleep(ctx, backoff) != nil {
+		if wait.Sleep(ctx, in) != nil {
 			return nil
 		}
-		backoff = min(backoff*2, 30*time.Second)
 	}
 }
 
@@ -313,17 +314,6 @@ func (s *session) lastStored(ctx context.Context, sysID uint64) (wire.Position, 
 		return last, false, nil
 	}
 	return last, true, nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 func connectNATS(ctx context.Context, cfg Config, log *slog.Logger) (*nats.Conn, func(), error) {
