@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/pgjet/pgjet/shared/backoff"
 	"github.com/pgjet/pgjet/shared/redact"
 )
 
@@ -84,7 +85,7 @@ func Connect(ctx context.Context, c Config) (*nats.Conn, error) {
 	}
 	opts = append(opts, auth...)
 	opts = append(opts, c.Options...)
-	wait := time.Second
+	retry := backoff.New(time.Second, 30*time.Second)
 	for {
 		nc, err := nats.Connect(c.URL, opts...)
 		if err == nil {
@@ -93,13 +94,11 @@ func Connect(ctx context.Context, c Config) (*nats.Conn, error) {
 		if refused := c.refused(err); refused != nil {
 			return nil, refused
 		}
+		wait := retry.Next()
 		c.Log.Warn(fmt.Sprintf("nats unreachable at %s, retrying in %s", redact.DSN(c.URL), wait), "err", err)
-		select {
-		case <-ctx.Done():
+		if retry.Sleep(ctx, wait) != nil {
 			return nil, fmt.Errorf("connect to nats at %s: %w (is nats-server running and reachable?)", redact.DSN(c.URL), err)
-		case <-time.After(wait):
 		}
-		wait = min(wait*2, 30*time.Second)
 	}
 }
 

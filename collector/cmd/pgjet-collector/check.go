@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/collector/internal/session"
 	"github.com/pgjet/pgjet/shared/natsconn"
 	"github.com/pgjet/pgjet/shared/opcheck"
 	"github.com/pgjet/pgjet/shared/redact"
@@ -135,7 +136,7 @@ func checkPostgres(ctx context.Context, cfg config, r *opcheck.Report) *pgFacts 
 	conn, err := pgx.Connect(cctx, cfg.dsn)
 	cancel()
 	if err != nil {
-		r.Fail(fmt.Sprintf("cannot connect to PostgreSQL at %s (%v)", redact.DSN(cfg.dsn), connError(err)),
+		r.Fail(fmt.Sprintf("cannot connect to PostgreSQL at %s (%v)", redact.DSN(cfg.dsn), session.ConnError(err)),
 			"check --dsn, that Postgres runs and that pg_hba.conf admits this role; the Postgres checks are skipped")
 		return facts
 	}
@@ -180,7 +181,7 @@ func checkPostgres(ctx context.Context, cfg config, r *opcheck.Report) *pgFacts 
 func checkReplicationConn(ctx context.Context, cfg config, r *opcheck.Report, facts *pgFacts) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	repl, err := connectReplication(cctx, cfg.dsn)
+	repl, err := session.ConnectReplication(cctx, cfg.dsn)
 	if err != nil {
 		r.Fail(fmt.Sprintf("cannot open a replication connection: %v", err),
 			"the role needs REPLICATION (ALTER ROLE ... REPLICATION), pg_hba.conf must admit it to this database, and max_wal_senders must have a free sender")
@@ -189,7 +190,7 @@ func checkReplicationConn(ctx context.Context, cfg config, r *opcheck.Report, fa
 	defer repl.Close(context.Background())
 	sys, err := pglogrepl.IdentifySystem(cctx, repl)
 	if err != nil {
-		r.Fail(fmt.Sprintf("replication connection: IDENTIFY_SYSTEM failed: %v", connError(err)), "")
+		r.Fail(fmt.Sprintf("replication connection: IDENTIFY_SYSTEM failed: %v", session.ConnError(err)), "")
 		return
 	}
 	fmt.Sscan(sys.SystemID, &facts.sysID)

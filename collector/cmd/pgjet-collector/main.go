@@ -10,24 +10,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/jackc/pglogrepl"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/pgjet/pgjet/collector/internal/embedded"
-	"github.com/pgjet/pgjet/collector/internal/pgoutput"
-	"github.com/pgjet/pgjet/collector/internal/pgsetup"
-	"github.com/pgjet/pgjet/collector/internal/rawstream"
-	"github.com/pgjet/pgjet/collector/internal/replication"
+	"github.com/pgjet/pgjet/collector/internal/session"
 	"github.com/pgjet/pgjet/shared/flagenv"
 	"github.com/pgjet/pgjet/shared/memlimit"
 	"github.com/pgjet/pgjet/shared/metrics"
@@ -239,367 +228,39 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		defer stopPoll()
 		go pr.pollSlotLag(pollCtx, cfg.dsn, cfg.slot, 2*time.Second, log)
 	}
-	nc, shutdownNATS, err := connectNATS(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer shutdownNATS()
-	pr.nc.Store(nc)
-	pr.ready.NotReady("connecting to PostgreSQL")
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(cfg.ackTimeout))
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	info, err := rawstream.Ensure(ctx, js, rawstream.StreamConfig{Name: cfg.rawStream, MaxAge: cfg.rawMaxAge, Duplicates: cfg.rawDupes, Replicas: cfg.rawReplicas})
-	if err != nil {
-		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, nats.ErrJetStreamNotEnabled) {
-			return errors.New("JetStream is not enabled on the NATS server: start nats-server with JetStream (-js, or jetstream {} in its config)")
-		}
-		return err
-	}
-	if cfg.embedded == "" && info.Config.Replicas < 2 {
-		log.Warn("raw stream has a single replica on an external server: an acknowledged record survives an OS crash only if that server runs with sync_interval: always (see deploy/nats/single.conf); on a 3-node cluster use --raw-replicas 3, its nodes with sync_interval: always too (see deploy/nats/cluster-a.conf)",
-			"stream", cfg.rawStream)
-	}
-
-	s := &session{cfg: cfg, nc: nc, js: js, log: log, probe: pr}
-	backoff := time.Second
-	standingBy := false
-	for {
-		began := time.Now()
-		err := s.run(ctx)
-		if ctx.Err() != nil {
-			return err
-		}
-		var busy *pgsetup.SlotBusyError
-		switch {
-		case errors.As(err, &busy) && cfg.standby:
-			pr.ready.NotReady("standing by: slot " + cfg.slot + " is in use by another collector")
-			if !standingBy {
-				log.Info("standing by: the slot is in use by another collector; taking over when it is released", "slot", cfg.slot, "holder_pid", busy.PID)
-				standingBy = true
-			}
-			if sleep(ctx, 2*time.Second) != nil {
-				return nil
-			}
-			continue
-		case !s.streamed || !transient(err):
-			// Before the first session streamed, every error is the user's
-			// to fix (bad DSN, server down): say so instead of looping.
-			return err
-		}
-		standingBy = false
-		if time.Since(began) > time.Minute {
-			backoff = time.Second
-		}
-		log.Warn("replication session ended; reconnecting", "in", backoff, "err", err)
-		pr.ready.NotReady(fmt.Sprintf("replication session ended (%v); reconnecting", err))
-		pr.pgReconnects.Add(1)
-		if sleep(ctx, backoff) != nil {
-			return nil
-		}
-		backoff = min(backoff*2, 30*time.Second)
-	}
+	return session.Run(ctx, cfg.sessionConfig(log, pr))
 }
 
-// session is one replication connection from connect to its end; the
-// process runs sessions until stopped, so that a Postgres restart or a
-// network cut does not need a supervisor.
-type session struct {
-	cfg      config
-	nc       *nats.Conn
-	js       jetstream.JetStream
-	log      *slog.Logger
-	probe    *probe
-	streamed bool // some session reached streaming
-}
-
-func (s *session) run(ctx context.Context) error {
-	cfg, log := s.cfg, s.log
-	pgc, err := pgx.Connect(ctx, cfg.dsn)
-	if err != nil {
-		return fmt.Errorf("cannot connect to PostgreSQL at %s (is it running, and is --dsn right?): %w", redact.DSN(cfg.dsn), connError(err))
+// sessionConfig is the sessions' configuration from the flags, reporting
+// to pr.
+func (c *config) sessionConfig(log *slog.Logger, pr *probe) session.Config {
+	sc := session.Config{
+		DSN:            c.dsn,
+		Slot:           c.slot,
+		Publication:    c.publication,
+		Tables:         c.tables,
+		Source:         c.source,
+		RawStream:      c.rawStream,
+		RawMaxAge:      c.rawMaxAge,
+		RawDupes:       c.rawDupes,
+		RawReplicas:    c.rawReplicas,
+		AckTimeout:     c.ackTimeout,
+		Linger:         c.linger,
+		MaxQueue:       c.maxQueue,
+		MaxMessage:     c.maxMessage,
+		MaxChanges:     c.maxChanges,
+		Standby:        c.standby,
+		RecreateSlot:   c.recreateSlot,
+		Probe:          pr,
+		Totals:         &pr.totals,
+		PublishLatency: pr.observer(),
+		Log:            log,
 	}
-	defer pgc.Close(context.Background())
-	if err := pgsetup.CheckServer(ctx, pgc); err != nil {
-		return err
-	}
-	if err := pgsetup.EnsurePublication(ctx, pgc, pgsetup.Config{Slot: cfg.slot, Publication: cfg.publication, Tables: cfg.tables}, log); err != nil {
-		return err
-	}
-
-	repl, err := connectReplication(ctx, cfg.dsn)
-	if err != nil {
-		return err
-	}
-	defer repl.Close(context.Background())
-	sys, err := pglogrepl.IdentifySystem(ctx, repl)
-	if err != nil {
-		return fmt.Errorf("identify system: %w", err)
-	}
-	var sysID uint64
-	if _, err := fmt.Sscan(sys.SystemID, &sysID); err != nil {
-		return fmt.Errorf("identify system: system id %q: %w", sys.SystemID, err)
-	}
-
-	// A slot that is gone while the raw stream has records of this
-	// database must not be recreated silently: that would skip changes.
-	last, ok, err := s.lastStored(ctx, sysID)
-	if err != nil {
-		return err
-	}
-	var missing *pgsetup.SlotMissingError
-	if ok && !cfg.recreateSlot {
-		missing = &pgsetup.SlotMissingError{Slot: cfg.slot, Source: cfg.source, Last: pglogrepl.LSN(last.CommitLSN).String()}
-	}
-	slot, err := pgsetup.EnsureSlot(ctx, pgc, repl, cfg.slot, missing, log)
-	if err != nil {
-		return err
-	}
-	if err := replication.Start(ctx, repl, cfg.slot, cfg.publication); err != nil {
-		return err
-	}
-	// The slot is ours now: no other collector writes this source, so the
-	// last stored record is final. Read it again, after the takeover.
-	last, ok, err = s.lastStored(ctx, sysID)
-	if err != nil {
-		return err
-	}
-
-	src := wire.Source{Name: cfg.source, SystemID: sysID, Timeline: sys.Timeline, Database: sys.DBName, Slot: cfg.slot}
-	// Raw messages of a few MB already amortize an fsync well; larger ones
-	// only cost memory. Headroom below max payload covers headers.
-	maxMsg := min(int(s.nc.MaxPayload())-64<<10, cfg.maxMessage)
-	pub := rawstream.NewPublisher(s.js, rawstream.PublisherConfig{
-		Subject:           wire.RawSubject(cfg.source),
-		Source:            src,
-		MaxMessageBytes:   maxMsg,
-		MaxMessageChanges: cfg.maxChanges,
-		MaxQueueBytes:     cfg.maxQueue,
-		AckTimeout:        cfg.ackTimeout,
-		Linger:            cfg.linger,
-		Confirmed:         slot.ConfirmedFlush,
-		Totals:            &s.probe.totals,
-		PublishLatency:    s.probe.observer(),
-		Log:               log,
-	})
-	var stream *replication.Stream
-	dec := pgoutput.New(func(ctx context.Context, f *pgoutput.Fragment) error { return stream.Emit(ctx, f) },
-		func(ctx context.Context, oid uint32) (wire.TypeInfo, error) {
-			return pgsetup.ResolveType(ctx, pgc, oid)
-		},
-		min(maxMsg, cfg.maxMessage/2))
-	stream = replication.New(repl, dec, pub, log)
-	if ok {
-		dec.SkipThrough(last)
-		log.Info("resuming after the last stored record", "commit_lsn", pglogrepl.LSN(last.CommitLSN), "change", last.Change, "piece_byte", last.Piece, "final", last.Final)
+	if c.embedded != "" {
+		emb := c.emb.cfg
+		sc.Embedded = &emb
 	} else {
-		log.Info("no earlier records of this source in the raw stream")
+		sc.NATS = c.natsConfig(log)
 	}
-	log.Info("streaming", "slot", cfg.slot, "publication", cfg.publication, "confirmed_flush", pglogrepl.LSN(slot.ConfirmedFlush),
-		"raw_subject", wire.RawSubject(cfg.source), "system_id", sysID, "timeline", sys.Timeline)
-	s.streamed = true
-	s.probe.streaming(pub, stream)
-
-	pubCtx, stopPub := context.WithCancel(context.Background())
-	defer stopPub()
-	pubErr := make(chan error, 1)
-	go func() { pubErr <- pub.Run(pubCtx) }()
-	streamCtx, stopStream := context.WithCancel(ctx)
-	defer stopStream()
-	go func() {
-		// A publisher that fails for good ends the session.
-		if err := <-pubErr; err != nil {
-			pubErr <- err
-			stopStream()
-		}
-	}()
-	go logStats(streamCtx, pub, log)
-
-	runErr := stream.Run(streamCtx)
-	s.probe.ready.NotReady("replication session ended")
-	select {
-	case err := <-pubErr:
-		return err
-	default:
-	}
-	// Soft stop: let what was read reach JetStream and confirm it, so that a
-	// restart resends as little as possible. The next session starts from
-	// the stream's last record, so nothing may still be in flight then.
-	drainCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	if err := pub.Drain(drainCtx); err != nil {
-		log.Warn("stopping with records not yet acknowledged; they are resent and deduplicated on restart")
-	}
-	if err := stream.SendStatus(drainCtx); err != nil && runErr == nil && ctx.Err() == nil {
-		runErr = err
-	}
-	changes, msgs := pub.Stats()
-	log.Info("session ended", "changes", changes, "raw_messages", msgs, "confirmed", pglogrepl.LSN(pub.Confirmed()))
-	return runErr
-}
-
-// lastStored is the position of the last raw record of this source from
-// this database.
-func (s *session) lastStored(ctx context.Context, sysID uint64) (wire.Position, bool, error) {
-	last, stored, ok, err := rawstream.LastPosition(ctx, s.js, s.cfg.rawStream, s.cfg.source)
-	if err != nil || !ok {
-		return last, false, err
-	}
-	if stored.SystemID != sysID {
-		// A different database under the same source name: its positions
-		// say nothing about this one's.
-		s.log.Warn("raw stream's last record of this source comes from another database (system id differs): not skipping by position",
-			"stored_system_id", stored.SystemID, "system_id", sysID)
-		return last, false, nil
-	}
-	return last, true, nil
-}
-
-// transient errors end a session but not the process: the server restarted
-// or the network failed. Everything else needs the user.
-func transient(err error) bool {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		// 08: connection exception; 57: operator intervention (shutdown,
-		// crash recovery, "cannot connect now").
-		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57")
-	}
-	// NATS unreachable or slow while a session (re)starts: the client
-	// reconnects by itself.
-	if errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrDisconnected) ||
-		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, context.DeadlineExceeded) {
-		return true
-	}
-	var netErr net.Error
-	var connErr *pgconn.ConnectError
-	return errors.As(err, &netErr) || errors.As(err, &connErr) || pgconn.Timeout(err) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "conn closed")
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-func connectNATS(ctx context.Context, cfg config, log *slog.Logger) (*nats.Conn, func(), error) {
-	if cfg.embedded == "" {
-		nc, err := natsconn.Connect(ctx, cfg.natsConfig(log))
-		if err != nil {
-			return nil, nil, err
-		}
-		return nc, func() { nc.Drain() }, nil
-	}
-	srv, err := embedded.Start(cfg.emb.cfg, log)
-	if err != nil {
-		return nil, nil, err
-	}
-	log.Info("embedded JetStream server ready", "listen", "nats://"+cfg.listen, "store", cfg.embedded,
-		"authentication", cfg.emb.cfg.Authenticated(), "tls", cfg.emb.cfg.TLSCert != "", "domain", cfg.emb.cfg.Domain, "leaf", redact.DSN(strings.Join(cfg.emb.cfg.LeafURLs, ",")))
-	nc, err := natsconn.Connect(ctx, natsconn.Config{Name: "pgjet-collector", Log: log, Options: srv.ClientOptions()})
-	if err != nil {
-		srv.Shutdown()
-		return nil, nil, err
-	}
-	return nc, func() {
-		nc.Drain()
-		srv.Shutdown()
-		srv.WaitForShutdown()
-	}, nil
-}
-
-// connectReplication opens a replication connection. Text values are
-// rendered in fixed formats regardless of server defaults, so routers can
-// parse them.
-func connectReplication(ctx context.Context, dsn string) (*pgconn.PgConn, error) {
-	pc, err := pgconn.ParseConfig(dsn)
-	if err != nil {
-		return nil, fmt.Errorf("bad --dsn: %w", connError(err))
-	}
-	for k, v := range map[string]string{
-		"replication":        "database",
-		"application_name":   "pgjet-collector",
-		"DateStyle":          "ISO, MDY",
-		"TimeZone":           "UTC",
-		"IntervalStyle":      "postgres",
-		"extra_float_digits": "3",
-		"bytea_output":       "hex",
-	} {
-		pc.RuntimeParams[k] = v
-	}
-	conn, err := pgconn.ConnectConfig(ctx, pc)
-	if err != nil {
-		return nil, fmt.Errorf("replication connection to %s: %w", redact.DSN(dsn), connError(err))
-	}
-	return conn, nil
-}
-
-// connError shortens pgconn's errors, which repeat the DSN (and so could
-// leak a password), to their cause, keeping the cause for errors.As.
-func connError(err error) error {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return &shortError{msg: pgErr.Message, err: err}
-	}
-	cause := err
-	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) && ce.Unwrap() != nil {
-		cause = ce.Unwrap()
-	}
-	// Several connection attempts (addresses, TLS modes) come back as
-	// several lines, often the same: keep one line.
-	var lines []string
-	for _, l := range strings.Split(cause.Error(), "\n") {
-		if l = strings.TrimSpace(l); l != "" && !slices.Contains(lines, l) {
-			lines = append(lines, l)
-		}
-	}
-	return &shortError{msg: strings.Join(lines, "; "), err: err}
-}
-
-type shortError struct {
-	msg string
-	err error
-}
-
-func (e *shortError) Error() string { return e.msg }
-func (e *shortError) Unwrap() error { return e.err }
-
-// logStats logs the process's totals, and the rate and lags of the last
-// interval from the difference of two readings (see package lag): /metrics
-// reads the same totals.
-func logStats(ctx context.Context, pub *rawstream.Publisher, log *slog.Logger) {
-	t := time.NewTicker(10 * time.Second)
-	defer t.Stop()
-	tot := pub.Totals()
-	lastChanges, _ := pub.Stats()
-	lastRead, lastStored := tot.ReadLag.Snapshot(), tot.StoredLag.Snapshot()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			changes, msgs := pub.Stats()
-			readNow, storedNow := tot.ReadLag.Snapshot(), tot.StoredLag.Snapshot()
-			read, stored := readNow.Since(lastRead), storedNow.Since(lastStored)
-			lastRead, lastStored = readNow, storedNow
-			if changes != lastChanges {
-				// Lags from commit (Postgres's clock) to decoded and to stored
-				// in the raw stream, over the last interval: the first is the
-				// walsender's share, the difference the collector's.
-				log.Info("progress", "changes", changes, "raw_messages", msgs, "changes_per_s", (changes-lastChanges)/10,
-					"confirmed", pglogrepl.LSN(pub.Confirmed()),
-					"read_lag_p50", read.P50, "read_lag_p99", read.P99, "read_lag_max", read.Max,
-					"stored_lag_p50", stored.P50, "stored_lag_p99", stored.P99, "stored_lag_max", stored.Max)
-				lastChanges = changes
-			}
-		}
-	}
+	return sc
 }

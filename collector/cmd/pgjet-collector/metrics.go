@@ -14,6 +14,7 @@ import (
 	"github.com/pgjet/pgjet/collector/internal/lag"
 	"github.com/pgjet/pgjet/collector/internal/rawstream"
 	"github.com/pgjet/pgjet/collector/internal/replication"
+	"github.com/pgjet/pgjet/collector/internal/session"
 	"github.com/pgjet/pgjet/shared/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -43,12 +44,21 @@ func newProbe() *probe {
 	return p
 }
 
-// streaming: a session reads the slot with pub and stream.
-func (p *probe) streaming(pub *rawstream.Publisher, stream *replication.Stream) {
+// Streaming: a session reads the slot with pub and stream.
+func (p *probe) Streaming(pub *rawstream.Publisher, stream *replication.Stream) {
 	p.pub.Store(pub)
 	p.stream.Store(stream)
 	p.ready.Ready()
 }
+
+// NATS: the sessions use nc.
+func (p *probe) NATS(nc *nats.Conn) { p.nc.Store(nc) }
+
+// NotReady: why the collector is not streaming.
+func (p *probe) NotReady(reason string) { p.ready.NotReady(reason) }
+
+// Reconnected: a session starts again after one ended.
+func (p *probe) Reconnected() { p.pgReconnects.Add(1) }
 
 // check is /readyz: a session streams and NATS is connected.
 func (p *probe) check() error {
@@ -98,7 +108,7 @@ func (p *probe) pollSlotLag(ctx context.Context, dsn, slot string, every time.Du
 			cfg.RuntimeParams["application_name"] = "pgjet-collector metrics"
 			if conn, err = pgx.ConnectConfig(qctx, cfg); err != nil {
 				conn = nil
-				return connError(err)
+				return session.ConnError(err)
 			}
 		}
 		var lagBytes float64

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgjet/pgjet/collector/internal/checkpoint"
 	"github.com/pgjet/pgjet/collector/internal/rawstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -18,7 +19,7 @@ func TestCollectorMetricsLint(t *testing.T) {
 	p.totals.Changes.Add(7)
 	p.totals.Transactions.Add(3)
 	p.totals.StoredLag.Observe(time.Now().Add(-3*time.Millisecond).UnixMicro(), time.Now())
-	p.pub.Store(rawstream.NewPublisher(nil, rawstream.PublisherConfig{Confirmed: 0x16B3748, Log: slog.New(slog.DiscardHandler)}))
+	p.pub.Store(rawstream.NewPublisher(nil, rawstream.PublisherConfig{Checkpoint: checkpoint.New(0x16B3748), Log: slog.New(slog.DiscardHandler)}))
 	c := &probeCollector{p}
 	problems, err := testutil.CollectAndLint(c)
 	if err != nil {
@@ -81,7 +82,7 @@ func TestCollectorEndpoint(t *testing.T) {
 	if resp.StatusCode != 503 || string(body) != "not ready: connecting to NATS\n" {
 		t.Errorf("/readyz: %d %q", resp.StatusCode, body)
 	}
-	p.streaming(nil, nil)
+	p.Streaming(nil, nil)
 	if err := p.check(); err != nil {
 		t.Errorf("streaming: %v", err)
 	}

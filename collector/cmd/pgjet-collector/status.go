@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/collector/internal/session"
 	"github.com/pgjet/pgjet/shared/opcheck"
 	"github.com/pgjet/pgjet/shared/redact"
 )
@@ -59,7 +60,7 @@ func statusPostgres(ctx context.Context, cfg config, w *statusWriter) *pgStatus 
 	conn, err := pgx.Connect(cctx, cfg.dsn)
 	cancel()
 	if err != nil {
-		w.fail("postgres", "cannot connect to %s: %v", redact.DSN(cfg.dsn), connError(err))
+		w.fail("postgres", "cannot connect to %s: %v", redact.DSN(cfg.dsn), session.ConnError(err))
 		return nil
 	}
 	defer conn.Close(context.Background())

@@ -12,8 +12,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/collector/internal/checkpoint"
 	"github.com/pgjet/pgjet/collector/internal/lag"
 	"github.com/pgjet/pgjet/collector/internal/pgoutput"
+	"github.com/pgjet/pgjet/shared/backoff"
 	"github.com/pgjet/pgjet/shared/crashpoint"
 	"github.com/pgjet/pgjet/shared/wire"
 )
@@ -41,8 +43,10 @@ type Publisher struct {
 	queuedChanges int
 	ready         chan struct{}
 	space         chan struct{}
-	pending       atomic.Int64 // fragments added and not yet acknowledged
-	inFlight      atomic.Int64 // bytes of the fragments pending
+	inFlight      atomic.Int64 // bytes of the fragments added and not yet acknowledged
+	// queueSeq is the checkpoint sequence number of queue[0]: the
+	// publisher alone tracks fragments in its checkpoint, in queue order.
+	queueSeq uint64
 
 	// Used by Run's goroutine only, one raw message at a time: the bytes of
 	// a message are not needed once it is acknowledged.
@@ -54,7 +58,9 @@ type Publisher struct {
 	// its first attempt to its ack.
 	publishLatency Observer
 
-	confirmed atomic.Uint64
+	// checkpoint tracks the fragments added until they are acknowledged,
+	// and owns the confirmed position.
+	checkpoint *checkpoint.Checkpoint
 }
 
 // Totals are a collector's figures since the process started, carried from
@@ -89,8 +95,10 @@ type PublisherConfig struct {
 	// Linger is the least time between the starts of two publishes while
 	// the queue holds less than a full message.
 	Linger time.Duration
-	// Confirmed is the position already confirmed to Postgres.
-	Confirmed uint64
+	// Checkpoint owns the confirmed position, starting at the one already
+	// confirmed to Postgres; the publisher alone tracks and acknowledges
+	// fragments there. Nil: a checkpoint of the publisher's own, from 0.
+	Checkpoint *checkpoint.Checkpoint
 	// Totals, shared by the process's publishers; nil: the publisher's own.
 	Totals *Totals
 	// PublishLatency, when set, observes the seconds from each raw
@@ -114,13 +122,16 @@ func NewPublisher(js jetstream.JetStream, c PublisherConfig) *Publisher {
 		ready:      make(chan struct{}, 1),
 		space:      make(chan struct{}, 1),
 		totals:     c.Totals,
+		checkpoint: c.Checkpoint,
 
 		publishLatency: c.PublishLatency,
 	}
 	if p.totals == nil {
 		p.totals = new(Totals)
 	}
-	p.confirmed.Store(c.Confirmed)
+	if p.checkpoint == nil {
+		p.checkpoint = checkpoint.New(0)
+	}
 	return p
 }
 
@@ -143,7 +154,14 @@ func (p *Publisher) Add(ctx context.Context, f *pgoutput.Fragment, wait time.Dur
 			p.queue = append(p.queue, f)
 			p.queued += f.Size
 			p.queuedChanges += len(f.Tx.Changes)
-			p.pending.Add(1)
+			var end uint64
+			if f.Tx.Final {
+				end = f.Tx.EndLSN
+			}
+			seq := p.checkpoint.Track(end)
+			if len(p.queue) == 1 {
+				p.queueSeq = seq
+			}
 			p.inFlight.Add(int64(f.Size))
 			p.mu.Unlock()
 			select {
@@ -168,21 +186,10 @@ func (p *Publisher) Add(ctx context.Context, f *pgoutput.Fragment, wait time.Dur
 }
 
 // Idle reports whether every fragment added so far has been acknowledged.
-func (p *Publisher) Idle() bool { return p.pending.Load() == 0 }
+func (p *Publisher) Idle() bool { return p.checkpoint.Idle() }
 
 // Confirmed is the WAL position up to which every transaction is stored.
-func (p *Publisher) Confirmed() uint64 { return p.confirmed.Load() }
-
-// Advance raises the confirmed position to lsn (never lowers it). The caller
-// must know that nothing before lsn is in flight.
-func (p *Publisher) Advance(lsn uint64) {
-	for {
-		cur := p.confirmed.Load()
-		if lsn <= cur || p.confirmed.CompareAndSwap(cur, lsn) {
-			return
-		}
-	}
-}
+func (p *Publisher) Confirmed() uint64 { return p.checkpoint.Confirmed() }
 
 // Totals returns the figures the publisher adds to.
 func (p *Publisher) Totals() *Totals { return p.totals }
@@ -201,6 +208,7 @@ func (p *Publisher) InFlightBytes() int64 { return p.inFlight.Load() }
 // or a permanent error (one that a retry cannot fix).
 func (p *Publisher) Run(ctx context.Context) error {
 	var buf []*pgoutput.Fragment
+	var first uint64
 	var started time.Time
 	for {
 		select {
@@ -212,14 +220,14 @@ func (p *Publisher) Run(ctx context.Context) error {
 			if err := p.lingerFrom(ctx, started); err != nil {
 				return nil
 			}
-			buf = p.take(buf[:0])
+			buf, first = p.take(buf[:0])
 			if len(buf) == 0 {
 				break
 			}
 			// From a publish, not from a look at an empty queue: the first
 			// transaction after a quiet spell goes out at once.
 			started = time.Now()
-			if err := p.publish(ctx, buf); err != nil {
+			if err := p.publish(ctx, buf, first); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
@@ -277,9 +285,10 @@ func (p *Publisher) Drain(ctx context.Context) error {
 }
 
 // take moves up to maxBytes (and maxChanges) of queued fragments, at least
-// one, into buf.
-func (p *Publisher) take(buf []*pgoutput.Fragment) []*pgoutput.Fragment {
+// one, into buf, and returns the checkpoint sequence number of the first.
+func (p *Publisher) take(buf []*pgoutput.Fragment) ([]*pgoutput.Fragment, uint64) {
 	p.mu.Lock()
+	first := p.queueSeq
 	n, size, changes := 0, 0, 0
 	for n < len(p.queue) {
 		f := p.queue[n]
@@ -293,6 +302,7 @@ func (p *Publisher) take(buf []*pgoutput.Fragment) []*pgoutput.Fragment {
 	buf = append(buf, p.queue[:n]...)
 	clear(p.queue[:n])
 	p.queue = p.queue[n:]
+	p.queueSeq += uint64(n)
 	p.queued -= size
 	p.queuedChanges -= changes
 	if len(p.queue) == 0 {
@@ -305,25 +315,27 @@ func (p *Publisher) take(buf []*pgoutput.Fragment) []*pgoutput.Fragment {
 		default:
 		}
 	}
-	return buf
+	return buf, first
 }
 
-func (p *Publisher) publish(ctx context.Context, frags []*pgoutput.Fragment) error {
+// publish publishes frags, whose first has checkpoint sequence number
+// first, as one raw message, retrying until it is acknowledged.
+func (p *Publisher) publish(ctx context.Context, frags []*pgoutput.Fragment, first uint64) error {
 	m := p.assembler.Assemble(p.source, frags)
 	data, err := p.encoder.Marshal(m)
 	if err != nil {
 		return err
 	}
-	first, _ := m.First()
-	last, _ := m.Last()
+	from, _ := m.First()
+	to, _ := m.Last()
 	msg := &nats.Msg{Subject: p.subject, Data: data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, wire.RawMsgID(p.source, first, last))
+	msg.Header.Set(jetstream.MsgIDHeader, wire.RawMsgID(p.source, from, to))
 
 	var began time.Time
 	if p.publishLatency != nil {
 		began = time.Now()
 	}
-	backoff := 100 * time.Millisecond
+	retry := backoff.New(100*time.Millisecond, 5*time.Second)
 	for attempt := 1; ; attempt++ {
 		err = p.attempt(ctx, msg)
 		if err == nil {
@@ -335,19 +347,16 @@ func (p *Publisher) publish(ctx context.Context, frags []*pgoutput.Fragment) err
 		if permanent(err) {
 			return fmt.Errorf("publish raw message (%d bytes) to %s: %w", len(data), p.subject, err)
 		}
+		in := retry.Next()
 		p.log.Warn("raw publish failed, retrying with the same message id; the slot is not confirmed past it",
-			"attempt", attempt, "retry_in", backoff, "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
+			"attempt", attempt, "retry_in", in, "err", err)
+		if err := retry.Sleep(ctx, in); err != nil {
+			return err
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 	crashpoint.Hit("ack-before-confirm")
 
 	var changes, txs uint64
-	var end uint64
 	var size int64
 	now := time.Now()
 	if p.publishLatency != nil {
@@ -357,19 +366,15 @@ func (p *Publisher) publish(ctx context.Context, frags []*pgoutput.Fragment) err
 		changes += uint64(len(f.Tx.Changes))
 		size += int64(f.Size)
 		if f.Tx.Final {
-			end = f.Tx.EndLSN
 			txs++
 			p.totals.StoredLag.Observe(f.Tx.CommitTime, now)
 		}
-	}
-	if end != 0 {
-		p.Advance(end)
 	}
 	p.totals.Changes.Add(changes)
 	p.totals.Transactions.Add(txs)
 	p.totals.Messages.Add(1)
 	p.inFlight.Add(-size)
-	p.pending.Add(-int64(len(frags)))
+	p.checkpoint.Ack(first, len(frags))
 	if last := &frags[len(frags)-1].Tx; !last.Final {
 		crashpoint.Hit("mid-fragment")
 		if last.IsPiece() && !last.LastPiece() {

@@ -1,5 +1,5 @@
 // Package replication runs the logical replication protocol: it feeds
-// XLogData to the pgoutput decoder and reports the publisher's confirmed
+// XLogData to the pgoutput decoder and reports the checkpoint's confirmed
 // position back to Postgres.
 package replication
 
@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/pgjet/pgjet/collector/internal/checkpoint"
 	"github.com/pgjet/pgjet/collector/internal/pgoutput"
 	"github.com/pgjet/pgjet/collector/internal/pgsetup"
 	"github.com/pgjet/pgjet/collector/internal/rawstream"
@@ -24,6 +25,7 @@ type Stream struct {
 	conn *pgconn.PgConn
 	dec  *pgoutput.Decoder
 	pub  *rawstream.Publisher
+	cp   *checkpoint.Checkpoint
 	log  *slog.Logger
 	// StatusInterval is the longest time between status updates.
 	StatusInterval time.Duration
@@ -50,9 +52,10 @@ const readLinger = 500 * time.Microsecond
 const caughtUpAfter = 50 * time.Microsecond
 
 // New returns a Stream reading from conn, which must be in replication mode
-// and already have started replication.
-func New(conn *pgconn.PgConn, dec *pgoutput.Decoder, pub *rawstream.Publisher, log *slog.Logger) *Stream {
-	return &Stream{conn: conn, dec: dec, pub: pub, log: log, StatusInterval: 10 * time.Second}
+// and already have started replication. It hands fragments to pub and
+// reports cp's confirmed position, which pub's acks advance.
+func New(conn *pgconn.PgConn, dec *pgoutput.Decoder, pub *rawstream.Publisher, cp *checkpoint.Checkpoint, log *slog.Logger) *Stream {
+	return &Stream{conn: conn, dec: dec, pub: pub, cp: cp, log: log, StatusInterval: 10 * time.Second}
 }
 
 // Start starts replication of slot from its confirmed position with pgoutput
@@ -133,7 +136,7 @@ func (s *Stream) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		confirmed := s.pub.Confirmed()
+		confirmed := s.cp.Confirmed()
 		now := time.Now()
 		if now.Sub(s.lastStatus) >= s.StatusInterval || (confirmed != s.lastSent && now.Sub(s.lastStatus) >= 200*time.Millisecond) {
 			if err := s.SendStatus(ctx); err != nil {
@@ -183,12 +186,8 @@ func (s *Stream) handle(ctx context.Context, data []byte) error {
 			return fmt.Errorf("replication keepalive: %w", err)
 		}
 		s.receivedUpTo(uint64(k.ServerWALEnd))
-		// Nothing received is unconfirmed and no transaction is open: the
-		// server has sent us everything up to its WAL end, so an idle slot
-		// can move there and the server can recycle WAL.
-		if !s.dec.InTx() && s.pub.Idle() {
-			s.pub.Advance(uint64(k.ServerWALEnd))
-		}
+		// An idle slot moves to the server's WAL end (see the checkpoint).
+		s.cp.AdvanceIdle(uint64(k.ServerWALEnd), s.dec.InTx())
 		if k.ReplyRequested {
 			return s.SendStatus(ctx)
 		}
@@ -218,16 +217,12 @@ func (s *Stream) receivedUpTo(lsn uint64) {
 	}
 }
 
-// SendStatus reports the confirmed position. Write, flush and apply are all
-// set explicitly: pglogrepl would copy an unset flush from write, and a
-// received-but-unacknowledged position must never count as flushed.
+// SendStatus reports the confirmed position, as the checkpoint's Status
+// has it: never a received position as flushed.
 func (s *Stream) SendStatus(ctx context.Context) error {
-	lsn := pglogrepl.LSN(s.pub.Confirmed())
-	err := pglogrepl.SendStandbyStatusUpdate(ctx, s.conn, pglogrepl.StandbyStatusUpdate{
-		WALWritePosition: lsn,
-		WALFlushPosition: lsn,
-		WALApplyPosition: lsn,
-	})
+	st := s.cp.Status()
+	lsn := st.WALFlushPosition
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, s.conn, st)
 	if err != nil {
 		return fmt.Errorf("send standby status %s: %w", lsn, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/shared/backoff"
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
@@ -126,7 +127,7 @@ func describePiece(t *wire.Tx) string {
 // the collector to publish it. It keeps raw from being redelivered while it
 // waits.
 func (r *Relay) nextRecord(ctx context.Context, raw jetstream.Msg, seq uint64, first *wire.Tx, at uint64) (uint64, *wire.Message, error) {
-	backoff := minBackoff
+	retry := backoff.New(minBackoff, 2*time.Second)
 	lastSignal, lastLog := time.Now(), time.Now()
 	for {
 		gctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
@@ -157,9 +158,8 @@ func (r *Relay) nextRecord(ctx context.Context, raw jetstream.Msg, seq uint64, f
 				r.log.Debug("raw record in-progress signal", "err", err)
 			}
 		}
-		if err := sleep(ctx, backoff); err != nil {
+		if err := retry.Wait(ctx); err != nil {
 			return 0, nil, err
 		}
-		backoff = min(backoff*2, 2*time.Second)
 	}
 }

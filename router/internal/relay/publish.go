@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/shared/backoff"
 )
 
 // window bounds the publishes awaiting their ack, below the client's
@@ -64,7 +65,7 @@ func (r *Relay) publishAll(ctx context.Context, rec *record, from int) error {
 			r.log.Debug("raw record in-progress signal", "err", err)
 		}
 	}
-	backoff := minBackoff
+	retry := backoff.New(minBackoff, maxBackoff)
 	done := 0
 	for attempt := 1; ; attempt++ {
 		// Measured from before the first publish: on the safe side.
@@ -85,13 +86,13 @@ func (r *Relay) publishAll(ctx context.Context, rec *record, from int) error {
 			return ctx.Err()
 		}
 		r.stats.retries.Add(1)
+		in := retry.Next()
 		r.log.Warn("publishing to the output stream failed; republishing", "err", err, "stream", r.cfg.Stream,
-			"attempt", attempt, "stored", done, "events", len(outs), "retry_in", backoff)
-		if err := sleep(ctx, backoff); err != nil {
+			"attempt", attempt, "stored", done, "events", len(outs), "retry_in", in)
+		if err := retry.Sleep(ctx, in); err != nil {
 			return err
 		}
 		inProgress()
-		backoff = min(backoff*2, maxBackoff)
 	}
 }
 

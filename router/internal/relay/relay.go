@@ -20,6 +20,7 @@ import (
 	"github.com/pgjet/pgjet/router/internal/envelope"
 	"github.com/pgjet/pgjet/router/internal/route"
 	"github.com/pgjet/pgjet/router/internal/stdout"
+	"github.com/pgjet/pgjet/shared/backoff"
 	"github.com/pgjet/pgjet/shared/crashpoint"
 	"github.com/pgjet/pgjet/shared/wire"
 )
@@ -263,7 +264,7 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 	go r.logStats(statsCtx)
 
 	started := false
-	backoff := minBackoff
+	retry := backoff.New(minBackoff, maxBackoff)
 	for {
 		err := r.consume(ctx, &started)
 		if ctx.Err() != nil || errors.Is(err, errReplayDone) {
@@ -276,12 +277,12 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 		if !started || !(errors.Is(err, errResync) || errors.Is(err, errLostDelivery) || transientNATS(err)) {
 			return err
 		}
-		r.log.Warn("re-reading the raw stream from the consumer's ack floor", "err", err, "in", backoff)
+		in := retry.Next()
+		r.log.Warn("re-reading the raw stream from the consumer's ack floor", "err", err, "in", in)
 		r.notReady(fmt.Sprintf("re-reading the raw stream from the consumer's ack floor after: %v", err))
-		if err := sleep(ctx, backoff); err != nil {
+		if err := retry.Sleep(ctx, in); err != nil {
 			return nil
 		}
-		backoff = min(backoff*2, maxBackoff)
 	}
 }
 
@@ -467,7 +468,7 @@ func (r *Relay) ack(ctx context.Context, msg jetstream.Msg) error {
 	if r.cfg.Replay != nil {
 		return nil // an ordered consumer takes no acks
 	}
-	backoff := minBackoff
+	retry := backoff.New(minBackoff, maxBackoff)
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
 		err := msg.DoubleAck(actx)
@@ -481,11 +482,11 @@ func (r *Relay) ack(ctx context.Context, msg jetstream.Msg) error {
 		if attempt >= 3 {
 			return fmt.Errorf("%w: the raw record cannot be acknowledged (the consumer is out of step): %v", errResync, err)
 		}
-		r.log.Warn("acknowledging raw record failed, retrying", "err", err, "attempt", attempt, "retry_in", backoff)
-		if err := sleep(ctx, backoff); err != nil {
+		in := retry.Next()
+		r.log.Warn("acknowledging raw record failed, retrying", "err", err, "attempt", attempt, "retry_in", in)
+		if err := retry.Sleep(ctx, in); err != nil {
 			return err
 		}
-		backoff = min(backoff*2, maxBackoff)
 	}
 }
 
@@ -545,14 +546,3 @@ const (
 	minBackoff = 100 * time.Millisecond
 	maxBackoff = 10 * time.Second
 )
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/router/internal/route"
+	"github.com/pgjet/pgjet/shared/backoff"
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
@@ -155,7 +156,7 @@ func (r *Relay) deliverPolicy(ctx context.Context, raw jetstream.Stream) (jetstr
 // waitForRawStream returns the raw stream, waiting while it does not exist
 // yet: routers may well start before the collector that creates it.
 func (r *Relay) waitForRawStream(ctx context.Context) (jetstream.Stream, error) {
-	wait := time.Second
+	retry := backoff.New(time.Second, 30*time.Second)
 	for {
 		s, err := r.js.Stream(ctx, r.cfg.RawStream)
 		if err == nil {
@@ -164,15 +165,15 @@ func (r *Relay) waitForRawStream(ctx context.Context) (jetstream.Stream, error) 
 		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
 			return nil, errors.New("JetStream is not enabled on the NATS server (or for this account): start nats-server with JetStream (-js, or jetstream {} in its config)")
 		}
+		wait := retry.Next()
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			r.log.Info(fmt.Sprintf("raw stream %s does not exist yet, waiting for pgjet-collector to create it; checking again in %s", r.cfg.RawStream, wait))
 		} else {
 			r.log.Warn(fmt.Sprintf("cannot look up raw stream %s, retrying in %s", r.cfg.RawStream, wait), "err", err)
 		}
-		if err := sleep(ctx, wait); err != nil {
+		if err := retry.Sleep(ctx, wait); err != nil {
 			return nil, err
 		}
-		wait = min(wait*2, 30*time.Second)
 	}
 }
 

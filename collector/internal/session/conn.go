@@ -1,0 +1,96 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/shared/redact"
+)
+
+// transient errors end a session but not the process: the server restarted
+// or the network failed. Everything else needs the user.
+func transient(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		// 08: connection exception; 57: operator intervention (shutdown,
+		// crash recovery, "cannot connect now").
+		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57")
+	}
+	// NATS unreachable or slow while a session (re)starts: the client
+	// reconnects by itself.
+	if errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrDisconnected) ||
+		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var netErr net.Error
+	var connErr *pgconn.ConnectError
+	return errors.As(err, &netErr) || errors.As(err, &connErr) || pgconn.Timeout(err) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "conn closed")
+}
+
+// ConnectReplication opens a replication connection. Text values are
+// rendered in fixed formats regardless of server defaults, so routers can
+// parse them.
+func ConnectReplication(ctx context.Context, dsn string) (*pgconn.PgConn, error) {
+	pc, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("bad --dsn: %w", ConnError(err))
+	}
+	for k, v := range map[string]string{
+		"replication":        "database",
+		"application_name":   "pgjet-collector",
+		"DateStyle":          "ISO, MDY",
+		"TimeZone":           "UTC",
+		"IntervalStyle":      "postgres",
+		"extra_float_digits": "3",
+		"bytea_output":       "hex",
+	} {
+		pc.RuntimeParams[k] = v
+	}
+	conn, err := pgconn.ConnectConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("replication connection to %s: %w", redact.DSN(dsn), ConnError(err))
+	}
+	return conn, nil
+}
+
+// ConnError shortens pgconn's errors, which repeat the DSN (and so could
+// leak a password), to their cause, keeping the cause for errors.As.
+func ConnError(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return &shortError{msg: pgErr.Message, err: err}
+	}
+	cause := err
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) && ce.Unwrap() != nil {
+		cause = ce.Unwrap()
+	}
+	// Several connection attempts (addresses, TLS modes) come back as
+	// several lines, often the same: keep one line.
+	var lines []string
+	for _, l := range strings.Split(cause.Error(), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !slices.Contains(lines, l) {
+			lines = append(lines, l)
+		}
+	}
+	return &shortError{msg: strings.Join(lines, "; "), err: err}
+}
+
+type shortError struct {
+	msg string
+	err error
+}
+
+func (e *shortError) Error() string { return e.msg }
+func (e *shortError) Unwrap() error { return e.err }

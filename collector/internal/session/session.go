@@ -1,0 +1,344 @@
+// Package session runs the collector: it connects to NATS (or starts the
+// embedded server), makes sure of the raw stream, and runs replication
+// sessions, one after the other, until stopped.
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/collector/internal/checkpoint"
+	"github.com/pgjet/pgjet/collector/internal/embedded"
+	"github.com/pgjet/pgjet/collector/internal/pgoutput"
+	"github.com/pgjet/pgjet/collector/internal/pgsetup"
+	"github.com/pgjet/pgjet/collector/internal/rawstream"
+	"github.com/pgjet/pgjet/collector/internal/replication"
+	"github.com/pgjet/pgjet/shared/backoff"
+	"github.com/pgjet/pgjet/shared/natsconn"
+	"github.com/pgjet/pgjet/shared/redact"
+	"github.com/pgjet/pgjet/shared/wire"
+)
+
+// Config configures the collector's sessions.
+type Config struct {
+	DSN         string
+	Slot        string
+	Publication string
+	// Tables to create the publication with, or add to it.
+	Tables []string
+	// Source is the source name in subjects and ids.
+	Source string
+
+	// NATS is the connection to an external server, used unless Embedded
+	// is set: then the collector runs that server and connects to it.
+	NATS     natsconn.Config
+	Embedded *embedded.Config
+
+	RawStream   string
+	RawMaxAge   time.Duration
+	RawDupes    time.Duration
+	RawReplicas int
+
+	AckTimeout time.Duration
+	Linger     time.Duration
+	MaxQueue   int
+	MaxMessage int
+	MaxChanges int
+
+	// Standby: wait while another collector holds the slot.
+	Standby bool
+	// RecreateSlot: create the slot even though the raw stream has records
+	// of this source.
+	RecreateSlot bool
+
+	// Probe is told what metrics and readiness report; nil: nothing.
+	Probe Probe
+	// Totals are the process's figures, added to by each session's
+	// publisher; nil: the session's own.
+	Totals *rawstream.Totals
+	// PublishLatency, when set, observes each raw publish's seconds.
+	PublishLatency rawstream.Observer
+	Log            *slog.Logger
+}
+
+// Probe is what the collector's metrics and readiness learn from the
+// sessions as they come and go.
+type Probe interface {
+	// NATS: the connection the sessions use.
+	NATS(*nats.Conn)
+	// NotReady: why the collector is not streaming.
+	NotReady(reason string)
+	// Streaming: a session reads the slot with pub and stream.
+	Streaming(pub *rawstream.Publisher, stream *replication.Stream)
+	// Reconnected: a session starts again after one ended.
+	Reconnected()
+}
+
+type noProbe struct{}
+
+func (noProbe) NATS(*nats.Conn)                                     {}
+func (noProbe) NotReady(string)                                     {}
+func (noProbe) Streaming(*rawstream.Publisher, *replication.Stream) {}
+func (noProbe) Reconnected()                                        {}
+
+// Run connects to NATS and runs replication sessions until ctx ends
+// (returning nil, or the last session's error) or an error that needs the
+// user: before the first session streamed, every error is one.
+func Run(ctx context.Context, cfg Config) error {
+	log, pr := cfg.Log, cfg.Probe
+	if pr == nil {
+		pr = noProbe{}
+		cfg.Probe = pr
+	}
+	nc, shutdownNATS, err := connectNATS(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer shutdownNATS()
+	pr.NATS(nc)
+	pr.NotReady("connecting to PostgreSQL")
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(cfg.AckTimeout))
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	info, err := rawstream.Ensure(ctx, js, rawstream.StreamConfig{Name: cfg.RawStream, MaxAge: cfg.RawMaxAge, Duplicates: cfg.RawDupes, Replicas: cfg.RawReplicas})
+	if err != nil {
+		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, nats.ErrJetStreamNotEnabled) {
+			return errors.New("JetStream is not enabled on the NATS server: start nats-server with JetStream (-js, or jetstream {} in its config)")
+		}
+		return err
+	}
+	if cfg.Embedded == nil && info.Config.Replicas < 2 {
+		log.Warn("raw stream has a single replica on an external server: an acknowledged record survives an OS crash only if that server runs with sync_interval: always (see deploy/nats/single.conf); on a 3-node cluster use --raw-replicas 3, its nodes with sync_interval: always too (see deploy/nats/cluster-a.conf)",
+			"stream", cfg.RawStream)
+	}
+
+	s := &session{cfg: cfg, nc: nc, js: js, log: log, probe: pr}
+	wait := backoff.New(time.Second, 30*time.Second)
+	standingBy := false
+	for {
+		began := time.Now()
+		err := s.run(ctx)
+		if ctx.Err() != nil {
+			return err
+		}
+		var busy *pgsetup.SlotBusyError
+		switch {
+		case errors.As(err, &busy) && cfg.Standby:
+			pr.NotReady("standing by: slot " + cfg.Slot + " is in use by another collector")
+			if !standingBy {
+				log.Info("standing by: the slot is in use by another collector; taking over when it is released", "slot", cfg.Slot, "holder_pid", busy.PID)
+				standingBy = true
+			}
+			if wait.Sleep(ctx, 2*time.Second) != nil {
+				return nil
+			}
+			continue
+		case !s.streamed || !transient(err):
+			// Before the first session streamed, every error is the user's
+			// to fix (bad DSN, server down): say so instead of looping.
+			return err
+		}
+		standingBy = false
+		if time.Since(began) > time.Minute {
+			wait.Reset()
+		}
+		in := wait.Next()
+		log.Warn("replication session ended; reconnecting", "in", in, "err", err)
+		pr.NotReady(fmt.Sprintf("replication session ended (%v); reconnecting", err))
+		pr.Reconnected()
+		if wait.Sleep(ctx, in) != nil {
+			return nil
+		}
+	}
+}
+
+// session is one replication connection from connect to its end; the
+// process runs sessions until stopped, so that a Postgres restart or a
+// network cut does not need a supervisor.
+type session struct {
+	cfg      Config
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	log      *slog.Logger
+	probe    Probe
+	streamed bool // some session reached streaming
+}
+
+func (s *session) run(ctx context.Context) error {
+	cfg, log := s.cfg, s.log
+	pgc, err := pgx.Connect(ctx, cfg.DSN)
+	if err != nil {
+		return fmt.Errorf("cannot connect to PostgreSQL at %s (is it running, and is --dsn right?): %w", redact.DSN(cfg.DSN), ConnError(err))
+	}
+	defer pgc.Close(context.Background())
+	if err := pgsetup.CheckServer(ctx, pgc); err != nil {
+		return err
+	}
+	if err := pgsetup.EnsurePublication(ctx, pgc, pgsetup.Config{Slot: cfg.Slot, Publication: cfg.Publication, Tables: cfg.Tables}, log); err != nil {
+		return err
+	}
+
+	repl, err := ConnectReplication(ctx, cfg.DSN)
+	if err != nil {
+		return err
+	}
+	defer repl.Close(context.Background())
+	sys, err := pglogrepl.IdentifySystem(ctx, repl)
+	if err != nil {
+		return fmt.Errorf("identify system: %w", err)
+	}
+	var sysID uint64
+	if _, err := fmt.Sscan(sys.SystemID, &sysID); err != nil {
+		return fmt.Errorf("identify system: system id %q: %w", sys.SystemID, err)
+	}
+
+	// A slot that is gone while the raw stream has records of this
+	// database must not be recreated silently: that would skip changes.
+	last, ok, err := s.lastStored(ctx, sysID)
+	if err != nil {
+		return err
+	}
+	var missing *pgsetup.SlotMissingError
+	if ok && !cfg.RecreateSlot {
+		missing = &pgsetup.SlotMissingError{Slot: cfg.Slot, Source: cfg.Source, Last: pglogrepl.LSN(last.CommitLSN).String()}
+	}
+	slot, err := pgsetup.EnsureSlot(ctx, pgc, repl, cfg.Slot, missing, log)
+	if err != nil {
+		return err
+	}
+	if err := replication.Start(ctx, repl, cfg.Slot, cfg.Publication); err != nil {
+		return err
+	}
+	// The slot is ours now: no other collector writes this source, so the
+	// last stored record is final. Read it again, after the takeover.
+	last, ok, err = s.lastStored(ctx, sysID)
+	if err != nil {
+		return err
+	}
+
+	src := wire.Source{Name: cfg.Source, SystemID: sysID, Timeline: sys.Timeline, Database: sys.DBName, Slot: cfg.Slot}
+	// Raw messages of a few MB already amortize an fsync well; larger ones
+	// only cost memory. Headroom below max payload covers headers.
+	maxMsg := min(int(s.nc.MaxPayload())-64<<10, cfg.MaxMessage)
+	cp := checkpoint.New(slot.ConfirmedFlush)
+	pub := rawstream.NewPublisher(s.js, rawstream.PublisherConfig{
+		Subject:           wire.RawSubject(cfg.Source),
+		Source:            src,
+		MaxMessageBytes:   maxMsg,
+		MaxMessageChanges: cfg.MaxChanges,
+		MaxQueueBytes:     cfg.MaxQueue,
+		AckTimeout:        cfg.AckTimeout,
+		Linger:            cfg.Linger,
+		Checkpoint:        cp,
+		Totals:            cfg.Totals,
+		PublishLatency:    cfg.PublishLatency,
+		Log:               log,
+	})
+	var stream *replication.Stream
+	dec := pgoutput.New(func(ctx context.Context, f *pgoutput.Fragment) error { return stream.Emit(ctx, f) },
+		func(ctx context.Context, oid uint32) (wire.TypeInfo, error) {
+			return pgsetup.ResolveType(ctx, pgc, oid)
+		},
+		min(maxMsg, cfg.MaxMessage/2))
+	stream = replication.New(repl, dec, pub, cp, log)
+	if ok {
+		dec.SkipThrough(last)
+		log.Info("resuming after the last stored record", "commit_lsn", pglogrepl.LSN(last.CommitLSN), "change", last.Change, "piece_byte", last.Piece, "final", last.Final)
+	} else {
+		log.Info("no earlier records of this source in the raw stream")
+	}
+	log.Info("streaming", "slot", cfg.Slot, "publication", cfg.Publication, "confirmed_flush", pglogrepl.LSN(slot.ConfirmedFlush),
+		"raw_subject", wire.RawSubject(cfg.Source), "system_id", sysID, "timeline", sys.Timeline)
+	s.streamed = true
+	s.probe.Streaming(pub, stream)
+
+	pubCtx, stopPub := context.WithCancel(context.Background())
+	defer stopPub()
+	pubErr := make(chan error, 1)
+	go func() { pubErr <- pub.Run(pubCtx) }()
+	streamCtx, stopStream := context.WithCancel(ctx)
+	defer stopStream()
+	go func() {
+		// A publisher that fails for good ends the session.
+		if err := <-pubErr; err != nil {
+			pubErr <- err
+			stopStream()
+		}
+	}()
+	go logStats(streamCtx, pub, log)
+
+	runErr := stream.Run(streamCtx)
+	s.probe.NotReady("replication session ended")
+	select {
+	case err := <-pubErr:
+		return err
+	default:
+	}
+	// Soft stop: let what was read reach JetStream and confirm it, so that a
+	// restart resends as little as possible. The next session starts from
+	// the stream's last record, so nothing may still be in flight then.
+	drainCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := pub.Drain(drainCtx); err != nil {
+		log.Warn("stopping with records not yet acknowledged; they are resent and deduplicated on restart")
+	}
+	if err := stream.SendStatus(drainCtx); err != nil && runErr == nil && ctx.Err() == nil {
+		runErr = err
+	}
+	changes, msgs := pub.Stats()
+	log.Info("session ended", "changes", changes, "raw_messages", msgs, "confirmed", pglogrepl.LSN(pub.Confirmed()))
+	return runErr
+}
+
+// lastStored is the position of the last raw record of this source from
+// this database.
+func (s *session) lastStored(ctx context.Context, sysID uint64) (wire.Position, bool, error) {
+	last, stored, ok, err := rawstream.LastPosition(ctx, s.js, s.cfg.RawStream, s.cfg.Source)
+	if err != nil || !ok {
+		return last, false, err
+	}
+	if stored.SystemID != sysID {
+		// A different database under the same source name: its positions
+		// say nothing about this one's.
+		s.log.Warn("raw stream's last record of this source comes from another database (system id differs): not skipping by position",
+			"stored_system_id", stored.SystemID, "system_id", sysID)
+		return last, false, nil
+	}
+	return last, true, nil
+}
+
+func connectNATS(ctx context.Context, cfg Config, log *slog.Logger) (*nats.Conn, func(), error) {
+	if cfg.Embedded == nil {
+		nc, err := natsconn.Connect(ctx, cfg.NATS)
+		if err != nil {
+			return nil, nil, err
+		}
+		return nc, func() { nc.Drain() }, nil
+	}
+	emb := *cfg.Embedded
+	srv, err := embedded.Start(emb, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	log.Info("embedded JetStream server ready", "listen", "nats://"+emb.Listen, "store", emb.Dir,
+		"authentication", emb.Authenticated(), "tls", emb.TLSCert != "", "domain", emb.Domain, "leaf", redact.DSN(strings.Join(emb.LeafURLs, ",")))
+	nc, err := natsconn.Connect(ctx, natsconn.Config{Name: "pgjet-collector", Log: log, Options: srv.ClientOptions()})
+	if err != nil {
+		srv.Shutdown()
+		return nil, nil, err
+	}
+	return nc, func() {
+		nc.Drain()
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	}, nil
+}
