@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/shared/backoff"
 	"github.com/pgjet/pgjet/shared/redact"
 )
@@ -224,4 +225,17 @@ func (c Config) authHint() string {
 		return "check --nats-tls-cert (the server maps client certificates to users)"
 	}
 	return "the server requires authentication: give --nats-user/--nats-password, --nats-token, --nats-nkey or --creds"
+}
+
+// Transient reports whether err is NATS being unreachable or slow for a
+// moment (a timeout, a reconnect, no responders yet): the client
+// reconnects by itself, so the caller retries. The one rule both processes
+// use.
+func Transient(err error) bool {
+	// ErrReconnectBufExceeded: a connection without a reconnect buffer (the
+	// router's) fails any request made while it reconnects with it.
+	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrDisconnected) ||
+		errors.Is(err, nats.ErrReconnectBufExceeded) || errors.Is(err, nats.ErrConnectionReconnecting) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrNoHeartbeat) ||
+		errors.Is(err, context.DeadlineExceeded)
 }

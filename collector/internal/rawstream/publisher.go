@@ -420,9 +420,9 @@ func (p *Publisher) attempt(ctx context.Context, msg *nats.Msg) error {
 func permanent(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
-		// 10077 is a store failure; only "message too large" cannot heal.
+		// A store failure; only "message too large" cannot heal.
 		if apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum ||
-			apiErr.ErrorCode == 10077 && strings.Contains(apiErr.Description, "too large") {
+			apiErr.ErrorCode == jsStreamStoreFailed && strings.Contains(apiErr.Description, "too large") {
 			return true
 		}
 	}
@@ -502,3 +502,8 @@ func (a *Assembler) Assemble(src wire.Source, frags []*pgoutput.Fragment) *wire.
 	}
 	return m
 }
+
+// jsStreamStoreFailed is JetStream's error code for a message the stream
+// could not store (nats-server's JSStreamStoreFailedF); nats.go has no name
+// for it.
+const jsStreamStoreFailed jetstream.ErrorCode = 10077

@@ -15,13 +15,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/router/internal/envelope"
 	"github.com/pgjet/pgjet/router/internal/route"
 	"github.com/pgjet/pgjet/router/internal/stdout"
 	"github.com/pgjet/pgjet/shared/backoff"
 	"github.com/pgjet/pgjet/shared/crashpoint"
+	"github.com/pgjet/pgjet/shared/natsconn"
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
@@ -291,14 +291,8 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 // acknowledged, or a republish too late for the duplicate window).
 var errResync = errors.New("resync with the raw consumer and the output stream")
 
-func transientNATS(err error) bool {
-	// ErrReconnectBufExceeded: the router's connection has no reconnect
-	// buffer, so any request made while it reconnects fails with it.
-	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrDisconnected) ||
-		errors.Is(err, nats.ErrReconnectBufExceeded) ||
-		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoHeartbeat)
-}
+// transientNATS is natsconn.Transient: the rule both processes share.
+func transientNATS(err error) bool { return natsconn.Transient(err) }
 
 // idleCheck is how long the relay waits for a raw record before asking
 // whether one got lost on its way.
