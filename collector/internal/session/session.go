@@ -318,11 +318,18 @@ func (s *session) lastStored(ctx context.Context, sysID uint64) (wire.Position, 
 
 func connectNATS(ctx context.Context, cfg Config, log *slog.Logger) (*nats.Conn, func(), error) {
 	if cfg.Embedded == nil {
-		nc, err := natsconn.Connect(ctx, cfg.NATS)
+		nc := cfg.NATS
+		if nc.Log == nil {
+			nc.Log = log
+		}
+		if nc.Name == "" {
+			nc.Name = "pgjet-collector"
+		}
+		conn, err := natsconn.Connect(ctx, nc)
 		if err != nil {
 			return nil, nil, err
 		}
-		return nc, func() { nc.Drain() }, nil
+		return conn, func() { conn.Drain() }, nil
 	}
 	emb := *cfg.Embedded
 	srv, err := embedded.Start(emb, log)
