@@ -18,6 +18,7 @@ import (
 
 	"github.com/pgjet/pgjet/collector/internal/session"
 	"github.com/pgjet/pgjet/shared/flagenv"
+	"github.com/pgjet/pgjet/shared/logging"
 	"github.com/pgjet/pgjet/shared/memlimit"
 	"github.com/pgjet/pgjet/shared/metrics"
 	"github.com/pgjet/pgjet/shared/natsconn"
@@ -136,7 +137,7 @@ func parseConfig(args []string) (config, error) {
 	if err := c.logLevel.UnmarshalText([]byte(*level)); err != nil {
 		return c, fmt.Errorf("bad --log-level %q: use debug, info, warn or error", *level)
 	}
-	if c.logJSON, err = parseLogFormat(*logFormat); err != nil {
+	if c.logJSON, err = logging.ParseFormat(*logFormat); err != nil {
 		return c, err
 	}
 	if c.metrics != "" {
@@ -197,7 +198,7 @@ func main() {
 		fmt.Printf("ok: slot %s, publication %s, source %s, raw stream %s on %s\n", cfg.slot, cfg.publication, cfg.source, cfg.rawStream, where)
 		return
 	}
-	log := newLogger(cfg.logJSON, cfg.logLevel)
+	log := logging.New(os.Stderr, cfg.logJSON, cfg.logLevel)
 	if cfg.compat {
 		log.Info("reading a deltaforge/v1 pipeline file as a pgjet/v1 pipeline", "file", cfg.file)
 	}

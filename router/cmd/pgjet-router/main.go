@@ -23,6 +23,7 @@ import (
 	"github.com/pgjet/pgjet/router/internal/routing"
 	"github.com/pgjet/pgjet/router/internal/stdout"
 	"github.com/pgjet/pgjet/shared/flagenv"
+	"github.com/pgjet/pgjet/shared/logging"
 	"github.com/pgjet/pgjet/shared/memlimit"
 	"github.com/pgjet/pgjet/shared/metrics"
 	"github.com/pgjet/pgjet/shared/natsconn"
@@ -127,7 +128,7 @@ func parseConfigWith(args []string, name string, more func(*flag.FlagSet)) (conf
 	if err := c.logLevel.UnmarshalText([]byte(f.level)); err != nil {
 		return c, fmt.Errorf("bad --log-level %q: use debug, info, warn or error", f.level)
 	}
-	if c.logJSON, err = parseLogFormat(f.logFormat); err != nil {
+	if c.logJSON, err = logging.ParseFormat(f.logFormat); err != nil {
 		return c, err
 	}
 	if err := f.auth.Check(); err != nil {
@@ -479,7 +480,7 @@ func main() {
 		}
 		return
 	}
-	log := newLogger(cfg.logJSON, cfg.logLevel)
+	log := logging.New(os.Stderr, cfg.logJSON, cfg.logLevel)
 	slog.SetDefault(log)
 	if cfg.compat {
 		log.Info("reading a deltaforge/v1 pipeline file as a pgjet/v1 pipeline", "file", cfg.file)

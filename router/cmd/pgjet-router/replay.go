@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pgjet/pgjet/router/internal/routing"
+	"github.com/pgjet/pgjet/shared/logging"
 	"github.com/pgjet/pgjet/shared/memlimit"
 )
 
@@ -119,7 +120,7 @@ func replayMain(args []string) int {
 		fmt.Fprintf(os.Stderr, "pgjet-router replay: %v\n", err)
 		return 2
 	}
-	log := newLogger(cfg.logJSON, cfg.logLevel)
+	log := logging.New(os.Stderr, cfg.logJSON, cfg.logLevel)
 	slog.SetDefault(log)
 	memlimit.Set(int64(cfg.memLimit))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
