@@ -109,7 +109,24 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	info, err := rawstream.Ensure(ctx, js, rawstream.StreamConfig{Name: cfg.RawStream, MaxAge: cfg.RawMaxAge, Duplicates: cfg.RawDupes, Replicas: cfg.RawReplicas})
+	sc := rawstream.StreamConfig{Name: cfg.RawStream, MaxAge: cfg.RawMaxAge, Duplicates: cfg.RawDupes, Replicas: cfg.RawReplicas}
+	info, err := rawstream.Ensure(ctx, js, sc)
+	// Connected, but JetStream does not answer yet (a server still starting
+	// it for the account, a cluster electing its meta leader): wait for
+	// it a minute, saying so. A server without JetStream never answers:
+	// then one clear line.
+	giveUp := time.Now().Add(time.Minute)
+	for wait := backoff.New(time.Second, 15*time.Second); err != nil && natsconn.Transient(err) && ctx.Err() == nil; {
+		if time.Now().After(giveUp) {
+			return fmt.Errorf("JetStream does not answer (%v): is it enabled on the NATS server (-js, or jetstream {} in its config) and for this account?", err)
+		}
+		d := wait.Next()
+		log.Warn(fmt.Sprintf("JetStream does not answer yet, retrying in %s", d), "err", err)
+		if wait.Sleep(ctx, d) != nil {
+			break
+		}
+		info, err = rawstream.Ensure(ctx, js, sc)
+	}
 	if err != nil {
 		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, nats.ErrJetStreamNotEnabled) {
 			return errors.New("JetStream is not enabled on the NATS server: start nats-server with JetStream (-js, or jetstream {} in its config)")
