@@ -115,7 +115,7 @@ func TestProblems(t *testing.T) {
 				`spec.sinks[1].config.stream.persist: unknown value "sync": use default or async`,
 				`spec.sinks[1].config.encoding: unknown value "avro": use json or msgpack`,
 				`spec.sinks[1].config.start_position: unknown value "middle": use earliest or latest`,
-				`spec.sinks[1].config.operations[1]: unknown value "upsert": use insert, update, delete, truncate or message`,
+				`spec.sinks[1].config.operations[1]: unknown value "upsert": use insert, update, delete, truncate, message or read`,
 				`spec.sinks[2].config.format: unknown value "yaml": use json, json-pretty or text`,
 				`spec.commit_policy.mode: unknown value "none": pgjet confirms the slot only after JetStream stored the raw record`,
 			}},

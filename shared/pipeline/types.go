@@ -56,7 +56,7 @@ const (
 
 // Operations is every operation a sink can select, in the order the
 // documentation lists them; a sink without operations selects all.
-var Operations = []string{"insert", "update", "delete", "truncate", "message"}
+var Operations = []string{"insert", "update", "delete", "truncate", "message", "read"}
 
 // File is a pipeline file after loading: ${VAR} expanded, defaults applied,
 // secrets read from their files. Problems found while loading are in the

@@ -15,9 +15,11 @@ var (
 )
 
 const (
-	valueFields  = 2
-	changeFields = 10
-	txFields     = 11
+	valueFields    = 2
+	changeFields   = 10
+	txFields       = 12
+	txFieldsV2     = 11 // no Snapshot
+	snapshotFields = 4
 )
 
 func (v *Value) EncodeMsgpack(e *msgpack.Encoder) error {
@@ -133,5 +135,39 @@ func (t *Tx) EncodeMsgpack(e *msgpack.Encoder) error {
 	if err := e.EncodeUint64(t.PieceOffset); err != nil {
 		return err
 	}
-	return e.EncodeUint64(t.PieceTotal)
+	if err := e.EncodeUint64(t.PieceTotal); err != nil {
+		return err
+	}
+	return t.Snapshot.encode(e)
+}
+
+// encode writes s, nil for a transaction of changes: one byte for them.
+func (s *Snapshot) encode(e *msgpack.Encoder) error {
+	if s == nil {
+		return e.EncodeNil()
+	}
+	if err := e.EncodeArrayLen(snapshotFields); err != nil {
+		return err
+	}
+	if err := e.EncodeUint8(uint8(s.Kind)); err != nil {
+		return err
+	}
+	if err := e.EncodeString(s.ID); err != nil {
+		return err
+	}
+	if err := e.EncodeUint8(s.Marks); err != nil {
+		return err
+	}
+	if s.Sinks == nil {
+		return e.EncodeNil()
+	}
+	if err := e.EncodeArrayLen(len(s.Sinks)); err != nil {
+		return err
+	}
+	for _, n := range s.Sinks {
+		if err := e.EncodeString(n); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -42,6 +42,7 @@ type txR struct {
 	Changes     []changeR
 	PieceOffset uint64
 	PieceTotal  uint64
+	Snapshot    *Snapshot
 }
 
 type messageR struct {
@@ -70,7 +71,8 @@ func mirror(m *Message) *messageR {
 	}
 	for i, t := range m.Txs {
 		tr := txR{Xid: t.Xid, CommitLSN: t.CommitLSN, EndLSN: t.EndLSN, CommitTime: t.CommitTime, Origin: t.Origin,
-			Fragment: t.Fragment, Final: t.Final, FirstChange: t.FirstChange, PieceOffset: t.PieceOffset, PieceTotal: t.PieceTotal}
+			Fragment: t.Fragment, Final: t.Final, FirstChange: t.FirstChange, PieceOffset: t.PieceOffset, PieceTotal: t.PieceTotal,
+			Snapshot: t.Snapshot}
 		if t.Changes != nil {
 			tr.Changes = make([]changeR, len(t.Changes))
 		}
@@ -90,6 +92,10 @@ func TestCodecMatchesReflection(t *testing.T) {
 	edge.Txs = append(edge.Txs, Tx{Changes: []Change{}})
 	edge.Txs = append(edge.Txs, Tx{FirstChange: 3, PieceOffset: 1 << 20, PieceTotal: 1<<31 - 1,
 		Changes: []Change{{Op: OpUpdate, Rel: 0, Content: bytes.Repeat([]byte{9}, 1000)}}})
+	edge.Txs = append(edge.Txs, Tx{CommitLSN: 0x2fff, Snapshot: &Snapshot{Kind: SnapshotInitial, ID: "initial", Marks: 255},
+		Changes: []Change{{Op: OpRead, Rel: 0, New: []Value{{Kind: KindText, Data: []byte("1")}}}}})
+	edge.Txs = append(edge.Txs, Tx{CommitLSN: 0x3001, Snapshot: &Snapshot{Kind: SnapshotIncremental, ID: "b1", Sinks: []string{"a", ""}}})
+	edge.Txs = append(edge.Txs, Tx{CommitLSN: 0x3009, Snapshot: &Snapshot{Sinks: []string{}}})
 	for name, m := range map[string]*Message{"sample": sample(), "edges": edge, "empty": {Source: Source{Name: "x"}}} {
 		t.Run(name, func(t *testing.T) {
 			m.Version = Version

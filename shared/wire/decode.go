@@ -22,6 +22,8 @@ import (
 // Values and changes are carved from slabs, a few allocations per message
 // rather than one or two per change.
 type reader struct {
+	// version of the message being read: older versions' layouts differ.
+	version int
 	b       []byte
 	rd      *bytes.Reader
 	d       *msgpack.Decoder
@@ -38,7 +40,7 @@ const (
 
 func newReader(b []byte) *reader {
 	rd := bytes.NewReader(b)
-	return &reader{b: b, rd: rd, d: msgpack.NewDecoder(rd)}
+	return &reader{version: Version, b: b, rd: rd, d: msgpack.NewDecoder(rd)}
 }
 
 // fields reads an array header and insists on the field count: a layout
@@ -217,7 +219,11 @@ func (r *reader) column(c *Column) error {
 }
 
 func (r *reader) tx(t *Tx) error {
-	if err := r.fields("transaction", txFields); err != nil {
+	want := txFields
+	if r.version < 3 {
+		want = txFieldsV2
+	}
+	if err := r.fields("transaction", want); err != nil {
 		return err
 	}
 	var err error
@@ -261,8 +267,49 @@ func (r *reader) tx(t *Tx) error {
 	if t.PieceOffset, err = r.d.DecodeUint64(); err != nil {
 		return err
 	}
-	t.PieceTotal, err = r.d.DecodeUint64()
-	return err
+	if t.PieceTotal, err = r.d.DecodeUint64(); err != nil {
+		return err
+	}
+	t.Snapshot = nil
+	if want == txFieldsV2 {
+		return nil
+	}
+	return r.snapshot(&t.Snapshot)
+}
+
+func (r *reader) snapshot(sp **Snapshot) error {
+	n, err := r.d.DecodeArrayLen()
+	if err != nil || n < 0 {
+		return err // nil: a transaction of changes
+	}
+	if n != snapshotFields {
+		return fmt.Errorf("snapshot has %d fields, this format has %d", n, snapshotFields)
+	}
+	s := &Snapshot{}
+	kind, err := r.d.DecodeUint8()
+	if err != nil {
+		return err
+	}
+	s.Kind = SnapshotKind(kind)
+	if s.ID, err = r.d.DecodeString(); err != nil {
+		return err
+	}
+	if s.Marks, err = r.d.DecodeUint8(); err != nil {
+		return err
+	}
+	if n, err = r.arrayLen(); err != nil {
+		return err
+	}
+	if n >= 0 {
+		s.Sinks = make([]string, n)
+		for i := range s.Sinks {
+			if s.Sinks[i], err = r.d.DecodeString(); err != nil {
+				return err
+			}
+		}
+	}
+	*sp = s
+	return nil
 }
 
 func (r *reader) change(c *Change) error {

@@ -10,18 +10,31 @@
 // msgpack decoder rejects an array with a different number of fields. So any
 // change to any struct here bumps Version. Version is the first element of a
 // Message and is read before the rest, so that a reader meeting a newer
-// format says so instead of failing on the layout.
+// format says so instead of failing on the layout. A reader also reads every
+// version from OldestVersion on: during a rolling upgrade a router of this
+// version reads what a collector of the previous one wrote, and a router of
+// the previous version stops at the first newer record with one line
+// (TestOlderReader), never with a wrong event.
+//
+// Versions:
+//
+//	2  transactions of changes
+//	3  snapshot reads (OpRead) in transactions marked by Tx.Snapshot
 package wire
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Version is the format version written by this code.
-const Version = 2
+const Version = 3
+
+// OldestVersion is the oldest format version this code reads.
+const OldestVersion = 2
 
 // Op is the kind of a change.
 type Op uint8
@@ -33,6 +46,9 @@ const (
 	OpTruncate Op = 4
 	// OpMessage is a logical decoding message (pg_logical_emit_message).
 	OpMessage Op = 5
+	// OpRead is a row as a snapshot or a backfill read it: New holds the
+	// row, Old is empty. Only in a transaction whose Snapshot is set.
+	OpRead Op = 6
 )
 
 func (o Op) String() string {
@@ -47,6 +63,8 @@ func (o Op) String() string {
 		return "truncate"
 	case OpMessage:
 		return "message"
+	case OpRead:
+		return "read"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
@@ -125,6 +143,77 @@ type Tx struct {
 	// another message size resumes exactly where the stored pieces end.
 	PieceOffset uint64
 	PieceTotal  uint64
+	// Snapshot is nil for a transaction of changes. Set, the transaction is
+	// a synthetic one holding snapshot reads (OpRead), placed where the
+	// snapshot's rows belong among the changes (see Snapshot).
+	Snapshot *Snapshot
+}
+
+// Snapshot describes a transaction of reads. Its CommitLSN is a position
+// no WAL record can have: WAL records start on 8-byte boundaries, and a
+// snapshot takes an odd position next to one. An initial snapshot is one
+// transaction at the slot's consistent point minus one, before every change
+// the slot streams; a backfill chunk is one transaction at its high
+// watermark's commit LSN plus one, just after the changes the chunk was
+// read among. Its EndLSN is 0: it confirms nothing to Postgres.
+type Snapshot struct {
+	_msgpack struct{} `msgpack:",as_array"`
+
+	Kind SnapshotKind
+	// ID names the snapshot or backfill in progress reports and status.
+	ID string
+	// Marks say which of this fragment's changes are first or last of their
+	// table or of the whole snapshot (SnapshotFirst...).
+	Marks uint8
+	// Sinks, when not empty, are the only sinks (routes, by id) that take
+	// these reads: a backfill aimed at some consumers leaves the others'
+	// outputs unchanged.
+	Sinks []string
+}
+
+// SnapshotKind says how reads were taken.
+type SnapshotKind uint8
+
+const (
+	// SnapshotInitial: read from the slot's exported snapshot, at its
+	// consistent point.
+	SnapshotInitial SnapshotKind = 1
+	// SnapshotIncremental: a backfill chunk, read between watermarks while
+	// changes streamed.
+	SnapshotIncremental SnapshotKind = 2
+)
+
+func (k SnapshotKind) String() string {
+	switch k {
+	case SnapshotInitial:
+		return "initial"
+	case SnapshotIncremental:
+		return "incremental"
+	}
+	return fmt.Sprintf("snapshot(%d)", uint8(k))
+}
+
+// Marks of a snapshot fragment: its first change is the first row of its
+// table (SnapshotFirstInTable) or of the whole snapshot (SnapshotFirst), its
+// last change the last row of its table or of the snapshot.
+const (
+	SnapshotFirst        uint8 = 1
+	SnapshotFirstInTable uint8 = 2
+	SnapshotLastInTable  uint8 = 4
+	SnapshotLast         uint8 = 8
+)
+
+// TakenBy reports whether the sink called sink takes the reads of s.
+func (s *Snapshot) TakenBy(sink string) bool {
+	if s == nil || len(s.Sinks) == 0 {
+		return true
+	}
+	for _, n := range s.Sinks {
+		if n == sink {
+			return true
+		}
+	}
+	return false
 }
 
 // IsPiece reports whether t carries a piece of a change (see PieceTotal).
@@ -238,16 +327,18 @@ func (e *Encoder) Marshal(m *Message) ([]byte, error) {
 // Unmarshal decodes b into m, checking the version and internal references so
 // that consumers can index Relations without further checks. The byte
 // slices of m (values, message contents) alias b, which must stay unchanged
-// while m is in use.
+// while m is in use. A message of an older version (OldestVersion on)
+// decodes as this version's, m.Version telling which it was.
 func Unmarshal(b []byte, m *Message) error {
 	v, err := version(b)
 	if err != nil {
 		return fmt.Errorf("decode raw message: %w", err)
 	}
-	if v != Version {
-		return fmt.Errorf("decode raw message: format version %d, this build reads %d: upgrade pgjet", v, Version)
+	if v > Version || v < OldestVersion {
+		return fmt.Errorf("decode raw message: format version %d, this build reads %d to %d: upgrade pgjet", v, OldestVersion, Version)
 	}
 	r := newReader(b)
+	r.version = v
 	if err := r.message(m); err != nil {
 		return fmt.Errorf("decode raw message: %w", err)
 	}
@@ -276,7 +367,10 @@ func (m *Message) validate() error {
 		for ci := range m.Txs[ti].Changes {
 			c := &m.Txs[ti].Changes[ci]
 			switch c.Op {
-			case OpInsert, OpUpdate, OpDelete:
+			case OpInsert, OpUpdate, OpDelete, OpRead:
+				if c.Op == OpRead && m.Txs[ti].Snapshot == nil {
+					return errors.New("decode raw message: a read outside a snapshot transaction")
+				}
 				if c.Rel < 0 || c.Rel >= n {
 					return fmt.Errorf("decode raw message: change refers to relation %d of %d", c.Rel, n)
 				}
@@ -352,6 +446,9 @@ func DecodeChange(b []byte, first *Change, rels []Relation) (Change, error) {
 	// for when they were batched.
 	c.Rel, c.TruncateRels = first.Rel, first.TruncateRels
 	m := Message{Relations: rels, Txs: []Tx{{Changes: []Change{c}}}}
+	if c.Op == OpRead {
+		m.Txs[0].Snapshot = &Snapshot{}
+	}
 	if err := m.validate(); err != nil {
 		return Change{}, fmt.Errorf("pieced change: %w", err)
 	}

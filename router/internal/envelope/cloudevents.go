@@ -553,6 +553,7 @@ var changeTypes = [...]string{
 	wire.OpDelete:   ".deleted",
 	wire.OpTruncate: ".truncated",
 	wire.OpMessage:  ".message",
+	wire.OpRead:     ".read",
 }
 
 // attributes writes the type and subject attributes of e, and in the
@@ -653,6 +654,7 @@ var changeOps = [...]string{
 	wire.OpDelete:   `"d"`,
 	wire.OpTruncate: `"t"`,
 	wire.OpMessage:  `"m"`,
+	wire.OpRead:     `"r"`,
 }
 
 // appendChange appends the data of the change form for e, which passed

@@ -236,7 +236,10 @@ func TestCloudEventsGolden(t *testing.T) {
 	for _, gc := range goldenCases {
 		t.Run(gc.name, func(t *testing.T) {
 			ev := gc.ev
-			ev.Source, ev.Tx = source, tx
+			ev.Source = source
+			if ev.Tx == nil {
+				ev.Tx = tx
+			}
 			ev.ID = eventID(&ev)
 			want := attrs{id: ev.ID, source: "/pgjet/app", time: commit}
 			if ev.Change.Op == wire.OpMessage {

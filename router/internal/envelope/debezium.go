@@ -257,6 +257,8 @@ func opCode(op wire.Op) byte {
 		return 'd'
 	case wire.OpTruncate:
 		return 't'
+	case wire.OpRead:
+		return 'r'
 	}
 	return 'm'
 }
@@ -266,7 +268,7 @@ func (d *Debezium) appendRow(b []byte, e *Event) ([]byte, error) {
 	var keyFrom, before, after []wire.Value
 	var keysOnly bool
 	switch c.Op {
-	case wire.OpInsert:
+	case wire.OpInsert, wire.OpRead:
 		keyFrom, after = c.New, c.New
 	case wire.OpUpdate:
 		keyFrom, after = c.New, c.New
@@ -386,7 +388,9 @@ func (d *Debezium) appendSource(b []byte, e *Event, table bool) []byte {
 	b = value.AppendString(b, e.Source.Name)
 	b = append(b, ',')
 	b = append(b, d.tsMs...)
-	b = append(b, `,"snapshot":"false","db":`...)
+	b = append(b, `,"snapshot":"`...)
+	b = append(b, snapshotField(e)...)
+	b = append(b, `","db":`...)
 	b = value.AppendString(b, e.Source.Database)
 	b = append(b, `,"sequence":"[\"`...)
 	b = strconv.AppendInt(b, lsn, 10)
@@ -420,9 +424,45 @@ func (d *Debezium) appendSource(b []byte, e *Event, table bool) []byte {
 }
 
 // hasTx: non-transactional logical decoding messages belong to no
-// transaction, and Debezium gives them neither txId nor transaction.
+// transaction, and Debezium gives them neither txId nor transaction; nor
+// does it to snapshot reads, which no transaction wrote.
 func (d *Debezium) hasTx(e *Event) bool {
-	return e.Change.Op != wire.OpMessage || e.Change.Transactional
+	switch e.Change.Op {
+	case wire.OpMessage:
+		return e.Change.Transactional
+	case wire.OpRead:
+		return false
+	}
+	return true
+}
+
+// snapshotField is source.snapshot as Debezium writes it: "false" for a
+// change, "incremental" for a backfill's read, and for an initial
+// snapshot's read "first" or "last" for the snapshot's first and last row,
+// "first_in_data_collection" and "last_in_data_collection" for a table's,
+// "true" otherwise (last before first, a table's after the snapshot's, as
+// Debezium ranks them).
+func snapshotField(e *Event) string {
+	s := e.Tx.Snapshot
+	if e.Change.Op != wire.OpRead || s == nil {
+		return "false"
+	}
+	if s.Kind != wire.SnapshotInitial {
+		return "incremental"
+	}
+	first := e.Index == e.Tx.FirstChange
+	last := e.Index == e.Tx.FirstChange+uint64(len(e.Tx.Changes))-1
+	switch {
+	case last && s.Marks&wire.SnapshotLast != 0:
+		return "last"
+	case first && s.Marks&wire.SnapshotFirst != 0:
+		return "first"
+	case last && s.Marks&wire.SnapshotLastInTable != 0:
+		return "last_in_data_collection"
+	case first && s.Marks&wire.SnapshotFirstInTable != 0:
+		return "first_in_data_collection"
+	}
+	return "true"
 }
 
 func (d *Debezium) appendTransaction(b []byte, e *Event) []byte {

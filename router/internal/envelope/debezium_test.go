@@ -86,6 +86,49 @@ var debeziumCases = []struct {
 	{"message_nontransactional", Event{Change: &wire.Change{
 		Op: wire.OpMessage, Prefix: "bin", Content: []byte{0x00, 0xff, 0xfe, 'a'}, Transactional: false,
 	}, Index: 11}},
+	{"read_first", Event{Change: &wire.Change{Op: wire.OpRead, New: typedRow("1")}, Rel: typed, Tx: initialTx, Index: 40}},
+	{"read_incremental", Event{Change: &wire.Change{Op: wire.OpRead, New: user("2")}, Rel: users, Tx: backfillTx, Index: 0}},
+}
+
+// TestDebeziumSnapshotField: source.snapshot of each read of a fragment,
+// by its marks, as Debezium ranks them.
+func TestDebeziumSnapshotField(t *testing.T) {
+	frag := func(kind wire.SnapshotKind, marks uint8) *wire.Tx {
+		return &wire.Tx{FirstChange: 10, Changes: make([]wire.Change, 3), Snapshot: &wire.Snapshot{Kind: kind, Marks: marks}}
+	}
+	const (
+		first  = wire.SnapshotFirst | wire.SnapshotFirstInTable
+		last   = wire.SnapshotLast | wire.SnapshotLastInTable
+		tFirst = wire.SnapshotFirstInTable
+		tLast  = wire.SnapshotLastInTable
+	)
+	tests := []struct {
+		tx   *wire.Tx
+		want [3]string // of indexes 10, 11, 12
+	}{
+		{frag(wire.SnapshotInitial, 0), [3]string{"true", "true", "true"}},
+		{frag(wire.SnapshotInitial, first), [3]string{"first", "true", "true"}},
+		{frag(wire.SnapshotInitial, tFirst|tLast), [3]string{"first_in_data_collection", "true", "last_in_data_collection"}},
+		{frag(wire.SnapshotInitial, first|tLast), [3]string{"first", "true", "last_in_data_collection"}},
+		{frag(wire.SnapshotInitial, tFirst|last), [3]string{"first_in_data_collection", "true", "last"}},
+		{frag(wire.SnapshotIncremental, first|last), [3]string{"incremental", "incremental", "incremental"}},
+	}
+	for _, tt := range tests {
+		for i, want := range tt.want {
+			ev := Event{Tx: tt.tx, Index: 10 + uint64(i), Change: &wire.Change{Op: wire.OpRead}}
+			if got := snapshotField(&ev); got != want {
+				t.Errorf("marks %04b index %d: %q, want %q", tt.tx.Snapshot.Marks, ev.Index, got, want)
+			}
+		}
+	}
+	// A single-row snapshot: Debezium ranks last first.
+	one := &wire.Tx{Changes: make([]wire.Change, 1), Snapshot: &wire.Snapshot{Kind: wire.SnapshotInitial, Marks: first | last}}
+	if got := snapshotField(&Event{Tx: one, Change: &wire.Change{Op: wire.OpRead}}); got != "last" {
+		t.Errorf("single row: %q, want last", got)
+	}
+	if got := snapshotField(&Event{Tx: tx, Change: &wire.Change{Op: wire.OpInsert}}); got != "false" {
+		t.Errorf("change: %q, want false", got)
+	}
 }
 
 // debeziumOptionSets are the settings the golden files cover.
@@ -146,7 +189,10 @@ func TestDebeziumGolden(t *testing.T) {
 		for _, gc := range debeziumCases {
 			t.Run(set.name+"/"+gc.name, func(t *testing.T) {
 				ev := gc.ev
-				ev.Source, ev.Tx = source, tx
+				ev.Source = source
+				if ev.Tx == nil {
+					ev.Tx = tx
+				}
 				got := debeziumOutput(t, r, &ev)
 				golden(t, filepath.Join("testdata", "debezium", set.name, gc.name+".golden"), got)
 			})
@@ -258,7 +304,10 @@ func TestDebeziumErrors(t *testing.T) {
 		{Change: &wire.Change{Op: wire.OpDelete, OldKind: 'Z', Old: user("1")}, Rel: users},
 		{Change: &wire.Change{Op: 42}, Rel: users},
 	} {
-		ev.Source, ev.Tx = source, tx
+		ev.Source = source
+		if ev.Tx == nil {
+			ev.Tx = tx
+		}
 		b, err := r.Append([]byte("keep"), &ev)
 		if err == nil || string(b) != "keep" {
 			t.Errorf("%v: got %s, %v", ev.Change.Op, b, err)

@@ -67,7 +67,10 @@ func TestMsgpackNativeGolden(t *testing.T) {
 	for _, gc := range goldenCases {
 		t.Run(gc.name, func(t *testing.T) {
 			ev := gc.ev
-			ev.Source, ev.Tx = source, tx
+			ev.Source = source
+			if ev.Tx == nil {
+				ev.Tx = tx
+			}
 			golden(t, filepath.Join("testdata", "msgpack", "native", gc.name+".golden"), msgpackOutput(t, r, j, &ev, ""))
 		})
 	}
@@ -88,7 +91,10 @@ func TestMsgpackDebeziumGolden(t *testing.T) {
 		for _, gc := range debeziumCases {
 			t.Run(set+"/"+gc.name, func(t *testing.T) {
 				ev := gc.ev
-				ev.Source, ev.Tx = source, tx
+				ev.Source = source
+				if ev.Tx == nil {
+					ev.Tx = tx
+				}
 				golden(t, filepath.Join("testdata", "msgpack", "debezium", set, gc.name+".golden"), msgpackOutput(t, r, j, &ev, DefaultKeyHeader))
 			})
 		}
@@ -230,7 +236,10 @@ func TestMsgpackInvalid(t *testing.T) {
 func FuzzMsgpackTranscode(f *testing.F) {
 	for _, gc := range goldenCases {
 		ev := gc.ev
-		ev.Source, ev.Tx = source, tx
+		ev.Source = source
+		if ev.Tx == nil {
+			ev.Tx = tx
+		}
 		b, err := NewNative().Append(nil, &ev)
 		if err != nil {
 			f.Fatal(err)

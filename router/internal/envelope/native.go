@@ -104,7 +104,7 @@ func checkEvent(e *Event) error {
 	}
 	switch e.Change.Op {
 	case wire.OpMessage:
-	case wire.OpInsert, wire.OpUpdate, wire.OpDelete, wire.OpTruncate:
+	case wire.OpInsert, wire.OpUpdate, wire.OpDelete, wire.OpTruncate, wire.OpRead:
 		if e.Rel == nil {
 			return fmt.Errorf("render %s: no relation", e.Change.Op)
 		}
@@ -124,6 +124,13 @@ func (n *Native) append(b []byte, e *Event) ([]byte, error) {
 	b = n.appendOrigin(b, e, c.Op != wire.OpMessage)
 	b = append(b, `,"index":`...)
 	b = strconv.AppendUint(b, e.Index, 10)
+	if s := e.Tx.Snapshot; c.Op == wire.OpRead && s != nil {
+		// Which kind of snapshot read it: a consumer tells the rows of an
+		// initial snapshot from those a backfill re-sent.
+		b = append(b, `,"snapshot":"`...)
+		b = append(b, s.Kind.String()...)
+		b = append(b, '"')
+	}
 
 	switch c.Op {
 	case wire.OpMessage:
@@ -171,7 +178,7 @@ func (n *Native) appendRow(b []byte, e *Event) ([]byte, error) {
 // the row before and after it, and whether before holds key columns only.
 func rowImages(c *wire.Change, rel *wire.Relation) (keyFrom, before, after []wire.Value, beforeKeysOnly bool, err error) {
 	switch c.Op {
-	case wire.OpInsert:
+	case wire.OpInsert, wire.OpRead:
 		keyFrom, after = c.New, c.New
 	case wire.OpUpdate:
 		keyFrom, after = c.New, c.New

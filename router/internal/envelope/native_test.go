@@ -49,6 +49,16 @@ var (
 	}}
 )
 
+// Transactions of snapshot reads: three rows of an initial snapshot, the
+// first of the snapshot and of its table at index 40, and a backfill
+// chunk's.
+var (
+	initialTx = &wire.Tx{CommitLSN: 0x16B3747, CommitTime: tx.CommitTime, FirstChange: 40, Changes: make([]wire.Change, 3),
+		Snapshot: &wire.Snapshot{Kind: wire.SnapshotInitial, ID: "initial", Marks: wire.SnapshotFirst | wire.SnapshotFirstInTable}}
+	backfillTx = &wire.Tx{CommitLSN: 0x16B3779, CommitTime: tx.CommitTime, Changes: make([]wire.Change, 1),
+		Snapshot: &wire.Snapshot{Kind: wire.SnapshotIncremental, ID: "b-1"}}
+)
+
 func t_(s string) wire.Value { return wire.Value{Kind: wire.KindText, Data: []byte(s)} }
 
 var (
@@ -101,6 +111,9 @@ var goldenCases = []struct {
 	{"message_binary", Event{Change: &wire.Change{
 		Op: wire.OpMessage, Prefix: "bin", Content: []byte{0x00, 0xff, 0xfe, 'a'}, Transactional: false,
 	}, Index: 11}},
+	{"read_initial_first", Event{Change: &wire.Change{Op: wire.OpRead, New: user("1")}, Rel: users, Tx: initialTx, Index: 40}},
+	{"read_initial", Event{Change: &wire.Change{Op: wire.OpRead, New: []wire.Value{t_("7"), t_("bob"), t_("100.00")}}, Rel: accounts, Tx: initialTx, Index: 41}},
+	{"read_incremental", Event{Change: &wire.Change{Op: wire.OpRead, New: user("2")}, Rel: users, Tx: backfillTx, Index: 0}},
 }
 
 func TestNativeGolden(t *testing.T) {
@@ -108,7 +121,10 @@ func TestNativeGolden(t *testing.T) {
 	for _, gc := range goldenCases {
 		t.Run(gc.name, func(t *testing.T) {
 			ev := gc.ev
-			ev.Source, ev.Tx = source, tx
+			ev.Source = source
+			if ev.Tx == nil {
+				ev.Tx = tx
+			}
 			got, err := n.Append(nil, &ev)
 			if err != nil {
 				t.Fatal(err)
@@ -158,7 +174,10 @@ func TestNativeErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ev := tt.ev
-			ev.Source, ev.Tx = source, tx
+			ev.Source = source
+			if ev.Tx == nil {
+				ev.Tx = tx
+			}
 			b, err := n.Append([]byte("keep"), &ev)
 			if err == nil {
 				t.Fatalf("no error: %s", b)

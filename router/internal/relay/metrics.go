@@ -15,10 +15,10 @@ type Observer interface{ Observe(float64) }
 // EventOps names what a relay publishes, by the index EventCounts uses: the
 // change operations, then transaction, relation, tombstone and transaction
 // group messages. Their counts add up to Stats().Events.
-var EventOps = [numOps]string{"insert", "update", "delete", "truncate", "message", "begin", "commit", "relation", "tombstone", "group"}
+var EventOps = [numOps]string{"insert", "update", "delete", "truncate", "message", "read", "begin", "commit", "relation", "tombstone", "group"}
 
 const (
-	opBegin = int(wire.OpMessage) + iota
+	opBegin = int(wire.OpRead) + iota
 	opCommit
 	opRelation
 	opTombstone
@@ -44,7 +44,7 @@ func opIndex(o *out) int {
 	case envelope.KindRelation:
 		return opRelation
 	}
-	if op := int(o.ev.Change.Op); op >= int(wire.OpInsert) && op <= int(wire.OpMessage) {
+	if op := int(o.ev.Change.Op); op >= int(wire.OpInsert) && op <= int(wire.OpRead) {
 		return op - int(wire.OpInsert)
 	}
 	return opGroup // no other kind of message exists

@@ -85,9 +85,19 @@ func (r *Relay) tracksTx() bool { return r.route.Transactions() || r.route.Group
 
 // inTx reports whether ev belongs to its transaction: a logical decoding
 // message emitted outside any (pg_logical_emit_message with transactional
-// false) does not, so no transaction event counts or brackets it.
+// false) does not, nor does a snapshot read (no transaction wrote it), so
+// no transaction event counts or brackets them.
 func inTx(ev *envelope.Event) bool {
-	return ev.Change == nil || ev.Change.Op != wire.OpMessage || ev.Change.Transactional
+	if ev.Change == nil {
+		return true
+	}
+	switch ev.Change.Op {
+	case wire.OpMessage:
+		return ev.Change.Transactional
+	case wire.OpRead:
+		return false
+	}
+	return true
 }
 
 // relationChanged reports whether rel is new to the route, or its columns

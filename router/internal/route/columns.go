@@ -233,7 +233,8 @@ func (r *Route) warnMissing(rel *wire.Relation, column string) {
 // table, ev.Rel and ev.Change become copies with the columns dropped, masked
 // or hashed; otherwise ev is left as it is. The copies share nothing
 // writable with the originals and stay valid after Transform returns.
-// Truncates and messages are left as they are.
+// Truncates and messages are left as they are; snapshot reads are
+// transformed as inserts are.
 func (r *Route) Transform(ev *envelope.Event) {
 	if len(r.rules) == 0 || ev.Rel == nil {
 		return
@@ -243,7 +244,7 @@ func (r *Route) Transform(ev *envelope.Event) {
 		return
 	}
 	c := ev.Change
-	if c.Op != wire.OpInsert && c.Op != wire.OpUpdate && c.Op != wire.OpDelete {
+	if c.Op != wire.OpInsert && c.Op != wire.OpUpdate && c.Op != wire.OpDelete && c.Op != wire.OpRead {
 		return
 	}
 	st := r.table(ev.Rel)

@@ -108,6 +108,12 @@ func TestTransformTuples(t *testing.T) {
 			doc:  `"key":{"id":1},"before":null,"after":{"id":1,"email":"***","name":"` + annHash + `","bio":"likes tea","mood":"happy"}}`,
 		},
 		{
+			name: "snapshot read", rules: []ColumnRule{usersRule}, ev: event(wire.OpRead, usersRel(), 0, nil, usersRow()),
+			cols: []string{"id", "email", "name", "bio", "mood"},
+			new:  []string{"1", "***", annHash, "likes tea", "happy"},
+			doc:  `"key":{"id":1},"before":null,"after":{"id":1,"email":"***","name":"` + annHash + `","bio":"likes tea","mood":"happy"}}`,
+		},
+		{
 			name: "update with old key", rules: []ColumnRule{usersRule}, ev: event(wire.OpUpdate, usersRel(), wire.OldKey, keyOnly("1"), usersRow()),
 			cols: []string{"id", "email", "name", "bio", "mood"},
 			new:  []string{"1", "***", annHash, "likes tea", "happy"},

@@ -32,7 +32,7 @@ func partitionHash(ev *envelope.Event) uint64 {
 	h.Write([]byte(rel.Table))
 	var tuple []wire.Value
 	switch c.Op {
-	case wire.OpInsert:
+	case wire.OpInsert, wire.OpRead:
 		tuple = c.New
 	case wire.OpUpdate:
 		tuple = c.New

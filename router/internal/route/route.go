@@ -52,7 +52,8 @@ type Config struct {
 	// Include, Exclude: table globs "schema.table" ("public.*", "*.*");
 	// empty Include = all tables.
 	Include, Exclude []string
-	// Ops: any of insert, update, delete, truncate, message; empty = all.
+	// Ops: any of insert, update, delete, truncate, message, read; empty =
+	// all. read selects the rows snapshots and backfills read.
 	Ops []string
 	// MessagePrefixes: globs on a message's prefix; empty = all.
 	MessagePrefixes []string
@@ -129,7 +130,7 @@ type Route struct {
 	warned map[warnKey]struct{}
 }
 
-var opNames = []string{"insert", "update", "delete", "truncate", "message"}
+var opNames = []string{"insert", "update", "delete", "truncate", "message", "read"}
 
 var opByName = map[string]wire.Op{
 	"insert":   wire.OpInsert,
@@ -137,9 +138,10 @@ var opByName = map[string]wire.Op{
 	"delete":   wire.OpDelete,
 	"truncate": wire.OpTruncate,
 	"message":  wire.OpMessage,
+	"read":     wire.OpRead,
 }
 
-const allOps = 1<<wire.OpInsert | 1<<wire.OpUpdate | 1<<wire.OpDelete | 1<<wire.OpTruncate | 1<<wire.OpMessage
+const allOps = 1<<wire.OpInsert | 1<<wire.OpUpdate | 1<<wire.OpDelete | 1<<wire.OpTruncate | 1<<wire.OpMessage | 1<<wire.OpRead
 
 // New checks c and returns its Route. Every bad field is reported, each as a
 // *FieldError, joined.
@@ -408,8 +410,9 @@ func (r *Route) makeSubjects() []string {
 }
 
 // Selects reports whether the route takes ev: its op, and its table or its
-// message prefix. ev.Rel is the event's relation (for a truncate, the one
-// table of this event), nil for messages.
+// message prefix; for a snapshot read, whether the snapshot is aimed at this
+// sink (a backfill for named sinks only). ev.Rel is the event's relation
+// (for a truncate, the one table of this event), nil for messages.
 func (r *Route) Selects(ev *envelope.Event) bool {
 	return r.selects(ev) && (ev.Kind != envelope.KindChange || r.inPartition(ev))
 }
@@ -419,7 +422,10 @@ func (r *Route) selects(ev *envelope.Event) bool {
 		return true // the relay makes them for selected events
 	}
 	op := ev.Change.Op
-	if op > wire.OpMessage || r.ops&(1<<op) == 0 {
+	if op > wire.OpRead || r.ops&(1<<op) == 0 {
+		return false
+	}
+	if op == wire.OpRead && !ev.Tx.Snapshot.TakenBy(r.name) {
 		return false
 	}
 	if op == wire.OpMessage {

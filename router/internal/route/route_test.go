@@ -24,7 +24,7 @@ func rel(schema, table string) *wire.Relation {
 func rowEvent(op wire.Op, r *wire.Relation) *envelope.Event {
 	c := &wire.Change{Op: op}
 	switch op {
-	case wire.OpInsert, wire.OpUpdate:
+	case wire.OpInsert, wire.OpUpdate, wire.OpRead:
 		c.New = []wire.Value{{Kind: wire.KindText, Data: []byte("1")}}
 	case wire.OpDelete:
 		c.OldKind = wire.OldKey
@@ -185,6 +185,46 @@ func TestSelectsOpsAndMessages(t *testing.T) {
 	}
 }
 
+// readEvent is a snapshot read of r aimed at sinks (none: all of them).
+func readEvent(r *wire.Relation, sinks ...string) *envelope.Event {
+	ev := rowEvent(wire.OpRead, r)
+	ev.Tx = &wire.Tx{CommitLSN: 0x16B3747, Snapshot: &wire.Snapshot{Kind: wire.SnapshotIncremental, ID: "b1", Sinks: sinks}}
+	return ev
+}
+
+// Routes select or skip reads by their operations, and a backfill aimed at
+// named sinks reaches those only.
+func TestSelectsReads(t *testing.T) {
+	users := rel("public", "users")
+	tests := []struct {
+		name  string
+		cfg   Config
+		sinks []string
+		want  bool
+	}{
+		{"every op, every sink", Config{Name: "a"}, nil, true},
+		{"reads selected", Config{Name: "a", Ops: []string{"read"}}, nil, true},
+		{"reads not selected", Config{Name: "a", Ops: []string{"insert", "update", "delete"}}, nil, false},
+		{"aimed at this sink", Config{Name: "a"}, []string{"b", "a"}, true},
+		{"aimed at another sink", Config{Name: "a"}, []string{"b"}, false},
+		{"aimed here, reads not selected", Config{Name: "a", Ops: []string{"insert"}}, []string{"a"}, false},
+		{"aimed here, table excluded", Config{Name: "a", Exclude: []string{"public.users"}}, []string{"a"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := mustNew(t, tt.cfg)
+			if got := r.Selects(readEvent(users, tt.sinks...)); got != tt.want {
+				t.Errorf("Selects = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	// A sink's changes are not subject to a backfill's aim.
+	only := mustNew(t, Config{Name: "a", Ops: []string{"read"}})
+	if only.Selects(rowEvent(wire.OpInsert, users)) {
+		t.Error("ops read selects an insert")
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -195,7 +235,7 @@ func TestConfigErrors(t *testing.T) {
 		{"include bad syntax", Config{Include: []string{"public.[a"}}, map[string]string{"tables.include[0]": "bad pattern"}},
 		{"include empty side", Config{Include: []string{".users"}}, map[string]string{"tables.include[0]": "schema.table"}},
 		{"exclude", Config{Exclude: []string{"a.\\"}}, map[string]string{"tables.exclude[0]": "bad pattern"}},
-		{"op", Config{Ops: []string{"insert", "upsert"}}, map[string]string{"operations[1]": `unknown operation "upsert"; use insert, update, delete, truncate, message`}},
+		{"op", Config{Ops: []string{"insert", "upsert"}}, map[string]string{"operations[1]": `unknown operation "upsert"; use insert, update, delete, truncate, message, read`}},
 		{"op case", Config{Ops: []string{"INSERT"}}, map[string]string{"operations[0]": "unknown operation"}},
 		{"message prefix", Config{MessagePrefixes: []string{"ok", "[x"}}, map[string]string{"message_prefixes[1]": "bad pattern"}},
 		{"rule table", Config{Columns: []ColumnRule{{Table: "users", Drop: []string{"a"}}}}, map[string]string{"columns[0].table": "schema.table"}},
@@ -250,7 +290,7 @@ func TestFieldError(t *testing.T) {
 	if !errors.As(err, &fe) || fe.Field != "operations[0]" || errors.Unwrap(fe) != fe.Err {
 		t.Errorf("error %v: want a *FieldError on operations[0] that unwraps to its cause", err)
 	}
-	if got, want := err.Error(), `operations[0]: unknown operation "x"; use insert, update, delete, truncate, message`; got != want {
+	if got, want := err.Error(), `operations[0]: unknown operation "x"; use insert, update, delete, truncate, message, read`; got != want {
 		t.Errorf("error %q, want %q", got, want)
 	}
 }

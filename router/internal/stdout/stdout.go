@@ -167,7 +167,7 @@ func (s *Sink) appendText(b []byte, e *envelope.Event, raw []byte) ([]byte, erro
 	b = appendName(b, e.Rel.Table)
 	b = appendPart(b, "key", p.Key)
 	switch e.Change.Op {
-	case wire.OpInsert:
+	case wire.OpInsert, wire.OpRead:
 		b = appendPart(b, "after", p.After)
 	case wire.OpUpdate:
 		if present(p.Before) {
