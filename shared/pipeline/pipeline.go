@@ -260,7 +260,59 @@ func (d *decoder) source(spec *mapReader, src *Source) {
 	}
 	src.StartPosition = defaultStartPosition
 	d.enum(c, "start_position", &src.StartPosition, Earliest, Latest)
+	d.snapshot(c, src)
 	c.rest(nil)
+}
+
+// snapshot reads config.snapshot; its mode defaults from start_position.
+func (d *decoder) snapshot(c *mapReader, src *Source) {
+	n, p := c.get("snapshot")
+	m := d.mapping(n, p)
+	sn := &src.Snapshot
+	*sn = Snapshot{Mode: SnapshotInitial, ChunkRows: DefaultChunkRows, Parallel: DefaultParallel, Bucket: DefaultBucket, SQLRequests: true}
+	if src.StartPosition == Latest {
+		sn.Mode = SnapshotNever
+	}
+	if mn, _ := m.get("mode"); mn != nil {
+		sn.ModeGiven = true
+		d.enum(m, "mode", &sn.Mode, SnapshotInitial, SnapshotNever, SnapshotInitialOnly)
+	}
+	if tn, tp := m.get("tables"); tn != nil {
+		for i, it := range d.list(tn, tp) {
+			ipath := index(tp, i)
+			s, ok := d.str(it, ipath)
+			if !ok {
+				continue
+			}
+			schema, table, dot := strings.Cut(s.text, ".")
+			switch {
+			case strings.ContainsAny(s.text, "*?["):
+				d.add(ipath, "%s is a pattern: name each table (schema.table)", s.show())
+			case !dot || schema == "" || table == "":
+				d.add(ipath, "%s: use schema.table, e.g. public.users", s.show())
+			default:
+				sn.Tables = append(sn.Tables, s.text)
+			}
+		}
+	}
+	d.intRange(m, "chunk_rows", 1, maxChunkRows, &sn.ChunkRows)
+	d.intRange(m, "parallel", 1, maxParallel, &sn.Parallel)
+	if bn, bp := m.get("bucket"); bn != nil {
+		if v, ok := d.name(bn, bp); ok {
+			sn.Bucket = v
+		}
+	}
+	if an, ap := m.get("auto_backfill"); an != nil {
+		if v, ok := d.boolean(an, ap); ok {
+			sn.AutoBackfill = v
+		}
+	}
+	if qn, qp := m.get("sql_requests"); qn != nil {
+		if v, ok := d.boolean(qn, qp); ok {
+			sn.SQLRequests = v
+		}
+	}
+	m.rest(nil)
 }
 
 func (d *decoder) rawStream(spec *mapReader, rs *RawStream) {

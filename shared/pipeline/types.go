@@ -52,6 +52,18 @@ const (
 	defaultStdoutFormat  = "json"
 	defaultSourceType    = "postgres"
 	defaultStartPosition = Earliest
+	DefaultChunkRows     = 10000
+	DefaultParallel      = 2
+	DefaultBucket        = "PGJET_SNAPSHOTS"
+	maxChunkRows         = 1000000
+	maxParallel          = 64
+)
+
+// Snapshot modes.
+const (
+	SnapshotInitial     = "initial"
+	SnapshotNever       = "never"
+	SnapshotInitialOnly = "initial_only"
 )
 
 // Operations is every operation a sink can select, in the order the
@@ -127,9 +139,41 @@ type Source struct {
 	// Tables ("schema.table") are created into the publication, or added
 	// to it; empty: the publication is used as it is.
 	Tables []string
-	// StartPosition is "earliest" (default) or "latest": where a new slot
-	// starts, and the default start of every sink's consumer.
+	// StartPosition is "earliest" (default) or "latest": the default start
+	// of every sink's consumer, and of Snapshot.Mode (earliest: initial,
+	// latest: never).
 	StartPosition string
+	// Snapshot is the initial snapshot and backfills (snapshot).
+	Snapshot Snapshot
+}
+
+// Snapshot is spec.source.config.snapshot: how the collector reads the
+// rows that exist before the first change it streams.
+type Snapshot struct {
+	// Mode: SnapshotInitial (a slot created now takes an initial snapshot
+	// before it streams), SnapshotNever, or SnapshotInitialOnly (take
+	// one, stream nothing). Default: initial when StartPosition is
+	// earliest, never when latest (a DeltaForge file's start_position says
+	// whether its user wants the existing rows).
+	Mode string
+	// ModeGiven: Mode comes from the file, not from StartPosition.
+	ModeGiven bool
+	// Tables ("schema.table") of the initial snapshot; empty: every table
+	// of the publication.
+	Tables []string
+	// ChunkRows: rows read and held at a time per reader; default 10000.
+	ChunkRows int
+	// Parallel: tables read at once by an initial snapshot; default 2.
+	Parallel int
+	// Bucket: the JetStream key-value bucket of snapshot progress and
+	// backfill requests; default PGJET_SNAPSHOTS.
+	Bucket string
+	// AutoBackfill: backfill tables added to the publication; default
+	// false.
+	AutoBackfill bool
+	// SQLRequests: take backfill requests written with SQL
+	// (pg_logical_emit_message with prefix pgjet.backfill); default true.
+	SQLRequests bool
 }
 
 // RawStream is pgjet's own section: the raw stream and how to reach it.

@@ -114,7 +114,8 @@ func TestSecretsNeverShown(t *testing.T) {
 func TestDefaults(t *testing.T) {
 	f, e := parse(t, doc("", natsA, `{type: stdout, config: {id: out, send_timeout_secs: 90}}`), nil)
 	expect(t, e)
-	want := Source{Type: "postgres", ID: "pgjet", DSN: "postgres://u:s3cret@h/db", Slot: "pgjet", Publication: "pgjet", StartPosition: Earliest}
+	want := Source{Type: "postgres", ID: "pgjet", DSN: "postgres://u:s3cret@h/db", Slot: "pgjet", Publication: "pgjet", StartPosition: Earliest,
+		Snapshot: Snapshot{Mode: SnapshotInitial, ChunkRows: 10000, Parallel: 2, Bucket: "PGJET_SNAPSHOTS", SQLRequests: true}}
 	if !reflect.DeepEqual(f.Source, want) {
 		t.Errorf("source %+v", f.Source)
 	}

@@ -52,6 +52,7 @@ type config struct {
 	logJSON      bool
 	metrics      string // --metrics HOST:PORT; "": off
 	maxChanges   int
+	snap         snapshotFlags
 	// natsBase is the raw stream's connection from a pipeline file, which
 	// --nats and the authentication flags override.
 	natsBase natsconn.Config
@@ -63,8 +64,17 @@ type config struct {
 }
 
 func parseConfig(args []string) (config, error) {
+	return parseConfigWith(args, nil, true)
+}
+
+// parseConfigWith is parseConfig for a subcommand that adds flags of its own
+// (extra) and may not need Postgres (needDSN false).
+func parseConfigWith(args []string, extra func(*flag.FlagSet), needDSN bool) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("pgjet-collector", flag.ContinueOnError)
+	if extra != nil {
+		extra(fs)
+	}
 	fs.StringVar(&c.file, "config", "", "pipeline file (YAML): the source, raw_stream and batch sections; flags override it")
 	fs.BoolVar(&c.checkOnly, "check-config", false, "validate the flags and the pipeline file and exit, without connecting")
 	fs.StringVar(&c.dsn, "dsn", "", "PostgreSQL connection string (URL or key=value); required")
@@ -88,6 +98,7 @@ func parseConfig(args []string) (config, error) {
 	fs.IntVar(&c.maxChanges, "max-message-changes", 0, "most changes in one raw message, unless one transaction fragment holds more (0: no bound; a pipeline file's batch.max_events)")
 	fs.BoolVar(&c.standby, "standby", false, "wait while another collector holds the slot, and take over when it is released")
 	fs.BoolVar(&c.recreateSlot, "recreate-slot", false, "create the slot even though the raw stream has records of this source (after the slot was dropped; changes in between are missing)")
+	snapTables := c.snap.add(fs)
 	c.memLimit = -1
 	fs.Var(&c.memLimit, "memory-limit", "soft memory limit of the Go runtime, e.g. 256MiB (GOMEMLIMIT wins; 0: none); auto: 128MiB, none with --embedded")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
@@ -112,9 +123,12 @@ func parseConfig(args []string) (config, error) {
 		return c, err
 	}
 	if c.file != "" {
-		if err := c.applyFile(given, tables); err != nil {
+		if err := c.applyFile(given, tables, snapTables); err != nil {
 			return c, err
 		}
+	}
+	if err := c.snap.check(*snapTables); err != nil {
+		return c, err
 	}
 	if *tables != "" {
 		for _, t := range strings.Split(*tables, ",") {
@@ -146,7 +160,7 @@ func parseConfig(args []string) (config, error) {
 		}
 	}
 	switch {
-	case c.dsn == "":
+	case c.dsn == "" && needDSN:
 		return c, errors.New("--dsn is required (e.g. --dsn postgres://user@host:5432/db)")
 	case c.natsURL == "" && c.embedded == "":
 		return c, errors.New("give --nats URL to use a NATS server, or --embedded DIR to run one in this process")
@@ -181,6 +195,9 @@ func main() {
 	}
 	if len(os.Args) > 1 && os.Args[1] == "status" {
 		os.Exit(statusMain(os.Args[2:]))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "backfill" {
+		os.Exit(backfillMain(os.Args[2:]))
 	}
 	cfg, err := parseConfig(os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {
@@ -252,6 +269,7 @@ func (c *config) sessionConfig(log *slog.Logger, pr *probe) session.Config {
 		MaxChanges:     c.maxChanges,
 		Standby:        c.standby,
 		RecreateSlot:   c.recreateSlot,
+		Snapshot:       c.snap.sessionConfig(&pr.snapshots),
 		Probe:          pr,
 		Totals:         &pr.totals,
 		PublishLatency: pr.observer(),

@@ -15,6 +15,7 @@ import (
 	"github.com/pgjet/pgjet/collector/internal/rawstream"
 	"github.com/pgjet/pgjet/collector/internal/replication"
 	"github.com/pgjet/pgjet/collector/internal/session"
+	"github.com/pgjet/pgjet/collector/internal/snapshot"
 	"github.com/pgjet/pgjet/shared/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -24,10 +25,12 @@ import (
 // session, which the sessions hand over as they come and go.
 type probe struct {
 	totals rawstream.Totals
-	ready  *metrics.Readiness
-	nc     atomic.Pointer[nats.Conn]
-	pub    atomic.Pointer[rawstream.Publisher]
-	stream atomic.Pointer[replication.Stream]
+	// snapshots are the initial snapshot's and backfills' figures.
+	snapshots snapshot.Stats
+	ready     *metrics.Readiness
+	nc        atomic.Pointer[nats.Conn]
+	pub       atomic.Pointer[rawstream.Publisher]
+	stream    atomic.Pointer[replication.Stream]
 	// pgReconnects counts replication sessions started again after one
 	// ended (Postgres restarted, the network failed).
 	pgReconnects atomic.Uint64
@@ -153,13 +156,19 @@ var (
 	descReconnects   = prometheus.NewDesc("pgjet_collector_reconnects_total", "Connections established again: cause postgres, a new replication session after one ended; nats, the NATS client's reconnects.", []string{"cause"}, nil)
 	descReadLag      = prometheus.NewDesc("pgjet_collector_read_lag_seconds", "Time from a transaction's commit (Postgres's clock) to its decoding by the collector.", nil, nil)
 	descStoredLag    = prometheus.NewDesc("pgjet_collector_stored_lag_seconds", "Time from a transaction's commit (Postgres's clock) to its acknowledgement by JetStream.", nil, nil)
+	descSnapRows     = prometheus.NewDesc("pgjet_collector_snapshot_rows_total", "Rows read by snapshots and stored in the raw stream: kind initial (the initial snapshot) or backfill.", []string{"kind"}, nil)
+	descSnapChunks   = prometheus.NewDesc("pgjet_collector_snapshot_chunks_total", "Chunks of snapshot reads stored in the raw stream, by kind.", []string{"kind"}, nil)
+	descSnapDropped  = prometheus.NewDesc("pgjet_collector_snapshot_dropped_rows_total", "Rows a backfill read but left out of its chunk because a change in the stream carries a newer version of them.", nil, nil)
+	descSnapTables   = prometheus.NewDesc("pgjet_collector_snapshot_tables", "Tables of the running snapshot or backfill, by state: pending, running, done.", []string{"state"}, nil)
+	descSnapLag      = prometheus.NewDesc("pgjet_collector_snapshot_lag_seconds", "How far the change stream is behind the running snapshot: during an initial snapshot, the time since its consistent point (the changes after it wait); during a backfill, from writing a chunk's high watermark to the stream emitting the chunk.", nil, nil)
 )
 
 // lagBuckets are edges of lag.Histogram's buckets.
 var lagBuckets = []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60}
 
 func (c *probeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descChanges, descTransactions, descMessages, descReceived, descConfirmed, descInFlight, descSlotLag, descReconnects, descReadLag, descStoredLag} {
+	for _, d := range []*prometheus.Desc{descChanges, descTransactions, descMessages, descReceived, descConfirmed, descInFlight, descSlotLag, descReconnects, descReadLag, descStoredLag,
+		descSnapRows, descSnapChunks, descSnapDropped, descSnapTables, descSnapLag} {
 		ch <- d
 	}
 }
@@ -191,6 +200,19 @@ func (c *probeCollector) Collect(ch chan<- prometheus.Metric) {
 	if v := math.Float64frombits(p.slotLag.Load()); !math.IsNaN(v) {
 		gauge(descSlotLag, v)
 	}
+	sn := &p.snapshots
+	counter(descSnapRows, sn.InitialRows.Load(), snapshot.KindInitial)
+	counter(descSnapRows, sn.BackfillRows.Load(), snapshot.KindBackfill)
+	counter(descSnapChunks, sn.InitialChunks.Load(), snapshot.KindInitial)
+	counter(descSnapChunks, sn.BackfillChunks.Load(), snapshot.KindBackfill)
+	counter(descSnapDropped, sn.Dropped.Load())
+	for _, st := range []struct {
+		state string
+		n     int64
+	}{{snapshot.StatePending, sn.TablesPending.Load()}, {snapshot.StateRunning, sn.TablesRunning.Load()}, {snapshot.StateDone, sn.TablesDone.Load()}} {
+		ch <- prometheus.MustNewConstMetric(descSnapTables, prometheus.GaugeValue, float64(st.n), st.state)
+	}
+	gauge(descSnapLag, float64(sn.LagMicros.Load())/1e6)
 	for _, h := range []struct {
 		d *prometheus.Desc
 		h *lag.Histogram

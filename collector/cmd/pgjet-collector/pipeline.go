@@ -15,7 +15,7 @@ import (
 // applyFile sets every flag the user did not give (on the command line or in
 // the environment) from the pipeline file's source, raw_stream and batch
 // sections. tables is the --tables flag's value.
-func (c *config) applyFile(given map[string]bool, tables *string) error {
+func (c *config) applyFile(given map[string]bool, tables, snapTables *string) error {
 	f, err := pipeline.Load(c.file, os.LookupEnv)
 	var errs *pipeline.Errors
 	if errors.As(err, &errs) {
@@ -37,6 +37,7 @@ func (c *config) applyFile(given map[string]bool, tables *string) error {
 	set("publication", func() { c.publication = src.Publication })
 	set("tables", func() { *tables = strings.Join(src.Tables, ",") })
 	set("source", func() { c.source = src.ID })
+	c.snap.applyFile(given, src.Snapshot, snapTables)
 
 	raw := f.RawStream
 	if raw.Embedded != nil && !given["nats"] {

@@ -25,6 +25,9 @@ type Fragment struct {
 	// Size estimates the memory the fragment holds, which is also an upper
 	// bound of its encoded size: it bounds both memory and raw message size.
 	Size int
+	// Stored, when set, is called once the raw message holding the
+	// fragment is acknowledged (snapshots record their progress then).
+	Stored func()
 
 	// Room for the first change and relation: most transactions have one of
 	// each, and their fragment is then a single allocation.
@@ -38,6 +41,29 @@ type TypeResolver func(ctx context.Context, oid uint32) (wire.TypeInfo, error)
 // Emitter receives completed fragments in stream order.
 type Emitter func(ctx context.Context, f *Fragment) error
 
+// Observer follows the stream for backfills, which read tables while
+// changes stream: it sees every row change and truncate of the
+// transactions not already stored, takes the logical decoding messages
+// meant for it (watermarks, requests) out of the stream, and learns where
+// each transaction ends, which is where a backfill's chunk may be emitted.
+type Observer interface {
+	// Intercepts reports whether messages with prefix are the observer's:
+	// they go to Message and not to the raw stream.
+	Intercepts(prefix string) bool
+	// Message takes an intercepted message. commitLSN is its transaction's
+	// commit position (its own LSN when not transactional).
+	Message(ctx context.Context, xid uint32, commitLSN uint64, m *pglogrepl.LogicalDecodingMessage) error
+	// Row sees a row change of transaction xid on rel before it is batched.
+	// It must not keep c or its values.
+	Row(xid uint32, rel *wire.Relation, c *wire.Change)
+	// Truncate sees a truncate of rels by transaction xid.
+	Truncate(xid uint32, rels []*wire.Relation)
+	// Committed is told that the transaction xid committed at commitLSN is
+	// handled: its last fragment emitted (or dropped, when it had no change
+	// for the raw stream). What the observer emits now comes after it.
+	Committed(ctx context.Context, xid uint32, commitLSN uint64) error
+}
+
 // Decoder keeps the state of one replication session: relations announced so
 // far and the transaction being received.
 type Decoder struct {
@@ -46,6 +72,7 @@ type Decoder struct {
 	maxFragment int
 	skip        wire.Position
 	skipSet     bool
+	obs         Observer
 
 	rels  map[uint32]*wire.Relation
 	types map[uint32]wire.TypeInfo
@@ -89,6 +116,17 @@ func (d *Decoder) SkipThrough(p wire.Position) {
 	d.skip = p
 	d.skipSet = true
 }
+
+// Observe makes obs follow the stream (nil: nothing does). Set it before
+// the first Handle.
+func (d *Decoder) Observe(obs Observer) { d.obs = obs }
+
+// Emit hands f on as the decoder's own fragments go, for an Observer that
+// emits between transactions (in Committed).
+func (d *Decoder) Emit(ctx context.Context, f *Fragment) error { return d.emit(ctx, f) }
+
+// MaxFragment is the size the decoder keeps fragments under.
+func (d *Decoder) MaxFragment() int { return d.maxFragment }
 
 // InTx reports whether a transaction is partly received.
 func (d *Decoder) InTx() bool { return d.inTx }
@@ -244,13 +282,18 @@ func (d *Decoder) commit(ctx context.Context, m *pglogrepl.CommitMessage) error 
 	}
 	f.Tx.EndLSN = uint64(m.TransactionEndLSN)
 	f.Tx.Final = true
+	xid, commitLSN := f.Tx.Xid, f.Tx.CommitLSN
 	// An empty transaction (all changes filtered out by the publication)
 	// needs no record, except a final fragment that closes a split one.
 	if len(f.Tx.Changes) == 0 && f.Tx.Fragment == 0 {
 		f.Release()
-		return nil
+	} else if err := d.emit(ctx, f); err != nil {
+		return err
 	}
-	return d.emit(ctx, f)
+	if d.obs != nil {
+		return d.obs.Committed(ctx, xid, commitLSN)
+	}
+	return nil
 }
 
 func (d *Decoder) relation(ctx context.Context, m *pglogrepl.RelationMessage) error {
@@ -284,6 +327,16 @@ const (
 	changeOverhead = 160
 	valueOverhead  = 40
 )
+
+// RowSize estimates what a change of row values holds in a fragment, as the
+// decoder counts its own rows: what snapshot reads use to size theirs.
+func RowSize(values []wire.Value) int {
+	n := changeOverhead
+	for i := range values {
+		n += valueOverhead + len(values[i].Data)
+	}
+	return n
+}
 
 // firstUserOID is FirstNormalObjectId: OIDs below are built in.
 const firstUserOID = 16384
@@ -326,6 +379,9 @@ func (d *Decoder) row(ctx context.Context, m rowMsg) error {
 		return fmt.Errorf("pgoutput: %s on %s.%s has more values than its %d columns", m.op, r.Schema, r.Table, len(r.Columns))
 	}
 	c := wire.Change{Op: m.op, OldKind: m.oldKind, Old: m.old, New: m.new}
+	if d.obs != nil && !d.skipping {
+		d.obs.Row(d.cur.Tx.Xid, r, &c)
+	}
 	return d.add(ctx, c, changeOverhead+m.size, r)
 }
 
@@ -342,10 +398,16 @@ func (d *Decoder) truncate(ctx context.Context, m *pglogrepl.TruncateMessage) er
 		rels[i] = r
 	}
 	c := wire.Change{Op: wire.OpTruncate, TruncateOptions: m.Option}
+	if d.obs != nil && !d.skipping {
+		d.obs.Truncate(d.cur.Tx.Xid, rels)
+	}
 	return d.add(ctx, c, changeOverhead+8*len(rels), rels...)
 }
 
 func (d *Decoder) message(ctx context.Context, walStart uint64, m *pglogrepl.LogicalDecodingMessage) error {
+	if d.obs != nil && d.obs.Intercepts(m.Prefix) {
+		return d.intercept(ctx, walStart, m)
+	}
 	// pglogrepl's Content points into the receive buffer, reused by the
 	// next receive: copy it.
 	content := append([]byte(nil), m.Content...)
@@ -384,6 +446,28 @@ func (d *Decoder) message(ctx context.Context, walStart uint64, m *pglogrepl.Log
 	return d.emit(ctx, f)
 }
 
+// intercept hands an observer's message to it, unless its transaction is
+// stored already (then it was handled before).
+func (d *Decoder) intercept(ctx context.Context, walStart uint64, m *pglogrepl.LogicalDecodingMessage) error {
+	if m.Transactional {
+		if !d.inTx {
+			return errors.New("pgoutput: transactional message outside a transaction")
+		}
+		if d.skipping {
+			return nil
+		}
+		return d.obs.Message(ctx, d.cur.Tx.Xid, d.beginLSN, m)
+	}
+	lsn := uint64(m.LSN)
+	if lsn == 0 {
+		lsn = walStart
+	}
+	if d.skipSet && (lsn < d.skip.CommitLSN || lsn == d.skip.CommitLSN && d.skip.Final) {
+		return nil
+	}
+	return d.obs.Message(ctx, 0, lsn, m)
+}
+
 // add appends a change to the current fragment, first emitting the fragment
 // if the change would make it too large.
 func (d *Decoder) add(ctx context.Context, c wire.Change, size int, rels ...*wire.Relation) error {
@@ -395,7 +479,7 @@ func (d *Decoder) add(ctx context.Context, c wire.Change, size int, rels ...*wir
 	relSize := 0
 	for _, r := range rels {
 		if _, ok := d.relIdx[r]; !ok {
-			relSize += relationSize(r)
+			relSize += RelationSize(r)
 		}
 	}
 	if d.cur.Size+size+relSize > d.maxFragment && len(d.cur.Tx.Changes) > 0 {
@@ -409,7 +493,7 @@ func (d *Decoder) add(ctx context.Context, c wire.Change, size int, rels ...*wir
 		}
 		relSize = 0
 		for _, r := range rels {
-			relSize += relationSize(r)
+			relSize += RelationSize(r)
 		}
 	}
 	if from := d.pieceFrom(index); from > 0 || d.cur.Size+size+relSize > d.maxFragment {
@@ -472,11 +556,17 @@ func (d *Decoder) addPieces(ctx context.Context, c wire.Change, index uint64, re
 // the relations: headers of the message, source and transaction.
 const pieceOverhead = 1024
 
-// emitPieces emits c as fragments holding consecutive byte ranges of its
-// encoding, starting at byte from, numbered from base.Fragment on. final
-// marks the last one Final (a non-transactional message is its own
-// transaction). It returns how many fragments it emitted.
+// emitPieces emits c in pieces (EmitPieces) through d's emitter.
 func (d *Decoder) emitPieces(ctx context.Context, base wire.Tx, c wire.Change, rels []*wire.Relation, from uint64, final bool) (uint32, error) {
+	return EmitPieces(ctx, d.emit, d.maxFragment, base, c, rels, from, final)
+}
+
+// EmitPieces emits c as fragments of at most about maxFragment bytes, each
+// holding a consecutive byte range of its encoding, starting at byte from,
+// numbered from base.Fragment on. final marks the last one Final (a
+// non-transactional message is its own transaction). It returns how many
+// fragments it emitted.
+func EmitPieces(ctx context.Context, emit Emitter, maxFragment int, base wire.Tx, c wire.Change, rels []*wire.Relation, from uint64, final bool) (uint32, error) {
 	total, err := wire.ChangeSize(&c)
 	if err != nil {
 		return 0, err
@@ -487,10 +577,10 @@ func (d *Decoder) emitPieces(ctx context.Context, base wire.Tx, c wire.Change, r
 	}
 	relSize := 0
 	for _, r := range rels {
-		relSize += relationSize(r)
+		relSize += RelationSize(r)
 	}
 	var n uint32
-	err = wire.CutChange(&c, from, max(d.maxFragment-relSize-pieceOverhead, 1024), func(off uint64, piece []byte) error {
+	err = wire.CutChange(&c, from, max(maxFragment-relSize-pieceOverhead, 1024), func(off uint64, piece []byte) error {
 		end := off + uint64(len(piece))
 		f := &Fragment{Tx: base, Rels: rels, Size: pieceOverhead + relSize + cap(piece)}
 		f.Tx.Fragment = base.Fragment + n
@@ -500,7 +590,7 @@ func (d *Decoder) emitPieces(ctx context.Context, base wire.Tx, c wire.Change, r
 			f.Tx.EndLSN = 0
 		}
 		f.Tx.Changes = []wire.Change{{Op: c.Op, Rel: c.Rel, TruncateRels: c.TruncateRels, Content: piece}}
-		if err := d.emit(ctx, f); err != nil {
+		if err := emit(ctx, f); err != nil {
 			return err
 		}
 		n++
@@ -519,7 +609,8 @@ func (d *Decoder) index(r *wire.Relation) int32 {
 	return i
 }
 
-func relationSize(r *wire.Relation) int {
+// RelationSize estimates the bytes a relation takes in a fragment.
+func RelationSize(r *wire.Relation) int {
 	n := 32 + len(r.Schema) + len(r.Table)
 	for i := range r.Columns {
 		c := &r.Columns[i]

@@ -54,6 +54,19 @@ func (e *SlotMissingError) Error() string {
 type Slot struct {
 	ConfirmedFlush uint64
 	Created        bool
+	// Snapshot names the snapshot a slot created now exported
+	// (CreateOptions.ExportSnapshot); valid while the replication
+	// connection stays idle. ConsistentPoint is where the slot starts.
+	Snapshot        string
+	ConsistentPoint uint64
+}
+
+// CreateOptions say how a missing slot is created.
+type CreateOptions struct {
+	// ExportSnapshot exports the snapshot of the slot's consistent point,
+	// for an initial snapshot: the replication connection must then stay
+	// idle until every reader has imported it.
+	ExportSnapshot bool
 }
 
 // CheckServer verifies the server can do logical replication.
@@ -143,7 +156,7 @@ func tableIdent(t string) (string, error) {
 // EnsureSlot checks the slot, creating it (pgoutput) on conn, a replication
 // connection, when it is missing.
 // A missing slot is an error (*SlotMissingError) when missing is not nil.
-func EnsureSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.PgConn, slot string, missing *SlotMissingError, log *slog.Logger) (Slot, error) {
+func EnsureSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.PgConn, slot string, missing *SlotMissingError, opts CreateOptions, log *slog.Logger) (Slot, error) {
 	var (
 		plugin, db string
 		active     bool
@@ -157,13 +170,21 @@ func EnsureSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.PgConn, slot s
 		if missing != nil {
 			return Slot{}, missing
 		}
-		if _, err := pglogrepl.CreateReplicationSlot(ctx, repl, slot, "pgoutput",
-			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"}); err != nil {
+		action := "NOEXPORT_SNAPSHOT"
+		if opts.ExportSnapshot {
+			action = ExportSnapshotAction(ctx, conn)
+		}
+		res, err := pglogrepl.CreateReplicationSlot(ctx, repl, slot, "pgoutput",
+			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: action})
+		if err != nil {
 			return Slot{}, fmt.Errorf("create replication slot %s: %w", slot, userError(err))
 		}
-		log.Info("created replication slot", "slot", slot)
-		s, err := EnsureSlot(ctx, conn, repl, slot, nil, log)
-		s.Created = true
+		log.Info("created replication slot", "slot", slot, "consistent_point", res.ConsistentPoint, "exported_snapshot", res.SnapshotName)
+		s, err := EnsureSlot(ctx, conn, repl, slot, nil, opts, log)
+		s.Created, s.Snapshot = true, res.SnapshotName
+		if lsn, perr := pglogrepl.ParseLSN(res.ConsistentPoint); perr == nil {
+			s.ConsistentPoint = uint64(lsn)
+		}
 		return s, err
 	}
 	if err != nil {
@@ -192,6 +213,16 @@ func EnsureSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.PgConn, slot s
 		}
 	}
 	return Slot{ConfirmedFlush: uint64(lsn)}, nil
+}
+
+// ExportSnapshotAction exports the slot's snapshot: PostgreSQL 15's option
+// syntax, the older keyword before it.
+func ExportSnapshotAction(ctx context.Context, conn *pgx.Conn) string {
+	var version int
+	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err == nil && version >= 150000 {
+		return "(SNAPSHOT 'export')"
+	}
+	return "EXPORT_SNAPSHOT"
 }
 
 // ResolveType describes a user-defined type for the router.

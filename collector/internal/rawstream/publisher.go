@@ -385,6 +385,9 @@ func (p *Publisher) publish(ctx context.Context, frags []*pgoutput.Fragment, fir
 	// are done with.
 	p.assembler.Forget()
 	for _, f := range frags {
+		if f.Stored != nil {
+			f.Stored()
+		}
 		f.Release()
 	}
 	return nil
@@ -487,7 +490,7 @@ func (a *Assembler) Assemble(src wire.Source, frags []*pgoutput.Fragment) *wire.
 			for k := range tx.Changes {
 				c := &tx.Changes[k]
 				switch c.Op {
-				case wire.OpInsert, wire.OpUpdate, wire.OpDelete:
+				case wire.OpInsert, wire.OpUpdate, wire.OpDelete, wire.OpRead:
 					c.Rel = a.remap[c.Rel]
 				case wire.OpTruncate:
 					rels := make([]int32, len(c.TruncateRels))

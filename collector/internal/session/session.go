@@ -21,6 +21,7 @@ import (
 	"github.com/pgjet/pgjet/collector/internal/pgsetup"
 	"github.com/pgjet/pgjet/collector/internal/rawstream"
 	"github.com/pgjet/pgjet/collector/internal/replication"
+	"github.com/pgjet/pgjet/collector/internal/snapshot"
 	"github.com/pgjet/pgjet/shared/backoff"
 	"github.com/pgjet/pgjet/shared/natsconn"
 	"github.com/pgjet/pgjet/shared/redact"
@@ -58,6 +59,9 @@ type Config struct {
 	// RecreateSlot: create the slot even though the raw stream has records
 	// of this source.
 	RecreateSlot bool
+
+	// Snapshot: the initial snapshot and backfills.
+	Snapshot SnapshotConfig
 
 	// Probe is told what metrics and readiness report; nil: nothing.
 	Probe Probe
@@ -138,14 +142,26 @@ func Run(ctx context.Context, cfg Config) error {
 			"stream", cfg.RawStream)
 	}
 
+	if cfg.Snapshot.Stats == nil {
+		cfg.Snapshot.Stats = new(snapshot.Stats)
+	}
+	if cfg.Snapshot.Bucket == "" {
+		cfg.Snapshot.Bucket = snapshot.DefaultBucket
+	}
+	if cfg.Snapshot.ChunkRows <= 0 {
+		cfg.Snapshot.ChunkRows = snapshot.DefaultChunkRows
+	}
+	if cfg.Snapshot.Parallel <= 0 {
+		cfg.Snapshot.Parallel = snapshot.DefaultParallel
+	}
 	s := &session{cfg: cfg, nc: nc, js: js, log: log, probe: pr}
 	wait := backoff.New(time.Second, 30*time.Second)
 	standingBy := false
 	for {
 		began := time.Now()
 		err := s.run(ctx)
-		if ctx.Err() != nil {
-			return err
+		if ctx.Err() != nil || errors.Is(err, errSnapshotOnly) {
+			return nil
 		}
 		var busy *pgsetup.SlotBusyError
 		switch {
@@ -228,12 +244,23 @@ func (s *session) run(ctx context.Context) error {
 	if ok && !cfg.RecreateSlot {
 		missing = &pgsetup.SlotMissingError{Slot: cfg.Slot, Source: cfg.Source, Last: pglogrepl.LSN(last.CommitLSN).String()}
 	}
-	slot, err := pgsetup.EnsureSlot(ctx, pgc, repl, cfg.Slot, missing, log)
+	src := wire.Source{Name: cfg.Source, SystemID: sysID, Timeline: sys.Timeline, Database: sys.DBName, Slot: cfg.Slot}
+	plan, err := s.prepareSnapshot(ctx, pgc, repl, src, missing == nil)
 	if err != nil {
 		return err
 	}
-	if err := replication.Start(ctx, repl, cfg.Slot, cfg.Publication); err != nil {
+	slot, err := pgsetup.EnsureSlot(ctx, pgc, repl, cfg.Slot, missing, pgsetup.CreateOptions{ExportSnapshot: plan.tables != nil}, log)
+	if err != nil {
 		return err
+	}
+	held, err := s.initialSnapshot(ctx, plan, slot, repl, src)
+	if err != nil {
+		return err
+	}
+	if !held {
+		if err := replication.Start(ctx, repl, cfg.Slot, cfg.Publication); err != nil {
+			return err
+		}
 	}
 	// The slot is ours now: no other collector writes this source, so the
 	// last stored record is final. Read it again, after the takeover.
@@ -242,7 +269,6 @@ func (s *session) run(ctx context.Context) error {
 		return err
 	}
 
-	src := wire.Source{Name: cfg.Source, SystemID: sysID, Timeline: sys.Timeline, Database: sys.DBName, Slot: cfg.Slot}
 	// Raw messages of a few MB already amortize an fsync well; larger ones
 	// only cost memory. Headroom below max payload covers headers.
 	maxMsg := min(int(s.nc.MaxPayload())-64<<10, cfg.MaxMessage)
@@ -292,12 +318,31 @@ func (s *session) run(ctx context.Context) error {
 		}
 	}()
 	go logStats(streamCtx, pub, log)
+	if err := closeInterrupted(ctx, pub, plan, last); err != nil {
+		return err
+	}
+	backfillErr := make(chan error, 1)
+	s.startBackfills(streamCtx, plan, dec, pgc, backfillErr)
+	go func() {
+		// So does a backfill engine that cannot go on.
+		if err := <-backfillErr; err != nil {
+			backfillErr <- err
+			stopStream()
+		}
+	}()
 
 	runErr := stream.Run(streamCtx)
 	s.probe.NotReady("replication session ended")
 	select {
 	case err := <-pubErr:
 		return err
+	default:
+	}
+	select {
+	case err := <-backfillErr:
+		if runErr == nil && ctx.Err() == nil {
+			runErr = err
+		}
 	default:
 	}
 	// Soft stop: let what was read reach JetStream and confirm it, so that a

@@ -1,0 +1,373 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/collector/internal/backfill"
+	"github.com/pgjet/pgjet/collector/internal/checkpoint"
+	"github.com/pgjet/pgjet/collector/internal/pgoutput"
+	"github.com/pgjet/pgjet/collector/internal/pgsetup"
+	"github.com/pgjet/pgjet/collector/internal/rawstream"
+	"github.com/pgjet/pgjet/collector/internal/replication"
+	"github.com/pgjet/pgjet/collector/internal/snapshot"
+	"github.com/pgjet/pgjet/shared/wire"
+)
+
+// SnapshotConfig configures initial snapshots and backfills.
+type SnapshotConfig struct {
+	// Mode: snapshot.ModeInitial (a slot created now takes an initial
+	// snapshot; the default), ModeNever, or ModeInitialOnly (take one
+	// through a temporary slot, then stop).
+	Mode string
+	// Tables of the initial snapshot; empty: every published table.
+	Tables []string
+	// ChunkRows bounds the rows read and held at a time per reader.
+	ChunkRows int
+	// Parallel tables are read at once by an initial snapshot.
+	Parallel int
+	// Bucket is the key-value bucket of their progress.
+	Bucket string
+	// Auto backfills tables added to the publication.
+	Auto bool
+	// SQLRequests takes backfill requests written with SQL
+	// (pg_logical_emit_message with prefix pgjet.backfill).
+	SQLRequests bool
+	// Stats are the process's figures; nil: the session's own.
+	Stats *snapshot.Stats
+}
+
+// errSnapshotOnly ends the collector after an initial_only snapshot.
+var errSnapshotOnly = errors.New("initial_only snapshot taken")
+
+// snapshotPlan is what a session knows of snapshots before its slot is
+// ensured.
+type snapshotPlan struct {
+	store    *snapshot.Store
+	settings snapshot.Settings
+	// tables, when set, are read from the snapshot the slot exports as it
+	// is created now.
+	tables []*snapshot.Table
+	// interrupted is the position of an initial snapshot a stopped
+	// collector did not finish (0: none): its transaction of reads is
+	// closed before the slot streams, and a backfill goes on from where it
+	// got.
+	interrupted uint64
+}
+
+// prepareSnapshot opens the progress bucket, reads the session settings
+// text output depends on (on repl, before anything else runs there), and
+// decides about the initial snapshot: an initial_only one is taken here
+// (errSnapshotOnly), a slot that is created now (creating: it is missing
+// and may be created) will export one, whose tables are described now,
+// before the slot exists, so that a table that cannot be snapshotted stops
+// the collector before anything is created.
+func (s *session) prepareSnapshot(ctx context.Context, pgc *pgx.Conn, repl *pgconn.PgConn, src wire.Source, creating bool) (*snapshotPlan, error) {
+	cfg := s.cfg.Snapshot
+	settings, err := snapshot.ReadSettings(ctx, repl)
+	if err != nil {
+		return nil, fmt.Errorf("read session settings: %w", err)
+	}
+	store, err := snapshot.OpenStore(ctx, s.js, cfg.Bucket, s.cfg.Source, true, s.cfg.RawReplicas)
+	if err != nil {
+		return nil, err
+	}
+	plan := &snapshotPlan{store: store, settings: settings}
+	if cfg.Mode == snapshot.ModeInitialOnly {
+		if err := s.initialOnly(ctx, pgc, repl, plan, src); err != nil {
+			return nil, err
+		}
+		return nil, errSnapshotOnly
+	}
+	var exists bool
+	if err := pgc.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)", s.cfg.Slot).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("look up replication slot %s: %w", s.cfg.Slot, err)
+	}
+	job, _, err := store.Get(ctx, snapshot.InitialID)
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, err
+	}
+	if exists {
+		switch {
+		case job != nil && job.Slot == s.cfg.Slot && !job.Final():
+			plan.interrupted = job.Position
+			s.log.Info("the initial snapshot was interrupted: it goes on as a backfill from its last stored chunk once the slot streams",
+				"slot", s.cfg.Slot, "job", job.ID)
+		case cfg.Mode == snapshot.ModeInitial && (job == nil || job.Slot != s.cfg.Slot):
+			s.log.Warn("replication slot "+s.cfg.Slot+" exists and took no initial snapshot: rows written before it was created are not in the raw stream; to send them run pgjet-collector backfill --table schema.table (or snapshot.mode: never to silence this)",
+				"slot", s.cfg.Slot)
+		}
+		return plan, nil
+	}
+	if cfg.Mode != snapshot.ModeInitial || !creating {
+		return plan, nil
+	}
+	if plan.tables, err = s.describe(ctx, pgc, cfg.Tables); err != nil {
+		return nil, err
+	}
+	// Written before the slot exists: if the collector stops before the
+	// snapshot is done, the next one finds the job and goes on with it.
+	j := snapshot.NewJob(snapshot.InitialID, s.cfg.Source, snapshot.KindInitial, "initial", tableNames(plan.tables), nil)
+	j.Slot, j.ChunkRows = s.cfg.Slot, cfg.ChunkRows
+	if _, err := store.Put(ctx, j); err != nil {
+		return nil, fmt.Errorf("record the initial snapshot: %w", err)
+	}
+	return plan, nil
+}
+
+// describe loads the tables to snapshot (all published when names is
+// empty).
+func (s *session) describe(ctx context.Context, pgc *pgx.Conn, names []string) ([]*snapshot.Table, error) {
+	tables, err := snapshot.Describe(ctx, pgc, s.cfg.Publication, names, func(ctx context.Context, oid uint32) (wire.TypeInfo, error) {
+		return pgsetup.ResolveType(ctx, pgc, oid)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("initial snapshot: %w", err)
+	}
+	return tables, nil
+}
+
+func tableNames(tables []*snapshot.Table) []string {
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = t.String()
+	}
+	return names
+}
+
+// initialSnapshot takes the initial snapshot of a slot created now with
+// its exported snapshot, before the slot streams: the reads go at the
+// slot's consistent point - 1, before every change it streams. Once every
+// reader has imported the snapshot, replication starts on repl, so that no
+// other collector takes the slot meanwhile; what the server sends waits
+// unread until the reads are stored. held reports whether replication was
+// started.
+func (s *session) initialSnapshot(ctx context.Context, plan *snapshotPlan, slot pgsetup.Slot, repl *pgconn.PgConn, src wire.Source) (held bool, err error) {
+	if plan.tables == nil || !slot.Created || slot.Snapshot == "" {
+		return false, nil
+	}
+	s.probe.NotReady("taking the initial snapshot")
+	var stopKeepalive func()
+	defer func() {
+		if stopKeepalive != nil {
+			stopKeepalive()
+		}
+	}()
+	hold := func(ctx context.Context) error {
+		if err := replication.Start(ctx, repl, s.cfg.Slot, s.cfg.Publication); err != nil {
+			return err
+		}
+		held = true
+		stopKeepalive = keepalive(repl, slot.ConfirmedFlush)
+		return nil
+	}
+	if err := s.readInitial(ctx, plan, slot.Snapshot, slot.ConsistentPoint, s.cfg.Slot, src, hold); err != nil {
+		return held, err
+	}
+	return held, nil
+}
+
+// readInitial runs an initial snapshot of plan's tables from the exported
+// snapshot at consistent point cp, through a publisher of its own, and
+// waits until every read is stored.
+func (s *session) readInitial(ctx context.Context, plan *snapshotPlan, exported string, cp uint64, slotName string, src wire.Source, imported func(context.Context) error) error {
+	cfg, log := s.cfg.Snapshot, s.log
+	store := plan.store
+	job, rev, err := store.Get(ctx, snapshot.InitialID)
+	if err != nil {
+		return fmt.Errorf("read the initial snapshot's job: %w", err)
+	}
+	now := time.Now().UTC()
+	job.State, job.Started, job.Position, job.Slot = snapshot.StateRunning, &now, cp-1, slotName
+	if rev, err = store.Update(ctx, job, rev); err != nil {
+		return fmt.Errorf("record the initial snapshot: %w", err)
+	}
+	stats := cfg.Stats
+	p := snapshot.NewProgress(store, job, rev, stats, log)
+	pctx, stopProgress := context.WithCancel(ctx)
+	defer stopProgress()
+	go p.Run(pctx)
+	lagCtx, stopLag := context.WithCancel(ctx)
+	defer stopLag()
+	go func() {
+		// The changes after the consistent point wait for the snapshot.
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			stats.SetLag(time.Since(now))
+			select {
+			case <-lagCtx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+
+	maxMsg := min(int(s.nc.MaxPayload())-64<<10, s.cfg.MaxMessage)
+	pub := rawstream.NewPublisher(s.js, rawstream.PublisherConfig{
+		Subject:           wire.RawSubject(s.cfg.Source),
+		Source:            src,
+		MaxMessageBytes:   maxMsg,
+		MaxMessageChanges: s.cfg.MaxChanges,
+		MaxQueueBytes:     s.cfg.MaxQueue,
+		AckTimeout:        s.cfg.AckTimeout,
+		Linger:            s.cfg.Linger,
+		Checkpoint:        checkpoint.New(0),
+		Totals:            s.cfg.Totals,
+		PublishLatency:    s.cfg.PublishLatency,
+		Log:               log,
+	})
+	pubCtx, stopPub := context.WithCancel(context.Background())
+	defer stopPub()
+	pubErr := make(chan error, 1)
+	go func() { pubErr <- pub.Run(pubCtx) }()
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		if err := <-pubErr; err != nil {
+			pubErr <- err
+			cancel()
+		}
+	}()
+	emit := func(ctx context.Context, f *pgoutput.Fragment) error {
+		for {
+			err := pub.Add(ctx, f, time.Second)
+			if !errors.Is(err, rawstream.ErrQueueFull) {
+				return err
+			}
+		}
+	}
+	log.Info("initial snapshot", "tables", len(plan.tables), "parallel", cfg.Parallel, "chunk_rows", cfg.ChunkRows,
+		"consistent_point", pglogrepl.LSN(cp))
+	began := time.Now()
+	err = snapshot.RunInitial(runCtx, snapshot.InitialConfig{
+		DSN: s.cfg.DSN, Snapshot: exported, Position: cp - 1, Tables: plan.tables,
+		ChunkRows: cfg.ChunkRows, Parallel: cfg.Parallel, Emit: emit, MaxFragment: min(maxMsg, s.cfg.MaxMessage/2),
+		Settings: plan.settings, Progress: p, Imported: imported, Log: log,
+	})
+	if err == nil {
+		err = pub.Drain(runCtx)
+	}
+	select {
+	case perr := <-pubErr:
+		if perr != nil {
+			err = perr
+		}
+	default:
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("initial snapshot: %w", err)
+	}
+	stats.SetLag(0)
+	j := p.Job()
+	var rows int64
+	for _, t := range j.Tables {
+		rows += t.Rows
+	}
+	took := time.Since(began)
+	log.Info("initial snapshot done", "tables", len(j.Tables), "rows", rows, "took", took.Round(time.Millisecond),
+		"rows_per_s", int64(float64(rows)/max(took.Seconds(), 1e-3)))
+	return p.Finish(ctx, snapshot.StateDone, nil)
+}
+
+// keepalive sends the slot's position to the server every 10 seconds
+// while the stream is not read, so that the walsender does not time the
+// connection out; the returned function stops it.
+func keepalive(repl *pgconn.PgConn, confirmed uint64) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		lsn := pglogrepl.LSN(confirmed)
+		for {
+			// Explicit flush position: never the received one.
+			_ = pglogrepl.SendStandbyStatusUpdate(ctx, repl, pglogrepl.StandbyStatusUpdate{
+				WALWritePosition: lsn, WALFlushPosition: lsn, WALApplyPosition: lsn})
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// initialOnly takes a snapshot of the tables through a temporary slot and
+// returns: initial_only streams nothing. After a crash it starts over.
+func (s *session) initialOnly(ctx context.Context, pgc *pgx.Conn, repl *pgconn.PgConn, plan *snapshotPlan, src wire.Source) error {
+	var err error
+	if plan.tables, err = s.describe(ctx, pgc, s.cfg.Snapshot.Tables); err != nil {
+		return err
+	}
+	j := snapshot.NewJob(snapshot.InitialID, s.cfg.Source, snapshot.KindInitial, "initial", tableNames(plan.tables), nil)
+	j.ChunkRows = s.cfg.Snapshot.ChunkRows
+	if _, err := plan.store.Put(ctx, j); err != nil {
+		return fmt.Errorf("record the initial snapshot: %w", err)
+	}
+	name := fmt.Sprintf("pgjet_initial_only_%d", repl.PID())
+	res, err := pglogrepl.CreateReplicationSlot(ctx, repl, name, "pgoutput", pglogrepl.CreateReplicationSlotOptions{
+		Temporary: true, Mode: pglogrepl.LogicalReplication, SnapshotAction: pgsetup.ExportSnapshotAction(ctx, pgc)})
+	if err != nil {
+		return fmt.Errorf("create a temporary replication slot for the snapshot: %w", err)
+	}
+	cp, err := pglogrepl.ParseLSN(res.ConsistentPoint)
+	if err != nil {
+		return fmt.Errorf("temporary slot's consistent point %q: %w", res.ConsistentPoint, err)
+	}
+	if err := s.readInitial(ctx, plan, res.SnapshotName, uint64(cp), "", src, nil); err != nil {
+		return err
+	}
+	s.log.Info("snapshot.mode initial_only: the snapshot is stored; stopping")
+	return nil
+}
+
+// closeInterrupted closes the transaction of reads of an initial snapshot
+// interrupted after last (the raw stream's last record of the source): a
+// final fragment with no change, as a split transaction's last one. The
+// rest of the snapshot comes as a backfill.
+func closeInterrupted(ctx context.Context, pub *rawstream.Publisher, plan *snapshotPlan, last wire.Position) error {
+	if plan == nil || plan.interrupted == 0 || last.CommitLSN != plan.interrupted || last.Final {
+		return nil
+	}
+	f := &pgoutput.Fragment{Size: 128}
+	f.Tx = wire.Tx{CommitLSN: last.CommitLSN, Fragment: last.Fragment + 1, FirstChange: last.Change, Final: true,
+		CommitTime: time.Now().UnixMicro(), Snapshot: &wire.Snapshot{Kind: wire.SnapshotInitial, ID: snapshot.InitialID}}
+	return pub.Add(ctx, f, time.Minute)
+}
+
+// startBackfills makes the decoder's stream followed for backfills and
+// runs their engine until ctx ends; errs gets its error.
+func (s *session) startBackfills(ctx context.Context, plan *snapshotPlan, dec *pgoutput.Decoder, pgc *pgx.Conn, errs chan<- error) *backfill.Engine {
+	cfg := s.cfg.Snapshot
+	tracker := backfill.NewTracker(dec.Emit, dec.MaxFragment(), cfg.Stats, s.log)
+	if cfg.SQLRequests {
+		tracker.OnRequest(backfill.SQLRequests(plan.store, s.log.Warn))
+	}
+	dec.Observe(tracker)
+	eng := backfill.New(backfill.Config{
+		DSN: s.cfg.DSN, Publication: s.cfg.Publication, Settings: plan.settings, ChunkRows: cfg.ChunkRows,
+		Store: plan.store, Tracker: tracker, Stats: cfg.Stats, Auto: cfg.Auto, Log: s.log,
+		Resolve: pgsetup.ResolveType,
+	})
+	go func() {
+		if err := eng.Run(ctx); err != nil {
+			errs <- err
+		}
+	}()
+	return eng
+}

@@ -1,0 +1,360 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/collector/internal/backfill"
+	"github.com/pgjet/pgjet/collector/internal/snapshot"
+	"github.com/pgjet/pgjet/shared/natsconn"
+	"github.com/pgjet/pgjet/shared/natstest"
+	"github.com/pgjet/pgjet/shared/pgtest"
+	"github.com/pgjet/pgjet/shared/wire"
+)
+
+// snapEnv is a collector session running in-process against a real
+// Postgres and JetStream, with the table t(id, v) published.
+type snapEnv struct {
+	pg   *pgtest.Cluster
+	conn *pgx.Conn
+	js   jetstream.JetStream
+	url  string
+	stop func()
+}
+
+func newSnapEnv(t *testing.T, setup string) *snapEnv {
+	t.Helper()
+	pg := pgtest.Run(t)
+	ctx := context.Background()
+	if err := pg.Exec(ctx, setup); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, pg.DSN(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	srv := natstest.Run(t)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &snapEnv{pg: pg, conn: conn, js: js, url: srv.ClientURL()}
+}
+
+// start runs a session with snapshot settings sc; tables are published.
+func (e *snapEnv) start(t *testing.T, tables []string, sc SnapshotConfig) {
+	t.Helper()
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	go func() {
+		done <- Run(runCtx, Config{
+			DSN: e.pg.DSN(""), Slot: "snap", Publication: "snap", Tables: tables, Source: "app",
+			NATS: natsconn.Config{URL: e.url}, RawStream: wire.DefaultRawStream, RawMaxAge: time.Hour, RawDupes: time.Minute,
+			RawReplicas: 1, AckTimeout: 10 * time.Second, MaxQueue: 8 << 20, MaxMessage: 1 << 20,
+			Snapshot: sc, Log: log,
+		})
+	}()
+	e.stop = func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("Run did not stop within 30 s of cancel")
+		}
+	}
+	t.Cleanup(func() {
+		if e.stop != nil {
+			e.stop()
+		}
+	})
+}
+
+// raw returns every raw record of the source, decoded, in stream order.
+func (e *snapEnv) raw(t *testing.T) []*wire.Message {
+	t.Helper()
+	ctx := context.Background()
+	s, err := e.js.Stream(ctx, wire.DefaultRawStream)
+	if err != nil {
+		return nil
+	}
+	info, err := s.Info(ctx)
+	if err != nil || info.State.Msgs == 0 {
+		return nil
+	}
+	var out []*wire.Message
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatalf("raw record %d: %v", seq, err)
+		}
+		var msg wire.Message
+		if err := wire.Unmarshal(m.Data, &msg); err != nil {
+			t.Fatalf("raw record %d: %v", seq, err)
+		}
+		out = append(out, &msg)
+	}
+	return out
+}
+
+// job waits until job id of source app has ended, and returns it.
+func (e *snapEnv) job(t *testing.T, id string) *snapshot.Job {
+	t.Helper()
+	store, err := snapshot.OpenStore(context.Background(), e.js, snapshot.DefaultBucket, "app", true, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var j *snapshot.Job
+	waitUntil(t, "job "+id+" to end", func() bool {
+		j, _, err = store.Get(context.Background(), id)
+		return err == nil && j.Final()
+	})
+	if j.State != snapshot.StateDone {
+		t.Fatalf("job %s: %s (%s)", id, j.State, j.Error)
+	}
+	return j
+}
+
+// state rebuilds a table's rows from the raw stream, as a consumer keeping
+// the last event per key does: reads, inserts and updates set the row,
+// deletes remove it. Rows are "id|v" text, keyed by id.
+func state(msgs []*wire.Message, table string) map[string]string {
+	rows := map[string]string{}
+	for _, m := range msgs {
+		for _, tx := range m.Txs {
+			for _, c := range tx.Changes {
+				switch c.Op {
+				case wire.OpInsert, wire.OpUpdate, wire.OpDelete, wire.OpRead:
+				default:
+					continue
+				}
+				if m.Relations[c.Rel].Table != table {
+					continue
+				}
+				if c.Op == wire.OpDelete || c.Op == wire.OpUpdate && c.Old != nil {
+					delete(rows, string(c.Old[0].Data))
+				}
+				if c.Op != wire.OpDelete {
+					rows[string(c.New[0].Data)] = string(c.New[0].Data) + "|" + string(c.New[1].Data)
+				}
+			}
+		}
+	}
+	return rows
+}
+
+// tableState reads the table's rows as state renders them.
+func (e *snapEnv) tableState(t *testing.T, table string) map[string]string {
+	t.Helper()
+	rows, err := e.conn.Query(context.Background(), "SELECT id::text, v FROM "+table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for rows.Next() {
+		var id, v string
+		if err := rows.Scan(&id, &v); err != nil {
+			t.Fatal(err)
+		}
+		out[id] = id + "|" + v
+	}
+	return out
+}
+
+func diffStates(want, got map[string]string) string {
+	var d []string
+	for k, v := range want {
+		if got[k] != v {
+			d = append(d, fmt.Sprintf("key %s: table %q, stream %q", k, v, got[k]))
+		}
+	}
+	for k, v := range got {
+		if _, ok := want[k]; !ok {
+			d = append(d, fmt.Sprintf("key %s: not in the table, stream %q", k, v))
+		}
+	}
+	sort.Strings(d)
+	if len(d) > 5 {
+		d = append(d[:5], fmt.Sprintf("... %d more", len(d)-5))
+	}
+	return strings.Join(d, "\n")
+}
+
+// The initial snapshot: every row of every published table, read from the
+// slot's exported snapshot, lands in the raw stream as one transaction of
+// reads at the consistent point - 1, before any change the slot streams,
+// with consecutive indexes and Debezium's first and last marks; a change
+// written meanwhile follows it, and the table is what the stream rebuilds.
+func TestInitialSnapshot(t *testing.T) {
+	e := newSnapEnv(t, `CREATE TABLE t (id int PRIMARY KEY, v text);
+		INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 2500) g;
+		CREATE TABLE u (id int PRIMARY KEY, v text);
+		CREATE TABLE w (id int PRIMARY KEY, v text); INSERT INTO w VALUES (1, 'one');`)
+	e.start(t, []string{"public.t", "public.u", "public.w"}, SnapshotConfig{Mode: snapshot.ModeInitial, ChunkRows: 300, Parallel: 2})
+	e.job(t, snapshot.InitialID)
+	ctx := context.Background()
+	if _, err := e.conn.Exec(ctx, `UPDATE t SET v = 'new' WHERE id = 7; INSERT INTO w VALUES (2, 'two'); DELETE FROM t WHERE id = 8`); err != nil {
+		t.Fatal(err)
+	}
+	var msgs []*wire.Message
+	waitUntil(t, "the changes after the snapshot", func() bool {
+		msgs = e.raw(t)
+		return len(state(msgs, "w")) == 2 && len(state(msgs, "t")) == 2499
+	})
+	var reads, firsts, lasts, tableFirsts, tableLasts int
+	var pos uint64
+	changesSeen, final := false, false
+	next := uint64(0)
+	for _, m := range msgs {
+		for _, tx := range m.Txs {
+			if tx.Snapshot == nil {
+				changesSeen = true
+				if tx.CommitLSN <= pos {
+					t.Fatalf("change at %X not after the snapshot's position %X", tx.CommitLSN, pos)
+				}
+				continue
+			}
+			if changesSeen || final {
+				t.Fatal("a read after a change or after the snapshot's final fragment")
+			}
+			if pos == 0 {
+				pos = tx.CommitLSN
+			}
+			if tx.CommitLSN != pos || tx.CommitLSN%8 != 7 || tx.Snapshot.Kind != wire.SnapshotInitial {
+				t.Fatalf("read fragment at %X kind %v, want %X, initial", tx.CommitLSN, tx.Snapshot.Kind, pos)
+			}
+			if tx.FirstChange != next {
+				t.Fatalf("fragment %d starts at index %d, want %d", tx.Fragment, tx.FirstChange, next)
+			}
+			next += uint64(len(tx.Changes))
+			reads += len(tx.Changes)
+			final = tx.Final
+			mk := tx.Snapshot.Marks
+			for _, b := range []struct {
+				bit uint8
+				n   *int
+			}{{wire.SnapshotFirst, &firsts}, {wire.SnapshotLast, &lasts}, {wire.SnapshotFirstInTable, &tableFirsts}, {wire.SnapshotLastInTable, &tableLasts}} {
+				if mk&b.bit != 0 {
+					*b.n++
+				}
+			}
+		}
+	}
+	if reads != 2501 || !final || firsts != 1 || lasts != 1 || tableFirsts != 2 || tableLasts != 2 {
+		t.Fatalf("reads %d final %v marks: first %d last %d first in table %d last in table %d; want 2501, true, 1 1 2 2",
+			reads, final, firsts, lasts, tableFirsts, tableLasts)
+	}
+	for _, table := range []string{"t", "w"} {
+		if d := diffStates(e.tableState(t, table), state(msgs, table)); d != "" {
+			t.Fatalf("%s rebuilt from the stream differs from the table:\n%s", table, d)
+		}
+	}
+}
+
+// A backfill under concurrent inserts, updates and deletes of the rows it
+// reads: what the stream rebuilds is the table, whatever the interleaving.
+func TestBackfillUnderWrites(t *testing.T) {
+	e := newSnapEnv(t, `CREATE TABLE t (id int PRIMARY KEY, v text);
+		INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 4000) g;`)
+	e.start(t, []string{"public.t"}, SnapshotConfig{Mode: snapshot.ModeNever, ChunkRows: 100})
+	waitUntil(t, "streaming", func() bool {
+		var active bool
+		_ = e.conn.QueryRow(context.Background(), `SELECT coalesce(bool_or(active), false) FROM pg_replication_slots WHERE slot_name = 'snap'`).Scan(&active)
+		return active
+	})
+	ctx, stopWrites := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for w := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := pgx.Connect(context.Background(), e.pg.DSN(""))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer conn.Close(context.Background())
+			r := rand.New(rand.NewPCG(uint64(w), 7))
+			for i := 0; ctx.Err() == nil; i++ {
+				id := r.IntN(5000) + 1
+				var sql string
+				switch r.IntN(3) {
+				case 0:
+					sql = fmt.Sprintf("INSERT INTO t VALUES (%d, 'i%d-%d') ON CONFLICT (id) DO UPDATE SET v = excluded.v", id, w, i)
+				case 1:
+					sql = fmt.Sprintf("UPDATE t SET v = 'u%d-%d' WHERE id = %d", w, i, id)
+				default:
+					sql = fmt.Sprintf("DELETE FROM t WHERE id = %d", id)
+				}
+				if _, err := conn.Exec(context.Background(), sql); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	store, err := snapshot.OpenStore(context.Background(), e.js, snapshot.DefaultBucket, "app", true, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := backfill.Request(context.Background(), store, []string{"public.t"}, nil, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := e.job(t, j.ID)
+	stopWrites()
+	wg.Wait()
+	// Past every write: a marker row's insert.
+	if _, err := e.conn.Exec(context.Background(), `INSERT INTO t VALUES (100000, 'end')`); err != nil {
+		t.Fatal(err)
+	}
+	var msgs []*wire.Message
+	waitUntil(t, "the last write in the stream", func() bool {
+		msgs = e.raw(t)
+		_, ok := state(msgs, "t")["100000"]
+		return ok
+	})
+	if d := diffStates(e.tableState(t, "t"), state(msgs, "t")); d != "" {
+		t.Fatalf("table rebuilt from the stream differs from the table:\n%s", d)
+	}
+	var reads, chunks int
+	for _, m := range msgs {
+		for _, tx := range m.Txs {
+			if tx.Snapshot != nil {
+				chunks++
+				reads += len(tx.Changes)
+				if tx.CommitLSN%8 != 1 || tx.Snapshot.Kind != wire.SnapshotIncremental || tx.Snapshot.ID != j.ID {
+					t.Fatalf("chunk at %X: %+v", tx.CommitLSN, tx.Snapshot)
+				}
+			}
+		}
+	}
+	t.Logf("backfill: %d reads in %d chunk fragments, %d rows recorded", reads, chunks, done.Tables[0].Rows)
+	if reads == 0 {
+		t.Fatal("no reads in the raw stream")
+	}
+}

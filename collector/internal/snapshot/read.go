@@ -1,0 +1,155 @@
+package snapshot
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgjet/pgjet/shared/wire"
+)
+
+// Chunk is rows of one table in key order, as Postgres's text output
+// renders them: the form pgoutput sends them in, so that a read and a
+// change of the same row carry the same bytes.
+type Chunk struct {
+	Table *Table
+	Rows  [][]wire.Value
+	// More: the table has rows after the last one (the query found one
+	// beyond the chunk).
+	More bool
+	// Bytes of the rows' values: one buffer holds them all.
+	Bytes int
+}
+
+// Last returns the key of the chunk's last row (nil for none): where the
+// next chunk starts.
+func (c *Chunk) Last() []wire.Value {
+	if len(c.Rows) == 0 {
+		return nil
+	}
+	return c.Table.KeyOf(c.Rows[len(c.Rows)-1])
+}
+
+// KeyOf returns the key values of row, a row of t.
+func (t *Table) KeyOf(row []wire.Value) []wire.Value {
+	key := make([]wire.Value, len(t.Key))
+	for i, p := range t.Key {
+		key[i] = row[p]
+	}
+	return key
+}
+
+// chunkSQL is the query of a chunk of t: limit rows after a key ($1...
+// $n, when after) in key order. Partitioned tables are read through their
+// root, others alone (ONLY: an inheritance parent's children are
+// published, and read, by themselves).
+func (t *Table) chunkSQL(after bool, limit int) string {
+	var b strings.Builder
+	b.WriteString("SELECT ")
+	for i := range t.Rel.Columns {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(pgx.Identifier{t.Rel.Columns[i].Name}.Sanitize())
+	}
+	b.WriteString(" FROM ")
+	if !t.Partitioned {
+		b.WriteString("ONLY ")
+	}
+	b.WriteString(t.ident())
+	var conds []string
+	if t.RowFilter != "" {
+		conds = append(conds, "("+t.RowFilter+")")
+	}
+	keys := make([]string, len(t.Key))
+	for i, p := range t.Key {
+		keys[i] = pgx.Identifier{t.Rel.Columns[p].Name}.Sanitize()
+	}
+	if after {
+		params := make([]string, len(t.Key))
+		for i := range params {
+			params[i] = "$" + strconv.Itoa(i+1)
+		}
+		conds = append(conds, "("+strings.Join(keys, ", ")+") > ("+strings.Join(params, ", ")+")")
+	}
+	if len(conds) > 0 {
+		b.WriteString(" WHERE ")
+		b.WriteString(strings.Join(conds, " AND "))
+	}
+	b.WriteString(" ORDER BY ")
+	b.WriteString(strings.Join(keys, ", "))
+	b.WriteString(" LIMIT ")
+	b.WriteString(strconv.Itoa(limit + 1))
+	return b.String()
+}
+
+// ReadChunk reads up to limit rows of t after key after (nil: from the
+// first row), in key order, on conn, which is in the transaction whose
+// snapshot the rows come from. It asks for one row more than limit, to
+// learn whether the table goes on.
+func ReadChunk(ctx context.Context, conn *pgconn.PgConn, t *Table, after []wire.Value, limit int) (*Chunk, error) {
+	var params [][]byte
+	var oids []uint32
+	if after != nil {
+		params = make([][]byte, len(after))
+		for i, v := range after {
+			params[i] = v.Data
+		}
+		oids = t.KeyTypes
+	}
+	rr := conn.ExecParams(ctx, t.chunkSQL(after != nil, limit), params, oids, nil, nil)
+	c := &Chunk{Table: t}
+	ncols := len(t.Rel.Columns)
+	// Values of many rows share allocations: one slab of values, and one
+	// buffer of bytes grown as rows come (the rows point into it only once
+	// it stops moving: offsets first, slices at the end).
+	// Not nil even when every value is empty: an empty text value is not
+	// a missing one (the encoding tells them apart).
+	buf := make([]byte, 0, 4096)
+	type span struct{ from, to int }
+	var spans []span
+	var kinds []byte
+	n := 0
+	for rr.NextRow() {
+		if n == limit {
+			c.More = true
+			continue // drain: the extra row only says the table goes on
+		}
+		n++
+		vals := rr.Values()
+		if len(vals) != ncols {
+			rr.Close()
+			return nil, fmt.Errorf("read %s: %d columns, want %d", t, len(vals), ncols)
+		}
+		for _, v := range vals {
+			if v == nil {
+				kinds = append(kinds, wire.KindNull)
+				spans = append(spans, span{})
+				continue
+			}
+			kinds = append(kinds, wire.KindText)
+			spans = append(spans, span{len(buf), len(buf) + len(v)})
+			buf = append(buf, v...)
+		}
+	}
+	if _, err := rr.Close(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", t, err)
+	}
+	slab := make([]wire.Value, len(spans))
+	for i, s := range spans {
+		slab[i].Kind = kinds[i]
+		if kinds[i] == wire.KindText {
+			// Capped: appending to one value cannot spill into the next.
+			slab[i].Data = buf[s.from:s.to:s.to]
+		}
+	}
+	c.Rows = make([][]wire.Value, n)
+	for i := range c.Rows {
+		c.Rows[i] = slab[i*ncols : (i+1)*ncols : (i+1)*ncols]
+	}
+	c.Bytes = len(buf)
+	return c, nil
+}
