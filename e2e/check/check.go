@@ -76,6 +76,7 @@ func (r *Report) problem(format string, args ...any) {
 // across the transaction because audit triggers of cascaded changes (foreign
 // keys) fire in a different order than the changes were written.
 func Check(changes []Change, events []Event) Report {
+	events, _ = SplitReads(events) // reads are no changes: State checks them
 	r := Report{Committed: len(changes), Delivered: len(events)}
 	unique := r.dedupe(events)
 	r.checkOrder(unique)

@@ -39,6 +39,7 @@ func TestSecretsStayOutOfLogsAndProcessListings(t *testing.T) {
 	e := newEnvWith(t, pg, harness.StartNATSWith(t, "", fmt.Sprintf("authorization { user: pgjet, password: %q }", natsPW)),
 		roleSchema, "public.users", "public.orders")
 	e.exec(`CREATE ROLE pgjet LOGIN REPLICATION PASSWORD ` + sqlLiteral(pgPW))
+	e.exec(`GRANT SELECT ON users, orders TO pgjet`) // the initial snapshot reads them
 	e.exec(`CREATE PUBLICATION pgjet FOR TABLE users, orders`)
 	urlDSN := func(pw string) string {
 		return fmt.Sprintf("postgres://%s@127.0.0.1:%d/postgres?sslmode=disable", url.UserPassword("pgjet", pw), pg.Port)

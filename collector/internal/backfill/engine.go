@@ -187,13 +187,27 @@ func (e *Engine) runJob(ctx context.Context, j *snapshot.Job) error {
 	resumed := j.State == snapshot.StateRunning
 	var names []string
 	for _, t := range j.Tables {
-		if t.State != snapshot.StateDone {
+		if t.State != snapshot.StateDone && t.State != snapshot.StateFailed {
 			names = append(names, t.Table)
 		}
 	}
-	tables, derr := snapshot.Describe(ctx, e.conn, e.cfg.Publication, names, func(ctx context.Context, oid uint32) (wire.TypeInfo, error) {
-		return e.cfg.Resolve(ctx, e.conn, oid)
-	})
+	// Each table on its own: one that cannot be backfilled (not published,
+	// no key) fails alone, named, and the others go on.
+	var tables []*snapshot.Table
+	refused := map[string]error{}
+	for _, name := range names {
+		ts, err := snapshot.Describe(ctx, e.conn, e.cfg.Publication, []string{name}, func(ctx context.Context, oid uint32) (wire.TypeInfo, error) {
+			return e.cfg.Resolve(ctx, e.conn, oid)
+		}, false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			refused[name] = err
+			continue
+		}
+		tables = append(tables, ts...)
+	}
 	now := time.Now().UTC()
 	if j.Started == nil {
 		j.Started = &now
@@ -204,18 +218,6 @@ func (e *Engine) runJob(ctx context.Context, j *snapshot.Job) error {
 	j.State = snapshot.StateRunning
 	if j.ChunkRows == 0 {
 		j.ChunkRows = e.cfg.ChunkRows
-	}
-	if derr != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		j.State, j.Error, j.Finished = snapshot.StateFailed, derr.Error(), &now
-		e.log.Error("backfill refused", "job", j.ID, "err", derr)
-		_, err := store.Update(ctx, j, rev)
-		if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return fmt.Errorf("backfill: write job: %w", err)
-		}
-		return nil
 	}
 	if rev, err = store.Update(ctx, j, rev); err != nil {
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
@@ -241,6 +243,17 @@ func (e *Engine) runJob(ctx context.Context, j *snapshot.Job) error {
 	defer stopProgress()
 	go p.Run(pctx)
 
+	var failed []string
+	for _, name := range names {
+		if err, ok := refused[name]; ok {
+			if tp := j.Table(name); tp != nil && tp.Rows > 0 && snapshot.IsNoKey(err) {
+				err = fmt.Errorf("%d rows were stored before the collector stopped, the rest cannot be read: %w", tp.Rows, err)
+			}
+			e.log.Error("backfill of a table refused", "job", j.ID, "table", name, "err", err)
+			p.EndTable(name, err)
+			failed = append(failed, name)
+		}
+	}
 	for _, t := range tables {
 		err := e.runTable(ctx, j, t, p)
 		switch {
@@ -259,6 +272,11 @@ func (e *Engine) runJob(ctx context.Context, j *snapshot.Job) error {
 		}
 	}
 	job := p.Job()
+	if len(failed) > 0 {
+		err := fmt.Errorf("tables refused: %s (see each table's error)", strings.Join(failed, ", "))
+		e.log.Error("backfill ended with tables refused", "job", j.ID, "refused", failed)
+		return p.Finish(ctx, snapshot.StateFailed, err)
+	}
 	e.log.Info("backfill done", "job", j.ID, "tables", len(job.Tables), "took", time.Since(*job.Started).Round(time.Millisecond))
 	return p.Finish(ctx, snapshot.StateDone, nil)
 }
@@ -287,23 +305,25 @@ func (e *Engine) runTable(ctx context.Context, j *snapshot.Job, t *snapshot.Tabl
 			return errCancelled
 		}
 		id := fmt.Sprintf("%s/%s/%d", j.ID, e.run, n)
+		pc := &pendingChunk{id: id, job: j, done: make(chan chunkResult, 1)}
+		tr.expect(pc)
 		chunk, snap, err := e.readChunk(ctx, t, after, j.ChunkRows, id)
 		if err != nil {
+			tr.forget(id)
 			return err
 		}
 		last, more := chunk.Last(), chunk.More
 		if last == nil {
 			last = after
 		}
-		pc := &pendingChunk{id: id, chunk: chunk, snap: snap, job: j, read: time.Now(), hwAt: time.Now(), done: make(chan chunkResult, 1),
-			stored: func(rows int) {
-				p.Stored(table, last, int64(rows))
-				if !more {
-					p.EndTable(table, nil)
-					close(allStored)
-				}
-			}}
-		tr.expect(pc)
+		pc.stored = func(rows int) {
+			p.Stored(table, last, int64(rows))
+			if !more {
+				p.EndTable(table, nil)
+				close(allStored)
+			}
+		}
+		tr.read(pc, chunk, snap)
 		if err := e.watermark(ctx, id, "high"); err != nil {
 			tr.forget(id)
 			return err
@@ -321,7 +341,7 @@ func (e *Engine) runTable(ctx context.Context, j *snapshot.Job, t *snapshot.Tabl
 		if res.retry {
 			retries++
 			if retries > maxRetries {
-				return fmt.Errorf("chunk after key %v read %d times, each time a key in it changed in a way the stream does not name (an unchanged TOAST value in a key column?)", tp.LastKey, retries)
+				return fmt.Errorf("a chunk was read %d times, each time a key in it changed in a way the stream does not name (an unchanged TOAST value in a key column?)", retries)
 			}
 			continue
 		}

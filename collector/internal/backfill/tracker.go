@@ -142,12 +142,20 @@ func (tr *Tracker) Unwatch(t *snapshot.Table) {
 	tr.watching.Store(int32(len(tr.tables)))
 }
 
-// expect registers a chunk read under snapshot s, to be emitted at its high
-// watermark. It must be registered before the high watermark is written.
+// expect registers a chunk before its low watermark is written, so that the
+// stream can tell its watermarks.
 func (tr *Tracker) expect(p *pendingChunk) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	tr.pending[p.id] = p
+}
+
+// read gives a registered chunk its rows, read under snapshot snap, before
+// its high watermark is written.
+func (tr *Tracker) read(p *pendingChunk, chunk *snapshot.Chunk, snap *pgSnapshot) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	p.chunk, p.snap, p.read, p.hwAt = chunk, snap, time.Now(), time.Now()
 }
 
 // forget drops a chunk that will not be emitted (its reader gave up).
@@ -192,7 +200,7 @@ func (tr *Tracker) Message(ctx context.Context, xid uint32, commitLSN uint64, m 
 	case "low":
 		p.low = true
 	case "high":
-		if !p.low {
+		if !p.low || p.chunk == nil {
 			tr.log.Warn("backfill chunk's high watermark before its low one: reading the chunk again", "chunk", id)
 			delete(tr.pending, id)
 			p.done <- chunkResult{retry: true}

@@ -124,9 +124,10 @@ func (s *session) prepareSnapshot(ctx context.Context, pgc *pgx.Conn, repl *pgco
 // describe loads the tables to snapshot (all published when names is
 // empty).
 func (s *session) describe(ctx context.Context, pgc *pgx.Conn, names []string) ([]*snapshot.Table, error) {
+	// A table without a key is read in one scan of the exported snapshot.
 	tables, err := snapshot.Describe(ctx, pgc, s.cfg.Publication, names, func(ctx context.Context, oid uint32) (wire.TypeInfo, error) {
 		return pgsetup.ResolveType(ctx, pgc, oid)
-	})
+	}, true)
 	if err != nil {
 		return nil, fmt.Errorf("initial snapshot: %w", err)
 	}

@@ -109,8 +109,14 @@ func RunInitial(ctx context.Context, cfg InitialConfig) error {
 			return err
 		}
 	}
+	// Which transactions the snapshot sees: what the rows hold, and what
+	// the stream does not bring again.
+	var xids string
+	if err := conns[0].QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&xids); err != nil {
+		return fmt.Errorf("snapshot reader: %w", err)
+	}
 	cfg.Log.Info("initial snapshot imported", "snapshot", cfg.Snapshot, "readers", n, "tables", len(cfg.Tables),
-		"position", pgLSN(cfg.Position))
+		"position", pgLSN(cfg.Position), "snapshot_xids", xids)
 
 	// Largest tables first: the parallel readers end closer together.
 	tables := append([]*Table(nil), cfg.Tables...)
@@ -189,9 +195,21 @@ func quoteLiteral(s string) string {
 // readTable reads t a chunk at a time and hands the chunks to seq.
 func readTable(ctx context.Context, c *pgx.Conn, t *Table, chunkRows int, seq *sequencer, p *Progress) error {
 	p.StartTable(t.String(), t.Estimate)
+	if t.Key == nil {
+		// No key to read it by in chunks: one scan, through a cursor.
+		if err := OpenScan(ctx, c.PgConn(), t); err != nil {
+			return err
+		}
+	}
 	var after []wire.Value
 	for first := true; ; first = false {
-		chunk, err := ReadChunk(ctx, c.PgConn(), t, after, chunkRows)
+		var chunk *Chunk
+		var err error
+		if t.Key == nil {
+			chunk, err = ScanChunk(ctx, c.PgConn(), t, chunkRows)
+		} else {
+			chunk, err = ReadChunk(ctx, c.PgConn(), t, after, chunkRows)
+		}
 		if err != nil {
 			return err
 		}

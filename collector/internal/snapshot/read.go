@@ -35,6 +35,9 @@ func (c *Chunk) Last() []wire.Value {
 
 // KeyOf returns the key values of row, a row of t.
 func (t *Table) KeyOf(row []wire.Value) []wire.Value {
+	if len(t.Key) == 0 {
+		return nil
+	}
 	key := make([]wire.Value, len(t.Key))
 	for i, p := range t.Key {
 		key[i] = row[p]
@@ -42,11 +45,11 @@ func (t *Table) KeyOf(row []wire.Value) []wire.Value {
 	return key
 }
 
-// chunkSQL is the query of a chunk of t: limit rows after a key ($1...
-// $n, when after) in key order. Partitioned tables are read through their
+// selectSQL selects every published column of t's published rows (its
+// row filter), conds added. Partitioned tables are read through their
 // root, others alone (ONLY: an inheritance parent's children are
 // published, and read, by themselves).
-func (t *Table) chunkSQL(after bool, limit int) string {
+func (t *Table) selectSQL(conds ...string) string {
 	var b strings.Builder
 	b.WriteString("SELECT ")
 	for i := range t.Rel.Columns {
@@ -60,14 +63,24 @@ func (t *Table) chunkSQL(after bool, limit int) string {
 		b.WriteString("ONLY ")
 	}
 	b.WriteString(t.ident())
-	var conds []string
 	if t.RowFilter != "" {
-		conds = append(conds, "("+t.RowFilter+")")
+		conds = append([]string{"(" + t.RowFilter + ")"}, conds...)
 	}
+	if len(conds) > 0 {
+		b.WriteString(" WHERE ")
+		b.WriteString(strings.Join(conds, " AND "))
+	}
+	return b.String()
+}
+
+// chunkSQL is the query of a chunk of t: limit rows after a key ($1...
+// $n, when after) in key order, and one more.
+func (t *Table) chunkSQL(after bool, limit int) string {
 	keys := make([]string, len(t.Key))
 	for i, p := range t.Key {
 		keys[i] = pgx.Identifier{t.Rel.Columns[p].Name}.Sanitize()
 	}
+	var conds []string
 	if after {
 		params := make([]string, len(t.Key))
 		for i := range params {
@@ -75,15 +88,7 @@ func (t *Table) chunkSQL(after bool, limit int) string {
 		}
 		conds = append(conds, "("+strings.Join(keys, ", ")+") > ("+strings.Join(params, ", ")+")")
 	}
-	if len(conds) > 0 {
-		b.WriteString(" WHERE ")
-		b.WriteString(strings.Join(conds, " AND "))
-	}
-	b.WriteString(" ORDER BY ")
-	b.WriteString(strings.Join(keys, ", "))
-	b.WriteString(" LIMIT ")
-	b.WriteString(strconv.Itoa(limit + 1))
-	return b.String()
+	return t.selectSQL(conds...) + " ORDER BY " + strings.Join(keys, ", ") + " LIMIT " + strconv.Itoa(limit+1)
 }
 
 // ReadChunk reads up to limit rows of t after key after (nil: from the
@@ -100,7 +105,44 @@ func ReadChunk(ctx context.Context, conn *pgconn.PgConn, t *Table, after []wire.
 		}
 		oids = t.KeyTypes
 	}
-	rr := conn.ExecParams(ctx, t.chunkSQL(after != nil, limit), params, oids, nil, nil)
+	return readRows(conn.ExecParams(ctx, t.chunkSQL(after != nil, limit), params, oids, nil, nil), t, limit)
+}
+
+// cursorName is the cursor a table without a key is read through.
+const cursorName = "pgjet_snapshot"
+
+// OpenScan declares a cursor over all of t's rows (no order) on conn, in
+// its transaction: how an initial snapshot reads a table without a key.
+func OpenScan(ctx context.Context, conn *pgconn.PgConn, t *Table) error {
+	_, err := conn.Exec(ctx, "DECLARE "+cursorName+" SCROLL CURSOR FOR "+t.selectSQL()).ReadAll()
+	if err != nil {
+		return fmt.Errorf("read %s: %w", t, err)
+	}
+	return nil
+}
+
+// ScanChunk reads the next up to limit rows of the cursor OpenScan
+// declared (one more, to learn whether it goes on; that one is read again
+// next time), and closes the cursor at its end.
+func ScanChunk(ctx context.Context, conn *pgconn.PgConn, t *Table, limit int) (*Chunk, error) {
+	c, err := readRows(conn.ExecParams(ctx, "FETCH FORWARD "+strconv.Itoa(limit+1)+" FROM "+cursorName, nil, nil, nil, nil), t, limit)
+	if err != nil {
+		return nil, err
+	}
+	if c.More {
+		_, err = conn.Exec(ctx, "MOVE BACKWARD 1 FROM "+cursorName).ReadAll()
+	} else {
+		_, err = conn.Exec(ctx, "CLOSE "+cursorName).ReadAll()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", t, err)
+	}
+	return c, nil
+}
+
+// readRows reads the result rr of a chunk's query of t: up to limit rows,
+// and whether there were more.
+func readRows(rr *pgconn.ResultReader, t *Table, limit int) (*Chunk, error) {
 	c := &Chunk{Table: t}
 	ncols := len(t.Rel.Columns)
 	// Values of many rows share allocations: one slab of values, and one

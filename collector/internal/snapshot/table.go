@@ -27,7 +27,9 @@ type Table struct {
 	// carry it, so the router renders them as it renders the changes.
 	Rel *wire.Relation
 	// Key indexes Rel.Columns: the columns of the unique key the table is
-	// read in order of, a chunk at a time (keyset pagination).
+	// read in order of, a chunk at a time (keyset pagination). Nil for a
+	// table without one, which only an initial snapshot reads (in one scan
+	// of its exported snapshot, not resumable).
 	Key []int
 	// KeyTypes are the type OIDs of Key's columns, for the chunk query's
 	// parameters.
@@ -76,8 +78,9 @@ type TypeResolver func(ctx context.Context, oid uint32) (wire.TypeInfo, error)
 // Describe loads the tables of publication named in names ("schema.table"),
 // or all of its tables when names is empty, in the publication's order of
 // schema and name. A table asked for that is not published is a
-// *NotPublishedError; one without a usable key a *NoKeyError.
-func Describe(ctx context.Context, conn *pgx.Conn, publication string, names []string, resolve TypeResolver) ([]*Table, error) {
+// *NotPublishedError; one without a usable key a *NoKeyError, unless
+// keyless (then its Key is nil).
+func Describe(ctx context.Context, conn *pgx.Conn, publication string, names []string, resolve TypeResolver, keyless bool) ([]*Table, error) {
 	var version int
 	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
 		return nil, fmt.Errorf("server version: %w", err)
@@ -140,7 +143,7 @@ func Describe(ctx context.Context, conn *pgx.Conn, publication string, names []s
 	}
 	out := make([]*Table, 0, len(picked))
 	for _, p := range picked {
-		if err := describe(ctx, conn, p.t, p.replid, p.attnames, resolve); err != nil {
+		if err := describe(ctx, conn, p.t, p.replid, p.attnames, resolve); err != nil && !(keyless && IsNoKey(err)) {
 			return nil, err
 		}
 		out = append(out, p.t)
@@ -150,6 +153,15 @@ func Describe(ctx context.Context, conn *pgx.Conn, publication string, names []s
 
 // describe fills in t's relation and key.
 func describe(ctx context.Context, conn *pgx.Conn, t *Table, replid string, attnames []string, resolve TypeResolver) error {
+	var role string
+	var canRead bool
+	if err := conn.QueryRow(ctx, "SELECT current_user, has_table_privilege($1::oid, 'SELECT')", t.OID).Scan(&role, &canRead); err != nil {
+		return fmt.Errorf("privileges on %s: %w", t, err)
+	}
+	if !canRead {
+		return fmt.Errorf("role %s may not read table %s: a snapshot reads its rows; run GRANT SELECT ON %s TO %s, or leave the table out of the snapshot (snapshot.tables, or snapshot.mode: never)",
+			role, t, t.ident(), pgx.Identifier{role}.Sanitize())
+	}
 	rows, err := conn.Query(ctx, `SELECT a.attnum, a.attname, a.atttypid, a.atttypmod, a.attnotnull
 		FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
 		ORDER BY a.attnum`, t.OID)
@@ -278,6 +290,7 @@ func describe(ctx context.Context, conn *pgx.Conn, t *Table, replid string, attn
 			}
 		}
 	}
+	t.Rel = rel
 	if key == nil {
 		return &NoKeyError{Table: t.String()}
 	}
@@ -293,7 +306,6 @@ func describe(ctx context.Context, conn *pgx.Conn, t *Table, replid string, attn
 	if key.primary {
 		t.KeyFrom = "primary key " + key.name
 	}
-	t.Rel = rel
 	return nil
 }
 

@@ -19,6 +19,8 @@
 //     rounds of five routers one after another (native, cloudevents,
 //     cloudevents with data change, debezium, native with --group
 //     transaction), in the opposite order every other round;
+//   - snapshot: the collector's initial snapshot of a table of 1,000,000
+//     rows against COPY ... TO STDOUT of it, alternating;
 //   - with -profile: the collector and a router again under `perf record`
 //     (with -envelopes, the debezium and grouping routers too).
 //
@@ -28,7 +30,7 @@
 //
 // Usage (from the repository root, after `make build`):
 //
-//	go run ./e2e/cmd/pgjet-bench [-quick] [-out DIR] [-workloads oltp,bulk,wide,toast] [-e2e=false] [-profile] [-envelopes]
+//	go run ./e2e/cmd/pgjet-bench [-quick] [-out DIR] [-workloads oltp,bulk,wide,toast,snapshot] [-e2e=false] [-profile] [-envelopes]
 //
 // BENCH_QUICK=1 is the same as -quick.
 package main
@@ -94,7 +96,7 @@ func main() {
 	flag.BoolVar(&c.quick, "quick", os.Getenv("BENCH_QUICK") == "1", "small sizes: a smoke test that runs in a few minutes (also BENCH_QUICK=1)")
 	flag.StringVar(&c.binDir, "bin", "bin", "directory with pgjet-collector, pgjet-router and nats-server (make build)")
 	flag.StringVar(&c.outDir, "out", "", "directory for results.md, results.json, logs and profiles (default tmp/bench-<time>)")
-	flag.StringVar(&wl, "workloads", "oltp,bulk,wide,toast", "workloads to run, comma-separated")
+	flag.StringVar(&wl, "workloads", "oltp,bulk,wide,toast,snapshot", "workloads to run, comma-separated (snapshot: the initial snapshot of a table against COPY of it)")
 	flag.BoolVar(&c.e2e, "e2e", true, "measure end-to-end latency at a fixed commit rate")
 	persists := flag.String("e2e-persist", "default,async", "--output-persist values of the routers in the end-to-end runs, comma-separated")
 	flag.IntVar(&c.e2eSecs, "e2e-seconds", 0, "length of each end-to-end run (default 60 s, 8 s with -quick)")
@@ -225,6 +227,14 @@ func run(c config) error {
 		}
 		b.res.Workloads = append(b.res.Workloads, r)
 		b.save() // partial results survive a later failure
+	}
+	if slices.Contains(c.workloads, "snapshot") {
+		r, err := b.runSnapshot(ctx)
+		if err != nil {
+			return fmt.Errorf("snapshot: %w", err)
+		}
+		b.res.Snapshot = r
+		b.save()
 	}
 	if c.e2e {
 		for _, persist := range c.persists {

@@ -35,6 +35,7 @@ type results struct {
 	Finished  string
 	Workloads []workloadResult
 	E2E       []e2eResult
+	Snapshot  *snapshotResult
 }
 
 type machine struct {

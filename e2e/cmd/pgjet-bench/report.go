@@ -108,6 +108,9 @@ func (r *results) markdown() string {
 		}
 	}
 
+	if r.Snapshot != nil {
+		r.Snapshot.markdown(p)
+	}
 	for _, w := range r.Workloads {
 		for _, pr := range w.Profiles {
 			p("\n## perf profile: %s, workload %s (%s)\n\nStages (share of samples including callees):\n\n```\n%s\n```\n\nSelf time:\n\n```\n%s\n```\n\nIncluding callees:\n\n```\n%s\n```\n", pr.What, w.Name, pr.File, pr.Key, pr.Self, pr.Cum)

@@ -36,16 +36,18 @@ type sizes struct {
 	e2eSeconds int
 	routerCap  time.Duration // longest a router throughput run may take
 	runs       int           // rounds of ceiling/collector runs (and async router runs)
+	// snapshotRows: the table of the snapshot benchmark.
+	snapshotRows int
 }
 
 var fullSizes = sizes{
 	oltpTx: 200000, bulkTxs: 10, bulkRows: 100000, wideRows: 50000, toastRows: 10000, toastTx: 100000,
-	clients: 8, e2eRate: 2000, e2eSeconds: 60, routerCap: 90 * time.Second, runs: 3,
+	clients: 8, e2eRate: 2000, e2eSeconds: 60, routerCap: 90 * time.Second, runs: 3, snapshotRows: 1000000,
 }
 
 var quickSizes = sizes{
 	oltpTx: 20000, bulkTxs: 1, bulkRows: 100000, wideRows: 4000, toastRows: 2000, toastTx: 10000,
-	clients: 8, e2eRate: 2000, e2eSeconds: 8, routerCap: 10 * time.Second, runs: 1,
+	clients: 8, e2eRate: 2000, e2eSeconds: 8, routerCap: 10 * time.Second, runs: 1, snapshotRows: 100000,
 }
 
 // The OLTP and bulk rows: ~150 bytes of column data (int, md5 text, small
