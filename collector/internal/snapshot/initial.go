@@ -192,35 +192,59 @@ func quoteLiteral(s string) string {
 	return string(append(out, '\''))
 }
 
-// readTable reads t a chunk at a time and hands the chunks to seq.
+// readTable reads t a chunk at a time and hands the chunks to seq, reading
+// the next chunk while the last one is written: at most three chunks of
+// a table are held at once.
 func readTable(ctx context.Context, c *pgx.Conn, t *Table, chunkRows int, seq *sequencer, p *Progress) error {
 	p.StartTable(t.String(), t.Estimate)
-	if t.Key == nil {
-		// No key to read it by in chunks: one scan, through a cursor.
-		if err := OpenScan(ctx, c.PgConn(), t); err != nil {
-			return err
-		}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type read struct {
+		chunk *Chunk
+		at    time.Time
+		err   error
 	}
-	var after []wire.Value
-	for first := true; ; first = false {
-		var chunk *Chunk
-		var err error
+	chunks := make(chan read, 1)
+	go func() {
+		defer close(chunks)
 		if t.Key == nil {
-			chunk, err = ScanChunk(ctx, c.PgConn(), t, chunkRows)
-		} else {
-			chunk, err = ReadChunk(ctx, c.PgConn(), t, after, chunkRows)
+			// No key to read it by in chunks: one scan, through a cursor.
+			if err := OpenScan(ctx, c.PgConn(), t); err != nil {
+				chunks <- read{err: err}
+				return
+			}
 		}
-		if err != nil {
+		var after []wire.Value
+		for {
+			var r read
+			if t.Key == nil {
+				r.chunk, r.err = ScanChunk(ctx, c.PgConn(), t, chunkRows)
+			} else {
+				r.chunk, r.err = ReadChunk(ctx, c.PgConn(), t, after, chunkRows)
+			}
+			r.at = time.Now()
+			select {
+			case chunks <- r:
+			case <-ctx.Done():
+				return
+			}
+			if r.err != nil || !r.chunk.More {
+				return
+			}
+			after = r.chunk.Last()
+		}
+	}()
+	first := true
+	for r := range chunks {
+		if r.err != nil {
+			return r.err
+		}
+		if err := seq.write(ctx, r.chunk, first, r.at); err != nil {
 			return err
 		}
-		if err := seq.write(ctx, chunk, first, time.Now()); err != nil {
-			return err
-		}
-		if !chunk.More {
-			return nil
-		}
-		after = chunk.Last()
+		first = false
 	}
+	return ctx.Err()
 }
 
 // sequencer puts the chunks of the parallel readers in one transaction of

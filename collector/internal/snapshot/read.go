@@ -1,7 +1,9 @@
 package snapshot
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -73,39 +75,138 @@ func (t *Table) selectSQL(conds ...string) string {
 	return b.String()
 }
 
-// chunkSQL is the query of a chunk of t: limit rows after a key ($1...
-// $n, when after) in key order, and one more.
-func (t *Table) chunkSQL(after bool, limit int) string {
+// chunkSQL is the query of a chunk of t: limit rows after key after (nil:
+// from the first row) in key order, and one more. The key's values are
+// literals cast to their types: COPY takes no parameters.
+func (t *Table) chunkSQL(after []wire.Value, limit int) string {
 	keys := make([]string, len(t.Key))
 	for i, p := range t.Key {
 		keys[i] = pgx.Identifier{t.Rel.Columns[p].Name}.Sanitize()
 	}
 	var conds []string
-	if after {
-		params := make([]string, len(t.Key))
-		for i := range params {
-			params[i] = "$" + strconv.Itoa(i+1)
+	if after != nil {
+		vals := make([]string, len(after))
+		for i, v := range after {
+			vals[i] = "CAST(" + dollarQuote(v.Data) + " AS " + t.KeyTypes[i] + ")"
 		}
-		conds = append(conds, "("+strings.Join(keys, ", ")+") > ("+strings.Join(params, ", ")+")")
+		conds = append(conds, "("+strings.Join(keys, ", ")+") > ("+strings.Join(vals, ", ")+")")
 	}
 	return t.selectSQL(conds...) + " ORDER BY " + strings.Join(keys, ", ") + " LIMIT " + strconv.Itoa(limit+1)
+}
+
+// dollarQuote quotes s as a dollar-quoted literal, which has no escapes
+// whatever the server's settings, with a tag s does not hold.
+func dollarQuote(s []byte) string {
+	tag := "$k$"
+	for n := 0; bytes.Contains(s, []byte(tag)); n++ {
+		tag = "$k" + strconv.Itoa(n) + "$"
+	}
+	return tag + string(s) + tag
 }
 
 // ReadChunk reads up to limit rows of t after key after (nil: from the
 // first row), in key order, on conn, which is in the transaction whose
 // snapshot the rows come from. It asks for one row more than limit, to
-// learn whether the table goes on.
+// learn whether the table goes on. The rows come as COPY's text format:
+// many rows a protocol message, the same text values as a query's.
 func ReadChunk(ctx context.Context, conn *pgconn.PgConn, t *Table, after []wire.Value, limit int) (*Chunk, error) {
-	var params [][]byte
-	var oids []uint32
-	if after != nil {
-		params = make([][]byte, len(after))
-		for i, v := range after {
-			params[i] = v.Data
-		}
-		oids = t.KeyTypes
+	var buf bytes.Buffer
+	if _, err := conn.CopyTo(ctx, &buf, "COPY ("+t.chunkSQL(after, limit)+") TO STDOUT"); err != nil {
+		return nil, fmt.Errorf("read %s: %w", t, err)
 	}
-	return readRows(conn.ExecParams(ctx, t.chunkSQL(after != nil, limit), params, oids, nil, nil), t, limit)
+	c, err := parseCopy(buf.Bytes(), t, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", t, err)
+	}
+	return c, nil
+}
+
+// parseCopy reads the rows of COPY's text format from data, unescaping
+// values in place: the rows' values point into data. Past limit rows it
+// only notes that there are more.
+func parseCopy(data []byte, t *Table, limit int) (*Chunk, error) {
+	c := &Chunk{Table: t, Bytes: len(data)}
+	ncols := len(t.Rel.Columns)
+	nrows := bytes.Count(data, []byte{'\n'})
+	if nrows > limit {
+		c.More, nrows = true, limit
+	}
+	slab := make([]wire.Value, nrows*ncols)
+	c.Rows = make([][]wire.Value, nrows)
+	for r := range nrows {
+		end := bytes.IndexByte(data, '\n')
+		line := data[:end]
+		data = data[end+1:]
+		row := slab[r*ncols : (r+1)*ncols : (r+1)*ncols]
+		for i := range row {
+			var field []byte
+			if i < ncols-1 {
+				tab := bytes.IndexByte(line, '\t')
+				if tab < 0 {
+					return nil, fmt.Errorf("COPY row %d has %d columns, want %d", r+1, i+1, ncols)
+				}
+				field, line = line[:tab], line[tab+1:]
+			} else {
+				if bytes.IndexByte(line, '\t') >= 0 {
+					return nil, fmt.Errorf("COPY row %d has more than %d columns", r+1, ncols)
+				}
+				field = line
+			}
+			if len(field) == 2 && field[0] == '\\' && field[1] == 'N' {
+				row[i].Kind = wire.KindNull
+				continue
+			}
+			v, err := unescape(field)
+			if err != nil {
+				return nil, fmt.Errorf("COPY row %d column %d: %w", r+1, i+1, err)
+			}
+			// Capped: appending to one value cannot spill into the next.
+			row[i] = wire.Value{Kind: wire.KindText, Data: v[:len(v):len(v)]}
+		}
+		c.Rows[r] = row
+	}
+	return c, nil
+}
+
+// unescape undoes COPY TO's text escapes in place: \\ and the control
+// characters \b \f \n \r \t \v (COPY TO writes no other sequence).
+func unescape(f []byte) ([]byte, error) {
+	i := bytes.IndexByte(f, '\\')
+	if i < 0 {
+		return f, nil
+	}
+	out := f[:i]
+	for ; i < len(f); i++ {
+		ch := f[i]
+		if ch != '\\' {
+			out = append(out, ch)
+			continue
+		}
+		i++
+		if i == len(f) {
+			return nil, errors.New("a value ends in a lone backslash")
+		}
+		switch f[i] {
+		case '\\':
+			ch = '\\'
+		case 'b':
+			ch = '\b'
+		case 'f':
+			ch = '\f'
+		case 'n':
+			ch = '\n'
+		case 'r':
+			ch = '\r'
+		case 't':
+			ch = '\t'
+		case 'v':
+			ch = '\v'
+		default:
+			return nil, fmt.Errorf("unexpected escape \\%c", f[i])
+		}
+		out = append(out, ch)
+	}
+	return out, nil
 }
 
 // cursorName is the cursor a table without a key is read through.
@@ -140,16 +241,15 @@ func ScanChunk(ctx context.Context, conn *pgconn.PgConn, t *Table, limit int) (*
 	return c, nil
 }
 
-// readRows reads the result rr of a chunk's query of t: up to limit rows,
+// readRows reads the result rr of a query of t's rows: up to limit rows,
 // and whether there were more.
 func readRows(rr *pgconn.ResultReader, t *Table, limit int) (*Chunk, error) {
 	c := &Chunk{Table: t}
 	ncols := len(t.Rel.Columns)
 	// Values of many rows share allocations: one slab of values, and one
 	// buffer of bytes grown as rows come (the rows point into it only once
-	// it stops moving: offsets first, slices at the end).
-	// Not nil even when every value is empty: an empty text value is not
-	// a missing one (the encoding tells them apart).
+	// it stops moving: offsets first, slices at the end). Not nil even
+	// when every value is empty: an empty text value is not a missing one.
 	buf := make([]byte, 0, 4096)
 	type span struct{ from, to int }
 	var spans []span
@@ -184,7 +284,6 @@ func readRows(rr *pgconn.ResultReader, t *Table, limit int) (*Chunk, error) {
 	for i, s := range spans {
 		slab[i].Kind = kinds[i]
 		if kinds[i] == wire.KindText {
-			// Capped: appending to one value cannot spill into the next.
 			slab[i].Data = buf[s.from:s.to:s.to]
 		}
 	}

@@ -31,9 +31,9 @@ type Table struct {
 	// table without one, which only an initial snapshot reads (in one scan
 	// of its exported snapshot, not resumable).
 	Key []int
-	// KeyTypes are the type OIDs of Key's columns, for the chunk query's
-	// parameters.
-	KeyTypes []uint32
+	// KeyTypes are the SQL types of Key's columns (format_type), which
+	// the chunk query casts the last key's text to.
+	KeyTypes []string
 	// KeyFrom says where Key comes from, for messages: "primary key", or
 	// the unique index's name.
 	KeyFrom string
@@ -162,7 +162,7 @@ func describe(ctx context.Context, conn *pgx.Conn, t *Table, replid string, attn
 		return fmt.Errorf("role %s may not read table %s: a snapshot reads its rows; run GRANT SELECT ON %s TO %s, or leave the table out of the snapshot (snapshot.tables, or snapshot.mode: never)",
 			role, t, t.ident(), pgx.Identifier{role}.Sanitize())
 	}
-	rows, err := conn.Query(ctx, `SELECT a.attnum, a.attname, a.atttypid, a.atttypmod, a.attnotnull
+	rows, err := conn.Query(ctx, `SELECT a.attnum, a.attname, a.atttypid, a.atttypmod, a.attnotnull, format_type(a.atttypid, a.atttypmod)
 		FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
 		ORDER BY a.attnum`, t.OID)
 	if err != nil {
@@ -171,13 +171,14 @@ func describe(ctx context.Context, conn *pgx.Conn, t *Table, replid string, attn
 	type column struct {
 		num     int16
 		notNull bool
+		typ     string
 	}
 	var cols []column
 	rel := &wire.Relation{ID: t.OID, Schema: t.Schema, Table: t.Name, ReplicaIdentity: replid[0]}
 	for rows.Next() {
 		var c wire.Column
 		var col column
-		if err := rows.Scan(&col.num, &c.Name, &c.TypeOID, &c.TypeMod, &col.notNull); err != nil {
+		if err := rows.Scan(&col.num, &c.Name, &c.TypeOID, &c.TypeMod, &col.notNull, &col.typ); err != nil {
 			rows.Close()
 			return fmt.Errorf("columns of %s: %w", t, err)
 		}
@@ -300,7 +301,7 @@ func describe(ctx context.Context, conn *pgx.Conn, t *Table, replid string, attn
 	}
 	t.Key = ps
 	for _, p := range ps {
-		t.KeyTypes = append(t.KeyTypes, rel.Columns[p].TypeOID)
+		t.KeyTypes = append(t.KeyTypes, cols[p].typ)
 	}
 	t.KeyFrom = key.name
 	if key.primary {

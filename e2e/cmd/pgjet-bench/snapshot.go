@@ -40,8 +40,6 @@ const snapshotSQL = `DROP TABLE IF EXISTS snap_items;
 CREATE TABLE snap_items (id bigint PRIMARY KEY, owner text NOT NULL, balance numeric(14,2), tags text[], meta jsonb, updated timestamptz);
 INSERT INTO snap_items SELECT g, 'owner ' || md5(g::text), (g %% 100000) / 100.0, ARRAY['t' || (g %% 10), 'x'],
 	jsonb_build_object('g', g, 'k', g %% 7), '2026-01-01'::timestamptz + g * interval '1 second' FROM generate_series(1, %d) g;
-VACUUM ANALYZE snap_items;
-CHECKPOINT;
 DROP PUBLICATION IF EXISTS snap_pub;
 CREATE PUBLICATION snap_pub FOR TABLE snap_items;`
 
@@ -50,8 +48,10 @@ var snapshotDoneRE = regexp.MustCompile(`msg="initial snapshot done" tables=\d+ 
 func (b *bench) runSnapshot(ctx context.Context) (*snapshotResult, error) {
 	rows := b.sizes.snapshotRows
 	logf("snapshot: loading %d rows", rows)
-	if err := b.exec(ctx, fmt.Sprintf(snapshotSQL, rows)); err != nil {
-		return nil, err
+	for _, sql := range []string{fmt.Sprintf(snapshotSQL, rows), "VACUUM ANALYZE snap_items", "CHECKPOINT"} {
+		if err := b.exec(ctx, sql); err != nil {
+			return nil, err
+		}
 	}
 	r := &snapshotResult{Rows: int64(rows), ChunkRows: 10000}
 	var size int64
