@@ -34,8 +34,10 @@ type SnapshotConfig struct {
 	Parallel int
 	// Bucket is the key-value bucket of their progress.
 	Bucket string
-	// Auto backfills tables added to the publication.
-	Auto bool
+	// Auto backfills tables added to the publication, looking every
+	// AutoEvery (0: 10 s).
+	Auto      bool
+	AutoEvery time.Duration
 	// SQLRequests takes backfill requests written with SQL
 	// (pg_logical_emit_message with prefix pgjet.backfill).
 	SQLRequests bool
@@ -362,7 +364,7 @@ func (s *session) startBackfills(ctx context.Context, plan *snapshotPlan, dec *p
 	dec.Observe(tracker)
 	eng := backfill.New(backfill.Config{
 		DSN: s.cfg.DSN, Publication: s.cfg.Publication, Settings: plan.settings, ChunkRows: cfg.ChunkRows,
-		Store: plan.store, Tracker: tracker, Stats: cfg.Stats, Auto: cfg.Auto, Log: s.log,
+		Store: plan.store, Tracker: tracker, Stats: cfg.Stats, Auto: cfg.Auto, AutoEvery: cfg.AutoEvery, Log: s.log,
 		Resolve: pgsetup.ResolveType,
 	})
 	go func() {

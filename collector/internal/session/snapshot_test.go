@@ -76,22 +76,22 @@ func (e *snapEnv) start(t *testing.T, tables []string, sc SnapshotConfig) {
 			Snapshot: sc, Log: log,
 		})
 	}()
-	e.stop = func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Error("Run did not stop within 30 s of cancel")
 			}
-		case <-time.After(30 * time.Second):
-			t.Error("Run did not stop within 30 s of cancel")
-		}
+		})
 	}
-	t.Cleanup(func() {
-		if e.stop != nil {
-			e.stop()
-		}
-	})
+	e.stop = stop
+	t.Cleanup(stop)
 }
 
 // raw returns every raw record of the source, decoded, in stream order.
@@ -356,5 +356,162 @@ func TestBackfillUnderWrites(t *testing.T) {
 	t.Logf("backfill: %d reads in %d chunk fragments, %d rows recorded", reads, chunks, done.Tables[0].Rows)
 	if reads == 0 {
 		t.Fatal("no reads in the raw stream")
+	}
+}
+
+// store opens the snapshot bucket of source app.
+func (e *snapEnv) store(t *testing.T) *snapshot.Store {
+	t.Helper()
+	s, err := snapshot.OpenStore(context.Background(), e.js, snapshot.DefaultBucket, "app", true, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// ended waits until job id has ended, whatever its state.
+func (e *snapEnv) ended(t *testing.T, id string) *snapshot.Job {
+	t.Helper()
+	store := e.store(t)
+	var j *snapshot.Job
+	waitUntil(t, "job "+id+" to end", func() bool {
+		var err error
+		j, _, err = store.Get(context.Background(), id)
+		return err == nil && j.Final()
+	})
+	return j
+}
+
+func (e *snapEnv) streaming(t *testing.T) {
+	t.Helper()
+	waitUntil(t, "streaming", func() bool {
+		var active bool
+		_ = e.conn.QueryRow(context.Background(), `SELECT coalesce(bool_or(active), false) FROM pg_replication_slots WHERE slot_name = 'snap'`).Scan(&active)
+		return active
+	})
+}
+
+// A partitioned table published through its root is read through the root
+// (its rows of every partition, under the root's name), by the initial
+// snapshot and by a backfill; a table without a key is read by the initial
+// snapshot and refused by a backfill, by name, while the other tables of
+// the job are backfilled; a table added to the publication is backfilled by
+// itself with auto backfill on.
+func TestSnapshotTablesOfEveryKind(t *testing.T) {
+	e := newSnapEnv(t, `CREATE TABLE m (id int, region text, v text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+		CREATE TABLE m_eu PARTITION OF m FOR VALUES IN ('eu');
+		CREATE TABLE m_us PARTITION OF m FOR VALUES IN ('us');
+		INSERT INTO m SELECT g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, 'v' || g FROM generate_series(1, 300) g;
+		CREATE TABLE nokey (v text); INSERT INTO nokey SELECT 'n' || g FROM generate_series(1, 50) g;
+		CREATE TABLE later (id int PRIMARY KEY, v text); INSERT INTO later SELECT g, 'l' || g FROM generate_series(1, 40) g;
+		CREATE PUBLICATION snap FOR TABLE m, nokey WITH (publish_via_partition_root = true);`)
+	e.start(t, nil, SnapshotConfig{Mode: snapshot.ModeInitial, ChunkRows: 64, Auto: true, AutoEvery: 200 * time.Millisecond})
+	e.job(t, snapshot.InitialID)
+	e.streaming(t)
+	count := func(table string, kind wire.SnapshotKind) int {
+		n := 0
+		for _, m := range e.raw(t) {
+			for _, tx := range m.Txs {
+				if tx.Snapshot == nil || tx.Snapshot.Kind != kind {
+					continue
+				}
+				for _, c := range tx.Changes {
+					if m.Relations[c.Rel].Table == table {
+						n++
+					}
+				}
+			}
+		}
+		return n
+	}
+	if n, k := count("m", wire.SnapshotInitial), count("nokey", wire.SnapshotInitial); n != 300 || k != 50 {
+		t.Fatalf("initial snapshot: %d rows of m through its root, %d of nokey; want 300, 50", n, k)
+	}
+	if n := count("m_eu", wire.SnapshotInitial) + count("m_us", wire.SnapshotInitial); n != 0 {
+		t.Fatalf("%d rows read under a partition's name", n)
+	}
+
+	store := e.store(t)
+	ctx := context.Background()
+	j, err := backfill.Request(ctx, store, []string{"public.nokey", "public.m", "public.absent"}, nil, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j = e.ended(t, j.ID)
+	if j.State != snapshot.StateFailed || !strings.Contains(j.Table("public.nokey").Error, "public.nokey has no primary key") ||
+		!strings.Contains(j.Table("public.absent").Error, "not in publication snap") || j.Table("public.m").State != snapshot.StateDone {
+		t.Fatalf("backfill of a keyless, a missing and a partitioned table: %s %q; tables %+v", j.State, j.Error, j.Tables)
+	}
+	if n := count("m", wire.SnapshotIncremental); n != 300 {
+		t.Fatalf("backfill of m: %d rows, want 300", n)
+	}
+
+	if _, err := e.conn.Exec(ctx, `ALTER PUBLICATION snap ADD TABLE later`); err != nil {
+		t.Fatal(err)
+	}
+	var auto *snapshot.Job
+	waitUntil(t, "the auto backfill of the added table", func() bool {
+		jobs, err := store.List(ctx)
+		if err != nil {
+			return false
+		}
+		for _, j := range jobs {
+			if j.By == "auto" && j.Final() {
+				auto = j
+				return true
+			}
+		}
+		return false
+	})
+	if auto.State != snapshot.StateDone || len(auto.Tables) != 1 || auto.Tables[0].Table != "public.later" || count("later", wire.SnapshotIncremental) != 40 {
+		t.Fatalf("auto backfill: %+v, %d rows", auto, count("later", wire.SnapshotIncremental))
+	}
+}
+
+// A running backfill stops at a cancel, after its current chunk, and ends
+// cancelled; one cancelled before it was taken up never runs.
+func TestBackfillCancel(t *testing.T) {
+	e := newSnapEnv(t, `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 20000) g;`)
+	e.start(t, []string{"public.t"}, SnapshotConfig{Mode: snapshot.ModeNever, ChunkRows: 10})
+	e.streaming(t)
+	store := e.store(t)
+	ctx := context.Background()
+	j, err := backfill.Request(ctx, store, []string{"public.t"}, nil, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the backfill to run", func() bool {
+		got, _, err := store.Get(ctx, j.ID)
+		return err == nil && len(got.Tables) == 1 && got.Tables[0].Rows > 0
+	})
+	if _, err := backfill.Cancel(ctx, store, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	done := e.ended(t, j.ID)
+	if done.State != snapshot.StateCancelled || done.Tables[0].Rows >= 20000 {
+		t.Fatalf("cancelled backfill: %s with %d rows", done.State, done.Tables[0].Rows)
+	}
+	if _, err := backfill.Cancel(ctx, store, j.ID); err == nil {
+		t.Fatal("cancelling an ended job: no error")
+	}
+
+	// Asked while no collector runs, cancelled before one takes it up.
+	e.stop()
+	j2, err := backfill.Request(ctx, store, []string{"public.t"}, nil, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := backfill.Cancel(ctx, store, j2.ID); err != nil || c.State != snapshot.StateCancelled {
+		t.Fatalf("cancel a request not taken up: %v, %+v", err, c)
+	}
+	e.start(t, []string{"public.t"}, SnapshotConfig{Mode: snapshot.ModeNever, ChunkRows: 10})
+	e.streaming(t)
+	time.Sleep(2 * time.Second) // time to (wrongly) take it up
+	for _, m := range e.raw(t) {
+		for _, tx := range m.Txs {
+			if tx.Snapshot != nil && tx.Snapshot.ID == j2.ID {
+				t.Fatal("a cancelled request ran")
+			}
+		}
 	}
 }
