@@ -116,7 +116,8 @@ func TestCheckAndStatusOfARunningPipeline(t *testing.T) {
 		t.Errorf("collector status: exit code %d", code)
 	}
 	wantLines(t, "collector status", out, "slot         pgjet_e2e: active", "confirmed_flush", "lag_bytes", "lag_seconds",
-		"last raw record of source e2e", "first_seq", "last_seq", "durable      pgjet-router: pending 0 ack_pending 0", "last_error")
+		"last raw record of source e2e", "first_seq", "last_seq", "durable      pgjet-router: pending 0 ack_pending 0", "last_error",
+		"snapshot     initial  initial  done")
 
 	out, code = runCmd(t, nil, "pgjet-router", "status", "--nats", e.nats.URL())
 	if code != 0 {

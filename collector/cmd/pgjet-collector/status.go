@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/collector/internal/session"
+	"github.com/pgjet/pgjet/collector/internal/snapshot"
 	"github.com/pgjet/pgjet/shared/opcheck"
 	"github.com/pgjet/pgjet/shared/redact"
 )
@@ -160,6 +162,49 @@ func statusNATS(ctx context.Context, cfg config, w *statusWriter, pg *pgStatus) 
 	}
 	if list.Total > len(list.Consumers) {
 		w.line("durable", "... and %d more", list.Total-len(list.Consumers))
+	}
+	statusSnapshots(ctx, cfg, w, p)
+}
+
+// statusSnapshots shows the source's snapshots and backfills: every one
+// not ended, and the last one that did.
+func statusSnapshots(ctx context.Context, cfg config, w *statusWriter, p *opcheck.Probe) {
+	js, err := jetstream.New(p.NC)
+	if err != nil {
+		w.fail("snapshots", "%v", err)
+		return
+	}
+	store, err := snapshot.OpenStore(ctx, js, cfg.snap.bucket, cfg.source, false, 1)
+	if err != nil {
+		w.line("snapshots", "none (%v)", err)
+		return
+	}
+	jobs, err := store.List(ctx)
+	if err != nil {
+		w.fail("snapshots", "%v", err)
+		return
+	}
+	var shown []*snapshot.Job
+	var lastEnded *snapshot.Job
+	for _, j := range jobs {
+		if !j.Final() {
+			shown = append(shown, j)
+		} else if lastEnded == nil || j.Finished != nil && lastEnded.Finished != nil && j.Finished.After(*lastEnded.Finished) {
+			lastEnded = j
+		}
+	}
+	if lastEnded != nil {
+		shown = append([]*snapshot.Job{lastEnded}, shown...)
+	}
+	if len(shown) == 0 {
+		w.line("snapshots", "none for source %s (bucket %s)", cfg.source, cfg.snap.bucket)
+		return
+	}
+	w.line("snapshots", "%d of %d job(s) in bucket %s: the running ones and the last ended (all: pgjet-collector backfill status)", len(shown), len(jobs), cfg.snap.bucket)
+	for _, j := range shown {
+		for _, l := range j.Lines(time.Now(), false) {
+			w.line("snapshot", "%s", strings.TrimLeft(l, " "))
+		}
 	}
 }
 
