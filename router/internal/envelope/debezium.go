@@ -26,6 +26,7 @@ type debeziumSettings struct {
 	TimePrecisionMode           string  `json:"time_precision_mode"`
 	BinaryHandlingMode          string  `json:"binary_handling_mode"`
 	IntervalHandlingMode        string  `json:"interval_handling_mode"`
+	HStoreHandlingMode          string  `json:"hstore_handling_mode"`
 	MoneyFractionDigits         *int    `json:"money_fraction_digits"`
 	UnavailableValuePlaceholder *string `json:"unavailable_value_placeholder"`
 	Schema                      bool    `json:"schema"`
@@ -88,6 +89,7 @@ func newDebezium(o Options) (Renderer, error) {
 		Time:                or(s.TimePrecisionMode, value.TimeAdaptive),
 		Binary:              or(s.BinaryHandlingMode, value.BinaryBytes),
 		Interval:            or(s.IntervalHandlingMode, value.IntervalNumeric),
+		HStore:              or(s.HStoreHandlingMode, value.HStoreJSON),
 		MoneyFractionDigits: 2,
 		Placeholder:         value.DefaultPlaceholder,
 	}

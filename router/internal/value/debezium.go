@@ -31,6 +31,11 @@ const (
 
 	IntervalNumeric = "numeric"
 	IntervalString  = "string"
+
+	// hstore.handling.mode; text (the hstore's own text) is pgjet's.
+	HStoreJSON = "json"
+	HStoreMap  = "map"
+	HStoreText = "text"
 )
 
 // DefaultPlaceholder is what Debezium puts for an unchanged TOAST value.
@@ -42,6 +47,7 @@ type DebeziumOptions struct {
 	Time     string
 	Binary   string
 	Interval string
+	HStore   string
 	// MoneyFractionDigits is the scale of money in precise mode
 	// (money.fraction.digits).
 	MoneyFractionDigits int
@@ -72,6 +78,9 @@ func (o *DebeziumOptions) Check() (key string, err error) {
 	if k, err := one("interval_handling_mode", o.Interval, IntervalNumeric, IntervalString); err != nil {
 		return k, err
 	}
+	if k, err := one("hstore_handling_mode", o.HStore, HStoreJSON, HStoreMap, HStoreText); err != nil {
+		return k, err
+	}
 	if o.MoneyFractionDigits < 0 || o.MoneyFractionDigits > 1000 {
 		return "money_fraction_digits", fmt.Errorf("%d: use 0 to 1000", o.MoneyFractionDigits)
 	}
@@ -90,6 +99,9 @@ type Debezium struct {
 	ph  []byte // placeholder bytes
 	big big.Int
 	tmp []byte
+	// hstore parsing and its JSON text, reused.
+	pairs     []hstorePair
+	hstoreDoc []byte
 }
 
 // NewDebezium returns a Debezium encoder; "" options get Debezium's
@@ -106,6 +118,9 @@ func NewDebezium(o DebeziumOptions) (*Debezium, error) {
 	}
 	if o.Interval == "" {
 		o.Interval = IntervalNumeric
+	}
+	if o.HStore == "" {
+		o.HStore = HStoreJSON
 	}
 	if o.Placeholder == "" {
 		o.Placeholder = DefaultPlaceholder
@@ -261,6 +276,10 @@ func (e *Debezium) appendScalar(b []byte, t *dbzType, s []byte) ([]byte, error) 
 		return e.appendBinaryMode(b, raw), nil
 	case kBits:
 		return appendBits(b, s)
+	case kPoint:
+		return appendPoint(b, s)
+	case kHstore:
+		return e.appendHstore(b, s)
 	case kJSON:
 		if !validJSON(s) {
 			return b, badText(pgtype.JSONBOID, s)

@@ -159,5 +159,21 @@ func DurationMicros(years, months, days, hours, minutes int, seconds float64) in
 	const daysPerMonth = 365.25 / 12.0
 	numberOfDays := float64(float64(years*12+months)*daysPerMonth) + float64(days)
 	s := float64(float64(float64(float64(float64(numberOfDays*24)+float64(hours))*60)+float64(minutes))*60) + seconds
-	return int64(float64(s * 1e6))
+	return javaLong(float64(s * 1e6))
+}
+
+// javaLong converts f as Java's (long) cast does: toward zero, saturating
+// at the int64 bounds, NaN to 0. Go's conversion of an out-of-range float
+// is implementation-defined (on amd64 it gives math.MinInt64 for both
+// signs), so an interval of more than 292,471 years would change sign.
+func javaLong(f float64) int64 {
+	switch {
+	case f != f:
+		return 0
+	case f >= 1<<63:
+		return math.MaxInt64
+	case f <= -(1 << 63):
+		return math.MinInt64
+	}
+	return int64(f)
 }

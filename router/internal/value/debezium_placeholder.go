@@ -23,14 +23,17 @@ func placeholderBytes(p string) ([]byte, error) {
 }
 
 // appendPlaceholder renders an unchanged TOAST value as Debezium does:
-// the placeholder string, its bytes for bytea, or a one-element (or
-// byte-per-element, for integer arrays) list for the arrays Debezium
-// knows.
+// the placeholder string, its bytes for bytea, a map from it to itself for
+// hstore, or a one-element (or byte-per-element, for integer arrays) list
+// for the arrays Debezium knows.
 func (e *Debezium) appendPlaceholder(b []byte, col *wire.Column) []byte {
 	t := e.typeOf(col)
 	if !t.array {
-		if t.kind == kBytea && e.opt.Binary == BinaryBytes {
+		switch {
+		case t.kind == kBytea && e.opt.Binary == BinaryBytes:
 			return e.appendBinaryMode(b, e.ph)
+		case t.kind == kHstore:
+			return e.appendHstorePlaceholder(b)
 		}
 		return AppendString(b, e.ph)
 	}

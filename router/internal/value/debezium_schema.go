@@ -99,6 +99,18 @@ func (e *Debezium) appendScalarSchema(b []byte, t *dbzType, optional bool) []byt
 		name = "io.debezium.time.ZonedTime"
 	case kTsvector:
 		name = "io.debezium.data.Tsvector"
+	case kLtree:
+		name = "io.debezium.data.Ltree"
+	case kHstore:
+		if e.opt.HStore == HStoreMap {
+			b = append(b, hstoreMapSchema...)
+			return strconv.AppendBool(b, optional)
+		}
+		name = "io.debezium.data.Json"
+	case kPoint:
+		b = append(b, pointSchema...)
+		b = strconv.AppendBool(b, optional)
+		return append(b, `,"name":"io.debezium.data.geometry.Point","version":1,"doc":"Geometry (POINT)"`...)
 	case kInterval:
 		typ, name = "int64", "io.debezium.time.MicroDuration"
 		if e.opt.Interval == IntervalString {

@@ -1,6 +1,8 @@
 package value
 
 import (
+	"math"
+
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/pgjet/pgjet/shared/wire"
@@ -32,6 +34,9 @@ const (
 	kBytea
 	kBits
 	kTsvector
+	kPoint
+	kHstore // the hstore extension's type
+	kLtree  // the ltree extension's type
 )
 
 // dbzType is a column's type as Debezium sees it: the element type for
@@ -49,9 +54,30 @@ type dbzType struct {
 func (e *Debezium) typeOf(col *wire.Column) dbzType {
 	t := e.d.resolve(col.TypeOID, &col.Type)
 	dt := dbzType{array: t.array != 0}
-	if col.TypeOID >= firstUserOID && (col.Type.Kind == 'e' || (col.Type.Kind == 'b' && col.Type.ElemKind == 'e')) {
-		dt.kind = kEnum
-		return dt
+	if col.TypeOID >= firstUserOID {
+		if col.Type.Kind == 'e' || (col.Type.Kind == 'b' && col.Type.ElemKind == 'e') {
+			dt.kind = kEnum
+			return dt
+		}
+		// Extension types have no fixed OID: Debezium knows them by name
+		// (its TypeRegistry's hstoreOid, ltreeOid), whatever the schema.
+		if col.Type.Kind == 'b' {
+			name := col.Type.Name
+			if dt.array && len(name) > 0 && name[0] == '_' {
+				name = name[1:]
+			}
+			switch name {
+			case "hstore":
+				dt.kind = kHstore
+				if e.opt.HStore == HStoreText {
+					dt.kind = kString
+				}
+				return dt
+			case "ltree":
+				dt.kind = kLtree
+				return dt
+			}
+		}
 	}
 	mod := int(col.TypeMod)
 	switch t.oid {
@@ -106,9 +132,16 @@ func (e *Debezium) typeOf(col *wire.Column) dbzType {
 		dt.kind = kBytea
 	case 3614:
 		dt.kind = kTsvector
+	case pgtype.PointOID:
+		dt.kind = kPoint
 	case pgtype.BitOID, pgtype.VarbitOID:
 		dt.kind = kBits
 		dt.prec = mod
+		if mod < 0 {
+			// bit varying without a length: the JDBC driver reports
+			// Integer.MAX_VALUE, which Debezium's Bits schema carries.
+			dt.prec = math.MaxInt32
+		}
 		if dt.prec == 1 {
 			dt.kind = kBool
 		}
