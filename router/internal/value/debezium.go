@@ -280,6 +280,12 @@ func (e *Debezium) appendScalar(b []byte, t *dbzType, s []byte) ([]byte, error) 
 		return appendPoint(b, s)
 	case kHstore:
 		return e.appendHstore(b, s)
+	case kGeometry, kGeography:
+		return appendPostgis(b, s)
+	case kDoubleVector:
+		return appendVector(b, s, 64)
+	case kFloatVector:
+		return appendVector(b, s, 32)
 	case kJSON:
 		if !validJSON(s) {
 			return b, badText(pgtype.JSONBOID, s)

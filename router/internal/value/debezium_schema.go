@@ -107,6 +107,26 @@ func (e *Debezium) appendScalarSchema(b []byte, t *dbzType, optional bool) []byt
 			return strconv.AppendBool(b, optional)
 		}
 		name = "io.debezium.data.Json"
+	case kGeometry:
+		// Debezium's Geometry schema is optional whatever the column.
+		b = append(b, geometryFields...)
+		return append(b, `true,"name":"io.debezium.data.geometry.Geometry","version":1,"doc":"Geometry"`...)
+	case kGeography:
+		b = append(b, geometryFields...)
+		b = strconv.AppendBool(b, optional)
+		return append(b, `,"name":"io.debezium.data.geometry.Geography","version":1,"doc":"Geography"`...)
+	case kDoubleVector, kFloatVector:
+		item, vname := "double", "io.debezium.data.DoubleVector"
+		if t.kind == kFloatVector {
+			item, vname = "float", "io.debezium.data.FloatVector"
+		}
+		b = append(b, `{"type":"array","items":{"type":"`...)
+		b = append(b, item...)
+		b = append(b, `","optional":false},"optional":`...)
+		b = strconv.AppendBool(b, optional)
+		b = append(b, `,"name":"`...)
+		b = append(b, vname...)
+		return append(b, `","version":1`...)
 	case kPoint:
 		b = append(b, pointSchema...)
 		b = strconv.AppendBool(b, optional)

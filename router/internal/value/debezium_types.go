@@ -35,8 +35,12 @@ const (
 	kBits
 	kTsvector
 	kPoint
-	kHstore // the hstore extension's type
-	kLtree  // the ltree extension's type
+	kHstore       // the hstore extension's type
+	kLtree        // the ltree extension's type
+	kGeometry     // PostGIS
+	kGeography    // PostGIS
+	kDoubleVector // pgvector's vector
+	kFloatVector  // pgvector's halfvec
 )
 
 // dbzType is a column's type as Debezium sees it: the element type for
@@ -76,6 +80,23 @@ func (e *Debezium) typeOf(col *wire.Column) dbzType {
 			case "ltree":
 				dt.kind = kLtree
 				return dt
+			}
+			// Arrays of these are left as text: PostGIS separates their
+			// elements with ':', which the array parser does not know.
+			if !dt.array {
+				switch name {
+				case "geometry":
+					dt.kind = kGeometry
+				case "geography":
+					dt.kind = kGeography
+				case "vector":
+					dt.kind = kDoubleVector
+				case "halfvec":
+					dt.kind = kFloatVector
+				}
+				if dt.kind != kString {
+					return dt
+				}
 			}
 		}
 	}
