@@ -181,8 +181,6 @@ func (d *decoder) metadata(top *mapReader, md *Metadata) {
 	m.rest(nil)
 }
 
-var slotRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
-
 func (d *decoder) source(spec *mapReader, src *Source) {
 	n, p := spec.get("source")
 	if n == nil && spec.ok {
@@ -216,10 +214,10 @@ func (d *decoder) source(spec *mapReader, src *Source) {
 	if sn, sp := c.get("slot"); sn != nil {
 		slotOK = false
 		if s, ok := d.str(sn, sp); ok {
-			if slotOK = slotRE.MatchString(s.text); slotOK {
-				src.Slot = s.text
+			if err := wire.CheckSlotName(s.text); err != nil {
+				d.add(sp, "bad slot name %s: %v", s.show(), err)
 			} else {
-				d.add(sp, "bad slot name %s: PostgreSQL allows lower-case letters, digits and '_', at most 63", s.show())
+				src.Slot, slotOK = s.text, true
 			}
 		}
 	}
