@@ -142,7 +142,7 @@ func parseConfig(args []string) (config, error) {
 	}
 	if c.metrics != "" {
 		if err := metrics.CheckAddr(c.metrics); err != nil {
-			return c, fmt.Errorf("bad --metrics: %w", err)
+			return c, fmt.Errorf("bad --metrics %q %w", c.metrics, err)
 		}
 	}
 	switch {

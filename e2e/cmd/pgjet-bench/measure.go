@@ -605,7 +605,7 @@ type routerVariant struct {
 var routerVariants = []routerVariant{
 	{name: "native", tag: "native", args: []string{"--envelope", "native"}},
 	// Structured mode, data the native document (the flags' default).
-	{name: "cloudevents", tag: "ce", args: []string{"--envelope", "cloudevents"}},
+	{name: "cloudevents", tag: "ce", args: []string{"--envelope", "cloudevents", "--cloudevents-data", "native"}},
 	{name: "cloudevents-change", tag: "cechange", args: []string{"--envelope", "cloudevents", "--cloudevents-data", "change"}},
 	// Payload only (no schema), key in a header: the envelope's defaults.
 	{name: "debezium", tag: "debezium", args: []string{"--envelope", "debezium"}},
