@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/collector/internal/snapshot"
 	"github.com/pgjet/pgjet/shared/backoff"
+	"github.com/pgjet/pgjet/shared/pgtypes"
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
@@ -30,7 +31,7 @@ type Config struct {
 	Tracker   *Tracker
 	Stats     *snapshot.Stats
 	// Resolve describes user-defined types, as the decoder does.
-	Resolve func(ctx context.Context, conn *pgx.Conn, oid uint32) (wire.TypeInfo, error)
+	Resolve func(ctx context.Context, conn *pgx.Conn, oid uint32) (pgtypes.Type, error)
 	// Auto: a table added to the publication is backfilled (a job by
 	// "auto"), also one added while the collector was stopped.
 	Auto bool
@@ -196,7 +197,7 @@ func (e *Engine) runJob(ctx context.Context, j *snapshot.Job) error {
 	var tables []*snapshot.Table
 	refused := map[string]error{}
 	for _, name := range names {
-		ts, err := snapshot.Describe(ctx, e.conn, e.cfg.Publication, []string{name}, func(ctx context.Context, oid uint32) (wire.TypeInfo, error) {
+		ts, err := snapshot.Describe(ctx, e.conn, e.cfg.Publication, []string{name}, func(ctx context.Context, oid uint32) (pgtypes.Type, error) {
 			return e.cfg.Resolve(ctx, e.conn, oid)
 		}, false)
 		if ctx.Err() != nil {

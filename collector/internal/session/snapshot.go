@@ -17,6 +17,7 @@ import (
 	"github.com/pgjet/pgjet/collector/internal/rawstream"
 	"github.com/pgjet/pgjet/collector/internal/replication"
 	"github.com/pgjet/pgjet/collector/internal/snapshot"
+	"github.com/pgjet/pgjet/shared/pgtypes"
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
@@ -127,8 +128,8 @@ func (s *session) prepareSnapshot(ctx context.Context, pgc *pgx.Conn, repl *pgco
 // empty).
 func (s *session) describe(ctx context.Context, pgc *pgx.Conn, names []string) ([]*snapshot.Table, error) {
 	// A table without a key is read in one scan of the exported snapshot.
-	tables, err := snapshot.Describe(ctx, pgc, s.cfg.Publication, names, func(ctx context.Context, oid uint32) (wire.TypeInfo, error) {
-		return pgsetup.ResolveType(ctx, pgc, oid)
+	tables, err := snapshot.Describe(ctx, pgc, s.cfg.Publication, names, func(ctx context.Context, oid uint32) (pgtypes.Type, error) {
+		return pgtypes.Resolve(ctx, pgc, oid)
 	}, true)
 	if err != nil {
 		return nil, fmt.Errorf("initial snapshot: %w", err)
@@ -365,7 +366,7 @@ func (s *session) startBackfills(ctx context.Context, plan *snapshotPlan, dec *p
 	eng := backfill.New(backfill.Config{
 		DSN: s.cfg.DSN, Publication: s.cfg.Publication, Settings: plan.settings, ChunkRows: cfg.ChunkRows,
 		Store: plan.store, Tracker: tracker, Stats: cfg.Stats, Auto: cfg.Auto, AutoEvery: cfg.AutoEvery, Log: s.log,
-		Resolve: pgsetup.ResolveType,
+		Resolve: pgtypes.Resolve,
 	})
 	go func() {
 		if err := eng.Run(ctx); err != nil {

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/pgjet/pgjet/shared/pgtypes"
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
@@ -73,7 +74,7 @@ func (e *NotPublishedError) Error() string {
 
 // TypeResolver describes a user-defined type as the decoder does, so reads
 // carry the same column types as changes.
-type TypeResolver func(ctx context.Context, oid uint32) (wire.TypeInfo, error)
+type TypeResolver func(ctx context.Context, oid uint32) (pgtypes.Type, error)
 
 // Describe loads the tables of publication named in names ("schema.table"),
 // or all of its tables when names is empty, in the publication's order of
@@ -195,9 +196,11 @@ func describe(ctx context.Context, conn *pgx.Conn, t *Table, replid string, attn
 	for i := range rel.Columns {
 		c := &rel.Columns[i]
 		if c.TypeOID >= firstUserOID && resolve != nil {
-			if c.Type, err = resolve(ctx, c.TypeOID); err != nil {
+			typ, err := resolve(ctx, c.TypeOID)
+			if err != nil {
 				return fmt.Errorf("type of %s.%s: %w", t, c.Name, err)
 			}
+			c.Type, c.TypeMod = typ.Info, typ.ColumnTypeMod(c.TypeMod)
 		}
 	}
 
