@@ -1,12 +1,21 @@
 package wire
 
-import "github.com/vmihailenco/msgpack/v5"
+import (
+	"bytes"
+	"encoding/binary"
+	"math"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
 
 // Hand-written encoders for the types a raw message holds by the thousand
 // (values, changes, transactions). They write exactly the bytes msgpack's
 // reflection-based encoder writes for these array-encoded structs (a test
 // holds them to that), at a fraction of the cost: no reflection, no type
-// cache lookups per value. Decoding is in decode.go.
+// cache lookups per value. Into a bytes.Buffer (Marshal, Encoder) they
+// append to the buffer directly, without a call through the encoder per
+// field; into other writers (ChangeSize, CutChange) they write field by
+// field. Decoding is in decode.go.
 
 var (
 	_ msgpack.CustomEncoder = (*Value)(nil)
@@ -33,6 +42,12 @@ func (v *Value) EncodeMsgpack(e *msgpack.Encoder) error {
 }
 
 func (c *Change) EncodeMsgpack(e *msgpack.Encoder) error {
+	if bb, ok := e.Writer().(*bytes.Buffer); ok {
+		_, err := bb.Write(appendChange(bb.AvailableBuffer(), c))
+		return err
+	}
+	// Another writer (sizes, pieces) takes the change as a stream: a value
+	// of a GB is never copied whole.
 	if err := e.EncodeArrayLen(changeFields); err != nil {
 		return err
 	}
@@ -93,6 +108,10 @@ func encodeValues(e *msgpack.Encoder, vs []Value) error {
 }
 
 func (t *Tx) EncodeMsgpack(e *msgpack.Encoder) error {
+	if bb, ok := e.Writer().(*bytes.Buffer); ok {
+		_, err := bb.Write(appendTx(bb.AvailableBuffer(), t))
+		return err
+	}
 	if err := e.EncodeArrayLen(txFields); err != nil {
 		return err
 	}
@@ -170,4 +189,166 @@ func (s *Snapshot) encode(e *msgpack.Encoder) error {
 		}
 	}
 	return nil
+}
+
+// The append path: the same bytes as the Encoder calls above.
+
+func appendTx(b []byte, t *Tx) []byte {
+	b = appendArrayLen(b, txFields)
+	b = appendUint32(b, t.Xid)
+	b = appendUint64(b, t.CommitLSN)
+	b = appendUint64(b, t.EndLSN)
+	b = appendInt64(b, t.CommitTime)
+	b = appendString(b, t.Origin)
+	b = appendUint32(b, t.Fragment)
+	b = appendBool(b, t.Final)
+	b = appendUint64(b, t.FirstChange)
+	if t.Changes == nil {
+		b = append(b, codeNil)
+	} else {
+		b = appendArrayLen(b, len(t.Changes))
+	}
+	for i := range t.Changes {
+		b = appendChange(b, &t.Changes[i])
+	}
+	b = appendUint64(b, t.PieceOffset)
+	b = appendUint64(b, t.PieceTotal)
+	return appendSnapshot(b, t.Snapshot)
+}
+
+func appendSnapshot(b []byte, s *Snapshot) []byte {
+	if s == nil {
+		return append(b, codeNil)
+	}
+	b = appendArrayLen(b, snapshotFields)
+	b = appendUint8(b, uint8(s.Kind))
+	b = appendString(b, s.ID)
+	b = appendUint8(b, s.Marks)
+	if s.Sinks == nil {
+		return append(b, codeNil)
+	}
+	b = appendArrayLen(b, len(s.Sinks))
+	for _, n := range s.Sinks {
+		b = appendString(b, n)
+	}
+	return b
+}
+
+func appendChange(b []byte, c *Change) []byte {
+	b = appendArrayLen(b, changeFields)
+	b = appendUint8(b, uint8(c.Op))
+	b = appendInt32(b, c.Rel)
+	b = appendUint8(b, c.OldKind)
+	b = appendValues(b, c.Old)
+	b = appendValues(b, c.New)
+	if c.TruncateRels == nil {
+		b = append(b, codeNil)
+	} else {
+		b = appendArrayLen(b, len(c.TruncateRels))
+		for _, r := range c.TruncateRels {
+			b = appendInt32(b, r)
+		}
+	}
+	b = appendUint8(b, c.TruncateOptions)
+	b = appendString(b, c.Prefix)
+	b = appendBytes(b, c.Content)
+	return appendBool(b, c.Transactional)
+}
+
+func appendValues(b []byte, vs []Value) []byte {
+	if vs == nil {
+		return append(b, codeNil)
+	}
+	b = appendArrayLen(b, len(vs))
+	for i := range vs {
+		b = append(b, codeFixArray|valueFields, codeUint8, vs[i].Kind)
+		b = appendBytes(b, vs[i].Data)
+	}
+	return b
+}
+
+// msgpack codes, as msgpack's Encoder writes them.
+const (
+	codeNil      = 0xc0
+	codeFalse    = 0xc2
+	codeTrue     = 0xc3
+	codeBin8     = 0xc4
+	codeBin16    = 0xc5
+	codeBin32    = 0xc6
+	codeUint8    = 0xcc
+	codeUint32   = 0xce
+	codeUint64   = 0xcf
+	codeInt32    = 0xd2
+	codeInt64    = 0xd3
+	codeStr8     = 0xd9
+	codeStr16    = 0xda
+	codeStr32    = 0xdb
+	codeArray16  = 0xdc
+	codeArray32  = 0xdd
+	codeFixArray = 0x90
+	codeFixStr   = 0xa0
+)
+
+func appendArrayLen(b []byte, n int) []byte {
+	switch {
+	case n < 16:
+		return append(b, codeFixArray|byte(n))
+	case n <= math.MaxUint16:
+		return binary.BigEndian.AppendUint16(append(b, codeArray16), uint16(n))
+	}
+	return binary.BigEndian.AppendUint32(append(b, codeArray32), uint32(n))
+}
+
+func appendUint8(b []byte, v uint8) []byte { return append(b, codeUint8, v) }
+
+func appendUint32(b []byte, v uint32) []byte {
+	return binary.BigEndian.AppendUint32(append(b, codeUint32), v)
+}
+
+func appendUint64(b []byte, v uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(b, codeUint64), v)
+}
+
+func appendInt32(b []byte, v int32) []byte {
+	return binary.BigEndian.AppendUint32(append(b, codeInt32), uint32(v))
+}
+
+func appendInt64(b []byte, v int64) []byte {
+	return binary.BigEndian.AppendUint64(append(b, codeInt64), uint64(v))
+}
+
+func appendBool(b []byte, v bool) []byte {
+	if v {
+		return append(b, codeTrue)
+	}
+	return append(b, codeFalse)
+}
+
+func appendString(b []byte, s string) []byte {
+	switch n := len(s); {
+	case n < 32:
+		b = append(b, codeFixStr|byte(n))
+	case n < 256:
+		b = append(b, codeStr8, byte(n))
+	case n <= math.MaxUint16:
+		b = binary.BigEndian.AppendUint16(append(b, codeStr16), uint16(n))
+	default:
+		b = binary.BigEndian.AppendUint32(append(b, codeStr32), uint32(n))
+	}
+	return append(b, s...)
+}
+
+func appendBytes(b []byte, v []byte) []byte {
+	if v == nil {
+		return append(b, codeNil)
+	}
+	switch n := len(v); {
+	case n < 256:
+		b = append(b, codeBin8, byte(n))
+	case n <= math.MaxUint16:
+		b = binary.BigEndian.AppendUint16(append(b, codeBin16), uint16(n))
+	default:
+		b = binary.BigEndian.AppendUint32(append(b, codeBin32), uint32(n))
+	}
+	return append(b, v...)
 }

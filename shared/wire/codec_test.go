@@ -2,6 +2,8 @@ package wire
 
 import (
 	"bytes"
+	"io"
+	"strings"
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -120,5 +122,32 @@ func TestCodecMatchesReflection(t *testing.T) {
 				t.Fatal("decode then encode does not reproduce the bytes")
 			}
 		})
+	}
+}
+
+// The append path (into a bytes.Buffer) and the streaming path (any other
+// writer: sizes, pieces) write the same bytes.
+func TestEncodePathsAgree(t *testing.T) {
+	m := sample()
+	big := Change{Op: OpRead, Rel: 0, New: []Value{{Kind: KindText, Data: bytes.Repeat([]byte{'v'}, 70000)}, {Kind: KindNull}},
+		TruncateRels: []int32{1, 2}, Prefix: strings.Repeat("p", 300), Content: bytes.Repeat([]byte{1}, 300)}
+	changes := append(append([]Change{}, m.Txs[0].Changes...), m.Txs[1].Changes[0], big, Change{})
+	for i := range changes {
+		c := &changes[i]
+		appended, err := EncodeChange(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var streamed bytes.Buffer
+		w := struct{ io.Writer }{&streamed} // not a *bytes.Buffer: the streaming path
+		if err := c.EncodeMsgpack(msgpack.NewEncoder(w)); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(appended, streamed.Bytes()) {
+			t.Fatalf("change %d: the two paths differ:\n%x\n%x", i, appended[:min(len(appended), 64)], streamed.Bytes()[:min(streamed.Len(), 64)])
+		}
+		if n, err := ChangeSize(c); err != nil || n != uint64(len(appended)) {
+			t.Fatalf("change %d: ChangeSize %d, encoded %d", i, n, len(appended))
+		}
 	}
 }
