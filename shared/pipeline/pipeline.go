@@ -256,27 +256,35 @@ func (d *decoder) source(spec *mapReader, src *Source) {
 		src.ID = src.Slot
 	}
 	if tn, tp := c.get("tables"); tn != nil {
-		for i, it := range d.list(tn, tp) {
-			ipath := index(tp, i)
-			s, ok := d.str(it, ipath)
-			if !ok {
-				continue
-			}
-			schema, table, dot := strings.Cut(s.text, ".")
-			switch {
-			case strings.ContainsAny(s.text, "*?["):
-				d.add(ipath, "%s is a pattern: the publication lists tables, so name each one (sinks take globs)", s.show())
-			case !dot || schema == "" || table == "":
-				d.add(ipath, "%s: use schema.table, e.g. public.users", s.show())
-			default:
-				src.Tables = append(src.Tables, s.text)
-			}
-		}
+		src.Tables = d.tableNames(tn, tp, "the publication lists tables, so name each one (sinks take globs)")
 	}
 	src.StartPosition = defaultStartPosition
 	d.enum(c, "start_position", &src.StartPosition, Earliest, Latest)
 	d.snapshot(c, src)
 	c.rest(nil)
+}
+
+// tableNames reads a list of exact table names (schema.table); a pattern
+// is an error, whyNot saying why.
+func (d *decoder) tableNames(n *yaml.Node, p, whyNot string) []string {
+	var out []string
+	for i, it := range d.list(n, p) {
+		ipath := index(p, i)
+		s, ok := d.str(it, ipath)
+		if !ok {
+			continue
+		}
+		schema, table, dot := strings.Cut(s.text, ".")
+		switch {
+		case strings.ContainsAny(s.text, "*?["):
+			d.add(ipath, "%s is a pattern: %s", s.show(), whyNot)
+		case !dot || schema == "" || table == "":
+			d.add(ipath, "%s: use schema.table, e.g. public.users", s.show())
+		default:
+			out = append(out, s.text)
+		}
+	}
+	return out
 }
 
 // snapshot reads config.snapshot; its mode defaults from start_position.
@@ -293,22 +301,7 @@ func (d *decoder) snapshot(c *mapReader, src *Source) {
 		d.enum(m, "mode", &sn.Mode, SnapshotInitial, SnapshotNever, SnapshotInitialOnly)
 	}
 	if tn, tp := m.get("tables"); tn != nil {
-		for i, it := range d.list(tn, tp) {
-			ipath := index(tp, i)
-			s, ok := d.str(it, ipath)
-			if !ok {
-				continue
-			}
-			schema, table, dot := strings.Cut(s.text, ".")
-			switch {
-			case strings.ContainsAny(s.text, "*?["):
-				d.add(ipath, "%s is a pattern: name each table (schema.table)", s.show())
-			case !dot || schema == "" || table == "":
-				d.add(ipath, "%s: use schema.table, e.g. public.users", s.show())
-			default:
-				sn.Tables = append(sn.Tables, s.text)
-			}
-		}
+		sn.Tables = d.tableNames(tn, tp, "name each table (schema.table)")
 	}
 	d.intRange(m, "chunk_rows", 1, maxChunkRows, &sn.ChunkRows)
 	d.intRange(m, "parallel", 1, maxParallel, &sn.Parallel)

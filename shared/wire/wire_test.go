@@ -45,39 +45,30 @@ func snapshotSample() *Message {
 }
 
 func TestRoundTrip(t *testing.T) {
-	m := sample()
-	b, err := Marshal(m)
-	if err != nil {
-		t.Fatal(err)
+	for name, m := range map[string]*Message{"changes": sample(), "snapshot": snapshotSample()} {
+		b, err := Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got Message
+		if err := Unmarshal(b, &got); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(m, &got) {
+			t.Fatalf("%s: round trip differs:\nwant %+v\ngot  %+v", name, m, &got)
+		}
 	}
 	var got Message
+	b, _ := Marshal(sample())
 	if err := Unmarshal(b, &got); err != nil {
 		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(m, &got) {
-		t.Fatalf("round trip differs:\nwant %+v\ngot  %+v", m, &got)
 	}
 	first, _ := got.First()
 	last, _ := got.Last()
 	if first != (Position{CommitLSN: 0x1000}) || last != (Position{CommitLSN: 0x2000, Change: 701, Fragment: 3}) {
 		t.Fatalf("first %+v last %+v", first, last)
 	}
-}
-
-func TestRoundTripSnapshot(t *testing.T) {
-	m := snapshotSample()
-	b, err := Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got Message
-	if err := Unmarshal(b, &got); err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(m, &got) {
-		t.Fatalf("round trip differs:\nwant %+v\ngot  %+v", m, &got)
-	}
-	if s := got.Txs[0].Snapshot; !s.TakenBy("audit") || s.TakenBy("search") {
+	if s := snapshotSample().Txs[0].Snapshot; !s.TakenBy("audit") || s.TakenBy("search") {
 		t.Fatalf("sinks %v", s.Sinks)
 	}
 }

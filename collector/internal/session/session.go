@@ -270,23 +270,9 @@ func (s *session) run(ctx context.Context) error {
 		return err
 	}
 
-	// Raw messages of a few MB already amortize an fsync well; larger ones
-	// only cost memory. Headroom below max payload covers headers.
-	maxMsg := min(int(s.nc.MaxPayload())-64<<10, cfg.MaxMessage)
+	maxMsg := s.maxMessage()
 	cp := checkpoint.New(slot.ConfirmedFlush)
-	pub := rawstream.NewPublisher(s.js, rawstream.PublisherConfig{
-		Subject:           wire.RawSubject(cfg.Source),
-		Source:            src,
-		MaxMessageBytes:   maxMsg,
-		MaxMessageChanges: cfg.MaxChanges,
-		MaxQueueBytes:     cfg.MaxQueue,
-		AckTimeout:        cfg.AckTimeout,
-		Linger:            cfg.Linger,
-		Checkpoint:        cp,
-		Totals:            cfg.Totals,
-		PublishLatency:    cfg.PublishLatency,
-		Log:               log,
-	})
+	pub := s.publisher(src, cp)
 	var stream *replication.Stream
 	dec := pgoutput.New(func(ctx context.Context, f *pgoutput.Fragment) error { return stream.Emit(ctx, f) },
 		func(ctx context.Context, oid uint32) (pgtypes.Type, error) {
@@ -360,6 +346,30 @@ func (s *session) run(ctx context.Context) error {
 	changes, msgs := pub.Stats()
 	log.Info("session ended", "changes", changes, "raw_messages", msgs, "confirmed", pglogrepl.LSN(pub.Confirmed()))
 	return runErr
+}
+
+// maxMessage bounds a raw message: a few MB already amortize an fsync
+// well, larger ones only cost memory; headroom below the server's max
+// payload covers headers.
+func (s *session) maxMessage() int { return min(int(s.nc.MaxPayload())-64<<10, s.cfg.MaxMessage) }
+
+// publisher returns a publisher of the source's raw records whose acks
+// advance cp.
+func (s *session) publisher(src wire.Source, cp *checkpoint.Checkpoint) *rawstream.Publisher {
+	cfg := s.cfg
+	return rawstream.NewPublisher(s.js, rawstream.PublisherConfig{
+		Subject:           wire.RawSubject(cfg.Source),
+		Source:            src,
+		MaxMessageBytes:   s.maxMessage(),
+		MaxMessageChanges: cfg.MaxChanges,
+		MaxQueueBytes:     cfg.MaxQueue,
+		AckTimeout:        cfg.AckTimeout,
+		Linger:            cfg.Linger,
+		Checkpoint:        cp,
+		Totals:            cfg.Totals,
+		PublishLatency:    cfg.PublishLatency,
+		Log:               s.log,
+	})
 }
 
 // lastStored is the position of the last raw record of this source from

@@ -213,20 +213,9 @@ func (s *session) readInitial(ctx context.Context, plan *snapshotPlan, exported 
 		}
 	}()
 
-	maxMsg := min(int(s.nc.MaxPayload())-64<<10, s.cfg.MaxMessage)
-	pub := rawstream.NewPublisher(s.js, rawstream.PublisherConfig{
-		Subject:           wire.RawSubject(s.cfg.Source),
-		Source:            src,
-		MaxMessageBytes:   maxMsg,
-		MaxMessageChanges: s.cfg.MaxChanges,
-		MaxQueueBytes:     s.cfg.MaxQueue,
-		AckTimeout:        s.cfg.AckTimeout,
-		Linger:            s.cfg.Linger,
-		Checkpoint:        checkpoint.New(0),
-		Totals:            s.cfg.Totals,
-		PublishLatency:    s.cfg.PublishLatency,
-		Log:               log,
-	})
+	// A publisher of its own: reads confirm nothing to Postgres.
+	maxMsg := s.maxMessage()
+	pub := s.publisher(src, checkpoint.New(0))
 	pubCtx, stopPub := context.WithCancel(context.Background())
 	defer stopPub()
 	pubErr := make(chan error, 1)
