@@ -229,6 +229,7 @@ const v2Commit = "6740e53ae3e45bb600376602f72491524a599f0f"
 // it, and once upgraded goes on from there: every change exactly once in
 // each output.
 func TestRollingUpgrade(t *testing.T) {
+	t.Parallel() // most of it is a build, which overlaps the other tests
 	old := harness.BuildAt(t, v2Commit)
 	e := newEnv(t, mixedSchema, "public.users", "public.orders", "public.events", "public.bulk")
 	colArgs := []string{"--dsn", e.pg.DSN(""), "--slot", "pgjet_e2e", "--publication", "pgjet_e2e", "--tables", e.tables,
