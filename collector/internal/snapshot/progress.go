@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pgjet/pgjet/shared/crashpoint"
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
@@ -52,12 +53,16 @@ func (s *Stats) SetLag(d time.Duration) {
 }
 
 // Progress is a running job: the collector's copy of its entry, updated as
-// the raw stream stores its chunks and written back to the bucket now and
-// then (every second, and at once when a table or the job ends).
+// the raw stream stores its chunks and written back to the bucket as soon
+// as it changed (one write at a time: changes made during a write go with
+// the next one), so that a resumed job re-reads as little as possible.
 type Progress struct {
 	store *Store
 	stats *Stats
 	log   *slog.Logger
+
+	// changed wakes Run to write the entry.
+	changed chan struct{}
 
 	mu    sync.Mutex
 	job   *Job
@@ -69,7 +74,7 @@ type Progress struct {
 
 // NewProgress starts keeping job, whose entry is at revision rev.
 func NewProgress(store *Store, job *Job, rev uint64, stats *Stats, log *slog.Logger) *Progress {
-	p := &Progress{store: store, job: job, rev: rev, stats: stats, log: log, lastLog: map[string]time.Time{}}
+	p := &Progress{store: store, job: job, rev: rev, stats: stats, log: log, lastLog: map[string]time.Time{}, changed: make(chan struct{}, 1)}
 	p.countTables()
 	return p
 }
@@ -100,7 +105,7 @@ func (p *Progress) StartTable(table string, estimate int64) {
 	}
 	now := time.Now().UTC()
 	t.State, t.Estimate, t.Started, t.Resumed = StateRunning, estimate, &now, t.Rows
-	p.dirty = true
+	p.markDirty()
 	p.countTables()
 }
 
@@ -122,8 +127,9 @@ func (p *Progress) Stored(table string, lastKey []wire.Value, rows int64) {
 	}
 	t.Rows += rows
 	t.Chunks++
-	p.dirty = true
+	p.markDirty()
 	p.stats.AddRows(p.job.Kind, rows)
+	crashpoint.Hit("snapshot-chunk-stored")
 	now := time.Now()
 	if now.Sub(p.lastLog[table]) >= logEvery {
 		p.lastLog[table] = now
@@ -152,7 +158,7 @@ func (p *Progress) EndTable(table string, err error) {
 	if err != nil {
 		t.State, t.Error = StateFailed, err.Error()
 	}
-	p.dirty = true
+	p.markDirty()
 	p.countTables()
 	rows, took := t.Rows, time.Duration(0)
 	if t.Started != nil {
@@ -188,6 +194,15 @@ func (p *Progress) countTables() {
 	p.stats.TablesDone.Store(done)
 }
 
+// markDirty notes a change to write (p.mu held).
+func (p *Progress) markDirty() {
+	p.dirty = true
+	select {
+	case p.changed <- struct{}{}:
+	default:
+	}
+}
+
 // Finish ends the job in state (done, cancelled, failed with err) and
 // writes it.
 func (p *Progress) Finish(ctx context.Context, state string, err error) error {
@@ -197,7 +212,7 @@ func (p *Progress) Finish(ctx context.Context, state string, err error) error {
 	if err != nil {
 		p.job.Error = err.Error()
 	}
-	p.dirty = true
+	p.markDirty()
 	p.countTables()
 	p.mu.Unlock()
 	return p.Flush(ctx)
@@ -226,7 +241,7 @@ func (p *Progress) Flush(ctx context.Context) error {
 			return nil
 		}
 		p.mu.Lock()
-		p.dirty = true
+		p.markDirty()
 		p.mu.Unlock()
 		if !conflict(err) {
 			return fmt.Errorf("write progress of job %s: %w", j.ID, err)
@@ -245,9 +260,9 @@ func (p *Progress) Flush(ctx context.Context) error {
 	}
 }
 
-// Run flushes every second until ctx ends, and reads the entry meanwhile so
-// that a cancel is seen while nothing is stored (a chunk waiting for its
-// watermark).
+// Run writes the entry whenever it changed until ctx ends, and reads it
+// every second so that a cancel is seen while nothing is stored (a chunk
+// waiting for its watermark).
 func (p *Progress) Run(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -255,6 +270,11 @@ func (p *Progress) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-p.changed:
+			if err := p.Flush(ctx); err != nil && ctx.Err() == nil {
+				p.log.Warn("writing snapshot progress failed; retrying", "err", err)
+			}
+			continue
 		case <-t.C:
 		}
 		if err := p.Flush(ctx); err != nil && ctx.Err() == nil {
