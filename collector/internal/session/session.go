@@ -309,7 +309,8 @@ func (s *session) run(ctx context.Context) error {
 		return err
 	}
 	backfillErr := make(chan error, 1)
-	s.startBackfills(streamCtx, plan, dec, pgc, backfillErr)
+	backfillsStopped := s.startBackfills(streamCtx, plan, dec, backfillErr)
+	defer backfillsStopped()
 	go func() {
 		// So does a backfill engine that cannot go on.
 		if err := <-backfillErr; err != nil {

@@ -344,8 +344,9 @@ func closeInterrupted(ctx context.Context, pub *rawstream.Publisher, plan *snaps
 }
 
 // startBackfills makes the decoder's stream followed for backfills and
-// runs their engine until ctx ends; errs gets its error.
-func (s *session) startBackfills(ctx context.Context, plan *snapshotPlan, dec *pgoutput.Decoder, pgc *pgx.Conn, errs chan<- error) *backfill.Engine {
+// runs their engine until ctx ends; errs gets its error. The function it
+// returns stops the engine and waits until it has.
+func (s *session) startBackfills(ctx context.Context, plan *snapshotPlan, dec *pgoutput.Decoder, errs chan<- error) (wait func()) {
 	cfg := s.cfg.Snapshot
 	tracker := backfill.NewTracker(dec.Emit, dec.MaxFragment(), cfg.Stats, s.log)
 	if cfg.SQLRequests {
@@ -357,10 +358,16 @@ func (s *session) startBackfills(ctx context.Context, plan *snapshotPlan, dec *p
 		Store: plan.store, Tracker: tracker, Stats: cfg.Stats, Auto: cfg.Auto, AutoEvery: cfg.AutoEvery, Log: s.log,
 		Resolve: pgtypes.Resolve,
 	})
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
 	go func() {
-		if err := eng.Run(ctx); err != nil {
+		defer close(done)
+		if err := eng.Run(ctx); err != nil && ctx.Err() == nil {
 			errs <- err
 		}
 	}()
-	return eng
+	return func() {
+		cancel()
+		<-done
+	}
 }
