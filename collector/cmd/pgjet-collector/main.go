@@ -111,6 +111,8 @@ func parseConfigWith(args []string, extra func(*flag.FlagSet), needDSN bool) (co
 		fmt.Fprint(os.Stdout, "Usage: pgjet-collector --config PIPELINE.yaml [--check-config] [flags that override it]\n"+
 			"       pgjet-collector --dsn DSN --slot NAME --publication NAME [--tables s.t,...] (--nats URL | --embedded DIR [--listen HOST:PORT])\n"+
 			natsconn.Usage("                       ")+
+			"       pgjet-collector check|status [the same flags]\n"+
+			"       pgjet-collector backfill --table s.t[,...] [--sink ID,...] [--detach] | backfill status [--id ID] [--watch] | backfill cancel --id ID [the same flags]\n"+
 			"Every flag can also be set as PGJET_<NAME> in the environment (e.g. PGJET_DSN).\n\n")
 		fs.SetOutput(os.Stdout)
 		fs.PrintDefaults()
