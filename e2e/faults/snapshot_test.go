@@ -190,7 +190,7 @@ func TestInitialSnapshotUnderWrites(t *testing.T) {
 	if !strings.Contains(col.Log(), "initial snapshot done") {
 		t.Fatalf("no initial snapshot:\n%s", tail(col.Log(), 30))
 	}
-	e.router()
+	e.startRouter([]string{"--output-persist", "async"}) // the output need not survive a server crash here
 	time.Sleep(pick(time.Second, 5*time.Second)) // changes after the snapshot
 	w.Stop(t)
 	m := snapshotXidsRE.FindStringSubmatch(col.Log())
@@ -307,7 +307,7 @@ func TestBackfillUnderWrites(t *testing.T) {
 			e := snapEnv(t, rows)
 			e.colFlags = []string{"--snapshot-mode", "never", "--snapshot-chunk-rows", pick("300", "2000")}
 			e.collector()
-			e.router()
+			e.startRouter([]string{"--output-persist", "async"})
 			w := startItemWriters(t, e, 2, rows+rows/5, pick(time.Millisecond, 0))
 			id := e.requestBackfill("public.items")
 			_, js := e.nats.Connect(t)
@@ -408,7 +408,7 @@ func TestInitialSnapshotKilled(t *testing.T) {
 	lastKey := j.Tables[0].LastKey
 	t.Logf("killed after chunk %d: job %s, %d rows recorded, last key %v", after, j.State, j.Tables[0].Rows, lastKey)
 	e.collector()
-	e.router()
+	e.startRouter([]string{"--output-persist", "async"}) // the output need not survive a server crash here
 	if !eventually(pick(3*time.Minute, 20*time.Minute), func() bool {
 		j, err = e.job(js, "initial")
 		return err == nil && j.State == "done"
