@@ -191,7 +191,7 @@ func TestInitialSnapshotUnderWrites(t *testing.T) {
 		t.Fatalf("no initial snapshot:\n%s", tail(col.Log(), 30))
 	}
 	e.startRouter([]string{"--output-persist", "async"}) // the output need not survive a server crash here
-	time.Sleep(pick(time.Second, 5*time.Second)) // changes after the snapshot
+	time.Sleep(pick(time.Second, 5*time.Second))         // changes after the snapshot
 	w.Stop(t)
 	m := snapshotXidsRE.FindStringSubmatch(col.Log())
 	if m == nil {
