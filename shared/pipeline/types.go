@@ -130,6 +130,12 @@ type Source struct {
 	// StartPosition is "earliest" (default) or "latest": where a new slot
 	// starts, and the default start of every sink's consumer.
 	StartPosition string
+	// Heartbeat writes into the database so that the slot moves while
+	// the published tables are idle; off by default.
+	Heartbeat Heartbeat
+	// ReplicationTimeout bounds the walsender's silence before the
+	// collector connects again; 0: the server's wal_sender_timeout.
+	ReplicationTimeout time.Duration
 }
 
 // RawStream is pgjet's own section: the raw stream and how to reach it.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
+	"github.com/pgjet/pgjet/collector/internal/heartbeat"
 	"github.com/pgjet/pgjet/collector/internal/lag"
 	"github.com/pgjet/pgjet/collector/internal/rawstream"
 	"github.com/pgjet/pgjet/collector/internal/replication"
@@ -34,6 +35,8 @@ type probe struct {
 	// slotLag is the slot's lag behind the WAL in bytes, as of the last
 	// poll; NaN when that poll failed.
 	slotLag atomic.Uint64 // math.Float64bits
+	// heartbeats counts the heartbeats written and failed.
+	heartbeats heartbeat.Stats
 	// publishLatency is nil while metrics are off: then nothing is timed.
 	publishLatency prometheus.Histogram
 }
@@ -153,13 +156,14 @@ var (
 	descReconnects   = prometheus.NewDesc("pgjet_collector_reconnects_total", "Connections established again: cause postgres, a new replication session after one ended; nats, the NATS client's reconnects.", []string{"cause"}, nil)
 	descReadLag      = prometheus.NewDesc("pgjet_collector_read_lag_seconds", "Time from a transaction's commit (Postgres's clock) to its decoding by the collector.", nil, nil)
 	descStoredLag    = prometheus.NewDesc("pgjet_collector_stored_lag_seconds", "Time from a transaction's commit (Postgres's clock) to its acknowledgement by JetStream.", nil, nil)
+	descHeartbeats   = prometheus.NewDesc("pgjet_collector_heartbeats_total", "Heartbeats (--heartbeat) by result: written, or failed (logged).", []string{"result"}, nil)
 )
 
 // lagBuckets are edges of lag.Histogram's buckets.
 var lagBuckets = []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60}
 
 func (c *probeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descChanges, descTransactions, descMessages, descReceived, descConfirmed, descInFlight, descSlotLag, descReconnects, descReadLag, descStoredLag} {
+	for _, d := range []*prometheus.Desc{descChanges, descTransactions, descMessages, descReceived, descConfirmed, descInFlight, descSlotLag, descReconnects, descReadLag, descStoredLag, descHeartbeats} {
 		ch <- d
 	}
 }
@@ -176,6 +180,8 @@ func (c *probeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descTransactions, p.totals.Transactions.Load())
 	counter(descMessages, p.totals.Messages.Load())
 	counter(descReconnects, p.pgReconnects.Load(), "postgres")
+	counter(descHeartbeats, p.heartbeats.Written.Load(), "written")
+	counter(descHeartbeats, p.heartbeats.Failed.Load(), "failed")
 	var natsReconnects uint64
 	if nc := p.nc.Load(); nc != nil {
 		natsReconnects = nc.Stats().Reconnects

@@ -157,8 +157,11 @@ func EnsureSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.PgConn, slot s
 		if missing != nil {
 			return Slot{}, missing
 		}
-		if _, err := pglogrepl.CreateReplicationSlot(ctx, repl, slot, "pgoutput",
-			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"}); err != nil {
+		if err := createSlot(ctx, conn, repl, slot, log, func() error {
+			_, err := pglogrepl.CreateReplicationSlot(ctx, repl, slot, "pgoutput",
+				pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
+			return err
+		}); err != nil {
 			return Slot{}, fmt.Errorf("create replication slot %s: %w", slot, userError(err))
 		}
 		log.Info("created replication slot", "slot", slot)

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/collector/internal/checkpoint"
 	"github.com/pgjet/pgjet/collector/internal/embedded"
+	"github.com/pgjet/pgjet/collector/internal/heartbeat"
 	"github.com/pgjet/pgjet/collector/internal/pgoutput"
 	"github.com/pgjet/pgjet/collector/internal/pgsetup"
 	"github.com/pgjet/pgjet/collector/internal/rawstream"
@@ -58,6 +59,14 @@ type Config struct {
 	// RecreateSlot: create the slot even though the raw stream has records
 	// of this source.
 	RecreateSlot bool
+	// ReplicationTimeout bounds a walsender's silence before the session
+	// is made again (see replication.SilentError); 0: the server's
+	// wal_sender_timeout.
+	ReplicationTimeout time.Duration
+	// Heartbeat, when its interval is set, writes heartbeats (see package
+	// heartbeat), counted in HeartbeatStats (nil: not counted).
+	Heartbeat      heartbeat.Config
+	HeartbeatStats *heartbeat.Stats
 
 	// Probe is told what metrics and readiness report; nil: nothing.
 	Probe Probe
@@ -138,6 +147,9 @@ func Run(ctx context.Context, cfg Config) error {
 			"stream", cfg.RawStream)
 	}
 
+	if err := startWatchers(ctx, cfg, log); err != nil {
+		return err
+	}
 	s := &session{cfg: cfg, nc: nc, js: js, log: log, probe: pr}
 	wait := backoff.New(time.Second, 30*time.Second)
 	standingBy := false
@@ -147,6 +159,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if ctx.Err() != nil {
 			return err
 		}
+		s.noteSilent(err)
 		var busy *pgsetup.SlotBusyError
 		switch {
 		case errors.As(err, &busy) && cfg.Standby:
@@ -188,6 +201,8 @@ type session struct {
 	log      *slog.Logger
 	probe    Probe
 	streamed bool // some session reached streaming
+	// silentPID is the walsender of the last session, which went silent.
+	silentPID uint32
 }
 
 func (s *session) run(ctx context.Context) error {
@@ -230,7 +245,7 @@ func (s *session) run(ctx context.Context) error {
 	}
 	slot, err := pgsetup.EnsureSlot(ctx, pgc, repl, cfg.Slot, missing, log)
 	if err != nil {
-		return err
+		return s.releaseStale(ctx, pgc, err)
 	}
 	if err := replication.Start(ctx, repl, cfg.Slot, cfg.Publication); err != nil {
 		return err
@@ -267,6 +282,7 @@ func (s *session) run(ctx context.Context) error {
 		},
 		min(maxMsg, cfg.MaxMessage/2))
 	stream = replication.New(repl, dec, pub, cp, log)
+	stream.Timeout = s.replicationTimeout(ctx, pgc)
 	if ok {
 		dec.SkipThrough(last)
 		log.Info("resuming after the last stored record", "commit_lsn", pglogrepl.LSN(last.CommitLSN), "change", last.Change, "piece_byte", last.Piece, "final", last.Final)
@@ -275,7 +291,7 @@ func (s *session) run(ctx context.Context) error {
 	}
 	log.Info("streaming", "slot", cfg.Slot, "publication", cfg.Publication, "confirmed_flush", pglogrepl.LSN(slot.ConfirmedFlush),
 		"raw_subject", wire.RawSubject(cfg.Source), "system_id", sysID, "timeline", sys.Timeline)
-	s.streamed = true
+	s.streamed, s.silentPID = true, 0
 	s.probe.Streaming(pub, stream)
 
 	pubCtx, stopPub := context.WithCancel(context.Background())
