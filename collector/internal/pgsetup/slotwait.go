@@ -77,9 +77,9 @@ func slotWait(ctx context.Context, conn *pgx.Conn, pid uint32) (string, error) {
 		if err == nil {
 			return fmt.Sprintf("a slot starts where no transaction is running, and prepared transaction %q (since %s) is: COMMIT PREPARED or ROLLBACK PREPARED it", gid, prepared.Format(time.RFC3339)), nil
 		}
-		return fmt.Sprintf("a slot starts where no transaction is running; %d transactions with an xid are running", others), nil
+		return fmt.Sprintf("a slot starts where no transaction is running, and transactions with an xid are running (%d)", others), nil
 	}
-	tmpl = "a slot starts where no transaction is running, and pid %d (user %s, application %q, %s since %s, xid %s) has one open: %q; %d transactions with an xid are running in all. End it, or cancel it: SELECT pg_terminate_backend(%d)"
+	tmpl = "a slot starts where no transaction is running, and pid %d (user %s, application %q, %s since %s, xid %s) has one open: %q (transactions with an xid running in all: %d). End it, or end its session: SELECT pg_terminate_backend(%d)"
 	started := "unknown"
 	if since != nil {
 		started = since.Format(time.RFC3339)
