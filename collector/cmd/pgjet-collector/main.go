@@ -200,6 +200,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "status" {
 		os.Exit(statusMain(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "ddl-capture" {
+		os.Exit(ddlMain(os.Args[2:]))
+	}
 	cfg, err := parseConfig(os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)

@@ -89,7 +89,7 @@ func EnsurePublication(ctx context.Context, conn *pgx.Conn, c Config, log *slog.
 		idents = append(idents, id)
 	}
 	if !exists {
-		sql := fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s", pgx.Identifier{c.Publication}.Sanitize(), strings.Join(idents, ", "))
+		sql := fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s", pgx.Identifier{c.Publication}.Sanitize(), strings.Join(idents, ", ")) + publicationOptions(ctx, conn)
 		if _, err := conn.Exec(ctx, sql); err != nil {
 			return fmt.Errorf("create publication %s: %w", c.Publication, userError(err))
 		}

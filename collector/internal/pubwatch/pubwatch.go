@@ -198,14 +198,13 @@ func list(s []string) string {
 }
 
 // Watch reads the publication every interval, on a connection of its own
-// to dsn, and logs its changes until ctx ends. A failed read is retried at
-// the next interval.
-func Watch(ctx context.Context, dsn, pub string, every time.Duration, log *slog.Logger) {
+// to dsn, and logs how it differs from the state before, starting from
+// last, until ctx ends. A failed read is retried at the next interval.
+func Watch(ctx context.Context, dsn, pub string, every time.Duration, last State, log *slog.Logger) {
 	var (
 		conn  *pgx.Conn
 		f     Features
-		last  State
-		known bool // last holds a state read
+		known = true // last holds a state read
 	)
 	defer func() {
 		if conn != nil {
@@ -239,6 +238,11 @@ func Watch(ctx context.Context, dsn, pub string, every time.Duration, log *slog.
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 		s, ok, err := read()
 		switch {
 		case err != nil:
@@ -257,11 +261,6 @@ func Watch(ctx context.Context, dsn, pub string, every time.Duration, log *slog.
 			last = s
 		default:
 			last, known = s, true
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
 		}
 	}
 }

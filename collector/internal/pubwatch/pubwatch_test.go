@@ -78,7 +78,11 @@ func TestReadAndWatch(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&lockedWriter{mu: &mu, w: &buf}, nil))
 	watchCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { Watch(watchCtx, pg.DSN(""), "filtered", 50*time.Millisecond, log); close(done) }()
+	first, _, err := Read(ctx, conn, f, "filtered")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { Watch(watchCtx, pg.DSN(""), "filtered", 50*time.Millisecond, first, log); close(done) }()
 	defer func() { stop(); <-done }()
 	waitLog := func(want string) {
 		t.Helper()
@@ -96,7 +100,6 @@ func TestReadAndWatch(t *testing.T) {
 		defer mu.Unlock()
 		t.Fatalf("the log does not say %q:\n%s", want, buf.String())
 	}
-	time.Sleep(200 * time.Millisecond) // the first reading is the baseline
 	exec(`ALTER PUBLICATION filtered DROP TABLE "B"`)
 	waitLog(`publication filtered changed: table public.\"B\" removed: its changes are no longer streamed`)
 	exec(`ALTER PUBLICATION filtered SET TABLE a WHERE (id > 20)`)

@@ -203,6 +203,7 @@ type session struct {
 	streamed bool // some session reached streaming
 	// silentPID is the walsender of the last session, which went silent.
 	silentPID uint32
+	watching  bool // the publication watch runs
 }
 
 func (s *session) run(ctx context.Context) error {
@@ -218,6 +219,7 @@ func (s *session) run(ctx context.Context) error {
 	if err := pgsetup.EnsurePublication(ctx, pgc, pgsetup.Config{Slot: cfg.Slot, Publication: cfg.Publication, Tables: cfg.Tables}, log); err != nil {
 		return err
 	}
+	s.watchPublication(ctx, pgc)
 
 	repl, err := ConnectReplication(ctx, cfg.DSN)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/pgjet/pgjet/collector/internal/heartbeat"
 	"github.com/pgjet/pgjet/collector/internal/pubwatch"
 )
@@ -14,9 +15,8 @@ import (
 const publicationWatchInterval = 10 * time.Second
 
 // startWatchers starts, for the life of the process (not of a session),
-// the heartbeat when configured and the publication watch, each on its own
-// connection. A first heartbeat the user must fix ends the collector with
-// one line.
+// the heartbeat when configured, on its own connection. A first heartbeat
+// the user must fix ends the collector with one line.
 func startWatchers(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if hc := cfg.Heartbeat; hc.Interval > 0 {
 		if hc.DSN == "" {
@@ -31,6 +31,25 @@ func startWatchers(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		go hb.Run(ctx)
 	}
-	go pubwatch.Watch(ctx, cfg.DSN, cfg.Publication, publicationWatchInterval, log)
 	return nil
+}
+
+// watchPublication starts the publication watch, once per process, from
+// the publication as the session found it (read on pgc).
+func (s *session) watchPublication(ctx context.Context, pgc *pgx.Conn) {
+	if s.watching {
+		return
+	}
+	f, err := pubwatch.Probe(ctx, pgc)
+	if err != nil {
+		s.log.Warn("publication changes are not watched", "err", err)
+		return
+	}
+	st, ok, err := pubwatch.Read(ctx, pgc, f, s.cfg.Publication)
+	if err != nil || !ok {
+		s.log.Warn("publication changes are not watched", "err", err)
+		return
+	}
+	s.watching = true
+	go pubwatch.Watch(ctx, s.cfg.DSN, s.cfg.Publication, publicationWatchInterval, st, s.log)
 }
