@@ -115,7 +115,8 @@ func (p *probe) pollSlotLag(ctx context.Context, dsn, slot string, every time.Du
 			}
 		}
 		var lagBytes float64
-		err := conn.QueryRow(qctx, `SELECT (pg_current_wal_lsn() - confirmed_flush_lsn)::float8 FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&lagBytes)
+		err := conn.QueryRow(qctx, `SELECT ((CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END) - confirmed_flush_lsn)::float8
+			FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&lagBytes)
 		if err != nil {
 			if !errors.Is(err, pgx.ErrNoRows) {
 				conn.Close(context.Background())
@@ -152,7 +153,7 @@ var (
 	descReceived     = prometheus.NewDesc("pgjet_collector_received_lsn", "WAL position received from Postgres, as a byte position.", nil, nil)
 	descConfirmed    = prometheus.NewDesc("pgjet_collector_confirmed_lsn", "WAL position confirmed to Postgres (everything before it is stored), as a byte position.", nil, nil)
 	descInFlight     = prometheus.NewDesc("pgjet_collector_inflight_bytes", "Bytes of decoded changes read and not yet acknowledged by JetStream.", nil, nil)
-	descSlotLag      = prometheus.NewDesc("pgjet_collector_slot_lag_bytes", "WAL bytes Postgres keeps for the slot: pg_current_wal_lsn() - confirmed_flush_lsn, polled every 2 s; absent while it cannot be read.", nil, nil)
+	descSlotLag      = prometheus.NewDesc("pgjet_collector_slot_lag_bytes", "WAL bytes Postgres keeps for the slot: pg_current_wal_lsn() (on a standby pg_last_wal_replay_lsn()) - confirmed_flush_lsn, polled every 2 s; absent while it cannot be read.", nil, nil)
 	descReconnects   = prometheus.NewDesc("pgjet_collector_reconnects_total", "Connections established again: cause postgres, a new replication session after one ended; nats, the NATS client's reconnects.", []string{"cause"}, nil)
 	descReadLag      = prometheus.NewDesc("pgjet_collector_read_lag_seconds", "Time from a transaction's commit (Postgres's clock) to its decoding by the collector.", nil, nil)
 	descStoredLag    = prometheus.NewDesc("pgjet_collector_stored_lag_seconds", "Time from a transaction's commit (Postgres's clock) to its acknowledgement by JetStream.", nil, nil)

@@ -216,7 +216,14 @@ func (s *session) run(ctx context.Context) error {
 	if err := pgsetup.CheckServer(ctx, pgc); err != nil {
 		return err
 	}
+	standby, err := pgsetup.CheckStandby(ctx, pgc)
+	if err != nil {
+		return err
+	}
 	if err := pgsetup.EnsurePublication(ctx, pgc, pgsetup.Config{Slot: cfg.Slot, Publication: cfg.Publication, Tables: cfg.Tables}, log); err != nil {
+		if standby {
+			return fmt.Errorf("%w (the server is a standby: create or alter the publication on the primary)", err)
+		}
 		return err
 	}
 	s.watchPublication(ctx, pgc)
@@ -292,7 +299,7 @@ func (s *session) run(ctx context.Context) error {
 		log.Info("no earlier records of this source in the raw stream")
 	}
 	log.Info("streaming", "slot", cfg.Slot, "publication", cfg.Publication, "confirmed_flush", pglogrepl.LSN(slot.ConfirmedFlush),
-		"raw_subject", wire.RawSubject(cfg.Source), "system_id", sysID, "timeline", sys.Timeline)
+		"raw_subject", wire.RawSubject(cfg.Source), "system_id", sysID, "timeline", sys.Timeline, "standby", standby)
 	s.streamed, s.silentPID = true, 0
 	s.probe.Streaming(pub, stream)
 
