@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/pgjet/pgjet/e2e/check"
+	"github.com/pgjet/pgjet/e2e/harness"
+	"github.com/pgjet/pgjet/shared/pgtest"
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
@@ -300,4 +303,44 @@ func TestPublicationChangesAreLogged(t *testing.T) {
 	if strings.Contains(col.Log(), "level=ERROR") {
 		t.Errorf("the collector logged an error")
 	}
+}
+
+// Invariant: check warns about what makes the stream differ from the
+// tables (row filters that turn updates into inserts or deletes, column
+// lists, generated columns the server does not send) and says how
+// partitions are named.
+func TestCheckWarnsAboutWhatTheStreamLeavesOut(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pg := pgtest.Run(t)
+	if err := pg.Exec(ctx, `CREATE TABLE f (id int PRIMARY KEY, region text, secret text);
+		CREATE TABLE g (id int PRIMARY KEY, price numeric, total numeric GENERATED ALWAYS AS (price * 2) STORED);
+		CREATE TABLE p (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+		CREATE PUBLICATION pgjet_check FOR TABLE f (id, region) WHERE (region = 'eu'), g, p`); err != nil {
+		t.Fatal(err)
+	}
+	var gencols bool
+	conn, err := pgx.Connect(ctx, pg.DSN(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'pg_catalog.pg_publication'::regclass AND attname = 'pubgencols')`).Scan(&gencols); err != nil {
+		t.Fatal(err)
+	}
+	n := harness.StartNATS(t, "")
+	out, _ := runCmd(t, nil, "pgjet-collector", "check", "--dsn", pg.DSN(""), "--slot", "pgjet_check", "--publication", "pgjet_check", "--nats", n.URL())
+	want := []string{
+		"WARN table public.f is published with a row filter (WHERE (region = 'eu'::text)): rows outside it never arrive, an UPDATE that moves a row into it arrives as an INSERT, one that moves a row out of it as a DELETE",
+		"WARN table public.f is published with a column list (id, region): its other columns never arrive",
+		"OK   partitioned tables public.p: changes arrive named by each partition",
+		"OK   DDL capture is not installed",
+	}
+	if gencols {
+		want = append(want, "WARN stored generated columns public.g.total never arrive: publication pgjet_check has publish_generated_columns = none",
+			`ALTER PUBLICATION "pgjet_check" SET (publish_generated_columns = stored)`)
+	} else {
+		want = append(want, "WARN stored generated columns public.g.total never arrive: this server does not publish generated columns (PostgreSQL 18 can)")
+	}
+	wantLines(t, "check", out, want...)
 }
