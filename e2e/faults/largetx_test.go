@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pglogrepl"
+	"github.com/pgjet/pgjet/shared/wire"
 )
 
 // largeTxSizes are the transaction sizes measured, in MiB of row data:
@@ -58,7 +58,7 @@ func TestLargeTransactionSeries(t *testing.T) {
 			if err := e.conn.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&endText); err != nil {
 				t.Fatal(err)
 			}
-			end, err := pglogrepl.ParseLSN(endText)
+			end, err := wire.ParseLSN(endText)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -84,7 +84,7 @@ func TestLargeTransactionSeries(t *testing.T) {
 				if e.conn.QueryRow(ctx, `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'pgjet_faults'`).Scan(&c) != nil {
 					return false
 				}
-				l, err := pglogrepl.ParseLSN(c)
+				l, err := wire.ParseLSN(c)
 				return err == nil && l >= end
 			}) {
 				t.Fatal("the transaction was not stored whole within 30 minutes")

@@ -9,22 +9,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/pgjet/pgjet/e2e/harness"
+	"github.com/pgjet/pgjet/shared/wire"
 )
 
 // slotPosition is the slot's confirmed_flush_lsn and the server's WAL
 // position, read together.
-func slotPosition(t *testing.T, conn *pgx.Conn, slot string) (confirmed, current pglogrepl.LSN) {
+func slotPosition(t *testing.T, conn *pgx.Conn, slot string) (confirmed, current wire.LSN) {
 	t.Helper()
 	var c, w string
 	err := conn.QueryRow(context.Background(), `SELECT confirmed_flush_lsn::text, pg_current_wal_lsn()::text FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&c, &w)
 	if err != nil {
 		t.Fatalf("read slot %s: %v", slot, err)
 	}
-	cl, err1 := pglogrepl.ParseLSN(c)
-	wl, err2 := pglogrepl.ParseLSN(w)
+	cl, err1 := wire.ParseLSN(c)
+	wl, err2 := wire.ParseLSN(w)
 	if err1 != nil || err2 != nil {
 		t.Fatalf("slot positions %q %q", c, w)
 	}
@@ -71,7 +71,7 @@ func TestHeartbeatKeepsAnIdleSlotMoving(t *testing.T) {
 	if len(beats) < 5 {
 		t.Fatalf("%d heartbeats logged in 8 s at --heartbeat 300ms", len(beats))
 	}
-	last, err := pglogrepl.ParseLSN(beats[len(beats)-1][1])
+	last, err := wire.ParseLSN(beats[len(beats)-1][1])
 	if err != nil {
 		t.Fatal(err)
 	}
