@@ -271,6 +271,7 @@ func TestGeneratedColumns(t *testing.T) {
 // the collector, and the changes of the tables published from then on
 // stream, those of the removed one no longer.
 func TestPublicationChangesAreLogged(t *testing.T) {
+	t.Parallel() // mostly waits for the watch's next reading
 	e := newEnv(t, `CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE b (id int PRIMARY KEY);
 		CREATE SCHEMA s; CREATE TABLE s.c (id int PRIMARY KEY)`, "public.a", "public.b", "s.c")
 	e.tables = "public.a"

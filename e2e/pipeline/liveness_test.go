@@ -141,6 +141,7 @@ func TestSilentWalsenderIsReplaced(t *testing.T) {
 // silently: the collector says which session it waits for, and streams
 // once that transaction ends.
 func TestSlotCreationBehindALongTransaction(t *testing.T) {
+	t.Parallel() // mostly waits for the first report
 	e := newEnv(t, mixedSchema, "public.users")
 	ctx := context.Background()
 	long, err := pgx.Connect(ctx, e.pg.DSN(""))
