@@ -181,7 +181,7 @@ func checkPostgres(ctx context.Context, cfg config, r *opcheck.Report) *pgFacts 
 func checkReplicationConn(ctx context.Context, cfg config, r *opcheck.Report, facts *pgFacts) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	repl, err := session.ConnectReplication(cctx, cfg.dsn)
+	repl, err := session.ConnectReplication(cctx, cfg.dsn, nil)
 	if err != nil {
 		r.Fail(fmt.Sprintf("cannot open a replication connection: %v", err),
 			"the role needs REPLICATION (ALTER ROLE ... REPLICATION), pg_hba.conf must admit it to this database, and max_wal_senders must have a free sender")
