@@ -24,13 +24,13 @@ func TestTemplates(t *testing.T) {
 		{
 			name: "default", ev: rowEvent(wire.OpInsert, users), want: "postgres.public.users.insert",
 			msgWant: "postgres._messages.outbox", dead: "postgres._deadletter",
-			subjects: []string{"postgres.*.*.*", "postgres._messages.*", "postgres._notices.*", "postgres._deadletter"},
+			subjects:   []string{"postgres.*.*.*", "postgres._messages.*", "postgres._notices.*", "postgres._deadletter"},
 			noticeWant: "postgres._notices.phantoms",
 		},
 		{
 			name: "default with prefix", c: Config{Prefix: "acme.cdc"}, ev: rowEvent(wire.OpTruncate, users), want: "acme.cdc.public.users.truncate",
 			msgWant: "acme.cdc._messages.outbox", dead: "acme.cdc._deadletter",
-			subjects: []string{"acme.cdc.*.*.*", "acme.cdc._messages.*", "acme.cdc._notices.*", "acme.cdc._deadletter"},
+			subjects:   []string{"acme.cdc.*.*.*", "acme.cdc._messages.*", "acme.cdc._notices.*", "acme.cdc._deadletter"},
 			noticeWant: "acme.cdc._notices.phantoms",
 		},
 		{
