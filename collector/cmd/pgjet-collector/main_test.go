@@ -28,6 +28,11 @@ func TestParseConfig(t *testing.T) {
 		{name: "linger beyond a second", args: []string{"--linger", "2s"}, wantErr: "bad --linger"},
 		{name: "bad source", args: []string{"--source", "a.b"}, wantErr: "bad --source"},
 		{name: "nats and embedded", args: []string{"--embedded", "/tmp/x"}, wantErr: "exclude each other"},
+		{name: "failover and take-over", args: []string{"--failover", "--take-over-source"}, check: func(t *testing.T, c config) {
+			if !c.failover || !c.takeOver {
+				t.Errorf("failover %v, take over %v", c.failover, c.takeOver)
+			}
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -59,6 +59,8 @@ type Config struct {
 	// RecreateSlot: create the slot even though the raw stream has records
 	// of this source.
 	RecreateSlot bool
+	// Failover: make the slot a failover slot (PostgreSQL 17+).
+	Failover bool
 	// TakeOver: write the source even though its last raw record comes
 	// from another slot or database, or a timeline this server does not
 	// descend from (resume.Decide's takeOver).
@@ -267,9 +269,17 @@ func (s *session) run(ctx context.Context) error {
 	if last != nil && plan.SameWriter && !cfg.RecreateSlot {
 		missing = &pgsetup.SlotMissingError{Slot: cfg.Slot, Source: cfg.Source, Last: pglogrepl.LSN(last.Pos.CommitLSN).String()}
 	}
+	if err := pgsetup.CheckFailover(ctx, pgc, cfg.Failover); err != nil {
+		return err
+	}
 	slot, err := pgsetup.EnsureSlot(ctx, pgc, repl, cfg.Slot, missing, log)
 	if err != nil {
 		return err
+	}
+	if cfg.Failover {
+		if err := pgsetup.SetFailover(ctx, pgc, repl, cfg.Slot, log); err != nil {
+			return err
+		}
 	}
 	if err := replication.Start(ctx, repl, cfg.Slot, cfg.Publication); err != nil {
 		return err
