@@ -94,6 +94,13 @@ func TestOneWriterPerSource(t *testing.T) {
 	w := e.startWorkload(defaultWorkload())
 	time.Sleep(time.Second)
 	assertRefused(t, e.startWriter(lw, shared), sw, "the second writer restarted while the first writes")
+	// check says the same before anything is started.
+	chk := harness.StartProcess(t, "pgjet-collector", append([]string{"check", "--dsn", e.colDSN, "--slot", lw.slot, "--publication", lw.slot,
+		"--tables", lw.tables, "--source", shared, "--nats", e.colNATS}, e.colFlags...), nil)
+	if err := waitExit(t, chk, 60*time.Second, "check of the second writer"); err == nil ||
+		!strings.Contains(chk.Log(), "FAIL source shop is written by another collector") || !strings.Contains(chk.Log(), fmt.Sprintf("slot %q", sw.slot)) {
+		t.Errorf("check of the second writer: exit %v, want FAIL naming slot %s:\n%s", err, sw.slot, chk.Log())
+	}
 
 	// The legitimate configuration: a source id of its own. Its slot kept
 	// everything since the refused record.

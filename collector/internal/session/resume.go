@@ -28,9 +28,10 @@ func (s *session) resumePlan(ctx context.Context, src wire.Source, history []res
 	return &last, plan, err
 }
 
-// timelineHistory is the history of the server's timeline tli: nil on
-// the first timeline, which has none.
-func timelineHistory(ctx context.Context, repl *pgconn.PgConn, tli int32) ([]resume.Switch, error) {
+// TimelineHistory is the history of the server's timeline tli, read on
+// repl, a replication connection: nil on the first timeline, which has
+// none.
+func TimelineHistory(ctx context.Context, repl *pgconn.PgConn, tli int32) ([]resume.Switch, error) {
 	if tli <= 1 {
 		return nil, nil
 	}

@@ -253,7 +253,7 @@ func (s *session) run(ctx context.Context) error {
 
 	src := wire.Source{Name: cfg.Source, SystemID: sysID, Timeline: sys.Timeline, Database: sys.DBName, Slot: cfg.Slot}
 	s.source = src
-	history, err := timelineHistory(ctx, repl, sys.Timeline)
+	history, err := TimelineHistory(ctx, repl, sys.Timeline)
 	if err != nil {
 		return err
 	}
