@@ -57,6 +57,8 @@ func (s *session) reportPhantoms(ctx context.Context, pub *rawstream.Publisher, 
 	if err != nil {
 		return err
 	}
+	// When it was found: its events' time, for consumers.
+	tx.CommitTime = time.Now().UnixMicro()
 	f := &pgoutput.Fragment{Tx: tx, Size: 256 + len(tx.Changes[0].Content)}
 	return pub.Add(ctx, f, time.Minute)
 }
