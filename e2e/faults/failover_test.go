@@ -82,7 +82,7 @@ func TestFailoverLaggingStandby(t *testing.T) {
 	must(t, standby.StopMode("fast"))
 	time.Sleep(3 * time.Second)
 	streamed := strings.Count(e.col.Log(), "msg=streaming")
-	must(t, old.StopMode("immediate")) // the primary crashes
+	must(t, old.Kill9()) // the primary crashes
 	crashed := time.Now()
 	must(t, standby.Restart()) // replays what it received; its primary is gone
 	time.Sleep(6 * time.Second)

@@ -9,10 +9,6 @@ import (
 	"testing"
 )
 
-// Standbys for failover tests: a second cluster replaying the WAL of c as
-// a physical standby, then promoted to a primary of its own (a new
-// timeline).
-
 // CopyAsStandby makes a standby of c from a copy of its data directory,
 // taken while c is stopped (call StopMode first): unlike pg_basebackup,
 // the copy keeps c's replication slots, logical ones included, at the
@@ -23,11 +19,11 @@ func (c *Cluster) CopyAsStandby(primarySlot string, conf ...string) (*Cluster, e
 	if _, err := os.Stat(filepath.Join(c.dataDir(), "postmaster.pid")); err == nil {
 		return nil, errors.New("copy a stopped cluster: postmaster.pid exists")
 	}
-	dir, err := os.MkdirTemp("", "pgjet-pg-standby-")
+	dir, err := c.in.mkTemp()
 	if err != nil {
 		return nil, err
 	}
-	s := &Cluster{Dir: dir, bin: c.bin}
+	s := &Cluster{Dir: dir, in: c.in}
 	fail := func(err error) (*Cluster, error) {
 		os.RemoveAll(dir)
 		return nil, err
@@ -40,7 +36,7 @@ func (c *Cluster) CopyAsStandby(primarySlot string, conf ...string) (*Cluster, e
 	}
 	lines := []string{
 		fmt.Sprintf("port = %d", s.Port),
-		fmt.Sprintf("unix_socket_directories = '%s'", dir),
+		fmt.Sprintf("unix_socket_directories = '%s'", c.in.inner(dir)),
 		fmt.Sprintf("primary_conninfo = 'host=127.0.0.1 port=%d user=postgres dbname=postgres application_name=standby'", c.Port),
 		"hot_standby = on",
 		"hot_standby_feedback = on",
@@ -81,14 +77,6 @@ func (c *Cluster) RunStandbyCopy(t testing.TB, primarySlot string, conf ...strin
 	}
 	t.Cleanup(s.Stop)
 	return s
-}
-
-// Promote ends recovery of a standby and waits until it accepts writes.
-func (c *Cluster) Promote() error {
-	if out, err := c.run("pg_ctl", "-D", c.dataDir(), "-w", "-t", "60", "promote"); err != nil {
-		return fmt.Errorf("pg_ctl promote: %w: %s", err, out)
-	}
-	return nil
 }
 
 // copyTree copies a directory tree, keeping file modes (Postgres refuses a

@@ -77,8 +77,8 @@ func (p *Phantoms) Notice() wire.Notice {
 		Kind:     wire.NoticePhantoms,
 		Message:  p.String(),
 		SourceID: p.SourceID,
-		FromLSN:  pglogrepl.LSN(p.Fork).String(),
-		ToLSN:    pglogrepl.LSN(p.Last).String(),
+		FromLSN:  wire.LSN(p.Fork).String(),
+		ToLSN:    wire.LSN(p.Last).String(),
 	}
 }
 
