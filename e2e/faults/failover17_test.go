@@ -114,6 +114,18 @@ func (f *failover) promote(t *testing.T) time.Duration {
 	return time.Since(promoted)
 }
 
+// killAndPromote kills the primary after the workload ran for d more,
+// promotes the standby at once, and reports the load and the takeover.
+func (f *failover) killAndPromote(t *testing.T, d time.Duration) {
+	t.Helper()
+	l := measure(f.w)
+	crashed := f.crash(t, d)
+	t.Logf("load before the crash: %.0f transactions/s", l.rate())
+	takeover := f.promote(t)
+	t.Logf("TAKEOVER: the collector streams from the promoted standby %s after the promotion, %s after kill -9 of the primary",
+		takeover.Round(10*time.Millisecond), time.Since(crashed).Round(10*time.Millisecond))
+}
+
 // finish stops the workload after d on the new primary, waits until the
 // pipeline caught up with it, and checks the output against its audit:
 // nothing lost, nothing doubled, in order. Events of the old timeline
@@ -183,12 +195,7 @@ func TestFailoverKillPrimary(t *testing.T) {
 	// not inherit it.
 	e.exec(`ALTER SYSTEM SET synchronized_standby_slots = 'standby1'`)
 	e.exec(`SELECT pg_reload_conf()`)
-	l := measure(f.w)
-	crashed := f.crash(t, pick(4*time.Second, 10*time.Second))
-	t.Logf("load before the crash: %.0f transactions/s", l.rate())
-	takeover := f.promote(t)
-	t.Logf("TAKEOVER: the collector streams from the promoted standby %s after the promotion, %s after kill -9 of the primary",
-		takeover.Round(10*time.Millisecond), time.Since(crashed).Round(10*time.Millisecond))
+	f.killAndPromote(t, pick(4*time.Second, 10*time.Second))
 	fork, phantoms := f.finish(t, 3*time.Second)
 	if len(phantoms) > 0 || strings.Contains(e.col.Log(), "phantoms") {
 		t.Errorf("%d phantom events despite synchronized_standby_slots (fork %X)", len(phantoms), fork)
@@ -214,13 +221,9 @@ func TestFailoverLaggingStandby17(t *testing.T) {
 	link := newProxy(t, "standby-link", fmt.Sprintf("127.0.0.1:%d", e.pg.Port))
 	f := newFailover(t, e, fmt.Sprintf("primary_conninfo = 'host=127.0.0.1 port=%s user=postgres dbname=postgres application_name=standby1'", link.Port()))
 	link.toxic("latency", "downstream", `{"latency": 3000, "jitter": 0}`)
-	l := measure(f.w)
-	crashed := f.crash(t, pick(6*time.Second, 12*time.Second))
-	t.Logf("load before the crash: %.0f transactions/s", l.rate())
-	// At once: what is still on its way to the standby never arrives.
-	takeover := f.promote(t)
-	t.Logf("TAKEOVER: the collector streams from the promoted standby %s after the promotion, %s after kill -9 of the primary",
-		takeover.Round(10*time.Millisecond), time.Since(crashed).Round(10*time.Millisecond))
+	// Promoted at once: what is still on its way to the standby never
+	// arrives.
+	f.killAndPromote(t, pick(6*time.Second, 12*time.Second))
 	fork, phantoms := f.finish(t, 3*time.Second)
 	var lastPhantom uint64
 	for _, ev := range phantoms {
@@ -267,14 +270,13 @@ func TestFailoverLatePromotion(t *testing.T) {
 	e.exec(`ALTER SYSTEM SET synchronized_standby_slots = 'standby1'`)
 	e.exec(`SELECT pg_reload_conf()`)
 	f := newFailover(t, e)
-	crashed := f.crash(t, 3*time.Second)
+	f.crash(t, 3*time.Second)
 	time.Sleep(15 * time.Second)
 	takeover := f.promote(t)
 	t.Logf("TAKEOVER: promoted 15 s after kill -9 of the primary, the collector streams from it %s after the promotion", takeover.Round(10*time.Millisecond))
 	if takeover > 5*time.Second {
 		t.Errorf("a late promotion was followed after %s, want a few seconds", takeover)
 	}
-	_ = crashed
 
 	// Held back: the server says why on the replication connection, and
 	// readiness says so after the stall limit.

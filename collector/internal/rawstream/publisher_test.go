@@ -305,6 +305,25 @@ func TestMaxMessageChangesBoundsEveryMessage(t *testing.T) {
 	}
 }
 
+// store publishes frags of src on the rig's subject as a collector reading
+// src would, bypassing the rig's publisher.
+func (r *publisherRig) store(src wire.Source, frags []*pgoutput.Fragment) {
+	r.t.Helper()
+	var asm Assembler
+	m := asm.Assemble(src, frags)
+	data, err := wire.Marshal(m)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	first, _ := m.First()
+	last, _ := m.Last()
+	msg := &nats.Msg{Subject: wire.RawSubject(benchSrc.Name), Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, wire.RawMsgID(src, first, last))
+	if _, err := r.js.PublishMsg(context.Background(), msg); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
 // A source has one writer: a record of another collector on the subject
 // between two publishes stops the publisher with a *SubjectMovedError
 // naming that record's writer, and nothing more is stored.
@@ -318,19 +337,7 @@ func TestPublisherStopsOnAnotherWriter(t *testing.T) {
 
 	other := benchSrc
 	other.Slot = "other_slot"
-	var asm Assembler
-	m := asm.Assemble(other, frags[10:11])
-	data, err := wire.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first, _ := m.First()
-	last, _ := m.Last()
-	msg := &nats.Msg{Subject: wire.RawSubject(benchSrc.Name), Data: data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, wire.RawMsgID(other, first, last))
-	if _, err := r.js.PublishMsg(context.Background(), msg); err != nil {
-		t.Fatal(err)
-	}
+	r.store(other, frags[10:11])
 	before := len(r.messages())
 
 	for _, f := range frags[11:] {
@@ -364,22 +371,10 @@ func TestPublisherRetryFindsItsOwnRecord(t *testing.T) {
 	r := newPublisherRig(t, PublisherConfig{Linger: time.Hour, MaxMessageChanges: 1})
 	frags := oltpFragments(t, 3)
 	// What the publisher's first publish will be, stored already, as if
-	// by an attempt whose ack never came back.
-	var asm Assembler
-	m := asm.Assemble(benchSrc, frags[:1])
-	data, err := wire.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first, _ := m.First()
-	last, _ := m.Last()
-	msg := &nats.Msg{Subject: wire.RawSubject(benchSrc.Name), Data: data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, wire.RawMsgID(benchSrc, first, last))
-	// JetStream checks the expected sequence before the duplicate window:
-	// that check fails, and the publisher must see its own record.
-	if _, err := r.js.PublishMsg(context.Background(), msg); err != nil {
-		t.Fatal(err)
-	}
+	// by an attempt whose ack never came back. JetStream checks the
+	// expected sequence before the duplicate window: that check fails,
+	// and the publisher must see its own record.
+	r.store(benchSrc, frags[:1])
 	for _, f := range frags {
 		r.add(f)
 	}
