@@ -39,11 +39,7 @@ type failover struct {
 func newFailover(t *testing.T, e *env, standbyConf ...string) *failover {
 	t.Helper()
 	ctx := context.Background()
-	major, err := e.pg.Major(ctx)
-	must(t, err)
-	if major < 17 {
-		t.Skipf("PostgreSQL %d has no failover slots: `make test-faults` runs this with PGJET_PG_VERSION=17; TestFailoverLaggingStandby covers a fork on every version", major)
-	}
+	needFailoverSlots(t, e)
 	conf := append([]string{"sync_replication_slots = on", "hot_standby_feedback = on"}, standbyConf...)
 	s, err := e.pg.StartStandby("standby1", conf...)
 	must(t, err)
@@ -80,6 +76,16 @@ func newFailover(t *testing.T, e *env, standbyConf ...string) *failover {
 	f.slotSyncedAt = time.Since(began)
 	t.Logf("the standby's copy of slot %s is sync-ready %s after the collector started", e.slot, f.slotSyncedAt.Round(100*time.Millisecond))
 	return f
+}
+
+// needFailoverSlots skips the test before PostgreSQL 17, saying why.
+func needFailoverSlots(t *testing.T, e *env) {
+	t.Helper()
+	major, err := e.pg.Major(context.Background())
+	must(t, err)
+	if major < 17 {
+		t.Skipf("PostgreSQL %d has no failover slots: `make test-faults` runs this with PGJET_PG_VERSION=17; TestFailoverLaggingStandby covers a fork on every version", major)
+	}
 }
 
 func (f *failover) connect(t *testing.T, c *pgtest.Cluster) *pgx.Conn {
@@ -266,6 +272,7 @@ func TestFailoverLaggingStandby17(t *testing.T) {
 func TestFailoverLatePromotion(t *testing.T) {
 	t.Parallel()
 	e := workEnv(t)
+	needFailoverSlots(t, e)
 	// Set before the base backup: the standby inherits it.
 	e.exec(`ALTER SYSTEM SET synchronized_standby_slots = 'standby1'`)
 	e.exec(`SELECT pg_reload_conf()`)
