@@ -53,7 +53,8 @@ func newFailover(t *testing.T, e *env, standbyConf ...string) *failover {
 	began := time.Now()
 	e.collector()
 	e.router()
-	// About 150 transactions a second.
+	// As many transactions a second as this machine's share allows, up to
+	// about 300 (each worker pauses 20 ms between two).
 	f.w = e.startWorkload(workloadConfig{workers: 6, pause: 20 * time.Millisecond})
 	// A promotion before the standby's copy of the slot is sync-ready
 	// would drop it. The copy becomes sync-ready once the primary's slot
@@ -150,12 +151,15 @@ func (f *failover) finish(t *testing.T, d time.Duration) (fork uint64, phantoms 
 	}
 	fork = historyFork(t, f.standby, 2, 1)
 	oldID := fmt.Sprintf("%s.%d.1", e.source, systemID(t, e.conn))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	// Tens of thousands of rows each, on a busy machine: minutes, not one.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	changes, err := check.ReadAudit(ctx, e.conn)
 	must(t, err)
 	_, js := e.nats.Connect(t)
-	events, err := check.Drain(ctx, js, "PGJET_EVENTS", "postgres.>", 0, 3*time.Second)
+	dctx, dcancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer dcancel()
+	events, err := check.Drain(dctx, js, "PGJET_EVENTS", "postgres.>", 0, 3*time.Second)
 	must(t, err)
 	var rest []check.Event
 	for _, ev := range events {
