@@ -42,7 +42,7 @@ func TestFailoverOption(t *testing.T) {
 			t.Errorf("slot fo: failover %v (%v), want true", failover, err)
 		}
 		out, _ := runCmd(t, nil, "pgjet-collector", append([]string{"check"}, args...)...)
-		wantLines(t, "check", out, "OK slot fo is a failover slot", "WARN synchronized_standby_slots is empty")
+		wantLines(t, "check", out, "OK   slot fo is a failover slot (failover true, temporary false)", "WARN synchronized_standby_slots is empty")
 		return
 	}
 	t.Logf("PostgreSQL %d: no failover slots", major)
