@@ -136,6 +136,10 @@ type Source struct {
 	// ReplicationTimeout bounds the walsender's silence before the
 	// collector connects again; 0: the server's wal_sender_timeout.
 	ReplicationTimeout time.Duration
+	// Failover: the slot is a failover slot (PostgreSQL 17+), synchronized
+	// to standbys with sync_replication_slots, so that the collector
+	// follows a promotion (docs/postgres.md).
+	Failover bool
 }
 
 // RawStream is pgjet's own section: the raw stream and how to reach it.

@@ -49,6 +49,8 @@ type config struct {
 	maxMessage   int
 	standby      bool
 	recreateSlot bool
+	takeOver     bool
+	failover     bool
 	logLevel     slog.Level
 	logJSON      bool
 	metrics      string // --metrics HOST:PORT; "": off
@@ -100,6 +102,8 @@ func parseConfig(args []string) (config, error) {
 	fs.StringVar(&c.heartbeatQuery, "heartbeat-query", "", "SQL to run as the heartbeat instead of a pgjet.heartbeat logical message (e.g. an UPDATE of a published table, for consumers to see)")
 	fs.StringVar(&c.heartbeatDSN, "heartbeat-dsn", "", "where heartbeats are written (default --dsn): the primary, when --dsn is a standby")
 	fs.DurationVar(&c.replicationTimeout, "replication-timeout", 0, "connect again when the walsender sends nothing, although asked to reply, for this long (0: the server's wal_sender_timeout, at least 30s)")
+	fs.BoolVar(&c.failover, "failover", false, "make the slot a failover slot (PostgreSQL 17+), which standbys with sync_replication_slots = on keep a copy of, so that the collector follows a promotion (docs/postgres.md)")
+	fs.BoolVar(&c.takeOver, "take-over-source", false, "once, to make this collector the source's writer although its last raw record comes from another slot or database (slot renamed, database restored or upgraded into a new cluster) or from a timeline this server does not descend from")
 	c.memLimit = -1
 	fs.Var(&c.memLimit, "memory-limit", "soft memory limit of the Go runtime, e.g. 256MiB (GOMEMLIMIT wins; 0: none); auto: 128MiB, none with --embedded")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
@@ -275,6 +279,8 @@ func (c *config) sessionConfig(log *slog.Logger, pr *probe) session.Config {
 		MaxChanges:     c.maxChanges,
 		Standby:        c.standby,
 		RecreateSlot:   c.recreateSlot,
+		TakeOver:       c.takeOver,
+		Failover:       c.failover,
 		Probe:          pr,
 		Totals:         &pr.totals,
 		PublishLatency: pr.observer(),

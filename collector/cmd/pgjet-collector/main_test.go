@@ -39,6 +39,11 @@ func TestParseConfig(t *testing.T) {
 		{name: "heartbeat too often", args: []string{"--heartbeat", "1ms"}, wantErr: "bad --heartbeat"},
 		{name: "heartbeat query without interval", args: []string{"--heartbeat-query", "SELECT 1"}, wantErr: "need --heartbeat INTERVAL"},
 		{name: "replication timeout too short", args: []string{"--replication-timeout", "10ms"}, wantErr: "bad --replication-timeout"},
+		{name: "failover and take-over", args: []string{"--failover", "--take-over-source"}, check: func(t *testing.T, c config) {
+			if !c.failover || !c.takeOver {
+				t.Errorf("failover %v, take over %v", c.failover, c.takeOver)
+			}
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

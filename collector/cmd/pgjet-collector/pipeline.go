@@ -41,6 +41,7 @@ func (c *config) applyFile(given map[string]bool, tables *string) error {
 	set("heartbeat-query", func() { c.heartbeatQuery = src.Heartbeat.Query })
 	set("heartbeat-dsn", func() { c.heartbeatDSN = src.Heartbeat.DSN })
 	set("replication-timeout", func() { c.replicationTimeout = src.ReplicationTimeout })
+	set("failover", func() { c.failover = src.Failover })
 
 	raw := f.RawStream
 	if raw.Embedded != nil && !given["nats"] {
