@@ -37,6 +37,11 @@ func (c *config) applyFile(given map[string]bool, tables, snapTables *string) er
 	set("publication", func() { c.publication = src.Publication })
 	set("tables", func() { *tables = strings.Join(src.Tables, ",") })
 	set("source", func() { c.source = src.ID })
+	set("heartbeat", func() { c.heartbeat = src.Heartbeat.Interval })
+	set("heartbeat-query", func() { c.heartbeatQuery = src.Heartbeat.Query })
+	set("heartbeat-dsn", func() { c.heartbeatDSN = src.Heartbeat.DSN })
+	set("replication-timeout", func() { c.replicationTimeout = src.ReplicationTimeout })
+	set("failover", func() { c.failover = src.Failover })
 	c.snap.applyFile(given, src.Snapshot, snapTables)
 
 	raw := f.RawStream

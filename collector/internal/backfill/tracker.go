@@ -37,8 +37,8 @@ import (
 // Prefixes of the logical decoding messages the collector takes out of the
 // stream: its watermarks, and requests for backfills written with SQL.
 const (
-	WatermarkPrefix = "pgjet.watermark"
-	RequestPrefix   = "pgjet.backfill"
+	WatermarkPrefix = wire.WatermarkPrefix
+	RequestPrefix   = wire.BackfillPrefix
 )
 
 // Tracker follows the stream for backfills (a pgoutput.Observer): it

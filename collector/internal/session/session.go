@@ -17,10 +17,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/collector/internal/checkpoint"
 	"github.com/pgjet/pgjet/collector/internal/embedded"
+	"github.com/pgjet/pgjet/collector/internal/heartbeat"
 	"github.com/pgjet/pgjet/collector/internal/pgoutput"
 	"github.com/pgjet/pgjet/collector/internal/pgsetup"
 	"github.com/pgjet/pgjet/collector/internal/rawstream"
 	"github.com/pgjet/pgjet/collector/internal/replication"
+	"github.com/pgjet/pgjet/collector/internal/resume"
 	"github.com/pgjet/pgjet/collector/internal/snapshot"
 	"github.com/pgjet/pgjet/shared/backoff"
 	"github.com/pgjet/pgjet/shared/natsconn"
@@ -63,6 +65,20 @@ type Config struct {
 
 	// Snapshot: the initial snapshot and backfills.
 	Snapshot SnapshotConfig
+	// ReplicationTimeout bounds a walsender's silence before the session
+	// is made again (see replication.SilentError); 0: the server's
+	// wal_sender_timeout.
+	ReplicationTimeout time.Duration
+	// Heartbeat, when its interval is set, writes heartbeats (see package
+	// heartbeat), counted in HeartbeatStats (nil: not counted).
+	Heartbeat      heartbeat.Config
+	HeartbeatStats *heartbeat.Stats
+	// Failover: make the slot a failover slot (PostgreSQL 17+).
+	Failover bool
+	// TakeOver: write the source even though its last raw record comes
+	// from another slot or database, or a timeline this server does not
+	// descend from (resume.Decide's takeOver).
+	TakeOver bool
 
 	// Probe is told what metrics and readiness report; nil: nothing.
 	Probe Probe
@@ -85,6 +101,9 @@ type Probe interface {
 	Streaming(pub *rawstream.Publisher, stream *replication.Stream)
 	// Reconnected: a session starts again after one ended.
 	Reconnected()
+	// Phantoms: stored records a failover made phantoms (reported once per
+	// session that finds them).
+	Phantoms(*resume.Phantoms)
 }
 
 type noProbe struct{}
@@ -93,6 +112,7 @@ func (noProbe) NATS(*nats.Conn)                                     {}
 func (noProbe) NotReady(string)                                     {}
 func (noProbe) Streaming(*rawstream.Publisher, *replication.Stream) {}
 func (noProbe) Reconnected()                                        {}
+func (noProbe) Phantoms(*resume.Phantoms)                           {}
 
 // Run connects to NATS and runs replication sessions until ctx ends
 // (returning nil, or the last session's error) or an error that needs the
@@ -143,6 +163,9 @@ func Run(ctx context.Context, cfg Config) error {
 			"stream", cfg.RawStream)
 	}
 
+	if err := startWatchers(ctx, cfg, log); err != nil {
+		return err
+	}
 	if cfg.Snapshot.Stats == nil {
 		cfg.Snapshot.Stats = new(snapshot.Stats)
 	}
@@ -157,6 +180,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	s := &session{cfg: cfg, nc: nc, js: js, log: log, probe: pr}
 	wait := backoff.New(time.Second, 30*time.Second)
+	// No server to connect to (a primary down, its standby not promoted
+	// yet): try again often, so that a promotion is followed within
+	// seconds, however long it took.
+	reach := backoff.New(250*time.Millisecond, 2*time.Second)
+	var said string
+	var saidAt time.Time
 	standingBy := false
 	for {
 		began := time.Now()
@@ -164,6 +193,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if ctx.Err() != nil || errors.Is(err, errSnapshotOnly) {
 			return nil
 		}
+		s.noteSilent(err)
 		var busy *pgsetup.SlotBusyError
 		switch {
 		case errors.As(err, &busy) && cfg.Standby:
@@ -185,8 +215,22 @@ func Run(ctx context.Context, cfg Config) error {
 		if time.Since(began) > time.Minute {
 			wait.Reset()
 		}
-		in := wait.Next()
-		log.Warn("replication session ended; reconnecting", "in", in, "err", err)
+		var in time.Duration
+		var restart *restartError
+		switch {
+		case errors.As(err, &restart):
+			in = 100 * time.Millisecond
+		case unreachable(err):
+			in = reach.Next()
+		default:
+			in = wait.Next()
+			reach.Reset()
+		}
+		// While retrying often, the same error is said every 30 s.
+		if msg := err.Error(); msg != said || time.Since(saidAt) > 30*time.Second {
+			log.Warn("replication session ended; reconnecting", "in", in, "err", err)
+			said, saidAt = msg, time.Now()
+		}
 		pr.NotReady(fmt.Sprintf("replication session ended (%v); reconnecting", err))
 		pr.Reconnected()
 		if wait.Sleep(ctx, in) != nil {
@@ -205,6 +249,11 @@ type session struct {
 	log      *slog.Logger
 	probe    Probe
 	streamed bool // some session reached streaming
+	// silentPID is the walsender of the last session, which went silent.
+	silentPID uint32
+	watching  bool // the publication watch runs
+	// source is what the current session reads (set once it knows).
+	source wire.Source
 }
 
 func (s *session) run(ctx context.Context) error {
@@ -217,11 +266,19 @@ func (s *session) run(ctx context.Context) error {
 	if err := pgsetup.CheckServer(ctx, pgc); err != nil {
 		return err
 	}
-	if err := pgsetup.EnsurePublication(ctx, pgc, pgsetup.Config{Slot: cfg.Slot, Publication: cfg.Publication, Tables: cfg.Tables}, log); err != nil {
+	standby, err := pgsetup.CheckStandby(ctx, pgc)
+	if err != nil {
 		return err
 	}
+	if err := pgsetup.EnsurePublication(ctx, pgc, pgsetup.Config{Slot: cfg.Slot, Publication: cfg.Publication, Tables: cfg.Tables}, log); err != nil {
+		if standby {
+			return fmt.Errorf("%w (the server is a standby: create or alter the publication on the primary)", err)
+		}
+		return err
+	}
+	s.watchPublication(ctx, pgc)
 
-	repl, err := ConnectReplication(ctx, cfg.DSN)
+	repl, err := ConnectReplication(ctx, cfg.DSN, log)
 	if err != nil {
 		return err
 	}
@@ -235,44 +292,74 @@ func (s *session) run(ctx context.Context) error {
 		return fmt.Errorf("identify system: system id %q: %w", sys.SystemID, err)
 	}
 
-	// A slot that is gone while the raw stream has records of this
-	// database must not be recreated silently: that would skip changes.
-	last, ok, err := s.lastStored(ctx, sysID)
-	if err != nil {
-		return err
-	}
-	var missing *pgsetup.SlotMissingError
-	if ok && !cfg.RecreateSlot {
-		missing = &pgsetup.SlotMissingError{Slot: cfg.Slot, Source: cfg.Source, Last: pglogrepl.LSN(last.CommitLSN).String()}
-	}
 	src := wire.Source{Name: cfg.Source, SystemID: sysID, Timeline: sys.Timeline, Database: sys.DBName, Slot: cfg.Slot}
-	plan, err := s.prepareSnapshot(ctx, pgc, repl, src, missing == nil)
+	s.source = src
+	history, err := TimelineHistory(ctx, repl, sys.Timeline)
 	if err != nil {
 		return err
 	}
-	slot, err := pgsetup.EnsureSlot(ctx, pgc, repl, cfg.Slot, missing, pgsetup.CreateOptions{ExportSnapshot: plan.tables != nil}, log)
+	// Whose records the raw stream holds of this source, before touching
+	// the slot: a collector that is not the source's writer takes no slot.
+	last, plan, err := s.resumePlan(ctx, src, history)
 	if err != nil {
 		return err
 	}
-	held, err := s.initialSnapshot(ctx, plan, slot, repl, src)
+	// A slot that is gone while the raw stream has records read from it
+	// must not be recreated silently: that would skip changes.
+	var missing *pgsetup.SlotMissingError
+	if last != nil && plan.SameWriter && !cfg.RecreateSlot {
+		missing = &pgsetup.SlotMissingError{Slot: cfg.Slot, Source: cfg.Source, Last: pglogrepl.LSN(last.Pos.CommitLSN).String()}
+	}
+	if err := pgsetup.CheckFailover(ctx, pgc, cfg.Failover); err != nil {
+		return err
+	}
+	var lastSeq uint64
+	if last != nil {
+		lastSeq = last.Seq
+	}
+	snap, err := s.prepareSnapshot(ctx, pgc, repl, src, missing == nil, lastSeq)
+	if err != nil {
+		return err
+	}
+	slot, err := pgsetup.EnsureSlot(ctx, pgc, repl, cfg.Slot, missing, pgsetup.CreateOptions{ExportSnapshot: snap.tables != nil}, log)
+	if err != nil {
+		return s.releaseStale(ctx, pgc, err)
+	}
+	// On the replication connection, once an exported snapshot is imported.
+	setFailover := func(ctx context.Context) error {
+		if !cfg.Failover {
+			return nil
+		}
+		return pgsetup.SetFailover(ctx, pgc, repl, cfg.Slot, log)
+	}
+	held, err := s.initialSnapshot(ctx, snap, slot, repl, src, setFailover)
 	if err != nil {
 		return err
 	}
 	if !held {
+		if err := setFailover(ctx); err != nil {
+			return err
+		}
 		if err := replication.Start(ctx, repl, cfg.Slot, cfg.Publication); err != nil {
 			return err
 		}
 	}
-	// The slot is ours now: no other collector writes this source, so the
-	// last stored record is final. Read it again, after the takeover.
-	last, ok, err = s.lastStored(ctx, sysID)
+	// The slot is ours now: no other session of it writes this source, so
+	// the last stored record is final. Read it again, after the takeover.
+	last, plan, err = s.resumePlan(ctx, src, history)
 	if err != nil {
 		return err
 	}
-
+	for _, w := range plan.Warnings {
+		log.Warn(w)
+	}
+	lastSeq = 0
+	if last != nil {
+		lastSeq = last.Seq
+	}
 	maxMsg := s.maxMessage()
 	cp := checkpoint.New(slot.ConfirmedFlush)
-	pub := s.publisher(src, cp)
+	pub := s.publisher(src, cp, lastSeq)
 	var stream *replication.Stream
 	dec := pgoutput.New(func(ctx context.Context, f *pgoutput.Fragment) error { return stream.Emit(ctx, f) },
 		func(ctx context.Context, oid uint32) (pgtypes.Type, error) {
@@ -280,21 +367,30 @@ func (s *session) run(ctx context.Context) error {
 		},
 		min(maxMsg, cfg.MaxMessage/2))
 	stream = replication.New(repl, dec, pub, cp, log)
-	if ok {
-		dec.SkipThrough(last)
-		log.Info("resuming after the last stored record", "commit_lsn", pglogrepl.LSN(last.CommitLSN), "change", last.Change, "piece_byte", last.Piece, "final", last.Final)
-	} else {
+	stream.Timeout = s.replicationTimeout(ctx, pgc)
+	switch {
+	case plan.Phantoms != nil:
+		dec.SkipThrough(plan.Skip)
+		if err := s.reportPhantoms(ctx, pub, plan.Phantoms); err != nil {
+			return err
+		}
+	case plan.SkipSet:
+		dec.SkipThrough(plan.Skip)
+		log.Info("resuming after the last stored record", "commit_lsn", pglogrepl.LSN(plan.Skip.CommitLSN), "change", plan.Skip.Change, "piece_byte", plan.Skip.Piece, "final", plan.Skip.Final)
+	case last != nil:
+		log.Info("resuming from the slot's position: the stored records' positions do not compare with this server's")
+	default:
 		log.Info("no earlier records of this source in the raw stream")
 	}
 	log.Info("streaming", "slot", cfg.Slot, "publication", cfg.Publication, "confirmed_flush", pglogrepl.LSN(slot.ConfirmedFlush),
-		"raw_subject", wire.RawSubject(cfg.Source), "system_id", sysID, "timeline", sys.Timeline)
-	s.streamed = true
+		"raw_subject", wire.RawSubject(cfg.Source), "system_id", sysID, "timeline", sys.Timeline, "standby", standby)
+	s.streamed, s.silentPID = true, 0
 	s.probe.Streaming(pub, stream)
 
 	pubCtx, stopPub := context.WithCancel(context.Background())
 	defer stopPub()
 	pubErr := make(chan error, 1)
-	go func() { pubErr <- pub.Run(pubCtx) }()
+	go func() { pubErr <- s.publishError(pub.Run(pubCtx)) }()
 	streamCtx, stopStream := context.WithCancel(ctx)
 	defer stopStream()
 	go func() {
@@ -305,11 +401,13 @@ func (s *session) run(ctx context.Context) error {
 		}
 	}()
 	go logStats(streamCtx, pub, log)
-	if err := closeInterrupted(ctx, pub, plan, last); err != nil {
-		return err
+	if last != nil {
+		if err := closeInterrupted(ctx, pub, snap, last.Pos); err != nil {
+			return err
+		}
 	}
 	backfillErr := make(chan error, 1)
-	backfillsStopped := s.startBackfills(streamCtx, plan, dec, backfillErr)
+	backfillsStopped := s.startBackfills(streamCtx, snap, dec, backfillErr)
 	defer backfillsStopped()
 	go func() {
 		// So does a backfill engine that cannot go on.
@@ -355,12 +453,14 @@ func (s *session) run(ctx context.Context) error {
 func (s *session) maxMessage() int { return min(int(s.nc.MaxPayload())-64<<10, s.cfg.MaxMessage) }
 
 // publisher returns a publisher of the source's raw records whose acks
-// advance cp.
-func (s *session) publisher(src wire.Source, cp *checkpoint.Checkpoint) *rawstream.Publisher {
+// advance cp, expecting the subject to end at sequence lastSeq.
+func (s *session) publisher(src wire.Source, cp *checkpoint.Checkpoint, lastSeq uint64) *rawstream.Publisher {
 	cfg := s.cfg
 	return rawstream.NewPublisher(s.js, rawstream.PublisherConfig{
+		Stream:            cfg.RawStream,
 		Subject:           wire.RawSubject(cfg.Source),
 		Source:            src,
+		LastSeq:           lastSeq,
 		MaxMessageBytes:   s.maxMessage(),
 		MaxMessageChanges: cfg.MaxChanges,
 		MaxQueueBytes:     cfg.MaxQueue,
@@ -371,23 +471,6 @@ func (s *session) publisher(src wire.Source, cp *checkpoint.Checkpoint) *rawstre
 		PublishLatency:    cfg.PublishLatency,
 		Log:               s.log,
 	})
-}
-
-// lastStored is the position of the last raw record of this source from
-// this database.
-func (s *session) lastStored(ctx context.Context, sysID uint64) (wire.Position, bool, error) {
-	last, stored, ok, err := rawstream.LastPosition(ctx, s.js, s.cfg.RawStream, s.cfg.Source)
-	if err != nil || !ok {
-		return last, false, err
-	}
-	if stored.SystemID != sysID {
-		// A different database under the same source name: its positions
-		// say nothing about this one's.
-		s.log.Warn("raw stream's last record of this source comes from another database (system id differs): not skipping by position",
-			"stored_system_id", stored.SystemID, "system_id", sysID)
-		return last, false, nil
-	}
-	return last, true, nil
 }
 
 func connectNATS(ctx context.Context, cfg Config, log *slog.Logger) (*nats.Conn, func(), error) {

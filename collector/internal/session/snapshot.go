@@ -62,6 +62,9 @@ type snapshotPlan struct {
 	// closed before the slot streams, and a backfill goes on from where it
 	// got.
 	interrupted uint64
+	// lastSeq is the raw stream's last sequence when the session started:
+	// the initial snapshot's own publisher stores after it.
+	lastSeq uint64
 }
 
 // prepareSnapshot opens the progress bucket, reads the session settings
@@ -71,7 +74,7 @@ type snapshotPlan struct {
 // and may be created) will export one, whose tables are described now,
 // before the slot exists, so that a table that cannot be snapshotted stops
 // the collector before anything is created.
-func (s *session) prepareSnapshot(ctx context.Context, pgc *pgx.Conn, repl *pgconn.PgConn, src wire.Source, creating bool) (*snapshotPlan, error) {
+func (s *session) prepareSnapshot(ctx context.Context, pgc *pgx.Conn, repl *pgconn.PgConn, src wire.Source, creating bool, lastSeq uint64) (*snapshotPlan, error) {
 	cfg := s.cfg.Snapshot
 	settings, err := snapshot.ReadSettings(ctx, repl)
 	if err != nil {
@@ -81,7 +84,7 @@ func (s *session) prepareSnapshot(ctx context.Context, pgc *pgx.Conn, repl *pgco
 	if err != nil {
 		return nil, err
 	}
-	plan := &snapshotPlan{store: store, settings: settings}
+	plan := &snapshotPlan{store: store, settings: settings, lastSeq: lastSeq}
 	if cfg.Mode == snapshot.ModeInitialOnly {
 		if err := s.initialOnly(ctx, pgc, repl, plan, src); err != nil {
 			return nil, err
@@ -148,11 +151,11 @@ func tableNames(tables []*snapshot.Table) []string {
 // initialSnapshot takes the initial snapshot of a slot created now with
 // its exported snapshot, before the slot streams: the reads go at the
 // slot's consistent point - 1, before every change it streams. Once every
-// reader has imported the snapshot, replication starts on repl, so that no
-// other collector takes the slot meanwhile; what the server sends waits
-// unread until the reads are stored. held reports whether replication was
-// started.
-func (s *session) initialSnapshot(ctx context.Context, plan *snapshotPlan, slot pgsetup.Slot, repl *pgconn.PgConn, src wire.Source) (held bool, err error) {
+// reader has imported the snapshot, beforeStart runs (nil: nothing) and
+// replication starts on repl, so that no other collector takes the slot
+// meanwhile; what the server sends waits unread until the reads are
+// stored. held reports whether replication was started.
+func (s *session) initialSnapshot(ctx context.Context, plan *snapshotPlan, slot pgsetup.Slot, repl *pgconn.PgConn, src wire.Source, beforeStart func(context.Context) error) (held bool, err error) {
 	if plan.tables == nil || !slot.Created || slot.Snapshot == "" {
 		return false, nil
 	}
@@ -164,6 +167,11 @@ func (s *session) initialSnapshot(ctx context.Context, plan *snapshotPlan, slot 
 		}
 	}()
 	hold := func(ctx context.Context) error {
+		if beforeStart != nil {
+			if err := beforeStart(ctx); err != nil {
+				return err
+			}
+		}
 		if err := replication.Start(ctx, repl, s.cfg.Slot, s.cfg.Publication); err != nil {
 			return err
 		}
@@ -215,7 +223,7 @@ func (s *session) readInitial(ctx context.Context, plan *snapshotPlan, exported 
 
 	// A publisher of its own: reads confirm nothing to Postgres.
 	maxMsg := s.maxMessage()
-	pub := s.publisher(src, checkpoint.New(0))
+	pub := s.publisher(src, checkpoint.New(0), plan.lastSeq)
 	pubCtx, stopPub := context.WithCancel(context.Background())
 	defer stopPub()
 	pubErr := make(chan error, 1)
