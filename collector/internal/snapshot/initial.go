@@ -293,9 +293,11 @@ func (s *sequencer) write(ctx context.Context, c *Chunk, first bool, at time.Tim
 		s.progress.EndTable(c.Table.String(), nil)
 	}
 	if s.held != nil {
+		// The snapshot's last row when this table, the last to end, is
+		// empty.
 		h := s.held
 		s.held = nil
-		if err := s.emitHeld(ctx, h, false); err != nil {
+		if err := s.emitHeld(ctx, h, s.remaining == 0 && keep == nil); err != nil {
 			return err
 		}
 	}

@@ -176,3 +176,36 @@ func TestSequencerMarks(t *testing.T) {
 		t.Errorf("progress of a: %+v", a)
 	}
 }
+
+// The last table to end is empty: the row held before it is the
+// snapshot's last, and closes the transaction (before, the transaction of
+// reads was left open: no last mark, no final fragment).
+func TestSequencerEmptyTableLast(t *testing.T) {
+	var c collect
+	ta := &Table{Schema: "public", Name: "a", Rel: testRel, Key: []int{0}}
+	tb := &Table{Schema: "public", Name: "b", Rel: testRel, Key: []int{0}}
+	job := NewJob(InitialID, "app", KindInitial, "initial", []string{"public.a", "public.b"}, nil)
+	p := NewProgress(nil, job, 0, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	seq := &sequencer{w: NewTxWriter(c.emit, 1<<20, 7, wire.Snapshot{Kind: wire.SnapshotInitial}), remaining: 2, progress: p}
+	ctx, now := context.Background(), time.Now()
+	if err := seq.write(ctx, &Chunk{Table: ta, Rows: [][]wire.Value{row("1", "a"), row("2", "a")}}, true, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := seq.write(ctx, &Chunk{Table: tb}, true, now); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.frags) == 0 {
+		t.Fatal("nothing written")
+	}
+	f := c.frags[len(c.frags)-1]
+	want := wire.SnapshotLastInTable | wire.SnapshotLast
+	if !f.Tx.Final || f.Tx.Snapshot.Marks&want != want || string(f.Tx.Changes[len(f.Tx.Changes)-1].New[0].Data) != "2" {
+		t.Fatalf("last fragment: final %v marks %b changes %d, want the final fragment ending with a2 marked last", f.Tx.Final, f.Tx.Snapshot.Marks, len(f.Tx.Changes))
+	}
+	c.store()
+	for _, tp := range p.Job().Tables {
+		if tp.State != StateDone {
+			t.Errorf("%s %s after every row is stored", tp.Table, tp.State)
+		}
+	}
+}
