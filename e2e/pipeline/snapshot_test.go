@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/e2e/check"
 	"github.com/pgjet/pgjet/e2e/harness"
+	"github.com/pgjet/pgjet/shared/wire"
 )
 
 // twoSinks is a pipeline with two routes on table t: sink a (native, stream
@@ -317,4 +318,86 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Invariant (one writer per source, with initial snapshots): two
+// collectors of two slots given one source id, started at once on an empty
+// raw stream, each with rows to snapshot: one of them stores its snapshot
+// and streams, the other stops with the one-writer line, whether it met the
+// other's snapshot job (one per source id), the other's records as it
+// published, or found them once its own snapshot was stored. Nothing of the
+// refused one is in the raw stream.
+func TestTwoWritersSnapshotAtOnce(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE a (id int PRIMARY KEY, v text); INSERT INTO a SELECT g, 'a' || g FROM generate_series(1, 3000) g;
+		CREATE TABLE b (id int PRIMARY KEY, v text); INSERT INTO b SELECT g, 'b' || g FROM generate_series(1, 3000) g;`)
+	start := func(name, table string) *harness.Proc {
+		return harness.StartProcess(t, "pgjet-collector", []string{"--dsn", e.pg.DSN(""), "--slot", name, "--publication", name,
+			"--tables", table, "--nats", e.nats.URL(), "--source", "shared", "--snapshot-chunk-rows", "200"}, nil)
+	}
+	pa, pb := start("writer_a", "public.a"), start("writer_b", "public.b")
+	deadline := time.Now().Add(time.Minute)
+	for !pa.Exited() && !pb.Exited() {
+		if time.Now().After(deadline) {
+			t.Fatalf("two collectors wrote source shared, neither stopped:\nA:\n%s\nB:\n%s", tailLines(pa.Log(), 10), tailLines(pb.Log(), 10))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	loser, winner, winnerSlot := pa, pb, "writer_b"
+	if pb.Exited() {
+		loser, winner, winnerSlot = pb, pa, "writer_a"
+	}
+	line := strings.TrimSpace(tailLines(loser.Log(), 1))
+	if loser.Wait() == nil || !strings.Contains(line, "written by another collector") || !strings.Contains(line, `slot "`+winnerSlot+`"`) {
+		t.Fatalf("the refused collector: exit %v, last line %q, want the one-writer line naming slot %s\n%s", loser.Wait(), line, winnerSlot, loser.Log())
+	}
+	t.Logf("refused: %s", line)
+	if !winner.WaitForLog("msg=streaming", 30*time.Second) || winner.Exited() {
+		t.Fatalf("the other collector does not stream:\n%s", winner.Log())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, js := e.nats.Connect(t)
+	raw := readRaw(ctx, t, js, "pgjet.raw.shared")
+	slots := map[string]int{}
+	reads := 0
+	for _, m := range raw {
+		slots[m.Source.Slot]++
+		for _, tx := range m.Txs {
+			reads += len(tx.Changes)
+		}
+	}
+	if len(slots) != 1 || slots[winnerSlot] == 0 || reads != 3000 {
+		t.Fatalf("raw stream: records by slot %v, %d reads; want only %s's, its 3000 rows", slots, reads, winnerSlot)
+	}
+}
+
+// readRaw decodes every raw record of subject.
+func readRaw(ctx context.Context, t *testing.T, js jetstream.JetStream, subject string) []wire.Message {
+	t.Helper()
+	s, err := js.Stream(ctx, "PGJET_RAW")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := info.State.Subjects[subject]
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []wire.Message
+	for uint64(len(out)) < n {
+		msg, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatalf("raw stream: %v", err)
+		}
+		var m wire.Message
+		if err := wire.Unmarshal(msg.Data(), &m); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m)
+	}
+	return out
 }

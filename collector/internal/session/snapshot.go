@@ -16,6 +16,7 @@ import (
 	"github.com/pgjet/pgjet/collector/internal/pgsetup"
 	"github.com/pgjet/pgjet/collector/internal/rawstream"
 	"github.com/pgjet/pgjet/collector/internal/replication"
+	"github.com/pgjet/pgjet/collector/internal/resume"
 	"github.com/pgjet/pgjet/collector/internal/snapshot"
 	"github.com/pgjet/pgjet/shared/pgtypes"
 	"github.com/pgjet/pgjet/shared/wire"
@@ -95,7 +96,7 @@ func (s *session) prepareSnapshot(ctx context.Context, pgc *pgx.Conn, repl *pgco
 	if err := pgc.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)", s.cfg.Slot).Scan(&exists); err != nil {
 		return nil, fmt.Errorf("look up replication slot %s: %w", s.cfg.Slot, err)
 	}
-	job, _, err := store.Get(ctx, snapshot.InitialID)
+	job, jobRev, err := store.Get(ctx, snapshot.InitialID)
 	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, err
 	}
@@ -121,10 +122,27 @@ func (s *session) prepareSnapshot(ctx context.Context, pgc *pgx.Conn, repl *pgco
 	// snapshot is done, the next one finds the job and goes on with it.
 	j := snapshot.NewJob(snapshot.InitialID, s.cfg.Source, snapshot.KindInitial, "initial", tableNames(plan.tables), nil)
 	j.Slot, j.ChunkRows = s.cfg.Slot, cfg.ChunkRows
-	if _, err := store.Put(ctx, j); err != nil {
-		return nil, fmt.Errorf("record the initial snapshot: %w", err)
+	if job == nil {
+		_, err = store.Create(ctx, j)
+	} else {
+		_, err = store.Update(ctx, j, jobRev)
+	}
+	if err != nil {
+		return nil, s.snapshotTaken(ctx, store, fmt.Errorf("record the initial snapshot: %w", err))
 	}
 	return plan, nil
+}
+
+// snapshotTaken is err, a failed write of the initial snapshot's job, or,
+// when the job names another slot now, the one-writer refusal: another
+// collector of the same source id wrote it meanwhile.
+func (s *session) snapshotTaken(ctx context.Context, store *snapshot.Store, err error) error {
+	job, _, gerr := store.Get(ctx, snapshot.InitialID)
+	if gerr != nil || job.Slot == s.cfg.Slot {
+		return err
+	}
+	return fmt.Errorf("source %q is written by another collector: slot %q takes its initial snapshot, this collector reads slot %q; a source id has exactly one writer: give this collector its own --source (e.g. --source %s_%s), or, if it replaces the other one (slot renamed, database restored or upgraded into a new cluster), start it once with %s",
+		s.cfg.Source, job.Slot, s.cfg.Slot, s.cfg.Source, s.cfg.Slot, resume.TakeOverFlag)
 }
 
 // describe loads the tables to snapshot (all published when names is
@@ -195,9 +213,15 @@ func (s *session) readInitial(ctx context.Context, plan *snapshotPlan, exported 
 	if err != nil {
 		return fmt.Errorf("read the initial snapshot's job: %w", err)
 	}
+	if slotName != "" && job.Slot != slotName {
+		return s.snapshotTaken(ctx, store, fmt.Errorf("the initial snapshot's job names slot %q", job.Slot))
+	}
 	now := time.Now().UTC()
 	job.State, job.Started, job.Position, job.Slot = snapshot.StateRunning, &now, cp-1, slotName
 	if rev, err = store.Update(ctx, job, rev); err != nil {
+		if slotName != "" {
+			return s.snapshotTaken(ctx, store, fmt.Errorf("record the initial snapshot: %w", err))
+		}
 		return fmt.Errorf("record the initial snapshot: %w", err)
 	}
 	stats := cfg.Stats
@@ -227,7 +251,8 @@ func (s *session) readInitial(ctx context.Context, plan *snapshotPlan, exported 
 	pubCtx, stopPub := context.WithCancel(context.Background())
 	defer stopPub()
 	pubErr := make(chan error, 1)
-	go func() { pubErr <- pub.Run(pubCtx) }()
+	// Another writer's record on the subject: the one-writer refusal.
+	go func() { pubErr <- s.publishError(pub.Run(pubCtx)) }()
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -265,6 +290,10 @@ func (s *session) readInitial(ctx context.Context, plan *snapshotPlan, exported 
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		var writer *resume.WriterError
+		if errors.As(err, &writer) {
+			return err
 		}
 		return fmt.Errorf("initial snapshot: %w", err)
 	}
