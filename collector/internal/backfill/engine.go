@@ -22,7 +22,16 @@ import (
 type Config struct {
 	// DSN of the engine's own connection: it writes the watermarks and
 	// reads the chunks.
-	DSN         string
+	DSN string
+	// Primary, when DSN is a standby, is the DSN of its primary, where the
+	// watermarks are written (a standby cannot write). Chunks are still
+	// read on the standby, whose stream the tracker follows: a transaction
+	// decoded before the tracker watched the table is replayed there, so
+	// visible to the chunk's snapshot, and any decoded later is judged by
+	// its visibility; the standby need not catch up with the low watermark
+	// (a standby applying late, recovery_min_apply_delay, slows nothing).
+	// Without Primary, a backfill from a standby is refused.
+	Primary     string
 	Publication string
 	// Settings are the replication connection's (snapshot.Settings).
 	Settings  snapshot.Settings
@@ -47,7 +56,13 @@ type Config struct {
 type Engine struct {
 	cfg  Config
 	conn *pgx.Conn
-	log  *slog.Logger
+	// wconn writes the watermarks: conn, or the primary's when conn is a
+	// standby's (standby set).
+	wconn   *pgx.Conn
+	standby bool
+	// refuse, when set, fails every job: a standby without a primary.
+	refuse error
+	log    *slog.Logger
 	// run names this run's chunks: watermarks of an earlier run that the
 	// stream replays match nothing.
 	run string
@@ -81,7 +96,22 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err := e.cfg.Settings.Apply(ctx, conn); err != nil {
 		return fmt.Errorf("backfill: %w", err)
 	}
-	e.conn = conn
+	e.conn, e.wconn = conn, conn
+	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&e.standby); err != nil {
+		return fmt.Errorf("backfill: %w", err)
+	}
+	if e.standby {
+		if e.cfg.Primary == "" {
+			e.refuse = errors.New("the collector decodes from a standby, which cannot write a backfill's watermarks: give --heartbeat-dsn (spec.source.config.heartbeat.dsn) naming the primary")
+		} else {
+			w, err := pgx.Connect(ctx, e.cfg.Primary)
+			if err != nil {
+				return fmt.Errorf("backfill: connect to the primary: %w", err)
+			}
+			defer w.Close(context.Background())
+			e.wconn = w
+		}
+	}
 	if err := e.cfg.Store.Forget(ctx, time.Now().Add(-forgetAfter)); err != nil && ctx.Err() == nil {
 		e.log.Warn("could not forget old snapshot jobs", "err", err)
 	}
@@ -246,6 +276,9 @@ func (e *Engine) runJob(ctx context.Context, j *snapshot.Job) error {
 
 	var failed []string
 	for _, name := range names {
+		if e.refuse != nil {
+			refused[name] = e.refuse
+		}
 		if err, ok := refused[name]; ok {
 			if tp := j.Table(name); tp != nil && tp.Rows > 0 && snapshot.IsNoKey(err) {
 				err = fmt.Errorf("%d rows were stored before the collector stopped, the rest cannot be read: %w", tp.Rows, err)
@@ -256,6 +289,9 @@ func (e *Engine) runJob(ctx context.Context, j *snapshot.Job) error {
 		}
 	}
 	for _, t := range tables {
+		if e.refuse != nil {
+			break
+		}
 		err := e.runTable(ctx, j, t, p)
 		switch {
 		case errors.Is(err, errCancelled):
@@ -420,7 +456,7 @@ func (e *Engine) readOnce(ctx context.Context, t *snapshot.Table, after []wire.V
 // watermark writes a watermark of chunk id into the WAL, in a transaction
 // of its own.
 func (e *Engine) watermark(ctx context.Context, id, mark string) error {
-	if _, err := e.conn.Exec(ctx, "SELECT pg_logical_emit_message(true, $1, $2)", WatermarkPrefix, id+" "+mark); err != nil {
+	if _, err := e.wconn.Exec(ctx, "SELECT pg_logical_emit_message(true, $1, $2)", WatermarkPrefix, id+" "+mark); err != nil {
 		return fmt.Errorf("backfill: write %s watermark: %w", mark, err)
 	}
 	return nil

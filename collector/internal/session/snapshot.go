@@ -391,7 +391,7 @@ func (s *session) startBackfills(ctx context.Context, plan *snapshotPlan, dec *p
 	}
 	dec.Observe(tracker)
 	eng := backfill.New(backfill.Config{
-		DSN: s.cfg.DSN, Publication: s.cfg.Publication, Settings: plan.settings, ChunkRows: cfg.ChunkRows,
+		DSN: s.cfg.DSN, Primary: s.cfg.Heartbeat.DSN, Publication: s.cfg.Publication, Settings: plan.settings, ChunkRows: cfg.ChunkRows,
 		Store: plan.store, Tracker: tracker, Stats: cfg.Stats, Auto: cfg.Auto, AutoEvery: cfg.AutoEvery, Log: s.log,
 		Resolve: pgtypes.Resolve,
 	})
