@@ -9,7 +9,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/nats-io/nats.go"
 	"github.com/pgjet/pgjet/router/internal/subject"
 	"github.com/pgjet/pgjet/router/internal/value"
 	"github.com/pgjet/pgjet/shared/wire"
@@ -449,9 +448,9 @@ func (c *CloudEvents) appendData(b []byte, e *Event) ([]byte, error) {
 // Header returns a header for the message of e, which Append rendered
 // without error, with room for the two headers the caller adds
 // (Nats-Msg-Id, Nats-Expected-Stream).
-func (c *CloudEvents) Header(e *Event) nats.Header {
+func (c *CloudEvents) Header(e *Event) Header {
 	if !c.binary {
-		h := make(nats.Header, 3)
+		h := make(Header, 3)
 		h["Content-Type"] = structuredHeader
 		return h
 	}
@@ -474,7 +473,7 @@ func (c *CloudEvents) Header(e *Event) nats.Header {
 			v[i+1] = headerValue(s.of(c.scratch))
 		}
 	}
-	h := make(nats.Header, 13)
+	h := make(Header, 13)
 	h["ce-specversion"] = specVersionHeader
 	h["ce-id"] = v[0:1:1]
 	h["ce-source"] = c.sourceFor(e).header

@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/pgjet/pgjet/router/internal/value"
 	"github.com/pgjet/pgjet/shared/wire"
 )
@@ -177,8 +175,8 @@ func (d *Debezium) Append(b []byte, e *Event) ([]byte, error) {
 
 // Header returns Content-Type and the key header (absent for a null key:
 // a table without replica identity, a truncate).
-func (d *Debezium) Header(e *Event) nats.Header {
-	h := make(nats.Header, 4)
+func (d *Debezium) Header(e *Event) Header {
+	h := make(Header, 4)
 	h["Content-Type"] = debeziumContentType
 	if e.Kind != KindChange || d.keyChange != e.Change || d.keyRel != e.Rel {
 		// Not the event Append rendered last: render its key now.
@@ -659,9 +657,9 @@ const (
 // Tombstone returns the headers of the tombstone that follows e, a delete
 // Append and Header rendered last, and false when none does: the setting
 // is off, or the table has no key.
-func (d *Debezium) Tombstone(e *Event) (nats.Header, bool) {
+func (d *Debezium) Tombstone(e *Event) (Header, bool) {
 	if !d.tombstones || e.Kind != KindChange || e.Change.Op != wire.OpDelete || !d.hasKey || d.keyChange != e.Change {
 		return nil, false
 	}
-	return nats.Header{d.keyHeader: {string(d.key)}}, true
+	return Header{d.keyHeader: {string(d.key)}}, true
 }

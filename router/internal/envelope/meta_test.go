@@ -56,7 +56,7 @@ func TestMetaEvents(t *testing.T) {
 					h := r.Header(ev)
 					var e *event.Event
 					if mode == "binary" {
-						e, err = binding.ToEvent(context.Background(), cejs.NewMessage(&nats.Msg{Header: h, Data: body}))
+						e, err = binding.ToEvent(context.Background(), cejs.NewMessage(&nats.Msg{Header: nats.Header(h), Data: body}))
 					} else {
 						e = new(event.Event)
 						err = e.UnmarshalJSON(body)

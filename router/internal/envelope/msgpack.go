@@ -9,8 +9,6 @@ import (
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
-
-	"github.com/nats-io/nats.go"
 )
 
 // msgpackContentType is MessagePack's media type as IANA registered it
@@ -62,7 +60,7 @@ func (m *msgpackRenderer) Append(b []byte, e *Event) ([]byte, error) {
 	return out, nil
 }
 
-func (m *msgpackRenderer) Header(e *Event) nats.Header {
+func (m *msgpackRenderer) Header(e *Event) Header {
 	h := m.json.Header(e)
 	h["Content-Type"] = msgpackContentType
 	return h

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nats-io/nats.go"
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
@@ -578,7 +577,7 @@ var jsonContentType = []string{"application/json"}
 // what adding one would cost.
 type contentTyped struct{ *Native }
 
-func (c contentTyped) Header(e *Event) nats.Header {
+func (c contentTyped) Header(e *Event) Header {
 	h := c.Native.Header(e)
 	h["Content-Type"] = jsonContentType
 	return h

@@ -9,7 +9,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/nats-io/nats.go"
 	"github.com/pgjet/pgjet/router/internal/value"
 	"github.com/pgjet/pgjet/shared/wire"
 )
@@ -87,8 +86,8 @@ func (n *Native) Append(b []byte, e *Event) ([]byte, error) {
 // Header returns a header for e's message with room for the two headers the
 // caller adds (Nats-Msg-Id, Nats-Expected-Stream): the native envelope has
 // none of its own.
-func (n *Native) Header(*Event) nats.Header {
-	return make(nats.Header, 2)
+func (n *Native) Header(*Event) Header {
+	return make(Header, 2)
 }
 
 // Document appends e as one JSON document for printing: its body, which

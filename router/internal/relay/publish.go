@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/shared/backoff"
 )
@@ -48,7 +49,7 @@ func (r *Relay) publishAll(ctx context.Context, rec *record, from int) error {
 	if r.cfg.Stream == "" {
 		return nil // a route that only prints
 	}
-	raw, outs := rec.msg, rec.b.outs[from:]
+	raw, msgs := rec.msg, rec.b.msgs[from:]
 	if r.cfg.PublishLatency != nil && rec.sent.IsZero() {
 		rec.sent = time.Now()
 	}
@@ -73,7 +74,7 @@ func (r *Relay) publishAll(ctx context.Context, rec *record, from int) error {
 			return fmt.Errorf("%w: republishing raw record %d %s after it was taken could store events twice (output duplicate window %s)",
 				errResync, rec.seq, time.Since(rec.start).Round(time.Millisecond), r.dupWindow)
 		}
-		n, err := r.publishFrom(ctx, outs[done:], inProgress)
+		n, err := r.publishFrom(ctx, msgs[done:], inProgress)
 		done += n
 		if err == nil {
 			if r.cfg.PublishLatency != nil {
@@ -88,7 +89,7 @@ func (r *Relay) publishAll(ctx context.Context, rec *record, from int) error {
 		r.stats.retries.Add(1)
 		in := retry.Next()
 		r.log.Warn("publishing to the output stream failed; republishing", "err", err, "stream", r.cfg.Stream,
-			"attempt", attempt, "stored", done, "events", len(outs), "retry_in", in)
+			"attempt", attempt, "stored", done, "events", len(msgs), "retry_in", in)
 		if err := retry.Sleep(ctx, in); err != nil {
 			return err
 		}
@@ -96,11 +97,11 @@ func (r *Relay) publishAll(ctx context.Context, rec *record, from int) error {
 	}
 }
 
-// publishFrom publishes outs asynchronously, at most window awaiting an ack,
+// publishFrom publishes msgs asynchronously, at most window awaiting an ack,
 // and waits for the acks in order. It returns how many leading messages are
 // known to be stored. progress is called after every ack.
-func (r *Relay) publishFrom(ctx context.Context, outs []out, progress func()) (int, error) {
-	futs := make([]jetstream.PubAckFuture, 0, min(len(outs), window))
+func (r *Relay) publishFrom(ctx context.Context, msgs []nats.Msg, progress func()) (int, error) {
+	futs := make([]jetstream.PubAckFuture, 0, min(len(msgs), window))
 	acked := 0
 	timer := time.NewTimer(r.cfg.PublishTimeout)
 	defer timer.Stop()
@@ -117,7 +118,7 @@ func (r *Relay) publishFrom(ctx context.Context, outs []out, progress func()) (i
 		return nil
 	}
 	epoch := r.connEpoch()
-	for i := range outs {
+	for i := range msgs {
 		if len(futs) >= window {
 			if err := waitOne(); err != nil {
 				return acked, err
@@ -131,9 +132,9 @@ func (r *Relay) publishFrom(ctx context.Context, outs []out, progress func()) (i
 			}
 			epoch = e // everything sent before was stored: go on
 		}
-		f, err := r.out.PublishMsgAsync(outs[i].msg)
+		f, err := r.out.PublishMsgAsync(&msgs[i])
 		if err != nil {
-			return acked, fmt.Errorf("publish %s: %w", outs[i].msg.Subject, err)
+			return acked, fmt.Errorf("publish %s: %w", msgs[i].Subject, err)
 		}
 		futs = append(futs, f)
 	}

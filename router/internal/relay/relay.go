@@ -1,10 +1,17 @@
-// Package relay is the router's pipeline. It reads raw records from the raw
-// stream with a durable consumer, in stream order (a few in flight, see
-// pipeline.go), renders every change as an event (a native envelope or a
-// CloudEvent), publishes the events to the output stream with deterministic
-// Nats-Msg-Ids, and acknowledges a raw record only once every event of it is
-// stored. A crash at any point therefore leads to a redelivery whose events
-// the output stream deduplicates.
+// Package relay moves one route's events from the raw stream to its output
+// stream: the I/O around package render. It reads raw records with a
+// durable consumer, in stream order, a few in flight (window.go), has each
+// rendered, publishes its messages with their deterministic Nats-Msg-Ids
+// (publish.go), and acknowledges a raw record only once every message of
+// it is stored. A crash at any point therefore leads to a redelivery whose
+// events the output stream deduplicates.
+//
+// One raw record's way: window.go takes it from the consumer; take (this
+// file) decodes it, puts a change in pieces together (pieces.go), counts a
+// transaction's earlier fragments when it starts in the middle of one
+// (recover.go) and renders it; publish.go sends its messages; finish (this
+// file) acknowledges it. setup.go, resume.go and standby.go prepare the
+// consumer and the renderer when the relay starts or starts over.
 package relay
 
 import (
@@ -17,6 +24,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/router/internal/envelope"
+	"github.com/pgjet/pgjet/router/internal/render"
 	"github.com/pgjet/pgjet/router/internal/route"
 	"github.com/pgjet/pgjet/router/internal/stdout"
 	"github.com/pgjet/pgjet/shared/backoff"
@@ -105,31 +113,17 @@ type Relay struct {
 	log   *slog.Logger
 	env   envelope.Renderer
 	route *route.Route
+	// render turns raw records into the messages to publish.
+	render *render.Renderer
 	// out publishes events and reads the output stream: the sink's
 	// connection, which may differ from the raw stream's (js).
-	out  jetstream.JetStream
-	dead string // dead-letter subject
-	raw  jetstream.Stream
-	// expectStream is the value of every message's Nats-Expected-Stream
-	// header, which makes the server refuse a message that would land in
-	// another stream. One slice for all: the client only reads it, and
-	// setting it here rather than with jetstream.WithExpectStream spares
-	// three allocations per publish.
-	expectStream []string
+	out jetstream.JetStream
+	raw jetstream.Stream
 
 	// last is the stream sequence of the last raw record fully handled
 	// (acknowledged); seen, of the last one taken into the window. The next
 	// one must be seen+1 or records are missing.
 	last, seen uint64
-	// resume holds, by source id until passed, the last event of that
-	// source the output stream held at start: events at or before it are
-	// not published again.
-	resume map[string]*wire.EventID
-	// txs holds, by source id, the transaction whose commit event is due
-	// (routes with transaction events); relSigs, by source, schema and
-	// table, the columns of the route's last relation event.
-	txs     map[string]*openTx
-	relSigs map[string]string
 	// pinned: a replica (StandbyTTL) that the server pinned, the active one.
 	pinned bool
 	// pullCons is a replica's consumer handle, kept across resyncs: the
@@ -137,21 +131,12 @@ type Relay struct {
 	pullCons jetstream.Consumer
 	// pinnedID is the pinned client a standby saw last (watchPin).
 	pinnedID string
-	// partHeader is the value of wire.PartitionHeader of a partitioned
-	// route's messages, nil for others.
-	partHeader []string
 	// dupWindow is the output stream's duplicate window: for that long
 	// after storing an event the server recognises its id.
 	dupWindow time.Duration
 
-	// Scratch buffers, reused across events.
-	idBuf   []byte
-	subjBuf []byte
-	subj    string // the last subject, as a string
+	batches batchPool
 	docBuf  []byte // an event printed on stdout
-	// groupDoc holds an event on its way into a transaction group.
-	groupDoc []byte
-	arenas   arenaPool
 
 	stats stats
 	// state is why the relay is not ready; "" when it is (Ready).
@@ -231,17 +216,12 @@ func NewWithOutput(js, out jetstream.JetStream, cfg Config) (*Relay, error) {
 			return nil, err
 		}
 	}
-	r := &Relay{
-		js:           js,
-		out:          out,
-		cfg:          cfg,
-		log:          cfg.Log,
-		env:          env,
-		route:        rt,
-		partHeader:   partitionHeader(rt),
-		dead:         rt.DeadLetter(),
-		expectStream: []string{cfg.Stream},
+	r := &Relay{js: js, out: out, cfg: cfg, log: cfg.Log, env: env, route: rt}
+	var bounds *render.Bounds
+	if cfg.Replay != nil {
+		bounds = &cfg.Replay.Bounds
 	}
+	r.render = render.New(render.Config{Route: rt, Envelope: env, Stream: cfg.Stream, Bounds: bounds, Log: cfg.Log})
 	r.notReady("setting up")
 	return r, nil
 }
@@ -341,15 +321,15 @@ type record struct {
 	acked int
 	err   error
 	// failed: a publish of it failed, so the client may still hold (and
-	// retry) some of its messages, which point into its arena.
+	// retry) some of its messages, which point into its batch.
 	failed bool
 }
 
-// prepare decodes and renders raw record msg. It returns nil for a record
+// take decodes and renders raw record msg. It returns nil for a record
 // that needs no more work: one delivered again after it was handled (acked
 // again here) or again while it is still in the window (left to the
 // original delivery).
-func (r *Relay) prepare(ctx context.Context, msg jetstream.Msg) (*record, error) {
+func (r *Relay) take(ctx context.Context, msg jetstream.Msg) (*record, error) {
 	meta, err := msg.Metadata()
 	if err != nil {
 		return nil, fmt.Errorf("raw record without JetStream metadata: %w", err)
@@ -377,16 +357,20 @@ func (r *Relay) prepare(ctx context.Context, msg jetstream.Msg) (*record, error)
 		return nil, fmt.Errorf("raw record %d of stream %s (subject %s): %w", seq, r.cfg.RawStream, msg.Subject(), err)
 	}
 	maxPayload := r.out.Conn().MaxPayload()
-	var tooLarge map[int]int
+	raw := render.Raw{Seq: seq, Size: len(msg.Data())}
 	if hasPieces(&m) {
-		if tooLarge, err = r.joinPieces(ctx, msg, seq, &m, maxPayload); err != nil {
+		if raw.Oversize, err = r.joinPieces(ctx, msg, seq, &m, maxPayload); err != nil {
 			return nil, err
 		}
 	}
-	if err := r.recoverTx(ctx, seq, msg.Subject(), &m); err != nil {
-		return nil, err
+	if r.render.NeedsEarlier(&m) {
+		if err := r.countEarlier(ctx, seq, msg.Subject(), &m); err != nil {
+			return nil, err
+		}
 	}
-	rec.b = r.render(&m, len(msg.Data()), seq, maxPayload, tooLarge)
+	rec.b = r.batches.get()
+	r.render.Record(&rec.b.Batch, &m, raw, maxPayload)
+	rec.b.wrap()
 	rec.src, rec.txs = m.Source.Name, len(m.Txs)
 	r.seen = seq
 	return rec, nil
@@ -413,8 +397,9 @@ func (r *Relay) missing(ctx context.Context, seq uint64) error {
 // finish completes a record whose events are all stored: prints them,
 // acknowledges the raw record and counts it.
 func (r *Relay) finish(ctx context.Context, rec *record) error {
+	b := rec.b
 	if r.cfg.Stdout != nil {
-		if err := r.print(rec.b.outs); err != nil {
+		if err := r.print(b.Msgs); err != nil {
 			return err
 		}
 	}
@@ -422,33 +407,33 @@ func (r *Relay) finish(ctx context.Context, rec *record) error {
 	if err := r.ack(ctx, rec.msg); err != nil {
 		return err
 	}
-	b := rec.b
-	if !rec.failed {
-		r.arenas.put(b.arena)
-	}
-	b.arena = nil
 	r.last = rec.seq
 	r.stats.raw.Add(1)
-	r.countEvents(b.outs)
+	r.countEvents(b.Msgs)
 	if r.cfg.PublishLatency != nil && !rec.sent.IsZero() {
 		r.cfg.PublishLatency.Observe(rec.stored.Sub(rec.sent).Seconds())
 	}
-	r.stats.dead.Add(uint64(b.dead))
-	r.stats.skipped.Add(uint64(b.skipped))
+	r.stats.dead.Add(uint64(b.Dead))
+	r.stats.skipped.Add(uint64(b.Skipped))
 	r.stats.lastSeq.Store(rec.seq)
 	r.stats.lag.Store(rec.meta.NumPending)
-	r.log.Debug("relayed raw record", "seq", rec.seq, "source", rec.src, "txs", rec.txs, "events", len(b.outs)-b.dead,
-		"dead_letters", b.dead, "pending", rec.meta.NumPending, "took", time.Since(rec.start))
+	r.log.Debug("relayed raw record", "seq", rec.seq, "source", rec.src, "txs", rec.txs, "events", len(b.Msgs)-b.Dead,
+		"dead_letters", b.Dead, "pending", rec.meta.NumPending, "took", time.Since(rec.start))
+	if !rec.failed {
+		r.batches.put(b)
+	}
+	rec.b = nil
 	return nil
 }
 
-func (r *Relay) print(outs []out) error {
-	for i := range outs {
-		if outs[i].dead || outs[i].tombstone {
+func (r *Relay) print(msgs []render.Msg) error {
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Kind == render.DeadLetter || m.Kind == render.Tombstone {
 			continue
 		}
-		r.docBuf = r.env.Document(r.docBuf[:0], &outs[i].ev, outs[i].msg.Data)
-		if err := r.cfg.Stdout.Write(&outs[i].ev, r.docBuf); err != nil {
+		r.docBuf = r.env.Document(r.docBuf[:0], &m.Event, m.Data)
+		if err := r.cfg.Stdout.Write(&m.Event, r.docBuf); err != nil {
 			return err
 		}
 	}

@@ -540,7 +540,7 @@ func TestLateRepublishResyncs(t *testing.T) {
 			m := nats.NewMsg("postgres.public.orders.insert")
 			m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("test.1.1:1:%d", i))
 			m.Data = []byte(`{}`)
-			rec := &record{b: &batch{outs: []out{{msg: m}}}, failed: tt.failed, start: time.Now().Add(-tt.age)}
+			rec := &record{b: &batch{msgs: []nats.Msg{*m}}, failed: tt.failed, start: time.Now().Add(-tt.age)}
 			before, err := s.Info(ctx)
 			if err != nil {
 				t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/router/internal/render"
 )
 
 // A replay renders exactly the raw records and transactions in its bounds
@@ -19,8 +20,8 @@ func TestReplayStopsByItselfWithinItsBounds(t *testing.T) {
 	}{
 		{"one record", Replay{FromSeq: 2, ToSeq: 2}, wantEvents[6:8]},
 		{"to the end", Replay{FromSeq: 1, ToSeq: 3}, wantEvents},
-		{"commit LSNs", Replay{FromSeq: 1, ToSeq: 3, FromLSN: 0x2000, ToLSN: 0x3000}, wantEvents[3:8]},
-		{"commit times", Replay{FromSeq: 1, ToSeq: 3, FromTime: 1_700_000_001_000_000, ToTime: 1_700_000_001_000_000}, wantEvents[3:6]},
+		{"commit LSNs", Replay{FromSeq: 1, ToSeq: 3, Bounds: render.Bounds{FromLSN: 0x2000, ToLSN: 0x3000}}, wantEvents[3:8]},
+		{"commit times", Replay{FromSeq: 1, ToSeq: 3, Bounds: render.Bounds{FromTime: 1_700_000_001_000_000, ToTime: 1_700_000_001_000_000}}, wantEvents[3:6]},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

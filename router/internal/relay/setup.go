@@ -49,13 +49,18 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 			return nil, fmt.Errorf("raw stream %s also captures %q: it must hold only %s (the collector creates it so)", r.cfg.RawStream, s, wire.RawFilter)
 		}
 	}
+	// Starting (over): the records from the consumer's ack floor come
+	// (again), and those the output stream holds are skipped.
+	r.render.Reset()
+	var resume map[string]*wire.EventID
 	if r.cfg.Stream != "" {
 		if err := r.ensureOutput(ctx); err != nil {
 			return nil, err
 		}
-		if r.resume, err = r.readResumePoints(ctx); err != nil {
+		if resume, err = r.readResumePoints(ctx); err != nil {
 			return nil, err
 		}
+		r.render.Resume(resume)
 	}
 	if r.cfg.Replay != nil {
 		return r.replayConsumer(ctx, raw)
@@ -117,7 +122,7 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 		return nil, &GapError{Stream: r.cfg.RawStream, Durable: r.cfg.Durable, First: next, Last: info.State.FirstSeq - 1}
 	}
 	r.last, r.seen = next-1, next-1
-	for _, p := range r.resume {
+	for _, p := range resume {
 		r.log.Info("output stream holds events up to", "source", p.Source, "commit_lsn", wire.LSN(p.CommitLSN), "index", p.Index)
 	}
 	r.log.Info("relaying", "raw_stream", r.cfg.RawStream, "durable", r.cfg.Durable, "from_seq", next,

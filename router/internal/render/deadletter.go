@@ -1,4 +1,4 @@
-package relay
+package render
 
 import (
 	"encoding/json"
@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/router/internal/envelope"
 	"github.com/pgjet/pgjet/shared/wire"
 )
@@ -71,9 +69,11 @@ type deadTruncate struct {
 	Options uint8 `json:"options"`
 }
 
-// deadLetter builds the dead-letter message of ev, which failed with cause.
-// The error is logged here, once per event, because the relay then goes on.
-func (r *Relay) deadLetter(ev *envelope.Event, id string, rawSeq uint64, cause error) *nats.Msg {
+// deadLetter adds the dead letter of ev, which failed with cause, to b, in
+// ev's place. The error is logged here, once per event, because the relay
+// then goes on.
+func (r *Renderer) deadLetter(b *Batch, ev *envelope.Event, cause error) {
+	id := ev.ID
 	c := ev.Change
 	if c == nil {
 		// A transaction or relation event: no values to carry.
@@ -82,7 +82,7 @@ func (r *Relay) deadLetter(ev *envelope.Event, id string, rawSeq uint64, cause e
 	d := deadLetterDoc{
 		Error:  cause.Error(),
 		ID:     id,
-		RawSeq: rawSeq,
+		RawSeq: b.RawSeq,
 		Source: deadSource{
 			Name:     ev.Source.Name,
 			SystemID: strconv.FormatUint(ev.Source.SystemID, 10),
@@ -135,13 +135,10 @@ func (r *Relay) deadLetter(ev *envelope.Event, id string, rawSeq uint64, cause e
 		// Only strings, numbers and bytes: cannot happen.
 		panic(fmt.Sprintf("encode dead letter: %v", err))
 	}
-	r.log.Warn("event cannot be rendered; sent to the dead-letter subject", "err", cause, "subject", r.dead, "id", id,
+	dead := r.route.DeadLetter()
+	r.log.Warn("event cannot be rendered; sent to the dead-letter subject", "err", cause, "subject", dead, "id", id,
 		"schema", d.Schema, "table", d.Table, "op", d.Op, "lsn", d.LSN, "index", ev.Index)
-	return &nats.Msg{
-		Subject: r.dead,
-		Data:    data,
-		Header:  nats.Header{jetstream.MsgIDHeader: []string{id + wire.DeadLetterSuffix}, jetstream.ExpectedStreamHeader: r.expectStream},
-	}
+	b.add(Msg{Subject: dead, Header: r.headers(nil, id+wire.DeadLetterSuffix), Data: data, Kind: DeadLetter, Event: *ev})
 }
 
 func deadValues(rel *wire.Relation, vals []wire.Value) []deadValue {

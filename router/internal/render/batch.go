@@ -1,0 +1,67 @@
+package render
+
+import "github.com/pgjet/pgjet/router/internal/envelope"
+
+// Kind says what a message is.
+type Kind uint8
+
+const (
+	// Event is one event: a change, or a transaction or relation event.
+	Event Kind = iota
+	// DeadLetter stands for an event that could not be rendered.
+	DeadLetter
+	// Group holds a transaction's events, or a part of them.
+	Group
+	// Tombstone is the empty message after a delete, for consumers that
+	// compact by key.
+	Tombstone
+)
+
+// Msg is one message to publish.
+type Msg struct {
+	Subject string
+	Header  envelope.Header
+	// Data points into its batch's buffer, valid until the batch is
+	// rendered into again.
+	Data []byte
+	Kind Kind
+	// Event is what was rendered: the event (a dead letter's, a
+	// tombstone's delete), or a group's last event.
+	Event envelope.Event
+}
+
+// Batch is everything one raw record turns into, in publishing order.
+// Render into it again only once nothing reads its messages any more (every
+// publish of them acknowledged): the messages point into its buffer.
+type Batch struct {
+	Msgs []Msg
+	// Dead counts the dead letters among Msgs; Skipped, the events the
+	// output stream held already (not in Msgs).
+	Dead, Skipped int
+	// RawSeq is the raw record's stream sequence.
+	RawSeq uint64
+
+	arena      []byte // the rendered messages, which Msgs point into
+	maxPayload int64  // the server's limit for one message, headers included
+}
+
+// reset empties b for raw record raw: its buffer gets room for about
+// twice the record's size, what its events take in the envelopes.
+func (b *Batch) reset(raw Raw, maxPayload int64) {
+	clear(b.Msgs) // let go of the previous record's headers and events
+	b.Msgs, b.Dead, b.Skipped, b.RawSeq, b.maxPayload = b.Msgs[:0], 0, 0, raw.Seq, maxPayload
+	if want := 2 * raw.Size; cap(b.arena) < want {
+		b.arena = make([]byte, 0, want)
+	}
+	b.arena = b.arena[:0]
+}
+
+// Size is the capacity b holds on to, for a pool of batches.
+func (b *Batch) Size() int { return cap(b.arena) }
+
+func (b *Batch) add(m Msg) {
+	if m.Kind == DeadLetter {
+		b.Dead++
+	}
+	b.Msgs = append(b.Msgs, m)
+}
