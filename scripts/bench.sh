@@ -40,7 +40,7 @@ if [ "${BENCH_MICRO:-1}" != 0 ]; then
 		# Each relay iteration starts a server and fills streams: a few suffice.
 		go test -run '^$' -bench . -benchmem -benchtime "$RELAY_BT" ./router/internal/relay
 		# Routes: one iteration is a round of 1, 3 and 3 disjoint routes, alternating.
-		go test -run '^$' -bench 'RoutesAlternating' -benchtime "$ROUTES_BT" ./router/internal/routing
+		go test -run '^$' -bench 'RoutesAlternating' -benchtime "$ROUTES_BT" ./router/internal/plan
 	} 2>&1 | tee "$OUT/micro.txt"
 
 	# pprof needs the test binary next to the profile to name functions.
@@ -54,9 +54,9 @@ if [ "${BENCH_MICRO:-1}" != 0 ]; then
 	go tool pprof -top -nodecount 30 "$OUT/envelope.test" "$OUT/envelope.prof" >"$OUT/envelope.top.txt" 2>/dev/null
 	# The router's goroutines carry the label side=router; the rest is the in-process server.
 	go test -run '^$' -bench '^BenchmarkRoutes$/^routes=3$' -benchtime "$RELAY_BT" -cpuprofile "$OUT/routes3.prof" \
-		-o "$OUT/routing.test" ./router/internal/routing >/dev/null
-	go tool pprof -top -cum -nodecount 40 "$OUT/routing.test" "$OUT/routes3.prof" >"$OUT/routes3.cum.txt" 2>/dev/null
-	go tool pprof -top -cum -tagfocus side=router -nodecount 40 "$OUT/routing.test" "$OUT/routes3.prof" >"$OUT/routes3.router.cum.txt" 2>/dev/null
+		-o "$OUT/plan.test" ./router/internal/plan >/dev/null
+	go tool pprof -top -cum -nodecount 40 "$OUT/plan.test" "$OUT/routes3.prof" >"$OUT/routes3.cum.txt" 2>/dev/null
+	go tool pprof -top -cum -tagfocus side=router -nodecount 40 "$OUT/plan.test" "$OUT/routes3.prof" >"$OUT/routes3.router.cum.txt" 2>/dev/null
 	head -20 "$OUT/collector-path.top.txt"
 fi
 

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/router/internal/plan"
 	"github.com/pgjet/pgjet/router/internal/route"
-	"github.com/pgjet/pgjet/router/internal/routing"
 	"github.com/pgjet/pgjet/shared/natsconn"
 	"github.com/pgjet/pgjet/shared/opcheck"
 	"github.com/pgjet/pgjet/shared/redact"
@@ -149,7 +149,7 @@ func checkRaw(ctx context.Context, r *opcheck.Report, p *opcheck.Probe, name str
 	return info
 }
 
-func checkRoute(ctx context.Context, r *opcheck.Report, conns *probes, raw *opcheck.Probe, info *jetstream.StreamInfo, rawName string, rt *routing.Route) {
+func checkRoute(ctx context.Context, r *opcheck.Report, conns *probes, raw *opcheck.Probe, info *jetstream.StreamInfo, rawName string, rt *plan.Route) {
 	rc := rt.Relay
 	pre := "route " + rt.ID + ": "
 	var subjects []string
@@ -168,7 +168,7 @@ func checkRoute(ctx context.Context, r *opcheck.Report, conns *probes, raw *opch
 	checkDurable(ctx, r, raw, info, rawName, rt, pre)
 }
 
-func checkOutput(ctx context.Context, r *opcheck.Report, out *opcheck.Probe, rt *routing.Route, subjects []string, pre string) {
+func checkOutput(ctx context.Context, r *opcheck.Report, out *opcheck.Probe, rt *plan.Route, subjects []string, pre string) {
 	rc := rt.Relay
 	name := rc.Stream
 	info, missing, o, err := out.StreamInfo(ctx, name)
@@ -253,7 +253,7 @@ func checkPublish(ctx context.Context, r *opcheck.Report, out *opcheck.Probe, su
 	}
 }
 
-func checkDurable(ctx context.Context, r *opcheck.Report, raw *opcheck.Probe, info *jetstream.StreamInfo, rawName string, rt *routing.Route, pre string) {
+func checkDurable(ctx context.Context, r *opcheck.Report, raw *opcheck.Probe, info *jetstream.StreamInfo, rawName string, rt *plan.Route, pre string) {
 	rc := rt.Relay
 	if info == nil {
 		return // no raw stream (reported), so no durable

@@ -18,7 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/router/internal/envelope"
-	"github.com/pgjet/pgjet/router/internal/routing"
+	"github.com/pgjet/pgjet/router/internal/plan"
 	"github.com/pgjet/pgjet/router/internal/stdout"
 	"github.com/pgjet/pgjet/shared/natstest"
 	"github.com/pgjet/pgjet/shared/wire"
@@ -159,7 +159,7 @@ func TestParseConfig(t *testing.T) {
 }
 
 // only is the one route of a configuration from flags.
-func only(t *testing.T, c config) *routing.Route {
+func only(t *testing.T, c config) *plan.Route {
 	t.Helper()
 	if c.plan == nil || len(c.plan.Routes) != 1 {
 		t.Fatalf("plan %+v, want one route", c.plan)

@@ -3,7 +3,7 @@
 // routes come from them. There is one way: the flags become overrides of a
 // pipeline file's structure (of a one-sink file when no --config is given),
 // the pipeline decoder checks the result as it checks any file, and
-// routing.FromFile plans the relays. So every rule, bound and default is
+// plan.FromFile plans the relays. So every rule, bound and default is
 // the file's, and a problem with a flag's value names the flag.
 package cli
 
@@ -15,8 +15,8 @@ import (
 	"strings"
 
 	"github.com/pgjet/pgjet/router/internal/envelope"
+	"github.com/pgjet/pgjet/router/internal/plan"
 	"github.com/pgjet/pgjet/router/internal/relay"
-	"github.com/pgjet/pgjet/router/internal/routing"
 	"github.com/pgjet/pgjet/router/internal/stdout"
 	"github.com/pgjet/pgjet/shared/natsconn"
 	"github.com/pgjet/pgjet/shared/pipeline"
@@ -110,7 +110,7 @@ func Register(fs *flag.FlagSet) *Flags {
 
 // Config is what a run of the router does.
 type Config struct {
-	Plan *routing.Plan
+	Plan *plan.Plan
 	// File is the pipeline as decoded, flags applied.
 	File *pipeline.File
 }
@@ -146,17 +146,17 @@ func (f *Flags) Load(given map[string]bool, lookup func(string) (string, bool), 
 	default:
 		errs = file.Problems()
 	}
-	plan := routing.FromFile(file, errs, warn)
+	p := plan.FromFile(file, errs, warn)
 	if given["stdout"] {
-		for i := range plan.Routes {
-			if plan.Routes[i].Relay.Stream != "" {
-				plan.Routes[i].Stdout = format
+		for i := range p.Routes {
+			if p.Routes[i].Relay.Stream != "" {
+				p.Routes[i].Stdout = format
 			}
 		}
 	}
 	switch {
 	case errs.Len() == 0:
-		return &Config{Plan: plan, File: file}, nil
+		return &Config{Plan: p, File: file}, nil
 	case f.File == "":
 		return nil, errs
 	}
