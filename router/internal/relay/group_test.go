@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/router/internal/envelope"
 	"github.com/pgjet/pgjet/router/internal/route"
+	"github.com/pgjet/pgjet/shared/waitfor"
 )
 
 // groupPart is a grouping route's message in the wrapper form.
@@ -61,7 +62,7 @@ func TestGroupsAreTheEventsRegrouped(t *testing.T) {
 	}
 	first := run()
 	var groups []*jetstream.RawStreamMsg
-	waitFor(t, "4 groups", func() bool {
+	waitfor.Condition(t, "4 groups", func() bool {
 		groups = streamMsgs(t, e.js, "GROUPS")
 		return len(groups) >= 4
 	})
@@ -99,7 +100,7 @@ func TestGroupsAreTheEventsRegrouped(t *testing.T) {
 		t.Fatal(err)
 	}
 	second := run()
-	waitFor(t, "the second run to finish", func() bool {
+	waitfor.Condition(t, "the second run to finish", func() bool {
 		c, err := e.js.Consumer(context.Background(), rawStream, "grouper")
 		if err != nil {
 			return false

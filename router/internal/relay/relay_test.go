@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/pgjet/pgjet/router/internal/envelope"
 	"github.com/pgjet/pgjet/router/internal/stdout"
 	"github.com/pgjet/pgjet/shared/natstest"
+	"github.com/pgjet/pgjet/shared/waitfor"
 	"github.com/pgjet/pgjet/shared/wire"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -110,27 +112,21 @@ var eventsPerRecord = []int{6, 2, 1}
 type env struct {
 	t  *testing.T
 	js jetstream.JetStream
+	// logs holds what the relays started by the env logged, at debug
+	// level: tests wait on what a relay says it is doing.
+	logs *syncBuffer
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	srv := natstest.Run(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = js.CreateStream(context.Background(), jetstream.StreamConfig{
+	_, _, js := natstest.Start(t)
+	_, err := js.CreateStream(context.Background(), jetstream.StreamConfig{
 		Name: rawStream, Subjects: []string{"pgjet.raw.>"}, Storage: jetstream.FileStorage,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, js: js}
+	return &env{t: t, js: js, logs: &syncBuffer{}}
 }
 
 func (e *env) publishRaw(msgs ...*wire.Message) {
@@ -177,7 +173,7 @@ func (e *env) startEnvelope(ce *envelope.CloudEventsConfig, stdoutSink *stdout.S
 	}
 	r, err := New(e.js, Config{
 		RawStream: rawStream, Durable: durable, Stream: outStream, Prefix: "postgres", Envelope: env,
-		Stdout: stdoutSink, PublishTimeout: 2 * time.Second, Log: testLogger(e.t),
+		Stdout: stdoutSink, PublishTimeout: 2 * time.Second, Log: e.logger(),
 	})
 	if err != nil {
 		e.t.Fatal(err)
@@ -264,22 +260,10 @@ func (e *env) consumer() *jetstream.ConsumerInfo {
 	return info
 }
 
-// waitFor polls cond until it holds, failing after 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func (e *env) waitOutputs(n int) []*jetstream.RawStreamMsg {
 	e.t.Helper()
 	var got []*jetstream.RawStreamMsg
-	waitFor(e.t, fmt.Sprintf("%d output events", n), func() bool {
+	waitfor.Condition(e.t, fmt.Sprintf("%d output events", n), func() bool {
 		got = e.outputs()
 		return len(got) >= n
 	})
@@ -288,7 +272,7 @@ func (e *env) waitOutputs(n int) []*jetstream.RawStreamMsg {
 
 func (e *env) waitAckFloor(seq uint64) {
 	e.t.Helper()
-	waitFor(e.t, fmt.Sprintf("raw ack floor %d", seq), func() bool {
+	waitfor.Condition(e.t, fmt.Sprintf("raw ack floor %d", seq), func() bool {
 		ci := e.consumer()
 		return ci != nil && ci.AckFloor.Stream >= seq && ci.NumAckPending == 0
 	})
@@ -359,7 +343,7 @@ func TestAcksRawRecordOnlyAfterItsEventsAreStored(t *testing.T) {
 	e.publishRaw(rawRecords()...)
 	run := e.start(nil)
 
-	waitFor(t, "republish rounds", func() bool { return run.r.Stats().Republishes >= 2 })
+	waitfor.Condition(t, "republish rounds", func() bool { return run.r.Stats().Republishes >= 2 })
 	if got := len(e.outputs()); got != 3 {
 		t.Fatalf("output holds %d events, want the 3 the stream accepts", got)
 	}
@@ -394,7 +378,7 @@ func TestRestartAndReplayStoreNoDuplicates(t *testing.T) {
 	e.publishRaw(rawRecords()...)
 
 	first := e.start(nil)
-	waitFor(t, "a republish round", func() bool { return first.r.Stats().Republishes >= 1 })
+	waitfor.Condition(t, "a republish round", func() bool { return first.r.Stats().Republishes >= 1 })
 	if err := first.stop(t); err != nil {
 		t.Fatalf("Run after cancel: %v, want nil", err)
 	}
@@ -448,7 +432,7 @@ func TestRestartAfterDuplicateWindowIsExact(t *testing.T) {
 	}
 	e.publishRaw(rawRecords()...)
 	first := e.start(nil)
-	waitFor(t, "a republish round", func() bool { return first.r.Stats().Republishes >= 1 })
+	waitfor.Condition(t, "a republish round", func() bool { return first.r.Stats().Republishes >= 1 })
 	if err := first.stop(t); err != nil {
 		t.Fatal(err)
 	}
@@ -619,21 +603,17 @@ func TestLostDeliveryIsRedeliveredBeforeTheAckWait(t *testing.T) {
 		}
 		stolen <- n
 	}()
-	waitFor(t, "the stray pull request", func() bool { ci := e.consumer(); return ci != nil && ci.NumWaiting == 1 })
+	waitfor.Condition(t, "the stray pull request", func() bool { ci := e.consumer(); return ci != nil && ci.NumWaiting == 1 })
 	run := e.start(nil)
-	waitFor(t, "the relay's pull request", func() bool { return e.consumer().NumWaiting >= 2 })
+	waitfor.Condition(t, "the relay's pull request", func() bool { return e.consumer().NumWaiting >= 2 })
 	start := time.Now()
 	e.publishRaw(rawRecords()...)
 	if n := <-stolen; n != 1 {
 		t.Fatalf("the stray pull request took %d records, want 1", n)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for len(e.outputs()) < len(wantEvents) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no events %s after the lost delivery (the ack wait is 1 min)", time.Since(start).Round(time.Second))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitfor.Within(t, 30*time.Second, "the events of the lost record, well before its ack wait (1 min)", func() bool {
+		return len(e.outputs()) >= len(wantEvents)
+	})
 	checkOutputs(t, e.outputs(), wantEvents)
 	t.Logf("the lost record arrived %s after it was published", time.Since(start).Round(100*time.Millisecond))
 	e.waitAckFloor(3)
@@ -810,8 +790,10 @@ func TestChangeInPiecesBecomesOneEvent(t *testing.T) {
 		&wire.Message{Source: srcTest, Relations: rels, Txs: []wire.Tx{p[2], p[3], p[4]}},
 	)
 	e.start(nil)
-	waitFor(t, "the relay to wait for the last piece", func() bool { ci := e.consumer(); return ci != nil && ci.NumAckPending >= 1 })
-	time.Sleep(300 * time.Millisecond)
+	// Twice: it looked, waited, and looked again.
+	waitfor.Condition(t, "the relay to look for the last piece twice", func() bool {
+		return strings.Count(e.logs.String(), "next piece of a large change not stored yet") >= 2
+	})
 	// The record with the first piece goes out as a whole, once complete.
 	if got := e.outputs(); len(got) != 0 {
 		t.Fatalf("%d events before the last piece was published, want none", len(got))
@@ -906,19 +888,10 @@ func TestUnreadableRawRecordStopsTheRelay(t *testing.T) {
 }
 
 func TestWaitsForTheRawStream(t *testing.T) {
-	srv := natstest.Run(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, js: js}
+	_, _, js := natstest.Start(t)
+	e := &env{t: t, js: js, logs: &syncBuffer{}}
 	run := e.start(nil)
-	time.Sleep(300 * time.Millisecond)
+	e.waitLog("raw stream PGJET_RAW does not exist yet, waiting for pgjet-collector to create it")
 	select {
 	case err := <-run.done:
 		t.Fatalf("Run returned %v without a raw stream; want it to wait", err)
@@ -962,6 +935,22 @@ func TestConfigCheck(t *testing.T) {
 	}
 }
 
+// logger is a relay's logger in an env: at debug level into e.logs, and
+// into the test's log with -v.
+func (e *env) logger() *slog.Logger {
+	var w io.Writer = e.logs
+	if testing.Verbose() {
+		w = io.MultiWriter(e.logs, &testWriter{e.t})
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// waitLog waits for a relay of e to log a line holding s.
+func (e *env) waitLog(s string) {
+	e.t.Helper()
+	waitfor.Condition(e.t, "a relay to log "+strconv.Quote(s), func() bool { return strings.Contains(e.logs.String(), s) })
+}
+
 func testLogger(t *testing.T) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -994,7 +983,7 @@ func TestGapFromMaxAgeExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.publishRaw(recs[1], recs[2])
-	waitFor(t, "raw records to expire", func() bool {
+	waitfor.Condition(t, "raw records to expire", func() bool {
 		s, err := e.js.Stream(ctx, rawStream)
 		if err != nil {
 			t.Fatal(err)
