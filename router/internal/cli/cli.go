@@ -32,6 +32,9 @@ type Flags struct {
 	nats string
 	auth *natsconn.Auth
 	out  string // --stdout
+	// acceptGap and deadLetterRaw name raw records to go past (relay's
+	// holes.go): operator's one-off decisions, not pipeline keys.
+	acceptGap, deadLetterRaw string
 }
 
 // Without a file, the flags describe one route with these names: its
@@ -105,6 +108,8 @@ func Register(fs *flag.FlagSet) *Flags {
 	fs.Duration("ack-timeout", pipeline.DefaultSendTimeout, "how long to wait for one publish ack before republishing (a pipeline file's send_timeout_secs)")
 	fs.Duration("output-duplicate-window", relay.DefaultDuplicates, "duplicate window of a created output stream, at least 1s (the server keeps every event's id this long: memory grows with rate × window)")
 	fs.String("metrics", "", "serve Prometheus /metrics, /healthz and /readyz on HOST:PORT, e.g. 127.0.0.1:9465 (a pipeline file's spec.metrics.listen; default: off)")
+	fs.StringVar(&f.acceptGap, "accept-gap", "", "raw stream sequences (N, FIRST-LAST, comma-separated) that every route may find missing and go on without, logged: what the router's gap error names, once you know their changes are not needed")
+	fs.StringVar(&f.deadLetterRaw, "dead-letter-raw", "", "raw stream sequences (N, FIRST-LAST, comma-separated) that every route, finding one it cannot decode, sends with its bytes to the dead-letter subject and goes on, logged: what the router's error names")
 	return f
 }
 
@@ -127,6 +132,14 @@ func (f *Flags) Load(given map[string]bool, lookup func(string) (string, bool), 
 	if err != nil {
 		return nil, fmt.Errorf("bad --stdout: %w", err)
 	}
+	acceptGaps, err := relay.ParseSeqRanges(f.acceptGap)
+	if err != nil {
+		return nil, fmt.Errorf("bad --accept-gap %w", err)
+	}
+	deadLetterRaw, err := relay.ParseSeqRanges(f.deadLetterRaw)
+	if err != nil {
+		return nil, fmt.Errorf("bad --dead-letter-raw %w", err)
+	}
 	ov, err := f.overrides(given, lookup)
 	if err != nil {
 		return nil, err
@@ -147,6 +160,9 @@ func (f *Flags) Load(given map[string]bool, lookup func(string) (string, bool), 
 		errs = file.Problems()
 	}
 	p := plan.FromFile(file, errs, warn)
+	for i := range p.Routes {
+		p.Routes[i].Relay.AcceptGaps, p.Routes[i].Relay.DeadLetterRaw = acceptGaps, deadLetterRaw
+	}
 	if given["stdout"] {
 		for i := range p.Routes {
 			if p.Routes[i].Relay.Stream != "" {

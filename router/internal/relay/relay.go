@@ -86,6 +86,11 @@ type Config struct {
 	// Replay, when set, rebuilds the output from a part of the raw stream's
 	// history and stops (Durable and StartNew unused).
 	Replay *Replay
+	// AcceptGaps are raw stream sequences the relay may find missing and
+	// go on without, logging it (--accept-gap); DeadLetterRaw, those it may
+	// find undecodable and send with their bytes to the dead-letter subject
+	// (--dead-letter-raw). See holes.go.
+	AcceptGaps, DeadLetterRaw SeqRanges
 	// StatsEvery is the interval of the progress log line. Default 10 s.
 	StatsEvery time.Duration
 	// PublishLatency, when set, observes the seconds from the first
@@ -126,6 +131,11 @@ type Relay struct {
 	last, seen uint64
 	// pinned: a replica (StandbyTTL) that the server pinned, the active one.
 	pinned bool
+	// consumer is the durable consumer's configuration as set up; stopped,
+	// the raw record the relay stopped at (a hole) when it started, until
+	// it is past it (holes.go).
+	consumer jetstream.ConsumerConfig
+	stopped  uint64
 	// pullCons is a replica's consumer handle, kept across resyncs: the
 	// pin belongs to it.
 	pullCons jetstream.Consumer
@@ -153,6 +163,12 @@ type stats struct {
 	lag      atomic.Uint64 // raw records left to read, as of the last one
 	redelivs atomic.Uint64 // raw records delivered again after being handled
 	skipped  atomic.Uint64 // events found already stored at start (resume point)
+	// backwards: transaction fragments skipped for lying before what the
+	// relay relayed of their source (render's order.go).
+	backwards atomic.Uint64
+	// gapRecords: missing raw records gone past (--accept-gap); rawDead,
+	// undecodable ones dead-lettered (--dead-letter-raw).
+	gapRecords, rawDead atomic.Uint64
 }
 
 // Check reports what is wrong with c. Names are the configuration's
@@ -255,6 +271,7 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 		// setting it up again time out: start over from the consumer's ack
 		// floor; the record comes again and its stored events are skipped.
 		if !started || !(errors.Is(err, errResync) || errors.Is(err, errLostDelivery) || transientNATS(err)) {
+			r.markStopped(ctx, err)
 			return err
 		}
 		in := retry.Next()
@@ -349,12 +366,14 @@ func (r *Relay) take(ctx context.Context, msg jetstream.Msg) (*record, error) {
 		return nil, nil
 	}
 	if seq != r.seen+1 {
-		return nil, r.missing(ctx, seq)
+		if err := r.missing(ctx, seq); err != nil {
+			return nil, err
+		}
 	}
 	rec := &record{msg: msg, seq: seq, meta: meta, start: time.Now()}
 	var m wire.Message
 	if err := wire.Unmarshal(msg.Data(), &m); err != nil {
-		return nil, fmt.Errorf("raw record %d of stream %s (subject %s): %w", seq, r.cfg.RawStream, msg.Subject(), err)
+		return r.undecodable(rec, err)
 	}
 	maxPayload := r.out.Conn().MaxPayload()
 	raw := render.Raw{Seq: seq, Size: len(msg.Data())}
@@ -370,28 +389,15 @@ func (r *Relay) take(ctx context.Context, msg jetstream.Msg) (*record, error) {
 	}
 	rec.b = r.batches.get()
 	r.render.Record(&rec.b.Batch, &m, raw, maxPayload)
+	if b := &rec.b.Batch; b.Backwards > 0 {
+		r.stats.backwards.Add(uint64(b.Backwards))
+		r.log.Warn("raw record holds transactions at or before what this route relayed of their source already: skipped, not published twice (a copy of an old record published again?)",
+			"raw_seq", seq, "subject", msg.Subject(), "source", m.Source.ID(), "fragments", b.Backwards, "from_lsn", wire.LSN(b.BackFrom), "to_lsn", wire.LSN(b.BackTo))
+	}
 	rec.b.wrap()
 	rec.src, rec.txs = m.Source.Name, len(m.Txs)
 	r.seen = seq
 	return rec, nil
-}
-
-// missing explains why record seq came when r.seen+1 was due: the records
-// in between are gone from the stream (a gap: stop), or one was delivered
-// and lost with a dropped connection while later ones were delivered
-// (read again from the ack floor).
-func (r *Relay) missing(ctx context.Context, seq uint64) error {
-	gctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
-	defer cancel()
-	_, err := r.raw.GetMsg(gctx, r.seen+1)
-	switch {
-	case err == nil:
-		return errLostDelivery
-	case errors.Is(err, jetstream.ErrMsgNotFound):
-		return &GapError{Stream: r.cfg.RawStream, Durable: r.cfg.Durable, First: r.seen + 1, Last: seq - 1}
-	default:
-		return fmt.Errorf("raw record %d came after %d; reading %d: %w", seq, r.seen, r.seen+1, err)
-	}
 }
 
 // finish completes a record whose events are all stored: prints them,
@@ -408,6 +414,9 @@ func (r *Relay) finish(ctx context.Context, rec *record) error {
 		return err
 	}
 	r.last = rec.seq
+	if r.stopped != 0 && rec.seq >= r.stopped {
+		r.clearStopped(ctx)
+	}
 	r.stats.raw.Add(1)
 	r.countEvents(b.Msgs)
 	if r.cfg.PublishLatency != nil && !rec.sent.IsZero() {
@@ -489,6 +498,7 @@ func (r *Relay) totals() []any {
 		"dead_letters", r.stats.dead.Load(),
 		"duplicates", r.stats.dups.Load(),
 		"skipped_stored", r.stats.skipped.Load(),
+		"skipped_backwards", r.stats.backwards.Load(),
 		"republish_rounds", r.stats.retries.Load(),
 		"raw_seq", r.stats.lastSeq.Load(),
 		"raw_pending", r.stats.lag.Load(),
@@ -506,6 +516,12 @@ type Stats struct {
 	// Skipped counts events not published again because the output stream
 	// already held them when the relay started.
 	Skipped uint64
+	// Backwards counts transaction fragments not published because they
+	// lay before what the relay had relayed of their source.
+	Backwards uint64
+	// GapRecords counts missing raw records gone past (--accept-gap),
+	// RawDeadLetters undecodable ones dead-lettered (--dead-letter-raw).
+	GapRecords, RawDeadLetters uint64
 }
 
 // Stats returns the totals so far; safe to call while Run runs.
@@ -518,6 +534,10 @@ func (r *Relay) Stats() Stats {
 		Republishes: r.stats.retries.Load(),
 		Redelivered: r.stats.redelivs.Load(),
 		Skipped:     r.stats.skipped.Load(),
+		Backwards:   r.stats.backwards.Load(),
+		GapRecords:  r.stats.gapRecords.Load(),
+
+		RawDeadLetters: r.stats.rawDead.Load(),
 	}
 }
 

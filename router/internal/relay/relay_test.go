@@ -629,12 +629,13 @@ func TestGapStopsTheRelay(t *testing.T) {
 		relayed     int
 		deleteSeqs  []uint64
 		first, last uint64
+		deleted     bool // from the middle, not the head
 		// events stored before the stop.
 		events int
 	}{
-		{name: "deleted in the middle before first read", deleteSeqs: []uint64{2}, first: 2, last: 2, events: 6},
+		{name: "deleted in the middle before first read", deleteSeqs: []uint64{2}, first: 2, last: 2, deleted: true, events: 6},
 		{name: "expired at the head while the router was down", relayed: 1, deleteSeqs: []uint64{1, 2}, first: 2, last: 2, events: 6},
-		{name: "several missing after a restart", relayed: 1, deleteSeqs: []uint64{2, 3}, first: 2, last: 3, events: 6},
+		{name: "several missing after a restart", relayed: 1, deleteSeqs: []uint64{2, 3}, first: 2, last: 3, deleted: true, events: 6},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -668,15 +669,33 @@ func TestGapStopsTheRelay(t *testing.T) {
 			if !errors.As(err, &gap) || !errors.Is(err, ErrGap) {
 				t.Fatalf("Run = %v, want a gap error", err)
 			}
-			if gap.First != tt.first || gap.Last != tt.last {
-				t.Errorf("gap %d-%d, want %d-%d", gap.First, gap.Last, tt.first, tt.last)
+			if gap.First != tt.first || gap.Last != tt.last || gap.Deleted != tt.deleted {
+				t.Errorf("gap %d-%d (deleted %v), want %d-%d (deleted %v)", gap.First, gap.Last, gap.Deleted, tt.first, tt.last, tt.deleted)
 			}
-			if want := fmt.Sprintf("records %d-%d", tt.first, tt.last); !strings.Contains(err.Error(), want) {
-				t.Errorf("error %q does not name %q", err, want)
+			flag := "--accept-gap " + gap.Range()
+			if want := fmt.Sprintf("records %s", gap.Range()); !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), flag) ||
+				!strings.Contains(err.Error(), "consumer "+durable) {
+				t.Errorf("error %q does not name %q, the consumer and %q", err, want, flag)
 			}
 			if got := len(e.outputs()); got != tt.events {
 				t.Errorf("%d events stored, want %d", got, tt.events)
 			}
+
+			// A restart does not pass it silently (JetStream moves the
+			// consumer's ack floor over deleted records), nor accepts a
+			// range that does not cover it.
+			again := e.startConfig(Config{Stream: outStream, AcceptGaps: SeqRanges{{tt.last + 1, tt.last + 1}}})
+			if err := again.wait(t); !errors.As(err, &gap) || gap.Range() != (SeqRange{tt.first, tt.last}).String() {
+				t.Fatalf("restart: Run = %v, want the same gap again", err)
+			}
+
+			// Told to accept exactly that gap, the relay goes past it.
+			accepting := e.startConfig(Config{Stream: outStream, AcceptGaps: SeqRanges{{tt.first, tt.last}}})
+			e.waitAckFloor(4)
+			if st := accepting.r.Stats(); st.GapRecords != tt.last-tt.first+1 {
+				t.Errorf("stats %+v: want %d gap records", st, tt.last-tt.first+1)
+			}
+			e.waitLog("going past missing raw records, as --accept-gap says")
 		})
 	}
 }
@@ -865,7 +884,7 @@ func TestUnreadableRawRecordStopsTheRelay(t *testing.T) {
 		want string
 	}{
 		{"newer format version", newerBytes, "upgrade pgjet"},
-		{"not msgpack", []byte("hello"), "raw record 2"},
+		{"not msgpack", []byte("hello"), "--dead-letter-raw 2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -883,8 +902,87 @@ func TestUnreadableRawRecordStopsTheRelay(t *testing.T) {
 			if got := len(e.outputs()); got != 2 {
 				t.Errorf("%d events, want the 2 of the first record", got)
 			}
+
+			// Told to, the relay sends the record's bytes to the dead-letter
+			// subject and goes on.
+			e.publishRaw(rawRecords()[2])
+			e.startConfig(Config{Stream: outStream, DeadLetterRaw: SeqRanges{{2, 2}}})
+			e.waitAckFloor(3)
+			got := e.outputs()
+			if len(got) != 4 || got[2].Subject != "postgres._deadletter" || got[2].Header.Get(jetstream.MsgIDHeader) != "raw-record.PGJET_RAW:2:dlq" {
+				t.Fatalf("outputs %d, the third on %s: want the record's dead letter between the others' events", len(got), got[2].Subject)
+			}
+			var d struct {
+				RawSeq     uint64 `json:"raw_seq"`
+				RawSubject string `json:"raw_subject"`
+				Raw        []byte `json:"raw"`
+				Error      string `json:"error"`
+			}
+			if err := json.Unmarshal(got[2].Data, &d); err != nil || d.RawSeq != 2 || d.RawSubject != "pgjet.raw.test" || !bytes.Equal(d.Raw, tt.data) || d.Error == "" {
+				t.Errorf("dead letter %s (%v): want the record's sequence, subject, bytes and error", got[2].Data, err)
+			}
+			e.waitLog("sent with its bytes to the dead-letter subject, as --dead-letter-raw says")
 		})
 	}
+}
+
+// An operator who deletes an undecodable record the relay stopped at gets
+// a gap that says the record was deleted, and goes past it only by naming
+// it, also after restarts.
+func TestDeletedUndecodableRecordIsANamedGap(t *testing.T) {
+	e := newEnv(t)
+	e.publishRaw(rawRecords()[0])
+	e.publishBytes("pgjet.raw.test", []byte("not a raw record"))
+	e.publishRaw(rawRecords()[1:]...)
+	var undecodable *UndecodableError
+	if err := e.start(nil).wait(t); !errors.As(err, &undecodable) || undecodable.Seq != 2 {
+		t.Fatalf("Run = %v, want raw record 2 undecodable", err)
+	}
+	s, err := e.js.Stream(context.Background(), rawStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteMsg(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		var gap *GapError
+		err := e.start(nil).wait(t)
+		if !errors.As(err, &gap) || gap.Range() != "2" || !gap.Deleted || !strings.Contains(err.Error(), "were deleted from the stream") ||
+			!strings.Contains(err.Error(), "--accept-gap 2") {
+			t.Fatalf("Run = %v, want record 2 named as deleted, with --accept-gap 2", err)
+		}
+	}
+	e.startConfig(Config{Stream: outStream, AcceptGaps: SeqRanges{{2, 2}}})
+	e.waitAckFloor(4)
+	checkOutputs(t, e.outputs(), wantEvents)
+	if md := e.consumer().Config.Metadata; md[StoppedAtKey] != "" {
+		t.Errorf("consumer metadata %v: the hole is passed, want it forgotten", md)
+	}
+}
+
+// A copy of old raw records published again (after the output's duplicate
+// window, which cannot catch it) is not relayed again: its transactions lie
+// before what the relay relayed of their source. Skipped, warned about,
+// counted.
+func TestCopiesOfOldRecordsAreNotRelayedAgain(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.js.CreateStream(context.Background(), jetstream.StreamConfig{
+		Name: outStream, Subjects: []string{"postgres.>"}, Duplicates: time.Second,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.publishRaw(rawRecords()...)
+	run := e.start(nil)
+	e.waitAckFloor(3)
+	time.Sleep(1500 * time.Millisecond) // past the duplicate window
+	e.publishRaw(rawRecords()[0])
+	e.waitAckFloor(4)
+	checkOutputs(t, e.outputs(), wantEvents)
+	if st := run.r.Stats(); st.Backwards != 2 || st.Duplicates != 0 {
+		t.Errorf("stats %+v: want the copy's 2 transactions skipped, nothing republished", st)
+	}
+	e.waitLog("raw record holds transactions at or before what this route relayed of their source already")
 }
 
 func TestWaitsForTheRawStream(t *testing.T) {

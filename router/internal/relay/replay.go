@@ -28,13 +28,9 @@ var errReplayDone = errors.New("replay done")
 // from the first record not yet handled.
 func (r *Relay) replayConsumer(ctx context.Context, raw jetstream.Stream) (jetstream.Consumer, error) {
 	rp := r.cfg.Replay
-	from := max(rp.FromSeq, r.last+1)
-	info, err := raw.Info(ctx)
+	from, err := r.headGap(ctx, max(rp.FromSeq, r.last+1))
 	if err != nil {
-		return nil, fmt.Errorf("raw stream %s info: %w", r.cfg.RawStream, err)
-	}
-	if info.State.FirstSeq > from {
-		return nil, &GapError{Stream: r.cfg.RawStream, Durable: "(replay)", First: from, Last: info.State.FirstSeq - 1}
+		return nil, err
 	}
 	cons, err := raw.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{wire.RawFilter},

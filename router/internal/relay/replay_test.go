@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,8 +69,13 @@ func TestReplayFromExpiredRecords(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var gap *GapError
-	if err := r.Run(ctx); !errors.As(err, &gap) || gap.First != 1 || gap.Last != 2 {
+	err = r.Run(ctx)
+	if !errors.As(err, &gap) || gap.First != 1 || gap.Last != 2 {
 		t.Fatalf("Run = %v, want a gap of records 1-2", err)
+	}
+	// It names what missed them: the replay, not a durable it does not use.
+	if msg := err.Error(); !strings.Contains(msg, "before the replay read them") || strings.Contains(msg, "consumer") {
+		t.Errorf("error %q", msg)
 	}
 }
 

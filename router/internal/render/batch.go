@@ -1,6 +1,9 @@
 package render
 
-import "github.com/pgjet/pgjet/router/internal/envelope"
+import (
+	"github.com/pgjet/pgjet/router/internal/envelope"
+	"github.com/pgjet/pgjet/shared/wire"
+)
 
 // Kind says what a message is.
 type Kind uint8
@@ -38,6 +41,11 @@ type Batch struct {
 	// Dead counts the dead letters among Msgs; Skipped, the events the
 	// output stream held already (not in Msgs).
 	Dead, Skipped int
+	// Backwards counts the transaction fragments skipped because they lie
+	// before what the route already rendered of their source (order.go),
+	// from commit LSN BackFrom to BackTo.
+	Backwards        int
+	BackFrom, BackTo uint64
 	// RawSeq is the raw record's stream sequence.
 	RawSeq uint64
 
@@ -50,6 +58,7 @@ type Batch struct {
 func (b *Batch) reset(raw Raw, maxPayload int64) {
 	clear(b.Msgs) // let go of the previous record's headers and events
 	b.Msgs, b.Dead, b.Skipped, b.RawSeq, b.maxPayload = b.Msgs[:0], 0, 0, raw.Seq, maxPayload
+	b.Backwards, b.BackFrom, b.BackTo = 0, 0, 0
 	if want := 2 * raw.Size; cap(b.arena) < want {
 		b.arena = make([]byte, 0, want)
 	}
@@ -58,6 +67,14 @@ func (b *Batch) reset(raw Raw, maxPayload int64) {
 
 // Size is the capacity b holds on to, for a pool of batches.
 func (b *Batch) Size() int { return cap(b.arena) }
+
+func (b *Batch) backwards(tx *wire.Tx) {
+	if b.Backwards == 0 {
+		b.BackFrom = tx.CommitLSN
+	}
+	b.Backwards++
+	b.BackTo = tx.CommitLSN
+}
 
 func (b *Batch) add(m Msg) {
 	if m.Kind == DeadLetter {

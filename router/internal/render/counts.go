@@ -28,6 +28,9 @@ func (m *Msg) Op() int {
 	case Tombstone:
 		return opTombstone
 	}
+	if m.Event.Kind == envelope.KindChange && m.Event.Change == nil {
+		return opGroup // a raw record's dead letter: no event (not counted)
+	}
 	switch m.Event.Kind {
 	case envelope.KindBegin:
 		return opBegin

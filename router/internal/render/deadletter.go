@@ -166,3 +166,39 @@ func kindName(k byte) string {
 	}
 	return fmt.Sprintf("kind(%d)", k)
 }
+
+// RawRecord is a raw record that could not be decoded.
+type RawRecord struct {
+	Stream, Subject string
+	Seq             uint64
+	Data            []byte
+}
+
+// rawDeadLetterDoc is the dead letter of an undecodable raw record: its
+// bytes, and where it was.
+type rawDeadLetterDoc struct {
+	Error      string `json:"error"`
+	ID         string `json:"id"`
+	RawStream  string `json:"raw_stream"`
+	RawSeq     uint64 `json:"raw_seq"`
+	RawSubject string `json:"raw_subject"`
+	Data       []byte `json:"raw"` // base64
+}
+
+// RawDeadLetterID is the id of raw record seq's dead letter: it names no
+// source, since the record could not say which.
+func RawDeadLetterID(stream string, seq uint64) string {
+	return "raw-record." + stream + ":" + strconv.FormatUint(seq, 10) + wire.DeadLetterSuffix
+}
+
+// RawDeadLetter resets b to hold the dead letter of raw, a record that
+// could not be decoded (cause), on the route's dead-letter subject.
+func (r *Renderer) RawDeadLetter(b *Batch, raw RawRecord, cause error) {
+	b.reset(Raw{Seq: raw.Seq}, 0)
+	id := RawDeadLetterID(raw.Stream, raw.Seq)
+	data, err := json.Marshal(&rawDeadLetterDoc{Error: cause.Error(), ID: id, RawStream: raw.Stream, RawSeq: raw.Seq, RawSubject: raw.Subject, Data: raw.Data})
+	if err != nil {
+		panic(fmt.Sprintf("encode dead letter: %v", err)) // strings, a number and bytes
+	}
+	b.add(Msg{Subject: r.route.DeadLetter(), Header: r.headers(nil, id), Data: data, Kind: DeadLetter})
+}

@@ -65,7 +65,10 @@ type Renderer struct {
 	// source the output stream held at start: events at or before it are
 	// not published again.
 	resume map[string]*wire.EventID
-	txs    txState
+	// rendered holds, by history, where what the route rendered ends
+	// (order.go).
+	rendered map[history]mark
+	txs      txState
 	group  group
 	// groupCT is the Content-Type of groups; groupBatch: they are the
 	// envelope's batch format.
@@ -91,6 +94,7 @@ func New(c Config) *Renderer {
 		r.partition = []string{p}
 	}
 	r.txs.init(c.Route)
+	r.rendered = map[history]mark{}
 	r.groupCT, r.groupBatch = batchFormat(c.Envelope)
 	return r
 }
@@ -100,10 +104,12 @@ func New(c Config) *Renderer {
 // counted as skipped instead of rendered, until one comes after it.
 func (r *Renderer) Resume(points map[string]*wire.EventID) { r.resume = points }
 
-// Reset forgets the transactions and relation events seen: for a relay
-// that starts over from its consumer's ack floor, whose records come again.
+// Reset forgets the transactions, relation events and positions seen: for
+// a relay that starts over from its consumer's ack floor, whose records
+// come again (and whose stored events the resume points skip).
 func (r *Renderer) Reset() {
 	r.txs.init(r.route)
+	clear(r.rendered)
 	r.group = group{head: r.group.head[:0], moved: r.group.moved[:0]}
 }
 
@@ -128,6 +134,11 @@ func (r *Renderer) Record(b *Batch, m *wire.Message, raw Raw, maxPayload int64) 
 	}
 	for ti := range m.Txs {
 		tx := &m.Txs[ti]
+		if r.backwards(&m.Source, tx) {
+			b.backwards(tx)
+			continue
+		}
+		r.advance(&m.Source, tx)
 		rs.oversize = oversize[ti] // 0 but for a change put together from pieces
 		rs.txEvents = false
 		for ci := range tx.Changes {

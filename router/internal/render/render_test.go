@@ -359,3 +359,55 @@ func TestCountEarlier(t *testing.T) {
 		t.Errorf("commit event %s: want 2 events, the earlier insert and this delete", last.Data)
 	}
 }
+
+// A copy of an old record published again is not rendered again: its
+// transactions lie before what the route rendered of their source. A
+// failover's new timeline (lower LSNs) and another system identifier
+// (another database's history) are not backwards; a lower timeline is.
+func TestPositionsGoingBackwards(t *testing.T) {
+	msgs := records(t)
+	r := newRenderer(t, renderCase{name: "order"})
+	var b Batch
+	render := func(m *wire.Message) (msgs, backwards int) {
+		r.Record(&b, m, Raw{Seq: 1, Size: 1 << 10}, 1<<20)
+		return len(b.Msgs), b.Backwards
+	}
+	for _, m := range msgs {
+		if _, back := render(m); back != 0 {
+			t.Fatalf("records in order: %d fragments taken for going backwards", back)
+		}
+	}
+	if n, back := render(msgs[0]); n != 0 || back != 4 || b.BackFrom != 0x1000 || b.BackTo != 0x3000 {
+		t.Errorf("a copy of the first record: %d messages, %d fragments backwards (%x-%x), want none and 4 (1000-3000)", n, back, b.BackFrom, b.BackTo)
+	}
+	// The first fragment of the transaction the second record ends, again.
+	again := *msgs[0]
+	again.Txs = again.Txs[3:]
+	if n, back := render(&again); n != 0 || back != 1 {
+		t.Errorf("an earlier fragment of a transaction: %d messages, %d backwards", n, back)
+	}
+
+	failover := func(m *wire.Message, timeline int32, system uint64, lsn uint64) *wire.Message {
+		c := *m
+		c.Source.Timeline, c.Source.SystemID = timeline, system
+		c.Txs = slices.Clone(m.Txs[:1])
+		c.Txs[0].CommitLSN = lsn
+		return &c
+	}
+	if n, back := render(failover(msgs[0], 2, app.SystemID, 0x0800)); n == 0 || back != 0 {
+		t.Errorf("a new timeline below the old one's LSNs: %d messages, %d backwards; want it rendered", n, back)
+	}
+	if n, back := render(failover(msgs[0], 1, app.SystemID, 0x9000)); n != 0 || back != 1 {
+		t.Errorf("the old timeline after the new one: %d messages, %d backwards; want it skipped", n, back)
+	}
+	if n, back := render(failover(msgs[0], 1, 99, 0x0100)); n == 0 || back != 0 {
+		t.Errorf("another system identifier: %d messages, %d backwards; want its own history", n, back)
+	}
+
+	// Starting over (a resync) forgets: the records come again from the
+	// consumer's ack floor, and the resume points skip what is stored.
+	r.Reset()
+	if _, back := render(msgs[0]); back != 0 {
+		t.Errorf("after a reset: %d fragments backwards", back)
+	}
+}
