@@ -69,7 +69,7 @@ type Renderer struct {
 	// (order.go).
 	rendered map[history]mark
 	txs      txState
-	group  group
+	group    group
 	// groupCT is the Content-Type of groups; groupBatch: they are the
 	// envelope's batch format.
 	groupCT    []string
