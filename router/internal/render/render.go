@@ -76,6 +76,7 @@ type Renderer struct {
 	groupBatch bool
 
 	// Scratch, reused from event to event.
+	split   []envelope.Event // the events a change is published as (envelope.Split)
 	idBuf   []byte
 	subjBuf []byte
 	subj    string // the last subject, as a string: runs of events share one
@@ -159,6 +160,14 @@ func (r *Renderer) Record(b *Batch, m *wire.Message, raw Raw, maxPayload int64) 
 				}
 			default:
 				ev.Rel = &m.Relations[c.Rel]
+				// The envelope may publish it as several events (Debezium: a
+				// key change is a delete and a create), each a part of it.
+				if r.split = envelope.Split(r.env, &ev, r.split[:0]); len(r.split) > 0 {
+					for n := range r.split {
+						r.change(&rs, r.split[n], n)
+					}
+					continue
+				}
 				r.change(&rs, ev, -1)
 			}
 		}

@@ -43,7 +43,7 @@ var (
 // them (encoded, then decoded as the relay decodes them): every operation,
 // a truncate of two tables, logical decoding messages in and outside a
 // transaction, a transaction over two records, a hostile table name, an
-// undecodable value and a second source.
+// undecodable value, a second source and an update that changes a key.
 func records(t *testing.T) []*wire.Message {
 	t.Helper()
 	msgs := []*wire.Message{
@@ -78,6 +78,9 @@ func records(t *testing.T) []*wire.Message {
 		{Source: crm, Relations: []wire.Relation{users}, Txs: []wire.Tx{
 			{Xid: 9, CommitLSN: 0x5_0000_0100, EndLSN: 0x5_0000_0110, CommitTime: 1_700_000_003_000_000, Final: true, Changes: []wire.Change{
 				{Op: wire.OpInsert, Rel: 0, New: []wire.Value{text("7"), text("dee"), text("dee@example.org")}},
+				// The key changes: Debezium publishes a delete and a create.
+				{Op: wire.OpUpdate, Rel: 0, OldKind: wire.OldKey, Old: []wire.Value{text("7"), {Kind: wire.KindNull}, {Kind: wire.KindNull}},
+					New: []wire.Value{text("70"), text("dee"), text("dee@example.org")}},
 			}},
 		}},
 	}
