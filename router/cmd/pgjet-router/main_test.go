@@ -87,7 +87,7 @@ func TestParseConfig(t *testing.T) {
 			if !ok {
 				t.Fatalf("envelope %T, want cloudevents", only(t, c).Relay.Envelope)
 			}
-			h := ce.Header(sampleEvent())
+			h := envelope.HeaderOf(ce, sampleEvent())
 			if h.Get("ce-source") != "https://db.example.com/shop" || !strings.HasPrefix(h.Get("ce-type"), "com.acme.cdc.") {
 				t.Errorf("cloudevents headers %v", h)
 			}
@@ -95,7 +95,7 @@ func TestParseConfig(t *testing.T) {
 		{name: "cloudevents from env", env: map[string]string{"PGJET_NATS": "n", "PGJET_ENVELOPE": "cloudevents", "PGJET_CLOUDEVENTS_MODE": "binary", "PGJET_CLOUDEVENTS_SOURCE": "/shop"},
 			check: func(t *testing.T, c config) {
 				ce, ok := only(t, c).Relay.Envelope.(*envelope.CloudEvents)
-				if !ok || ce.Header(sampleEvent()).Get("ce-source") != "/shop" {
+				if !ok || envelope.HeaderOf(ce, sampleEvent()).Get("ce-source") != "/shop" {
 					t.Errorf("cloudevents from env: %T", only(t, c).Relay.Envelope)
 				}
 			}},
@@ -106,12 +106,12 @@ func TestParseConfig(t *testing.T) {
 		{name: "cloudevents flag without the envelope", args: []string{"--nats", "n", "--cloudevents-mode", "binary"}, want: "--cloudevents-mode needs --envelope cloudevents"},
 		// One default, the pipeline file's (the seed's form): flags and file agree.
 		{name: "cloudevents data change by default", args: []string{"--nats", "n", "--envelope", "cloudevents", "--cloudevents-mode", "binary"}, check: func(t *testing.T, c config) {
-			if typ := only(t, c).Relay.Envelope.Header(sampleEvent()).Get("ce-type"); typ != "io.pgjet.created" {
+			if typ := envelope.HeaderOf(only(t, c).Relay.Envelope, sampleEvent()).Get("ce-type"); typ != "io.pgjet.created" {
 				t.Errorf("ce-type %q, want the change form's", typ)
 			}
 		}},
 		{name: "cloudevents data native", args: []string{"--nats", "n", "--envelope", "cloudevents", "--cloudevents-mode", "binary", "--cloudevents-data", "native"}, check: func(t *testing.T, c config) {
-			if typ := only(t, c).Relay.Envelope.Header(sampleEvent()).Get("ce-type"); typ != "io.pgjet.public.users.insert" {
+			if typ := envelope.HeaderOf(only(t, c).Relay.Envelope, sampleEvent()).Get("ce-type"); typ != "io.pgjet.public.users.insert" {
 				t.Errorf("ce-type %q, want the native form's", typ)
 			}
 		}},
@@ -389,7 +389,7 @@ func TestCloudEventsDataFromFile(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if typ := only(t, c).Relay.Envelope.Header(sampleEvent()).Get("ce-type"); typ != tt.want {
+		if typ := envelope.HeaderOf(only(t, c).Relay.Envelope, sampleEvent()).Get("ce-type"); typ != tt.want {
 			t.Errorf("%v: ce-type %q, want %q", tt.args, typ, tt.want)
 		}
 	}

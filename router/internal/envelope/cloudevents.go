@@ -445,14 +445,12 @@ func (c *CloudEvents) appendData(b []byte, e *Event) ([]byte, error) {
 	return c.native.appendChange(b, e)
 }
 
-// Header returns a header for the message of e, which Append rendered
-// without error, with room for the two headers the caller adds
-// (Nats-Msg-Id, Nats-Expected-Stream).
-func (c *CloudEvents) Header(e *Event) Header {
+// AddHeader adds the headers of the message of e, which Append rendered
+// without error, to h.
+func (c *CloudEvents) AddHeader(h Header, e *Event) {
 	if !c.binary {
-		h := make(Header, 3)
 		h["Content-Type"] = structuredHeader
-		return h
+		return
 	}
 	a := c.attributes(e)
 	fields := a.spans()
@@ -473,7 +471,6 @@ func (c *CloudEvents) Header(e *Event) Header {
 			v[i+1] = headerValue(s.of(c.scratch))
 		}
 	}
-	h := make(Header, 13)
 	h["ce-specversion"] = specVersionHeader
 	h["ce-id"] = v[0:1:1]
 	h["ce-source"] = c.sourceFor(e).header
@@ -489,7 +486,6 @@ func (c *CloudEvents) Header(e *Event) Header {
 		}
 	}
 	h["Content-Type"] = jsonHeader
-	return h
 }
 
 // Document appends e as one JSON document for printing, given body, its

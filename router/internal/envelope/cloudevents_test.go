@@ -52,7 +52,7 @@ func ceModes(t *testing.T, cfg CloudEventsConfig, ev *Event, want attrs) (struct
 			t.Fatal(err)
 		}
 		body = body[len("keep"):]
-		msg := &nats.Msg{Subject: "x", Data: body, Header: nats.Header(c.Header(ev))}
+		msg := &nats.Msg{Subject: "x", Data: body, Header: nats.Header(HeaderOf(c, ev))}
 		msg.Header.Set("Nats-Msg-Id", ev.ID)
 		var got *event.Event
 		if bin {
@@ -141,7 +141,7 @@ func ceShape(t *testing.T, ev *Event, want attrs) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h := c.Header(ev)
+		h := HeaderOf(c, ev)
 		var got struct {
 			SpecVersion, ID, Source, Type, Subject, Time, DataContentType string
 			Data                                                          json.RawMessage
@@ -446,7 +446,7 @@ func BenchmarkCloudEvents(b *testing.B) {
 			b.Run(what+"/"+mode, func(b *testing.B) {
 				var r interface {
 					Append([]byte, *Event) ([]byte, error)
-					Header(*Event) Header
+					AddHeader(Header, *Event)
 				}
 				if mode == "native" {
 					r = NewNative()
@@ -465,7 +465,9 @@ func BenchmarkCloudEvents(b *testing.B) {
 						b.Fatal(err)
 					}
 					if what == "message" {
-						r.Header(&ev)["Nats-Msg-Id"] = []string{ev.ID}
+						h := Header{}
+						r.AddHeader(h, &ev)
+						h["Nats-Msg-Id"] = []string{ev.ID}
 					}
 				}
 				b.SetBytes(int64(len(buf)))

@@ -188,15 +188,14 @@ func (d *Debezium) Append(b []byte, e *Event) ([]byte, error) {
 	return out, nil
 }
 
-// Header returns Content-Type and the key header (absent for a null key:
-// a table without replica identity, a truncate).
-func (d *Debezium) Header(e *Event) Header {
-	h := make(Header, 4)
+// AddHeader adds Content-Type and the key header (absent for a null key:
+// a table without replica identity, a truncate) to h.
+func (d *Debezium) AddHeader(h Header, e *Event) {
 	h["Content-Type"] = debeziumContentType
 	if e.Kind != KindChange || d.keyChange != e.Change || d.keyRel != e.Rel {
 		// Not the event Append rendered last: render its key now.
 		if _, err := d.append(nil, e); err != nil {
-			return h
+			return
 		}
 	}
 	if d.hasKey {
@@ -205,7 +204,6 @@ func (d *Debezium) Header(e *Event) Header {
 	if d.otherKeyHeader != "" {
 		h[d.otherKeyHeader] = []string{string(d.otherKey)}
 	}
-	return h
 }
 
 // Document appends the body: it holds everything but the key.

@@ -14,6 +14,13 @@ import (
 // NATS.
 type Header map[string][]string
 
+// HeaderOf returns the headers r gives e's message, in a map of their own.
+func HeaderOf(r Renderer, e *Event) Header {
+	h := Header{}
+	r.AddHeader(h, e)
+	return h
+}
+
 // Get returns the first value of key, "" when there is none.
 func (h Header) Get(key string) string {
 	if v := h[key]; len(v) > 0 {
@@ -28,10 +35,9 @@ type Renderer interface {
 	// Append appends the message body of e to b; on error b comes back
 	// unchanged and the error says why (the caller dead-letters the change).
 	Append(b []byte, e *Event) ([]byte, error)
-	// Header returns the headers of e's message, which Append rendered,
-	// with room for the two the relay adds (Nats-Msg-Id,
-	// Nats-Expected-Stream).
-	Header(e *Event) Header
+	// AddHeader adds the headers of e's message, which Append rendered, to
+	// h: the renderer's map, reused from message to message once published.
+	AddHeader(h Header, e *Event)
 	// Document appends e as one JSON document, for stdout, given body, its
 	// message body.
 	Document(b []byte, e *Event, body []byte) []byte

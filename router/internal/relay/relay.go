@@ -124,6 +124,8 @@ type Relay struct {
 	// connection, which may differ from the raw stream's (js).
 	out jetstream.JetStream
 	raw jetstream.Stream
+	// outbox publishes on out's connection and hands the acks back.
+	outbox *outbox
 
 	// last is the stream sequence of the last raw record fully handled
 	// (acknowledged); seen, of the last one taken into the window. The next
@@ -253,6 +255,9 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 			}
 		}
 		r.notReady("stopped")
+		if r.outbox != nil {
+			r.outbox.close()
+		}
 		r.log.Info("stopped", r.totals()...)
 	}()
 	statsCtx, stopStats := context.WithCancel(ctx)

@@ -230,6 +230,11 @@ func (r *Relay) ensureOutput(ctx context.Context) error {
 	if r.dupWindow <= 0 {
 		r.dupWindow = DefaultDuplicates // the server's default
 	}
+	if r.outbox == nil {
+		if r.outbox, err = newOutbox(r.out.Conn()); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -262,17 +262,17 @@ func (r *Relay) publishAsync(ctx context.Context, rec *record, epoch uint64) {
 	if r.cfg.PublishLatency != nil && len(rec.b.msgs) > 0 {
 		rec.sent = time.Now()
 	}
-	futs := make([]jetstream.PubAckFuture, 0, len(rec.b.msgs))
+	toks := make([]uint64, 0, len(rec.b.msgs))
 	for i := range rec.b.msgs {
 		if r.connEpoch() != epoch {
 			break
 		}
-		f, err := r.out.PublishMsgAsync(&rec.b.msgs[i])
+		tok, err := r.outbox.publish(&rec.b.msgs[i])
 		if err != nil {
 			// Sent so far: resolved by the waiter; the rest is republished.
 			break
 		}
-		futs = append(futs, f)
+		toks = append(toks, tok)
 	}
 	go func() {
 		defer close(rec.done)
@@ -282,15 +282,15 @@ func (r *Relay) publishAsync(ctx context.Context, rec *record, epoch uint64) {
 		// last ack, and the others are in. One wakeup per record rather
 		// than one per event; the checks still go in order, which is what
 		// tells how many leading events are stored.
-		sent := len(futs)
+		sent := len(toks)
 		var lastErr error
 		if sent > 0 {
-			lastErr = r.awaitAck(ctx, futs[sent-1], timer)
+			lastErr = r.awaitAck(ctx, &rec.b.msgs[sent-1], toks[sent-1], timer)
 		}
 		for i := range sent {
 			err := lastErr
 			if i < sent-1 {
-				err = r.awaitAck(ctx, futs[i], timer)
+				err = r.awaitAck(ctx, &rec.b.msgs[i], toks[i], timer)
 			}
 			if rec.err = err; err != nil {
 				return

@@ -51,6 +51,11 @@ type Batch struct {
 
 	arena      []byte // the rendered messages, which Msgs point into
 	maxPayload int64  // the server's limit for one message, headers included
+	// headers are the messages' header maps, the first nh in use; vals,
+	// their one-value slices: reused from record to record.
+	headers []envelope.Header
+	nh      int
+	vals    []string
 }
 
 // reset empties b for raw record raw: its buffer gets room for about
@@ -59,6 +64,7 @@ func (b *Batch) reset(raw Raw, maxPayload int64) {
 	clear(b.Msgs) // let go of the previous record's headers and events
 	b.Msgs, b.Dead, b.Skipped, b.RawSeq, b.maxPayload = b.Msgs[:0], 0, 0, raw.Seq, maxPayload
 	b.Backwards, b.BackFrom, b.BackTo = 0, 0, 0
+	b.nh, b.vals = 0, b.vals[:0]
 	if want := 2 * raw.Size; cap(b.arena) < want {
 		b.arena = make([]byte, 0, want)
 	}
@@ -74,6 +80,31 @@ func (b *Batch) backwards(tx *wire.Tx) {
 	}
 	b.Backwards++
 	b.BackTo = tx.CommitLSN
+}
+
+// header returns an empty header map for a message of b.
+func (b *Batch) header() envelope.Header {
+	if b.nh < len(b.headers) {
+		h := b.headers[b.nh]
+		clear(h)
+		b.nh++
+		return h
+	}
+	h := make(envelope.Header, 4)
+	b.headers = append(b.headers, h)
+	b.nh++
+	return h
+}
+
+// value returns s as a header value, carved from b's slab.
+func (b *Batch) value(s string) []string {
+	if len(b.vals) == cap(b.vals) {
+		// A new slab: the messages of this record point into the old one.
+		b.vals = make([]string, 0, max(64, 2*cap(b.vals)))
+	}
+	b.vals = append(b.vals, s)
+	n := len(b.vals)
+	return b.vals[n-1 : n : n]
 }
 
 func (b *Batch) add(m Msg) {

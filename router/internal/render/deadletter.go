@@ -138,7 +138,7 @@ func (r *Renderer) deadLetter(b *Batch, ev *envelope.Event, cause error) {
 	dead := r.route.DeadLetter()
 	r.log.Warn("event cannot be rendered; sent to the dead-letter subject", "err", cause, "subject", dead, "id", id,
 		"schema", d.Schema, "table", d.Table, "op", d.Op, "lsn", d.LSN, "index", ev.Index)
-	b.add(Msg{Subject: dead, Header: r.headers(nil, id+wire.DeadLetterSuffix), Data: data, Kind: DeadLetter, Event: *ev})
+	b.add(Msg{Subject: dead, Header: r.headers(b, nil, id+wire.DeadLetterSuffix), Data: data, Kind: DeadLetter, Event: *ev})
 }
 
 func deadValues(rel *wire.Relation, vals []wire.Value) []deadValue {
@@ -200,5 +200,5 @@ func (r *Renderer) RawDeadLetter(b *Batch, raw RawRecord, cause error) {
 	if err != nil {
 		panic(fmt.Sprintf("encode dead letter: %v", err)) // strings, a number and bytes
 	}
-	b.add(Msg{Subject: r.route.DeadLetter(), Header: r.headers(nil, id), Data: data, Kind: DeadLetter})
+	b.add(Msg{Subject: r.route.DeadLetter(), Header: r.headers(b, nil, id), Data: data, Kind: DeadLetter})
 }

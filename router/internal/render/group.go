@@ -192,10 +192,11 @@ func (r *Renderer) appendHead(b []byte, g *group, last, indexes bool) []byte {
 func (r *Renderer) sendPart(b *Batch, id string, from int) {
 	g := &r.group
 	r.subjBuf = r.route.AppendGroupSubject(r.subjBuf[:0], g.src)
-	h := envelope.Header{"Content-Type": r.groupCT}
+	h := b.header()
+	h["Content-Type"] = r.groupCT
 	b.add(Msg{
 		Subject: r.subject(),
-		Header:  r.headers(h, id),
+		Header:  r.headers(b, h, id),
 		Data:    b.arena[from:len(b.arena):len(b.arena)],
 		Kind:    Group,
 		Event:   envelope.Event{Source: g.src, Tx: g.tx, Index: g.last.Index, ID: id},

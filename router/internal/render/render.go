@@ -75,11 +75,16 @@ type Renderer struct {
 	groupCT    []string
 	groupBatch bool
 
-	// Scratch, reused from event to event.
-	split   []envelope.Event // the events a change is published as (envelope.Split)
-	idBuf   []byte
-	subjBuf []byte
-	subj    string // the last subject, as a string: runs of events share one
+	// Scratch, reused from event to event. cur and whole are the event
+	// being rendered and the change being split: the envelope's methods
+	// take pointers, which would move an event of the stack to the heap.
+	cur, whole envelope.Event
+	split      []envelope.Event // the events a change is published as (envelope.Split)
+	idBuf      []byte
+	subjBuf    []byte
+	subj       string // the last subject, as a string: runs of events share one
+	// subjects holds the subject strings made so far.
+	subjects map[string]string
 }
 
 // New returns the Renderer of a route.
@@ -96,6 +101,7 @@ func New(c Config) *Renderer {
 	}
 	r.txs.init(c.Route)
 	r.rendered = map[history]mark{}
+	r.subjects = map[string]string{}
 	r.groupCT, r.groupBatch = batchFormat(c.Envelope)
 	return r
 }
@@ -129,9 +135,9 @@ type Raw struct {
 func (r *Renderer) Record(b *Batch, m *wire.Message, raw Raw, maxPayload int64) {
 	b.reset(raw, maxPayload)
 	oversize := raw.Oversize
-	rs := recordState{b: b}
+	rs := recordState{b: b, src: &m.Source, srcID: m.Source.ID()}
 	if len(r.resume) > 0 {
-		rs.resume = r.resume[m.Source.ID()]
+		rs.resume = r.resume[rs.srcID]
 	}
 	for ti := range m.Txs {
 		tx := &m.Txs[ti]
@@ -162,7 +168,8 @@ func (r *Renderer) Record(b *Batch, m *wire.Message, raw Raw, maxPayload int64) 
 				ev.Rel = &m.Relations[c.Rel]
 				// The envelope may publish it as several events (Debezium: a
 				// key change is a delete and a create), each a part of it.
-				if r.split = envelope.Split(r.env, &ev, r.split[:0]); len(r.split) > 0 {
+				r.whole = ev
+				if r.split = envelope.Split(r.env, &r.whole, r.split[:0]); len(r.split) > 0 {
 					for n := range r.split {
 						r.change(&rs, r.split[n], n)
 					}
@@ -173,7 +180,7 @@ func (r *Renderer) Record(b *Batch, m *wire.Message, raw Raw, maxPayload int64) 
 		}
 		had := false // the route had events in the transaction
 		if tx.Final {
-			had = r.closeTx(&rs, &m.Source, tx)
+			had = r.closeTx(&rs, tx)
 		}
 		if r.route.Group() {
 			if tx.Final && had && !rs.txEvents {
@@ -185,13 +192,15 @@ func (r *Renderer) Record(b *Batch, m *wire.Message, raw Raw, maxPayload int64) 
 		}
 	}
 	if r.resume != nil && rs.resume == nil {
-		delete(r.resume, m.Source.ID())
+		delete(r.resume, rs.srcID)
 	}
 }
 
 // recordState is what rendering one raw record carries along.
 type recordState struct {
 	b      *Batch
+	src    *wire.Source
+	srcID  string        // its id (wire.Source.ID)
 	resume *wire.EventID // the source's resume point, until passed
 	// oversize > 0 is the encoded size of the current change, known to make
 	// too large an event: it is dead-lettered without rendering.
@@ -211,7 +220,7 @@ func (r *Renderer) change(rs *recordState, ev envelope.Event, part int) {
 	rs.txEvents = true
 	pos := wire.EventID{CommitLSN: ev.Tx.CommitLSN, Seg: wire.SegChanges, Index: ev.Index, Part: part}
 	if r.txs.tracks() && inTx(&ev) {
-		t := r.txs.open(ev.Source, ev.Tx)
+		t := r.txs.open(rs.srcID, ev.Tx)
 		if !t.begun && r.route.Transactions() {
 			begin := envelope.Event{Source: ev.Source, Tx: ev.Tx, Kind: envelope.KindBegin}
 			r.event(rs, begin, wire.EventID{CommitLSN: ev.Tx.CommitLSN, Seg: wire.SegBegin, Part: -1})
@@ -219,7 +228,7 @@ func (r *Renderer) change(rs *recordState, ev envelope.Event, part int) {
 		t.begun = true
 		t.add(ev.Rel)
 	}
-	if r.route.Relations() && ev.Rel != nil && r.txs.relationChanged(ev.Source, ev.Rel) {
+	if r.route.Relations() && ev.Rel != nil && r.txs.relationChanged(rs.srcID, ev.Rel) {
 		rel := envelope.Event{Source: ev.Source, Tx: ev.Tx, Rel: ev.Rel, Index: ev.Index, Kind: envelope.KindRelation}
 		relPos := pos
 		relPos.Relation = true
@@ -231,13 +240,13 @@ func (r *Renderer) change(rs *recordState, ev envelope.Event, part int) {
 // closeTx ends tx, whose last fragment this is: it renders its commit event
 // if the route had events in it and publishes transaction events, and
 // reports whether it had.
-func (r *Renderer) closeTx(rs *recordState, src *wire.Source, tx *wire.Tx) bool {
-	t := r.txs.close(src, tx)
+func (r *Renderer) closeTx(rs *recordState, tx *wire.Tx) bool {
+	t := r.txs.close(rs.srcID, tx)
 	if t == nil || !t.begun {
 		return false
 	}
 	if r.route.Transactions() {
-		ev := envelope.Event{Source: src, Tx: tx, Kind: envelope.KindCommit, Count: t.count, Tables: t.tables}
+		ev := envelope.Event{Source: rs.src, Tx: tx, Kind: envelope.KindCommit, Count: t.count, Tables: t.tables}
 		r.event(rs, ev, wire.EventID{CommitLSN: tx.CommitLSN, Seg: wire.SegCommit, Part: -1})
 	}
 	return true
@@ -265,38 +274,41 @@ func (r *Renderer) event(rs *recordState, ev envelope.Event, pos wire.EventID) {
 	if r.stored(rs, pos) {
 		return
 	}
-	ev.ID = r.id(ev, pos)
+	r.cur = ev
+	e := &r.cur
+	e.ID = r.id(ev, pos)
 	// Before anything renders it: a dropped or masked value must not reach
 	// any output, dead letters and stdout included.
-	r.route.Transform(&ev)
+	r.route.Transform(e)
 	b := rs.b
-	if ev.Kind == envelope.KindChange && rs.oversize > 0 {
-		r.deadLetter(b, &ev, &tooLargeError{size: rs.oversize, max: b.maxPayload, encoded: true})
+	if e.Kind == envelope.KindChange && rs.oversize > 0 {
+		r.deadLetter(b, e, &tooLargeError{size: rs.oversize, max: b.maxPayload, encoded: true})
 		return
 	}
 	if r.route.Group() {
-		r.addToGroup(rs, &ev, pos)
+		r.addToGroup(rs, e, pos)
 		return
 	}
 	start := len(b.arena)
 	var err error
-	if b.arena, err = r.env.Append(b.arena, &ev); err != nil {
-		r.deadLetter(b, &ev, err)
+	if b.arena, err = r.env.Append(b.arena, e); err != nil {
+		r.deadLetter(b, e, err)
 		return
 	}
-	h := r.env.Header(&ev)
+	h := b.header()
+	r.env.AddHeader(h, e)
 	extra := headerSize(h)
-	r.subjBuf = r.route.AppendSubject(r.subjBuf[:0], &ev)
+	r.subjBuf = r.route.AppendSubject(r.subjBuf[:0], e)
 	data := b.arena[start:len(b.arena):len(b.arena)] // capped: nothing appended later writes into it
 	// The headers count against the limit too.
-	if size := int64(len(data) + len(ev.ID) + len(r.stream) + 128 + extra); size > b.maxPayload {
+	if size := int64(len(data) + len(e.ID) + len(r.stream) + 128 + extra); size > b.maxPayload {
 		b.arena = b.arena[:start]
-		r.deadLetter(b, &ev, &tooLargeError{size: len(data), max: b.maxPayload})
+		r.deadLetter(b, e, &tooLargeError{size: len(data), max: b.maxPayload})
 		return
 	}
-	b.add(Msg{Subject: r.subject(), Header: r.headers(h, ev.ID), Data: data, Kind: Event, Event: ev})
-	if th, ok := envelope.Tombstone(r.env, &ev); ok {
-		r.tombstone(rs, ev, pos, th)
+	b.add(Msg{Subject: r.subject(), Header: r.headers(b, h, e.ID), Data: data, Kind: Event, Event: *e})
+	if th, ok := envelope.Tombstone(r.env, e); ok {
+		r.tombstone(rs, *e, pos, th)
 	}
 }
 
@@ -308,7 +320,7 @@ func (r *Renderer) tombstone(rs *recordState, ev envelope.Event, pos wire.EventI
 		return
 	}
 	ev.ID += wire.TombstoneSuffix
-	rs.b.add(Msg{Subject: r.subj, Header: r.headers(h, ev.ID), Kind: Tombstone, Event: ev})
+	rs.b.add(Msg{Subject: r.subj, Header: r.headers(rs.b, h, ev.ID), Kind: Tombstone, Event: ev})
 }
 
 // id is the id of ev at pos (wire's event ids).
@@ -327,21 +339,35 @@ func (r *Renderer) id(ev envelope.Event, pos wire.EventID) string {
 	return string(r.idBuf)
 }
 
-// subject returns r.subjBuf as a string, the previous one's when equal:
-// the events of one table and op share a subject.
+// subject returns r.subjBuf as a string, one string per subject: the
+// events of one table and op share it (a lookup by the bytes allocates
+// nothing).
 func (r *Renderer) subject() string {
-	if string(r.subjBuf) != r.subj {
-		r.subj = string(r.subjBuf)
+	if string(r.subjBuf) == r.subj {
+		return r.subj
 	}
-	return r.subj
+	s, ok := r.subjects[string(r.subjBuf)]
+	if !ok {
+		if len(r.subjects) >= maxSubjects {
+			clear(r.subjects) // many tables: start over rather than grow
+		}
+		s = string(r.subjBuf)
+		r.subjects[s] = s
+	}
+	r.subj = s
+	return s
 }
 
-// headers adds the headers every message has to h, an envelope's.
-func (r *Renderer) headers(h envelope.Header, id string) envelope.Header {
+// maxSubjects bounds the subject strings a renderer keeps.
+const maxSubjects = 4096
+
+// headers adds the headers every message has to h, an envelope's (nil:
+// none), all of b.
+func (r *Renderer) headers(b *Batch, h envelope.Header, id string) envelope.Header {
 	if h == nil {
-		h = make(envelope.Header, 3)
+		h = b.header()
 	}
-	h[MsgIDHeader] = []string{id}
+	h[MsgIDHeader] = b.value(id)
 	if r.expectStream != nil {
 		h[ExpectedStreamHeader] = r.expectStream
 	}

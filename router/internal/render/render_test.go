@@ -158,7 +158,7 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-func newRenderer(t *testing.T, c renderCase) *Renderer {
+func newRenderer(t testing.TB, c renderCase) *Renderer {
 	t.Helper()
 	if c.route.Name == "" {
 		c.route.Name = c.name

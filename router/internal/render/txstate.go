@@ -59,9 +59,9 @@ func (t *openTx) add(rel *wire.Relation) {
 	t.tables = append(t.tables, envelope.TableCount{Schema: rel.Schema, Table: rel.Table, Count: 1})
 }
 
-// open returns the state of tx, the current transaction of src.
-func (s *txState) open(src *wire.Source, tx *wire.Tx) *openTx {
-	id := src.ID()
+// open returns the state of tx, the current transaction of the source
+// whose id (wire.Source.ID) is id.
+func (s *txState) open(id string, tx *wire.Tx) *openTx {
 	t := s.txs[id]
 	if t == nil || t.lsn != tx.CommitLSN {
 		t = &openTx{lsn: tx.CommitLSN}
@@ -70,13 +70,12 @@ func (s *txState) open(src *wire.Source, tx *wire.Tx) *openTx {
 	return t
 }
 
-// close ends tx of src, whose last fragment this is, and returns its state
-// (nil when the route had nothing of it or follows no transactions).
-func (s *txState) close(src *wire.Source, tx *wire.Tx) *openTx {
+// close ends tx of source id, whose last fragment this is, and returns its
+// state (nil when the route had nothing of it or follows no transactions).
+func (s *txState) close(id string, tx *wire.Tx) *openTx {
 	if !s.tracks() {
 		return nil
 	}
-	id := src.ID()
 	t := s.txs[id]
 	if t == nil || t.lsn != tx.CommitLSN {
 		return nil
@@ -88,14 +87,14 @@ func (s *txState) close(src *wire.Source, tx *wire.Tx) *openTx {
 // relationChanged reports whether rel is new to the route, or its columns
 // changed since the route's last relation event of that table, and
 // remembers it.
-func (s *txState) relationChanged(src *wire.Source, rel *wire.Relation) bool {
+func (s *txState) relationChanged(srcID string, rel *wire.Relation) bool {
 	var sb strings.Builder
 	sb.WriteByte(rel.ReplicaIdentity)
 	for i := range rel.Columns {
 		c := &rel.Columns[i]
 		fmt.Fprintf(&sb, "|%s %d %d %t %s.%s", c.Name, c.TypeOID, c.TypeMod, c.Key, c.Type.Schema, c.Type.Name)
 	}
-	key := src.ID() + "\x00" + rel.Schema + "\x00" + rel.Table
+	key := srcID + "\x00" + rel.Schema + "\x00" + rel.Table
 	sig := sb.String()
 	if s.relSigs[key] == sig {
 		return false
@@ -121,7 +120,7 @@ func (r *Renderer) NeedsEarlier(m *wire.Message) bool {
 // the count so far.
 func (r *Renderer) CountEarlier(m *wire.Message, earlier []*wire.Message) int {
 	first := &m.Txs[0]
-	t := r.txs.open(&m.Source, first)
+	t := r.txs.open(m.Source.ID(), first)
 	for _, em := range earlier {
 		for ti := range em.Txs {
 			tx := &em.Txs[ti]
