@@ -71,32 +71,32 @@ func (r *results) markdown() string {
 	if len(r.E2E) > 0 {
 		p("\n## End-to-end latency\n\n")
 		p("Collector and router running; pgbench commits single-row inserts at a fixed rate; latency = arrival at an ordered consumer of the output stream minus the event's `commit_time`.\n\n")
-		p("| output persist | rate tx/s × s | events / txs | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | CPU %% collector / router / nats | loadavg1 |\n")
+		p("| output persist, envelope | rate tx/s × s | events / txs | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | CPU %% collector / router / nats | loadavg1 |\n")
 		p("|---|---|---:|---:|---:|---:|---:|---:|---|---:|\n")
 		for _, e := range r.E2E {
 			p("| %s | %d × %d | %d / %d | %.1f | %.1f | **%.1f** | %.1f | %.1f | %.0f / %.0f / %.0f | %s |\n",
-				e.Persist, e.Rate, e.Seconds, e.Events, e.Txs, e.P50, e.P90, e.P99, e.P999, e.Max, e.CollectorCPU, e.RouterCPU, e.NATS, e.Load)
+				e.label(), e.Rate, e.Seconds, e.Events, e.Txs, e.P50, e.P90, e.P99, e.P999, e.Max, e.CollectorCPU, e.RouterCPU, e.NATS, e.Load)
 		}
 		p("\n")
 		for _, e := range r.E2E {
-			p("- pgbench (%s): %s\n", e.Persist, e.Pgbench)
+			p("- pgbench (%s): %s\n", e.label(), e.Pgbench)
 		}
 		p("\nLatency by stage, from the commit (ms; the raw record's and the event's store times are the JetStream timestamps; one sample per transaction for the raw record):\n\n")
-		p("| output persist | until | samples | p50 | p90 | p99 | p99.9 | max |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
+		p("| output persist, envelope | until | samples | p50 | p90 | p99 | p99.9 | max |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
 		for _, e := range r.E2E {
 			for _, s := range e.Stages {
-				p("| %s | %s | %d | %.1f | %.1f | %.1f | %.1f | %.1f |\n", e.Persist, s.Name, s.N, s.P50, s.P90, s.P99, s.P999, s.Max)
+				p("| %s | %s | %d | %.1f | %.1f | %.1f | %.1f | %.1f |\n", e.label(), s.Name, s.N, s.P50, s.P90, s.P99, s.P999, s.Max)
 			}
 		}
 		p("\nThe collector's lags per 10 s interval (its progress log; read = from commit until decoded, the walsender's share; stored = until the raw record was acknowledged):\n\n")
 		for _, e := range r.E2E {
 			for _, l := range e.CollectorLags {
-				p("- %s: %s\n", e.Persist, l)
+				p("- %s: %s\n", e.label(), l)
 			}
 		}
 		p("\nWhere the backlog sat while pgbench ran (kB of WAL, max / mean of 100 ms samples): written but not yet sent by the walsender; sent but not yet confirmed by the collector (reading, batching, fsynced raw publish).\n\n")
 		for _, e := range r.E2E {
-			p("- %s: unsent %.0f / %.0f, unconfirmed %.0f / %.0f\n", e.Persist, e.UnsentMaxKB, e.UnsentMeanKB, e.UnconfirmedMaxKB, e.UnconfirmedMeanKB)
+			p("- %s: unsent %.0f / %.0f, unconfirmed %.0f / %.0f\n", e.label(), e.UnsentMaxKB, e.UnsentMeanKB, e.UnconfirmedMaxKB, e.UnconfirmedMeanKB)
 		}
 		p("\nWorst latency (ms) of the events committed in each tenth of the run:\n\n")
 		for _, e := range r.E2E {
@@ -104,7 +104,7 @@ func (r *results) markdown() string {
 			for _, v := range e.Series {
 				s = append(s, fmt.Sprintf("%.0f", v))
 			}
-			p("- %s: %s\n", e.Persist, strings.Join(s, ", "))
+			p("- %s: %s\n", e.label(), strings.Join(s, ", "))
 		}
 	}
 
@@ -282,22 +282,34 @@ func (r *results) envelopeTables(p func(string, ...any)) {
 	p("Five routers (`--output-persist async`) one after another in each round on the same raw stream, in the opposite order every other round; each its own durable consumer and output stream, deleted after the run. ")
 	p("`cloudevents`: structured mode, data the native document; `cloudevents-change`: data {before, after, op}; `debezium`: payload only, key in a header; `native+group`: native events, `--group transaction` (a message per transaction, in parts at the max payload or at a raw record's end). ")
 	p("Medians over the rounds, (min–max); × native is the median of the ratios to the native run of the same round (higher is better for events/s, lower for CPU). CPU in µs per event; bytes per event: the output stream's bytes (JetStream's accounting: data, headers, subject) over its events.\n\n")
-	p("| workload | variant | rounds | events | messages | bytes/event | events/s | × native | messages/s | router CPU µs/event | × native | nats-server CPU µs/event | router peak RSS MiB |\n")
-	p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("`%s`: the workload's native events published by a client that does nothing else (ceiling.go): what the server takes; its CPU column is that client's. With `-router-ab`, `native (B)` is the native router of the other build, right after the one of `-bin` in each round. × collector: over the median collector rate of the workload.\n\n", ceilingVariant)
+	p("| workload | variant | rounds | events | messages | bytes/event | events/s | × native | × collector | messages/s | router CPU µs/event | × native | nats-server CPU µs/event | router peak RSS MiB |\n")
+	p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	type row struct {
+		label string
+		match func(routerRun) bool
+	}
+	var rows []row
+	for _, v := range routerVariants {
+		rows = append(rows, row{v.name, func(rr routerRun) bool { return rr.Envelope == v.name && rr.Bin == "" }})
+	}
+	rows = append(rows, row{"native (B)", func(rr routerRun) bool { return rr.Envelope == "native" && rr.Bin != "" }},
+		row{ceilingVariant, func(rr routerRun) bool { return rr.Envelope == ceilingVariant }})
 	for _, w := range r.Workloads {
+		col := median(rates(w.Collector))
 		native := map[int]routerRun{}
 		for _, rr := range w.Routers {
-			if rr.Round > 0 && rr.Envelope == "native" {
+			if rr.Round > 0 && rr.Envelope == "native" && rr.Bin == "" {
 				native[rr.Round] = rr
 			}
 		}
-		for _, v := range routerVariants {
+		for _, v := range rows {
 			var perSec, msgSec, cpu, ncpu, xRate, xCPU []float64
 			var rss float64
 			var events, msgs, bytes uint64
 			n := 0
 			for _, rr := range w.Routers {
-				if rr.Round == 0 || rr.Envelope != v.name {
+				if rr.Round == 0 || !v.match(rr) {
 					continue
 				}
 				n++
@@ -319,8 +331,8 @@ func (r *results) envelopeTables(p func(string, ...any)) {
 			if bytes > 0 && events > 0 {
 				perEvent = fmt.Sprintf("%.0f", float64(bytes)/float64(events))
 			}
-			p("| %s | %s | %d | %d | %d | %s | %s | **%.2f×** | %s | %.2f | %.2f× | %.2f | %.0f |\n", w.Name, v.name, n, events, msgs, perEvent, spread(perSec),
-				median(xRate), spread(msgSec), median(cpu), median(xCPU), median(ncpu), rss)
+			p("| %s | %s | %d | %d | %d | %s | %s | **%.2f×** | %.2f× | %s | %.2f | %.2f× | %.2f | %.0f |\n", w.Name, v.label, n, events, msgs, perEvent, spread(perSec),
+				median(xRate), median(perSec)/col, spread(msgSec), median(cpu), median(xCPU), median(ncpu), rss)
 		}
 	}
 	p("\nEvery run, in the order run (events/s, × the same round's native; CPU µs/event; loadavg1 after the run):\n\n")
@@ -328,13 +340,16 @@ func (r *results) envelopeTables(p func(string, ...any)) {
 	for _, w := range r.Workloads {
 		native := map[int]routerRun{}
 		for _, rr := range w.Routers {
-			if rr.Round > 0 && rr.Envelope == "native" {
+			if rr.Round > 0 && rr.Envelope == "native" && rr.Bin == "" {
 				native[rr.Round] = rr
 			}
 		}
 		for _, rr := range w.Routers {
 			if rr.Round == 0 {
 				continue
+			}
+			if rr.Bin != "" {
+				rr.Envelope += " (B)"
 			}
 			x := 0.0
 			if nr, ok := native[rr.Round]; ok && nr.PerSec > 0 {
