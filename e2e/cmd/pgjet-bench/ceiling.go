@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -15,9 +16,10 @@ import (
 
 // The publish ceiling: how many of a workload's events the nats-server
 // stores per second when a client does nothing but publish them, measured
-// in the same round as the routers. The events are the native router's of
-// that round (their subjects, bodies and headers, a sample of them cycled
-// with ids of their own), published with the cheapest client there is:
+// in the same round as the routers. The events are a router's of that
+// round, one ceiling per envelope (their subjects, bodies and headers, a
+// sample of them cycled with ids of their own), published with the
+// cheapest client there is:
 // core publishes with a reply subject each, a window of 2,048 awaiting
 // their acks, which are counted and not read. A router at the ceiling is
 // held by the server, not by itself.
@@ -41,10 +43,10 @@ func sampleEvents(ctx context.Context, js jetstream.JetStream, stream string) []
 
 // publishCeiling publishes events copies of sample into a fresh output
 // stream on n (async persistence, as the routers' outputs) and times it.
-func (b *bench) publishCeiling(ctx context.Context, n *natsServer, wname, tag string, sample []*nats.Msg, events uint64) (routerRun, error) {
-	r := routerRun{Persist: "async", Envelope: ceilingVariant}
+func (b *bench) publishCeiling(ctx context.Context, n *natsServer, wname, tag, variant string, sample []*nats.Msg, events uint64) (routerRun, error) {
+	r := routerRun{Persist: "async", Envelope: variant}
 	if len(sample) == 0 {
-		return r, fmt.Errorf("publish ceiling of %s: no sample of the native router's events", wname)
+		return r, fmt.Errorf("%s of %s: no sample of the router's events", variant, wname)
 	}
 	nc, err := nats.Connect(n.url)
 	if err != nil {
@@ -114,13 +116,25 @@ func (b *bench) publishCeiling(ctx context.Context, n *natsServer, wname, tag st
 			r.Bytes = info.State.Bytes
 		}
 	}
-	logf("publish ceiling on %s: %d events in %.2fs, %.0f events/s, client CPU %.2fs, nats CPU %.2fs, loadavg1 %s",
-		wname, r.Events, r.Secs, r.PerSec, r.CPU, r.NATSCPU, r.Load)
+	logf("%s on %s: %d events in %.2fs, %.0f events/s, client CPU %.2fs, nats CPU %.2fs, loadavg1 %s",
+		variant, wname, r.Events, r.Secs, r.PerSec, r.CPU, r.NATSCPU, r.Load)
 	return r, nil
 }
 
-// ceilingVariant is the publish ceiling's name among the router variants.
+// ceilingVariant is the publish ceiling's name among the router variants:
+// of the native events; ceilingOf names the others'.
 const ceilingVariant = "publish ceiling"
+
+// ceilingOf is the name of the publish ceiling of variant's events.
+func ceilingOf(variant string) string {
+	if variant == "native" {
+		return ceilingVariant
+	}
+	return ceilingVariant + " (" + variant + ")"
+}
+
+// isCeiling reports whether envelope names a publish ceiling.
+func isCeiling(envelope string) bool { return strings.HasPrefix(envelope, ceilingVariant) }
 
 // subjectRoot is the length of subject's first token.
 func subjectRoot(subject string) int {

@@ -282,9 +282,9 @@ func (r *results) envelopeTables(p func(string, ...any)) {
 	p("Five routers (`--output-persist async`) one after another in each round on the same raw stream, in the opposite order every other round; each its own durable consumer and output stream, deleted after the run. ")
 	p("`cloudevents`: structured mode, data the native document; `cloudevents-change`: data {before, after, op}; `debezium`: payload only, key in a header; `native+group`: native events, `--group transaction` (a message per transaction, in parts at the max payload or at a raw record's end). ")
 	p("Medians over the rounds, (min–max); × native is the median of the ratios to the native run of the same round (higher is better for events/s, lower for CPU). CPU in µs per event; bytes per event: the output stream's bytes (JetStream's accounting: data, headers, subject) over its events.\n\n")
-	p("`%s`: the workload's native events published by a client that does nothing else (ceiling.go): what the server takes; its CPU column is that client's. With `-router-ab`, `native (B)` is the native router of the other build, right after the one of `-bin` in each round. × collector: over the median collector rate of the workload.\n\n", ceilingVariant)
-	p("| workload | variant | rounds | events | messages | bytes/event | events/s | × native | × collector | messages/s | router CPU µs/event | × native | nats-server CPU µs/event | router peak RSS MiB |\n")
-	p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("`%s`: the workload's native events published by a client that does nothing else (ceiling.go): what the server takes; its CPU column is that client's; `%s` the same with that envelope's events. × ceiling: a router's events/s over the ceiling of its envelope's events in the same round (1.00: the server is the limit), a ceiling's over the native events' ceiling (what the envelope's bytes cost the server). With `-router-ab`, `native (B)` is the native router of the other build, right after the one of `-bin` in each round. × collector: over the median collector rate of the workload.\n\n", ceilingVariant, ceilingOf("debezium"))
+	p("| workload | variant | rounds | events | messages | bytes/event | events/s | × native | × ceiling | × collector | messages/s | router CPU µs/event | × native | nats-server CPU µs/event | router peak RSS MiB |\n")
+	p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	type row struct {
 		label string
 		match func(routerRun) bool
@@ -293,8 +293,13 @@ func (r *results) envelopeTables(p func(string, ...any)) {
 	for _, v := range routerVariants {
 		rows = append(rows, row{v.name, func(rr routerRun) bool { return rr.Envelope == v.name && rr.Bin == "" }})
 	}
-	rows = append(rows, row{"native (B)", func(rr routerRun) bool { return rr.Envelope == "native" && rr.Bin != "" }},
-		row{ceilingVariant, func(rr routerRun) bool { return rr.Envelope == ceilingVariant }})
+	rows = append(rows, row{"native (B)", func(rr routerRun) bool { return rr.Envelope == "native" && rr.Bin != "" }})
+	for _, v := range routerVariants {
+		if !v.group {
+			c := ceilingOf(v.name)
+			rows = append(rows, row{c, func(rr routerRun) bool { return rr.Envelope == c }})
+		}
+	}
 	for _, w := range r.Workloads {
 		col := median(rates(w.Collector))
 		native := map[int]routerRun{}
@@ -303,8 +308,9 @@ func (r *results) envelopeTables(p func(string, ...any)) {
 				native[rr.Round] = rr
 			}
 		}
+		xCeiling := w.ceilingRatio()
 		for _, v := range rows {
-			var perSec, msgSec, cpu, ncpu, xRate, xCPU []float64
+			var perSec, msgSec, cpu, ncpu, xRate, xCPU, xCeil []float64
 			var rss float64
 			var events, msgs, bytes uint64
 			n := 0
@@ -323,6 +329,9 @@ func (r *results) envelopeTables(p func(string, ...any)) {
 					xRate = append(xRate, rr.PerSec/nr.PerSec)
 					xCPU = append(xCPU, perM(rr.CPU, int64(rr.Events))/perM(nr.CPU, int64(nr.Events)))
 				}
+				if x, ok := xCeiling(rr); ok {
+					xCeil = append(xCeil, x)
+				}
 			}
 			if n == 0 {
 				continue
@@ -331,13 +340,18 @@ func (r *results) envelopeTables(p func(string, ...any)) {
 			if bytes > 0 && events > 0 {
 				perEvent = fmt.Sprintf("%.0f", float64(bytes)/float64(events))
 			}
-			p("| %s | %s | %d | %d | %d | %s | %s | **%.2f×** | %.2f× | %s | %.2f | %.2f× | %.2f | %.0f |\n", w.Name, v.label, n, events, msgs, perEvent, spread(perSec),
-				median(xRate), median(perSec)/col, spread(msgSec), median(cpu), median(xCPU), median(ncpu), rss)
+			xc := "-"
+			if len(xCeil) > 0 {
+				xc = fmt.Sprintf("%.2f×", median(xCeil))
+			}
+			p("| %s | %s | %d | %d | %d | %s | %s | **%.2f×** | %s | %.2f× | %s | %.2f | %.2f× | %.2f | %.0f |\n", w.Name, v.label, n, events, msgs, perEvent, spread(perSec),
+				median(xRate), xc, median(perSec)/col, spread(msgSec), median(cpu), median(xCPU), median(ncpu), rss)
 		}
 	}
 	p("\nEvery run, in the order run (events/s, × the same round's native; CPU µs/event; loadavg1 after the run):\n\n")
-	p("| workload | round | variant | events/s | × native | messages | secs | router CPU µs/event | nats-server CPU µs/event | loadavg1 |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("| workload | round | variant | events/s | × native | × ceiling | messages | secs | router CPU µs/event | nats-server CPU µs/event | loadavg1 |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, w := range r.Workloads {
+		xCeiling := w.ceilingRatio()
 		native := map[int]routerRun{}
 		for _, rr := range w.Routers {
 			if rr.Round > 0 && rr.Envelope == "native" && rr.Bin == "" {
@@ -347,6 +361,10 @@ func (r *results) envelopeTables(p func(string, ...any)) {
 		for _, rr := range w.Routers {
 			if rr.Round == 0 {
 				continue
+			}
+			xc := "-"
+			if x, ok := xCeiling(rr); ok {
+				xc = fmt.Sprintf("%.2f", x)
 			}
 			if rr.Bin != "" {
 				rr.Envelope += " (B)"
@@ -359,8 +377,34 @@ func (r *results) envelopeTables(p func(string, ...any)) {
 			if rr.Capped {
 				capped = " (capped)"
 			}
-			p("| %s | %d | %s | %.0f%s | %.2f | %d | %.2f | %.2f | %.2f | %s |\n", w.Name, rr.Round, rr.Envelope, rr.PerSec, capped, x, rr.Msgs, rr.Secs,
+			p("| %s | %d | %s | %.0f%s | %.2f | %s | %d | %.2f | %.2f | %.2f | %s |\n", w.Name, rr.Round, rr.Envelope, rr.PerSec, capped, x, xc, rr.Msgs, rr.Secs,
 				perM(rr.CPU, int64(rr.Events)), perM(rr.NATSCPU, int64(rr.Events)), rr.Load)
 		}
+	}
+}
+
+// ceilingRatio returns, for a run of an -envelopes round, its events/s over
+// a publish ceiling of the same round: a router's over the ceiling of its
+// envelope's events, a ceiling's over the native events' ceiling.
+func (w *workloadResult) ceilingRatio() func(routerRun) (float64, bool) {
+	ceil := map[int]map[string]float64{}
+	for _, rr := range w.Routers {
+		if rr.Round > 0 && isCeiling(rr.Envelope) && rr.PerSec > 0 {
+			if ceil[rr.Round] == nil {
+				ceil[rr.Round] = map[string]float64{}
+			}
+			ceil[rr.Round][rr.Envelope] = rr.PerSec
+		}
+	}
+	return func(rr routerRun) (float64, bool) {
+		against := ceilingOf(rr.Envelope)
+		if isCeiling(rr.Envelope) {
+			against = ceilingVariant
+		}
+		c, ok := ceil[rr.Round][against]
+		if rr.Round == 0 || !ok {
+			return 0, false
+		}
+		return rr.PerSec / c, true
 	}
 }
