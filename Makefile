@@ -31,7 +31,7 @@ FUZZTIME ?= 20000x
 # Minimizing a new corpus entry may take a minute by default, stalling a short run.
 FUZZMINIMIZE ?= 1000x
 
-.PHONY: build test fuzz demo lint clean bench test-faults deploy-tools
+.PHONY: build test fuzz demo lint clean bench test-faults deploy-tools consumer-tools
 
 build:
 	@mkdir -p $(BIN)
@@ -43,6 +43,7 @@ test:
 	scripts/ensure-postgres.sh
 	@$(MAKE) --no-print-directory deploy-tools
 	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory consumer-tools
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 	$(if $(strip $(FUZZ)),@$(MAKE) --no-print-directory fuzz)
 
@@ -59,6 +60,27 @@ deploy-tools:
 			echo "  install it with: sudo apt-get install -y systemd" >&2; \
 		fi; \
 	fi
+
+# What e2e/consumers runs the examples of docs/consumers.md with: Node.js and the npm
+# packages pinned in e2e/consumers/node/package-lock.json (npm ci, from npm's cache when it
+# holds them), and the nats CLI at the version e2e/go.mod pins (bin/nats). As root, Debian's
+# nodejs and npm are installed when node is missing.
+NODE_EXAMPLES := e2e/consumers/node
+consumer-tools:
+	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing Debian's nodejs and npm (docs/consumers.md examples)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null || exit 1; \
+		else \
+			echo "node and npm are missing: install Node.js 18+ (e.g. sudo apt-get install -y nodejs npm)" >&2; exit 1; \
+		fi; \
+	fi
+	@if [ ! -f $(NODE_EXAMPLES)/node_modules/.package-lock.json ] || [ $(NODE_EXAMPLES)/package-lock.json -nt $(NODE_EXAMPLES)/node_modules/.package-lock.json ]; then \
+		echo "npm ci in $(NODE_EXAMPLES)"; \
+		cd $(NODE_EXAMPLES) && npm ci --prefer-offline --no-audit --no-fund --loglevel=error; \
+	fi
+	@mkdir -p $(BIN)
+	cd e2e && $(GO) build -o $(BIN)/nats github.com/nats-io/natscli/nats
 
 # The full fault suite (e2e/faults): 20 kills each of collector and router, a 30 s NATS
 # outage, 1,000,000-row transactions... `make test` runs the same scenarios, smaller.
