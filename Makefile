@@ -48,8 +48,9 @@ test:
 	$(if $(strip $(FUZZ)),@$(MAKE) --no-print-directory fuzz)
 
 # systemd-analyze, with which e2e/deploy verifies deploy/systemd/*.service (offline: no
-# running systemd needed). As root (CI) it is installed when missing; without root the test
-# skips those checks and says so.
+# running systemd needed), and promtool (Debian's prometheus package), with which it checks and
+# unit-tests deploy/monitoring/alerts.yaml. As root (CI) they are installed when missing;
+# without root the tests skip those checks and say so.
 deploy-tools:
 	@if ! command -v systemd-analyze >/dev/null 2>&1; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -58,6 +59,15 @@ deploy-tools:
 		else \
 			echo "WARNING: systemd-analyze is missing: e2e/deploy will NOT verify deploy/systemd/*.service" >&2; \
 			echo "  install it with: sudo apt-get install -y systemd" >&2; \
+		fi; \
+	fi
+	@if ! command -v promtool >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing Debian's prometheus package for promtool (deploy/monitoring checks)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null || exit 1; \
+		else \
+			echo "WARNING: promtool is missing: e2e/deploy will NOT check deploy/monitoring/alerts.yaml" >&2; \
+			echo "  install it with: sudo apt-get install -y prometheus" >&2; \
 		fi; \
 	fi
 

@@ -191,6 +191,10 @@ func (p *Publisher) Idle() bool { return p.checkpoint.Idle() }
 // Confirmed is the WAL position up to which every transaction is stored.
 func (p *Publisher) Confirmed() uint64 { return p.checkpoint.Confirmed() }
 
+// ConfirmationAge is how long changes have waited with the confirmed
+// position standing still (checkpoint.Age).
+func (p *Publisher) ConfirmationAge(now time.Time) time.Duration { return p.checkpoint.Age(now) }
+
 // Totals returns the figures the publisher adds to.
 func (p *Publisher) Totals() *Totals { return p.totals }
 
