@@ -47,27 +47,20 @@ test:
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 	$(if $(strip $(FUZZ)),@$(MAKE) --no-print-directory fuzz)
 
-# systemd-analyze, with which e2e/deploy verifies deploy/systemd/*.service (offline: no
-# running systemd needed), and promtool (Debian's prometheus package), with which it checks and
-# unit-tests deploy/monitoring/alerts.yaml. As root (CI) they are installed when missing;
-# without root the tests skip those checks and say so.
+# Tools some tests check files with, as command:Debian package: systemd-analyze verifies
+# deploy/systemd/*.service (offline: no running systemd needed), promtool (prometheus) checks
+# and unit-tests deploy/monitoring/alerts.yaml, zsh checks the binaries' zsh completion. As
+# root (CI) they are installed when missing; without root those tests skip and say so.
+DEPLOY_TOOLS := systemd-analyze:systemd promtool:prometheus zsh:zsh
 deploy-tools:
-	@if ! command -v systemd-analyze >/dev/null 2>&1; then \
+	@missing=""; for t in $(DEPLOY_TOOLS); do command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t##*:}"; done; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "installing Debian's systemd package for systemd-analyze (deploy/systemd checks)"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null || exit 1; \
+			echo "installing Debian's$$missing (checks of deploy files and completion scripts)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
 		else \
-			echo "WARNING: systemd-analyze is missing: e2e/deploy will NOT verify deploy/systemd/*.service" >&2; \
-			echo "  install it with: sudo apt-get install -y systemd" >&2; \
-		fi; \
-	fi
-	@if ! command -v promtool >/dev/null 2>&1; then \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "installing Debian's prometheus package for promtool (deploy/monitoring checks)"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null || exit 1; \
-		else \
-			echo "WARNING: promtool is missing: e2e/deploy will NOT check deploy/monitoring/alerts.yaml" >&2; \
-			echo "  install it with: sudo apt-get install -y prometheus" >&2; \
+			echo "WARNING: missing$$missing: some checks of e2e/deploy and shared/help will be SKIPPED" >&2; \
+			echo "  install them with: sudo apt-get install -y$$missing" >&2; \
 		fi; \
 	fi
 

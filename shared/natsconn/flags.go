@@ -20,6 +20,14 @@ func Usage(indent string) string {
 		"PGJET_NATS_TOKEN), not as --nats-password or --nats-token: arguments show in process listings.\n"
 }
 
+// FlagNames are the names of the flags AddFlags registers, in the order a
+// --help shows them.
+var FlagNames = []string{"creds", "nats-user", "nats-password", "nats-password-file", "nats-token", "nats-token-file", "nats-nkey",
+	"nats-tls-ca", "nats-tls-cert", "nats-tls-key"}
+
+// FileFlags are those of FlagNames whose value is a path.
+var FileFlags = []string{"creds", "nats-password-file", "nats-token-file", "nats-nkey", "nats-tls-ca", "nats-tls-cert", "nats-tls-key"}
+
 // Auth holds the NATS authentication and TLS flags. Call Check after
 // parsing, then Apply.
 type Auth struct {

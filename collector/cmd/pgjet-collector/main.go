@@ -18,6 +18,7 @@ import (
 
 	"github.com/pgjet/pgjet/collector/internal/session"
 	"github.com/pgjet/pgjet/shared/flagenv"
+	"github.com/pgjet/pgjet/shared/help"
 	"github.com/pgjet/pgjet/shared/logging"
 	"github.com/pgjet/pgjet/shared/memlimit"
 	"github.com/pgjet/pgjet/shared/metrics"
@@ -62,15 +63,16 @@ type config struct {
 	checkOnly bool
 }
 
-func parseConfig(args []string) (config, error) {
-	var c config
-	fs := flag.NewFlagSet("pgjet-collector", flag.ContinueOnError)
+// flagSet registers the collector's flags on a new FlagSet, writing to c;
+// the others are returned.
+func (c *config) flagSet() (fs *flag.FlagSet, tables, level, logFormat *string) {
+	fs = flag.NewFlagSet("pgjet-collector", flag.ContinueOnError)
 	fs.StringVar(&c.file, "config", "", "pipeline file (YAML): the source, raw_stream and batch sections; flags override it")
 	fs.BoolVar(&c.checkOnly, "check-config", false, "validate the flags and the pipeline file and exit, without connecting")
 	fs.StringVar(&c.dsn, "dsn", "", "PostgreSQL connection string (URL or key=value); required")
 	fs.StringVar(&c.slot, "slot", "pgjet", "logical replication slot, created with pgoutput when missing")
 	fs.StringVar(&c.publication, "publication", "pgjet", "publication to stream")
-	tables := fs.String("tables", "", "comma-separated schema.table list: create the publication with them, or add them to it")
+	tables = fs.String("tables", "", "comma-separated schema.table list: create the publication with them, or add them to it")
 	fs.StringVar(&c.source, "source", "", "source name in subjects and ids (default: the slot name)")
 	fs.StringVar(&c.natsURL, "nats", "", "NATS server URL(s), comma-separated")
 	c.auth = natsconn.AddFlags(fs)
@@ -90,24 +92,22 @@ func parseConfig(args []string) (config, error) {
 	fs.BoolVar(&c.recreateSlot, "recreate-slot", false, "create the slot even though the raw stream has records of this source (after the slot was dropped; changes in between are missing)")
 	c.memLimit = -1
 	fs.Var(&c.memLimit, "memory-limit", "soft memory limit of the Go runtime, e.g. 256MiB (GOMEMLIMIT wins; 0: none); auto: 128MiB, none with --embedded")
-	level := fs.String("log-level", "info", "debug, info, warn or error")
-	logFormat := fs.String("log-format", "text", "text or json (one JSON object per line)")
+	level = fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat = fs.String("log-format", "text", "text or json (one JSON object per line)")
 	fs.StringVar(&c.metrics, "metrics", "", "serve Prometheus /metrics, /healthz and /readyz on HOST:PORT, e.g. 127.0.0.1:9464 (a pipeline file's spec.metrics.listen; default: off)")
 	// Errors are reported by main in one line; the usage text only on -h.
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	usage := func() {
-		fmt.Fprint(os.Stdout, "Usage: pgjet-collector --config PIPELINE.yaml [--check-config] [flags that override it]\n"+
-			"       pgjet-collector --dsn DSN --slot NAME --publication NAME [--tables s.t,...] (--nats URL | --embedded DIR [--listen HOST:PORT])\n"+
-			natsconn.Usage("                       ")+
-			"Every flag can also be set as PGJET_<NAME> in the environment (e.g. PGJET_DSN).\n\n")
-		fs.SetOutput(os.Stdout)
-		fs.PrintDefaults()
-	}
+	return fs, tables, level, logFormat
+}
+
+func parseConfig(args []string) (config, error) {
+	var c config
+	fs, tables, level, logFormat := c.flagSet()
 	given, err := flagenv.ParseSet(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			usage()
+			page.Write(os.Stdout, fs)
 		}
 		return c, err
 	}
@@ -181,6 +181,9 @@ func main() {
 	}
 	if len(os.Args) > 1 && os.Args[1] == "status" {
 		os.Exit(statusMain(os.Args[2:]))
+	}
+	if len(os.Args) > 1 && os.Args[1] == help.CompletionCommand.Name {
+		os.Exit(completionMain(os.Args[2:]))
 	}
 	cfg, err := parseConfig(os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {

@@ -23,6 +23,7 @@ import (
 	"github.com/pgjet/pgjet/router/internal/routing"
 	"github.com/pgjet/pgjet/router/internal/stdout"
 	"github.com/pgjet/pgjet/shared/flagenv"
+	"github.com/pgjet/pgjet/shared/help"
 	"github.com/pgjet/pgjet/shared/logging"
 	"github.com/pgjet/pgjet/shared/memlimit"
 	"github.com/pgjet/pgjet/shared/metrics"
@@ -75,6 +76,20 @@ func parseConfig(args []string) (config, error) {
 func parseConfigWith(args []string, name string, more func(*flag.FlagSet)) (config, error) {
 	var c config
 	var f flags
+	fs := c.flagSet(&f, name, more)
+	var err error
+	if f.given, err = flagenv.ParseSet(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			page.Write(os.Stdout, fs)
+		}
+		return c, err
+	}
+	return c.finish(&f)
+}
+
+// flagSet registers the router's flags, and those more adds for a
+// subcommand (name), on a new FlagSet writing to c and f.
+func (c *config) flagSet(f *flags, name string, more func(*flag.FlagSet)) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	if more != nil {
 		more(fs)
@@ -109,22 +124,12 @@ func parseConfigWith(args []string, name string, more func(*flag.FlagSet)) (conf
 	// Errors are reported by main in one line; the usage text only on -h.
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	usage := func() {
-		fmt.Fprint(os.Stdout, "Usage: pgjet-router --config PIPELINE.yaml [--check-config] [flags that override it]\n"+
-			"       pgjet-router --nats URL [--raw-stream NAME] [--durable NAME] [--stream NAME] [--subject-prefix P] [--stdout json|json-pretty|text] [--group none|transaction]\n"+
-			"                    [--envelope "+strings.Join(envelope.Names(), "|")+" [--cloudevents-mode structured|binary] [--cloudevents-source URI] [--cloudevents-type-prefix P] [--cloudevents-data native|change]]\n"+
-			natsconn.Usage("                    ")+
-			"Every flag can also be set as PGJET_<NAME> in the environment (e.g. PGJET_CONFIG, PGJET_NATS, PGJET_SUBJECT_PREFIX).\n\n")
-		fs.SetOutput(os.Stdout)
-		fs.PrintDefaults()
-	}
+	return fs
+}
+
+// finish checks the flags parsed into f and plans the routes.
+func (c config) finish(f *flags) (config, error) {
 	var err error
-	if f.given, err = flagenv.ParseSet(fs, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			usage()
-		}
-		return c, err
-	}
 	if err := c.logLevel.UnmarshalText([]byte(f.level)); err != nil {
 		return c, fmt.Errorf("bad --log-level %q: use debug, info, warn or error", f.level)
 	}
@@ -136,9 +141,9 @@ func parseConfigWith(args []string, name string, more func(*flag.FlagSet)) (conf
 	}
 	c.checkOnly, c.file = f.checkOnly, f.file
 	if f.file == "" {
-		c.plan, err = planFromFlags(&f)
+		c.plan, err = planFromFlags(f)
 	} else {
-		c.plan, c.compat, err = planFromFile(&f)
+		c.plan, c.compat, err = planFromFile(f)
 	}
 	if err == nil && f.metrics != "" {
 		if err = metrics.CheckAddr(f.metrics); err != nil {
@@ -460,6 +465,9 @@ func main() {
 	}
 	if len(os.Args) > 1 && os.Args[1] == "status" {
 		os.Exit(statusMain(os.Args[2:]))
+	}
+	if len(os.Args) > 1 && os.Args[1] == help.CompletionCommand.Name {
+		os.Exit(completionMain(os.Args[2:]))
 	}
 	cfg, err := parseConfig(os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {
