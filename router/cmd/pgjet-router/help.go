@@ -51,7 +51,7 @@ var page = help.Page{
 // completionMain prints the completion script: `completion bash|zsh`.
 func completionMain(args []string) int {
 	var c config
-	fs := c.flagSet(&flags{}, page.Name, nil)
+	fs, _, _, _ := c.flagSet(page.Name, nil)
 	if len(args) != 1 || !slices.Contains([]string{"bash", "zsh"}, args[0]) {
 		fmt.Fprintf(os.Stderr, "%s completion: give the shell: bash or zsh\n", page.Name)
 		return 2

@@ -6,9 +6,9 @@
 // jsonb are embedded, timestamps use the ISO 8601 'T' form, and anything
 // without a JSON counterpart is its Postgres text as a JSON string.
 //
-// Text values are expected to come from a session with DateStyle=ISO,
-// TimeZone=UTC, IntervalStyle=postgres and extra_float_digits=3, as the
-// collector sets them. Dates and timestamps in another style are rejected, not
+// Text values are expected to come from a session with the settings of
+// wire.TextFormat (DateStyle=ISO, TimeZone=UTC, IntervalStyle=postgres,
+// extra_float_digits=3, bytea_output=hex), as the collector sets them. Dates and timestamps in another style are rejected, not
 // passed through, so a misconfigured collector fails loudly.
 package value
 
