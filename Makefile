@@ -35,7 +35,7 @@ FUZZMINIMIZE ?= 1000x
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./collector/cmd/pgjet-collector ./router/cmd/pgjet-router
+	$(GO) build -o $(BIN)/ ./collector/cmd/pgjet-collector ./collector/cmd/pgjet ./router/cmd/pgjet-router
 	@# nats-server at exactly the version e2e/go.mod pins, so tests run against what we ship with.
 	cd e2e && $(GO) build -o $(BIN)/nats-server github.com/nats-io/nats-server/v2
 
