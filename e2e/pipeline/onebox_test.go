@@ -263,7 +263,8 @@ func checkSeedStream(t *testing.T, e *env, stream, prefix string, changes []chec
 // server and routes in one process) loses and doubles nothing across kill
 // -9 of that process, one while changes are being written: every committed
 // change is in its output stream exactly once, in commit order, with
-// Postgres's values (e2e/check, as for the two-process deployment).
+// Postgres's values (e2e/check, as for the two-process deployment); and its
+// --metrics serves both parts' metrics, ready when both are.
 func TestOneProcessSurvivesKill9(t *testing.T) {
 	e := newEnv(t, mixedSchema, "public.users", "public.orders")
 	port, err := pgtest.FreePort()
@@ -274,16 +275,22 @@ func TestOneProcessSurvivesKill9(t *testing.T) {
 	file := harness.RepoFile(t, "deploy/pipeline/embedded.yaml")
 	env := []string{"POSTGRES_DSN=" + e.pg.DSN(""), "PGJET_LISTEN=" + listen}
 	data := t.TempDir()
-	start := func() *harness.Proc {
-		p := harness.StartProcess(t, "pgjet", []string{"--config", file}, append(env, "PGJET_DATA="+data))
+	start := func(args ...string) *harness.Proc {
+		p := harness.StartProcess(t, "pgjet", append([]string{"--config", file}, args...), append(env, "PGJET_DATA="+data))
 		if !p.WaitForLog("msg=relaying part=router route=events ", 60*time.Second) || !p.WaitForLog("msg=streaming", 30*time.Second) {
 			t.Fatal("pgjet did not start relaying")
 		}
 		return p
 	}
 
-	p := start()
+	p := start("--metrics", "127.0.0.1:0")
 	e.mixed(1)
+	// One endpoint serves both parts' metrics, ready when both are.
+	base := metricsURL(t, p, `msg="serving metrics" url=`)
+	waitStatus(t, base+"/readyz", 200, 30*time.Second)
+	waitMetric(t, base, "pgjet_router_events_total", `op="insert"`, 30*time.Second, func(v float64) bool { return v > 0 })
+	waitMetric(t, base, "pgjet_collector_changes_total", "", 30*time.Second, func(v float64) bool { return v > 0 })
+	waitMetric(t, base, "pgjet_ready", "", 5*time.Second, func(v float64) bool { return v == 1 })
 	p.Kill()
 	p = start()
 	// Killed while a round of changes is being written.
