@@ -85,7 +85,7 @@ func FromFile(f *pipeline.File, errs *pipeline.Errors, warn func(msg string, arg
 		if err != nil {
 			addRouteErrors(errs, s.Path, err)
 		}
-		env, err := envelope.New(s.Envelope.Type, envelope.Options{Encoding: s.Encoding, Settings: s.Envelope.Settings})
+		env, err := envelope.New(s.Envelope.Type, envelope.Options{Encoding: s.Encoding, Settings: s.Envelope.Settings, Transactions: s.Transactions})
 		if err != nil {
 			addEnvelopeError(errs, s, err)
 		}

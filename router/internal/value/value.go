@@ -262,12 +262,16 @@ func skipDigits(s []byte, i int) int {
 // badText is the error for a text value that does not parse as its type. The
 // value is quoted (shortened) so that the dead letter explains itself.
 func badText(oid uint32, s []byte) error {
+	return fmt.Errorf("invalid %s text %q", typeName(oid), shorten(s))
+}
+
+// shorten cuts s for an error message.
+func shorten(s []byte) string {
 	const max = 64
-	q := string(s)
-	if len(q) > max {
-		q = q[:max] + "..."
+	if len(s) > max {
+		return string(s[:max]) + "..."
 	}
-	return fmt.Errorf("invalid %s text %q", typeName(oid), q)
+	return string(s)
 }
 
 func typeName(oid uint32) string {
