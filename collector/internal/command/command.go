@@ -25,6 +25,7 @@ import (
 	"github.com/pgjet/pgjet/shared/metrics"
 	"github.com/pgjet/pgjet/shared/natsconn"
 	"github.com/pgjet/pgjet/shared/redact"
+	"github.com/pgjet/pgjet/shared/tracing"
 	"github.com/pgjet/pgjet/shared/wire"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -309,7 +310,20 @@ func (c *Collector) Run(ctx context.Context, log *slog.Logger) error {
 		defer stopPoll()
 		go pr.pollSlotLag(pollCtx, cfg.dsn, cfg.slot, 2*time.Second, log)
 	}
-	return session.Run(ctx, cfg.sessionConfig(log, pr))
+	tr, err := tracing.Setup(ctx, "pgjet-collector", log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tr.Shutdown(sctx); err != nil {
+			log.Warn("tracing", "err", err)
+		}
+	}()
+	sc := cfg.sessionConfig(log, pr)
+	sc.Tracer = tr.Tracer
+	return session.Run(ctx, sc)
 }
 
 // sessionConfig is the sessions' configuration from the flags, reporting

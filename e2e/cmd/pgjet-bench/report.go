@@ -56,6 +56,7 @@ func (r *results) markdown() string {
 		}
 
 		r.envelopeTables(p)
+		r.tracingTable(p)
 
 		p("\nEvery round (changes/s; ratio to the same round's ceiling; loadavg1 after the collector run):\n\n")
 		p("| workload | round | ceiling | collector | ratio | embedded | ratio | loadavg1 |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -347,5 +348,39 @@ func (r *results) envelopeTables(p func(string, ...any)) {
 			p("| %s | %d | %s | %.0f%s | %.2f | %d | %.2f | %.2f | %.2f | %s |\n", w.Name, rr.Round, rr.Envelope, rr.PerSec, capped, x, rr.Msgs, rr.Secs,
 				perM(rr.CPU, int64(rr.Events)), perM(rr.NATSCPU, int64(rr.Events)), rr.Load)
 		}
+	}
+}
+
+// tracingTable compares the collector with tracing on (-tracing) with the
+// one without, round by round; the router's cost is the native+tracing row
+// of the envelope tables.
+func (r *results) tracingTable(p func(string, ...any)) {
+	has := false
+	for _, w := range r.Workloads {
+		has = has || len(w.Traced) > 0
+	}
+	if !has {
+		return
+	}
+	p("\n## Tracing (`-tracing`)\n\n")
+	p("The collector with OpenTelemetry tracing on (a span per transaction and per raw message, every span exported over OTLP/HTTP to a receiver in pgjet-bench), run in each round right after the untraced one on the same backlog, each with a nats-server of its own. ")
+	p("× untraced: median of the per-round ratios (events/s: higher is better; CPU: lower). The router's cost is the `native+tracing` row above (× native).\n\n")
+	p("| workload | untraced changes/s | traced changes/s | × untraced | untraced CPU s/M | traced CPU s/M | × untraced |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, w := range r.Workloads {
+		if len(w.Traced) == 0 {
+			continue
+		}
+		var xRate, xCPU []float64
+		for i := range w.Traced {
+			if i < len(w.Collector) && w.Collector[i].PerSec > 0 && w.Collector[i].CPU > 0 {
+				xRate = append(xRate, w.Traced[i].PerSec/w.Collector[i].PerSec)
+				xCPU = append(xCPU, w.Traced[i].CPU/w.Collector[i].CPU)
+			}
+		}
+		cpu := func(runs []collectorRun) float64 {
+			return median(w.perM(runs, func(c collectorRun) float64 { return c.CPU }))
+		}
+		p("| %s | %s | %s | **%.2f×** | %.1f | %.1f | %.2f× |\n", w.Name, spread(rates(w.Collector)), spread(rates(w.Traced)), median(xRate),
+			cpu(w.Collector), cpu(w.Traced), median(xCPU))
 	}
 }
