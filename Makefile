@@ -31,7 +31,7 @@ FUZZTIME ?= 20000x
 # Minimizing a new corpus entry may take a minute by default, stalling a short run.
 FUZZMINIMIZE ?= 1000x
 
-.PHONY: build test fuzz demo lint clean bench test-faults test-versions deploy-tools consumer-tools
+.PHONY: build test fuzz demo lint clean bench bench-charts test-faults test-versions deploy-tools consumer-tools
 
 build:
 	@mkdir -p $(BIN)
@@ -120,6 +120,15 @@ demo:
 # Micro and system benchmarks; BENCH_QUICK=1 for a smoke run. See docs/benchmarks.md.
 bench:
 	scripts/bench.sh
+
+# The charts of docs/benchmarks.md (SVG), drawn from a run's results:
+#   make bench-charts BENCH_RESULTS=tmp/bench-<time>/results.json
+# keeps that file as docs/benchmarks/results.json, from which a plain `make bench-charts` redraws.
+BENCH_RESULTS ?= docs/benchmarks/results.json
+bench-charts:
+	@mkdir -p docs/benchmarks
+	@if [ "$(abspath $(BENCH_RESULTS))" != "$(abspath docs/benchmarks/results.json)" ]; then cp "$(BENCH_RESULTS)" docs/benchmarks/results.json; fi
+	cd e2e && $(GO) run ./cmd/pgjet-bench -charts ../docs/benchmarks/results.json -chart-dir ../docs/benchmarks
 
 lint:
 	@out=$$(gofmt -l $(MODULES)); \

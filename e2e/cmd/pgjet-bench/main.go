@@ -114,9 +114,18 @@ func main() {
 	flag.IntVar(&c.runs, "runs", 0, "rounds of ceiling/collector runs per workload (default 3, 1 with -quick)")
 	flag.BoolVar(&c.routerFsync, "router-fsync", true, "also time a router whose output stream fsyncs every write (about 90 s on the full OLTP backlog)")
 	flag.StringVar(&c.routerAB, "router-ab", "", "directory with another pgjet-router to time in every async round, right after the one of -bin")
+	charts := flag.String("charts", "", "draw the charts of docs/benchmarks.md from this results.json into -chart-dir and exit (make bench-charts)")
+	chartDir := flag.String("chart-dir", "docs/benchmarks", "directory of the charts -charts writes")
 	flag.BoolVar(&c.tracing, "tracing", true, "also time, in every round, a collector and a router (native) exporting every span over OTLP/HTTP to a receiver in this process, for the cost of tracing")
 	flag.BoolVar(&c.envelopes, "envelopes", false, "time routers of every envelope (native, cloudevents, cloudevents data change, debezium) and native with --group transaction, alternating within each round, instead of the async native and cloudevents rounds")
 	flag.Parse()
+	if *charts != "" {
+		if err := writeCharts(*charts, *chartDir); err != nil {
+			fmt.Fprintf(os.Stderr, "pgjet-bench: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	c.workloads = strings.Split(wl, ",")
 	c.persists = strings.Split(*persists, ",")
 	if c.outDir == "" {

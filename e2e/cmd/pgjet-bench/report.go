@@ -286,33 +286,10 @@ func (r *results) envelopeTables(p func(string, ...any)) {
 	p("| workload | variant | rounds | events | messages | bytes/event | events/s | × native | messages/s | router CPU µs/event | × native | nats-server CPU µs/event | router peak RSS MiB |\n")
 	p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, w := range r.Workloads {
-		native := map[int]routerRun{}
-		for _, rr := range w.Routers {
-			if rr.Round > 0 && rr.Envelope == "native" {
-				native[rr.Round] = rr
-			}
-		}
 		for _, v := range routerVariants {
-			var perSec, msgSec, cpu, ncpu, xRate, xCPU []float64
-			var rss float64
-			var events, msgs, bytes uint64
-			n := 0
-			for _, rr := range w.Routers {
-				if rr.Round == 0 || rr.Envelope != v.name {
-					continue
-				}
-				n++
-				perSec = append(perSec, rr.PerSec)
-				msgSec = append(msgSec, float64(rr.Msgs)/rr.Secs)
-				cpu = append(cpu, perM(rr.CPU, int64(rr.Events)))
-				ncpu = append(ncpu, perM(rr.NATSCPU, int64(rr.Events)))
-				rss = max(rss, float64(rr.RSSKiB)/1024)
-				events, msgs, bytes = rr.Events, rr.Msgs, rr.Bytes
-				if nr, ok := native[rr.Round]; ok && nr.PerSec > 0 && nr.CPU > 0 {
-					xRate = append(xRate, rr.PerSec/nr.PerSec)
-					xCPU = append(xCPU, perM(rr.CPU, int64(rr.Events))/perM(nr.CPU, int64(nr.Events)))
-				}
-			}
+			vs := w.variant(v.name)
+			n, perSec, msgSec, cpu, ncpu, xRate, xCPU := vs.n, vs.perSec, vs.msgSec, vs.cpu, vs.ncpu, vs.xRate, vs.xCPU
+			rss, events, msgs, bytes := vs.rss, vs.events, vs.msgs, vs.bytes
 			if n == 0 {
 				continue
 			}
@@ -370,17 +347,60 @@ func (r *results) tracingTable(p func(string, ...any)) {
 		if len(w.Traced) == 0 {
 			continue
 		}
-		var xRate, xCPU []float64
-		for i := range w.Traced {
-			if i < len(w.Collector) && w.Collector[i].PerSec > 0 && w.Collector[i].CPU > 0 {
-				xRate = append(xRate, w.Traced[i].PerSec/w.Collector[i].PerSec)
-				xCPU = append(xCPU, w.Traced[i].CPU/w.Collector[i].CPU)
-			}
-		}
+		xRate, xCPU := w.tracedRatios()
 		cpu := func(runs []collectorRun) float64 {
 			return median(w.perM(runs, func(c collectorRun) float64 { return c.CPU }))
 		}
 		p("| %s | %s | %s | **%.2f×** | %.1f | %.1f | %.2f× |\n", w.Name, spread(rates(w.Collector)), spread(rates(w.Traced)), median(xRate),
 			cpu(w.Collector), cpu(w.Traced), median(xCPU))
 	}
+}
+
+// variantStats are the -envelopes runs of one router variant of a
+// workload: per run, and as ratios to the native run of the same round.
+type variantStats struct {
+	n                                      int
+	perSec, msgSec, cpu, ncpu, xRate, xCPU []float64
+	rss                                    float64
+	events, msgs, bytes                    uint64
+}
+
+// variant gathers the -envelopes runs of the router variant name.
+func (w *workloadResult) variant(name string) variantStats {
+	native := map[int]routerRun{}
+	for _, rr := range w.Routers {
+		if rr.Round > 0 && rr.Envelope == "native" {
+			native[rr.Round] = rr
+		}
+	}
+	var s variantStats
+	for _, rr := range w.Routers {
+		if rr.Round == 0 || rr.Envelope != name {
+			continue
+		}
+		s.n++
+		s.perSec = append(s.perSec, rr.PerSec)
+		s.msgSec = append(s.msgSec, float64(rr.Msgs)/rr.Secs)
+		s.cpu = append(s.cpu, perM(rr.CPU, int64(rr.Events)))
+		s.ncpu = append(s.ncpu, perM(rr.NATSCPU, int64(rr.Events)))
+		s.rss = max(s.rss, float64(rr.RSSKiB)/1024)
+		s.events, s.msgs, s.bytes = rr.Events, rr.Msgs, rr.Bytes
+		if nr, ok := native[rr.Round]; ok && nr.PerSec > 0 && nr.CPU > 0 {
+			s.xRate = append(s.xRate, rr.PerSec/nr.PerSec)
+			s.xCPU = append(s.xCPU, perM(rr.CPU, int64(rr.Events))/perM(nr.CPU, int64(nr.Events)))
+		}
+	}
+	return s
+}
+
+// tracedRatios are the per-round ratios of the traced collector to the
+// untraced one: changes/s and CPU.
+func (w *workloadResult) tracedRatios() (xRate, xCPU []float64) {
+	for i := range w.Traced {
+		if i < len(w.Collector) && w.Collector[i].PerSec > 0 && w.Collector[i].CPU > 0 {
+			xRate = append(xRate, w.Traced[i].PerSec/w.Collector[i].PerSec)
+			xCPU = append(xCPU, w.Traced[i].CPU/w.Collector[i].CPU)
+		}
+	}
+	return xRate, xCPU
 }
