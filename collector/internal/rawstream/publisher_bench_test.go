@@ -10,23 +10,31 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/shared/natstest"
+	"github.com/pgjet/pgjet/shared/tracing/tracingtest"
 	"github.com/pgjet/pgjet/shared/wire"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // BenchmarkPublisher runs single-row transactions through a Publisher
 // (Add, batching, publish, ack, confirm) into a memory stream of an
 // in-process server: the collector's per-fragment and per-message
 // bookkeeping, without the disk. It reports changes per second.
-func BenchmarkPublisher(b *testing.B) { benchPublisher(b, nil) }
+func BenchmarkPublisher(b *testing.B) { benchPublisher(b, nil, nil) }
+
+// BenchmarkPublisherTracing is BenchmarkPublisher with tracing on: a span
+// per transaction and per raw message, exported over OTLP/HTTP.
+func BenchmarkPublisherTracing(b *testing.B) {
+	benchPublisher(b, nil, tracingtest.ForBenchmark(b, "pgjet-collector").Tracer)
+}
 
 // BenchmarkPublisherMetrics is BenchmarkPublisher with --metrics on: a
 // Prometheus histogram times every raw publish.
 func BenchmarkPublisherMetrics(b *testing.B) {
-	benchPublisher(b, prometheus.NewHistogram(prometheus.HistogramOpts{Name: "x_seconds", Help: "x", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15)}))
+	benchPublisher(b, prometheus.NewHistogram(prometheus.HistogramOpts{Name: "x_seconds", Help: "x", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15)}), nil)
 }
 
-func benchPublisher(b *testing.B, latency Observer) {
+func benchPublisher(b *testing.B, latency Observer, tracer trace.Tracer) {
 	const n = 20000
 	var total time.Duration
 	for i := 0; i < b.N; i++ {
@@ -48,7 +56,7 @@ func benchPublisher(b *testing.B, latency Observer) {
 		}
 		p := NewPublisher(js, PublisherConfig{
 			Subject: wire.RawSubject(benchSrc.Name), Source: benchSrc, MaxMessageBytes: 1 << 20, MaxQueueBytes: 8 << 20,
-			AckTimeout: 10 * time.Second, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), PublishLatency: latency,
+			AckTimeout: 10 * time.Second, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), PublishLatency: latency, Tracer: tracer,
 		})
 		done := make(chan error, 1)
 		b.StartTimer()
