@@ -6,6 +6,7 @@ import (
 	"image/color"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -56,7 +57,8 @@ func writeCharts(resultsFile, dir string) error {
 		}
 		return v
 	}
-	subtitle := fmt.Sprintf("%s, code %s", r.Started, r.Machine.Code)
+	code, _, _ := strings.Cut(r.Machine.Code, " ") // the commit's short hash
+	subtitle := fmt.Sprintf("pgjet-bench %s, code %s", r.Started, code)
 
 	charts := []struct {
 		file, title, ylabel string
@@ -117,12 +119,16 @@ func barChart(file, title, ylabel string, groups []string, refs []float64, ss []
 	p.Y.Min = 0
 	p.Legend.Top = true
 	p.Legend.Left = true
-	width := vg.Points(float64(60) / float64(max(1, len(ss))))
-	shown := 0
+	width := vg.Points(float64(72) / float64(max(1, len(ss))))
+	shown, top := 0, 0.0
+	for _, ref := range refs {
+		top = max(top, ref)
+	}
 	for i, s := range ss {
 		empty := true
 		for _, v := range s.values {
 			empty = empty && v == 0
+			top = max(top, v)
 		}
 		if empty {
 			continue // a variant this run did not measure
@@ -150,6 +156,8 @@ func barChart(file, title, ylabel string, groups []string, refs []float64, ss []
 		line.Color = color.Gray{Y: 0x60}
 		p.Add(line)
 	}
+	// Room above the bars for the legend.
+	p.Y.Max = top * (1.15 + 0.08*float64(shown))
 	p.NominalX(groups...)
 	p.Add(plotter.NewGrid())
 	return p.Save(7*vg.Inch, 4*vg.Inch, file)
