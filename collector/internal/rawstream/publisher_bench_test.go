@@ -28,6 +28,14 @@ func BenchmarkPublisherTracing(b *testing.B) {
 	benchPublisher(b, nil, tracingtest.ForBenchmark(b, "pgjet-collector").Tracer)
 }
 
+// BenchmarkPublisherTracingSampled is BenchmarkPublisherTracing with one
+// transaction in a hundred traced (OTEL_TRACES_SAMPLER=traceidratio).
+func BenchmarkPublisherTracingSampled(b *testing.B) {
+	b.Setenv("OTEL_TRACES_SAMPLER", "traceidratio")
+	b.Setenv("OTEL_TRACES_SAMPLER_ARG", "0.01")
+	benchPublisher(b, nil, tracingtest.ForBenchmark(b, "pgjet-collector").Tracer)
+}
+
 // BenchmarkPublisherMetrics is BenchmarkPublisher with --metrics on: a
 // Prometheus histogram times every raw publish.
 func BenchmarkPublisherMetrics(b *testing.B) {

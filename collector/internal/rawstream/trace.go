@@ -39,19 +39,24 @@ func (t *txSpans) added(f *pgoutput.Fragment) {
 	defer t.mu.Unlock()
 	s, ok := t.open[f.Tx.CommitLSN]
 	if !ok {
-		_, s = t.tracer.Start(context.Background(), "pgjet.collector transaction",
-			trace.WithSpanKind(trace.SpanKindProducer),
-			trace.WithAttributes(
+		_, s = t.tracer.Start(context.Background(), "pgjet.collector transaction", trace.WithSpanKind(trace.SpanKindProducer))
+		if s.IsRecording() { // not when the sampler left it out: then nothing more to pay
+			s.SetAttributes(
 				attribute.Int64("pgjet.xid", int64(f.Tx.Xid)),
 				attribute.String("pgjet.commit_lsn", wire.LSN(f.Tx.CommitLSN).String()),
 				attribute.String("pgjet.commit_time", time.UnixMicro(f.Tx.CommitTime).UTC().Format(time.RFC3339Nano)),
-			))
+			)
+		}
 		t.open[f.Tx.CommitLSN] = s
 	}
-	if f.Tx.Final {
+	if f.Tx.Final && s.IsRecording() {
 		s.AddEvent("decoded", trace.WithAttributes(attribute.Int64("pgjet.fragments", int64(f.Tx.Fragment)+1)))
 	}
 }
+
+// maxLinks bounds the links of a raw message's span to its other
+// transactions (OpenTelemetry's default limit of links per span).
+const maxLinks = 127
 
 // rawSpan is a raw message's span and the transactions it completes:
 // copied, since the fragments are released once stored.
@@ -79,10 +84,9 @@ func (t *txSpans) publishing(frags []*pgoutput.Fragment, h nats.Header) rawSpan 
 		}
 		if i == 0 {
 			ctx = trace.ContextWithSpan(ctx, s)
-		} else {
+		} else if len(links) < maxLinks && s.SpanContext().IsSampled() {
 			links = append(links, trace.Link{SpanContext: s.SpanContext()})
 		}
-		s.AddEvent("publishing")
 	}
 	t.mu.Unlock()
 	ctx, span := t.tracer.Start(ctx, "pgjet.collector raw publish", trace.WithSpanKind(trace.SpanKindProducer), trace.WithLinks(links...),
@@ -106,8 +110,7 @@ func (t *txSpans) stored(rs rawSpan, err error) {
 	defer t.mu.Unlock()
 	for _, lsn := range rs.finals {
 		if s := t.open[lsn]; s != nil {
-			s.AddEvent("stored")
-			s.End()
+			s.End() // stored: the span's end is the ack
 			delete(t.open, lsn)
 		}
 	}

@@ -27,7 +27,7 @@ func BenchmarkRelay(b *testing.B) {
 	}
 	// Tracing on: a span per raw record, exported over OTLP/HTTP, and a
 	// traceparent header on every event.
-	b.Run("output=memory/tracing", func(b *testing.B) {
+	b.Run("output=Memory,tracing", func(b *testing.B) {
 		benchRelay(b, jetstream.MemoryStorage, tracingtest.ForBenchmark(b, "pgjet-router").Tracer)
 	})
 }
