@@ -26,7 +26,7 @@ var page = help.Page{
 	},
 	Groups: []help.Group{
 		{Title: "Pipeline file", Flags: []string{"config", "check-config"}},
-		{Title: "Postgres", Flags: []string{"dsn", "slot", "publication", "tables", "source", "standby", "recreate-slot"}},
+		{Title: "Postgres", Flags: []string{"dsn", "slot", "publication", "tables", "source", "standby", "failover", "recreate-slot", "take-over-source"}},
 		{Title: "NATS and its authentication", Flags: append([]string{"nats"}, natsconn.FlagNames...)},
 		{Title: "Embedded JetStream server", Flags: []string{"embedded", "listen", "embedded-user", "embedded-password", "embedded-password-file",
 			"embedded-nkeys", "embedded-accounts", "embedded-account", "embedded-allow-unauthenticated", "embedded-tls-cert", "embedded-tls-key",

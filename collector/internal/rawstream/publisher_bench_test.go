@@ -20,12 +20,17 @@ import (
 // (Add, batching, publish, ack, confirm) into a memory stream of an
 // in-process server: the collector's per-fragment and per-message
 // bookkeeping, without the disk. It reports changes per second.
-func BenchmarkPublisher(b *testing.B) { benchPublisher(b, nil, nil) }
+func BenchmarkPublisher(b *testing.B) { benchPublisher(b, nil, 0, nil) }
+
+// BenchmarkPublisherSmallMessages is BenchmarkPublisher with 10 changes per
+// raw message: the cost of each publish (the server's check of the
+// subject's last sequence included) against that of each change.
+func BenchmarkPublisherSmallMessages(b *testing.B) { benchPublisher(b, nil, 10, nil) }
 
 // BenchmarkPublisherTracing is BenchmarkPublisher with tracing on: a span
 // per transaction and per raw message, exported over OTLP/HTTP.
 func BenchmarkPublisherTracing(b *testing.B) {
-	benchPublisher(b, nil, tracingtest.ForBenchmark(b, "pgjet-collector").Tracer)
+	benchPublisher(b, nil, 0, tracingtest.ForBenchmark(b, "pgjet-collector").Tracer)
 }
 
 // BenchmarkPublisherTracingSampled is BenchmarkPublisherTracing with one
@@ -33,16 +38,16 @@ func BenchmarkPublisherTracing(b *testing.B) {
 func BenchmarkPublisherTracingSampled(b *testing.B) {
 	b.Setenv("OTEL_TRACES_SAMPLER", "traceidratio")
 	b.Setenv("OTEL_TRACES_SAMPLER_ARG", "0.01")
-	benchPublisher(b, nil, tracingtest.ForBenchmark(b, "pgjet-collector").Tracer)
+	benchPublisher(b, nil, 0, tracingtest.ForBenchmark(b, "pgjet-collector").Tracer)
 }
 
 // BenchmarkPublisherMetrics is BenchmarkPublisher with --metrics on: a
 // Prometheus histogram times every raw publish.
 func BenchmarkPublisherMetrics(b *testing.B) {
-	benchPublisher(b, prometheus.NewHistogram(prometheus.HistogramOpts{Name: "x_seconds", Help: "x", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15)}), nil)
+	benchPublisher(b, prometheus.NewHistogram(prometheus.HistogramOpts{Name: "x_seconds", Help: "x", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15)}), 0, nil)
 }
 
-func benchPublisher(b *testing.B, latency Observer, tracer trace.Tracer) {
+func benchPublisher(b *testing.B, latency Observer, maxChanges int, tracer trace.Tracer) {
 	const n = 20000
 	var total time.Duration
 	for i := 0; i < b.N; i++ {
@@ -63,7 +68,7 @@ func benchPublisher(b *testing.B, latency Observer, tracer trace.Tracer) {
 			b.Fatal(err)
 		}
 		p := NewPublisher(js, PublisherConfig{
-			Subject: wire.RawSubject(benchSrc.Name), Source: benchSrc, MaxMessageBytes: 1 << 20, MaxQueueBytes: 8 << 20,
+			Stream: "RAW", Subject: wire.RawSubject(benchSrc.Name), Source: benchSrc, MaxMessageBytes: 1 << 20, MaxQueueBytes: 8 << 20, MaxMessageChanges: maxChanges,
 			AckTimeout: 10 * time.Second, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), PublishLatency: latency, Tracer: tracer,
 		})
 		done := make(chan error, 1)
