@@ -130,6 +130,12 @@ type Source struct {
 	// StartPosition is "earliest" (default) or "latest": where a new slot
 	// starts, and the default start of every sink's consumer.
 	StartPosition string
+	// Heartbeat writes into the database so that the slot moves while
+	// the published tables are idle; off by default.
+	Heartbeat Heartbeat
+	// ReplicationTimeout bounds the walsender's silence before the
+	// collector connects again; 0: the server's wal_sender_timeout.
+	ReplicationTimeout time.Duration
 	// Failover: the slot is a failover slot (PostgreSQL 17+), synchronized
 	// to standbys with sync_replication_slots, so that the collector
 	// follows a promotion (docs/postgres.md).

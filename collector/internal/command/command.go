@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pgjet/pgjet/collector/internal/heartbeat"
 	"github.com/pgjet/pgjet/collector/internal/session"
 	"github.com/pgjet/pgjet/shared/flagenv"
 	"github.com/pgjet/pgjet/shared/help"
@@ -69,6 +70,13 @@ type config struct {
 	// doc, when set, is the pipeline file's content (ParseDoc): file only
 	// names it.
 	doc []byte
+
+	// Liveness: heartbeats (0: none) and the walsender's silence bound
+	// (0: the server's wal_sender_timeout).
+	heartbeat          time.Duration
+	heartbeatQuery     string
+	heartbeatDSN       string
+	replicationTimeout time.Duration
 }
 
 // flagSet registers the collector's flags on a new FlagSet, writing to c;
@@ -98,6 +106,10 @@ func (c *config) flagSet() (fs *flag.FlagSet, tables, level, logFormat *string) 
 	fs.IntVar(&c.maxChanges, "max-message-changes", 0, "most changes in one raw message, unless one transaction fragment holds more (0: no bound; a pipeline file's batch.max_events)")
 	fs.BoolVar(&c.standby, "standby", false, "wait while another collector holds the slot, and take over when it is released")
 	fs.BoolVar(&c.recreateSlot, "recreate-slot", false, "create the slot even though the raw stream has records of this source (after the slot was dropped; changes in between are missing)")
+	fs.DurationVar(&c.heartbeat, "heartbeat", 0, "write a heartbeat into the database this often (e.g. 30s), so that the slot moves while the published tables are idle and other databases write (0: none)")
+	fs.StringVar(&c.heartbeatQuery, "heartbeat-query", "", "SQL to run as the heartbeat instead of a pgjet.heartbeat logical message (e.g. an UPDATE of a published table, for consumers to see)")
+	fs.StringVar(&c.heartbeatDSN, "heartbeat-dsn", "", "where heartbeats are written (default --dsn): the primary, when --dsn is a standby")
+	fs.DurationVar(&c.replicationTimeout, "replication-timeout", 0, "connect again when the walsender sends nothing, although asked to reply, for this long (0: the server's wal_sender_timeout, at least 30s)")
 	fs.BoolVar(&c.failover, "failover", false, "make the slot a failover slot (PostgreSQL 17+), which standbys with sync_replication_slots = on keep a copy of, so that the collector follows a promotion (docs/postgres.md)")
 	fs.BoolVar(&c.takeOver, "take-over-source", false, "once, to make this collector the source's writer although its last raw record comes from another slot or database (slot renamed, database restored or upgraded into a new cluster) or from a timeline this server does not descend from")
 	c.memLimit = -1
@@ -180,6 +192,12 @@ func parseConfigDoc(args []string, doc []byte) (config, error) {
 		return c, fmt.Errorf("bad --raw-stream: %w", wire.CheckName(c.rawStream))
 	case c.maxChanges < 0:
 		return c, fmt.Errorf("bad --max-message-changes %d: use 0 (no bound) or more", c.maxChanges)
+	case c.heartbeat < 0 || c.heartbeat > 0 && c.heartbeat < 100*time.Millisecond:
+		return c, fmt.Errorf("bad --heartbeat %v: use 0 (none) or at least 100ms (e.g. 30s)", c.heartbeat)
+	case c.heartbeat == 0 && (c.heartbeatQuery != "" || c.heartbeatDSN != ""):
+		return c, errors.New("--heartbeat-query and --heartbeat-dsn need --heartbeat INTERVAL (spec.source.config.heartbeat.interval)")
+	case c.replicationTimeout < 0 || c.replicationTimeout > 0 && c.replicationTimeout < time.Second:
+		return c, fmt.Errorf("bad --replication-timeout %v: use 0 (the server's wal_sender_timeout) or at least 1s", c.replicationTimeout)
 	}
 	if err := c.auth.Check(); err != nil {
 		return c, err
@@ -203,6 +221,8 @@ func Main(args []string) int {
 			return checkMain(args[1:])
 		case "status":
 			return statusMain(args[1:])
+		case "ddl-capture":
+			return ddlMain(args[1:])
 		case help.CompletionCommand.Name:
 			return completionMain(args[1:])
 		}
@@ -357,6 +377,9 @@ func (c *config) sessionConfig(log *slog.Logger, pr *probe) session.Config {
 		PublishLatency: pr.observer(),
 		Log:            log,
 	}
+	sc.Heartbeat = heartbeat.Config{Interval: c.heartbeat, Query: c.heartbeatQuery, DSN: c.heartbeatDSN}
+	sc.HeartbeatStats = &pr.heartbeats
+	sc.ReplicationTimeout = c.replicationTimeout
 	if c.embedded != "" {
 		emb := c.emb.cfg
 		sc.Embedded = &emb

@@ -30,6 +30,15 @@ func TestParseConfig(t *testing.T) {
 		// The pipeline file's rule (wire.CheckSlotName), not a failure at the first connection.
 		{name: "bad slot", args: []string{"--slot", "My-Slot"}, wantErr: `bad --slot "My-Slot": PostgreSQL allows lower-case letters, digits and '_', at most 63`},
 		{name: "nats and embedded", args: []string{"--embedded", "/tmp/x"}, wantErr: "exclude each other"},
+		{name: "heartbeat", args: []string{"--heartbeat", "30s", "--heartbeat-dsn", "postgres://u@primary/db", "--replication-timeout", "90s"}, check: func(t *testing.T, c config) {
+			sc := c.sessionConfig(nil, newProbe())
+			if sc.Heartbeat.Interval != 30*time.Second || sc.Heartbeat.DSN != "postgres://u@primary/db" || sc.ReplicationTimeout != 90*time.Second || sc.HeartbeatStats == nil {
+				t.Errorf("session config %+v", sc)
+			}
+		}},
+		{name: "heartbeat too often", args: []string{"--heartbeat", "1ms"}, wantErr: "bad --heartbeat"},
+		{name: "heartbeat query without interval", args: []string{"--heartbeat-query", "SELECT 1"}, wantErr: "need --heartbeat INTERVAL"},
+		{name: "replication timeout too short", args: []string{"--replication-timeout", "10ms"}, wantErr: "bad --replication-timeout"},
 		{name: "failover and take-over", args: []string{"--failover", "--take-over-source"}, check: func(t *testing.T, c config) {
 			if !c.failover || !c.takeOver {
 				t.Errorf("failover %v, take over %v", c.failover, c.takeOver)

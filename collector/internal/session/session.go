@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/collector/internal/checkpoint"
 	"github.com/pgjet/pgjet/collector/internal/embedded"
+	"github.com/pgjet/pgjet/collector/internal/heartbeat"
 	"github.com/pgjet/pgjet/collector/internal/pgoutput"
 	"github.com/pgjet/pgjet/collector/internal/pgsetup"
 	"github.com/pgjet/pgjet/collector/internal/rawstream"
@@ -61,6 +62,14 @@ type Config struct {
 	// RecreateSlot: create the slot even though the raw stream has records
 	// of this source.
 	RecreateSlot bool
+	// ReplicationTimeout bounds a walsender's silence before the session
+	// is made again (see replication.SilentError); 0: the server's
+	// wal_sender_timeout.
+	ReplicationTimeout time.Duration
+	// Heartbeat, when its interval is set, writes heartbeats (see package
+	// heartbeat), counted in HeartbeatStats (nil: not counted).
+	Heartbeat      heartbeat.Config
+	HeartbeatStats *heartbeat.Stats
 	// Failover: make the slot a failover slot (PostgreSQL 17+).
 	Failover bool
 	// TakeOver: write the source even though its last raw record comes
@@ -154,6 +163,9 @@ func Run(ctx context.Context, cfg Config) error {
 			"stream", cfg.RawStream)
 	}
 
+	if err := startWatchers(ctx, cfg, log); err != nil {
+		return err
+	}
 	s := &session{cfg: cfg, nc: nc, js: js, log: log, probe: pr}
 	wait := backoff.New(time.Second, 30*time.Second)
 	// No server to connect to (a primary down, its standby not promoted
@@ -169,6 +181,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if ctx.Err() != nil {
 			return err
 		}
+		s.noteSilent(err)
 		var busy *pgsetup.SlotBusyError
 		switch {
 		case errors.As(err, &busy) && cfg.Standby:
@@ -224,6 +237,9 @@ type session struct {
 	log      *slog.Logger
 	probe    Probe
 	streamed bool // some session reached streaming
+	// silentPID is the walsender of the last session, which went silent.
+	silentPID uint32
+	watching  bool // the publication watch runs
 	// source is what the current session reads (set once it knows).
 	source wire.Source
 }
@@ -238,9 +254,17 @@ func (s *session) run(ctx context.Context) error {
 	if err := pgsetup.CheckServer(ctx, pgc); err != nil {
 		return err
 	}
-	if err := pgsetup.EnsurePublication(ctx, pgc, pgsetup.Config{Slot: cfg.Slot, Publication: cfg.Publication, Tables: cfg.Tables}, log); err != nil {
+	standby, err := pgsetup.CheckStandby(ctx, pgc)
+	if err != nil {
 		return err
 	}
+	if err := pgsetup.EnsurePublication(ctx, pgc, pgsetup.Config{Slot: cfg.Slot, Publication: cfg.Publication, Tables: cfg.Tables}, log); err != nil {
+		if standby {
+			return fmt.Errorf("%w (the server is a standby: create or alter the publication on the primary)", err)
+		}
+		return err
+	}
+	s.watchPublication(ctx, pgc)
 
 	repl, err := ConnectReplication(ctx, cfg.DSN, log)
 	if err != nil {
@@ -279,7 +303,7 @@ func (s *session) run(ctx context.Context) error {
 	}
 	slot, err := pgsetup.EnsureSlot(ctx, pgc, repl, cfg.Slot, missing, log)
 	if err != nil {
-		return err
+		return s.releaseStale(ctx, pgc, err)
 	}
 	if cfg.Failover {
 		if err := pgsetup.SetFailover(ctx, pgc, repl, cfg.Slot, log); err != nil {
@@ -329,6 +353,7 @@ func (s *session) run(ctx context.Context) error {
 		},
 		min(maxMsg, cfg.MaxMessage/2))
 	stream = replication.New(repl, dec, pub, cp, log)
+	stream.Timeout = s.replicationTimeout(ctx, pgc)
 	switch {
 	case plan.Phantoms != nil:
 		dec.SkipThrough(plan.Skip)
@@ -344,8 +369,8 @@ func (s *session) run(ctx context.Context) error {
 		log.Info("no earlier records of this source in the raw stream")
 	}
 	log.Info("streaming", "slot", cfg.Slot, "publication", cfg.Publication, "confirmed_flush", pglogrepl.LSN(slot.ConfirmedFlush),
-		"raw_subject", wire.RawSubject(cfg.Source), "system_id", sysID, "timeline", sys.Timeline)
-	s.streamed = true
+		"raw_subject", wire.RawSubject(cfg.Source), "system_id", sysID, "timeline", sys.Timeline, "standby", standby)
+	s.streamed, s.silentPID = true, 0
 	s.probe.Streaming(pub, stream)
 
 	pubCtx, stopPub := context.WithCancel(context.Background())
