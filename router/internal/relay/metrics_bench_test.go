@@ -11,5 +11,5 @@ import (
 // a Prometheus histogram times every raw record's publishes.
 func BenchmarkRelayMetrics(b *testing.B) {
 	h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "x_seconds", Help: "x", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15)})
-	benchRelay(b, jetstream.MemoryStorage, h)
+	benchRelay(b, jetstream.MemoryStorage, h, nil)
 }

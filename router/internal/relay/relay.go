@@ -30,7 +30,10 @@ import (
 	"github.com/pgjet/pgjet/shared/backoff"
 	"github.com/pgjet/pgjet/shared/crashpoint"
 	"github.com/pgjet/pgjet/shared/natsconn"
+	"github.com/pgjet/pgjet/shared/tracing"
 	"github.com/pgjet/pgjet/shared/wire"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // DefaultDuplicates is JetStream's own default duplicate window. The server
@@ -96,7 +99,12 @@ type Config struct {
 	// PublishLatency, when set, observes the seconds from the first
 	// publish of a raw record's events to the ack of its last one.
 	PublishLatency Observer
-	Log            *slog.Logger
+	// Tracer, when set, traces each raw record (rendered, published,
+	// stored) as a child of the collector's span its traceparent header
+	// names; its output messages carry the record's span (traceparent, and
+	// ce-traceparent or the traceparent attribute for CloudEvents).
+	Tracer trace.Tracer
+	Log    *slog.Logger
 }
 
 // StreamConfig is what an output stream the relay creates looks like,
@@ -345,6 +353,8 @@ type record struct {
 	// failed: a publish of it failed, so the client may still hold (and
 	// retry) some of its messages, which point into its batch.
 	failed bool
+	// span traces it; nil while tracing is off.
+	span trace.Span
 }
 
 // take decodes and renders raw record msg. It returns nil for a record
@@ -376,19 +386,29 @@ func (r *Relay) take(ctx context.Context, msg jetstream.Msg) (*record, error) {
 		}
 	}
 	rec := &record{msg: msg, seq: seq, meta: meta, start: time.Now()}
+	raw := render.Raw{Seq: seq, Size: len(msg.Data())}
+	if r.cfg.Tracer != nil {
+		rec.span = r.startSpan(ctx, msg, seq)
+		raw.TraceParent = tracing.Header(rec.span.SpanContext())
+	}
 	var m wire.Message
 	if err := wire.Unmarshal(msg.Data(), &m); err != nil {
-		return r.undecodable(rec, err)
+		dl, err := r.undecodable(rec, err)
+		if err != nil {
+			rec.endSpan(err)
+		}
+		return dl, err
 	}
 	maxPayload := r.out.Conn().MaxPayload()
-	raw := render.Raw{Seq: seq, Size: len(msg.Data())}
 	if hasPieces(&m) {
 		if raw.Oversize, err = r.joinPieces(ctx, msg, seq, &m, maxPayload); err != nil {
+			rec.endSpan(err)
 			return nil, err
 		}
 	}
 	if r.render.NeedsEarlier(&m) {
 		if err := r.countEarlier(ctx, seq, msg.Subject(), &m); err != nil {
+			rec.endSpan(err)
 			return nil, err
 		}
 	}
@@ -401,6 +421,9 @@ func (r *Relay) take(ctx context.Context, msg jetstream.Msg) (*record, error) {
 	}
 	rec.b.wrap()
 	rec.src, rec.txs = m.Source.Name, len(m.Txs)
+	if rec.span != nil {
+		rec.span.AddEvent("rendered", trace.WithAttributes(attribute.Int("pgjet.events", len(rec.b.Msgs)), attribute.Int("pgjet.txs", rec.txs)))
+	}
 	r.seen = seq
 	return rec, nil
 }
@@ -431,6 +454,10 @@ func (r *Relay) finish(ctx context.Context, rec *record) error {
 	r.stats.skipped.Add(uint64(b.Skipped))
 	r.stats.lastSeq.Store(rec.seq)
 	r.stats.lag.Store(rec.meta.NumPending)
+	if rec.span != nil {
+		rec.span.AddEvent("stored")
+		rec.span.End()
+	}
 	r.log.Debug("relayed raw record", "seq", rec.seq, "source", rec.src, "txs", rec.txs, "events", len(b.Msgs)-b.Dead,
 		"dead_letters", b.Dead, "pending", rec.meta.NumPending, "took", time.Since(rec.start))
 	if !rec.failed {

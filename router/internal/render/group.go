@@ -127,7 +127,7 @@ func (r *Renderer) endEmptyPart(b *Batch) {
 // room for its head, its end and its headers.
 func (r *Renderer) partSize(b *Batch) int64 {
 	g := &r.group
-	return int64(len(b.arena) - g.events + 2*len(g.src.Name) + len(r.stream) + 512)
+	return int64(len(b.arena) - g.events + 2*len(g.src.Name) + len(r.stream) + r.traceSize + 512)
 }
 
 // batchFormat is the envelope's batch content type, if it has one.

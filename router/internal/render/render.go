@@ -28,10 +28,13 @@ import (
 )
 
 // Headers every output message carries, which the server reads: the
-// event's id (dedupe) and the stream it must land in.
+// event's id (dedupe) and the stream it must land in; and, while tracing
+// is on, the W3C trace context of the router's span of its raw record
+// (shared/tracing's Traceparent: that package imports NATS, this one not).
 const (
 	MsgIDHeader          = "Nats-Msg-Id"
 	ExpectedStreamHeader = "Nats-Expected-Stream"
+	TraceparentHeader    = "traceparent"
 )
 
 // Config is a route's rendering.
@@ -60,6 +63,11 @@ type Renderer struct {
 	// route's messages.
 	stream                  string
 	expectStream, partition []string
+	// trace is the traceparent of the record being rendered ("" while
+	// tracing is off), traceHeader the header's value, traceSize its size.
+	trace       string
+	traceHeader []string
+	traceSize   int
 
 	// resume holds, by source id until passed, the last event of that
 	// source the output stream held at start: events at or before it are
@@ -128,12 +136,17 @@ type Raw struct {
 	// changes known to make too large an event (put together from pieces,
 	// see relay), which are dead-lettered without being rendered.
 	Oversize map[int]int
+	// TraceParent is the W3C trace context of the router's span of the
+	// record ("" while tracing is off): its events carry it (CloudEvents as
+	// the distributed tracing extension), its messages as a header.
+	TraceParent string
 }
 
 // Record renders m, raw record raw, into b, which it resets first.
 // maxPayload is the server's limit for one message.
 func (r *Renderer) Record(b *Batch, m *wire.Message, raw Raw, maxPayload int64) {
 	b.reset(raw, maxPayload)
+	r.setTrace(raw.TraceParent)
 	oversize := raw.Oversize
 	rs := recordState{b: b, src: &m.Source, srcID: m.Source.ID()}
 	if len(r.resume) > 0 {
@@ -277,6 +290,7 @@ func (r *Renderer) event(rs *recordState, ev envelope.Event, pos wire.EventID) {
 	r.cur = ev
 	e := &r.cur
 	e.ID = r.id(ev, pos)
+	e.TraceParent = r.trace
 	// Before anything renders it: a dropped or masked value must not reach
 	// any output, dead letters and stdout included.
 	r.route.Transform(e)
@@ -297,7 +311,7 @@ func (r *Renderer) event(rs *recordState, ev envelope.Event, pos wire.EventID) {
 	}
 	h := b.header()
 	r.env.AddHeader(h, e)
-	extra := headerSize(h)
+	extra := headerSize(h) + r.traceSize
 	r.subjBuf = r.route.AppendSubject(r.subjBuf[:0], e)
 	data := b.arena[start:len(b.arena):len(b.arena)] // capped: nothing appended later writes into it
 	// The headers count against the limit too.
@@ -374,7 +388,23 @@ func (r *Renderer) headers(b *Batch, h envelope.Header, id string) envelope.Head
 	if r.partition != nil {
 		h[wire.PartitionHeader] = r.partition
 	}
+	if r.traceHeader != nil {
+		h[TraceparentHeader] = r.traceHeader
+	}
 	return h
+}
+
+// setTrace makes tp the traceparent of the messages rendered next.
+func (r *Renderer) setTrace(tp string) {
+	if tp == r.trace {
+		return
+	}
+	r.trace, r.traceHeader, r.traceSize = tp, nil, 0
+	if tp != "" {
+		// A slice of its own: messages of earlier records still hold theirs.
+		r.traceHeader = []string{tp}
+		r.traceSize = len(TraceparentHeader) + len(tp) + 4
+	}
 }
 
 // headerSize is how many bytes h takes in a message: "name: value\r\n" each.

@@ -110,6 +110,8 @@ type renderCase struct {
 	// resume, when set, is the last event id the output holds.
 	resume string
 	bounds *Bounds
+	// traced: each record has a traceparent (tracing on).
+	traced bool
 }
 
 var cases = []renderCase{
@@ -132,6 +134,10 @@ var cases = []renderCase{
 	{name: "resume", route: route.Config{Transactions: true}, resume: "app.7300000000000000001.1:2000:0.1"},
 	{name: "resume-group", route: route.Config{Group: true}, resume: "app.7300000000000000001.1:1000:3:grp"},
 	{name: "bounds", route: route.Config{}, bounds: &Bounds{FromLSN: 0x2000, ToLSN: 0x2100, LSNSource: "app"}},
+	{name: "traced", route: route.Config{Transactions: true}, traced: true},
+	{name: "traced-cloudevents", route: route.Config{}, envelope: "cloudevents", traced: true},
+	{name: "traced-cloudevents-binary", route: route.Config{}, envelope: "cloudevents", settings: map[string]any{"mode": "binary"}, traced: true},
+	{name: "traced-group", route: route.Config{Group: true}, traced: true},
 }
 
 // Every message a route publishes, rendered from raw records, is exactly
@@ -204,7 +210,11 @@ func renderAll(t *testing.T, c renderCase, msgs []*wire.Message) []byte {
 	var out bytes.Buffer
 	var b Batch
 	for i, m := range msgs {
-		r.Record(&b, m, Raw{Seq: uint64(i + 1), Size: 256}, maxPayload)
+		raw := Raw{Seq: uint64(i + 1), Size: 256}
+		if c.traced {
+			raw.TraceParent = fmt.Sprintf("00-%032x-%016x-01", i+1, i+1)
+		}
+		r.Record(&b, m, raw, maxPayload)
 		fmt.Fprintf(&out, "# raw record %d: %d messages, %d dead letters, %d skipped\n", i+1, len(b.Msgs), b.Dead, b.Skipped)
 		for j := range b.Msgs {
 			describe(&out, &b.Msgs[j], c.encoding == "msgpack")
