@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgjet/pgjet/e2e/check"
 	"github.com/pgjet/pgjet/e2e/harness"
 )
 
@@ -130,28 +129,6 @@ func TestCopyOfAnOldRawRecordIsNotRelayedTwice(t *testing.T) {
 	waitMetric(t, base, "pgjet_router_backwards_total", `route="pgjet-router"`, 10*time.Second, func(v float64) bool { return v >= 1 })
 	e.mixed(1)
 	e.verifyTables(time.Minute)
-}
-
-// verifyTables is verify for a stream that may also hold dead letters:
-// the events of the tables only.
-func (e *env) verifyTables(timeout time.Duration) {
-	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	changes, err := check.ReadAudit(ctx, e.conn)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	_, js := e.nats.Connect(e.t)
-	events, err := check.Drain(ctx, js, "PGJET_EVENTS", "postgres.public.>", len(changes), 2*time.Second)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	r := check.Check(changes, events)
-	e.t.Logf("%s: %s", e.t.Name(), r.String())
-	if !r.OK() {
-		e.t.Fatalf("invariant violated: %s", r.String())
-	}
 }
 
 // routerFails runs a router that must stop with exit status 1 and one line
