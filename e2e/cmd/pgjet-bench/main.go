@@ -18,7 +18,9 @@
 //   - with -envelopes: instead of the async native and cloudevents rounds,
 //     rounds of five routers one after another (native, cloudevents,
 //     cloudevents with data change, debezium, native with --group
-//     transaction), in the opposite order every other round;
+//     transaction), in the opposite order every other round, then the
+//     publish ceiling of the workload's native events (ceiling.go); with
+//     -router-ab too, the native router of DIR right after the one of -bin;
 //   - snapshot: the collector's initial snapshot of a table of 1,000,000
 //     rows against COPY ... TO STDOUT of it, alternating;
 //   - with -profile: the collector and a router again under `perf record`
@@ -26,7 +28,7 @@
 //
 // Then the end-to-end latency at a fixed commit rate with collector and
 // router running: arrival at a consumer of the output stream minus the
-// event's commit_time.
+// event's commit time, for each of -e2e-envelopes.
 //
 // Usage (from the repository root, after `make build`):
 //
@@ -40,6 +42,9 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -50,6 +55,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
 	"github.com/pgjet/pgjet/shared/pgtest"
 )
 
@@ -73,6 +79,11 @@ type config struct {
 	routerAB string
 	// envelopes: rounds of every router variant (routerVariants).
 	envelopes bool
+	// e2eEnvelopes are the router variants of the end-to-end runs.
+	e2eEnvelopes []string
+	// tracing: time a collector and a router with OpenTelemetry tracing on
+	// (an OTLP/HTTP receiver in this process) beside the untraced ones.
+	tracing bool
 }
 
 // bench is one benchmark session: a Postgres cluster, a work dir and the results.
@@ -88,6 +99,12 @@ type bench struct {
 
 	lastPgbench string
 	res         results
+	// samples are events of a router, by workload and variant: what the publish
+	// ceiling publishes.
+	samples map[string][]*nats.Msg
+	// otelEnv turns tracing on in a process (-tracing), exporting to the
+	// receiver in this one.
+	otelEnv []string
 }
 
 func main() {
@@ -99,6 +116,7 @@ func main() {
 	flag.StringVar(&wl, "workloads", "oltp,bulk,wide,toast,snapshot", "workloads to run, comma-separated (snapshot: the initial snapshot of a table against COPY of it)")
 	flag.BoolVar(&c.e2e, "e2e", true, "measure end-to-end latency at a fixed commit rate")
 	persists := flag.String("e2e-persist", "default,async", "--output-persist values of the routers in the end-to-end runs, comma-separated")
+	e2eEnvelopes := flag.String("e2e-envelopes", "native", "router variants of the end-to-end runs, comma-separated (native, cloudevents, cloudevents-change, debezium): one run each per --e2e-persist value")
 	flag.IntVar(&c.e2eSecs, "e2e-seconds", 0, "length of each end-to-end run (default 60 s, 8 s with -quick)")
 	flag.IntVar(&c.e2eRate, "e2e-rate", 2000, "commits per second in the end-to-end runs")
 	flag.StringVar(&c.natsSync, "nats-sync", "always", "sync_interval of the nats-servers: always is what pgjet promises; a duration (e.g. 2m, JetStream's default) only to attribute time to fsyncs")
@@ -107,10 +125,27 @@ func main() {
 	flag.IntVar(&c.runs, "runs", 0, "rounds of ceiling/collector runs per workload (default 3, 1 with -quick)")
 	flag.BoolVar(&c.routerFsync, "router-fsync", true, "also time a router whose output stream fsyncs every write (about 90 s on the full OLTP backlog)")
 	flag.StringVar(&c.routerAB, "router-ab", "", "directory with another pgjet-router to time in every async round, right after the one of -bin")
+	charts := flag.String("charts", "", "draw the charts of docs/benchmarks.md from this results.json into -chart-dir and exit (make bench-charts)")
+	chartDir := flag.String("chart-dir", "docs/benchmarks", "directory of the charts -charts writes")
+	flag.BoolVar(&c.tracing, "tracing", true, "also time, in every round, a collector and a router (native) exporting every span over OTLP/HTTP to a receiver in this process, for the cost of tracing")
 	flag.BoolVar(&c.envelopes, "envelopes", false, "time routers of every envelope (native, cloudevents, cloudevents data change, debezium) and native with --group transaction, alternating within each round, instead of the async native and cloudevents rounds")
 	flag.Parse()
+	if *charts != "" {
+		if err := writeCharts(*charts, *chartDir); err != nil {
+			fmt.Fprintf(os.Stderr, "pgjet-bench: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	c.workloads = strings.Split(wl, ",")
 	c.persists = strings.Split(*persists, ",")
+	c.e2eEnvelopes = strings.Split(*e2eEnvelopes, ",")
+	for _, e := range c.e2eEnvelopes {
+		if !slices.ContainsFunc(routerVariants, func(v routerVariant) bool { return v.name == e }) {
+			fmt.Fprintf(os.Stderr, "pgjet-bench: unknown -e2e-envelopes variant %q\n", e)
+			os.Exit(2)
+		}
+	}
 	if c.outDir == "" {
 		c.outDir = filepath.Join("tmp", "bench-"+time.Now().Format("20060102-150405"))
 	}
@@ -135,7 +170,7 @@ func main() {
 
 func run(c config) error {
 	ctx := context.Background()
-	b := &bench{cfg: c, sizes: fullSizes}
+	b := &bench{cfg: c, sizes: fullSizes, samples: map[string][]*nats.Msg{}}
 	if c.quick {
 		b.sizes = quickSizes
 	}
@@ -157,9 +192,6 @@ func run(c config) error {
 		if _, err := os.Stat(filepath.Join(c.binDir, name)); err != nil {
 			return fmt.Errorf("%s missing in %s: run `make build` first", name, c.binDir)
 		}
-	}
-	if c.routerAB != "" && c.envelopes {
-		return fmt.Errorf("-router-ab and -envelopes do not combine: -router-ab times the async native and cloudevents rounds, which -envelopes replaces")
 	}
 	if c.routerAB != "" {
 		if c.routerAB, err = filepath.Abs(c.routerAB); err != nil {
@@ -208,6 +240,21 @@ func run(c config) error {
 		return err
 	}
 	atExit(b.pg.Stop)
+	if c.tracing {
+		// An OTLP/HTTP receiver that takes every export and keeps nothing:
+		// what tracing costs the processes, not what a backend costs.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/x-protobuf")
+		}), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		atExit(func() { _ = srv.Close() })
+		b.otelEnv = []string{"OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf", "OTEL_EXPORTER_OTLP_ENDPOINT=http://" + ln.Addr().String()}
+	}
 	b.dsn = b.pg.DSN("")
 	if b.conn, err = pgx.Connect(ctx, b.dsn); err != nil {
 		return err
@@ -238,12 +285,14 @@ func run(c config) error {
 	}
 	if c.e2e {
 		for _, persist := range c.persists {
-			r, err := b.runE2E(ctx, persist)
-			if err != nil {
-				return fmt.Errorf("end-to-end (%s): %w", persist, err)
+			for _, env := range c.e2eEnvelopes {
+				r, err := b.runE2E(ctx, persist, variantNamed(env))
+				if err != nil {
+					return fmt.Errorf("end-to-end (%s, %s): %w", persist, env, err)
+				}
+				b.res.E2E = append(b.res.E2E, r)
+				b.save()
 			}
-			b.res.E2E = append(b.res.E2E, r)
-			b.save()
 		}
 	}
 	b.res.Finished = time.Now().UTC().Format(time.RFC3339)

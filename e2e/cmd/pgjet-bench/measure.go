@@ -50,6 +50,7 @@ type workloadResult struct {
 	Ceiling     []ceilingRun   // one per round
 	Collector   []collectorRun // external nats-server, one per round
 	Embedded    []collectorRun // --embedded, one per round
+	Traced      []collectorRun // external nats-server, tracing on (-tracing), one per round
 	Routers     []routerRun
 	Profiles    []profile
 }
@@ -101,6 +102,7 @@ type profile struct {
 
 type e2eResult struct {
 	Persist                       string
+	Envelope                      string // the router's variant
 	Rate, Seconds                 int
 	Txs                           int64
 	Events                        int
@@ -162,6 +164,9 @@ func (b *bench) runWorkload(ctx context.Context, w workload) (workloadResult, er
 	roles := []string{}
 	for i := 1; i <= b.sizes.runs; i++ {
 		roles = append(roles, fmt.Sprintf("ceil%d", i), fmt.Sprintf("pgjet%d", i), fmt.Sprintf("embedded%d", i))
+		if b.cfg.tracing {
+			roles = append(roles, fmt.Sprintf("traced%d", i))
+		}
 	}
 	if b.perf != "" {
 		roles = append(roles, "prof")
@@ -233,12 +238,25 @@ func (b *bench) runWorkload(ctx context.Context, w workload) (workloadResult, er
 		if n, err = b.startNATS(fmt.Sprintf("nats-%s-%d", w.name, i)); err != nil {
 			return r, err
 		}
-		col, err := b.runCollector(ctx, w, slot(fmt.Sprintf("pgjet%d", i)), n, lend, changes, timeout, "")
+		col, err := b.runCollector(ctx, w, slot(fmt.Sprintf("pgjet%d", i)), n, lend, changes, timeout, "", nil)
 		if err != nil {
 			return r, err
 		}
 		r.Collector = append(r.Collector, col)
-		emb, err := b.runCollector(ctx, w, slot(fmt.Sprintf("embedded%d", i)), nil, lend, changes, timeout, "")
+		if b.cfg.tracing {
+			// Its own server: the raw stream of n feeds the routers.
+			tn, err := b.startNATS(fmt.Sprintf("nats-%s-traced-%d", w.name, i))
+			if err != nil {
+				return r, err
+			}
+			tc, err := b.runCollector(ctx, w, slot(fmt.Sprintf("traced%d", i)), tn, lend, changes, timeout, "", b.otelEnv)
+			tn.stop()
+			if err != nil {
+				return r, err
+			}
+			r.Traced = append(r.Traced, tc)
+		}
+		emb, err := b.runCollector(ctx, w, slot(fmt.Sprintf("embedded%d", i)), nil, lend, changes, timeout, "", nil)
 		if err != nil {
 			return r, err
 		}
@@ -288,12 +306,37 @@ func (b *bench) runWorkload(ctx context.Context, w workload) (workloadResult, er
 			slices.Reverse(order)
 		}
 		for _, v := range order {
-			rr, err := b.runRouter(ctx, n, w.name, fmt.Sprintf("env_%s_%d", v.tag, i), "", "async", v, expected, "")
+			if v.traced && !b.cfg.tracing {
+				continue
+			}
+			for bi, bin := range bins {
+				if bi > 0 && v.name != "native" {
+					continue // -router-ab: the native router of both builds, the other variants of -bin
+				}
+				tag := fmt.Sprintf("env_%s_%d", v.tag, i)
+				if bi > 0 {
+					tag += "b"
+				}
+				rr, err := b.runRouter(ctx, n, w.name, tag, bin, "async", v, expected, "")
+				if err != nil {
+					return r, err
+				}
+				rr.Round = i
+				r.Routers = append(r.Routers, rr)
+			}
+		}
+		// The server's ceiling for each envelope's events, in the same
+		// round: what the server takes of those bytes whoever publishes.
+		for _, v := range routerVariants {
+			if v.group || v.traced {
+				continue
+			}
+			cr, err := b.publishCeiling(ctx, n, w.name, fmt.Sprintf("CEIL_%s_%d", v.tag, i), ceilingOf(v.name), b.samples[w.name+"|"+v.name], expected)
 			if err != nil {
 				return r, err
 			}
-			rr.Round = i
-			r.Routers = append(r.Routers, rr)
+			cr.Round = i
+			r.Routers = append(r.Routers, cr)
 		}
 	}
 
@@ -305,7 +348,7 @@ func (b *bench) runWorkload(ctx context.Context, w workload) (workloadResult, er
 			return r, err
 		}
 		file := filepath.Join(b.cfg.outDir, "perf-collector-"+w.name+".data")
-		if _, err := b.runCollector(ctx, w, slot("prof"), pn, lend, changes, timeout, file); err != nil {
+		if _, err := b.runCollector(ctx, w, slot("prof"), pn, lend, changes, timeout, file, nil); err != nil {
 			return r, err
 		}
 		pn.stop()
@@ -430,7 +473,7 @@ var stoppedRE = regexp.MustCompile(`msg=stopped changes=(\d+)`)
 // runCollector starts the collector on slot (against n, or with its embedded
 // server when n is nil) and times it from process start until the raw stream
 // holds the end marker at lend.
-func (b *bench) runCollector(ctx context.Context, w workload, slot string, n *natsServer, lend uint64, changes int64, timeout time.Duration, perfFile string) (collectorRun, error) {
+func (b *bench) runCollector(ctx context.Context, w workload, slot string, n *natsServer, lend uint64, changes int64, timeout time.Duration, perfFile string, env []string) (collectorRun, error) {
 	r := collectorRun{Mode: "external"}
 	args := []string{"--dsn", b.dsn, "--slot", slot, "--publication", w.name, "--source", w.name}
 	url := ""
@@ -453,7 +496,7 @@ func (b *bench) runCollector(ctx context.Context, w workload, slot string, n *na
 	}
 	logf("collector (%s) on %s", r.Mode, slot)
 	t0 := time.Now()
-	p, err := startProc("pgjet-collector", filepath.Join(b.cfg.binDir, "pgjet-collector"), args, filepath.Join(b.cfg.outDir, "collector-"+slot+".log"))
+	p, err := startProcEnv("pgjet-collector", filepath.Join(b.cfg.binDir, "pgjet-collector"), args, env, filepath.Join(b.cfg.outDir, "collector-"+slot+".log"))
 	if err != nil {
 		return r, err
 	}
@@ -599,18 +642,22 @@ type routerVariant struct {
 	name, tag string   // tag: in stream, durable and file names
 	args      []string // --envelope and the like
 	group     bool     // --group transaction
+	traced    bool     // tracing on (-tracing)
 }
 
 // routerVariants are the envelopes (and grouping) timed by -envelopes, in
 // the order of odd rounds.
 var routerVariants = []routerVariant{
 	{name: "native", tag: "native", args: []string{"--envelope", "native"}},
-	// Structured mode, data the native document (the flags' default).
+	// Structured mode, data the native document (the default is data
+	// change, the variant after this one).
 	{name: "cloudevents", tag: "ce", args: []string{"--envelope", "cloudevents", "--cloudevents-data", "native"}},
 	{name: "cloudevents-change", tag: "cechange", args: []string{"--envelope", "cloudevents", "--cloudevents-data", "change"}},
 	// Payload only (no schema), key in a header: the envelope's defaults.
 	{name: "debezium", tag: "debezium", args: []string{"--envelope", "debezium"}},
 	{name: "native+group", tag: "group", args: []string{"--envelope", "native", "--group", "transaction"}, group: true},
+	// Tracing on: a span per raw record exported over OTLP/HTTP (-tracing).
+	{name: "native+tracing", tag: "traced", args: []string{"--envelope", "native"}, traced: true},
 }
 
 func variantNamed(name string) routerVariant {
@@ -655,7 +702,11 @@ func (b *bench) runRouter(ctx context.Context, n *natsServer, wname, tag, bin, p
 	natsCPU0, _ := cpuSeconds(n.proc.pid())
 	logf("router (%s, %s) of %s on %s: %d events expected", persist, envelope, dir, wname, expected)
 	t0 := time.Now()
-	p, err := startProc("pgjet-router", filepath.Join(dir, "pgjet-router"), args, filepath.Join(b.cfg.outDir, "router-"+wname+"-"+tag+".log"))
+	var env []string
+	if v.traced {
+		env = b.otelEnv
+	}
+	p, err := startProcEnv("pgjet-router", filepath.Join(dir, "pgjet-router"), args, env, filepath.Join(b.cfg.outDir, "router-"+wname+"-"+tag+".log"))
 	if err != nil {
 		return r, err
 	}
@@ -724,6 +775,10 @@ func (b *bench) runRouter(ctx context.Context, n *natsServer, wname, tag, bin, p
 		}
 	}
 	r.PerSec = float64(r.Events) / r.Secs
+	if !v.group && !v.traced && bin == "" && persist == "async" {
+		// The variant's events of the workload, for its publish ceiling.
+		b.samples[wname+"|"+v.name] = sampleEvents(ctx, js, stream)
+	}
 	// Each run starts from the same server: an output stream left behind
 	// keeps its duplicate window's ids in the server's heap, and every
 	// later run paid for them in garbage collection (nats-server's CPU per
@@ -917,9 +972,12 @@ func (b *bench) perfKey(file string) string {
 // runE2E runs collector and router continuously and writes at a fixed
 // commit rate; each event's latency is its arrival at a consumer of the
 // output stream minus its commit_time.
-func (b *bench) runE2E(ctx context.Context, persist string) (e2eResult, error) {
-	r := e2eResult{Persist: persist, Rate: b.sizes.e2eRate, Seconds: b.sizes.e2eSeconds}
+func (b *bench) runE2E(ctx context.Context, persist string, v routerVariant) (e2eResult, error) {
+	r := e2eResult{Persist: persist, Envelope: v.name, Rate: b.sizes.e2eRate, Seconds: b.sizes.e2eSeconds}
 	name := "e2e_" + persist
+	if v.name != "native" {
+		name += "_" + v.tag
+	}
 	if err := b.exec(ctx, fmt.Sprintf(benchTableSQL, name)); err != nil {
 		return r, err
 	}
@@ -946,7 +1004,7 @@ func (b *bench) runE2E(ctx context.Context, persist string) (e2eResult, error) {
 		return r, fmt.Errorf("collector did not start streaming:\n%s", col.tail(30))
 	}
 	rt, err := startProc("pgjet-router", filepath.Join(b.cfg.binDir, "pgjet-router"),
-		[]string{"--nats", n.url, "--stream", "EVENTS", "--output-persist", persist},
+		append([]string{"--nats", n.url, "--stream", "EVENTS", "--output-persist", persist}, v.args...),
 		filepath.Join(b.cfg.outDir, "router-"+name+".log"))
 	if err != nil {
 		return r, err
@@ -1033,7 +1091,7 @@ func (b *bench) runE2E(ctx context.Context, persist string) (e2eResult, error) {
 	}
 	c0, r0, n0 := cpu()
 	t0 := time.Now()
-	logf("end-to-end (%s): %d tx/s for %ds", persist, r.Rate, r.Seconds)
+	logf("end-to-end (%s): %d tx/s for %ds", r.label(), r.Rate, r.Seconds)
 	sctx, stopSampling := context.WithCancel(ctx)
 	sampled := make(chan struct{})
 	go func() {
@@ -1075,7 +1133,7 @@ func (b *bench) runE2E(ctx context.Context, persist string) (e2eResult, error) {
 		return r, errors.New("no events arrived")
 	}
 	r.Series = latencySeries(commits, lat, r.Seconds)
-	b.saveLatencies("latency-"+persist+".tsv", commits, rawCommits, rawLat, stored, lat)
+	b.saveLatencies("latency-"+strings.ReplaceAll(r.label(), " ", "-")+".tsv", commits, rawCommits, rawLat, stored, lat)
 	// The first seconds carry start-up costs (new table, cold caches, fresh
 	// WAL segments, young Go heaps): shown apart, never instead.
 	var afterWarmUp []int64
@@ -1097,11 +1155,19 @@ func (b *bench) runE2E(ctx context.Context, persist string) (e2eResult, error) {
 		newStage(fmt.Sprintf("received by a consumer, commits after the first %v", warmUp), afterWarmUp),
 	}
 	logf("end-to-end (%s): %d of %d events, latency p50 %.1f ms, p99 %.1f ms, max %.1f ms; CPU collector %.0f%%, router %.0f%%, nats %.0f%%",
-		persist, r.Events, txs, r.P50, r.P99, r.Max, r.CollectorCPU, r.RouterCPU, r.NATS)
+		r.label(), r.Events, txs, r.P50, r.P99, r.Max, r.CollectorCPU, r.RouterCPU, r.NATS)
 	_ = col.stop(30 * time.Second)
 	_ = rt.stop(30 * time.Second)
 	r.CollectorLags = progressLags(col.log())
 	return r, nil
+}
+
+// label names a run: its output persistence and, but for native, envelope.
+func (r e2eResult) label() string {
+	if r.Envelope == "" || r.Envelope == "native" {
+		return r.Persist
+	}
+	return r.Persist + " " + r.Envelope
 }
 
 // warmUp is the start of a latency run that its second summary leaves out.
@@ -1239,16 +1305,32 @@ func latencySeries(commits, lat []int64, seconds int) []float64 {
 	return out
 }
 
-var commitTimeKey = []byte(`"commit_time":"`)
+var (
+	commitTimeKey = []byte(`"commit_time":"`)
+	ceTimeKey     = []byte(`"time":"`)
+	tsUsKey       = []byte(`"ts_us":`)
+)
 
 // commitTime reads the commit_time field (RFC 3339, UTC, microseconds) of a
 // native event, in microseconds since the epoch.
 func commitTime(ev []byte) (int64, bool) {
 	i := bytes.Index(ev, commitTimeKey)
+	key := commitTimeKey
 	if i < 0 {
-		return 0, false
+		// A CloudEvent's time attribute, or Debezium's source.ts_us (the
+		// first ts_us: the top-level one is the time of rendering).
+		if i, key = bytes.Index(ev, ceTimeKey), ceTimeKey; i < 0 {
+			if j := bytes.Index(ev, tsUsKey); j >= 0 {
+				rest := ev[j+len(tsUsKey):]
+				end := bytes.IndexAny(rest, ",}")
+				if us, err := strconv.ParseInt(string(rest[:max(end, 0)]), 10, 64); err == nil {
+					return us, true
+				}
+			}
+			return 0, false
+		}
 	}
-	rest := ev[i+len(commitTimeKey):]
+	rest := ev[i+len(key):]
 	j := bytes.IndexByte(rest, '"')
 	if j < 0 {
 		return 0, false

@@ -56,6 +56,7 @@ func (r *results) markdown() string {
 		}
 
 		r.envelopeTables(p)
+		r.tracingTable(p)
 
 		p("\nEvery round (changes/s; ratio to the same round's ceiling; loadavg1 after the collector run):\n\n")
 		p("| workload | round | ceiling | collector | ratio | embedded | ratio | loadavg1 |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -71,32 +72,32 @@ func (r *results) markdown() string {
 	if len(r.E2E) > 0 {
 		p("\n## End-to-end latency\n\n")
 		p("Collector and router running; pgbench commits single-row inserts at a fixed rate; latency = arrival at an ordered consumer of the output stream minus the event's `commit_time`.\n\n")
-		p("| output persist | rate tx/s × s | events / txs | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | CPU %% collector / router / nats | loadavg1 |\n")
+		p("| output persist, envelope | rate tx/s × s | events / txs | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | CPU %% collector / router / nats | loadavg1 |\n")
 		p("|---|---|---:|---:|---:|---:|---:|---:|---|---:|\n")
 		for _, e := range r.E2E {
 			p("| %s | %d × %d | %d / %d | %.1f | %.1f | **%.1f** | %.1f | %.1f | %.0f / %.0f / %.0f | %s |\n",
-				e.Persist, e.Rate, e.Seconds, e.Events, e.Txs, e.P50, e.P90, e.P99, e.P999, e.Max, e.CollectorCPU, e.RouterCPU, e.NATS, e.Load)
+				e.label(), e.Rate, e.Seconds, e.Events, e.Txs, e.P50, e.P90, e.P99, e.P999, e.Max, e.CollectorCPU, e.RouterCPU, e.NATS, e.Load)
 		}
 		p("\n")
 		for _, e := range r.E2E {
-			p("- pgbench (%s): %s\n", e.Persist, e.Pgbench)
+			p("- pgbench (%s): %s\n", e.label(), e.Pgbench)
 		}
 		p("\nLatency by stage, from the commit (ms; the raw record's and the event's store times are the JetStream timestamps; one sample per transaction for the raw record):\n\n")
-		p("| output persist | until | samples | p50 | p90 | p99 | p99.9 | max |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
+		p("| output persist, envelope | until | samples | p50 | p90 | p99 | p99.9 | max |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
 		for _, e := range r.E2E {
 			for _, s := range e.Stages {
-				p("| %s | %s | %d | %.1f | %.1f | %.1f | %.1f | %.1f |\n", e.Persist, s.Name, s.N, s.P50, s.P90, s.P99, s.P999, s.Max)
+				p("| %s | %s | %d | %.1f | %.1f | %.1f | %.1f | %.1f |\n", e.label(), s.Name, s.N, s.P50, s.P90, s.P99, s.P999, s.Max)
 			}
 		}
 		p("\nThe collector's lags per 10 s interval (its progress log; read = from commit until decoded, the walsender's share; stored = until the raw record was acknowledged):\n\n")
 		for _, e := range r.E2E {
 			for _, l := range e.CollectorLags {
-				p("- %s: %s\n", e.Persist, l)
+				p("- %s: %s\n", e.label(), l)
 			}
 		}
 		p("\nWhere the backlog sat while pgbench ran (kB of WAL, max / mean of 100 ms samples): written but not yet sent by the walsender; sent but not yet confirmed by the collector (reading, batching, fsynced raw publish).\n\n")
 		for _, e := range r.E2E {
-			p("- %s: unsent %.0f / %.0f, unconfirmed %.0f / %.0f\n", e.Persist, e.UnsentMaxKB, e.UnsentMeanKB, e.UnconfirmedMaxKB, e.UnconfirmedMeanKB)
+			p("- %s: unsent %.0f / %.0f, unconfirmed %.0f / %.0f\n", e.label(), e.UnsentMaxKB, e.UnsentMeanKB, e.UnconfirmedMaxKB, e.UnconfirmedMeanKB)
 		}
 		p("\nWorst latency (ms) of the events committed in each tenth of the run:\n\n")
 		for _, e := range r.E2E {
@@ -104,7 +105,7 @@ func (r *results) markdown() string {
 			for _, v := range e.Series {
 				s = append(s, fmt.Sprintf("%.0f", v))
 			}
-			p("- %s: %s\n", e.Persist, strings.Join(s, ", "))
+			p("- %s: %s\n", e.label(), strings.Join(s, ", "))
 		}
 	}
 
@@ -282,39 +283,33 @@ func (r *results) envelopeTables(p func(string, ...any)) {
 		return
 	}
 	p("\n## Envelopes and grouping (`-envelopes`)\n\n")
-	p("Five routers (`--output-persist async`) one after another in each round on the same raw stream, in the opposite order every other round; each its own durable consumer and output stream, deleted after the run. ")
-	p("`cloudevents`: structured mode, data the native document; `cloudevents-change`: data {before, after, op}; `debezium`: payload only, key in a header; `native+group`: native events, `--group transaction` (a message per transaction, in parts at the max payload or at a raw record's end). ")
+	p("Routers (`--output-persist async`) one after another in each round on the same raw stream, in the opposite order every other round; each its own durable consumer and output stream, deleted after the run. ")
+	p("`cloudevents`: structured mode, data the native document; `cloudevents-change`: data {before, after, op}; `debezium`: payload only, key in a header; `native+group`: native events, `--group transaction` (a message per transaction, in parts at the max payload or at a raw record's end); `native+tracing` (`-tracing`): native events with OpenTelemetry tracing on, a span per raw record exported over OTLP/HTTP and a traceparent header on every event. ")
 	p("Medians over the rounds, (min–max); × native is the median of the ratios to the native run of the same round (higher is better for events/s, lower for CPU). CPU in µs per event; bytes per event: the output stream's bytes (JetStream's accounting: data, headers, subject) over its events.\n\n")
-	p("| workload | variant | rounds | events | messages | bytes/event | events/s | × native | messages/s | router CPU µs/event | × native | nats-server CPU µs/event | router peak RSS MiB |\n")
-	p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, w := range r.Workloads {
-		native := map[int]routerRun{}
-		for _, rr := range w.Routers {
-			if rr.Round > 0 && rr.Envelope == "native" {
-				native[rr.Round] = rr
-			}
+	p("`%s`: the workload's native events published by a client that does nothing else (ceiling.go): what the server takes; its CPU column is that client's; `%s` the same with that envelope's events. × ceiling: a router's events/s over the ceiling of its envelope's events in the same round (1.00: the server is the limit), a ceiling's over the native events' ceiling (what the envelope's bytes cost the server). With `-router-ab`, `native (B)` is the native router of the other build, right after the one of `-bin` in each round. × collector: over the median collector rate of the workload.\n\n", ceilingVariant, ceilingOf("debezium"))
+	p("| workload | variant | rounds | events | messages | bytes/event | events/s | × native | × ceiling | × collector | messages/s | router CPU µs/event | × native | nats-server CPU µs/event | router peak RSS MiB |\n")
+	p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	type row struct {
+		label string
+		match func(routerRun) bool
+	}
+	var rows []row
+	for _, v := range routerVariants {
+		rows = append(rows, row{v.name, func(rr routerRun) bool { return rr.Envelope == v.name && rr.Bin == "" }})
+	}
+	rows = append(rows, row{"native (B)", func(rr routerRun) bool { return rr.Envelope == "native" && rr.Bin != "" }})
+	for _, v := range routerVariants {
+		if !v.group && !v.traced {
+			c := ceilingOf(v.name)
+			rows = append(rows, row{c, func(rr routerRun) bool { return rr.Envelope == c }})
 		}
-		for _, v := range routerVariants {
-			var perSec, msgSec, cpu, ncpu, xRate, xCPU []float64
-			var rss float64
-			var events, msgs, bytes uint64
-			n := 0
-			for _, rr := range w.Routers {
-				if rr.Round == 0 || rr.Envelope != v.name {
-					continue
-				}
-				n++
-				perSec = append(perSec, rr.PerSec)
-				msgSec = append(msgSec, float64(rr.Msgs)/rr.Secs)
-				cpu = append(cpu, perM(rr.CPU, int64(rr.Events)))
-				ncpu = append(ncpu, perM(rr.NATSCPU, int64(rr.Events)))
-				rss = max(rss, float64(rr.RSSKiB)/1024)
-				events, msgs, bytes = rr.Events, rr.Msgs, rr.Bytes
-				if nr, ok := native[rr.Round]; ok && nr.PerSec > 0 && nr.CPU > 0 {
-					xRate = append(xRate, rr.PerSec/nr.PerSec)
-					xCPU = append(xCPU, perM(rr.CPU, int64(rr.Events))/perM(nr.CPU, int64(nr.Events)))
-				}
-			}
+	}
+	for _, w := range r.Workloads {
+		col := median(rates(w.Collector))
+		for _, v := range rows {
+			vs := w.runs(v.match)
+			n, perSec, msgSec, cpu, ncpu, xRate, xCPU, xCeil := vs.n, vs.perSec, vs.msgSec, vs.cpu, vs.ncpu, vs.xRate, vs.xCPU, vs.xCeil
+			rss, events, msgs, bytes := vs.rss, vs.events, vs.msgs, vs.bytes
 			if n == 0 {
 				continue
 			}
@@ -322,22 +317,34 @@ func (r *results) envelopeTables(p func(string, ...any)) {
 			if bytes > 0 && events > 0 {
 				perEvent = fmt.Sprintf("%.0f", float64(bytes)/float64(events))
 			}
-			p("| %s | %s | %d | %d | %d | %s | %s | **%.2f×** | %s | %.2f | %.2f× | %.2f | %.0f |\n", w.Name, v.name, n, events, msgs, perEvent, spread(perSec),
-				median(xRate), spread(msgSec), median(cpu), median(xCPU), median(ncpu), rss)
+			xc := "-"
+			if len(xCeil) > 0 {
+				xc = fmt.Sprintf("%.2f×", median(xCeil))
+			}
+			p("| %s | %s | %d | %d | %d | %s | %s | **%.2f×** | %s | %.2f× | %s | %.2f | %.2f× | %.2f | %.0f |\n", w.Name, v.label, n, events, msgs, perEvent, spread(perSec),
+				median(xRate), xc, median(perSec)/col, spread(msgSec), median(cpu), median(xCPU), median(ncpu), rss)
 		}
 	}
 	p("\nEvery run, in the order run (events/s, × the same round's native; CPU µs/event; loadavg1 after the run):\n\n")
-	p("| workload | round | variant | events/s | × native | messages | secs | router CPU µs/event | nats-server CPU µs/event | loadavg1 |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("| workload | round | variant | events/s | × native | × ceiling | messages | secs | router CPU µs/event | nats-server CPU µs/event | loadavg1 |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, w := range r.Workloads {
+		xCeiling := w.ceilingRatio()
 		native := map[int]routerRun{}
 		for _, rr := range w.Routers {
-			if rr.Round > 0 && rr.Envelope == "native" {
+			if rr.Round > 0 && rr.Envelope == "native" && rr.Bin == "" {
 				native[rr.Round] = rr
 			}
 		}
 		for _, rr := range w.Routers {
 			if rr.Round == 0 {
 				continue
+			}
+			xc := "-"
+			if x, ok := xCeiling(rr); ok {
+				xc = fmt.Sprintf("%.2f", x)
+			}
+			if rr.Bin != "" {
+				rr.Envelope += " (B)"
 			}
 			x := 0.0
 			if nr, ok := native[rr.Round]; ok && nr.PerSec > 0 {
@@ -347,8 +354,122 @@ func (r *results) envelopeTables(p func(string, ...any)) {
 			if rr.Capped {
 				capped = " (capped)"
 			}
-			p("| %s | %d | %s | %.0f%s | %.2f | %d | %.2f | %.2f | %.2f | %s |\n", w.Name, rr.Round, rr.Envelope, rr.PerSec, capped, x, rr.Msgs, rr.Secs,
+			p("| %s | %d | %s | %.0f%s | %.2f | %s | %d | %.2f | %.2f | %.2f | %s |\n", w.Name, rr.Round, rr.Envelope, rr.PerSec, capped, x, xc, rr.Msgs, rr.Secs,
 				perM(rr.CPU, int64(rr.Events)), perM(rr.NATSCPU, int64(rr.Events)), rr.Load)
 		}
 	}
+}
+
+// ceilingRatio returns, for a run of an -envelopes round, its events/s over
+// a publish ceiling of the same round: a router's over the ceiling of its
+// envelope's events, a ceiling's over the native events' ceiling.
+func (w *workloadResult) ceilingRatio() func(routerRun) (float64, bool) {
+	ceil := map[int]map[string]float64{}
+	for _, rr := range w.Routers {
+		if rr.Round > 0 && isCeiling(rr.Envelope) && rr.PerSec > 0 {
+			if ceil[rr.Round] == nil {
+				ceil[rr.Round] = map[string]float64{}
+			}
+			ceil[rr.Round][rr.Envelope] = rr.PerSec
+		}
+	}
+	return func(rr routerRun) (float64, bool) {
+		against := ceilingOf(rr.Envelope)
+		if isCeiling(rr.Envelope) {
+			against = ceilingVariant
+		}
+		c, ok := ceil[rr.Round][against]
+		if rr.Round == 0 || !ok {
+			return 0, false
+		}
+		return rr.PerSec / c, true
+	}
+}
+
+// tracingTable compares the collector with tracing on (-tracing) with the
+// one without, round by round; the router's cost is the native+tracing row
+// of the envelope tables.
+func (r *results) tracingTable(p func(string, ...any)) {
+	has := false
+	for _, w := range r.Workloads {
+		has = has || len(w.Traced) > 0
+	}
+	if !has {
+		return
+	}
+	p("\n## Tracing (`-tracing`)\n\n")
+	p("The collector with OpenTelemetry tracing on (a span per transaction and per raw message, every span exported over OTLP/HTTP to a receiver in pgjet-bench), run in each round right after the untraced one on the same backlog, each with a nats-server of its own. ")
+	p("× untraced: median of the per-round ratios (events/s: higher is better; CPU: lower). The router's cost is the `native+tracing` row above (× native).\n\n")
+	p("| workload | untraced changes/s | traced changes/s | × untraced | untraced CPU s/M | traced CPU s/M | × untraced |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, w := range r.Workloads {
+		if len(w.Traced) == 0 {
+			continue
+		}
+		xRate, xCPU := w.tracedRatios()
+		cpu := func(runs []collectorRun) float64 {
+			return median(w.perM(runs, func(c collectorRun) float64 { return c.CPU }))
+		}
+		p("| %s | %s | %s | **%.2f×** | %.1f | %.1f | %.2f× |\n", w.Name, spread(rates(w.Collector)), spread(rates(w.Traced)), median(xRate),
+			cpu(w.Collector), cpu(w.Traced), median(xCPU))
+	}
+}
+
+// variantStats are the -envelopes runs of one router variant of a
+// workload: per run, and as ratios to the native run of the same round
+// and to the publish ceiling of the variant's events in that round.
+type variantStats struct {
+	n                                             int
+	perSec, msgSec, cpu, ncpu, xRate, xCPU, xCeil []float64
+	rss                                           float64
+	events, msgs, bytes                           uint64
+}
+
+// variant gathers the -envelopes runs of the router variant name (of
+// -bin's build, not -router-ab's).
+func (w *workloadResult) variant(name string) variantStats {
+	return w.runs(func(rr routerRun) bool { return rr.Envelope == name && rr.Bin == "" })
+}
+
+// runs gathers the -envelopes runs match selects.
+func (w *workloadResult) runs(match func(routerRun) bool) variantStats {
+	native := map[int]routerRun{}
+	for _, rr := range w.Routers {
+		if rr.Round > 0 && rr.Envelope == "native" && rr.Bin == "" {
+			native[rr.Round] = rr
+		}
+	}
+	xCeiling := w.ceilingRatio()
+	var s variantStats
+	for _, rr := range w.Routers {
+		if rr.Round == 0 || !match(rr) {
+			continue
+		}
+		s.n++
+		s.perSec = append(s.perSec, rr.PerSec)
+		s.msgSec = append(s.msgSec, float64(rr.Msgs)/rr.Secs)
+		s.cpu = append(s.cpu, perM(rr.CPU, int64(rr.Events)))
+		s.ncpu = append(s.ncpu, perM(rr.NATSCPU, int64(rr.Events)))
+		s.rss = max(s.rss, float64(rr.RSSKiB)/1024)
+		s.events, s.msgs, s.bytes = rr.Events, rr.Msgs, rr.Bytes
+		if nr, ok := native[rr.Round]; ok && nr.PerSec > 0 && nr.CPU > 0 {
+			s.xRate = append(s.xRate, rr.PerSec/nr.PerSec)
+			s.xCPU = append(s.xCPU, perM(rr.CPU, int64(rr.Events))/perM(nr.CPU, int64(nr.Events)))
+		}
+		if x, ok := xCeiling(rr); ok {
+			s.xCeil = append(s.xCeil, x)
+		}
+	}
+	return s
+}
+
+// tracedRatios are the per-round ratios of the traced collector to the
+// untraced one: changes/s and CPU.
+func (w *workloadResult) tracedRatios() (xRate, xCPU []float64) {
+	for i := range w.Traced {
+		if i < len(w.Collector) && w.Collector[i].PerSec > 0 && w.Collector[i].CPU > 0 {
+			xRate = append(xRate, w.Traced[i].PerSec/w.Collector[i].PerSec)
+			xCPU = append(xCPU, w.Traced[i].CPU/w.Collector[i].CPU)
+		}
+	}
+	return xRate, xCPU
 }
