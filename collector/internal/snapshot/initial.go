@@ -292,16 +292,16 @@ func (s *sequencer) write(ctx context.Context, c *Chunk, first bool, at time.Tim
 		// An empty table: nothing to store.
 		s.progress.EndTable(c.Table.String(), nil)
 	}
-	if s.held != nil {
-		// The snapshot's last row when this table, the last to end, is
-		// empty.
-		h := s.held
-		s.held = nil
-		if err := s.emitHeld(ctx, h, s.remaining == 0 && keep == nil); err != nil {
-			return err
+	if keep != nil {
+		// A later row: the one held before is not the snapshot's last. An
+		// empty table changes nothing.
+		if s.held != nil {
+			if err := s.emitHeld(ctx, s.held, false); err != nil {
+				return err
+			}
 		}
+		s.held = keep
 	}
-	s.held = keep
 	if s.remaining == 0 && s.held != nil {
 		h := s.held
 		s.held = nil

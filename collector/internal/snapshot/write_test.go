@@ -152,7 +152,9 @@ func TestSequencerMarks(t *testing.T) {
 		final = f.Tx.Final
 	}
 	F, FT, LT, L := wire.SnapshotFirst, wire.SnapshotFirstInTable, wire.SnapshotLastInTable, wire.SnapshotLast
-	want := []read{{"t", "a1", F | FT}, {"t", "a2", 0}, {"t", "b1", FT | LT}, {"t", "a3", 0}, {"t", "a4", LT | L}}
+	// b1 is held until a later table's row comes (a's last chunk): an
+	// empty table (c) does not tell whether it is the snapshot's last.
+	want := []read{{"t", "a1", F | FT}, {"t", "a2", 0}, {"t", "a3", 0}, {"t", "b1", FT | LT}, {"t", "a4", LT | L}}
 	if len(got) != len(want) || !final {
 		t.Fatalf("reads %v final %v, want %v final", got, final, want)
 	}
@@ -177,22 +179,23 @@ func TestSequencerMarks(t *testing.T) {
 	}
 }
 
-// The last table to end is empty: the row held before it is the
-// snapshot's last, and closes the transaction (before, the transaction of
-// reads was left open: no last mark, no final fragment).
-func TestSequencerEmptyTableLast(t *testing.T) {
+// The tables that end after the last one with rows are empty: the row
+// held before them is the snapshot's last, and closes the transaction
+// (before, an empty table let it go unmarked: no last mark, no final
+// fragment).
+func TestSequencerEmptyTablesLast(t *testing.T) {
 	var c collect
 	ta := &Table{Schema: "public", Name: "a", Rel: testRel, Key: []int{0}}
 	tb := &Table{Schema: "public", Name: "b", Rel: testRel, Key: []int{0}}
-	job := NewJob(InitialID, "app", KindInitial, "initial", []string{"public.a", "public.b"}, nil)
+	tc := &Table{Schema: "public", Name: "c", Rel: testRel, Key: []int{0}}
+	job := NewJob(InitialID, "app", KindInitial, "initial", []string{"public.a", "public.b", "public.c"}, nil)
 	p := NewProgress(nil, job, 0, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	seq := &sequencer{w: NewTxWriter(c.emit, 1<<20, 7, wire.Snapshot{Kind: wire.SnapshotInitial}), remaining: 2, progress: p}
+	seq := &sequencer{w: NewTxWriter(c.emit, 1<<20, 7, wire.Snapshot{Kind: wire.SnapshotInitial}), remaining: 3, progress: p}
 	ctx, now := context.Background(), time.Now()
-	if err := seq.write(ctx, &Chunk{Table: ta, Rows: [][]wire.Value{row("1", "a"), row("2", "a")}}, true, now); err != nil {
-		t.Fatal(err)
-	}
-	if err := seq.write(ctx, &Chunk{Table: tb}, true, now); err != nil {
-		t.Fatal(err)
+	for _, ch := range []*Chunk{{Table: ta, Rows: [][]wire.Value{row("1", "a"), row("2", "a")}}, {Table: tb}, {Table: tc}} {
+		if err := seq.write(ctx, ch, true, now); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if len(c.frags) == 0 {
 		t.Fatal("nothing written")
@@ -201,6 +204,11 @@ func TestSequencerEmptyTableLast(t *testing.T) {
 	want := wire.SnapshotLastInTable | wire.SnapshotLast
 	if !f.Tx.Final || f.Tx.Snapshot.Marks&want != want || string(f.Tx.Changes[len(f.Tx.Changes)-1].New[0].Data) != "2" {
 		t.Fatalf("last fragment: final %v marks %b changes %d, want the final fragment ending with a2 marked last", f.Tx.Final, f.Tx.Snapshot.Marks, len(f.Tx.Changes))
+	}
+	for _, f := range c.frags[:len(c.frags)-1] {
+		if f.Tx.Final {
+			t.Fatal("a fragment before the last is final")
+		}
 	}
 	c.store()
 	for _, tp := range p.Job().Tables {
