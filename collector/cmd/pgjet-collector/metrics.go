@@ -73,6 +73,17 @@ func (p *probe) check() error {
 
 // serveMetrics starts the --metrics endpoint.
 func serveMetrics(addr string, p *probe) (*metrics.Server, error) {
+	srv, err := metrics.Start(addr, p.registry(), p.check)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics %s: %w", addr, err)
+	}
+	return srv, nil
+}
+
+// registry is what /metrics serves: the process's standard metrics, the
+// probe's figures and the publish latency histogram, which it creates
+// (metrics on: publishes are timed from then on).
+func (p *probe) registry() *prometheus.Registry {
 	reg := metrics.NewRegistry()
 	p.publishLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "pgjet_collector_raw_publish_seconds",
@@ -80,11 +91,7 @@ func serveMetrics(addr string, p *probe) (*metrics.Server, error) {
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15), // 0.5 ms to 8 s
 	})
 	reg.MustRegister(p.publishLatency, &probeCollector{p})
-	srv, err := metrics.Start(addr, reg, p.check)
-	if err != nil {
-		return nil, fmt.Errorf("--metrics %s: %w", addr, err)
-	}
-	return srv, nil
+	return reg
 }
 
 // pollSlotLag measures the slot's lag on a connection of its own (not the

@@ -10,7 +10,6 @@ import (
 
 	"github.com/pgjet/pgjet/collector/internal/checkpoint"
 	"github.com/pgjet/pgjet/collector/internal/rawstream"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -20,18 +19,31 @@ func TestCollectorMetricsLint(t *testing.T) {
 	p.totals.Transactions.Add(3)
 	p.totals.StoredLag.Observe(time.Now().Add(-3*time.Millisecond).UnixMicro(), time.Now())
 	p.pub.Store(rawstream.NewPublisher(nil, rawstream.PublisherConfig{Checkpoint: checkpoint.New(0x16B3748), Log: slog.New(slog.DiscardHandler)}))
-	c := &probeCollector{p}
-	problems, err := testutil.CollectAndLint(c)
+	// The registry /metrics serves, with every histogram observed once so
+	// that each family has a sample to lint.
+	reg := p.registry()
+	p.observer().Observe(0.004)
+	problems, err := testutil.GatherAndLint(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, pr := range problems {
 		t.Errorf("%s: %s", pr.Metric, pr.Text)
 	}
-	h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pgjet_collector_raw_publish_seconds", Help: "x"})
-	if problems, err := testutil.CollectAndLint(h); err != nil || len(problems) > 0 {
-		t.Errorf("publish histogram: %v %v", problems, err)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
 	}
+	served := map[string]bool{}
+	for _, f := range families {
+		served[f.GetName()] = true
+	}
+	for _, name := range []string{"pgjet_collector_raw_publish_seconds", "pgjet_collector_stored_lag_seconds", "pgjet_collector_read_lag_seconds", "pgjet_collector_changes_total"} {
+		if !served[name] {
+			t.Errorf("%s: not served by the registry /metrics uses", name)
+		}
+	}
+	c := &probeCollector{p}
 
 	want := `
 # HELP pgjet_collector_changes_total Changes stored in the raw stream (acknowledged by JetStream).
