@@ -55,7 +55,7 @@ const caughtUpAfter = 50 * time.Microsecond
 // and already have started replication. It hands fragments to pub and
 // reports cp's confirmed position, which pub's acks advance.
 func New(conn *pgconn.PgConn, dec *pgoutput.Decoder, pub *rawstream.Publisher, cp *checkpoint.Checkpoint, log *slog.Logger) *Stream {
-	return &Stream{conn: conn, dec: dec, pub: pub, cp: cp, log: log, StatusInterval: 10 * time.Second}
+	return &Stream{conn: conn, dec: dec, pub: pub, cp: cp, log: log, StatusInterval: DefaultStatusInterval}
 }
 
 // Start starts replication of slot from its confirmed position with pgoutput
@@ -107,7 +107,9 @@ func quoteLiteral(s string) string {
 // with status updates, and reading stops: Postgres keeps the WAL.
 func (s *Stream) Emit(ctx context.Context, f *pgoutput.Fragment) error {
 	for {
-		err := s.pub.Add(ctx, f, time.Second)
+		// Held, the reader reads no keepalive requests: it reports on its
+		// own, well within the walsender's timeout (see StatusInterval).
+		err := s.pub.Add(ctx, f, min(time.Second, s.StatusInterval/2))
 		if err == nil {
 			if !s.holdingSince.IsZero() {
 				s.log.Info("raw stream accepting again, reading resumed", "held_for", time.Since(s.holdingSince).Round(time.Millisecond))

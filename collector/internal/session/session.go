@@ -232,6 +232,10 @@ func (s *session) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	statusEvery, err := replication.StatusInterval(ctx, repl)
+	if err != nil {
+		return err
+	}
 	if err := replication.Start(ctx, repl, cfg.Slot, cfg.Publication); err != nil {
 		return err
 	}
@@ -267,6 +271,7 @@ func (s *session) run(ctx context.Context) error {
 		},
 		min(maxMsg, cfg.MaxMessage/2))
 	stream = replication.New(repl, dec, pub, cp, log)
+	stream.StatusInterval = statusEvery
 	if ok {
 		dec.SkipThrough(last)
 		log.Info("resuming after the last stored record", "commit_lsn", pglogrepl.LSN(last.CommitLSN), "change", last.Change, "piece_byte", last.Piece, "final", last.Final)
