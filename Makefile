@@ -28,10 +28,18 @@ FUZZ ?= github.com/pgjet/pgjet/shared/wire:FuzzUnmarshal \
 	github.com/pgjet/pgjet/router/internal/envelope:FuzzMsgpackTranscode \
 	github.com/pgjet/pgjet/router/internal/envelope:FuzzDebeziumHostileContent
 FUZZTIME ?= 20000x
+# RACE lists the packages whose goroutines share state (the raw publisher and
+# its acks, the checkpoint, the session loop, the router's relay): `make test`
+# runs their tests again with the race detector.
+RACE ?= github.com/pgjet/pgjet/collector/internal/rawstream \
+	github.com/pgjet/pgjet/collector/internal/checkpoint \
+	github.com/pgjet/pgjet/collector/internal/replication \
+	github.com/pgjet/pgjet/collector/internal/session \
+	github.com/pgjet/pgjet/router/internal/relay
 # Minimizing a new corpus entry may take a minute by default, stalling a short run.
 FUZZMINIMIZE ?= 1000x
 
-.PHONY: build test fuzz demo lint clean bench test-faults deploy-tools
+.PHONY: build test test-race fuzz demo lint clean bench test-faults deploy-tools
 
 build:
 	@mkdir -p $(BIN)
@@ -40,11 +48,16 @@ build:
 	cd e2e && $(GO) build -o $(BIN)/nats-server github.com/nats-io/nats-server/v2
 
 test:
+	@$(MAKE) --no-print-directory lint
 	scripts/ensure-postgres.sh
 	@$(MAKE) --no-print-directory deploy-tools
 	@$(MAKE) --no-print-directory build
 	$(GO) test -count=1 -timeout 20m $(PKGS)
+	@$(MAKE) --no-print-directory test-race
 	$(if $(strip $(FUZZ)),@$(MAKE) --no-print-directory fuzz)
+
+test-race:
+	$(GO) test -race -count=1 -timeout 10m $(RACE)
 
 # systemd-analyze, with which e2e/deploy verifies deploy/systemd/*.service (offline: no
 # running systemd needed). As root (CI) it is installed when missing; without root the test
