@@ -260,6 +260,7 @@ func (d *decoder) source(spec *mapReader, src *Source) {
 	}
 	src.StartPosition = defaultStartPosition
 	d.enum(c, "start_position", &src.StartPosition, Earliest, Latest)
+	d.intRange(c, "auto_recreate_slot", 0, 1000, &src.AutoRecreateSlot)
 	c.rest(nil)
 }
 

@@ -130,6 +130,10 @@ type Source struct {
 	// StartPosition is "earliest" (default) or "latest": where a new slot
 	// starts, and the default start of every sink's consumer.
 	StartPosition string
+	// AutoRecreateSlot is how many times a collector process may replace
+	// an invalidated slot by itself (a gap notice first, then a new slot);
+	// default 0: never.
+	AutoRecreateSlot int
 }
 
 // RawStream is pgjet's own section: the raw stream and how to reach it.

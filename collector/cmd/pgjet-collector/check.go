@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/collector/internal/rawstream"
 	"github.com/pgjet/pgjet/collector/internal/session"
 	"github.com/pgjet/pgjet/shared/natsconn"
 	"github.com/pgjet/pgjet/shared/opcheck"
@@ -172,6 +173,7 @@ func checkPostgres(ctx context.Context, cfg config, r *opcheck.Report) *pgFacts 
 	}
 	checkPublication(ctx, cfg, conn, srv, r)
 	checkSlot(ctx, cfg, conn, srv, r, facts)
+	checkSlotDecodes(ctx, cfg, conn, r, facts)
 	return facts
 }
 
@@ -368,11 +370,9 @@ func checkSlot(ctx context.Context, cfg config, conn *pgx.Conn, srv server, r *o
 		if s.safeWAL != nil {
 			safe = opcheck.Bytes(*s.safeWAL)
 		}
-		switch s.walStatus {
-		case "lost":
-			r.Fail(fmt.Sprintf("slot %s has lost WAL it needed (wal_status lost): changes after its confirmed position are gone", cfg.slot),
-				fmt.Sprintf("drop the slot (SELECT pg_drop_replication_slot('%s')) and start the collector with --recreate-slot, then resynchronise the consumers", cfg.slot))
-		case "unreserved":
+		switch {
+		case checkInvalidated(ctx, cfg, conn, r):
+		case s.walStatus == "unreserved":
 			r.Warn(fmt.Sprintf("slot %s keeps more WAL than max_wal_size (wal_status unreserved): it loses WAL at the next checkpoint unless the collector catches up (safe_wal_size %s)", cfg.slot, safe),
 				"make sure the collector runs and keeps up")
 		default:
@@ -392,7 +392,7 @@ func checkSlot(ctx context.Context, cfg config, conn *pgx.Conn, srv server, r *o
 		// Before PostgreSQL 13: no such setting.
 	case "-1":
 		r.Warn("max_slot_wal_keep_size is -1: a stuck or abandoned slot keeps WAL until the disk is full",
-			"set max_slot_wal_keep_size in postgresql.conf (e.g. '50GB', below pg_wal's free space) and reload; a slot further behind is then invalidated (wal_status lost) instead, and the collector needs --recreate-slot")
+			"set max_slot_wal_keep_size in postgresql.conf (e.g. '50GB', below pg_wal's free space) and reload; a slot further behind is then invalidated (wal_status lost) instead, and the collector needs --recreate-slot (or --auto-recreate-slot) and a backfill")
 	default:
 		r.OK("max_slot_wal_keep_size is %s", srv.keepSize)
 	}
@@ -549,9 +549,8 @@ func checkRawStream(ctx context.Context, cfg config, r *opcheck.Report, pg *pgFa
 	default:
 		r.OK("raw stream has %d replicas (a client cannot see the nodes' sync_interval: it must be always, see deploy/nats/cluster-a.conf)", c.Replicas)
 	}
-	if c.Discard == jetstream.DiscardOld && (c.MaxBytes > 0 || c.MaxMsgs > 0) {
-		r.Warn(fmt.Sprintf("raw stream %s discards old records when full: records routers have not read yet are deleted (routers stop on the gap)", cfg.rawStream),
-			"set discard new (nats stream edit "+cfg.rawStream+" --discard new): the collector then waits and Postgres keeps the WAL")
+	if problem, fix := rawstream.DiscardsOld(c); problem != "" {
+		r.Warn(problem, fix)
 	}
 	if c.MaxBytes > 0 && st.Bytes > uint64(c.MaxBytes)/10*8 {
 		r.Warn(fmt.Sprintf("raw stream %s is %d%% full (%s of max %s)", cfg.rawStream, st.Bytes*100/uint64(c.MaxBytes), opcheck.Bytes(int64(st.Bytes)), opcheck.Bytes(c.MaxBytes)),

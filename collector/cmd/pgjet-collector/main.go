@@ -48,6 +48,7 @@ type config struct {
 	maxMessage   int
 	standby      bool
 	recreateSlot bool
+	autoRecreate int // --auto-recreate-slot
 	logLevel     slog.Level
 	logJSON      bool
 	metrics      string // --metrics HOST:PORT; "": off
@@ -87,7 +88,8 @@ func parseConfig(args []string) (config, error) {
 	fs.IntVar(&c.maxMessage, "max-message-bytes", 4<<20, "largest raw message (capped below the server's max payload)")
 	fs.IntVar(&c.maxChanges, "max-message-changes", 0, "most changes in one raw message, unless one transaction fragment holds more (0: no bound; a pipeline file's batch.max_events)")
 	fs.BoolVar(&c.standby, "standby", false, "wait while another collector holds the slot, and take over when it is released")
-	fs.BoolVar(&c.recreateSlot, "recreate-slot", false, "create the slot even though the raw stream has records of this source (after the slot was dropped; changes in between are missing)")
+	fs.BoolVar(&c.recreateSlot, "recreate-slot", false, "at start, create the slot although the raw stream has records of this source (it was dropped), or replace it when Postgres invalidated it; the changes in between are missing, and a gap notice tells consumers")
+	fs.IntVar(&c.autoRecreate, "auto-recreate-slot", 0, "replace an invalidated slot by itself, as --recreate-slot does, at most this many times in this process's life (0: never; the collector stops, or with --metrics stays up not ready)")
 	c.memLimit = -1
 	fs.Var(&c.memLimit, "memory-limit", "soft memory limit of the Go runtime, e.g. 256MiB (GOMEMLIMIT wins; 0: none); auto: 128MiB, none with --embedded")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
@@ -162,6 +164,8 @@ func parseConfig(args []string) (config, error) {
 		return c, fmt.Errorf("bad --raw-stream: %w", wire.CheckName(c.rawStream))
 	case c.maxChanges < 0:
 		return c, fmt.Errorf("bad --max-message-changes %d: use 0 (no bound) or more", c.maxChanges)
+	case c.autoRecreate < 0:
+		return c, fmt.Errorf("bad --auto-recreate-slot %d: use 0 (never) or more", c.autoRecreate)
 	}
 	if err := c.auth.Check(); err != nil {
 		return c, err
@@ -236,22 +240,27 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 // to pr.
 func (c *config) sessionConfig(log *slog.Logger, pr *probe) session.Config {
 	sc := session.Config{
-		DSN:            c.dsn,
-		Slot:           c.slot,
-		Publication:    c.publication,
-		Tables:         c.tables,
-		Source:         c.source,
-		RawStream:      c.rawStream,
-		RawMaxAge:      c.rawMaxAge,
-		RawDupes:       c.rawDupes,
-		RawReplicas:    c.rawReplicas,
-		AckTimeout:     c.ackTimeout,
-		Linger:         c.linger,
-		MaxQueue:       c.maxQueue,
-		MaxMessage:     c.maxMessage,
-		MaxChanges:     c.maxChanges,
-		Standby:        c.standby,
-		RecreateSlot:   c.recreateSlot,
+		DSN:          c.dsn,
+		Slot:         c.slot,
+		Publication:  c.publication,
+		Tables:       c.tables,
+		Source:       c.source,
+		RawStream:    c.rawStream,
+		RawMaxAge:    c.rawMaxAge,
+		RawDupes:     c.rawDupes,
+		RawReplicas:  c.rawReplicas,
+		AckTimeout:   c.ackTimeout,
+		Linger:       c.linger,
+		MaxQueue:     c.maxQueue,
+		MaxMessage:   c.maxMessage,
+		MaxChanges:   c.maxChanges,
+		Standby:      c.standby,
+		RecreateSlot: c.recreateSlot,
+		// Bounded: a slot invalidated again and again would otherwise
+		// trade one gap for the next without anyone deciding.
+		AutoRecreateSlot: c.autoRecreate,
+		// Someone reads /readyz: stay up and say why, rather than exit.
+		WaitWhenStuck:  c.metrics != "",
 		Probe:          pr,
 		Totals:         &pr.totals,
 		PublishLatency: pr.observer(),

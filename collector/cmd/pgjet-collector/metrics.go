@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +37,40 @@ type probe struct {
 	slotLag atomic.Uint64 // math.Float64bits
 	// publishLatency is nil while metrics are off: then nothing is timed.
 	publishLatency prometheus.Histogram
+
+	// gaps are the gaps accepted by re-creating the slot; invalid is the
+	// invalidation found, while the slot is not created again.
+	mu      sync.Mutex
+	gaps    map[string]gapCount // by Gap.Reason
+	invalid *invalidation
+}
+
+type gapCount struct{ gaps, bytes uint64 }
+
+type invalidation struct {
+	reason string
+	from   uint64
+}
+
+// SlotInvalidated: the slot was found invalidated.
+func (p *probe) SlotInvalidated(reason string, from uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.invalid = &invalidation{reason: reason, from: from}
+}
+
+// Gap: the slot was created again, accepting g.
+func (p *probe) Gap(g session.Gap) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.gaps == nil {
+		p.gaps = map[string]gapCount{}
+	}
+	c := p.gaps[g.Reason]
+	c.gaps++
+	c.bytes += g.Bytes()
+	p.gaps[g.Reason] = c
+	p.invalid = nil
 }
 
 func newProbe() *probe {
@@ -60,13 +95,19 @@ func (p *probe) NotReady(reason string) { p.ready.NotReady(reason) }
 // Reconnected: a session starts again after one ended.
 func (p *probe) Reconnected() { p.pgReconnects.Add(1) }
 
-// check is /readyz: a session streams and NATS is connected.
+// check is /readyz: a session streams, NATS is connected and the raw
+// stream stores what is published.
 func (p *probe) check() error {
 	if err := p.ready.Check(); err != nil {
 		return err
 	}
 	if nc := p.nc.Load(); nc != nil && !nc.IsConnected() {
 		return fmt.Errorf("NATS connection %s", nc.Status())
+	}
+	if pub := p.pub.Load(); pub != nil {
+		if since, err := pub.Failing(); err != nil {
+			return fmt.Errorf("raw publishes failing for %s, nothing is stored and the slot does not move: %w", time.Since(since).Round(time.Second), err)
+		}
 	}
 	return nil
 }
@@ -160,13 +201,18 @@ var (
 	descReconnects   = prometheus.NewDesc("pgjet_collector_reconnects_total", "Connections established again: cause postgres, a new replication session after one ended; nats, the NATS client's reconnects.", []string{"cause"}, nil)
 	descReadLag      = prometheus.NewDesc("pgjet_collector_read_lag_seconds", "Time from a transaction's commit (Postgres's clock) to its decoding by the collector.", nil, nil)
 	descStoredLag    = prometheus.NewDesc("pgjet_collector_stored_lag_seconds", "Time from a transaction's commit (Postgres's clock) to its acknowledgement by JetStream.", nil, nil)
+	descInvalidated  = prometheus.NewDesc("pgjet_collector_slot_invalidated", "1 while the replication slot is invalidated and not created again (reason: wal_removed, idle_timeout, rows_removed, wal_level_insufficient, conflict), else 0 with reason none.", []string{"reason"}, nil)
+	descLostFrom     = prometheus.NewDesc("pgjet_collector_slot_lost_from_lsn", "While the slot is invalidated: its confirmed position, as a byte position; the changes committed after it are lost to the stream.", nil, nil)
+	descGaps         = prometheus.NewDesc("pgjet_collector_gaps_total", "Gaps accepted by creating the slot again (--recreate-slot, --auto-recreate-slot), each told to consumers by a pgjet.notice.gap notice; reason: dropped or the invalidation reason.", []string{"reason"}, nil)
+	descGapBytes     = prometheus.NewDesc("pgjet_collector_gap_wal_bytes_total", "WAL bytes spanned by the gaps accepted (from the old slot's position to the new slot's start).", []string{"reason"}, nil)
 )
 
 // lagBuckets are edges of lag.Histogram's buckets.
 var lagBuckets = []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60}
 
 func (c *probeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descChanges, descTransactions, descMessages, descReceived, descConfirmed, descInFlight, descSlotLag, descReconnects, descReadLag, descStoredLag} {
+	for _, d := range []*prometheus.Desc{descChanges, descTransactions, descMessages, descReceived, descConfirmed, descInFlight, descSlotLag, descReconnects, descReadLag, descStoredLag,
+		descInvalidated, descLostFrom, descGaps, descGapBytes} {
 		ch <- d
 	}
 }
@@ -198,6 +244,18 @@ func (c *probeCollector) Collect(ch chan<- prometheus.Metric) {
 	if v := math.Float64frombits(p.slotLag.Load()); !math.IsNaN(v) {
 		gauge(descSlotLag, v)
 	}
+	p.mu.Lock()
+	if p.invalid != nil {
+		ch <- prometheus.MustNewConstMetric(descInvalidated, prometheus.GaugeValue, 1, p.invalid.reason)
+		gauge(descLostFrom, float64(p.invalid.from))
+	} else {
+		ch <- prometheus.MustNewConstMetric(descInvalidated, prometheus.GaugeValue, 0, "none")
+	}
+	for reason, c := range p.gaps {
+		counter(descGaps, c.gaps, reason)
+		counter(descGapBytes, c.bytes, reason)
+	}
+	p.mu.Unlock()
 	for _, h := range []struct {
 		d *prometheus.Desc
 		h *lag.Histogram

@@ -10,6 +10,8 @@ import (
 
 	"github.com/pgjet/pgjet/collector/internal/checkpoint"
 	"github.com/pgjet/pgjet/collector/internal/rawstream"
+	"github.com/pgjet/pgjet/collector/internal/session"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -67,6 +69,63 @@ pgjet_collector_reconnects_total{cause="postgres"} 0
 	if n := testutil.CollectAndCount(c, "pgjet_collector_stored_lag_seconds"); n != 1 {
 		t.Errorf("%d stored lag histograms", n)
 	}
+
+	// An invalidated slot: flagged with its reason and lost position until
+	// it is created again; then the gap is counted.
+	p.SlotInvalidated("wal_removed", 0x1000)
+	invalid := `
+# HELP pgjet_collector_slot_lost_from_lsn While the slot is invalidated: its confirmed position, as a byte position; the changes committed after it are lost to the stream.
+# TYPE pgjet_collector_slot_lost_from_lsn gauge
+pgjet_collector_slot_lost_from_lsn 4096
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(invalid), "pgjet_collector_slot_lost_from_lsn"); err != nil {
+		t.Error(err)
+	}
+	if got := gaugeWith(t, reg, "pgjet_collector_slot_invalidated", "reason", "wal_removed"); got != 1 {
+		t.Errorf("slot_invalidated{reason=wal_removed} = %v", got)
+	}
+	p.Gap(session.Gap{Reason: "wal_removed", From: 0x1000, To: 0x3000})
+	if got := gaugeWith(t, reg, "pgjet_collector_slot_invalidated", "reason", "none"); got != 0 {
+		t.Errorf("slot_invalidated{reason=none} = %v after the slot was created again", got)
+	}
+	if n := testutil.CollectAndCount(c, "pgjet_collector_slot_lost_from_lsn"); n != 0 {
+		t.Errorf("%d lost-from samples after the slot was created again", n)
+	}
+	if got := gaugeWith(t, reg, "pgjet_collector_gaps_total", "reason", "wal_removed"); got != 1 {
+		t.Errorf("gaps_total = %v", got)
+	}
+	if got := gaugeWith(t, reg, "pgjet_collector_gap_wal_bytes_total", "reason", "wal_removed"); got != 0x2000 {
+		t.Errorf("gap_wal_bytes_total = %v", got)
+	}
+	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+		t.Errorf("lint with a gap: %v %v", problems, err)
+	}
+}
+
+// gaugeWith is the value of the sample of family name whose label has
+// value, -1 when there is none.
+func gaugeWith(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					if m.GetCounter() != nil {
+						return m.GetCounter().GetValue()
+					}
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return -1
 }
 
 func TestCollectorEndpoint(t *testing.T) {

@@ -61,6 +61,11 @@ type Publisher struct {
 	// checkpoint tracks the fragments added until they are acknowledged,
 	// and owns the confirmed position.
 	checkpoint *checkpoint.Checkpoint
+
+	// stream names the raw stream in explained errors; fails are the
+	// attempts failing since the last success.
+	stream string
+	fails  failState
 }
 
 // Totals are a collector's figures since the process started, carried from
@@ -81,6 +86,8 @@ type Observer interface{ Observe(float64) }
 
 // PublisherConfig configures a Publisher.
 type PublisherConfig struct {
+	// Stream is the raw stream's name, for messages.
+	Stream  string
 	Subject string
 	Source  wire.Source
 	// MaxMessageBytes bounds a raw message (below the server's max payload).
@@ -123,6 +130,7 @@ func NewPublisher(js jetstream.JetStream, c PublisherConfig) *Publisher {
 		space:      make(chan struct{}, 1),
 		totals:     c.Totals,
 		checkpoint: c.Checkpoint,
+		stream:     c.Stream,
 
 		publishLatency: c.PublishLatency,
 	}
@@ -339,6 +347,7 @@ func (p *Publisher) publish(ctx context.Context, frags []*pgoutput.Fragment, fir
 	for attempt := 1; ; attempt++ {
 		err = p.attempt(ctx, msg)
 		if err == nil {
+			p.fails.succeeded()
 			break
 		}
 		if ctx.Err() != nil {
@@ -347,9 +356,10 @@ func (p *Publisher) publish(ctx context.Context, frags []*pgoutput.Fragment, fir
 		if permanent(err) {
 			return fmt.Errorf("publish raw message (%d bytes) to %s: %w", len(data), p.subject, err)
 		}
+		p.fails.failed(err, p.stream)
 		in := retry.Next()
 		p.log.Warn("raw publish failed, retrying with the same message id; the slot is not confirmed past it",
-			"attempt", attempt, "retry_in", in, "err", err)
+			"attempt", attempt, "retry_in", in, "err", Explain(err, p.stream))
 		if err := retry.Sleep(ctx, in); err != nil {
 			return err
 		}
@@ -410,7 +420,7 @@ func (p *Publisher) attempt(ctx context.Context, msg *nats.Msg) error {
 	case err := <-fut.Err():
 		return err
 	case <-timer.C:
-		return fmt.Errorf("no ack within %s", p.timeout)
+		return fmt.Errorf("%w within %s", errNoAck, p.timeout)
 	case <-ctx.Done():
 		return ctx.Err()
 	}

@@ -72,7 +72,7 @@ func Start(ctx context.Context, conn *pgconn.PgConn, slot, publication string) e
 	err := pglogrepl.StartReplication(ctx, conn, slot, 0, pglogrepl.StartReplicationOptions{Mode: pglogrepl.LogicalReplication, PluginArgs: args})
 	if err != nil {
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == sqlstateObjectInUse {
+		if errors.As(err, &pgErr) && pgErr.Code == pgsetup.SQLStateObjectInUse {
 			return &pgsetup.SlotBusyError{Slot: slot}
 		}
 		return fmt.Errorf("start replication on slot %s: %w", slot, err)
@@ -235,7 +235,3 @@ func (s *Stream) SendStatus(ctx context.Context) error {
 	s.lastStatus = time.Now()
 	return nil
 }
-
-// sqlstateObjectInUse is SQLSTATE 55006 (object_in_use): the slot is active
-// for another process.
-const sqlstateObjectInUse = "55006"

@@ -55,9 +55,22 @@ type Config struct {
 
 	// Standby: wait while another collector holds the slot.
 	Standby bool
-	// RecreateSlot: create the slot even though the raw stream has records
-	// of this source.
+	// RecreateSlot: at start, create the slot even though the raw stream
+	// has records of this source, or replace an invalidated one, storing a
+	// gap notice first (see recreateSlot).
 	RecreateSlot bool
+	// AutoRecreateSlot is how many times this process may replace an
+	// invalidated slot by itself, as RecreateSlot does (0: never; then
+	// the collector stops, or waits with WaitWhenStuck).
+	AutoRecreateSlot int
+	// OnGap, when set, is called (in a goroutine of its own, with the
+	// session's context) once a re-created slot streams: the place to
+	// start a backfill of the published tables.
+	OnGap func(context.Context, Gap)
+	// WaitWhenStuck: on a state only an operator can end (the slot
+	// invalidated or dropped, the publication gone), stay up, not ready,
+	// instead of returning the error (set when something reads /readyz).
+	WaitWhenStuck bool
 
 	// Probe is told what metrics and readiness report; nil: nothing.
 	Probe Probe
@@ -80,6 +93,11 @@ type Probe interface {
 	Streaming(pub *rawstream.Publisher, stream *replication.Stream)
 	// Reconnected: a session starts again after one ended.
 	Reconnected()
+	// SlotInvalidated: the slot was found invalidated for reason; the
+	// changes committed after from are lost to the stream.
+	SlotInvalidated(reason string, from uint64)
+	// Gap: the slot was created again, accepting g.
+	Gap(g Gap)
 }
 
 type noProbe struct{}
@@ -88,6 +106,8 @@ func (noProbe) NATS(*nats.Conn)                                     {}
 func (noProbe) NotReady(string)                                     {}
 func (noProbe) Streaming(*rawstream.Publisher, *replication.Stream) {}
 func (noProbe) Reconnected()                                        {}
+func (noProbe) SlotInvalidated(string, uint64)                      {}
+func (noProbe) Gap(Gap)                                             {}
 
 // Run connects to NATS and runs replication sessions until ctx ends
 // (returning nil, or the last session's error) or an error that needs the
@@ -133,6 +153,9 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		return err
 	}
+	if problem, fix := rawstream.DiscardsOld(info.Config); problem != "" {
+		log.Warn(problem + ": " + fix)
+	}
 	if cfg.Embedded == nil && info.Config.Replicas < 2 {
 		log.Warn("raw stream has a single replica on an external server: an acknowledged record survives an OS crash only if that server runs with sync_interval: always (see deploy/nats/single.conf); on a 3-node cluster use --raw-replicas 3, its nodes with sync_interval: always too (see deploy/nats/cluster-a.conf)",
 			"stream", cfg.RawStream)
@@ -159,6 +182,8 @@ func Run(ctx context.Context, cfg Config) error {
 				return nil
 			}
 			continue
+		case needsOperator(err) && cfg.WaitWhenStuck:
+			return s.waitForOperator(ctx, err)
 		case !s.streamed || !transient(err):
 			// Before the first session streamed, every error is the user's
 			// to fix (bad DSN, server down): say so instead of looping.
@@ -188,6 +213,8 @@ type session struct {
 	log      *slog.Logger
 	probe    Probe
 	streamed bool // some session reached streaming
+	// autoRecreated counts the slots this process replaced by itself.
+	autoRecreated int
 }
 
 func (s *session) run(ctx context.Context) error {
@@ -218,14 +245,19 @@ func (s *session) run(ctx context.Context) error {
 		return fmt.Errorf("identify system: system id %q: %w", sys.SystemID, err)
 	}
 
-	// A slot that is gone while the raw stream has records of this
-	// database must not be recreated silently: that would skip changes.
+	src := wire.Source{Name: cfg.Source, SystemID: sysID, Timeline: sys.Timeline, Database: sys.DBName, Slot: cfg.Slot}
+	// An invalidated slot, or one dropped while the raw stream has records
+	// of it, is created again only when allowed, and never silently.
+	gap, err := s.recreateSlot(ctx, pgc, repl, src)
+	if err != nil {
+		return err
+	}
 	last, ok, err := s.lastStored(ctx, sysID)
 	if err != nil {
 		return err
 	}
 	var missing *pgsetup.SlotMissingError
-	if ok && !cfg.RecreateSlot {
+	if ok {
 		missing = &pgsetup.SlotMissingError{Slot: cfg.Slot, Source: cfg.Source, Last: pglogrepl.LSN(last.CommitLSN).String()}
 	}
 	slot, err := pgsetup.EnsureSlot(ctx, pgc, repl, cfg.Slot, missing, log)
@@ -246,12 +278,12 @@ func (s *session) run(ctx context.Context) error {
 		return err
 	}
 
-	src := wire.Source{Name: cfg.Source, SystemID: sysID, Timeline: sys.Timeline, Database: sys.DBName, Slot: cfg.Slot}
 	// Raw messages of a few MB already amortize an fsync well; larger ones
 	// only cost memory. Headroom below max payload covers headers.
 	maxMsg := min(int(s.nc.MaxPayload())-64<<10, cfg.MaxMessage)
 	cp := checkpoint.New(slot.ConfirmedFlush)
 	pub := rawstream.NewPublisher(s.js, rawstream.PublisherConfig{
+		Stream:            cfg.RawStream,
 		Subject:           wire.RawSubject(cfg.Source),
 		Source:            src,
 		MaxMessageBytes:   maxMsg,
@@ -297,8 +329,11 @@ func (s *session) run(ctx context.Context) error {
 		}
 	}()
 	go logStats(streamCtx, pub, log)
+	if gap != nil && cfg.OnGap != nil {
+		go cfg.OnGap(streamCtx, *gap)
+	}
 
-	runErr := stream.Run(streamCtx)
+	runErr := pgsetup.ExplainStreamError(stream.Run(streamCtx), cfg.Slot, cfg.Publication)
 	s.probe.NotReady("replication session ended")
 	select {
 	case err := <-pubErr:

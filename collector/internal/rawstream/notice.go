@@ -1,0 +1,83 @@
+package rawstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/shared/backoff"
+	"github.com/pgjet/pgjet/shared/wire"
+)
+
+// PublishNotice stores a raw message holding tx alone (a notice, see
+// wire.NoticeTx) on the source's subject and waits for its ack, retrying
+// with the same message id until it is stored or ctx ends. It is for the
+// moments before a session streams, when no Publisher runs: a notice that
+// must be stored before what follows it is done.
+func PublishNotice(ctx context.Context, js jetstream.JetStream, src wire.Source, tx wire.Tx, ackTimeout time.Duration, log *slog.Logger) (uint64, error) {
+	m := &wire.Message{Source: src, Txs: []wire.Tx{tx}}
+	data, err := wire.Marshal(m)
+	if err != nil {
+		return 0, err
+	}
+	pos, _ := m.Last()
+	msg := &nats.Msg{Subject: wire.RawSubject(src.Name), Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, wire.RawMsgID(src, pos, pos))
+	retry := backoff.New(100*time.Millisecond, 5*time.Second)
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, ackTimeout)
+		ack, err := js.PublishMsg(actx, msg)
+		cancel()
+		if err == nil {
+			return ack.Sequence, nil
+		}
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		if permanent(err) {
+			return 0, fmt.Errorf("publish notice to %s: %w", msg.Subject, err)
+		}
+		in := retry.Next()
+		log.Warn("publishing a notice to the raw stream failed, retrying with the same message id", "attempt", attempt, "retry_in", in, "err", Explain(err, ""))
+		if err := retry.Sleep(ctx, in); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// LastMessage reads the source's last raw record; nil when there is none.
+func LastMessage(ctx context.Context, js jetstream.JetStream, stream, source string) (*wire.Message, uint64, error) {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, 0, fmt.Errorf("raw stream %s: %w", stream, err)
+	}
+	raw, err := s.GetLastMsgForSubject(ctx, wire.RawSubject(source))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("read last raw record of %s: %w", source, err)
+	}
+	var m wire.Message
+	if err := wire.Unmarshal(raw.Data, &m); err != nil {
+		return nil, 0, fmt.Errorf("last raw record of %s (seq %d): %w", source, raw.Sequence, err)
+	}
+	return &m, raw.Sequence, nil
+}
+
+// LastNotice is the notice the message ends with, if it ends with one.
+func LastNotice(m *wire.Message) (wire.Notice, bool) {
+	if m == nil || len(m.Txs) == 0 {
+		return wire.Notice{}, false
+	}
+	tx := &m.Txs[len(m.Txs)-1]
+	if len(tx.Changes) != 1 || !wire.IsNotice(&tx.Changes[0]) {
+		return wire.Notice{}, false
+	}
+	n, err := wire.ParseNotice(&tx.Changes[0])
+	return n, err == nil
+}
