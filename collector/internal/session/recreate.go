@@ -86,18 +86,15 @@ func (s *session) recreateSlot(ctx context.Context, pgc *pgx.Conn, repl *pgconn.
 		g.Cause, g.Reason, g.From = "invalidated ("+st.Invalidation+")", st.Invalidation, st.ConfirmedFlush
 	case stored && byFlag:
 		g.Cause, g.Reason = "dropped", "dropped"
-		if pos, ok := last.Last(); ok {
-			g.From = pos.CommitLSN
-			if t := &last.Txs[len(last.Txs)-1]; t.Final {
-				g.From = t.EndLSN
-			}
-		}
 	default:
 		return nil, nil
 	}
-	if g.From == 0 {
-		if pos, ok := last.Last(); stored && ok {
-			g.From = pos.CommitLSN
+	// Records stored past the slot's confirmed position (read, published,
+	// never confirmed) are not missing: the gap starts after them.
+	if pos, ok := last.Last(); stored && ok && pos.CommitLSN > g.From {
+		g.From = pos.CommitLSN
+		if t := &last.Txs[len(last.Txs)-1]; t.Final {
+			g.From = t.EndLSN
 		}
 	}
 
