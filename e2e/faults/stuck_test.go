@@ -337,3 +337,53 @@ func TestPublicationRecreated(t *testing.T) {
 		t.Errorf("gap notices published: %+v; want one", notices)
 	}
 }
+
+// Invariant: a raw stream that discards old records under a limit is
+// warned about when the collector starts; one that is full (discard new)
+// makes the collector hold the slot and say so: the retry line and
+// /readyz name the raw stream full and the fix, and once the stream has
+// room everything arrives exactly once.
+func TestRawStreamFull(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := workEnv(t)
+	_, js := e.nats.Connect(t)
+	cfg := jetstream.StreamConfig{
+		Name: "PGJET_RAW", Subjects: []string{"pgjet.raw.>"}, Storage: jetstream.FileStorage,
+		Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardOld, MaxMsgs: 1000, Duplicates: time.Minute,
+	}
+	_, err := js.CreateStream(ctx, cfg)
+	must(t, err)
+	col := e.collector()
+	wantSaid(t, "the collector's start", col.Log(), "level=WARN", "raw stream PGJET_RAW discards old records when full", "--discard new")
+	must(t, col.Stop())
+
+	// Full: room for three more records.
+	info, err := js.Stream(ctx, "PGJET_RAW")
+	must(t, err)
+	st, err := info.Info(ctx)
+	must(t, err)
+	cfg.Discard, cfg.MaxMsgs = jetstream.DiscardNew, int64(st.State.Msgs)+3
+	_, err = js.UpdateStream(ctx, cfg)
+	must(t, err)
+	port, err := pgtest.FreePort()
+	must(t, err)
+	metricsURL := fmt.Sprintf("http://127.0.0.1:%d", port)
+	e.startCollector([]string{"--metrics", fmt.Sprintf("127.0.0.1:%d", port), "--linger", "0"})
+	e.router()
+	for i := range 20 {
+		e.insertOwners(fmt.Sprintf("full%d", i), 3)
+	}
+	body := e.waitNotReady(metricsURL, "is full")
+	wantSaid(t, "/readyz", body, "raw publishes failing for", "raw stream PGJET_RAW is full (maximum messages exceeded) and discards new records", "holds the slot", "nats stream edit PGJET_RAW")
+	wantSaid(t, "the collector's log", e.col.Log(), "raw publish failed, retrying", "PGJET_RAW is full (maximum messages exceeded)")
+	alive(t, e.col, "collector with the raw stream full")
+
+	cfg.MaxMsgs = -1
+	_, err = js.UpdateStream(ctx, cfg)
+	must(t, err)
+	if !eventually(60*time.Second, func() bool { code, _ := httpBody(metricsURL + "/readyz"); return code == 200 }) {
+		t.Fatalf("not ready once the raw stream has room:\n%s", tail(e.col.Log(), 10))
+	}
+	e.verify("raw stream full (discard new), then given room")
+}

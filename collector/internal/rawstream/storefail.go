@@ -22,14 +22,17 @@ var errNoAck = errors.New("no ack")
 // stream full, the server's storage used up or failing, or no answer at
 // all. stream names the raw stream ("" when unknown). The result wraps err.
 func Explain(err error, stream string) error {
+	name := stream
 	if stream == "" {
-		stream = "the raw stream"
+		stream, name = "the raw stream", "<raw stream>"
+	} else {
+		stream = "raw stream " + stream
 	}
 	var apiErr *jetstream.APIError
 	switch {
 	case errors.As(err, &apiErr) && apiErr.ErrorCode == jsStreamStoreFailed && streamLimit(apiErr.Description):
 		return fmt.Errorf("%s is full (%s) and discards new records: the collector holds the slot and Postgres keeps the WAL until it has room; "+
-			"raise its limit (nats stream edit %s --max-bytes/--max-msgs) or lower its max age: %w", stream, apiErr.Description, stream, err)
+			"raise its limit (nats stream edit %s --max-bytes/--max-msgs) or lower its max age: %w", stream, apiErr.Description, name, err)
 	case errors.As(err, &apiErr) && apiErr.ErrorCode == jsInsufficientResources:
 		return fmt.Errorf("the NATS server has no JetStream storage left (insufficient resources: its disk, its max_file_store or the account's limit): "+
 			"free space or raise the limit; the collector holds the slot meanwhile: %w", err)

@@ -17,10 +17,10 @@ func TestExplain(t *testing.T) {
 		err  error
 		want string
 	}{
-		{"discard new, max bytes", &jetstream.APIError{Code: 503, ErrorCode: jsStreamStoreFailed, Description: "maximum bytes exceeded"}, "RAW is full (maximum bytes exceeded)"},
-		{"discard new, max msgs", &jetstream.APIError{Code: 503, ErrorCode: jsStreamStoreFailed, Description: "maximum messages exceeded"}, "RAW is full (maximum messages exceeded)"},
+		{"discard new, max bytes", &jetstream.APIError{Code: 503, ErrorCode: jsStreamStoreFailed, Description: "maximum bytes exceeded"}, "raw stream RAW is full (maximum bytes exceeded)"},
+		{"discard new, max msgs", &jetstream.APIError{Code: 503, ErrorCode: jsStreamStoreFailed, Description: "maximum messages exceeded"}, "raw stream RAW is full (maximum messages exceeded)"},
 		{"server storage used up", &jetstream.APIError{Code: 503, ErrorCode: jsInsufficientResources, Description: "insufficient resources"}, "no JetStream storage left"},
-		{"other store failure", &jetstream.APIError{Code: 503, ErrorCode: jsStreamStoreFailed, Description: "write failed"}, "failed to store the record in RAW (write failed): a storage failure"},
+		{"other store failure", &jetstream.APIError{Code: 503, ErrorCode: jsStreamStoreFailed, Description: "write failed"}, "failed to store the record in raw stream RAW (write failed): a storage failure"},
 		{"no answer", fmt.Errorf("%w within 10s", errNoAck), "no ack within 10s: the server stored nothing and did not say why"},
 		{"anything else", errors.New("nats: connection closed"), "nats: connection closed"},
 	} {
@@ -79,7 +79,7 @@ func TestPublisherSaysTheRawStreamIsFull(t *testing.T) {
 		_, failing = r.p.Failing()
 		time.Sleep(20 * time.Millisecond)
 	}
-	if failing == nil || !strings.Contains(failing.Error(), "RAW is full (maximum messages exceeded)") {
+	if failing == nil || !strings.Contains(failing.Error(), "raw stream RAW is full (maximum messages exceeded)") {
 		t.Fatalf("Failing = %v, want the raw stream full", failing)
 	}
 	if r.p.Idle() {
