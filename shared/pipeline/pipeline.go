@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/pgjet/pgjet/shared/memlimit"
+	"github.com/pgjet/pgjet/shared/pgname"
 	"github.com/pgjet/pgjet/shared/wire"
 	"go.yaml.in/yaml/v3"
 )
@@ -247,12 +248,12 @@ func (d *decoder) source(spec *mapReader, src *Source) {
 			if !ok {
 				continue
 			}
-			schema, table, dot := strings.Cut(s.text, ".")
+			_, err := pgname.ParseTable(s.text, false)
 			switch {
-			case strings.ContainsAny(s.text, "*?["):
+			case strings.ContainsAny(s.text, "*?[") && !strings.Contains(s.text, `"`):
 				d.add(ipath, "%s is a pattern: the publication lists tables, so name each one (sinks take globs)", s.show())
-			case !dot || schema == "" || table == "":
-				d.add(ipath, "%s: use schema.table, e.g. public.users", s.show())
+			case err != nil:
+				d.add(ipath, "%s: %s", s.show(), strings.TrimPrefix(err.Error(), fmt.Sprintf("bad table %q: ", s.text)))
 			default:
 				src.Tables = append(src.Tables, s.text)
 			}

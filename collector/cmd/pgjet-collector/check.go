@@ -20,6 +20,7 @@ import (
 	"github.com/pgjet/pgjet/collector/internal/session"
 	"github.com/pgjet/pgjet/shared/natsconn"
 	"github.com/pgjet/pgjet/shared/opcheck"
+	"github.com/pgjet/pgjet/shared/pgname"
 	"github.com/pgjet/pgjet/shared/redact"
 	"github.com/pgjet/pgjet/shared/wire"
 )
@@ -217,11 +218,9 @@ func checkPublication(ctx context.Context, cfg config, conn *pgx.Conn, srv serve
 	}
 	var idents []string
 	for _, t := range cfg.tables {
-		schema, table, ok := strings.Cut(t, ".")
-		if !ok {
-			schema, table = "public", t
-		}
-		idents = append(idents, pgx.Identifier{schema, table}.Sanitize())
+		// parseConfig has read every name already.
+		name, _ := pgname.ParseTable(t, true)
+		idents = append(idents, name.Ident())
 	}
 	switch {
 	case !exists && len(cfg.tables) == 0:

@@ -22,6 +22,7 @@ import (
 	"github.com/pgjet/pgjet/shared/memlimit"
 	"github.com/pgjet/pgjet/shared/metrics"
 	"github.com/pgjet/pgjet/shared/natsconn"
+	"github.com/pgjet/pgjet/shared/pgname"
 	"github.com/pgjet/pgjet/shared/redact"
 	"github.com/pgjet/pgjet/shared/wire"
 )
@@ -71,7 +72,7 @@ func parseConfig(args []string) (config, error) {
 	fs.StringVar(&c.dsn, "dsn", "", "PostgreSQL connection string (URL or key=value); required")
 	fs.StringVar(&c.slot, "slot", "pgjet", "logical replication slot, created with pgoutput when missing")
 	fs.StringVar(&c.publication, "publication", "pgjet", "publication to stream")
-	tables := fs.String("tables", "", "comma-separated schema.table list: create the publication with them, or add them to it")
+	tables := fs.String("tables", "", `comma-separated schema.table list: create the publication with them, or add them to it (a name holding a dot or a comma in double quotes: "my.schema".t)`)
 	fs.StringVar(&c.source, "source", "", "source name in subjects and ids (default: the slot name)")
 	fs.StringVar(&c.natsURL, "nats", "", "NATS server URL(s), comma-separated")
 	c.auth = natsconn.AddFlags(fs)
@@ -119,9 +120,12 @@ func parseConfig(args []string) (config, error) {
 		}
 	}
 	if *tables != "" {
-		for _, t := range strings.Split(*tables, ",") {
-			if t = strings.TrimSpace(t); t != "" {
-				c.tables = append(c.tables, t)
+		if c.tables, err = pgname.SplitList(*tables); err != nil {
+			return c, fmt.Errorf("bad --tables: %w", err)
+		}
+		for _, t := range c.tables {
+			if _, err := pgname.ParseTable(t, true); err != nil {
+				return c, fmt.Errorf("bad --tables: %w", err)
 			}
 		}
 	}

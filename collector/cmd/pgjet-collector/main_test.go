@@ -28,6 +28,14 @@ func TestParseConfig(t *testing.T) {
 		{name: "linger beyond a second", args: []string{"--linger", "2s"}, wantErr: "bad --linger"},
 		{name: "bad source", args: []string{"--source", "a.b"}, wantErr: "bad --source"},
 		{name: "nats and embedded", args: []string{"--embedded", "/tmp/x"}, wantErr: "exclude each other"},
+		{name: "quoted tables", args: []string{"--tables", `public.a, "my.schema"."t,1" ,b`}, check: func(t *testing.T, c config) {
+			if strings.Join(c.tables, "|") != `public.a|"my.schema"."t,1"|b` {
+				t.Errorf("tables %q", c.tables)
+			}
+		}},
+		{name: "a dot in an unquoted name", args: []string{"--tables", "my.schema.t"}, wantErr: `bad --tables: bad table "my.schema.t": 3 dot-separated parts; a schema or table whose name holds a dot is written in double quotes`},
+		{name: "unclosed quote", args: []string{"--tables", `"my.schema.t`}, wantErr: "bad --tables"},
+		{name: "negative auto recreate", args: []string{"--auto-recreate-slot", "-1"}, wantErr: "bad --auto-recreate-slot"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

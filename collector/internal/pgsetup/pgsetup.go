@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgjet/pgjet/shared/pgname"
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
@@ -130,14 +131,11 @@ func EnsurePublication(ctx context.Context, conn *pgx.Conn, c Config, log *slog.
 }
 
 func tableIdent(t string) (string, error) {
-	schema, table, ok := strings.Cut(t, ".")
-	if !ok {
-		schema, table = "public", t
+	name, err := pgname.ParseTable(t, true)
+	if err != nil {
+		return "", fmt.Errorf("--tables: %w", err)
 	}
-	if schema == "" || table == "" {
-		return "", fmt.Errorf("bad table %q in --tables: use schema.table", t)
-	}
-	return pgx.Identifier{schema, table}.Sanitize(), nil
+	return name.Ident(), nil
 }
 
 // EnsureSlot checks the slot, creating it (pgoutput) on conn, a replication
