@@ -39,7 +39,7 @@ RACE ?= github.com/pgjet/pgjet/collector/internal/rawstream \
 # Minimizing a new corpus entry may take a minute by default, stalling a short run.
 FUZZMINIMIZE ?= 1000x
 
-.PHONY: build test test-race fuzz demo lint clean bench test-faults deploy-tools
+.PHONY: build test test-race fuzz demo lint clean bench test-faults test-versions deploy-tools
 
 build:
 	@mkdir -p $(BIN)
@@ -79,6 +79,21 @@ test-faults:
 	scripts/ensure-postgres.sh
 	@$(MAKE) --no-print-directory build
 	PGJET_FAULTS=full $(GO) test -count=1 -timeout 60m -v github.com/pgjet/pgjet/e2e/faults
+
+# The PostgreSQL majors `make test-versions` runs the e2e pipeline suite on: the host's own
+# (Debian bookworm packages 15) and newer ones from Debian root filesystems that
+# scripts/pg-rootfs.sh builds once (debootstrap, about 5 minutes each, cached outside the
+# repo). One variable, PGJET_PG_VERSION, picks the version for any test run.
+PG_VERSIONS ?= 15 17 18
+
+test-versions:
+	scripts/ensure-postgres.sh
+	@$(MAKE) --no-print-directory build
+	@for v in $(PG_VERSIONS); do \
+		if [ ! -x /usr/lib/postgresql/$$v/bin/initdb ]; then scripts/pg-rootfs.sh $$v || exit 1; fi; \
+		echo "== PostgreSQL $$v"; \
+		PGJET_PG_VERSION=$$v $(GO) test -count=1 -timeout 40m github.com/pgjet/pgjet/shared/pgtest/... github.com/pgjet/pgjet/e2e/pipeline/... || exit 1; \
+	done
 
 fuzz:
 	@for f in $(FUZZ); do \

@@ -230,19 +230,6 @@ func TestCheckLargeTransaction(t *testing.T) {
 	}
 }
 
-func TestParseLSN(t *testing.T) {
-	for s, want := range map[string]uint64{"0/0": 0, "0/16B3748": 0x16B3748, "1/0": 1 << 32, "FFFFFFFF/FFFFFFFF": 1<<64 - 1} {
-		if got, err := ParseLSN(s); err != nil || got != want {
-			t.Errorf("ParseLSN(%q) = %x, %v", s, got, err)
-		}
-	}
-	for _, s := range []string{"", "0", "x/1", "1/2/3", "100000000/0"} {
-		if _, err := ParseLSN(s); err == nil {
-			t.Errorf("ParseLSN(%q) accepted", s)
-		}
-	}
-}
-
 func TestParseEvent(t *testing.T) {
 	e, err := ParseEvent([]byte(`{"op":"update","source":"s","schema":"public","table":"users","lsn":"0/16B3748","xid":734,
 		"commit_time":"2024-01-01T00:00:00Z","index":3,"key":{"id":1},"before":null,"after":{"id":1},"unchanged":["bio"]}`))

@@ -5,12 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/shared/wire"
 )
 
 // Event is one output message in the native JSON envelope, with where it was
@@ -51,17 +50,11 @@ func ParseEvent(data []byte) (Event, error) {
 	return e, nil
 }
 
-// ParseLSN reads Postgres' "X/Y" notation (two hex halves).
+// ParseLSN reads Postgres' "X/Y" notation (wire.ParseLSN) as the number
+// the checker orders by.
 func ParseLSN(s string) (uint64, error) {
-	hi, lo, ok := strings.Cut(s, "/")
-	if ok {
-		h, err1 := strconv.ParseUint(hi, 16, 32)
-		l, err2 := strconv.ParseUint(lo, 16, 32)
-		if err1 == nil && err2 == nil {
-			return h<<32 | l, nil
-		}
-	}
-	return 0, fmt.Errorf("bad LSN %q", s)
+	l, err := wire.ParseLSN(s)
+	return uint64(l), err
 }
 
 // Drain reads the messages of stream whose subjects match filter ("" for

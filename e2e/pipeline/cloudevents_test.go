@@ -18,7 +18,8 @@ import (
 	"github.com/pgjet/pgjet/e2e/check"
 )
 
-// Invariant: with --envelope cloudevents, in structured and in binary mode,
+// Invariant: with --envelope cloudevents --cloudevents-data native, in
+// structured and in binary mode,
 // every committed change (and logical decoding message) arrives exactly once,
 // in commit order, as a valid CloudEvent (sdk-go: parsed, or read through its
 // JetStream binding, and validated) whose id is its Nats-Msg-Id and names its
@@ -36,7 +37,7 @@ func TestCloudEventsCarryEveryCommittedChange(t *testing.T) {
 		{"binary", "CE_BINARY", "ceb"},
 	}
 	for _, m := range modes {
-		e.router("--envelope", "cloudevents", "--cloudevents-mode", m.mode,
+		e.router("--envelope", "cloudevents", "--cloudevents-data", "native", "--cloudevents-mode", m.mode,
 			"--stream", m.stream, "--durable", "ce-"+m.mode, "--subject-prefix", m.prefix)
 	}
 

@@ -91,7 +91,7 @@ func TestCheckAddr(t *testing.T) {
 			t.Errorf("%s: %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"9464", "127.0.0.1", "127.0.0.1:x9", ""} {
+	for _, bad := range []string{"9464", "127.0.0.1", "127.0.0.1:x9", "", "h:http", "h:65536"} {
 		if err := CheckAddr(bad); err == nil {
 			t.Errorf("%s: no error", bad)
 		}

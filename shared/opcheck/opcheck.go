@@ -166,27 +166,15 @@ func (p *Probe) violated(subject string, otherwise Outcome) Outcome {
 	return otherwise
 }
 
-// APIError is a JetStream API error response.
-type APIError struct {
-	Code        int    `json:"code"`
-	ErrCode     int    `json:"err_code"`
-	Description string `json:"description"`
-}
-
-func (e *APIError) Error() string { return fmt.Sprintf("%s (%d)", e.Description, e.ErrCode) }
-
-// JetStream API error codes used here.
-const (
-	ErrCodeStreamNotFound    = 10059
-	ErrCodeConsumerNotFound  = 10014
-	ErrCodeStreamNotMatch    = 10060
-	ErrCodeNoMessage         = 10037
-	ErrCodeJetStreamDisabled = 10039
-)
+// ErrCodeStreamNotMatch is JetStream's answer to a publish whose
+// Nats-Expected-Stream header names another stream than the one that
+// captures its subject (nats-server's JSStreamNotMatchErr). nats.go
+// declares the codes it acts on itself, and not this one.
+const ErrCodeStreamNotMatch jetstream.ErrorCode = 10060
 
 // API requests $JS.API.<subject> with req (JSON, nil for none) and decodes
-// the response into resp. A nil APIError and Answered mean success.
-func (p *Probe) API(ctx context.Context, subject string, req, resp any) (*APIError, Outcome, error) {
+// the response into resp. A nil *jetstream.APIError and Answered mean success.
+func (p *Probe) API(ctx context.Context, subject string, req, resp any) (*jetstream.APIError, Outcome, error) {
 	var body []byte
 	if req != nil {
 		var err error
@@ -199,7 +187,7 @@ func (p *Probe) API(ctx context.Context, subject string, req, resp any) (*APIErr
 		return nil, o, nil
 	}
 	var e struct {
-		Error *APIError `json:"error"`
+		Error *jetstream.APIError `json:"error"`
 	}
 	if err := json.Unmarshal(m.Data, &e); err != nil {
 		return nil, Answered, fmt.Errorf("$JS.API.%s: bad response: %w", subject, err)
@@ -223,7 +211,7 @@ func (p *Probe) StreamInfo(ctx context.Context, name string) (info *jetstream.St
 	switch {
 	case err != nil || o != Answered:
 		return nil, false, o, err
-	case apiErr != nil && apiErr.ErrCode == ErrCodeStreamNotFound:
+	case apiErr != nil && apiErr.ErrorCode == jetstream.JSErrCodeStreamNotFound:
 		return nil, true, o, nil
 	case apiErr != nil:
 		return nil, false, o, apiErr
@@ -238,7 +226,7 @@ func (p *Probe) ConsumerInfo(ctx context.Context, stream, name string) (info *je
 	switch {
 	case err != nil || o != Answered:
 		return nil, false, o, err
-	case apiErr != nil && (apiErr.ErrCode == ErrCodeConsumerNotFound || apiErr.ErrCode == ErrCodeStreamNotFound):
+	case apiErr != nil && (apiErr.ErrorCode == jetstream.JSErrCodeConsumerNotFound || apiErr.ErrorCode == jetstream.JSErrCodeStreamNotFound):
 		return nil, true, o, nil
 	case apiErr != nil:
 		return nil, false, o, apiErr
@@ -275,7 +263,7 @@ func (p *Probe) MayPull(ctx context.Context, stream, durable string) Outcome {
 // subject refuses it before storing anything (JetStream error 10060), which
 // shows both that the publish was permitted and that a stream captures the
 // subject. NoResponders: permitted, but no stream captures it.
-func (p *Probe) MayPublish(ctx context.Context, subject string) (Outcome, *APIError) {
+func (p *Probe) MayPublish(ctx context.Context, subject string) (Outcome, *jetstream.APIError) {
 	msg := nats.NewMsg(subject)
 	msg.Header.Set(jetstream.ExpectedStreamHeader, "PGJET_CHECK_NO_SUCH_STREAM")
 	m, o := p.Request(ctx, msg)
@@ -283,11 +271,11 @@ func (p *Probe) MayPublish(ctx context.Context, subject string) (Outcome, *APIEr
 		return o, nil
 	}
 	var r struct {
-		Error *APIError `json:"error"`
+		Error *jetstream.APIError `json:"error"`
 	}
 	if json.Unmarshal(m.Data, &r) != nil || r.Error == nil {
 		// Stored after all: must never happen (the header is checked first).
-		return o, &APIError{Description: "the server stored the probe message instead of refusing it"}
+		return o, &jetstream.APIError{Description: "the server stored the probe message instead of refusing it"}
 	}
 	return o, r.Error
 }

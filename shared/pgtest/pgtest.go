@@ -5,16 +5,13 @@ package pgtest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,35 +20,10 @@ import (
 
 // Cluster is a running throwaway PostgreSQL cluster.
 type Cluster struct {
+	// Dir is the cluster's directory on the host (data, log, socket).
 	Dir  string
 	Port int
-	bin  string
-}
-
-// BinDir finds the server binaries: $PG_BIN, `pg_config --bindir`, or the
-// newest /usr/lib/postgresql/*/bin (Debian layout).
-func BinDir() (string, error) {
-	if d := os.Getenv("PG_BIN"); d != "" {
-		return d, nil
-	}
-	var cands []string
-	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
-		cands = append(cands, strings.TrimSpace(string(out)))
-	}
-	debian, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	sort.Slice(debian, func(i, j int) bool { return pgMajor(debian[i]) > pgMajor(debian[j]) })
-	cands = append(cands, debian...)
-	for _, d := range cands {
-		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
-			return d, nil
-		}
-	}
-	return "", errors.New("PostgreSQL server binaries not found (initdb): install Debian's postgresql package (apt-get install -y postgresql) or set PG_BIN")
-}
-
-func pgMajor(binDir string) int {
-	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
-	return n
+	in   install
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -67,31 +39,45 @@ func FreePort() (int, error) {
 // Start creates and starts a cluster. extraConf lines are appended to
 // postgresql.conf. Call Stop to remove it.
 func Start(extraConf ...string) (*Cluster, error) {
-	bin, err := BinDir()
+	in, err := findInstall()
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "pgjet-pg-")
+	dir, err := in.mkTemp()
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Dir: dir, bin: bin}
+	c := &Cluster{Dir: dir, in: in}
 	if err := c.chownToOwner(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	if out, err := c.run("initdb", "-D", c.dataDir(), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"); err != nil {
+	if out, err := c.Tool("initdb", "-D", c.in.inner(c.dataDir()), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("initdb: %w: %s", err, out)
 	}
+	if err := c.configure(extraConf); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+// configure writes the settings every test cluster has, with extraConf,
+// and starts the server on a free port.
+func (c *Cluster) configure(extraConf []string) error {
+	initial, err := os.ReadFile(filepath.Join(c.dataDir(), "postgresql.auto.conf"))
+	if err != nil {
+		return err
+	}
 	for attempt := 0; ; attempt++ {
 		if c.Port, err = FreePort(); err != nil {
-			return nil, err
+			return err
 		}
 		conf := []string{
 			"listen_addresses = '127.0.0.1'",
 			fmt.Sprintf("port = %d", c.Port),
-			fmt.Sprintf("unix_socket_directories = '%s'", dir),
+			fmt.Sprintf("unix_socket_directories = '%s'", c.in.inner(c.Dir)),
 			"wal_level = logical",
 			"max_replication_slots = 20",
 			"max_wal_senders = 20",
@@ -101,18 +87,19 @@ func Start(extraConf ...string) (*Cluster, error) {
 			"wal_sender_timeout = 60s",
 		}
 		conf = append(conf, extraConf...)
-		if err := os.WriteFile(filepath.Join(c.dataDir(), "postgresql.auto.conf"), []byte(strings.Join(conf, "\n")+"\n"), 0o600); err != nil {
-			return nil, err
+		// Appended: pg_basebackup -R writes primary_conninfo there.
+		auto := filepath.Join(c.dataDir(), "postgresql.auto.conf")
+		if err := os.WriteFile(auto, append(append([]byte(nil), initial...), strings.Join(conf, "\n")+"\n"...), 0o600); err != nil {
+			return err
 		}
 		if err := c.chownToOwner(); err != nil {
-			return nil, err
+			return err
 		}
 		if err = c.Restart(); err == nil {
-			return c, nil
+			return nil
 		}
 		if attempt == 3 { // port taken between FreePort and bind: try another
-			c.Stop()
-			return nil, err
+			return err
 		}
 	}
 }
@@ -140,7 +127,7 @@ func (c *Cluster) DSN(db string) string {
 
 // Restart starts the cluster (again) and waits until it accepts connections.
 func (c *Cluster) Restart() error {
-	if out, err := c.run("pg_ctl", "-D", c.dataDir(), "-l", filepath.Join(c.Dir, "postgres.log"), "-w", "-t", "60", "start"); err != nil {
+	if out, err := c.Tool("pg_ctl", "-D", c.in.inner(c.dataDir()), "-l", c.in.inner(filepath.Join(c.Dir, "postgres.log")), "-w", "-t", "60", "start"); err != nil {
 		log, _ := os.ReadFile(filepath.Join(c.Dir, "postgres.log"))
 		return fmt.Errorf("pg_ctl start: %w: %s\n%s", err, out, tail(string(log), 2000))
 	}
@@ -149,7 +136,7 @@ func (c *Cluster) Restart() error {
 
 // StopMode stops the server with pg_ctl -m mode (smart, fast, immediate).
 func (c *Cluster) StopMode(mode string) error {
-	if out, err := c.run("pg_ctl", "-D", c.dataDir(), "-m", mode, "-w", "-t", "60", "stop"); err != nil {
+	if out, err := c.Tool("pg_ctl", "-D", c.in.inner(c.dataDir()), "-m", mode, "-w", "-t", "60", "stop"); err != nil {
 		return fmt.Errorf("pg_ctl stop: %w: %s", err, out)
 	}
 	return nil
@@ -178,29 +165,11 @@ func (c *Cluster) Log() string {
 	return string(b)
 }
 
-// osOwner is the OS user that runs the server: initdb and postgres refuse to
-// run as root, so as root we use the "postgres" user.
-func osOwner() (*user.User, bool) {
-	if os.Geteuid() != 0 {
-		return nil, false
-	}
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		return nil, true
-	}
-	return u, true
-}
-
 func (c *Cluster) chownToOwner() error {
-	u, root := osOwner()
-	if !root {
-		return nil
+	uid, gid, ok, err := c.in.owner()
+	if !ok || err != nil {
+		return err
 	}
-	if u == nil {
-		return errors.New(`running as root needs an OS user "postgres" to own the cluster (Debian's postgresql package creates it)`)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
 	return filepath.Walk(c.Dir, func(p string, _ os.FileInfo, err error) error {
 		if err != nil {
 			return err
@@ -209,24 +178,91 @@ func (c *Cluster) chownToOwner() error {
 	})
 }
 
-func (c *Cluster) run(name string, args ...string) (string, error) {
+// Tool runs one of the server's programs (pg_ctl, pg_basebackup, psql, ...)
+// as the server's OS user, where the server runs (inside its root
+// filesystem when it has one); paths in args are as InnerPath gives them.
+func (c *Cluster) Tool(name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	path := filepath.Join(c.bin, name)
-	var cmd *exec.Cmd
-	if _, root := osOwner(); root {
-		cmd = exec.CommandContext(ctx, "runuser", append([]string{"-u", "postgres", "--", path}, args...)...)
-	} else {
-		cmd = exec.CommandContext(ctx, path, args...)
-	}
+	cmd := c.in.command(ctx, name, args...)
 	cmd.Dir = c.Dir
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
+
+// InnerPath is host path p (under Dir) as the server and Tool see it.
+func (c *Cluster) InnerPath(p string) string { return c.in.inner(p) }
+
+// DataDir is the data directory on the host.
+func (c *Cluster) DataDir() string { return c.dataDir() }
 
 func tail(s string, n int) string {
 	if len(s) > n {
 		return s[len(s)-n:]
 	}
 	return s
+}
+
+// Major is the server's major version, as it reports it: what differs
+// between versions is detected from this, not assumed from the variable
+// that picked them.
+func (c *Cluster) Major(ctx context.Context) (int, error) {
+	conn, err := pgx.Connect(ctx, c.DSN(""))
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(ctx)
+	var num int
+	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&num); err != nil {
+		return 0, err
+	}
+	return num / 10000, nil
+}
+
+// StartStandby makes a physical standby of c (pg_basebackup streaming, with
+// a physical slot named slot created on c, primary_conninfo naming database
+// postgres so that PG17+ can synchronize failover slots) and starts it with
+// extraConf. Stop it as any cluster.
+func (c *Cluster) StartStandby(slot string, extraConf ...string) (*Cluster, error) {
+	dir, err := c.in.mkTemp()
+	if err != nil {
+		return nil, err
+	}
+	s := &Cluster{Dir: dir, in: c.in}
+	if err := s.chownToOwner(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	src := fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres", c.Port)
+	if out, err := s.Tool("pg_basebackup", "-d", src, "-D", s.in.inner(s.dataDir()), "-X", "stream", "-R", "-C", "-S", slot, "--no-sync"); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("pg_basebackup: %w: %s", err, out)
+	}
+	if err := s.configure(extraConf); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Promote promotes a standby and waits until it accepts writes.
+func (c *Cluster) Promote() error {
+	if out, err := c.Tool("pg_ctl", "-D", c.in.inner(c.dataDir()), "-w", "-t", "60", "promote"); err != nil {
+		return fmt.Errorf("pg_ctl promote: %w: %s", err, out)
+	}
+	return nil
+}
+
+// Kill9 kills the postmaster with SIGKILL: a crash, not a shutdown (its
+// backends notice and exit; a restart runs crash recovery).
+func (c *Cluster) Kill9() error {
+	b, err := os.ReadFile(filepath.Join(c.dataDir(), "postmaster.pid"))
+	if err != nil {
+		return err
+	}
+	pid, err := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
+	if err != nil {
+		return fmt.Errorf("postmaster.pid: %w", err)
+	}
+	return syscall.Kill(pid, syscall.SIGKILL)
 }

@@ -25,6 +25,8 @@ type decoder struct {
 	has map[string]bool
 	// budget bounds the nodes toAny visits, against alias bombs.
 	budget int
+	// flags holds the value nodes overrides made, with the flag of each.
+	flags map[*yaml.Node]string
 }
 
 func (d *decoder) add(path, format string, args ...any) { d.errs.Add(path, format, args...) }
@@ -258,7 +260,13 @@ type scalar struct {
 	node *yaml.Node
 	text string
 	env  bool // came (in part) from the environment: never show it
+	// flag is the flag that gave the value (Overrides): taken as written.
+	flag string
 }
+
+// typed reports whether s's YAML type says what it is: values from the
+// environment and from flags are text, read as the key's type.
+func (s scalar) typed() bool { return !s.env && s.flag == "" }
 
 // show quotes the value for a message, unless it may be a secret.
 func (s scalar) show() string {
@@ -276,6 +284,9 @@ func (d *decoder) scalar(n *yaml.Node, path, want string) (scalar, bool) {
 	if n.Kind != yaml.ScalarNode || n.ShortTag() == "!!null" {
 		d.add(path, "must be %s, not %s", want, describe(n))
 		return scalar{}, false
+	}
+	if flag := d.flags[n]; flag != "" {
+		return scalar{node: n, text: n.Value, flag: flag}, true
 	}
 	x, err := expand(n.Value, d.lookup)
 	if err != nil {
@@ -316,7 +327,7 @@ func (d *decoder) integer(n *yaml.Node, path string) (int64, bool) {
 	if !ok {
 		return 0, false
 	}
-	if s.env {
+	if !s.typed() {
 		v, err := strconv.ParseInt(strings.TrimSpace(s.text), 10, 64)
 		if err != nil {
 			d.add(path, "must be an integer: %s is not", s.show())
@@ -355,9 +366,9 @@ func (d *decoder) boolean(n *yaml.Node, path string) (bool, bool) {
 		return false, false
 	}
 	switch {
-	case s.env && (s.text == "true" || s.text == "false"):
+	case !s.typed() && (s.text == "true" || s.text == "false"):
 		return s.text == "true", true
-	case s.env:
+	case !s.typed():
 		d.add(path, "must be true or false: %s is not", s.show())
 		return false, false
 	}
@@ -379,7 +390,7 @@ func (d *decoder) duration(m *mapReader, key string, dst *time.Duration) {
 	if !ok {
 		return
 	}
-	if !s.env && n.ShortTag() != "!!str" {
+	if s.typed() && n.ShortTag() != "!!str" {
 		d.add(p, "must be a duration with a unit, like 30s, 168h or 7d, not %s", describe(n))
 		return
 	}
@@ -389,6 +400,24 @@ func (d *decoder) duration(m *mapReader, key string, dst *time.Duration) {
 		d.add(p, "%s is not a duration: use e.g. 30s, 90m, 168h or 7d", s.show())
 	case v <= 0:
 		d.add(p, "must be positive")
+	default:
+		*dst = v
+	}
+}
+
+// atLeast is duration with a lower bound.
+func (d *decoder) atLeast(m *mapReader, key string, least time.Duration, dst *time.Duration) {
+	v := time.Duration(0)
+	d.duration(m, key, &v)
+	n, p := m.get(key)
+	switch {
+	case v == 0:
+	case v < least:
+		shown := "the value from the environment"
+		if s, ok := d.str(n, p); ok && !s.env {
+			shown = s.text
+		}
+		d.errs.AddValue(p, "", shown, fmt.Sprintf("use at least %s", least))
 	default:
 		*dst = v
 	}
@@ -427,7 +456,7 @@ func (d *decoder) oneOf(n *yaml.Node, path string, opts ...string) (string, bool
 			return o, true
 		}
 	}
-	d.add(path, "unknown value %s: use %s", s.show(), orList(opts))
+	d.errs.AddValue(path, "unknown value", s.show(), "use "+orList(opts))
 	return "", false
 }
 
@@ -534,7 +563,7 @@ func (d *decoder) toAny(n *yaml.Node, path string) any {
 	if !ok {
 		return nil
 	}
-	if s.env || n.ShortTag() == "!!str" {
+	if !s.typed() || n.ShortTag() == "!!str" {
 		return s.text
 	}
 	var v any

@@ -32,6 +32,12 @@ type Problem struct {
 	// Line and Column locate Path in the file (see Errors.List); 0 when
 	// unknown. Set by List.
 	Line, Column int
+	// Flag is the flag (or its PGJET_* variable) that gave the value at
+	// Path, "--group": the problem is then told in the flag's words
+	// (String), without the path of a key the user never wrote.
+	Flag string
+	// valueFirst: Message starts with the value, which follows the flag.
+	valueFirst bool
 }
 
 // Errors lists every problem of a pipeline file, so that one run shows
@@ -44,13 +50,41 @@ type Errors struct {
 	// rawFrom is the sink config path the raw connection comes from ("" if
 	// none): its connection keys are the collector's too.
 	rawFrom string
+	// flags holds, by path, the flag that overrode the value there.
+	flags map[string]string
 }
 
 type pos struct{ line, col int }
 
 // Add records a problem at path (see Problem.Path).
 func (e *Errors) Add(path, format string, args ...any) {
-	e.list = append(e.list, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
+	msg := fmt.Sprintf(format, args...)
+	e.add(Problem{Path: path, Message: msg, valueFirst: strings.HasPrefix(msg, `"`)})
+}
+
+func (e *Errors) add(p Problem) {
+	p.Flag = e.flags[p.Path]
+	e.list = append(e.list, p)
+}
+
+// AddValue records a bad value at path: what is wrong with it ("unknown
+// value"; "" when the advice says it all), the value as it may be shown
+// (quoted; never a secret), and what to use instead. In the file's words
+// "<what> <shown>: <advice>"; from a flag "bad --flag <shown>: <advice>".
+func (e *Errors) AddValue(path, what, shown, advice string) {
+	p := Problem{Path: path, Message: shown + ": " + advice, valueFirst: true}
+	if what != "" && e.flags[path] == "" {
+		p.Message = what + " " + p.Message
+	}
+	e.add(p)
+}
+
+// Flag is the flag that gave the value at path, "" for the file's own.
+func (e *Errors) Flag(path string) string {
+	if e == nil {
+		return ""
+	}
+	return e.flags[path]
 }
 
 // locate is where path is in the file. A key the file lacks ("is
@@ -142,11 +176,7 @@ func (e *Errors) Error() string {
 		if i > 0 {
 			b.WriteByte('\n')
 		}
-		if p.Path != "" {
-			b.WriteString(p.Path)
-			b.WriteString(": ")
-		}
-		b.WriteString(p.Message)
+		b.WriteString(p.String())
 	}
 	return b.String()
 }
@@ -158,7 +188,7 @@ func (e *Errors) For(s Scope) *Errors {
 	if e == nil {
 		return out
 	}
-	out.at, out.rawFrom = e.at, e.rawFrom
+	out.at, out.rawFrom, out.flags = e.at, e.rawFrom, e.flags
 	for _, p := range e.list {
 		if e.reads(s, p.Path) {
 			out.list = append(out.list, p)

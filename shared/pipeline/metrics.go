@@ -1,9 +1,6 @@
 package pipeline
 
-import (
-	"net"
-	"strconv"
-)
+import "github.com/pgjet/pgjet/shared/metrics"
 
 // Metrics is spec.metrics: the HTTP endpoint of /metrics, /healthz and
 // /readyz. Both processes read it, so that every collector and router of a
@@ -19,9 +16,8 @@ func (d *decoder) metrics(spec *mapReader, mt *Metrics) {
 	m := d.mapping(n, p)
 	if ln, lp := m.get("listen"); ln != nil {
 		if s, ok := d.str(ln, lp); ok {
-			_, port, err := net.SplitHostPort(s.text)
-			if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
-				d.add(lp, "%s is not host:port (e.g. 127.0.0.1:9464, or :9464 for every interface)", s.show())
+			if err := metrics.CheckAddr(s.text); err != nil {
+				d.add(lp, "%s %v", s.show(), err)
 			} else {
 				mt.Listen = s.text
 			}

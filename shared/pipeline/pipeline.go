@@ -45,22 +45,35 @@ import (
 // mains pass os.LookupEnv). The error is nil or an *Errors; the File is
 // never nil.
 func Load(path string, lookup func(string) (string, bool)) (*File, error) {
+	return LoadWith(path, lookup, nil)
+}
+
+// Parse validates a pipeline file's content; see Load.
+func Parse(data []byte, lookup func(string) (string, bool)) (*File, error) {
+	return ParseWith(data, lookup, nil)
+}
+
+// LoadWith is Load with the overrides ov (flags) applied to the file's
+// structure before it is validated.
+func LoadWith(path string, lookup func(string) (string, bool), ov *Overrides) (*File, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		f := empty()
 		f.problems.Add("", "cannot read the pipeline file: %v", err)
 		return f, f.problems
 	}
-	return Parse(data, lookup)
+	return ParseWith(data, lookup, ov)
 }
 
-// Parse validates a pipeline file's content; see Load.
-func Parse(data []byte, lookup func(string) (string, bool)) (*File, error) {
+// ParseWith is Parse with the overrides ov applied to the structure of
+// data before it is validated: data may be a file the caller builds for
+// flags alone (see Overrides).
+func ParseWith(data []byte, lookup func(string) (string, bool), ov *Overrides) (*File, error) {
 	if lookup == nil {
 		lookup = func(string) (string, bool) { return "", false }
 	}
 	d := newDecoder(lookup)
-	f := d.parse(data)
+	f := d.parse(data, ov)
 	return f, f.problems.Err()
 }
 
@@ -73,12 +86,12 @@ func empty() *File {
 }
 
 func newDecoder(lookup func(string) (string, bool)) *decoder {
-	d := &decoder{lookup: lookup, at: map[string]pos{}, has: map[string]bool{}, budget: 100000}
-	d.errs = &Errors{at: d.at}
+	d := &decoder{lookup: lookup, at: map[string]pos{}, has: map[string]bool{}, budget: 100000, flags: map[*yaml.Node]string{}}
+	d.errs = &Errors{at: d.at, flags: map[string]string{}}
 	return d
 }
 
-func (d *decoder) parse(data []byte) *File {
+func (d *decoder) parse(data []byte, ov *Overrides) *File {
 	var root *yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
@@ -94,6 +107,10 @@ func (d *decoder) parse(data []byte) *File {
 		var next yaml.Node
 		if err := dec.Decode(&next); !errors.Is(err, io.EOF) {
 			d.add("", "the file holds more than one YAML document (---): put one pipeline in a file")
+		}
+		var err error
+		if root, err = ov.apply(root, d.flags, d.errs.flags); err != nil {
+			d.add("", "%v", err)
 		}
 	}
 	f := d.file(root)
@@ -182,8 +199,6 @@ func (d *decoder) metadata(top *mapReader, md *Metadata) {
 	m.rest(nil)
 }
 
-var slotRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
-
 func (d *decoder) source(spec *mapReader, src *Source) {
 	n, p := spec.get("source")
 	if n == nil && spec.ok {
@@ -217,10 +232,10 @@ func (d *decoder) source(spec *mapReader, src *Source) {
 	if sn, sp := c.get("slot"); sn != nil {
 		slotOK = false
 		if s, ok := d.str(sn, sp); ok {
-			if slotOK = slotRE.MatchString(s.text); slotOK {
-				src.Slot = s.text
+			if err := wire.CheckSlotName(s.text); err != nil {
+				d.add(sp, "bad slot name %s: %v", s.show(), err)
 			} else {
-				d.add(sp, "bad slot name %s: PostgreSQL allows lower-case letters, digits and '_', at most 63", s.show())
+				src.Slot, slotOK = s.text, true
 			}
 		}
 	}
@@ -501,6 +516,24 @@ func (d *decoder) sinks(f *File, spec *mapReader) {
 
 var partitionRE = regexp.MustCompile(`^([0-9]+)/([0-9]+)$`)
 
+// ParsePartition reads a sink's partition, "i/N" with 0 <= i < N: a
+// router's share of a route's output; "" is the whole output (0, 0).
+func ParsePartition(s string) (part, parts int, err error) {
+	if s == "" {
+		return 0, 0, nil
+	}
+	mm := partitionRE.FindStringSubmatch(s)
+	var i, n uint64
+	if mm != nil {
+		i, _ = strconv.ParseUint(mm[1], 10, 32)
+		n, _ = strconv.ParseUint(mm[2], 10, 32)
+	}
+	if mm == nil || n < 1 || i >= n {
+		return 0, 0, fmt.Errorf("%q: use i/N with 0 <= i < N, e.g. 0/2 for the first of two routers", s)
+	}
+	return int(i), int(n), nil
+}
+
 func (d *decoder) sink(f *File, n *yaml.Node, ip string) Sink {
 	sm := d.mapping(n, ip)
 	var s Sink
@@ -566,7 +599,7 @@ func (d *decoder) sink(f *File, n *yaml.Node, ip string) Sink {
 	}
 	s.Encoding = defaultEncoding
 	d.enum(m, "encoding", &s.Encoding, "json", "msgpack")
-	d.duration(m, "standby_ttl", &s.StandbyTTL)
+	d.atLeast(m, "standby_ttl", time.Second, &s.StandbyTTL)
 	for _, b := range []struct {
 		key string
 		dst *bool
@@ -582,20 +615,24 @@ func (d *decoder) sink(f *File, n *yaml.Node, ip string) Sink {
 			d.add(rp, "cannot be false: pgjet never skips a sink's events: each route has its own consumer, so a slow or unreachable sink holds back only itself; remove the key or set true")
 		}
 	}
-	send := int(DefaultSendTimeout.Seconds())
-	d.intRange(m, "send_timeout_secs", 1, 86400, &send)
-	s.SendTimeout = secs(send)
-	batch := max(int(DefaultBatchTimeout.Seconds()), send)
+	s.SendTimeout = DefaultSendTimeout
+	sendPath := d.seconds(m, "send_timeout_secs", &s.SendTimeout)
+	// The one rule relating the two timeouts: a raw record must not be
+	// redelivered while its events' publishes may still be acknowledged.
+	s.BatchTimeout = max(DefaultBatchTimeout, s.SendTimeout)
 	if bn, bp := m.get("batch_timeout_secs"); bn != nil {
 		if v, ok := d.integer(bn, bp); ok {
-			if v < int64(send) || v > 86400 {
-				d.add(bp, "%d is out of range: use send_timeout_secs (%d) to 86400, since a raw record must not be redelivered while its events' publishes may still be acknowledged", v, send)
+			if send := s.SendTimeout; v < int64((send+time.Second-1)/time.Second) || v > maxTimeoutSecs {
+				what := fmt.Sprintf("send_timeout_secs (%d)", int64((send+time.Second-1)/time.Second))
+				if flag := d.errs.Flag(sendPath); flag != "" {
+					what = fmt.Sprintf("%s (%s)", flag, send)
+				}
+				d.add(bp, "%d is out of range: use %s to %d, since a raw record must not be redelivered while its events' publishes may still be acknowledged", v, what, maxTimeoutSecs)
 			} else {
-				batch = int(v)
+				s.BatchTimeout = secs(int(v))
 			}
 		}
 	}
-	s.BatchTimeout = secs(batch)
 	s.StartPosition = f.Source.StartPosition
 	d.enum(m, "start_position", &s.StartPosition, Earliest, Latest)
 
@@ -666,6 +703,34 @@ func (d *decoder) sink(f *File, n *yaml.Node, ip string) Sink {
 
 func secs(n int) time.Duration { return time.Duration(n) * time.Second }
 
+// maxTimeoutSecs bounds the sinks' timeouts: a day.
+const maxTimeoutSecs = 86400
+
+// seconds reads a timeout in whole seconds (1 to a day) into dst; a flag
+// gives it as a duration (--ack-timeout 2s, 500ms). It returns the key's
+// path.
+func (d *decoder) seconds(m *mapReader, key string, dst *time.Duration) string {
+	n, p := m.get(key)
+	if n == nil {
+		return p
+	}
+	if s, ok := d.str(n, p); ok && s.flag != "" {
+		switch v, err := time.ParseDuration(s.text); {
+		case err != nil:
+			d.errs.AddValue(p, "", strconv.Quote(s.text), "use a duration, e.g. 10s")
+		case v <= 0 || v > maxTimeoutSecs*time.Second:
+			d.errs.AddValue(p, "", s.text, "use more than 0s, at most 24h")
+		default:
+			*dst = v
+		}
+		return p
+	}
+	v := int(dst.Seconds())
+	d.intRange(m, key, 1, maxTimeoutSecs, &v)
+	*dst = secs(v)
+	return p
+}
+
 func (d *decoder) natsSink(m *mapReader, s *Sink) {
 	d.conn(m, &s.Conn)
 	if !d.has[join(m.path, "url")] {
@@ -689,13 +754,7 @@ func (d *decoder) natsSink(m *mapReader, s *Sink) {
 	}
 	if pn, pp := m.get("partition"); pn != nil {
 		if v, ok := d.str(pn, pp); ok {
-			mm := partitionRE.FindStringSubmatch(v.text)
-			var i, n uint64
-			if mm != nil {
-				i, _ = strconv.ParseUint(mm[1], 10, 32)
-				n, _ = strconv.ParseUint(mm[2], 10, 32)
-			}
-			if mm == nil || n < 1 || i >= n {
+			if _, _, err := ParsePartition(v.text); err != nil {
 				d.add(pp, "%s is not i/N with 0 <= i < N (e.g. 0/3 for the first of three routers)", v.show())
 			} else {
 				s.Partition = v.text
@@ -732,7 +791,7 @@ func (d *decoder) stream(n *yaml.Node, p string, st *Stream) {
 		if s, ok := d.scalar(bn, bp, "a size"); ok {
 			v, err := memlimit.Parse(s.text)
 			switch {
-			case err != nil || !s.env && bn.ShortTag() != "!!int" && bn.ShortTag() != "!!str":
+			case err != nil || s.typed() && bn.ShortTag() != "!!int" && bn.ShortTag() != "!!str":
 				d.add(bp, "%s is not a size: use bytes or e.g. 512MiB, 10GiB, 1GB", s.show())
 			case v <= 0:
 				d.add(bp, "must be positive (leave it out for no limit)")
@@ -750,7 +809,7 @@ func (d *decoder) stream(n *yaml.Node, p string, st *Stream) {
 			}
 		}
 	}
-	d.duration(m, "duplicate_window", &st.DuplicateWindow)
+	d.atLeast(m, "duplicate_window", time.Second, &st.DuplicateWindow)
 	d.enum(m, "persist", &st.Persist, "default", "async")
 	m.rest(nil)
 }
@@ -943,9 +1002,17 @@ func (f *File) RawConn() (Conn, string) {
 // URL is the URLs comma-separated, as nats.Connect takes them.
 func (c Conn) URL() string { return strings.Join(c.URLs, ",") }
 
+// String is the problem in one line: "path: message", or for a value a
+// flag gave, "bad --flag: message" ("bad --flag "x": ..." when the message
+// starts with the value).
 func (p Problem) String() string {
-	if p.Path == "" {
+	switch {
+	case p.Flag != "" && p.valueFirst:
+		return "bad " + p.Flag + " " + p.Message
+	case p.Flag != "":
+		return "bad " + p.Flag + ": " + p.Message
+	case p.Path == "":
 		return p.Message
 	}
-	return fmt.Sprintf("%s: %s", p.Path, p.Message)
+	return p.Path + ": " + p.Message
 }

@@ -181,6 +181,9 @@ type Column struct {
 
 	Name    string
 	TypeOID uint32
+	// TypeMod is the column's type modifier (atttypmod, -1 for none); a
+	// column of a domain type has none of its own and gets the domain's
+	// (see TypeInfo.BaseOID).
 	TypeMod int32
 	Key     bool
 	// Type describes non-builtin types (enums, domains, arrays of them), so the
@@ -198,7 +201,8 @@ type TypeInfo struct {
 	Kind byte
 	// ElemOID is the element type of an array type (pg_type.typelem).
 	ElemOID uint32
-	// BaseOID is the base type of a domain (pg_type.typbasetype).
+	// BaseOID is the base type of a domain (pg_type.typbasetype), through
+	// domains over domains: the first type of the chain that is not one.
 	BaseOID uint32
 	// ElemKind is pg_type.typtype of the element type of an array.
 	ElemKind byte

@@ -451,7 +451,7 @@ func readLast(ctx context.Context, p *opcheck.Probe, stream, source string) (*la
 	switch {
 	case err != nil || o != opcheck.Answered:
 		return nil, o, err
-	case apiErr != nil && (apiErr.ErrCode == opcheck.ErrCodeNoMessage || apiErr.ErrCode == opcheck.ErrCodeStreamNotFound):
+	case apiErr != nil && (apiErr.ErrorCode == jetstream.JSErrCodeMessageNotFound || apiErr.ErrorCode == jetstream.JSErrCodeStreamNotFound):
 		return nil, o, nil
 	case apiErr != nil:
 		return nil, o, apiErr
@@ -617,14 +617,14 @@ func checkRawPublish(ctx context.Context, p *opcheck.Probe, subj string, streamE
 		r.Fail(fmt.Sprintf("no stream captures %s", subj), "the raw stream's subjects must include "+wire.RawFilter)
 	case o != opcheck.Answered:
 		r.Fail("cannot publish raw records: "+opcheck.Permission(o, subj), "allow this user to publish to "+wire.RawFilter+" (and subscribe to _INBOX.> for acks)")
-	case apiErr.ErrCode == opcheck.ErrCodeStreamNotMatch:
+	case apiErr.ErrorCode == opcheck.ErrCodeStreamNotMatch:
 		r.OK("may publish to %s (tested with a message JetStream refuses by its Nats-Expected-Stream header: nothing was stored)", subj)
 	default:
 		r.Fail(fmt.Sprintf("publish to %s: %v", subj, apiErr), "")
 	}
 }
 
-func asErr(e *opcheck.APIError) error {
+func asErr(e *jetstream.APIError) error {
 	if e == nil {
 		return nil
 	}

@@ -148,7 +148,7 @@ func parseConfig(args []string) (config, error) {
 	}
 	if c.metrics != "" {
 		if err := metrics.CheckAddr(c.metrics); err != nil {
-			return c, fmt.Errorf("bad --metrics: %w", err)
+			return c, fmt.Errorf("bad --metrics %q %w", c.metrics, err)
 		}
 	}
 	switch {
@@ -160,8 +160,10 @@ func parseConfig(args []string) (config, error) {
 		return c, errors.New("--nats and --embedded exclude each other: choose one")
 	case wire.CheckName(c.source) != nil:
 		return c, fmt.Errorf("bad --source: %w", wire.CheckName(c.source))
-	case c.slot == "" || c.publication == "":
-		return c, errors.New("--slot and --publication must not be empty")
+	case wire.CheckSlotName(c.slot) != nil:
+		return c, fmt.Errorf("bad --slot %q: %w", c.slot, wire.CheckSlotName(c.slot))
+	case c.publication == "":
+		return c, errors.New("--publication must not be empty")
 	case c.linger < 0 || c.linger > time.Second:
 		return c, fmt.Errorf("bad --linger %v: use 0 to 1s (e.g. 10ms)", c.linger)
 	case wire.CheckName(c.rawStream) != nil:

@@ -27,6 +27,8 @@ func TestParseConfig(t *testing.T) {
 		{name: "negative linger", args: []string{"--linger", "-1ms"}, wantErr: "bad --linger"},
 		{name: "linger beyond a second", args: []string{"--linger", "2s"}, wantErr: "bad --linger"},
 		{name: "bad source", args: []string{"--source", "a.b"}, wantErr: "bad --source"},
+		// The pipeline file's rule (wire.CheckSlotName), not a failure at the first connection.
+		{name: "bad slot", args: []string{"--slot", "My-Slot"}, wantErr: `bad --slot "My-Slot": PostgreSQL allows lower-case letters, digits and '_', at most 63`},
 		{name: "nats and embedded", args: []string{"--embedded", "/tmp/x"}, wantErr: "exclude each other"},
 		{name: "quoted tables", args: []string{"--tables", `public.a, "my.schema"."t,1" ,b`}, check: func(t *testing.T, c config) {
 			if strings.Join(c.tables, "|") != `public.a|"my.schema"."t,1"|b` {

@@ -11,8 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/pgjet/pgjet/shared/pgtypes"
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
@@ -33,7 +35,7 @@ type Fragment struct {
 }
 
 // TypeResolver describes user-defined types (OID >= 16384) from pg_type.
-type TypeResolver func(ctx context.Context, oid uint32) (wire.TypeInfo, error)
+type TypeResolver func(ctx context.Context, oid uint32) (pgtypes.Type, error)
 
 // Emitter receives completed fragments in stream order.
 type Emitter func(ctx context.Context, f *Fragment) error
@@ -43,12 +45,13 @@ type Emitter func(ctx context.Context, f *Fragment) error
 type Decoder struct {
 	emit        Emitter
 	resolve     TypeResolver
+	now         func() time.Time // the time of non-transactional messages
 	maxFragment int
 	skip        wire.Position
 	skipSet     bool
 
 	rels  map[uint32]*wire.Relation
-	types map[uint32]wire.TypeInfo
+	types map[uint32]pgtypes.Type
 
 	inTx     bool
 	skipping bool // whole transaction already stored
@@ -74,9 +77,10 @@ func New(emit Emitter, resolve TypeResolver, maxFragment int) *Decoder {
 	return &Decoder{
 		emit:        emit,
 		resolve:     resolve,
+		now:         time.Now,
 		maxFragment: maxFragment,
 		rels:        make(map[uint32]*wire.Relation),
-		types:       make(map[uint32]wire.TypeInfo),
+		types:       make(map[uint32]pgtypes.Type),
 		relIdx:      make(map[*wire.Relation]int32),
 	}
 }
@@ -264,11 +268,12 @@ func (d *Decoder) relation(ctx context.Context, m *pglogrepl.RelationMessage) er
 	for i, c := range m.Columns {
 		col := wire.Column{Name: c.Name, TypeOID: c.DataType, TypeMod: c.TypeModifier, Key: c.Flags&1 != 0}
 		if c.DataType >= firstUserOID {
-			ti, err := d.typeInfo(ctx, c.DataType)
+			t, err := d.typeInfo(ctx, c.DataType)
 			if err != nil {
 				return err
 			}
-			col.Type = ti
+			col.Type = t.Info
+			col.TypeMod = t.ColumnTypeMod(col.TypeMod)
 		}
 		r.Columns[i] = col
 	}
@@ -288,19 +293,19 @@ const (
 // firstUserOID is FirstNormalObjectId: OIDs below are built in.
 const firstUserOID = 16384
 
-func (d *Decoder) typeInfo(ctx context.Context, oid uint32) (wire.TypeInfo, error) {
-	if ti, ok := d.types[oid]; ok {
-		return ti, nil
+func (d *Decoder) typeInfo(ctx context.Context, oid uint32) (pgtypes.Type, error) {
+	if t, ok := d.types[oid]; ok {
+		return t, nil
 	}
 	if d.resolve == nil {
-		return wire.TypeInfo{}, nil
+		return pgtypes.Type{DomainTypeMod: -1}, nil
 	}
-	ti, err := d.resolve(ctx, oid)
+	t, err := d.resolve(ctx, oid)
 	if err != nil {
-		return wire.TypeInfo{}, fmt.Errorf("resolve type %d: %w", oid, err)
+		return pgtypes.Type{}, fmt.Errorf("resolve type %d: %w", oid, err)
 	}
-	d.types[oid] = ti
-	return ti, nil
+	d.types[oid] = t
+	return t, nil
 }
 
 // ForgetTypes drops cached type descriptions (e.g. after ALTER TYPE).
@@ -358,8 +363,11 @@ func (d *Decoder) message(ctx context.Context, walStart uint64, m *pglogrepl.Log
 		return d.add(ctx, c, size)
 	}
 	// A non-transactional message stands alone at its own LSN, which orders it
-	// among commits in the stream.
+	// among commits in the stream. It has no commit, so no commit time:
+	// its time is when it was received, so that consumers see when it
+	// happened rather than 1970.
 	lsn := uint64(m.LSN)
+	at := d.now().UnixMicro()
 	if lsn == 0 {
 		lsn = walStart
 	}
@@ -369,16 +377,16 @@ func (d *Decoder) message(ctx context.Context, walStart uint64, m *pglogrepl.Log
 	if d.skipSet && lsn == d.skip.CommitLSN {
 		// Some of its pieces are stored.
 		c.Rel = -1
-		_, err := d.emitPieces(ctx, wire.Tx{CommitLSN: lsn, EndLSN: lsn, Fragment: d.skip.Fragment + 1}, c, nil, d.skip.Piece, true)
+		_, err := d.emitPieces(ctx, wire.Tx{CommitLSN: lsn, EndLSN: lsn, CommitTime: at, Fragment: d.skip.Fragment + 1}, c, nil, d.skip.Piece, true)
 		return err
 	}
 	if size > d.maxFragment {
 		c.Rel = -1
-		_, err := d.emitPieces(ctx, wire.Tx{CommitLSN: lsn, EndLSN: lsn}, c, nil, 0, true)
+		_, err := d.emitPieces(ctx, wire.Tx{CommitLSN: lsn, EndLSN: lsn, CommitTime: at}, c, nil, 0, true)
 		return err
 	}
 	f := &Fragment{
-		Tx:   wire.Tx{CommitLSN: lsn, EndLSN: lsn, Final: true, Changes: []wire.Change{c}},
+		Tx:   wire.Tx{CommitLSN: lsn, EndLSN: lsn, CommitTime: at, Final: true, Changes: []wire.Change{c}},
 		Size: 64 + size,
 	}
 	return d.emit(ctx, f)

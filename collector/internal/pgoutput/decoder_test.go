@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgjet/pgjet/shared/pgtypes"
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
@@ -99,8 +100,10 @@ func feed(t *testing.T, d *Decoder, msgs ...msg) {
 
 func TestTransactions(t *testing.T) {
 	at := time.Date(2026, 11, 23, 9, 0, 0, 123456000, time.UTC)
+	received := time.Date(2026, 11, 23, 9, 0, 1, 500000000, time.UTC)
 	var s sink
 	d := New(s.emit, nil, 1<<20)
+	d.now = func() time.Time { return received }
 	feed(t, d,
 		relation(1, "public", "users", "id", "name"),
 		begin(0x100, 7, at),
@@ -153,6 +156,69 @@ func TestTransactions(t *testing.T) {
 	loose := s.frags[1].Tx
 	if loose.CommitLSN != 0x120 || loose.EndLSN != 0x120 || !loose.Final || loose.Changes[0].Prefix != "audit" {
 		t.Errorf("non-transactional message = %+v", loose)
+	}
+	// It has no commit: its time is when the collector received it.
+	if loose.CommitTime != received.UnixMicro() {
+		t.Errorf("non-transactional message time = %d, want the time received, %d", loose.CommitTime, received.UnixMicro())
+	}
+}
+
+// relationWithTypes is a relation message whose columns have the given
+// type OIDs and modifiers (the first column is the key).
+func relationWithTypes(id uint32, cols ...struct {
+	name string
+	oid  uint32
+	mod  int32
+}) msg {
+	m := msg{'R'}.u32(id).str("public").str("t").u8('d').u16(uint16(len(cols)))
+	for i, c := range cols {
+		flags := byte(0)
+		if i == 0 {
+			flags = 1
+		}
+		m = m.u8(flags).str(c.name).u32(c.oid).u32(uint32(c.mod))
+	}
+	return m
+}
+
+// A column of a domain type has no modifier of its own (pgoutput sends
+// atttypmod -1): the relation gets the domain's, so that a domain over
+// numeric(6,2) or bit(3) keeps its scale or length. A column's own
+// modifier, and types that are not domains, are left alone.
+func TestDomainColumnsGetTheDomainsModifier(t *testing.T) {
+	types := map[uint32]pgtypes.Type{
+		20000: {Info: wire.TypeInfo{Schema: "public", Name: "price", Kind: 'd', BaseOID: 1700}, DomainTypeMod: 6<<16 | 2 + 4},
+		20001: {Info: wire.TypeInfo{Schema: "public", Name: "posint", Kind: 'd', BaseOID: 23}, DomainTypeMod: -1},
+		20002: {Info: wire.TypeInfo{Schema: "public", Name: "mood", Kind: 'e'}, DomainTypeMod: -1},
+	}
+	asked := 0
+	resolve := func(_ context.Context, oid uint32) (pgtypes.Type, error) {
+		asked++
+		return types[oid], nil
+	}
+	var s sink
+	d := New(s.emit, resolve, 1<<20)
+	type col = struct {
+		name string
+		oid  uint32
+		mod  int32
+	}
+	feed(t, d,
+		relationWithTypes(1, col{"id", 23, -1}, col{"price", 20000, -1}, col{"n", 20001, -1}, col{"m", 20002, -1}, col{"price2", 20000, -1}),
+		begin(0x100, 7, time.Now()), insert(1, "1", "1.50", "2", "ok", "3.00"), commit(0x100, 0x110),
+	)
+	cols := s.frags[0].Rels[0].Columns
+	want := []int32{-1, 6<<16 | 2 + 4, -1, -1, 6<<16 | 2 + 4}
+	for i, c := range cols {
+		if c.TypeMod != want[i] {
+			t.Errorf("%s: type modifier %d, want %d", c.Name, c.TypeMod, want[i])
+		}
+	}
+	if cols[1].Type.BaseOID != 1700 || cols[1].Type.Kind != 'd' {
+		t.Errorf("domain column type = %+v", cols[1].Type)
+	}
+	if asked != 3 {
+		t.Errorf("resolved types %d times, want once per type (3)", asked)
 	}
 }
 
@@ -348,9 +414,16 @@ func TestLargeChangeInPieces(t *testing.T) {
 	// last one Final.
 	var s sink
 	d := New(s.emit, nil, 4096)
+	received := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	d.now = func() time.Time { return received }
 	feed(t, d, message(false, 0x50, "p", big))
 	if n := len(s.frags); n < 2 || !s.frags[n-1].Tx.Final || s.frags[0].Tx.Final || !s.frags[n-1].Tx.LastPiece() || s.frags[n-1].Tx.EndLSN != 0x50 {
 		t.Fatalf("message pieces: %d fragments, last %+v", n, s.frags[n-1].Tx)
+	}
+	for _, f := range s.frags {
+		if f.Tx.CommitTime != received.UnixMicro() {
+			t.Fatalf("message piece time %d, want the time received, %d", f.Tx.CommitTime, received.UnixMicro())
+		}
 	}
 }
 

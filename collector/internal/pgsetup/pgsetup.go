@@ -14,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/pgjet/pgjet/shared/pgname"
-	"github.com/pgjet/pgjet/shared/wire"
 )
 
 // Config names what the collector reads.
@@ -175,28 +174,6 @@ func EnsureSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.PgConn, slot s
 		return Slot{}, &SlotBusyError{Slot: slot, PID: st.PID}
 	}
 	return Slot{ConfirmedFlush: st.ConfirmedFlush}, nil
-}
-
-// ResolveType describes a user-defined type for the router.
-func ResolveType(ctx context.Context, conn *pgx.Conn, oid uint32) (wire.TypeInfo, error) {
-	var ti wire.TypeInfo
-	var kind, elemKind string
-	err := conn.QueryRow(ctx, `SELECT n.nspname, t.typname, t.typtype::text, t.typelem, t.typbasetype, coalesce(e.typtype::text, '')
-		FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typelem <> 0
-		WHERE t.oid = $1`, oid).Scan(&ti.Schema, &ti.Name, &kind, &ti.ElemOID, &ti.BaseOID, &elemKind)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return ti, nil // dropped meanwhile: the router renders text
-	}
-	if err != nil {
-		return ti, err
-	}
-	if kind != "" {
-		ti.Kind = kind[0]
-	}
-	if elemKind != "" {
-		ti.ElemKind = elemKind[0]
-	}
-	return ti, nil
 }
 
 // userError keeps a Postgres error to its message and hint.

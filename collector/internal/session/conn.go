@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/pgjet/pgjet/shared/natsconn"
 	"github.com/pgjet/pgjet/shared/redact"
+	"github.com/pgjet/pgjet/shared/wire"
 )
 
 // transient errors end a session but not the process: the server restarted
@@ -44,16 +45,10 @@ func ConnectReplication(ctx context.Context, dsn string) (*pgconn.PgConn, error)
 	if err != nil {
 		return nil, fmt.Errorf("bad --dsn: %w", ConnError(err))
 	}
-	for k, v := range map[string]string{
-		"replication":        "database",
-		"application_name":   "pgjet-collector",
-		"DateStyle":          "ISO, MDY",
-		"TimeZone":           "UTC",
-		"IntervalStyle":      "postgres",
-		"extra_float_digits": "3",
-		"bytea_output":       "hex",
-	} {
-		pc.RuntimeParams[k] = v
+	pc.RuntimeParams["replication"] = "database"
+	pc.RuntimeParams["application_name"] = "pgjet-collector"
+	for _, p := range wire.TextFormat {
+		pc.RuntimeParams[p.Name] = p.Value
 	}
 	conn, err := pgconn.ConnectConfig(ctx, pc)
 	if err != nil {

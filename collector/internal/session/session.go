@@ -23,6 +23,7 @@ import (
 	"github.com/pgjet/pgjet/collector/internal/replication"
 	"github.com/pgjet/pgjet/shared/backoff"
 	"github.com/pgjet/pgjet/shared/natsconn"
+	"github.com/pgjet/pgjet/shared/pgtypes"
 	"github.com/pgjet/pgjet/shared/redact"
 	"github.com/pgjet/pgjet/shared/wire"
 )
@@ -298,8 +299,8 @@ func (s *session) run(ctx context.Context) error {
 	})
 	var stream *replication.Stream
 	dec := pgoutput.New(func(ctx context.Context, f *pgoutput.Fragment) error { return stream.Emit(ctx, f) },
-		func(ctx context.Context, oid uint32) (wire.TypeInfo, error) {
-			return pgsetup.ResolveType(ctx, pgc, oid)
+		func(ctx context.Context, oid uint32) (pgtypes.Type, error) {
+			return pgtypes.Resolve(ctx, pgc, oid)
 		},
 		min(maxMsg, cfg.MaxMessage/2))
 	stream = replication.New(repl, dec, pub, cp, log)

@@ -142,22 +142,6 @@ func newStage(name string, lat []int64) stage {
 	return s
 }
 
-// lsnText formats an LSN as Postgres does (X/X).
-func lsnText(l uint64) string { return fmt.Sprintf("%X/%X", l>>32, uint32(l)) }
-
-func parseLSN(s string) (uint64, error) {
-	hi, lo, ok := strings.Cut(strings.TrimSpace(s), "/")
-	if !ok {
-		return 0, fmt.Errorf("bad LSN %q", s)
-	}
-	h, err1 := strconv.ParseUint(hi, 16, 32)
-	l, err2 := strconv.ParseUint(lo, 16, 32)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("bad LSN %q", s)
-	}
-	return h<<32 | l, nil
-}
-
 func (b *bench) runWorkload(ctx context.Context, w workload) (workloadResult, error) {
 	r := workloadResult{Name: w.name, Title: w.title}
 	logf("%s: preparing", w.name)
@@ -215,7 +199,8 @@ func (b *bench) runWorkload(ctx context.Context, w workload) (workloadResult, er
 	if err := b.conn.QueryRow(ctx, "SELECT pg_logical_emit_message(false, 'pgjet-bench', 'end')::text").Scan(&endText); err != nil {
 		return r, err
 	}
-	lend, err := parseLSN(endText)
+	lsn, err := wire.ParseLSN(endText)
+	lend := uint64(lsn)
 	if err != nil {
 		return r, err
 	}
@@ -358,7 +343,7 @@ func (b *bench) ceiling(ctx context.Context, slot, pub string, lend uint64, chan
 	sampler := sampleCPU(func() int { return slotPID(ctx, mon, slot) })
 	// messages=true as the collector asks for it, so both receive the end
 	// marker and stop at the same record.
-	args := []string{"-d", b.dsn, "-S", slot, "--start", "--no-loop", "-E", lsnText(lend),
+	args := []string{"-d", b.dsn, "-S", slot, "--start", "--no-loop", "-E", wire.LSN(lend).String(),
 		"-o", "proto_version=1", "-o", "publication_names=" + pub, "-o", "messages=true", "-f", "/dev/null"}
 	logf("ceiling on %s: pg_recvlogical %s", slot, strings.Join(args[2:], " "))
 	t0 := time.Now()
@@ -620,7 +605,7 @@ type routerVariant struct {
 var routerVariants = []routerVariant{
 	{name: "native", tag: "native", args: []string{"--envelope", "native"}},
 	// Structured mode, data the native document (the flags' default).
-	{name: "cloudevents", tag: "ce", args: []string{"--envelope", "cloudevents"}},
+	{name: "cloudevents", tag: "ce", args: []string{"--envelope", "cloudevents", "--cloudevents-data", "native"}},
 	{name: "cloudevents-change", tag: "cechange", args: []string{"--envelope", "cloudevents", "--cloudevents-data", "change"}},
 	// Payload only (no schema), key in a header: the envelope's defaults.
 	{name: "debezium", tag: "debezium", args: []string{"--envelope", "debezium"}},

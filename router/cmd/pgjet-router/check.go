@@ -104,7 +104,7 @@ func rawInfo(ctx context.Context, p *opcheck.Probe, name string) (*jetstream.Str
 	switch {
 	case err != nil || o != opcheck.Answered:
 		return nil, false, o, err
-	case apiErr != nil && apiErr.ErrCode == opcheck.ErrCodeStreamNotFound:
+	case apiErr != nil && apiErr.ErrorCode == jetstream.JSErrCodeStreamNotFound:
 		return nil, true, o, nil
 	case apiErr != nil:
 		return nil, false, o, apiErr
@@ -129,7 +129,11 @@ func checkRaw(ctx context.Context, r *opcheck.Report, p *opcheck.Probe, name str
 	c, st := info.Config, info.State
 	var sources []string
 	for s := range st.Subjects {
-		sources = append(sources, strings.TrimPrefix(s, wire.RawSubjectPrefix))
+		if src, ok := wire.SourceOfSubject(s); ok {
+			sources = append(sources, src)
+		} else {
+			sources = append(sources, s) // not a raw subject: show it as it is
+		}
 	}
 	slices.Sort(sources)
 	if len(sources) == 0 {
@@ -219,7 +223,7 @@ func checkOutput(ctx context.Context, r *opcheck.Report, out *opcheck.Probe, rt 
 	case o != opcheck.Answered:
 		r.Fail(pre+"cannot read the output's last events: "+opcheck.Permission(o, "$JS.API.STREAM.MSG.GET."+name),
 			"the router reads them at start to skip what is stored: allow publishing to $JS.API.STREAM.MSG.GET."+name)
-	case apiErr != nil && apiErr.ErrCode != opcheck.ErrCodeNoMessage:
+	case apiErr != nil && apiErr.ErrorCode != jetstream.JSErrCodeMessageNotFound:
 		r.Warn(pre+fmt.Sprintf("reading the output's last event: %v", apiErr), "")
 	default:
 		r.OK(pre+"may read the output's last events ($JS.API.STREAM.MSG.GET.%s)", name)
@@ -238,7 +242,7 @@ func checkPublish(ctx context.Context, r *opcheck.Report, out *opcheck.Probe, su
 			r.Fail(pre+fmt.Sprintf("no stream captures %s", subj), "the output stream's subjects must cover "+pattern)
 		case o != opcheck.Answered:
 			r.Fail(pre+"cannot publish events: "+opcheck.Permission(o, subj), "allow this user to publish to "+pattern+" (and subscribe to _INBOX.> for acks)")
-		case apiErr.ErrCode != opcheck.ErrCodeStreamNotMatch:
+		case apiErr.ErrorCode != opcheck.ErrCodeStreamNotMatch:
 			r.Fail(pre+fmt.Sprintf("publish to %s: %v", subj, apiErr), "")
 		default:
 			ok = append(ok, pattern)

@@ -104,14 +104,15 @@ func TestParseConfig(t *testing.T) {
 		{name: "bad cloudevents source", args: []string{"--nats", "n", "--envelope", "cloudevents", "--cloudevents-source", "my db"}, want: `bad --cloudevents-source "my db": use a URI-reference`},
 		{name: "bad cloudevents type prefix", args: []string{"--nats", "n", "--envelope", "cloudevents", "--cloudevents-type-prefix", "com.acme."}, want: `bad --cloudevents-type-prefix "com.acme."`},
 		{name: "cloudevents flag without the envelope", args: []string{"--nats", "n", "--cloudevents-mode", "binary"}, want: "--cloudevents-mode needs --envelope cloudevents"},
-		{name: "cloudevents data native by default", args: []string{"--nats", "n", "--envelope", "cloudevents", "--cloudevents-mode", "binary"}, check: func(t *testing.T, c config) {
-			if typ := only(t, c).Relay.Envelope.Header(sampleEvent()).Get("ce-type"); typ != "io.pgjet.public.users.insert" {
-				t.Errorf("ce-type %q, want the native form's", typ)
-			}
-		}},
-		{name: "cloudevents data change", args: []string{"--nats", "n", "--envelope", "cloudevents", "--cloudevents-mode", "binary", "--cloudevents-data", "change"}, check: func(t *testing.T, c config) {
+		// One default, the pipeline file's (the seed's form): flags and file agree.
+		{name: "cloudevents data change by default", args: []string{"--nats", "n", "--envelope", "cloudevents", "--cloudevents-mode", "binary"}, check: func(t *testing.T, c config) {
 			if typ := only(t, c).Relay.Envelope.Header(sampleEvent()).Get("ce-type"); typ != "io.pgjet.created" {
 				t.Errorf("ce-type %q, want the change form's", typ)
+			}
+		}},
+		{name: "cloudevents data native", args: []string{"--nats", "n", "--envelope", "cloudevents", "--cloudevents-mode", "binary", "--cloudevents-data", "native"}, check: func(t *testing.T, c config) {
+			if typ := only(t, c).Relay.Envelope.Header(sampleEvent()).Get("ce-type"); typ != "io.pgjet.public.users.insert" {
+				t.Errorf("ce-type %q, want the native form's", typ)
 			}
 		}},
 		{name: "bad cloudevents data", args: []string{"--nats", "n", "--envelope", "cloudevents", "--cloudevents-data", "debezium"}, want: `bad --cloudevents-data "debezium": use change or native`},

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/pgjet/pgjet/router/internal/routing"
 	"github.com/pgjet/pgjet/shared/logging"
 	"github.com/pgjet/pgjet/shared/memlimit"
+	"github.com/pgjet/pgjet/shared/wire"
 )
 
 // replayFlags are the flags of `pgjet-router replay` beyond the router's.
@@ -85,17 +85,13 @@ func point(which string, seq uint64, lsn, at string) (routing.Point, error) {
 	return p, nil
 }
 
-// parseLSN reads Postgres's X/Y notation.
+// parseLSN reads Postgres's X/Y notation; 0/0 is no position.
 func parseLSN(s string) (uint64, error) {
-	hi, lo, ok := strings.Cut(s, "/")
-	if ok {
-		h, err1 := strconv.ParseUint(hi, 16, 32)
-		l, err2 := strconv.ParseUint(lo, 16, 32)
-		if err1 == nil && err2 == nil && h<<32|l != 0 {
-			return h<<32 | l, nil
-		}
+	l, err := wire.ParseLSN(s)
+	if err != nil || l == 0 {
+		return 0, errors.New("use Postgres's notation, e.g. 16/B374D848")
 	}
-	return 0, errors.New("use Postgres's notation, e.g. 16/B374D848")
+	return uint64(l), nil
 }
 
 // replayMain runs `pgjet-router replay`: one route's output rebuilt from

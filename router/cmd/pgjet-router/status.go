@@ -56,7 +56,7 @@ func statusMain(args []string) int {
 		} else if len(m.Txs) > 0 {
 			tx := m.Txs[len(m.Txs)-1]
 			at := time.UnixMicro(tx.CommitTime)
-			line("last_record", "source %s, commit %X/%X at %s (%s by this host's clock)", m.Source.Name, tx.CommitLSN>>32, uint32(tx.CommitLSN), at.UTC().Format(time.RFC3339Nano), opcheck.Ago(at))
+			line("last_record", "source %s, commit %s at %s (%s by this host's clock)", m.Source.Name, wire.LSN(tx.CommitLSN), at.UTC().Format(time.RFC3339Nano), opcheck.Ago(at))
 		}
 	}
 	for i := range p.Routes {

@@ -582,7 +582,7 @@ func (c *CloudEvents) attributes(e *Event) (a ceAttrs) {
 	}
 	if c.change {
 		a.lsn.from = len(b)
-		b = appendLSN(b, e.Tx.CommitLSN)
+		b = wire.LSN(e.Tx.CommitLSN).Append(b)
 		a.lsn.to, a.xid.from = len(b), len(b)
 		b = strconv.AppendUint(b, uint64(e.Tx.Xid), 10)
 		a.xid.to, a.index.from = len(b), len(b)
@@ -613,12 +613,12 @@ func (c *CloudEvents) metaAttributes(b []byte, e *Event) (a ceAttrs) {
 		b = append(b, '.')
 		b = appendToken(b, e.Rel.Table)
 	} else {
-		b = appendLSN(b, e.Tx.CommitLSN)
+		b = wire.LSN(e.Tx.CommitLSN).Append(b)
 	}
 	a.subj.to = len(b)
 	if c.change {
 		a.lsn.from = len(b)
-		b = appendLSN(b, e.Tx.CommitLSN)
+		b = wire.LSN(e.Tx.CommitLSN).Append(b)
 		a.lsn.to, a.xid.from = len(b), len(b)
 		b = strconv.AppendUint(b, uint64(e.Tx.Xid), 10)
 		a.xid.to, a.index.from = len(b), len(b)

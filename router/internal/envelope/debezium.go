@@ -26,6 +26,7 @@ type debeziumSettings struct {
 	TimePrecisionMode           string  `json:"time_precision_mode"`
 	BinaryHandlingMode          string  `json:"binary_handling_mode"`
 	IntervalHandlingMode        string  `json:"interval_handling_mode"`
+	HStoreHandlingMode          string  `json:"hstore_handling_mode"`
 	MoneyFractionDigits         *int    `json:"money_fraction_digits"`
 	UnavailableValuePlaceholder *string `json:"unavailable_value_placeholder"`
 	Schema                      bool    `json:"schema"`
@@ -57,12 +58,24 @@ type Debezium struct {
 	keyHeader string
 	// tombstones: a delete is followed by a tombstone.
 	tombstones bool
+	// txBlock: change events carry their transaction block (the route
+	// publishes transaction metadata events).
+	txBlock bool
 
 	// The key Append rendered last, for Header; keyFor says for what.
 	key       []byte
 	hasKey    bool
 	keyChange *wire.Change
 	keyRel    *wire.Relation
+	// The other key of a key change's delete (the new key) or create (the
+	// old key), for Debezium's __debezium.newkey and __debezium.oldkey
+	// headers; otherKeyHeader names it, "" for none.
+	otherKey       []byte
+	otherKeyHeader string
+
+	// after is an update's new row with unchanged TOAST values taken from
+	// its old row (REPLICA IDENTITY FULL), reused.
+	after []wire.Value
 
 	// Schemas of the last relation rendered: every event of a table in a
 	// raw record shares its Relation.
@@ -88,6 +101,7 @@ func newDebezium(o Options) (Renderer, error) {
 		Time:                or(s.TimePrecisionMode, value.TimeAdaptive),
 		Binary:              or(s.BinaryHandlingMode, value.BinaryBytes),
 		Interval:            or(s.IntervalHandlingMode, value.IntervalNumeric),
+		HStore:              or(s.HStoreHandlingMode, value.HStoreJSON),
 		MoneyFractionDigits: 2,
 		Placeholder:         value.DefaultPlaceholder,
 	}
@@ -111,6 +125,7 @@ func newDebezium(o Options) (Renderer, error) {
 		d, err := NewDebezium(vo, s.Schema, keyHeader)
 		if d != nil {
 			d.tombstones = s.TombstonesOnDelete
+			d.txBlock = o.Transactions
 		}
 		return d, err
 	}
@@ -189,6 +204,9 @@ func (d *Debezium) Header(e *Event) nats.Header {
 	if d.hasKey {
 		h[d.keyHeader] = []string{string(d.key)}
 	}
+	if d.otherKeyHeader != "" {
+		h[d.otherKeyHeader] = []string{string(d.otherKey)}
+	}
 	return h
 }
 
@@ -204,7 +222,7 @@ func (d *Debezium) append(b []byte, e *Event) ([]byte, error) {
 	if err := checkEvent(e); err != nil {
 		return b, err
 	}
-	d.keyChange, d.keyRel, d.hasKey = e.Change, e.Rel, false
+	d.keyChange, d.keyRel, d.hasKey, d.otherKeyHeader = e.Change, e.Rel, false, ""
 	d.times(e.Tx.CommitTime)
 	if e.Change.Op == wire.OpMessage {
 		return d.appendMessage(b, e), nil
@@ -269,8 +287,8 @@ func (d *Debezium) appendRow(b []byte, e *Event) ([]byte, error) {
 	case wire.OpInsert:
 		keyFrom, after = c.New, c.New
 	case wire.OpUpdate:
-		keyFrom, after = c.New, c.New
-		before = c.Old
+		after = d.withOldToast(c)
+		keyFrom, before = after, c.Old
 	case wire.OpDelete:
 		keyFrom, before = c.Old, c.Old
 	}
@@ -307,11 +325,101 @@ func (d *Debezium) appendRow(b []byte, e *Event) ([]byte, error) {
 	b = append(b, d.tsUsNs...)
 	b = append(b, '}')
 	if keyFrom != nil && c.Op != wire.OpTruncate {
-		if err := d.renderKey(e, keyFrom); err != nil {
+		if d.key, d.hasKey, err = d.appendKey(d.key[:0], rel, keyFrom); err != nil {
+			return b, err
+		}
+		// One half of a key change (Split) names the other half's key.
+		switch {
+		case c.Op == wire.OpDelete && c.New != nil:
+			d.otherKey, _, err = d.appendKey(d.otherKey[:0], rel, c.New)
+			d.otherKeyHeader = pkUpdateNewKeyHeader
+		case c.Op == wire.OpInsert && c.Old != nil:
+			d.otherKey, _, err = d.appendKey(d.otherKey[:0], rel, c.Old)
+			d.otherKeyHeader = pkUpdateOldKeyHeader
+		}
+		if err != nil {
 			return b, err
 		}
 	}
 	return b, nil
+}
+
+// withOldToast returns the new row of the update c. Under REPLICA
+// IDENTITY FULL the old row is whole, so a TOASTed value the update left
+// unchanged, which Postgres does not send again, is known: Debezium puts
+// it in after too (PostgresChangeRecordEmitter.columnValues takes it from
+// the old values it cached), and so does this.
+func (d *Debezium) withOldToast(c *wire.Change) []wire.Value {
+	if c.OldKind != wire.OldFull || len(c.Old) != len(c.New) {
+		return c.New
+	}
+	merged := false
+	for i := range c.New {
+		if c.New[i].Kind != wire.KindUnchanged {
+			continue
+		}
+		if old := c.Old[i]; old.Kind == wire.KindText || old.Kind == wire.KindBinary {
+			if !merged {
+				d.after = append(d.after[:0], c.New...)
+				merged = true
+			}
+			d.after[i] = old
+		}
+	}
+	if !merged {
+		return c.New
+	}
+	return d.after
+}
+
+// Debezium's headers on the two events of a key change: the delete names
+// the new key, the create the old one (RelationalChangeRecordEmitter's
+// PK_UPDATE_NEWKEY_FIELD and PK_UPDATE_OLDKEY_FIELD).
+const (
+	pkUpdateNewKeyHeader = "__debezium.newkey"
+	pkUpdateOldKeyHeader = "__debezium.oldkey"
+)
+
+// Split publishes an update that changes the row's key as Debezium does
+// (RelationalChangeRecordEmitter.emitUpdateAsPrimaryKeyChangeRecord): a
+// delete of the old row under the old key, then a create of the new row
+// under the new key; a tombstone follows the delete with
+// tombstones_on_delete. Each half keeps the other tuple, for the other
+// key's header. Only where the replica identity is a key (default or an
+// index) can a key change be told apart: under REPLICA IDENTITY FULL the
+// key is every column, so an update stays one event.
+func (d *Debezium) Split(e *Event, dst []Event) []Event {
+	c, rel := e.Change, e.Rel
+	if e.Kind != KindChange || c == nil || c.Op != wire.OpUpdate || c.OldKind != wire.OldKey || rel == nil ||
+		rel.ReplicaIdentity == 'f' || !keyChanged(rel, c.Old, c.New) {
+		return dst
+	}
+	del, ins := *e, *e
+	del.Change = &wire.Change{Op: wire.OpDelete, Rel: c.Rel, OldKind: c.OldKind, Old: c.Old, New: c.New}
+	ins.Change = &wire.Change{Op: wire.OpInsert, Rel: c.Rel, OldKind: c.OldKind, Old: c.Old, New: c.New}
+	return append(dst, del, ins)
+}
+
+// keyChanged reports whether the key columns of old and new differ, as
+// Postgres sent them. Postgres sends an update's old key when the key
+// changed, but also when the key holds a value stored out of line.
+func keyChanged(rel *wire.Relation, old, new []wire.Value) bool {
+	if len(old) != len(rel.Columns) || len(new) != len(rel.Columns) {
+		return false
+	}
+	for i := range rel.Columns {
+		if !rel.Columns[i].Key {
+			continue
+		}
+		o, n := old[i], new[i]
+		if n.Kind == wire.KindUnchanged {
+			continue // the same value, not sent again
+		}
+		if o.Kind != n.Kind || string(o.Data) != string(n.Data) {
+			return true
+		}
+	}
+	return false
 }
 
 // appendTuple renders tuple as Debezium's Value struct: every column,
@@ -343,11 +451,10 @@ func (d *Debezium) appendTuple(b []byte, rel *wire.Relation, tuple []wire.Value,
 	return append(b, '}'), nil
 }
 
-// renderKey renders the replica identity columns of tuple as Debezium's
-// key struct into d.key; a relation without any has a null key.
-func (d *Debezium) renderKey(e *Event, tuple []wire.Value) error {
-	rel := e.Rel
-	k := d.key[:0]
+// appendKey appends the replica identity columns of tuple as Debezium's
+// key struct (with its schema when configured), and whether rel has any:
+// a relation without them has a null key.
+func (d *Debezium) appendKey(k []byte, rel *wire.Relation, tuple []wire.Value) ([]byte, bool, error) {
 	if d.schema {
 		k = append(k, `{"schema":`...)
 		k = append(k, d.keySchema...)
@@ -368,16 +475,14 @@ func (d *Debezium) renderKey(e *Event, tuple []wire.Value) error {
 		k = append(k, ':')
 		var err error
 		if k, err = d.enc.AppendValue(k, col, tuple[i]); err != nil {
-			return fmt.Errorf("decode key %s.%s.%s: %w", rel.Schema, rel.Table, col.Name, err)
+			return k, false, fmt.Errorf("decode key %s.%s.%s: %w", rel.Schema, rel.Table, col.Name, err)
 		}
 	}
 	k = append(k, '}')
 	if d.schema {
 		k = append(k, '}')
 	}
-	d.key = k
-	d.hasKey = n > 0
-	return nil
+	return k, n > 0, nil
 }
 
 func (d *Debezium) appendSource(b []byte, e *Event, table bool) []byte {
@@ -425,8 +530,11 @@ func (d *Debezium) hasTx(e *Event) bool {
 	return e.Change.Op != wire.OpMessage || e.Change.Transactional
 }
 
+// appendTransaction renders the transaction block: null unless the route
+// publishes transaction metadata (Debezium's TransactionMonitor fills it
+// only with provide.transaction.metadata).
 func (d *Debezium) appendTransaction(b []byte, e *Event) []byte {
-	if !d.hasTx(e) {
+	if !d.txBlock || !d.hasTx(e) {
 		return append(b, "null"...)
 	}
 	b = append(b, `{"id":"`...)
@@ -588,7 +696,7 @@ func (d *Debezium) appendTxMeta(b []byte, e *Event) ([]byte, error) {
 	if e.Kind == KindRelation {
 		return b, errors.New("render relation event: the debezium envelope has none")
 	}
-	d.keyChange, d.keyRel = nil, nil
+	d.keyChange, d.keyRel, d.otherKeyHeader = nil, nil, ""
 	d.times(e.Tx.CommitTime)
 	id := strconv.AppendUint(nil, uint64(e.Tx.Xid), 10)
 	id = append(id, ':')
@@ -663,5 +771,10 @@ func (d *Debezium) Tombstone(e *Event) (nats.Header, bool) {
 	if !d.tombstones || e.Kind != KindChange || e.Change.Op != wire.OpDelete || !d.hasKey || d.keyChange != e.Change {
 		return nil, false
 	}
-	return nats.Header{d.keyHeader: {string(d.key)}}, true
+	h := nats.Header{d.keyHeader: {string(d.key)}}
+	if d.otherKeyHeader != "" {
+		// Debezium's tombstone repeats its delete's headers.
+		h[d.otherKeyHeader] = []string{string(d.otherKey)}
+	}
+	return h, true
 }

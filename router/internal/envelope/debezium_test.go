@@ -3,12 +3,15 @@ package envelope
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/nats-io/nats.go"
 
 	"github.com/pgjet/pgjet/shared/wire"
 )
@@ -43,6 +46,10 @@ var typed = &wire.Relation{ID: 16393, Schema: "public", Table: "typed", ReplicaI
 	{Name: "flags", TypeOID: pgtype.BitOID, TypeMod: 4},
 	{Name: "ip", TypeOID: pgtype.InetOID, TypeMod: -1},
 	{Name: "spot", TypeOID: pgtype.PointOID, TypeMod: -1},
+	{Name: "attrs", TypeOID: 16410, TypeMod: -1, Type: wire.TypeInfo{Schema: "public", Name: "hstore", Kind: 'b'}},
+	{Name: "path", TypeOID: 16420, TypeMod: -1, Type: wire.TypeInfo{Schema: "public", Name: "ltree", Kind: 'b'}},
+	{Name: "price2", TypeOID: 16430, TypeMod: numericMod(6, 2), Type: wire.TypeInfo{Schema: "public", Name: "price", Kind: 'd', BaseOID: pgtype.NumericOID}},
+	{Name: "bits", TypeOID: pgtype.VarbitOID, TypeMod: -1},
 }}
 
 func typedRow(id string) []wire.Value {
@@ -52,6 +59,7 @@ func typedRow(id string) []wire.Value {
 		t_("2024-06-30 23:59:59.5-07"), t_("13:45:06.789+05:30"), t_("1 year 2 mons 3 days 04:05:06.789"),
 		t_(`{"a": [1, 2.50], "b": "é\n"}`), t_(`\x00ff10fe`), t_("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"), t_("happy"),
 		t_(`{a,"b c",NULL}`), t_(`{2024-01-02,infinity}`), t_("-$1,000.50"), t_("1010"), t_("192.168.0.1/24"), t_("(1.5,-2)"),
+		t_(`"a"=>NULL, "b"=>"2", "key4"=>"x", "key5"=>"y"`), t_("Top.Science.Astronomy"), t_("1234.50"), t_("101"),
 	}
 }
 
@@ -71,6 +79,13 @@ var debeziumCases = []struct {
 		Old: []wire.Value{t_("7"), t_("bob"), t_("100.00")},
 		New: []wire.Value{t_("7"), t_("bob"), null},
 	}, Rel: accounts, Index: 4}},
+	// REPLICA IDENTITY FULL: the old row is whole, so the unchanged TOAST
+	// value is known and Debezium puts it in after (and the key) too.
+	{"update_full_unchanged_toast", Event{Change: &wire.Change{
+		Op: wire.OpUpdate, OldKind: wire.OldFull,
+		Old: []wire.Value{t_("7"), t_("a long owner name, stored out of line"), t_("100.00")},
+		New: []wire.Value{t_("7"), unchanged, t_("250.00")},
+	}, Rel: accounts, Index: 7}},
 	{"update_unchanged_toast", Event{Change: &wire.Change{
 		Op:  wire.OpUpdate,
 		New: []wire.Value{t_("1"), t_("new@example.com"), unchanged, t_("0"), unchanged, t_("2026-11-23 09:00:00+00"), unchanged, t_("sad")},
@@ -88,22 +103,31 @@ var debeziumCases = []struct {
 	}, Index: 11}},
 }
 
-// debeziumOptionSets are the settings the golden files cover.
+// debeziumOptionSets are the settings the golden files cover;
+// transactions: the route publishes transaction metadata.
 var debeziumOptionSets = []struct {
-	name     string
-	settings map[string]any
+	name         string
+	settings     map[string]any
+	transactions bool
 }{
-	{"default", nil},
-	{"schema", map[string]any{"schema": true}},
-	{"decimal_string", map[string]any{"decimal_handling_mode": "string", "interval_handling_mode": "string"}},
-	{"decimal_double", map[string]any{"decimal_handling_mode": "double"}},
-	{"binary_hex", map[string]any{"binary_handling_mode": "hex", "unavailable_value_placeholder": "(toasted)", "key_header": "Debezium-Key"}},
-	{"time_connect", map[string]any{"time_precision_mode": "connect"}},
+	{"default", nil, false},
+	{"schema", map[string]any{"schema": true}, false},
+	{"decimal_string", map[string]any{"decimal_handling_mode": "string", "interval_handling_mode": "string"}, false},
+	{"decimal_double", map[string]any{"decimal_handling_mode": "double"}, false},
+	{"binary_hex", map[string]any{"binary_handling_mode": "hex", "unavailable_value_placeholder": "(toasted)", "key_header": "Debezium-Key"}, false},
+	{"time_connect", map[string]any{"time_precision_mode": "connect"}, false},
+	{"transactions_tombstones", map[string]any{"tombstones_on_delete": true}, true},
+	{"hstore_map", map[string]any{"hstore_handling_mode": "map", "schema": true}, false},
 }
 
 func newTestDebezium(t testing.TB, settings map[string]any) Renderer {
 	t.Helper()
-	r, err := New("debezium", Options{Settings: settings})
+	return newTestDebeziumTx(t, settings, false)
+}
+
+func newTestDebeziumTx(t testing.TB, settings map[string]any, transactions bool) Renderer {
+	t.Helper()
+	r, err := New("debezium", Options{Settings: settings, Transactions: transactions})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +151,7 @@ func debeziumOutput(t *testing.T, r Renderer, ev *Event) []byte {
 	}
 	h := r.Header(ev)
 	var out strings.Builder
-	for _, name := range []string{"Content-Type", "Pgjet-Key", "Debezium-Key"} {
+	for _, name := range []string{"Content-Type", "Pgjet-Key", "Debezium-Key", pkUpdateNewKeyHeader, pkUpdateOldKeyHeader} {
 		if v := h.Get(name); v != "" {
 			out.WriteString(name + ": " + v + "\n")
 			if name != "Content-Type" && !json.Valid([]byte(v)) {
@@ -142,21 +166,58 @@ func debeziumOutput(t *testing.T, r Renderer, ev *Event) []byte {
 
 func TestDebeziumGolden(t *testing.T) {
 	for _, set := range debeziumOptionSets {
-		r := newTestDebezium(t, set.settings)
+		r := newTestDebeziumTx(t, set.settings, set.transactions)
 		for _, gc := range debeziumCases {
 			t.Run(set.name+"/"+gc.name, func(t *testing.T) {
 				ev := gc.ev
 				ev.Source, ev.Tx = source, tx
-				got := debeziumOutput(t, r, &ev)
-				golden(t, filepath.Join("testdata", "debezium", set.name, gc.name+".golden"), got)
+				golden(t, filepath.Join("testdata", "debezium", set.name, gc.name+".golden"), debeziumPublished(t, r, &ev))
 			})
 		}
 	}
 }
 
+// debeziumPublished is what the relay publishes for ev: its events (Split)
+// in order, each followed by its tombstone if it has one, separated by a
+// line "-- part N" or "-- tombstone".
+func debeziumPublished(t *testing.T, r Renderer, ev *Event) []byte {
+	t.Helper()
+	events := Split(r, ev, nil)
+	if len(events) == 0 {
+		events = []Event{*ev}
+	}
+	var out []byte
+	for i := range events {
+		if len(events) > 1 {
+			out = fmt.Appendf(out, "-- part %d\n", i)
+		}
+		out = append(out, debeziumOutput(t, r, &events[i])...)
+		if h, ok := Tombstone(r, &events[i]); ok {
+			out = append(out, "-- tombstone\n"...)
+			out = appendHeaders(out, h)
+		}
+	}
+	return out
+}
+
+// appendHeaders appends h's headers, sorted, one "name: value" a line.
+func appendHeaders(b []byte, h nats.Header) []byte {
+	names := make([]string, 0, len(h))
+	for name := range h {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		for _, v := range h[name] {
+			b = fmt.Appendf(b, "%s: %s\n", name, v)
+		}
+	}
+	return b
+}
+
 // TestDebeziumShape checks the parts consumers rely on by name.
 func TestDebeziumShape(t *testing.T) {
-	r := newTestDebezium(t, nil)
+	r := newTestDebeziumTx(t, nil, true)
 	ev := Event{Source: source, Tx: tx, Rel: users, Index: 2, Change: &wire.Change{Op: wire.OpInsert, New: user("1")}}
 	b, err := r.Append(nil, &ev)
 	if err != nil {
@@ -193,9 +254,128 @@ func TestDebeziumShape(t *testing.T) {
 		t.Errorf("key %q", k)
 	}
 	// Replays render the same bytes.
-	again, _ := newTestDebezium(t, nil).Append(nil, &ev)
+	again, _ := newTestDebeziumTx(t, nil, true).Append(nil, &ev)
 	if string(again) != string(b) {
 		t.Errorf("second render differs:\n%s\n%s", b, again)
+	}
+}
+
+// The transaction block is there only when the route publishes transaction
+// metadata, as Debezium fills it only with provide.transaction.metadata
+// (TransactionMonitor.dataEvent returns early without it; the block stays
+// in the schema, optional).
+func TestDebeziumTransactionBlockOnlyWithMetadata(t *testing.T) {
+	ev := Event{Source: source, Tx: tx, Rel: users, Index: 2, Change: &wire.Change{Op: wire.OpInsert, New: user("1")}}
+	for _, on := range []bool{false, true} {
+		b, err := newTestDebeziumTx(t, nil, on).Append(nil, &ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m struct {
+			Tx json.RawMessage `json:"transaction"`
+		}
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(m.Tx) != "null"; got != on {
+			t.Errorf("transactions %v: transaction block %s", on, m.Tx)
+		}
+	}
+}
+
+// A key-changing update is Debezium's delete of the old key then create of
+// the new (RelationalChangeRecordEmitter.emitUpdateAsPrimaryKeyChangeRecord,
+// RecordsStreamProducerIT.shouldReceiveChangesForUpdatesWithPKChanges): two
+// events, the delete keyed by the old key with a __debezium.newkey header,
+// the create by the new key with __debezium.oldkey. An update that keeps
+// its key, and any update under REPLICA IDENTITY FULL (whose key is every
+// column), is one event.
+func TestDebeziumSplitsKeyChanges(t *testing.T) {
+	r := newTestDebezium(t, nil)
+	keyOnly := func(id string) []wire.Value {
+		return []wire.Value{t_(id), null, null, null, null, null, null, null}
+	}
+	change := Event{Source: source, Tx: tx, Rel: users, Index: 3, Change: &wire.Change{Op: wire.OpUpdate, OldKind: wire.OldKey, Old: keyOnly("1"), New: user("2")}}
+	parts := Split(r, &change, nil)
+	if len(parts) != 2 || parts[0].Change.Op != wire.OpDelete || parts[1].Change.Op != wire.OpInsert {
+		t.Fatalf("parts %+v", parts)
+	}
+	for i, want := range []struct{ op, key, header, other string }{
+		{"d", `{"id":1}`, pkUpdateNewKeyHeader, `{"id":2}`},
+		{"c", `{"id":2}`, pkUpdateOldKeyHeader, `{"id":1}`},
+	} {
+		b, err := r.Append(nil, &parts[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m struct{ Op string }
+		if err := json.Unmarshal(b, &m); err != nil || m.Op != want.op {
+			t.Errorf("part %d: op %q, want %q (%v)", i, m.Op, want.op, err)
+		}
+		h := r.Header(&parts[i])
+		if h.Get(DefaultKeyHeader) != want.key || h.Get(want.header) != want.other {
+			t.Errorf("part %d: headers %v", i, h)
+		}
+	}
+	// The old key sent again because it is stored out of line, not changed.
+	same := Event{Source: source, Tx: tx, Rel: users, Change: &wire.Change{Op: wire.OpUpdate, OldKind: wire.OldKey, Old: keyOnly("1"), New: user("1")}}
+	full := Event{Source: source, Tx: tx, Rel: accounts, Change: &wire.Change{Op: wire.OpUpdate, OldKind: wire.OldFull,
+		Old: []wire.Value{t_("7"), t_("bob"), t_("1")}, New: []wire.Value{t_("8"), t_("bob"), t_("1")}}}
+	noOld := Event{Source: source, Tx: tx, Rel: users, Change: &wire.Change{Op: wire.OpUpdate, New: user("1")}}
+	for _, ev := range []Event{same, full, noOld} {
+		if parts := Split(r, &ev, nil); len(parts) != 0 {
+			t.Errorf("%s.%s update split: %+v", ev.Rel.Schema, ev.Rel.Table, parts)
+		}
+	}
+	// Other envelopes publish it as one update.
+	for _, name := range []string{"native", "cloudevents"} {
+		other, err := New(name, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if parts := Split(other, &change, nil); len(parts) != 0 {
+			t.Errorf("%s split the update", name)
+		}
+	}
+	// msgpack encoding splits as JSON does.
+	if parts := Split(newMsgpack(t, "debezium", nil), &change, nil); len(parts) != 2 {
+		t.Errorf("msgpack: %d parts", len(parts))
+	}
+}
+
+// Under REPLICA IDENTITY FULL an update's old row is whole: a TOASTed
+// value the update left unchanged is in before, and Debezium puts it in
+// after too, not the placeholder
+// (RecordsStreamProducerIT.shouldHandleToastedArrayColumnForReplicaIdentityFullTable:
+// "before and after record should contain the toasted value").
+func TestDebeziumFullIdentityUnchangedToast(t *testing.T) {
+	const long = "a long owner name, stored out of line"
+	ev := Event{Source: source, Tx: tx, Rel: accounts, Change: &wire.Change{Op: wire.OpUpdate, OldKind: wire.OldFull,
+		Old: []wire.Value{t_("7"), t_(long), t_("100.00")},
+		New: []wire.Value{t_("7"), unchanged, t_("250.00")}}}
+	r := newTestDebezium(t, nil)
+	b, err := r.Append(nil, &ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct{ Before, After map[string]any }
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Before["owner"] != long || m.After["owner"] != long {
+		t.Errorf("owner before %v, after %v; want %q in both", m.Before["owner"], m.After["owner"], long)
+	}
+	if k := r.Header(&ev).Get(DefaultKeyHeader); !strings.Contains(k, long) {
+		t.Errorf("key %s: the unchanged value is part of it", k)
+	}
+	// The raw record is left as it was.
+	if ev.Change.New[1].Kind != wire.KindUnchanged {
+		t.Errorf("new row changed: %+v", ev.Change.New[1])
+	}
+	// Without a whole old row the value is unknown: the placeholder.
+	ev.Rel, ev.Change = users, &wire.Change{Op: wire.OpUpdate, New: []wire.Value{t_("1"), t_("x"), unchanged, t_("0"), unchanged, t_("2026-11-23 09:00:00+00"), unchanged, t_("sad")}}
+	if b, err = r.Append(nil, &ev); err != nil || !strings.Contains(string(b), `"bio":"__debezium_unavailable_value"`) {
+		t.Errorf("default identity: %s, %v", b, err)
 	}
 }
 

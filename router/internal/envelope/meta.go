@@ -164,7 +164,7 @@ func (n *Native) appendOrigin(b []byte, e *Event, withTable bool) []byte {
 		b = value.AppendString(b, e.Rel.Table)
 	}
 	b = append(b, `,"lsn":"`...)
-	b = appendLSN(b, e.Tx.CommitLSN)
+	b = wire.LSN(e.Tx.CommitLSN).Append(b)
 	b = append(b, `","xid":`...)
 	b = strconv.AppendUint(b, uint64(e.Tx.Xid), 10)
 	b = append(b, `,"commit_time":"`...)

@@ -319,21 +319,3 @@ func appendMessage(b []byte, c *wire.Change) []byte {
 	b = strconv.AppendBool(b, c.Transactional)
 	return append(b, '}')
 }
-
-// appendLSN appends lsn as Postgres prints it: two uppercase hex halves.
-func appendLSN(b []byte, lsn uint64) []byte {
-	b = appendUpperHex(b, lsn>>32)
-	b = append(b, '/')
-	return appendUpperHex(b, lsn&0xFFFFFFFF)
-}
-
-func appendUpperHex(b []byte, v uint64) []byte {
-	start := len(b)
-	b = strconv.AppendUint(b, v, 16)
-	for i := start; i < len(b); i++ {
-		if b[i] >= 'a' {
-			b[i] -= 'a' - 'A'
-		}
-	}
-	return b
-}

@@ -33,6 +33,10 @@ type Options struct {
 	// Settings are the envelope's own keys from the route's envelope
 	// section (without "type"), as decoded from YAML or built from flags.
 	Settings map[string]any
+	// Transactions: the route publishes transaction begin and commit
+	// events (its transactions key). Debezium's change events carry their
+	// transaction block only then, as with provide.transaction.metadata.
+	Transactions bool
 }
 
 // Factory builds a Renderer from a route's options, or says what is wrong
@@ -115,6 +119,29 @@ func jsonOnly(name string, o Options) error {
 		return &OptionError{Key: "encoding", Err: fmt.Errorf("%q: the %s envelope is JSON only (msgpack: native, debezium)", o.Encoding, name)}
 	}
 	return nil
+}
+
+// splitter is implemented by envelopes that publish some changes as
+// several events.
+type splitter interface {
+	Split(e *Event, dst []Event) []Event
+}
+
+// Split appends to dst the events the change e is published as, when r
+// publishes it as several, and returns dst as it was otherwise (most
+// changes: e is one event). The events are rendered in their order, each
+// as any event (Append, Header, Tombstone), and take their position in the
+// event ids as parts of e: <index>.0, <index>.1. The debezium envelope
+// splits an update that changes the row's key into the delete of the old
+// key and the create of the new one, as Debezium does.
+func Split(r Renderer, e *Event, dst []Event) []Event {
+	if m, ok := r.(*msgpackRenderer); ok {
+		r = m.json
+	}
+	if s, ok := r.(splitter); ok {
+		return s.Split(e, dst)
+	}
+	return dst
 }
 
 // tombstoner is implemented by envelopes that follow a delete with a

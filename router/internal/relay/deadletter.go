@@ -90,7 +90,7 @@ func (r *Relay) deadLetter(ev *envelope.Event, id string, rawSeq uint64, cause e
 			Database: ev.Source.Database,
 			Slot:     ev.Source.Slot,
 		},
-		LSN:   formatLSN(ev.Tx.CommitLSN),
+		LSN:   wire.LSN(ev.Tx.CommitLSN).String(),
 		Xid:   ev.Tx.Xid,
 		Index: ev.Index,
 		Op:    c.Op.String(),
@@ -168,9 +168,4 @@ func kindName(k byte) string {
 		return "binary"
 	}
 	return fmt.Sprintf("kind(%d)", k)
-}
-
-// formatLSN writes an LSN the way Postgres does: 16/B374D848.
-func formatLSN(lsn uint64) string {
-	return fmt.Sprintf("%X/%X", lsn>>32, uint32(lsn))
 }

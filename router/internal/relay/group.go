@@ -113,7 +113,7 @@ func (r *Relay) flushParts(rs *renderState, last bool, idPrefix []byte) {
 		arena = append(arena, `{"source":`...)
 		arena = value.AppendString(arena, g.src.Name)
 		arena = append(arena, `,"lsn":"`...)
-		arena = append(arena, formatLSN(g.tx.CommitLSN)...)
+		arena = wire.LSN(g.tx.CommitLSN).Append(arena)
 		arena = append(arena, `","xid":`...)
 		arena = strconv.AppendUint(arena, uint64(g.tx.Xid), 10)
 		arena = append(arena, `,"commit_time":`...)

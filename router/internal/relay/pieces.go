@@ -94,7 +94,7 @@ func (r *Relay) joinPieces(ctx context.Context, raw jetstream.Msg, seq uint64, m
 		tx.PieceOffset, tx.PieceTotal = 0, 0
 		txs = append(txs, tx)
 		r.log.Info("large change put together from pieces", "raw_seq", seq, "raw_seq_last", last, "bytes", len(buf),
-			"lsn", formatLSN(tx.CommitLSN), "index", tx.FirstChange)
+			"lsn", wire.LSN(tx.CommitLSN), "index", tx.FirstChange)
 	}
 	m.Txs = txs
 	return tooLarge, nil
@@ -111,16 +111,16 @@ func appendPiece(buf []byte, first, next *wire.Tx) ([]byte, error) {
 	if !next.IsPiece() || next.CommitLSN != first.CommitLSN || next.FirstChange != first.FirstChange ||
 		next.PieceTotal != first.PieceTotal || next.PieceOffset != uint64(len(buf)) {
 		return nil, fmt.Errorf("piece at byte %d of change %d of the transaction at %s is missing (found %s)",
-			len(buf), first.FirstChange, formatLSN(first.CommitLSN), describePiece(next))
+			len(buf), first.FirstChange, wire.LSN(first.CommitLSN), describePiece(next))
 	}
 	return append(buf, next.Changes[0].Content...), nil
 }
 
 func describePiece(t *wire.Tx) string {
 	if !t.IsPiece() {
-		return fmt.Sprintf("change %d of the transaction at %s", t.FirstChange, formatLSN(t.CommitLSN))
+		return fmt.Sprintf("change %d of the transaction at %s", t.FirstChange, wire.LSN(t.CommitLSN))
 	}
-	return fmt.Sprintf("piece at byte %d of change %d of the transaction at %s", t.PieceOffset, t.FirstChange, formatLSN(t.CommitLSN))
+	return fmt.Sprintf("piece at byte %d of change %d of the transaction at %s", t.PieceOffset, t.FirstChange, wire.LSN(t.CommitLSN))
 }
 
 // nextRecord reads the first record after seq on raw's subject, waiting for
@@ -150,7 +150,7 @@ func (r *Relay) nextRecord(ctx context.Context, raw jetstream.Msg, seq uint64, f
 		if time.Since(lastLog) > 30*time.Second {
 			lastLog = time.Now()
 			r.log.Warn("waiting for the next piece of a large change", "after_raw_seq", seq, "subject", raw.Subject(),
-				"lsn", formatLSN(first.CommitLSN), "index", first.FirstChange, "at_byte", at, "of", first.PieceTotal)
+				"lsn", wire.LSN(first.CommitLSN), "index", first.FirstChange, "at_byte", at, "of", first.PieceTotal)
 		}
 		if time.Since(lastSignal) > r.cfg.AckWait/4 {
 			lastSignal = time.Now()

@@ -147,8 +147,9 @@ type Relay struct {
 	// Scratch buffers, reused across events.
 	idBuf   []byte
 	subjBuf []byte
-	subj    string // the last subject, as a string
-	docBuf  []byte // an event printed on stdout
+	split   []envelope.Event // the events a change is published as (envelope.Split)
+	subj    string           // the last subject, as a string
+	docBuf  []byte           // an event printed on stdout
 	// groupDoc holds an event on its way into a transaction group.
 	groupDoc []byte
 	arenas   arenaPool

@@ -69,6 +69,14 @@ func (r *Relay) render(m *wire.Message, rawSize int, rawSeq uint64, maxPayload i
 				}
 			default:
 				ev.Rel = &m.Relations[c.Rel]
+				// The envelope may publish it as several events (Debezium: a
+				// key change is a delete and a create), each a part of it.
+				if r.split = envelope.Split(r.env, &ev, r.split[:0]); len(r.split) > 0 {
+					for n := range r.split {
+						r.renderChange(&rs, r.split[n], n)
+					}
+					continue
+				}
 				r.renderChange(&rs, ev, -1)
 			}
 		}

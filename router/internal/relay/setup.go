@@ -118,7 +118,7 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 	}
 	r.last, r.seen = next-1, next-1
 	for _, p := range r.resume {
-		r.log.Info("output stream holds events up to", "source", p.Source, "commit_lsn", formatLSN(p.CommitLSN), "index", p.Index)
+		r.log.Info("output stream holds events up to", "source", p.Source, "commit_lsn", wire.LSN(p.CommitLSN), "index", p.Index)
 	}
 	r.log.Info("relaying", "raw_stream", r.cfg.RawStream, "durable", r.cfg.Durable, "from_seq", next,
 		"raw_pending", ci.NumPending, "stream", r.cfg.Stream, "subjects", r.route.Subjects(), "duplicate_window", r.dupWindow)

@@ -140,7 +140,7 @@ func (r *Relay) recoverTx(ctx context.Context, seq uint64, subject string, m *wi
 			continue // deleted
 		}
 		if err != nil {
-			return fmt.Errorf("read the start of the transaction at %s from raw record %d: %w", formatLSN(first.CommitLSN), s, err)
+			return fmt.Errorf("read the start of the transaction at %s from raw record %d: %w", wire.LSN(first.CommitLSN), s, err)
 		}
 		if sm.Subject != subject {
 			continue
@@ -163,7 +163,7 @@ func (r *Relay) recoverTx(ctx context.Context, seq uint64, subject string, m *wi
 	}
 	if !found {
 		r.log.Warn("the start of a transaction is gone from the raw stream: its commit event counts only the events still there",
-			"lsn", formatLSN(first.CommitLSN), "raw_seq", seq)
+			"lsn", wire.LSN(first.CommitLSN), "raw_seq", seq)
 	}
 	t := r.openTx(&m.Source, first)
 	for i := len(earlier) - 1; i >= 0; i-- {
@@ -196,7 +196,7 @@ func (r *Relay) recoverTx(ctx context.Context, seq uint64, subject string, m *wi
 			}
 		}
 	}
-	r.log.Info("counted the earlier fragments of a transaction for its commit event", "lsn", formatLSN(first.CommitLSN),
+	r.log.Info("counted the earlier fragments of a transaction for its commit event", "lsn", wire.LSN(first.CommitLSN),
 		"fragments_in_records", len(earlier), "events", t.count)
 	return nil
 }

@@ -8,6 +8,7 @@ package routing
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -76,19 +77,17 @@ func FromFile(f *pipeline.File, errs *pipeline.Errors, warn func(msg string, arg
 		for _, c := range s.Columns {
 			rc.Columns = append(rc.Columns, route.ColumnRule{Table: c.Table, Drop: c.Drop, Mask: c.Mask, Hash: c.Hash})
 		}
-		part, parts, perr := ParsePartition(s.Partition)
-		if perr != nil {
-			errs.Add(s.Path+".partition", "%v", perr)
-		}
+		// Checked by the decoder: an error is impossible here.
+		part, parts, _ := pipeline.ParsePartition(s.Partition)
 		rc.Partition, rc.Partitions = part, parts
 		durableName := PartitionDurable(s.Durable, part, parts)
 		rt, err := route.New(rc)
 		if err != nil {
 			addRouteErrors(errs, s.Path, err)
 		}
-		env, err := envelope.New(s.Envelope.Type, envelope.Options{Encoding: s.Encoding, Settings: s.Envelope.Settings})
+		env, err := envelope.New(s.Envelope.Type, envelope.Options{Encoding: s.Encoding, Settings: s.Envelope.Settings, Transactions: s.Transactions})
 		if err != nil {
-			addEnvelopeError(errs, s.Path, err)
+			addEnvelopeError(errs, s, err)
 		}
 		for _, m := range []struct {
 			on   bool
@@ -104,7 +103,14 @@ func FromFile(f *pipeline.File, errs *pipeline.Errors, warn func(msg string, arg
 				errs.Add(s.Path+".group", "groups are JSON: use encoding json with group: transaction")
 			} else if ce, ok := env.(*envelope.CloudEvents); ok {
 				if _, batch := ce.Batch(); !batch {
-					errs.Add(s.Path+".group", "binary CloudEvents have no batch format: use mode structured with group: transaction")
+					group, mode := s.Path+".group", s.Path+".envelope.mode"
+					if errs.Flag(group) != "" || errs.Flag(mode) != "" {
+						// Two keys, one at least from a flag: said as the user gave them.
+						errs.Add("", "%s needs %s: binary CloudEvents have no batch format", named(errs, group, "group: transaction", " transaction"),
+							named(errs, mode, "envelope mode structured", " structured"))
+					} else {
+						errs.Add(group, "binary CloudEvents have no batch format: use mode structured with group: transaction")
+					}
 				}
 			}
 		}
@@ -211,16 +217,27 @@ func addRouteErrors(errs *pipeline.Errors, path string, err error) {
 	}
 }
 
-func addEnvelopeError(errs *pipeline.Errors, path string, err error) {
+func addEnvelopeError(errs *pipeline.Errors, s *pipeline.Sink, err error) {
 	var oe *envelope.OptionError
 	switch {
+	case errors.As(err, &oe) && oe.Key == "type":
+		errs.AddValue(s.Path+".envelope.type", "unknown envelope", strconv.Quote(s.Envelope.Type), "use "+strings.Join(envelope.Names(), ", "))
 	case errors.As(err, &oe) && oe.Key == "encoding":
-		errs.Add(path+".encoding", "%v", oe.Err)
+		errs.Add(s.Path+".encoding", "%v", oe.Err)
 	case errors.As(err, &oe):
-		errs.Add(path+".envelope."+oe.Key, "%v", oe.Err)
+		errs.Add(s.Path+".envelope."+oe.Key, "%v", oe.Err)
 	default:
-		errs.Add(path+".envelope", "%v", err)
+		errs.Add(s.Path+".envelope", "%v", err)
 	}
+}
+
+// named is how a problem names the key at path: as the flag that gave it
+// (with flagValue), or as the file writes it.
+func named(errs *pipeline.Errors, path, file, flagValue string) string {
+	if f := errs.Flag(path); f != "" {
+		return f + flagValue
+	}
+	return file
 }
 
 func unjoin(err error) []error {
@@ -264,19 +281,6 @@ func standbyTTL(s *pipeline.Sink) time.Duration {
 		return s.StandbyTTL
 	}
 	return relay.DefaultStandbyTTL
-}
-
-// ParsePartition reads "i/N" (0 <= i < N): a router's share of a route's
-// output; "" is the whole output (0, 0).
-func ParsePartition(s string) (part, parts int, err error) {
-	if s == "" {
-		return 0, 0, nil
-	}
-	if _, err := fmt.Sscanf(s, "%d/%d", &part, &parts); err != nil || parts < 1 || part < 0 || part >= parts ||
-		fmt.Sprintf("%d/%d", part, parts) != s {
-		return 0, 0, fmt.Errorf("%q: use i/N with 0 <= i < N, e.g. 0/2 for the first of two routers", s)
-	}
-	return part, parts, nil
 }
 
 // PartitionDurable is the durable of a route's share: each partition has

@@ -209,7 +209,7 @@ func resolve(ctx context.Context, raw jetstream.Stream, req ReplayRequest) (*rel
 	}
 	b := &relay.Replay{FromSeq: st.FirstSeq, ToSeq: st.LastSeq}
 	if rs.subject != "" {
-		b.LSNSource = rs.subject[len(wire.RawSubjectPrefix):]
+		b.LSNSource, _ = wire.SourceOfSubject(rs.subject)
 	}
 	if !req.From.given() {
 		return nil, errors.New("give where the replay starts: --from-seq, --from-lsn or --from-time")
@@ -248,7 +248,9 @@ func sourceSubject(subjects map[string]uint64, source string) (string, error) {
 	if len(subjects) != 1 {
 		var names []string
 		for s := range subjects {
-			names = append(names, s[len(wire.RawSubjectPrefix):])
+			if src, ok := wire.SourceOfSubject(s); ok {
+				names = append(names, src)
+			}
 		}
 		return "", fmt.Errorf("commit LSNs are per source and the raw stream holds sources %v: give --source", names)
 	}
@@ -289,7 +291,7 @@ func (rs *rawSearch) from(ctx context.Context, p Point, b *relay.Replay) error {
 			return err
 		}
 		if len(m.Txs) > 0 && m.Txs[0].CommitLSN > p.LSN && gone {
-			return fmt.Errorf("--from-lsn %s is older than the raw stream's first record of the source: %s", formatLSN(p.LSN), oldest)
+			return fmt.Errorf("--from-lsn %s is older than the raw stream's first record of the source: %s", wire.LSN(p.LSN), oldest)
 		}
 		_ = seq
 		// The first record whose last transaction commits at or after p.
@@ -343,7 +345,7 @@ func (rs *rawSearch) oldest(ctx context.Context) (string, error) {
 	desc := fmt.Sprintf("raw stream %s starts at seq %d, stored %s", rs.name, sm.Sequence, sm.Time.UTC().Format(time.RFC3339))
 	var m wire.Message
 	if wire.Unmarshal(sm.Data, &m) == nil && len(m.Txs) > 0 {
-		desc += fmt.Sprintf(", first commit LSN %s (source %s)", formatLSN(m.Txs[0].CommitLSN), m.Source.Name)
+		desc += fmt.Sprintf(", first commit LSN %s (source %s)", wire.LSN(m.Txs[0].CommitLSN), m.Source.Name)
 	}
 	return desc, nil
 }
@@ -408,5 +410,3 @@ func (rs *rawSearch) search(ctx context.Context, ok func(*wire.Message) bool) (u
 	}
 	return seq, nil
 }
-
-func formatLSN(lsn uint64) string { return fmt.Sprintf("%X/%X", lsn>>32, uint32(lsn)) }

@@ -6,9 +6,9 @@
 // jsonb are embedded, timestamps use the ISO 8601 'T' form, and anything
 // without a JSON counterpart is its Postgres text as a JSON string.
 //
-// Text values are expected to come from a session with DateStyle=ISO,
-// TimeZone=UTC, IntervalStyle=postgres and extra_float_digits=3, as the
-// collector sets them. Dates and timestamps in another style are rejected, not
+// Text values are expected to come from a session with the settings of
+// wire.TextFormat (DateStyle=ISO, TimeZone=UTC, IntervalStyle=postgres,
+// extra_float_digits=3, bytea_output=hex), as the collector sets them. Dates and timestamps in another style are rejected, not
 // passed through, so a misconfigured collector fails loudly.
 package value
 
@@ -262,12 +262,16 @@ func skipDigits(s []byte, i int) int {
 // badText is the error for a text value that does not parse as its type. The
 // value is quoted (shortened) so that the dead letter explains itself.
 func badText(oid uint32, s []byte) error {
+	return fmt.Errorf("invalid %s text %q", typeName(oid), shorten(s))
+}
+
+// shorten cuts s for an error message.
+func shorten(s []byte) string {
 	const max = 64
-	q := string(s)
-	if len(q) > max {
-		q = q[:max] + "..."
+	if len(s) > max {
+		return string(s[:max]) + "..."
 	}
-	return fmt.Errorf("invalid %s text %q", typeName(oid), q)
+	return string(s)
 }
 
 func typeName(oid uint32) string {
