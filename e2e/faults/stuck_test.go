@@ -112,7 +112,7 @@ func (e *env) gapReport(scenario string, lost ...string) []wire.Notice {
 		e.t.Errorf("%s: raw stream: %s", scenario, raw)
 	}
 	// The notices, as consumers see them: native message events.
-	cons, err := js.OrderedConsumer(ctx, "PGJET_EVENTS", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"postgres._messages.>"}})
+	cons, err := js.OrderedConsumer(ctx, "PGJET_EVENTS", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"postgres._notices.>"}})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -134,6 +134,10 @@ type Source struct {
 	// an invalidated slot by itself (a gap notice first, then a new slot);
 	// default 0: never.
 	AutoRecreateSlot int
+	// Failover: the slot is a failover slot (PostgreSQL 17+), synchronized
+	// to standbys with sync_replication_slots, so that the collector
+	// follows a promotion (docs/postgres.md).
+	Failover bool
 }
 
 // RawStream is pgjet's own section: the raw stream and how to reach it.

@@ -49,6 +49,8 @@ type config struct {
 	maxMessage   int
 	standby      bool
 	recreateSlot bool
+	takeOver     bool
+	failover     bool
 	autoRecreate int // --auto-recreate-slot
 	logLevel     slog.Level
 	logJSON      bool
@@ -91,6 +93,8 @@ func parseConfig(args []string) (config, error) {
 	fs.BoolVar(&c.standby, "standby", false, "wait while another collector holds the slot, and take over when it is released")
 	fs.BoolVar(&c.recreateSlot, "recreate-slot", false, "at start, create the slot although the raw stream has records of this source (it was dropped), or replace it when Postgres invalidated it; the changes in between are missing, and a gap notice tells consumers")
 	fs.IntVar(&c.autoRecreate, "auto-recreate-slot", 0, "replace an invalidated slot by itself, as --recreate-slot does, at most this many times in this process's life (0: never; the collector stops, or with --metrics stays up not ready)")
+	fs.BoolVar(&c.failover, "failover", false, "make the slot a failover slot (PostgreSQL 17+), which standbys with sync_replication_slots = on keep a copy of, so that the collector follows a promotion (docs/postgres.md)")
+	fs.BoolVar(&c.takeOver, "take-over-source", false, "once, to make this collector the source's writer although its last raw record comes from another slot or database (slot renamed, database restored or upgraded into a new cluster) or from a timeline this server does not descend from")
 	c.memLimit = -1
 	fs.Var(&c.memLimit, "memory-limit", "soft memory limit of the Go runtime, e.g. 256MiB (GOMEMLIMIT wins; 0: none); auto: 128MiB, none with --embedded")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
@@ -262,6 +266,8 @@ func (c *config) sessionConfig(log *slog.Logger, pr *probe) session.Config {
 		MaxChanges:   c.maxChanges,
 		Standby:      c.standby,
 		RecreateSlot: c.recreateSlot,
+		TakeOver:     c.takeOver,
+		Failover:     c.failover,
 		// Bounded: a slot invalidated again and again would otherwise
 		// trade one gap for the next without anyone deciding.
 		AutoRecreateSlot: c.autoRecreate,

@@ -38,6 +38,11 @@ func TestParseConfig(t *testing.T) {
 		{name: "a dot in an unquoted name", args: []string{"--tables", "my.schema.t"}, wantErr: `bad --tables: bad table "my.schema.t": 3 dot-separated parts; a schema or table whose name holds a dot is written in double quotes`},
 		{name: "unclosed quote", args: []string{"--tables", `"my.schema.t`}, wantErr: "bad --tables"},
 		{name: "negative auto recreate", args: []string{"--auto-recreate-slot", "-1"}, wantErr: "bad --auto-recreate-slot"},
+		{name: "failover and take-over", args: []string{"--failover", "--take-over-source"}, check: func(t *testing.T, c config) {
+			if !c.failover || !c.takeOver {
+				t.Errorf("failover %v, take over %v", c.failover, c.takeOver)
+			}
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

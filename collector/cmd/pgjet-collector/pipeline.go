@@ -38,6 +38,7 @@ func (c *config) applyFile(given map[string]bool, tables *string) error {
 	set("tables", func() { *tables = strings.Join(src.Tables, ",") })
 	set("source", func() { c.source = src.ID })
 	set("auto-recreate-slot", func() { c.autoRecreate = src.AutoRecreateSlot })
+	set("failover", func() { c.failover = src.Failover })
 
 	raw := f.RawStream
 	if raw.Embedded != nil && !given["nats"] {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -14,11 +15,13 @@ import (
 )
 
 // PublishNotice stores a raw message holding tx alone (a notice, see
-// wire.NoticeTx) on the source's subject and waits for its ack, retrying
-// with the same message id until it is stored or ctx ends. It is for the
-// moments before a session streams, when no Publisher runs: a notice that
-// must be stored before what follows it is done.
-func PublishNotice(ctx context.Context, js jetstream.JetStream, src wire.Source, tx wire.Tx, ackTimeout time.Duration, log *slog.Logger) (uint64, error) {
+// wire.NoticeTx) on the source's subject of stream, which must end at
+// sequence lastSeq (0: empty; one writer per source, as the Publisher
+// expects it), and waits for its ack, retrying with the same message id
+// until it is stored or ctx ends. It is for the moments before a session
+// streams, when no Publisher runs: a notice that must be stored before
+// what follows it is done. It returns the notice's sequence.
+func PublishNotice(ctx context.Context, js jetstream.JetStream, stream string, src wire.Source, tx wire.Tx, lastSeq uint64, ackTimeout time.Duration, log *slog.Logger) (uint64, error) {
 	m := &wire.Message{Source: src, Txs: []wire.Tx{tx}}
 	data, err := wire.Marshal(m)
 	if err != nil {
@@ -27,6 +30,7 @@ func PublishNotice(ctx context.Context, js jetstream.JetStream, src wire.Source,
 	pos, _ := m.Last()
 	msg := &nats.Msg{Subject: wire.RawSubject(src.Name), Data: data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, wire.RawMsgID(src, pos, pos))
+	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(lastSeq, 10))
 	retry := backoff.New(100*time.Millisecond, 5*time.Second)
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, ackTimeout)
@@ -34,6 +38,18 @@ func PublishNotice(ctx context.Context, js jetstream.JetStream, src wire.Source,
 		cancel()
 		if err == nil {
 			return ack.Sequence, nil
+		}
+		if wrongLastSequence(err) {
+			// Stored by an earlier attempt whose ack got lost, or written
+			// by somebody else.
+			last, found, rerr := LastRecord(ctx, js, stream, src.Name)
+			switch {
+			case rerr != nil:
+				return 0, fmt.Errorf("raw subject %s did not end at sequence %d as expected, and reading its last record failed: %w", msg.Subject, lastSeq, rerr)
+			case found && last.MsgID == msg.Header.Get(jetstream.MsgIDHeader):
+				return last.Seq, nil
+			}
+			return 0, &SubjectMovedError{Subject: msg.Subject, Expected: lastSeq, Last: last, Found: found}
 		}
 		if ctx.Err() != nil {
 			return 0, ctx.Err()

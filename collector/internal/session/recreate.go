@@ -51,7 +51,11 @@ func (g Gap) Bytes() uint64 {
 // recognized on restart (the same invalidated slot, the same start of the
 // gap) and not told twice; a crash between the drop and the creation
 // leaves a missing slot, which needs --recreate-slot again.
-func (s *session) recreateSlot(ctx context.Context, pgc *pgx.Conn, repl *pgconn.PgConn, src wire.Source) (*Gap, error) {
+//
+// stored says the raw stream holds records of this source's writer (see
+// resume.Plan.SameWriter): without them a missing slot is a fresh start,
+// which EnsureSlot handles.
+func (s *session) recreateSlot(ctx context.Context, pgc *pgx.Conn, repl *pgconn.PgConn, src wire.Source, stored bool) (*Gap, error) {
 	cfg, log := s.cfg, s.log
 	st, err := pgsetup.ReadSlot(ctx, pgc, cfg.Slot)
 	if err != nil {
@@ -60,13 +64,11 @@ func (s *session) recreateSlot(ctx context.Context, pgc *pgx.Conn, repl *pgconn.
 	if st.Exists && !st.Invalidated() {
 		return nil, nil
 	}
-	last, _, err := rawstream.LastMessage(ctx, s.js, cfg.RawStream, cfg.Source)
+	last, lastSeq, err := rawstream.LastMessage(ctx, s.js, cfg.RawStream, cfg.Source)
 	if err != nil {
 		return nil, err
 	}
-	// Records of this database: their absence makes a missing slot a fresh
-	// start, which EnsureSlot handles.
-	stored := last != nil && last.Source.SystemID == src.SystemID
+	stored = stored && last != nil
 	byFlag := cfg.RecreateSlot && !s.streamed
 	g := &Gap{Slot: cfg.Slot, To: st.CurrentWAL}
 	switch {
@@ -113,7 +115,7 @@ func (s *session) recreateSlot(ctx context.Context, pgc *pgx.Conn, repl *pgconn.
 		if err != nil {
 			return nil, err
 		}
-		if g.NoticeSeq, err = rawstream.PublishNotice(ctx, s.js, src, tx, cfg.AckTimeout, log); err != nil {
+		if g.NoticeSeq, err = rawstream.PublishNotice(ctx, s.js, cfg.RawStream, src, tx, lastSeq, cfg.AckTimeout, log); err != nil {
 			return nil, fmt.Errorf("store the gap notice before re-creating slot %s: %w", cfg.Slot, err)
 		}
 	}

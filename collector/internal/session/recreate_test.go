@@ -17,6 +17,7 @@ import (
 	"github.com/pgjet/pgjet/collector/internal/pgsetup"
 	"github.com/pgjet/pgjet/collector/internal/rawstream"
 	"github.com/pgjet/pgjet/collector/internal/replication"
+	"github.com/pgjet/pgjet/collector/internal/resume"
 	"github.com/pgjet/pgjet/shared/natsconn"
 	"github.com/pgjet/pgjet/shared/natstest"
 	"github.com/pgjet/pgjet/shared/pgtest"
@@ -49,7 +50,8 @@ func (p *recordingProbe) streaming() int {
 	defer p.mu.Unlock()
 	return p.streamed
 }
-func (p *recordingProbe) Reconnected() {}
+func (p *recordingProbe) Reconnected()              {}
+func (p *recordingProbe) Phantoms(*resume.Phantoms) {}
 func (p *recordingProbe) SlotInvalidated(reason string, _ uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
