@@ -2,7 +2,6 @@ package rawstream
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -63,26 +62,6 @@ func PublishNotice(ctx context.Context, js jetstream.JetStream, stream string, s
 			return 0, err
 		}
 	}
-}
-
-// LastMessage reads the source's last raw record; nil when there is none.
-func LastMessage(ctx context.Context, js jetstream.JetStream, stream, source string) (*wire.Message, uint64, error) {
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		return nil, 0, fmt.Errorf("raw stream %s: %w", stream, err)
-	}
-	raw, err := s.GetLastMsgForSubject(ctx, wire.RawSubject(source))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, 0, nil
-	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("read last raw record of %s: %w", source, err)
-	}
-	var m wire.Message
-	if err := wire.Unmarshal(raw.Data, &m); err != nil {
-		return nil, 0, fmt.Errorf("last raw record of %s (seq %d): %w", source, raw.Sequence, err)
-	}
-	return &m, raw.Sequence, nil
 }
 
 // LastNotice is the notice the message ends with, if it ends with one.
