@@ -91,12 +91,20 @@ func (s *session) recreateSlot(ctx context.Context, pgc *pgx.Conn, repl *pgconn.
 	default:
 		return nil, nil
 	}
-	// Records stored past the slot's confirmed position (read, published,
-	// never confirmed) are not missing: the gap starts after them.
-	if pos, ok := last.Last(); stored && ok && pos.CommitLSN > g.From {
-		g.From = pos.CommitLSN
-		if t := &last.Txs[len(last.Txs)-1]; t.Final {
-			g.From = t.EndLSN
+	told, already := toldAlready(st, last)
+	switch {
+	case already:
+		from, _ := pglogrepl.ParseLSN(told.FromLSN)
+		g.From = uint64(from)
+	case stored:
+		// Records stored past the slot's confirmed position (read,
+		// published, never confirmed) are not missing: the gap starts
+		// after them.
+		if pos, ok := last.Last(); ok && pos.CommitLSN > g.From {
+			g.From = pos.CommitLSN
+			if t := &last.Txs[len(last.Txs)-1]; t.Final {
+				g.From = t.EndLSN
+			}
 		}
 	}
 
@@ -108,8 +116,8 @@ func (s *session) recreateSlot(ctx context.Context, pgc *pgx.Conn, repl *pgconn.
 		FromLSN:  pglogrepl.LSN(g.From).String(),
 		ToLSN:    pglogrepl.LSN(g.To).String(),
 	}
-	if told, ok := rawstream.LastNotice(last); ok && told.Kind == wire.NoticeGap && told.FromLSN == n.FromLSN && st.Exists {
-		log.Info("the gap notice is in the raw stream already (an earlier attempt stopped before the slot was created again)", "from_lsn", n.FromLSN)
+	if already {
+		log.Info("the gap notice is in the raw stream already (an earlier attempt stopped before the slot was created again)", "from_lsn", told.FromLSN)
 	} else {
 		tx, err := wire.NoticeTx(n, g.To)
 		if err != nil {
@@ -134,6 +142,20 @@ func (s *session) recreateSlot(ctx context.Context, pgc *pgx.Conn, repl *pgconn.
 		"from_lsn", pglogrepl.LSN(g.From), "to_lsn", pglogrepl.LSN(g.To), "gap_bytes", g.Bytes(), "cause", g.Cause)
 	s.probe.Gap(*g)
 	return g, nil
+}
+
+// toldAlready finds the gap notice an earlier attempt stored for this very
+// invalidation before it stopped: the slot is still the invalidated one,
+// the notice is the source's last record, and the slot's confirmed
+// position is not past the WAL position the notice was written at (a
+// slot created after a notice starts past it).
+func toldAlready(st pgsetup.SlotState, last *wire.Message) (wire.Notice, bool) {
+	n, ok := rawstream.LastNotice(last)
+	if !ok || n.Kind != wire.NoticeGap || !st.Exists || !st.Invalidated() {
+		return n, false
+	}
+	to, err := pglogrepl.ParseLSN(n.ToLSN)
+	return n, err == nil && st.ConfirmedFlush <= uint64(to)
 }
 
 // dropSlot drops the (invalidated) slot, waiting for a walsender that

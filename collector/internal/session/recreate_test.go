@@ -279,3 +279,33 @@ func TestDroppedSlotWaitsForTheOperator(t *testing.T) {
 		t.Fatalf("slot recreated (%d, %v)", n, err)
 	}
 }
+
+// A gap notice is told once: an attempt that stored it and stopped before
+// the slot was created again is recognized on restart (the same invalidated
+// slot), a notice of an earlier re-creation is not taken for this one.
+func TestToldAlready(t *testing.T) {
+	notice := func(from, to uint64) *wire.Message {
+		tx, err := wire.NoticeTx(wire.Notice{Kind: wire.NoticeGap, FromLSN: pglogrepl.LSN(from).String(), ToLSN: pglogrepl.LSN(to).String()}, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &wire.Message{Txs: []wire.Tx{tx}}
+	}
+	invalid := pgsetup.SlotState{Exists: true, Invalidation: "wal_removed", ConfirmedFlush: 0x1000}
+	for _, tc := range []struct {
+		name string
+		st   pgsetup.SlotState
+		last *wire.Message
+		want bool
+	}{
+		{"this invalidation, told", invalid, notice(0x1000, 0x5000), true},
+		{"an earlier re-creation's notice, the new slot invalidated since", pgsetup.SlotState{Exists: true, Invalidation: "wal_removed", ConfirmedFlush: 0x6000}, notice(0x1000, 0x5000), false},
+		{"the slot dropped since", pgsetup.SlotState{}, notice(0x1000, 0x5000), false},
+		{"a row change last", invalid, &wire.Message{Txs: []wire.Tx{{CommitLSN: 0x900, Final: true, Changes: []wire.Change{{Op: wire.OpInsert}}}}}, false},
+		{"nothing stored", invalid, nil, false},
+	} {
+		if _, got := toldAlready(tc.st, tc.last); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
