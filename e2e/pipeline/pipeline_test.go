@@ -57,12 +57,17 @@ func firstLine(s string) string {
 	return s
 }
 
-func (e *env) collector() *harness.Proc {
-	e.t.Helper()
-	p := harness.StartProcess(e.t, "pgjet-collector", []string{
+// collectorArgs are the flags of the env's collector, with extra ones.
+func (e *env) collectorArgs(extra ...string) []string {
+	return append([]string{
 		"--dsn", e.pg.DSN(""), "--slot", "pgjet_e2e", "--publication", "pgjet_e2e", "--tables", e.tables,
 		"--nats", e.nats.URL(), "--source", "e2e",
-	}, nil)
+	}, extra...)
+}
+
+func (e *env) collector(extra ...string) *harness.Proc {
+	e.t.Helper()
+	p := harness.StartProcess(e.t, "pgjet-collector", e.collectorArgs(extra...), nil)
 	if !p.WaitForLog("msg=streaming", 30*time.Second) {
 		e.t.Fatalf("collector did not start streaming")
 	}

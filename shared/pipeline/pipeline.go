@@ -277,6 +277,7 @@ func (d *decoder) source(spec *mapReader, src *Source) {
 	src.StartPosition = defaultStartPosition
 	d.enum(c, "start_position", &src.StartPosition, Earliest, Latest)
 	d.intRange(c, "auto_recreate_slot", 0, 1000, &src.AutoRecreateSlot)
+	d.sourceLiveness(c, src)
 	if fn, fp := c.get("failover"); fn != nil {
 		if v, ok := d.boolean(fn, fp); ok {
 			src.Failover = v

@@ -134,6 +134,12 @@ type Source struct {
 	// an invalidated slot by itself (a gap notice first, then a new slot);
 	// default 0: never.
 	AutoRecreateSlot int
+	// Heartbeat writes into the database so that the slot moves while
+	// the published tables are idle; off by default.
+	Heartbeat Heartbeat
+	// ReplicationTimeout bounds the walsender's silence before the
+	// collector connects again; 0: the server's wal_sender_timeout.
+	ReplicationTimeout time.Duration
 	// Failover: the slot is a failover slot (PostgreSQL 17+), synchronized
 	// to standbys with sync_replication_slots, so that the collector
 	// follows a promotion (docs/postgres.md).

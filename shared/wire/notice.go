@@ -28,7 +28,7 @@ import (
 // NoticePrefix starts the prefix of every notice. Applications must not use
 // it for their own pg_logical_emit_message calls: routers would take those
 // for notices.
-const NoticePrefix = "pgjet.notice."
+const NoticePrefix = ReservedPrefix + "notice."
 
 // Notice kinds.
 const (

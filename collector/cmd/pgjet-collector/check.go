@@ -178,6 +178,7 @@ func checkPostgres(ctx context.Context, cfg config, r *opcheck.Report) *pgFacts 
 			"set both to at least 1 per collector (plus the standbys') in postgresql.conf and restart Postgres")
 	}
 	checkPublication(ctx, cfg, conn, srv, r)
+	checkStream(ctx, cfg, conn, srv, r)
 	checkSlot(ctx, cfg, conn, srv, r, facts)
 	checkSlotDecodes(ctx, cfg, conn, r, facts)
 	checkFailover(ctx, cfg, conn, srv, r)

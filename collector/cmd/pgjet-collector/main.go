@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pgjet/pgjet/collector/internal/heartbeat"
 	"github.com/pgjet/pgjet/collector/internal/session"
 	"github.com/pgjet/pgjet/shared/flagenv"
 	"github.com/pgjet/pgjet/shared/logging"
@@ -64,6 +65,13 @@ type config struct {
 	file      string
 	compat    bool
 	checkOnly bool
+
+	// Liveness: heartbeats (0: none) and the walsender's silence bound
+	// (0: the server's wal_sender_timeout).
+	heartbeat          time.Duration
+	heartbeatQuery     string
+	heartbeatDSN       string
+	replicationTimeout time.Duration
 }
 
 func parseConfig(args []string) (config, error) {
@@ -93,6 +101,10 @@ func parseConfig(args []string) (config, error) {
 	fs.BoolVar(&c.standby, "standby", false, "wait while another collector holds the slot, and take over when it is released")
 	fs.BoolVar(&c.recreateSlot, "recreate-slot", false, "at start, create the slot although the raw stream has records of this source (it was dropped), or replace it when Postgres invalidated it; the changes in between are missing, and a gap notice tells consumers")
 	fs.IntVar(&c.autoRecreate, "auto-recreate-slot", 0, "replace an invalidated slot by itself, as --recreate-slot does, at most this many times in this process's life (0: never; the collector stops, or with --metrics stays up not ready)")
+	fs.DurationVar(&c.heartbeat, "heartbeat", 0, "write a heartbeat into the database this often (e.g. 30s), so that the slot moves while the published tables are idle and other databases write (0: none)")
+	fs.StringVar(&c.heartbeatQuery, "heartbeat-query", "", "SQL to run as the heartbeat instead of a pgjet.heartbeat logical message (e.g. an UPDATE of a published table, for consumers to see)")
+	fs.StringVar(&c.heartbeatDSN, "heartbeat-dsn", "", "where heartbeats are written (default --dsn): the primary, when --dsn is a standby")
+	fs.DurationVar(&c.replicationTimeout, "replication-timeout", 0, "connect again when the walsender sends nothing, although asked to reply, for this long (0: the server's wal_sender_timeout, at least 30s)")
 	fs.BoolVar(&c.failover, "failover", false, "make the slot a failover slot (PostgreSQL 17+), which standbys with sync_replication_slots = on keep a copy of, so that the collector follows a promotion (docs/postgres.md)")
 	fs.BoolVar(&c.takeOver, "take-over-source", false, "once, to make this collector the source's writer although its last raw record comes from another slot or database (slot renamed, database restored or upgraded into a new cluster) or from a timeline this server does not descend from")
 	c.memLimit = -1
@@ -176,6 +188,12 @@ func parseConfig(args []string) (config, error) {
 		return c, fmt.Errorf("bad --max-message-changes %d: use 0 (no bound) or more", c.maxChanges)
 	case c.autoRecreate < 0:
 		return c, fmt.Errorf("bad --auto-recreate-slot %d: use 0 (never) or more", c.autoRecreate)
+	case c.heartbeat < 0 || c.heartbeat > 0 && c.heartbeat < 100*time.Millisecond:
+		return c, fmt.Errorf("bad --heartbeat %v: use 0 (none) or at least 100ms (e.g. 30s)", c.heartbeat)
+	case c.heartbeat == 0 && (c.heartbeatQuery != "" || c.heartbeatDSN != ""):
+		return c, errors.New("--heartbeat-query and --heartbeat-dsn need --heartbeat INTERVAL (spec.source.config.heartbeat.interval)")
+	case c.replicationTimeout < 0 || c.replicationTimeout > 0 && c.replicationTimeout < time.Second:
+		return c, fmt.Errorf("bad --replication-timeout %v: use 0 (the server's wal_sender_timeout) or at least 1s", c.replicationTimeout)
 	}
 	if err := c.auth.Check(); err != nil {
 		return c, err
@@ -195,6 +213,9 @@ func main() {
 	}
 	if len(os.Args) > 1 && os.Args[1] == "status" {
 		os.Exit(statusMain(os.Args[2:]))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "ddl-capture" {
+		os.Exit(ddlMain(os.Args[2:]))
 	}
 	cfg, err := parseConfig(os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {
@@ -278,6 +299,9 @@ func (c *config) sessionConfig(log *slog.Logger, pr *probe) session.Config {
 		PublishLatency: pr.observer(),
 		Log:            log,
 	}
+	sc.Heartbeat = heartbeat.Config{Interval: c.heartbeat, Query: c.heartbeatQuery, DSN: c.heartbeatDSN}
+	sc.HeartbeatStats = &pr.heartbeats
+	sc.ReplicationTimeout = c.replicationTimeout
 	if c.embedded != "" {
 		emb := c.emb.cfg
 		sc.Embedded = &emb

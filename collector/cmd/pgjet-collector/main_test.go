@@ -38,6 +38,15 @@ func TestParseConfig(t *testing.T) {
 		{name: "a dot in an unquoted name", args: []string{"--tables", "my.schema.t"}, wantErr: `bad --tables: bad table "my.schema.t": 3 dot-separated parts; a schema or table whose name holds a dot is written in double quotes`},
 		{name: "unclosed quote", args: []string{"--tables", `"my.schema.t`}, wantErr: "bad --tables"},
 		{name: "negative auto recreate", args: []string{"--auto-recreate-slot", "-1"}, wantErr: "bad --auto-recreate-slot"},
+		{name: "heartbeat", args: []string{"--heartbeat", "30s", "--heartbeat-dsn", "postgres://u@primary/db", "--replication-timeout", "90s"}, check: func(t *testing.T, c config) {
+			sc := c.sessionConfig(nil, newProbe())
+			if sc.Heartbeat.Interval != 30*time.Second || sc.Heartbeat.DSN != "postgres://u@primary/db" || sc.ReplicationTimeout != 90*time.Second || sc.HeartbeatStats == nil {
+				t.Errorf("session config %+v", sc)
+			}
+		}},
+		{name: "heartbeat too often", args: []string{"--heartbeat", "1ms"}, wantErr: "bad --heartbeat"},
+		{name: "heartbeat query without interval", args: []string{"--heartbeat-query", "SELECT 1"}, wantErr: "need --heartbeat INTERVAL"},
+		{name: "replication timeout too short", args: []string{"--replication-timeout", "10ms"}, wantErr: "bad --replication-timeout"},
 		{name: "failover and take-over", args: []string{"--failover", "--take-over-source"}, check: func(t *testing.T, c config) {
 			if !c.failover || !c.takeOver {
 				t.Errorf("failover %v, take over %v", c.failover, c.takeOver)

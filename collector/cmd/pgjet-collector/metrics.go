@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
+	"github.com/pgjet/pgjet/collector/internal/heartbeat"
 	"github.com/pgjet/pgjet/collector/internal/lag"
 	"github.com/pgjet/pgjet/collector/internal/rawstream"
 	"github.com/pgjet/pgjet/collector/internal/replication"
@@ -37,6 +38,8 @@ type probe struct {
 	// slotLag is the slot's lag behind the WAL in bytes, as of the last
 	// poll; NaN when that poll failed.
 	slotLag atomic.Uint64 // math.Float64bits
+	// heartbeats counts the heartbeats written and failed.
+	heartbeats heartbeat.Stats
 	// publishLatency is nil while metrics are off: then nothing is timed.
 	publishLatency prometheus.Histogram
 	// Failovers that left stored records the new primary never had, and
@@ -182,9 +185,11 @@ func (p *probe) pollSlotLag(ctx context.Context, dsn, slot string, every time.Du
 		var wal, sent uint64
 		// sent_lsn is the walsender's (only its own role's row is visible
 		// to a role without pg_read_all_stats: the collector's is).
-		err := conn.QueryRow(qctx, `SELECT (pg_current_wal_lsn() - s.confirmed_flush_lsn)::float8,
-				(pg_current_wal_lsn() - '0/0')::numeric::int8, coalesce((r.sent_lsn - '0/0')::numeric::int8, 0)
-			FROM pg_replication_slots s LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
+		err := conn.QueryRow(qctx, `SELECT (w.lsn - s.confirmed_flush_lsn)::float8,
+				(w.lsn - '0/0')::numeric::int8, coalesce((r.sent_lsn - '0/0')::numeric::int8, 0)
+			FROM pg_replication_slots s
+			CROSS JOIN (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END AS lsn) w
+			LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
 			WHERE s.slot_name = $1`, slot).Scan(&lagBytes, &wal, &sent)
 		if err != nil {
 			if !errors.Is(err, pgx.ErrNoRows) {
@@ -252,7 +257,7 @@ var (
 	descReceived     = prometheus.NewDesc("pgjet_collector_received_lsn", "WAL position received from Postgres, as a byte position.", nil, nil)
 	descConfirmed    = prometheus.NewDesc("pgjet_collector_confirmed_lsn", "WAL position confirmed to Postgres (everything before it is stored), as a byte position.", nil, nil)
 	descInFlight     = prometheus.NewDesc("pgjet_collector_inflight_bytes", "Bytes of decoded changes read and not yet acknowledged by JetStream.", nil, nil)
-	descSlotLag      = prometheus.NewDesc("pgjet_collector_slot_lag_bytes", "WAL bytes Postgres keeps for the slot: pg_current_wal_lsn() - confirmed_flush_lsn, polled every 2 s; absent while it cannot be read.", nil, nil)
+	descSlotLag      = prometheus.NewDesc("pgjet_collector_slot_lag_bytes", "WAL bytes Postgres keeps for the slot: pg_current_wal_lsn() (on a standby pg_last_wal_replay_lsn()) - confirmed_flush_lsn, polled every 2 s; absent while it cannot be read.", nil, nil)
 	descReconnects   = prometheus.NewDesc("pgjet_collector_reconnects_total", "Connections established again: cause postgres, a new replication session after one ended; nats, the NATS client's reconnects.", []string{"cause"}, nil)
 	descReadLag      = prometheus.NewDesc("pgjet_collector_read_lag_seconds", "Time from a transaction's commit (Postgres's clock) to its decoding by the collector.", nil, nil)
 	descStoredLag    = prometheus.NewDesc("pgjet_collector_stored_lag_seconds", "Time from a transaction's commit (Postgres's clock) to its acknowledgement by JetStream.", nil, nil)
@@ -260,6 +265,7 @@ var (
 	descLostFrom     = prometheus.NewDesc("pgjet_collector_slot_lost_from_lsn", "While the slot is invalidated: its confirmed position, as a byte position; the changes committed after it are lost to the stream.", nil, nil)
 	descGaps         = prometheus.NewDesc("pgjet_collector_gaps_total", "Gaps accepted by creating the slot again (--recreate-slot, --auto-recreate-slot), each told to consumers by a pgjet.notice.gap notice; reason: dropped or the invalidation reason.", []string{"reason"}, nil)
 	descGapBytes     = prometheus.NewDesc("pgjet_collector_gap_wal_bytes_total", "WAL bytes spanned by the gaps accepted (from the old slot's position to the new slot's start).", []string{"reason"}, nil)
+	descHeartbeats   = prometheus.NewDesc("pgjet_collector_heartbeats_total", "Heartbeats (--heartbeat) by result: written, or failed (logged).", []string{"result"}, nil)
 	descPhantoms     = prometheus.NewDesc("pgjet_collector_phantom_ranges_total", "Failovers after which the raw stream held records the new primary never had (phantoms); each is logged at ERROR and published as a pgjet.notice.phantoms notice.", nil, nil)
 	descPhantomBytes = prometheus.NewDesc("pgjet_collector_phantom_wal_bytes_total", "WAL span of the phantom ranges: from the timeline's fork to the last phantom commit.", nil, nil)
 )
@@ -269,7 +275,7 @@ var lagBuckets = []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,
 
 func (c *probeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descChanges, descTransactions, descMessages, descReceived, descConfirmed, descInFlight, descSlotLag, descReconnects, descReadLag, descStoredLag,
-		descPhantoms, descPhantomBytes, descInvalidated, descLostFrom, descGaps, descGapBytes} {
+		descPhantoms, descPhantomBytes, descHeartbeats, descInvalidated, descLostFrom, descGaps, descGapBytes} {
 		ch <- d
 	}
 }
@@ -286,6 +292,8 @@ func (c *probeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descTransactions, p.totals.Transactions.Load())
 	counter(descMessages, p.totals.Messages.Load())
 	counter(descReconnects, p.pgReconnects.Load(), "postgres")
+	counter(descHeartbeats, p.heartbeats.Written.Load(), "written")
+	counter(descHeartbeats, p.heartbeats.Failed.Load(), "failed")
 	counter(descPhantoms, p.phantomRanges.Load())
 	counter(descPhantomBytes, p.phantomBytes.Load())
 	var natsReconnects uint64

@@ -38,6 +38,10 @@ func (c *config) applyFile(given map[string]bool, tables *string) error {
 	set("tables", func() { *tables = strings.Join(src.Tables, ",") })
 	set("source", func() { c.source = src.ID })
 	set("auto-recreate-slot", func() { c.autoRecreate = src.AutoRecreateSlot })
+	set("heartbeat", func() { c.heartbeat = src.Heartbeat.Interval })
+	set("heartbeat-query", func() { c.heartbeatQuery = src.Heartbeat.Query })
+	set("heartbeat-dsn", func() { c.heartbeatDSN = src.Heartbeat.DSN })
+	set("replication-timeout", func() { c.replicationTimeout = src.ReplicationTimeout })
 	set("failover", func() { c.failover = src.Failover })
 
 	raw := f.RawStream

@@ -50,6 +50,12 @@ type Decoder struct {
 	skip        wire.Position
 	skipSet     bool
 
+	// OnEmpty, when set, is told the end LSN of each transaction that
+	// commits with nothing to store (a heartbeat's, or one whose changes the
+	// publication filtered out): with nothing in flight, the slot may move
+	// past it although no record and no keepalive says so.
+	OnEmpty func(end uint64)
+
 	rels  map[uint32]*wire.Relation
 	types map[uint32]pgtypes.Type
 
@@ -252,6 +258,9 @@ func (d *Decoder) commit(ctx context.Context, m *pglogrepl.CommitMessage) error 
 	// needs no record, except a final fragment that closes a split one.
 	if len(f.Tx.Changes) == 0 && f.Tx.Fragment == 0 {
 		f.Release()
+		if d.OnEmpty != nil {
+			d.OnEmpty(uint64(m.TransactionEndLSN))
+		}
 		return nil
 	}
 	return d.emit(ctx, f)
@@ -351,6 +360,15 @@ func (d *Decoder) truncate(ctx context.Context, m *pglogrepl.TruncateMessage) er
 }
 
 func (d *Decoder) message(ctx context.Context, walStart uint64, m *pglogrepl.LogicalDecodingMessage) error {
+	if m.Prefix == wire.HeartbeatPrefix {
+		// Written only to move the slot: its transaction commits empty (see
+		// OnEmpty). A non-transactional one (an older pgjet, or a user's)
+		// stands alone at its LSN.
+		if !m.Transactional && !d.inTx && d.OnEmpty != nil {
+			d.OnEmpty(uint64(m.LSN))
+		}
+		return nil
+	}
 	// pglogrepl's Content points into the receive buffer, reused by the
 	// next receive: copy it.
 	content := append([]byte(nil), m.Content...)

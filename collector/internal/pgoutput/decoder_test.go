@@ -502,3 +502,37 @@ func TestReleasedFragmentsDoNotLeak(t *testing.T) {
 		}
 	}
 }
+
+// Heartbeats never become records; their transactions, and others that
+// commit with nothing to store, report their end so that an idle slot moves.
+func TestHeartbeatsAndEmptyTransactions(t *testing.T) {
+	at := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+	var s sink
+	var empty []uint64
+	d := New(s.emit, nil, 1<<20)
+	d.OnEmpty = func(end uint64) { empty = append(empty, end) }
+	feed(t, d,
+		relation(1, "public", "users", "id", "name"),
+		begin(0x100, 7, at),
+		message(true, 0xF0, wire.HeartbeatPrefix, "src"),
+		commit(0x100, 0x110),
+		begin(0x200, 8, at), // filtered out by the publication
+		commit(0x200, 0x210),
+		message(false, 0x220, wire.HeartbeatPrefix, "src"),
+		begin(0x300, 9, at),
+		message(true, 0x2F0, wire.HeartbeatPrefix, "src"),
+		insert(1, "1", "ann"),
+		message(true, 0x2F8, wire.DDLPrefix, `{"tag":"ALTER TABLE"}`),
+		commit(0x300, 0x310),
+	)
+	if want := []uint64{0x110, 0x210, 0x220}; fmt.Sprint(empty) != fmt.Sprint(want) {
+		t.Errorf("empty transactions reported at %x, want %x", empty, want)
+	}
+	if len(s.frags) != 1 {
+		t.Fatalf("got %d fragments, want 1", len(s.frags))
+	}
+	tx := s.frags[0].Tx
+	if len(tx.Changes) != 2 || tx.Changes[0].Op != wire.OpInsert || tx.Changes[1].Prefix != wire.DDLPrefix || tx.FirstChange != 0 {
+		t.Errorf("transaction with a heartbeat = %+v: the heartbeat must leave no change and no gap in the indexes", tx)
+	}
+}

@@ -89,7 +89,7 @@ func EnsurePublication(ctx context.Context, conn *pgx.Conn, c Config, log *slog.
 		idents = append(idents, id)
 	}
 	if !exists {
-		sql := fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s", pgx.Identifier{c.Publication}.Sanitize(), strings.Join(idents, ", "))
+		sql := fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s", pgx.Identifier{c.Publication}.Sanitize(), strings.Join(idents, ", ")) + publicationOptions(ctx, conn)
 		if _, err := conn.Exec(ctx, sql); err != nil {
 			return fmt.Errorf("create publication %s: %w", c.Publication, userError(err))
 		}
@@ -150,8 +150,11 @@ func EnsureSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.PgConn, slot s
 		if missing != nil {
 			return Slot{}, missing
 		}
-		if _, err := pglogrepl.CreateReplicationSlot(ctx, repl, slot, "pgoutput",
-			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"}); err != nil {
+		if err := createSlot(ctx, conn, repl, slot, log, func() error {
+			_, err := pglogrepl.CreateReplicationSlot(ctx, repl, slot, "pgoutput",
+				pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
+			return err
+		}); err != nil {
 			return Slot{}, fmt.Errorf("create replication slot %s: %w", slot, userError(err))
 		}
 		log.Info("created replication slot", "slot", slot)

@@ -29,6 +29,9 @@ type Stream struct {
 	log  *slog.Logger
 	// StatusInterval is the longest time between status updates.
 	StatusInterval time.Duration
+	// Timeout bounds the walsender's silence (see liveness); 0: none.
+	Timeout time.Duration
+	live    liveness
 
 	lastStatus   time.Time
 	lastSent     uint64
@@ -55,6 +58,9 @@ const caughtUpAfter = 50 * time.Microsecond
 // and already have started replication. It hands fragments to pub and
 // reports cp's confirmed position, which pub's acks advance.
 func New(conn *pgconn.PgConn, dec *pgoutput.Decoder, pub *rawstream.Publisher, cp *checkpoint.Checkpoint, log *slog.Logger) *Stream {
+	// A transaction with nothing to store (a heartbeat's) moves an idle
+	// slot: a walsender that never catches up sends no keepalive that would.
+	dec.OnEmpty = func(end uint64) { cp.AdvanceIdle(end, false) }
 	return &Stream{conn: conn, dec: dec, pub: pub, cp: cp, log: log, StatusInterval: DefaultStatusInterval}
 }
 
@@ -134,6 +140,7 @@ func (s *Stream) Emit(ctx context.Context, f *pgoutput.Fragment) error {
 
 // Run reads the replication stream until ctx ends (returns nil) or an error.
 func (s *Stream) Run(ctx context.Context) error {
+	s.live.heard(time.Now())
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -158,15 +165,22 @@ func (s *Stream) Run(ctx context.Context) error {
 				return nil
 			}
 			if pgconn.Timeout(err) {
+				if err := s.checkLiveness(ctx); err != nil {
+					return err
+				}
 				continue
 			}
 			return fmt.Errorf("receive replication message: %w", err)
 		}
+		s.live.heard(time.Now())
 		switch m := msg.(type) {
 		case *pgproto3.CopyData:
 			if err := s.handle(ctx, m.Data); err != nil {
 				return err
 			}
+			// Handing on may have waited for JetStream, while nothing was
+			// read: that silence is not the walsender's.
+			s.live.heard(time.Now())
 		case *pgproto3.ErrorResponse:
 			return fmt.Errorf("replication stream: %w", pgconn.ErrorResponseToPgError(m))
 		case *pgproto3.CopyDone:
@@ -222,7 +236,14 @@ func (s *Stream) receivedUpTo(lsn uint64) {
 // SendStatus reports the confirmed position, as the checkpoint's Status
 // has it: never a received position as flushed.
 func (s *Stream) SendStatus(ctx context.Context) error {
+	return s.sendStatus(ctx, false)
+}
+
+// sendStatus sends the status update, asking the walsender to answer at
+// once when reply is set.
+func (s *Stream) sendStatus(ctx context.Context, reply bool) error {
 	st := s.cp.Status()
+	st.ReplyRequested = reply
 	lsn := st.WALFlushPosition
 	err := pglogrepl.SendStandbyStatusUpdate(ctx, s.conn, st)
 	if err != nil {

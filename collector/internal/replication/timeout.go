@@ -14,12 +14,10 @@ import (
 // when the server's wal_sender_timeout allows it.
 const DefaultStatusInterval = 10 * time.Second
 
-// StatusInterval is how often a session must report to the walsender on
-// conn (a replication connection, before START_REPLICATION): the walsender
-// ends a connection that has not replied for wal_sender_timeout, and a
-// reader held by a full queue reads no keepalive requests, so it reports on
-// its own at least twice per timeout.
-func StatusInterval(ctx context.Context, conn *pgconn.PgConn) (time.Duration, error) {
+// SenderTimeout is the wal_sender_timeout of the walsender on conn (a
+// replication connection, before START_REPLICATION; 0: none): the
+// walsender ends a connection that has not replied for that long.
+func SenderTimeout(ctx context.Context, conn *pgconn.PgConn) (time.Duration, error) {
 	res, err := conn.Exec(ctx, "SHOW wal_sender_timeout").ReadAll()
 	if err != nil {
 		return 0, fmt.Errorf("read wal_sender_timeout: %w", err)
@@ -31,12 +29,14 @@ func StatusInterval(ctx context.Context, conn *pgconn.PgConn) (time.Duration, er
 	if err != nil {
 		return 0, fmt.Errorf("wal_sender_timeout: %w", err)
 	}
-	return statusIntervalFor(timeout), nil
+	return timeout, nil
 }
 
-// statusIntervalFor is the status interval under a wal_sender_timeout (0:
-// none).
-func statusIntervalFor(timeout time.Duration) time.Duration {
+// StatusIntervalFor is how often a session reports to a walsender whose
+// wal_sender_timeout is timeout (0: none or unknown): a reader held by a
+// full queue reads no keepalive requests, so it reports on its own at
+// least twice per timeout.
+func StatusIntervalFor(timeout time.Duration) time.Duration {
 	if timeout <= 0 || timeout/2 >= DefaultStatusInterval {
 		return DefaultStatusInterval
 	}

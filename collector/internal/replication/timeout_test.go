@@ -23,7 +23,7 @@ func TestStatusIntervalFor(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tc.shown, err)
 		}
-		if got := statusIntervalFor(d); got != tc.want {
+		if got := StatusIntervalFor(d); got != tc.want {
 			t.Errorf("wal_sender_timeout %s: status every %s, want %s", tc.shown, got, tc.want)
 		}
 	}

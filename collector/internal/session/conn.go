@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgjet/pgjet/collector/internal/replication"
 	"github.com/pgjet/pgjet/shared/natsconn"
 	"github.com/pgjet/pgjet/shared/redact"
 	"github.com/pgjet/pgjet/shared/wire"
@@ -33,6 +34,13 @@ func transient(err error) bool {
 	// NATS unreachable or slow while a session (re)starts: the client
 	// reconnects by itself.
 	if natsconn.Transient(err) {
+		return true
+	}
+	// A walsender that went silent, or still holds the slot after it: the
+	// session is made again.
+	var silent *replication.SilentError
+	var stale *staleWalsenderError
+	if errors.As(err, &silent) || errors.As(err, &stale) {
 		return true
 	}
 	var netErr net.Error

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/collector/internal/checkpoint"
 	"github.com/pgjet/pgjet/collector/internal/embedded"
+	"github.com/pgjet/pgjet/collector/internal/heartbeat"
 	"github.com/pgjet/pgjet/collector/internal/pgoutput"
 	"github.com/pgjet/pgjet/collector/internal/pgsetup"
 	"github.com/pgjet/pgjet/collector/internal/rawstream"
@@ -73,6 +74,14 @@ type Config struct {
 	// invalidated or dropped, the publication gone), stay up, not ready,
 	// instead of returning the error (set when something reads /readyz).
 	WaitWhenStuck bool
+	// ReplicationTimeout bounds a walsender's silence before the session
+	// is made again (see replication.SilentError); 0: the server's
+	// wal_sender_timeout.
+	ReplicationTimeout time.Duration
+	// Heartbeat, when its interval is set, writes heartbeats (see package
+	// heartbeat), counted in HeartbeatStats (nil: not counted).
+	Heartbeat      heartbeat.Config
+	HeartbeatStats *heartbeat.Stats
 	// Failover: make the slot a failover slot (PostgreSQL 17+).
 	Failover bool
 	// TakeOver: write the source even though its last raw record comes
@@ -173,6 +182,9 @@ func Run(ctx context.Context, cfg Config) error {
 			"stream", cfg.RawStream)
 	}
 
+	if err := startWatchers(ctx, cfg, log); err != nil {
+		return err
+	}
 	s := &session{cfg: cfg, nc: nc, js: js, log: log, probe: pr}
 	wait := backoff.New(time.Second, 30*time.Second)
 	// No server to connect to (a primary down, its standby not promoted
@@ -188,6 +200,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if ctx.Err() != nil {
 			return err
 		}
+		s.noteSilent(err)
 		var busy *pgsetup.SlotBusyError
 		switch {
 		case errors.As(err, &busy) && cfg.Standby:
@@ -247,6 +260,9 @@ type session struct {
 	streamed bool // some session reached streaming
 	// autoRecreated counts the slots this process replaced by itself.
 	autoRecreated int
+	// silentPID is the walsender of the last session, which went silent.
+	silentPID uint32
+	watching  bool // the publication watch runs
 	// source is what the current session reads (set once it knows).
 	source wire.Source
 }
@@ -261,9 +277,17 @@ func (s *session) run(ctx context.Context) error {
 	if err := pgsetup.CheckServer(ctx, pgc); err != nil {
 		return err
 	}
-	if err := pgsetup.EnsurePublication(ctx, pgc, pgsetup.Config{Slot: cfg.Slot, Publication: cfg.Publication, Tables: cfg.Tables}, log); err != nil {
+	standby, err := pgsetup.CheckStandby(ctx, pgc)
+	if err != nil {
 		return err
 	}
+	if err := pgsetup.EnsurePublication(ctx, pgc, pgsetup.Config{Slot: cfg.Slot, Publication: cfg.Publication, Tables: cfg.Tables}, log); err != nil {
+		if standby {
+			return fmt.Errorf("%w (the server is a standby: create or alter the publication on the primary)", err)
+		}
+		return err
+	}
+	s.watchPublication(ctx, pgc)
 
 	repl, err := ConnectReplication(ctx, cfg.DSN, log)
 	if err != nil {
@@ -308,11 +332,13 @@ func (s *session) run(ctx context.Context) error {
 	}
 	slot, err := pgsetup.EnsureSlot(ctx, pgc, repl, cfg.Slot, missing, log)
 	if err != nil {
-		return err
+		return s.releaseStale(ctx, pgc, err)
 	}
-	statusEvery, err := replication.StatusInterval(ctx, repl)
+	// The walsender's own timeout, read on its connection: how often to
+	// report to it, and how long its silence may last.
+	senderTimeout, err := replication.SenderTimeout(ctx, repl)
 	if err != nil {
-		return err
+		log.Warn("cannot read wal_sender_timeout: reporting every 10s, bounding the walsender's silence at 5m", "err", err)
 	}
 	if cfg.Failover {
 		if err := pgsetup.SetFailover(ctx, pgc, repl, cfg.Slot, log); err != nil {
@@ -361,7 +387,8 @@ func (s *session) run(ctx context.Context) error {
 		},
 		min(maxMsg, cfg.MaxMessage/2))
 	stream = replication.New(repl, dec, pub, cp, log)
-	stream.StatusInterval = statusEvery
+	stream.StatusInterval = replication.StatusIntervalFor(senderTimeout)
+	stream.Timeout = s.replicationTimeout(senderTimeout)
 	switch {
 	case plan.Phantoms != nil:
 		dec.SkipThrough(plan.Skip)
@@ -377,8 +404,8 @@ func (s *session) run(ctx context.Context) error {
 		log.Info("no earlier records of this source in the raw stream")
 	}
 	log.Info("streaming", "slot", cfg.Slot, "publication", cfg.Publication, "confirmed_flush", pglogrepl.LSN(slot.ConfirmedFlush),
-		"raw_subject", wire.RawSubject(cfg.Source), "system_id", sysID, "timeline", sys.Timeline)
-	s.streamed = true
+		"raw_subject", wire.RawSubject(cfg.Source), "system_id", sysID, "timeline", sys.Timeline, "standby", standby)
+	s.streamed, s.silentPID = true, 0
 	s.probe.Streaming(pub, stream)
 
 	pubCtx, stopPub := context.WithCancel(context.Background())
