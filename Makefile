@@ -36,14 +36,15 @@ RACE ?= github.com/pgjet/pgjet/collector/internal/rawstream \
 	github.com/pgjet/pgjet/collector/internal/replication \
 	github.com/pgjet/pgjet/collector/internal/session \
 	github.com/pgjet/pgjet/router/internal/relay
+
 # Minimizing a new corpus entry may take a minute by default, stalling a short run.
 FUZZMINIMIZE ?= 1000x
 
-.PHONY: build test test-race fuzz demo lint clean bench test-faults test-versions deploy-tools
+.PHONY: build test test-race fuzz demo lint clean bench bench-charts test-faults test-versions deploy-tools consumer-tools
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./collector/cmd/pgjet-collector ./router/cmd/pgjet-router
+	$(GO) build -o $(BIN)/ ./collector/cmd/pgjet-collector ./collector/cmd/pgjet ./router/cmd/pgjet-router
 	@# nats-server at exactly the version e2e/go.mod pins, so tests run against what we ship with.
 	cd e2e && $(GO) build -o $(BIN)/nats-server github.com/nats-io/nats-server/v2
 
@@ -52,6 +53,7 @@ test:
 	scripts/ensure-postgres.sh
 	@$(MAKE) --no-print-directory deploy-tools
 	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory consumer-tools
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 	@$(MAKE) --no-print-directory test-race
 	$(if $(strip $(FUZZ)),@$(MAKE) --no-print-directory fuzz)
@@ -59,19 +61,43 @@ test:
 test-race:
 	$(GO) test -race -count=1 -timeout 10m $(RACE)
 
-# systemd-analyze, with which e2e/deploy verifies deploy/systemd/*.service (offline: no
-# running systemd needed). As root (CI) it is installed when missing; without root the test
-# skips those checks and says so.
+# Tools some tests check files with, as command:Debian package: systemd-analyze verifies
+# deploy/systemd/*.service (offline: no running systemd needed), promtool (prometheus) checks
+# and unit-tests deploy/monitoring/alerts.yaml, zsh checks the binaries' zsh completion. As
+# root (CI) they are installed when missing; without root those tests skip and say so.
+DEPLOY_TOOLS := systemd-analyze:systemd promtool:prometheus zsh:zsh
 deploy-tools:
-	@if ! command -v systemd-analyze >/dev/null 2>&1; then \
+	@missing=""; for t in $(DEPLOY_TOOLS); do command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t##*:}"; done; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "installing Debian's systemd package for systemd-analyze (deploy/systemd checks)"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null || exit 1; \
+			echo "installing Debian's$$missing (checks of deploy files and completion scripts)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
 		else \
-			echo "WARNING: systemd-analyze is missing: e2e/deploy will NOT verify deploy/systemd/*.service" >&2; \
-			echo "  install it with: sudo apt-get install -y systemd" >&2; \
+			echo "WARNING: missing$$missing: some checks of e2e/deploy and shared/help will be SKIPPED" >&2; \
+			echo "  install them with: sudo apt-get install -y$$missing" >&2; \
 		fi; \
 	fi
+
+# What e2e/consumers runs the examples of docs/consumers.md with: Node.js and the npm
+# packages pinned in e2e/consumers/node/package-lock.json (npm ci, from npm's cache when it
+# holds them), and the nats CLI at the version e2e/go.mod pins (bin/nats). As root, Debian's
+# nodejs and npm are installed when node is missing.
+NODE_EXAMPLES := e2e/consumers/node
+consumer-tools:
+	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing Debian's nodejs and npm (docs/consumers.md examples)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null || exit 1; \
+		else \
+			echo "node and npm are missing: install Node.js 18+ (e.g. sudo apt-get install -y nodejs npm)" >&2; exit 1; \
+		fi; \
+	fi
+	@if [ ! -f $(NODE_EXAMPLES)/node_modules/.package-lock.json ] || [ $(NODE_EXAMPLES)/package-lock.json -nt $(NODE_EXAMPLES)/node_modules/.package-lock.json ]; then \
+		echo "npm ci in $(NODE_EXAMPLES)"; \
+		cd $(NODE_EXAMPLES) && npm ci --prefer-offline --no-audit --no-fund --loglevel=error; \
+	fi
+	@mkdir -p $(BIN)
+	cd e2e && $(GO) build -o $(BIN)/nats github.com/nats-io/natscli/nats
 
 # The full fault suite (e2e/faults): 20 kills each of collector and router, a 30 s NATS
 # outage, 1,000,000-row transactions... `make test` runs the same scenarios, smaller.
@@ -121,6 +147,15 @@ demo:
 # Micro and system benchmarks; BENCH_QUICK=1 for a smoke run. See docs/benchmarks.md.
 bench:
 	scripts/bench.sh
+
+# The charts of docs/benchmarks.md (SVG), drawn from a run's results:
+#   make bench-charts BENCH_RESULTS=tmp/bench-<time>/results.json
+# keeps that file as docs/benchmarks/results.json, from which a plain `make bench-charts` redraws.
+BENCH_RESULTS ?= docs/benchmarks/results.json
+bench-charts:
+	@mkdir -p docs/benchmarks
+	@if [ "$(abspath $(BENCH_RESULTS))" != "$(abspath docs/benchmarks/results.json)" ]; then cp "$(BENCH_RESULTS)" docs/benchmarks/results.json; fi
+	cd e2e && $(GO) run ./cmd/pgjet-bench -charts ../docs/benchmarks/results.json -chart-dir ../docs/benchmarks
 
 lint:
 	@out=$$(gofmt -l $(MODULES)); \

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # demo.sh — watch PostgreSQL changes flow through pgjet, on one machine, with nothing to set up.
-# Starts a throwaway PostgreSQL cluster and the collector (with its embedded JetStream server)
-# and the router printing events as text, then changes rows every ~0.5 s. Ctrl-C stops and
-# removes everything. Needs Go; installs Debian's postgresql package when missing (as root).
+# Starts a throwaway PostgreSQL cluster and pgjet, the one-process relay (collector, embedded
+# JetStream server and routes), printing events as text and publishing them to stream
+# postgres_replication, then changes rows every ~0.5 s. Ctrl-C stops and removes everything.
+# Needs Go; installs Debian's postgresql package when missing (as root).
 # PGJET_DEMO_SECONDS=N stops it after N seconds (for a scripted smoke run).
 set -euo pipefail
 
@@ -102,35 +103,30 @@ INSERT INTO users (name, email, prefs) VALUES
 "
 
 NATSPORT=$(free_port)
-COLLECTOR_LOG=$DIR/collector.log ROUTER_LOG=$DIR/router.log
-say "starting pgjet-collector with an embedded JetStream server on 127.0.0.1:$NATSPORT (log: $COLLECTOR_LOG)"
-"$BIN/pgjet-collector" --dsn "$DSN" --slot pgjet_demo --publication pgjet_demo \
-	--tables public.users,public.orders --source demo \
-	--embedded "$DIR/nats" --listen "127.0.0.1:$NATSPORT" >"$COLLECTOR_LOG" 2>&1 &
-COLLECTOR_PID=$!
-PIDS+=("$COLLECTOR_PID")
+PGJET_LOG=$DIR/pgjet.log
+say "starting pgjet (collector, JetStream server on 127.0.0.1:$NATSPORT, routes); its events follow (log: $PGJET_LOG)"
+"$BIN/pgjet" --connection "$DSN" --slot pgjet_demo --publication pgjet_demo \
+	--tables public.users,public.orders --source demo --format text \
+	--data "$DIR/nats" --listen "127.0.0.1:$NATSPORT" 2>"$PGJET_LOG" &
+PGJET_PID=$!
+PIDS+=("$PGJET_PID")
 for _ in $(seq 150); do
-	alive pgjet-collector "$COLLECTOR_PID" "$COLLECTOR_LOG"
-	port_free "$NATSPORT" || break
+	alive pgjet "$PGJET_PID" "$PGJET_LOG"
+	grep -q "msg=relaying" "$PGJET_LOG" && break
 	sleep 0.1
 done
-if port_free "$NATSPORT"; then
-	say "the collector's JetStream server did not come up within 15 s; see $COLLECTOR_LOG"
+if ! grep -q "msg=relaying" "$PGJET_LOG"; then
+	say "pgjet did not start relaying within 15 s; see $PGJET_LOG"
 	exit 1
 fi
-
-say "starting pgjet-router; its events follow (router log: $ROUTER_LOG)"
-"$BIN/pgjet-router" --nats "nats://127.0.0.1:$NATSPORT" --stdout text 2>"$ROUTER_LOG" &
-ROUTER_PID=$!
-PIDS+=("$ROUTER_PID")
+say "the events are in stream postgres_replication too: nats sub 'postgres.>' --server nats://127.0.0.1:$NATSPORT"
 
 say "changing rows every 0.5 s; try your own: psql '$DSN'   (Ctrl-C to stop)"
 # Each step is one transaction of a different kind, so every op and a multi-table
 # transaction show up within a few seconds.
 i=0 start=$SECONDS
 while :; do
-	alive pgjet-collector "$COLLECTOR_PID" "$COLLECTOR_LOG"
-	alive pgjet-router "$ROUTER_PID" "$ROUTER_LOG"
+	alive pgjet "$PGJET_PID" "$PGJET_LOG"
 	if [ "$DURATION" -gt 0 ] && [ $((SECONDS - start)) -ge "$DURATION" ]; then
 		say "ran for ${DURATION}s"
 		break

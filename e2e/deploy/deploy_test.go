@@ -63,7 +63,7 @@ func readFile(t testing.TB, path string) []byte {
 
 var (
 	flagsOnce sync.Map // binary name -> map[string]bool
-	flagLine  = regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`)
+	flagLine  = regexp.MustCompile(`(?m)^  --?([a-z0-9][a-z0-9-]*)`)
 )
 
 // flags lists the flags binary name (pgjet-collector, pgjet-router) prints with -h.

@@ -12,7 +12,7 @@ import (
 )
 
 // Binaries that `make build` puts in bin/.
-var binaries = []string{"pgjet-collector", "pgjet-router", "nats-server"}
+var binaries = []string{"pgjet-collector", "pgjet-router", "pgjet", "nats-server"}
 
 // BinDir returns the directory with the built binaries: $PGJET_BIN_DIR (set
 // by the Makefile) or bin/ at the repository root. It fails the test when a

@@ -65,17 +65,33 @@ type Server struct {
 	done chan struct{}
 }
 
+// ReadyMetric is the gauge /metrics adds for /readyz: 1 while ready, else 0.
+// Both binaries serve it under this one name; their job label tells them
+// apart.
+const ReadyMetric = "pgjet_ready"
+
 // Start listens on addr and serves g's metrics on /metrics, 200 on
 // /healthz, and on /readyz 200 while ready returns nil, else 503 with its
-// error as the body. It listens before returning, so that an address in
-// use is an error at start-up rather than a log line later.
+// error as the body; /metrics adds ReadyMetric, so that a dashboard sees
+// what an orchestrator sees. It listens before returning, so that an
+// address in use is an error at start-up rather than a log line later.
 func Start(addr string, g prometheus.Gatherer, ready func() error) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
+	readiness := prometheus.NewRegistry()
+	readiness.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: ReadyMetric,
+		Help: "1 while the process is ready (its /readyz answers 200), else 0.",
+	}, func() float64 {
+		if ready() != nil {
+			return 0
+		}
+		return 1
+	}))
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", promhttp.HandlerFor(prometheus.Gatherers{g, readiness}, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")

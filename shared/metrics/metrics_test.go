@@ -42,9 +42,15 @@ func TestServer(t *testing.T) {
 	if code, body := get(t, base+"/readyz"); code != 503 || body != "not ready: connecting to PostgreSQL\n" {
 		t.Errorf("/readyz before ready: %d %q", code, body)
 	}
+	if _, body := get(t, base+"/metrics"); !strings.Contains(body, "\npgjet_ready 0\n") {
+		t.Errorf("/metrics while not ready lacks pgjet_ready 0:\n%s", body)
+	}
 	ready.Ready()
 	if code, body := get(t, base+"/readyz"); code != 200 || body != "ready\n" {
 		t.Errorf("/readyz when ready: %d %q", code, body)
+	}
+	if _, body := get(t, base+"/metrics"); !strings.Contains(body, "\npgjet_ready 1\n") {
+		t.Errorf("/metrics while ready lacks pgjet_ready 1:\n%s", body)
 	}
 	ready.NotReady("replication session ended")
 	if code, body := get(t, base+"/readyz"); code != 503 || !strings.Contains(body, "replication session ended") {

@@ -11,14 +11,13 @@ import (
 	"github.com/nats-io/nkeys"
 )
 
-// Usage is the synopsis of the flags AddFlags registers, its lines after
-// the first indented by indent, and where secrets belong.
-func Usage(indent string) string {
-	return indent + "[--nats-user U --nats-password-file F | --nats-token-file F | --nats-nkey SEEDFILE | --creds FILE]\n" +
-		indent + "[--nats-tls-ca PEM] [--nats-tls-cert PEM --nats-tls-key PEM]\n" +
-		"Give NATS secrets in files (--nats-password-file, --nats-token-file) or the environment (PGJET_NATS_PASSWORD,\n" +
-		"PGJET_NATS_TOKEN), not as --nats-password or --nats-token: arguments show in process listings.\n"
-}
+// FlagNames are the names of the flags AddFlags registers, in the order a
+// --help shows them.
+var FlagNames = []string{"creds", "nats-user", "nats-password", "nats-password-file", "nats-token", "nats-token-file", "nats-nkey",
+	"nats-tls-ca", "nats-tls-cert", "nats-tls-key"}
+
+// FileFlags are those of FlagNames whose value is a path.
+var FileFlags = []string{"creds", "nats-password-file", "nats-token-file", "nats-nkey", "nats-tls-ca", "nats-tls-cert", "nats-tls-key"}
 
 // Auth holds the NATS authentication and TLS flags. Call Check after
 // parsing, then Apply.

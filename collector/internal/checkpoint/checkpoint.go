@@ -13,6 +13,7 @@ package checkpoint
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 )
@@ -23,6 +24,10 @@ type Checkpoint struct {
 	confirmed atomic.Uint64
 	// inFlight mirrors len(pending), for a lock-free Idle.
 	inFlight atomic.Int64
+	// waitingSince is when the oldest of what is in flight started to wait
+	// for a confirmation (unix nanoseconds): when tracking began from idle,
+	// or the confirmed position last moved with more in flight.
+	waitingSince atomic.Int64
 
 	mu sync.Mutex
 	// pending holds the tracked fragments not yet popped, oldest first;
@@ -63,6 +68,10 @@ func (c *Checkpoint) Track(end uint64) uint64 {
 	seq := c.next
 	c.next++
 	c.pending = append(c.pending, entry{end: end})
+	if c.inFlight.Load() == 0 {
+		// Before the count, so that Age never pairs it with an old time.
+		c.waitingSince.Store(time.Now().UnixNano())
+	}
 	c.inFlight.Add(1)
 	return seq
 }
@@ -102,7 +111,21 @@ func (c *Checkpoint) Ack(first uint64, n int) {
 	}
 	if end != 0 {
 		c.advance(end)
+		if c.head < len(c.pending) {
+			c.waitingSince.Store(time.Now().UnixNano())
+		}
 	}
+}
+
+// Age is how long the confirmed position has stood still while changes
+// wait for their acknowledgement: 0 when nothing is in flight. Under load it
+// stays about the time of one publish; it grows while JetStream does not
+// acknowledge.
+func (c *Checkpoint) Age(now time.Time) time.Duration {
+	if c.Idle() {
+		return 0
+	}
+	return max(0, now.Sub(time.Unix(0, c.waitingSince.Load())))
 }
 
 // AdvanceIdle moves the confirmed position to walEnd, the server's WAL end

@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"testing"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 )
@@ -144,5 +145,27 @@ func TestCheckpointStatus(t *testing.T) {
 				t.Error("status asks for a reply")
 			}
 		})
+	}
+}
+
+func TestAge(t *testing.T) {
+	c := New(0x1000)
+	if age := c.Age(time.Now()); age != 0 {
+		t.Errorf("idle: age %v, want 0", age)
+	}
+	start := time.Now()
+	first := c.Track(0x1100)
+	c.Track(0x1200)
+	if age := c.Age(start.Add(time.Minute)); age < 59*time.Second || age > time.Minute {
+		t.Errorf("waiting a minute: age %v", age)
+	}
+	c.Ack(first, 1)
+	// The position moved: the second transaction waits since then.
+	if age := c.Age(time.Now().Add(time.Second)); age > 1100*time.Millisecond {
+		t.Errorf("after an advance: age %v, want about 1s", age)
+	}
+	c.Ack(first+1, 1)
+	if age := c.Age(time.Now().Add(time.Hour)); age != 0 {
+		t.Errorf("all acknowledged: age %v, want 0", age)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/pgjet/pgjet/shared/backoff"
 	"github.com/pgjet/pgjet/shared/crashpoint"
 	"github.com/pgjet/pgjet/shared/wire"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Publisher batches fragments into raw messages and publishes them one at a
@@ -67,6 +68,8 @@ type Publisher struct {
 	// checkpoint tracks the fragments added until they are acknowledged,
 	// and owns the confirmed position.
 	checkpoint *checkpoint.Checkpoint
+	// spans traces transactions and raw messages; nil: tracing is off.
+	spans *txSpans
 
 	// fails are the attempts failing since the last success.
 	fails failState
@@ -121,7 +124,11 @@ type PublisherConfig struct {
 	// PublishLatency, when set, observes the seconds from each raw
 	// publish's first attempt to its ack.
 	PublishLatency Observer
-	Log            *slog.Logger
+	// Tracer, when set, traces each transaction (decoded to stored) and
+	// each raw message (published to acknowledged), whose traceparent
+	// header carries its span to the routers.
+	Tracer trace.Tracer
+	Log    *slog.Logger
 }
 
 // NewPublisher returns a Publisher; run it with Run.
@@ -144,6 +151,7 @@ func NewPublisher(js jetstream.JetStream, c PublisherConfig) *Publisher {
 		checkpoint: c.Checkpoint,
 
 		publishLatency: c.PublishLatency,
+		spans:          newTxSpans(c.Tracer),
 	}
 	if p.totals == nil {
 		p.totals = new(Totals)
@@ -165,6 +173,9 @@ func (p *Publisher) Add(ctx context.Context, f *pgoutput.Fragment, wait time.Dur
 		// Decoded now, whether or not the queue has room yet; observed
 		// outside p.mu, which the publishing goroutine also needs.
 		p.totals.ReadLag.Observe(f.Tx.CommitTime, time.Now())
+	}
+	if p.spans != nil {
+		p.spans.added(f)
 	}
 	var timer *time.Timer
 	for {
@@ -209,6 +220,10 @@ func (p *Publisher) Idle() bool { return p.checkpoint.Idle() }
 
 // Confirmed is the WAL position up to which every transaction is stored.
 func (p *Publisher) Confirmed() uint64 { return p.checkpoint.Confirmed() }
+
+// ConfirmationAge is how long changes have waited with the confirmed
+// position standing still (checkpoint.Age).
+func (p *Publisher) ConfirmationAge(now time.Time) time.Duration { return p.checkpoint.Age(now) }
 
 // Totals returns the figures the publisher adds to.
 func (p *Publisher) Totals() *Totals { return p.totals }
@@ -339,7 +354,7 @@ func (p *Publisher) take(buf []*pgoutput.Fragment) ([]*pgoutput.Fragment, uint64
 
 // publish publishes frags, whose first has checkpoint sequence number
 // first, as one raw message, retrying until it is acknowledged.
-func (p *Publisher) publish(ctx context.Context, frags []*pgoutput.Fragment, first uint64) error {
+func (p *Publisher) publish(ctx context.Context, frags []*pgoutput.Fragment, first uint64) (err error) {
 	m := p.assembler.Assemble(p.source, frags)
 	data, err := p.encoder.Marshal(m)
 	if err != nil {
@@ -349,6 +364,10 @@ func (p *Publisher) publish(ctx context.Context, frags []*pgoutput.Fragment, fir
 	to, _ := m.Last()
 	msg := &nats.Msg{Subject: p.subject, Data: data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, wire.RawMsgID(p.source, from, to))
+	if p.spans != nil {
+		rs := p.spans.publishing(frags, msg.Header)
+		defer func() { p.spans.stored(rs, err) }()
+	}
 
 	var began time.Time
 	if p.publishLatency != nil {

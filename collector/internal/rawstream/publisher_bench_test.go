@@ -10,28 +10,44 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/shared/natstest"
+	"github.com/pgjet/pgjet/shared/tracing/tracingtest"
 	"github.com/pgjet/pgjet/shared/wire"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // BenchmarkPublisher runs single-row transactions through a Publisher
 // (Add, batching, publish, ack, confirm) into a memory stream of an
 // in-process server: the collector's per-fragment and per-message
 // bookkeeping, without the disk. It reports changes per second.
-func BenchmarkPublisher(b *testing.B) { benchPublisher(b, nil, 0) }
+func BenchmarkPublisher(b *testing.B) { benchPublisher(b, nil, 0, nil) }
 
 // BenchmarkPublisherSmallMessages is BenchmarkPublisher with 10 changes per
 // raw message: the cost of each publish (the server's check of the
 // subject's last sequence included) against that of each change.
-func BenchmarkPublisherSmallMessages(b *testing.B) { benchPublisher(b, nil, 10) }
+func BenchmarkPublisherSmallMessages(b *testing.B) { benchPublisher(b, nil, 10, nil) }
+
+// BenchmarkPublisherTracing is BenchmarkPublisher with tracing on: a span
+// per transaction and per raw message, exported over OTLP/HTTP.
+func BenchmarkPublisherTracing(b *testing.B) {
+	benchPublisher(b, nil, 0, tracingtest.ForBenchmark(b, "pgjet-collector").Tracer)
+}
+
+// BenchmarkPublisherTracingSampled is BenchmarkPublisherTracing with one
+// transaction in a hundred traced (OTEL_TRACES_SAMPLER=traceidratio).
+func BenchmarkPublisherTracingSampled(b *testing.B) {
+	b.Setenv("OTEL_TRACES_SAMPLER", "traceidratio")
+	b.Setenv("OTEL_TRACES_SAMPLER_ARG", "0.01")
+	benchPublisher(b, nil, 0, tracingtest.ForBenchmark(b, "pgjet-collector").Tracer)
+}
 
 // BenchmarkPublisherMetrics is BenchmarkPublisher with --metrics on: a
 // Prometheus histogram times every raw publish.
 func BenchmarkPublisherMetrics(b *testing.B) {
-	benchPublisher(b, prometheus.NewHistogram(prometheus.HistogramOpts{Name: "x_seconds", Help: "x", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15)}), 0)
+	benchPublisher(b, prometheus.NewHistogram(prometheus.HistogramOpts{Name: "x_seconds", Help: "x", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15)}), 0, nil)
 }
 
-func benchPublisher(b *testing.B, latency Observer, maxChanges int) {
+func benchPublisher(b *testing.B, latency Observer, maxChanges int, tracer trace.Tracer) {
 	const n = 20000
 	var total time.Duration
 	for i := 0; i < b.N; i++ {
@@ -53,7 +69,7 @@ func benchPublisher(b *testing.B, latency Observer, maxChanges int) {
 		}
 		p := NewPublisher(js, PublisherConfig{
 			Stream: "RAW", Subject: wire.RawSubject(benchSrc.Name), Source: benchSrc, MaxMessageBytes: 1 << 20, MaxQueueBytes: 8 << 20, MaxMessageChanges: maxChanges,
-			AckTimeout: 10 * time.Second, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), PublishLatency: latency,
+			AckTimeout: 10 * time.Second, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), PublishLatency: latency, Tracer: tracer,
 		})
 		done := make(chan error, 1)
 		b.StartTimer()

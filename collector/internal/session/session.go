@@ -28,6 +28,7 @@ import (
 	"github.com/pgjet/pgjet/shared/pgtypes"
 	"github.com/pgjet/pgjet/shared/redact"
 	"github.com/pgjet/pgjet/shared/wire"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config configures the collector's sessions.
@@ -96,7 +97,10 @@ type Config struct {
 	Totals *rawstream.Totals
 	// PublishLatency, when set, observes each raw publish's seconds.
 	PublishLatency rawstream.Observer
-	Log            *slog.Logger
+	// Tracer, when set, traces transactions and raw messages
+	// (rawstream.PublisherConfig.Tracer).
+	Tracer trace.Tracer
+	Log    *slog.Logger
 }
 
 // Probe is what the collector's metrics and readiness learn from the
@@ -378,6 +382,7 @@ func (s *session) run(ctx context.Context) error {
 		Checkpoint:        cp,
 		Totals:            cfg.Totals,
 		PublishLatency:    cfg.PublishLatency,
+		Tracer:            cfg.Tracer,
 		Log:               log,
 	})
 	var stream *replication.Stream

@@ -38,6 +38,9 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -71,6 +74,9 @@ type config struct {
 	routerAB string
 	// envelopes: rounds of every router variant (routerVariants).
 	envelopes bool
+	// tracing: time a collector and a router with OpenTelemetry tracing on
+	// (an OTLP/HTTP receiver in this process) beside the untraced ones.
+	tracing bool
 }
 
 // bench is one benchmark session: a Postgres cluster, a work dir and the results.
@@ -86,6 +92,9 @@ type bench struct {
 
 	lastPgbench string
 	res         results
+	// otelEnv turns tracing on in a process (-tracing), exporting to the
+	// receiver in this one.
+	otelEnv []string
 }
 
 func main() {
@@ -105,8 +114,18 @@ func main() {
 	flag.IntVar(&c.runs, "runs", 0, "rounds of ceiling/collector runs per workload (default 3, 1 with -quick)")
 	flag.BoolVar(&c.routerFsync, "router-fsync", true, "also time a router whose output stream fsyncs every write (about 90 s on the full OLTP backlog)")
 	flag.StringVar(&c.routerAB, "router-ab", "", "directory with another pgjet-router to time in every async round, right after the one of -bin")
+	charts := flag.String("charts", "", "draw the charts of docs/benchmarks.md from this results.json into -chart-dir and exit (make bench-charts)")
+	chartDir := flag.String("chart-dir", "docs/benchmarks", "directory of the charts -charts writes")
+	flag.BoolVar(&c.tracing, "tracing", true, "also time, in every round, a collector and a router (native) exporting every span over OTLP/HTTP to a receiver in this process, for the cost of tracing")
 	flag.BoolVar(&c.envelopes, "envelopes", false, "time routers of every envelope (native, cloudevents, cloudevents data change, debezium) and native with --group transaction, alternating within each round, instead of the async native and cloudevents rounds")
 	flag.Parse()
+	if *charts != "" {
+		if err := writeCharts(*charts, *chartDir); err != nil {
+			fmt.Fprintf(os.Stderr, "pgjet-bench: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	c.workloads = strings.Split(wl, ",")
 	c.persists = strings.Split(*persists, ",")
 	if c.outDir == "" {
@@ -206,6 +225,21 @@ func run(c config) error {
 		return err
 	}
 	atExit(b.pg.Stop)
+	if c.tracing {
+		// An OTLP/HTTP receiver that takes every export and keeps nothing:
+		// what tracing costs the processes, not what a backend costs.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/x-protobuf")
+		}), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		atExit(func() { _ = srv.Close() })
+		b.otelEnv = []string{"OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf", "OTEL_EXPORTER_OTLP_ENDPOINT=http://" + ln.Addr().String()}
+	}
 	b.dsn = b.pg.DSN("")
 	if b.conn, err = pgx.Connect(ctx, b.dsn); err != nil {
 		return err

@@ -49,6 +49,7 @@ type workloadResult struct {
 	Ceiling     []ceilingRun   // one per round
 	Collector   []collectorRun // external nats-server, one per round
 	Embedded    []collectorRun // --embedded, one per round
+	Traced      []collectorRun // external nats-server, tracing on (-tracing), one per round
 	Routers     []routerRun
 	Profiles    []profile
 }
@@ -161,6 +162,9 @@ func (b *bench) runWorkload(ctx context.Context, w workload) (workloadResult, er
 	roles := []string{}
 	for i := 1; i <= b.sizes.runs; i++ {
 		roles = append(roles, fmt.Sprintf("ceil%d", i), fmt.Sprintf("pgjet%d", i), fmt.Sprintf("embedded%d", i))
+		if b.cfg.tracing {
+			roles = append(roles, fmt.Sprintf("traced%d", i))
+		}
 	}
 	if b.perf != "" {
 		roles = append(roles, "prof")
@@ -232,12 +236,25 @@ func (b *bench) runWorkload(ctx context.Context, w workload) (workloadResult, er
 		if n, err = b.startNATS(fmt.Sprintf("nats-%s-%d", w.name, i)); err != nil {
 			return r, err
 		}
-		col, err := b.runCollector(ctx, w, slot(fmt.Sprintf("pgjet%d", i)), n, lend, changes, timeout, "")
+		col, err := b.runCollector(ctx, w, slot(fmt.Sprintf("pgjet%d", i)), n, lend, changes, timeout, "", nil)
 		if err != nil {
 			return r, err
 		}
 		r.Collector = append(r.Collector, col)
-		emb, err := b.runCollector(ctx, w, slot(fmt.Sprintf("embedded%d", i)), nil, lend, changes, timeout, "")
+		if b.cfg.tracing {
+			// Its own server: the raw stream of n feeds the routers.
+			tn, err := b.startNATS(fmt.Sprintf("nats-%s-traced-%d", w.name, i))
+			if err != nil {
+				return r, err
+			}
+			tc, err := b.runCollector(ctx, w, slot(fmt.Sprintf("traced%d", i)), tn, lend, changes, timeout, "", b.otelEnv)
+			tn.stop()
+			if err != nil {
+				return r, err
+			}
+			r.Traced = append(r.Traced, tc)
+		}
+		emb, err := b.runCollector(ctx, w, slot(fmt.Sprintf("embedded%d", i)), nil, lend, changes, timeout, "", nil)
 		if err != nil {
 			return r, err
 		}
@@ -287,6 +304,9 @@ func (b *bench) runWorkload(ctx context.Context, w workload) (workloadResult, er
 			slices.Reverse(order)
 		}
 		for _, v := range order {
+			if v.traced && !b.cfg.tracing {
+				continue
+			}
 			rr, err := b.runRouter(ctx, n, w.name, fmt.Sprintf("env_%s_%d", v.tag, i), "", "async", v, expected, "")
 			if err != nil {
 				return r, err
@@ -304,7 +324,7 @@ func (b *bench) runWorkload(ctx context.Context, w workload) (workloadResult, er
 			return r, err
 		}
 		file := filepath.Join(b.cfg.outDir, "perf-collector-"+w.name+".data")
-		if _, err := b.runCollector(ctx, w, slot("prof"), pn, lend, changes, timeout, file); err != nil {
+		if _, err := b.runCollector(ctx, w, slot("prof"), pn, lend, changes, timeout, file, nil); err != nil {
 			return r, err
 		}
 		pn.stop()
@@ -429,7 +449,7 @@ var stoppedRE = regexp.MustCompile(`msg=stopped changes=(\d+)`)
 // runCollector starts the collector on slot (against n, or with its embedded
 // server when n is nil) and times it from process start until the raw stream
 // holds the end marker at lend.
-func (b *bench) runCollector(ctx context.Context, w workload, slot string, n *natsServer, lend uint64, changes int64, timeout time.Duration, perfFile string) (collectorRun, error) {
+func (b *bench) runCollector(ctx context.Context, w workload, slot string, n *natsServer, lend uint64, changes int64, timeout time.Duration, perfFile string, env []string) (collectorRun, error) {
 	r := collectorRun{Mode: "external"}
 	args := []string{"--dsn", b.dsn, "--slot", slot, "--publication", w.name, "--source", w.name}
 	url := ""
@@ -452,7 +472,7 @@ func (b *bench) runCollector(ctx context.Context, w workload, slot string, n *na
 	}
 	logf("collector (%s) on %s", r.Mode, slot)
 	t0 := time.Now()
-	p, err := startProc("pgjet-collector", filepath.Join(b.cfg.binDir, "pgjet-collector"), args, filepath.Join(b.cfg.outDir, "collector-"+slot+".log"))
+	p, err := startProcEnv("pgjet-collector", filepath.Join(b.cfg.binDir, "pgjet-collector"), args, env, filepath.Join(b.cfg.outDir, "collector-"+slot+".log"))
 	if err != nil {
 		return r, err
 	}
@@ -598,6 +618,7 @@ type routerVariant struct {
 	name, tag string   // tag: in stream, durable and file names
 	args      []string // --envelope and the like
 	group     bool     // --group transaction
+	traced    bool     // tracing on (-tracing)
 }
 
 // routerVariants are the envelopes (and grouping) timed by -envelopes, in
@@ -610,6 +631,8 @@ var routerVariants = []routerVariant{
 	// Payload only (no schema), key in a header: the envelope's defaults.
 	{name: "debezium", tag: "debezium", args: []string{"--envelope", "debezium"}},
 	{name: "native+group", tag: "group", args: []string{"--envelope", "native", "--group", "transaction"}, group: true},
+	// Tracing on: a span per raw record exported over OTLP/HTTP (-tracing).
+	{name: "native+tracing", tag: "traced", args: []string{"--envelope", "native"}, traced: true},
 }
 
 func variantNamed(name string) routerVariant {
@@ -654,7 +677,11 @@ func (b *bench) runRouter(ctx context.Context, n *natsServer, wname, tag, bin, p
 	natsCPU0, _ := cpuSeconds(n.proc.pid())
 	logf("router (%s, %s) of %s on %s: %d events expected", persist, envelope, dir, wname, expected)
 	t0 := time.Now()
-	p, err := startProc("pgjet-router", filepath.Join(dir, "pgjet-router"), args, filepath.Join(b.cfg.outDir, "router-"+wname+"-"+tag+".log"))
+	var env []string
+	if v.traced {
+		env = b.otelEnv
+	}
+	p, err := startProcEnv("pgjet-router", filepath.Join(dir, "pgjet-router"), args, env, filepath.Join(b.cfg.outDir, "router-"+wname+"-"+tag+".log"))
 	if err != nil {
 		return r, err
 	}

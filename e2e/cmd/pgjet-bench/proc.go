@@ -24,6 +24,11 @@ type proc struct {
 // startProc starts path with args, output to logPath. The child gets SIGKILL
 // if this program dies, and is stopped by the cleanup list otherwise.
 func startProc(name, path string, args []string, logPath string) (*proc, error) {
+	return startProcEnv(name, path, args, nil, logPath)
+}
+
+// startProcEnv is startProc with env added to the environment.
+func startProcEnv(name, path string, args, env []string, logPath string) (*proc, error) {
 	f, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -37,6 +42,7 @@ func startProc(name, path string, args []string, logPath string) (*proc, error) 
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	cmd.Env = append(cmd.Env, env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)

@@ -56,6 +56,7 @@ func (r *results) markdown() string {
 		}
 
 		r.envelopeTables(p)
+		r.tracingTable(p)
 
 		p("\nEvery round (changes/s; ratio to the same round's ceiling; loadavg1 after the collector run):\n\n")
 		p("| workload | round | ceiling | collector | ratio | embedded | ratio | loadavg1 |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -279,39 +280,16 @@ func (r *results) envelopeTables(p func(string, ...any)) {
 		return
 	}
 	p("\n## Envelopes and grouping (`-envelopes`)\n\n")
-	p("Five routers (`--output-persist async`) one after another in each round on the same raw stream, in the opposite order every other round; each its own durable consumer and output stream, deleted after the run. ")
-	p("`cloudevents`: structured mode, data the native document; `cloudevents-change`: data {before, after, op}; `debezium`: payload only, key in a header; `native+group`: native events, `--group transaction` (a message per transaction, in parts at the max payload or at a raw record's end). ")
+	p("Routers (`--output-persist async`) one after another in each round on the same raw stream, in the opposite order every other round; each its own durable consumer and output stream, deleted after the run. ")
+	p("`cloudevents`: structured mode, data the native document; `cloudevents-change`: data {before, after, op}; `debezium`: payload only, key in a header; `native+group`: native events, `--group transaction` (a message per transaction, in parts at the max payload or at a raw record's end); `native+tracing` (`-tracing`): native events with OpenTelemetry tracing on, a span per raw record exported over OTLP/HTTP and a traceparent header on every event. ")
 	p("Medians over the rounds, (min–max); × native is the median of the ratios to the native run of the same round (higher is better for events/s, lower for CPU). CPU in µs per event; bytes per event: the output stream's bytes (JetStream's accounting: data, headers, subject) over its events.\n\n")
 	p("| workload | variant | rounds | events | messages | bytes/event | events/s | × native | messages/s | router CPU µs/event | × native | nats-server CPU µs/event | router peak RSS MiB |\n")
 	p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, w := range r.Workloads {
-		native := map[int]routerRun{}
-		for _, rr := range w.Routers {
-			if rr.Round > 0 && rr.Envelope == "native" {
-				native[rr.Round] = rr
-			}
-		}
 		for _, v := range routerVariants {
-			var perSec, msgSec, cpu, ncpu, xRate, xCPU []float64
-			var rss float64
-			var events, msgs, bytes uint64
-			n := 0
-			for _, rr := range w.Routers {
-				if rr.Round == 0 || rr.Envelope != v.name {
-					continue
-				}
-				n++
-				perSec = append(perSec, rr.PerSec)
-				msgSec = append(msgSec, float64(rr.Msgs)/rr.Secs)
-				cpu = append(cpu, perM(rr.CPU, int64(rr.Events)))
-				ncpu = append(ncpu, perM(rr.NATSCPU, int64(rr.Events)))
-				rss = max(rss, float64(rr.RSSKiB)/1024)
-				events, msgs, bytes = rr.Events, rr.Msgs, rr.Bytes
-				if nr, ok := native[rr.Round]; ok && nr.PerSec > 0 && nr.CPU > 0 {
-					xRate = append(xRate, rr.PerSec/nr.PerSec)
-					xCPU = append(xCPU, perM(rr.CPU, int64(rr.Events))/perM(nr.CPU, int64(nr.Events)))
-				}
-			}
+			vs := w.variant(v.name)
+			n, perSec, msgSec, cpu, ncpu, xRate, xCPU := vs.n, vs.perSec, vs.msgSec, vs.cpu, vs.ncpu, vs.xRate, vs.xCPU
+			rss, events, msgs, bytes := vs.rss, vs.events, vs.msgs, vs.bytes
 			if n == 0 {
 				continue
 			}
@@ -348,4 +326,81 @@ func (r *results) envelopeTables(p func(string, ...any)) {
 				perM(rr.CPU, int64(rr.Events)), perM(rr.NATSCPU, int64(rr.Events)), rr.Load)
 		}
 	}
+}
+
+// tracingTable compares the collector with tracing on (-tracing) with the
+// one without, round by round; the router's cost is the native+tracing row
+// of the envelope tables.
+func (r *results) tracingTable(p func(string, ...any)) {
+	has := false
+	for _, w := range r.Workloads {
+		has = has || len(w.Traced) > 0
+	}
+	if !has {
+		return
+	}
+	p("\n## Tracing (`-tracing`)\n\n")
+	p("The collector with OpenTelemetry tracing on (a span per transaction and per raw message, every span exported over OTLP/HTTP to a receiver in pgjet-bench), run in each round right after the untraced one on the same backlog, each with a nats-server of its own. ")
+	p("× untraced: median of the per-round ratios (events/s: higher is better; CPU: lower). The router's cost is the `native+tracing` row above (× native).\n\n")
+	p("| workload | untraced changes/s | traced changes/s | × untraced | untraced CPU s/M | traced CPU s/M | × untraced |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, w := range r.Workloads {
+		if len(w.Traced) == 0 {
+			continue
+		}
+		xRate, xCPU := w.tracedRatios()
+		cpu := func(runs []collectorRun) float64 {
+			return median(w.perM(runs, func(c collectorRun) float64 { return c.CPU }))
+		}
+		p("| %s | %s | %s | **%.2f×** | %.1f | %.1f | %.2f× |\n", w.Name, spread(rates(w.Collector)), spread(rates(w.Traced)), median(xRate),
+			cpu(w.Collector), cpu(w.Traced), median(xCPU))
+	}
+}
+
+// variantStats are the -envelopes runs of one router variant of a
+// workload: per run, and as ratios to the native run of the same round.
+type variantStats struct {
+	n                                      int
+	perSec, msgSec, cpu, ncpu, xRate, xCPU []float64
+	rss                                    float64
+	events, msgs, bytes                    uint64
+}
+
+// variant gathers the -envelopes runs of the router variant name.
+func (w *workloadResult) variant(name string) variantStats {
+	native := map[int]routerRun{}
+	for _, rr := range w.Routers {
+		if rr.Round > 0 && rr.Envelope == "native" {
+			native[rr.Round] = rr
+		}
+	}
+	var s variantStats
+	for _, rr := range w.Routers {
+		if rr.Round == 0 || rr.Envelope != name {
+			continue
+		}
+		s.n++
+		s.perSec = append(s.perSec, rr.PerSec)
+		s.msgSec = append(s.msgSec, float64(rr.Msgs)/rr.Secs)
+		s.cpu = append(s.cpu, perM(rr.CPU, int64(rr.Events)))
+		s.ncpu = append(s.ncpu, perM(rr.NATSCPU, int64(rr.Events)))
+		s.rss = max(s.rss, float64(rr.RSSKiB)/1024)
+		s.events, s.msgs, s.bytes = rr.Events, rr.Msgs, rr.Bytes
+		if nr, ok := native[rr.Round]; ok && nr.PerSec > 0 && nr.CPU > 0 {
+			s.xRate = append(s.xRate, rr.PerSec/nr.PerSec)
+			s.xCPU = append(s.xCPU, perM(rr.CPU, int64(rr.Events))/perM(nr.CPU, int64(nr.Events)))
+		}
+	}
+	return s
+}
+
+// tracedRatios are the per-round ratios of the traced collector to the
+// untraced one: changes/s and CPU.
+func (w *workloadResult) tracedRatios() (xRate, xCPU []float64) {
+	for i := range w.Traced {
+		if i < len(w.Collector) && w.Collector[i].PerSec > 0 && w.Collector[i].CPU > 0 {
+			xRate = append(xRate, w.Traced[i].PerSec/w.Collector[i].PerSec)
+			xCPU = append(xCPU, w.Traced[i].CPU/w.Collector[i].CPU)
+		}
+	}
+	return xRate, xCPU
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/pgjet/pgjet/router/internal/cli"
 	"github.com/pgjet/pgjet/router/internal/routing"
 	"github.com/pgjet/pgjet/shared/flagenv"
+	"github.com/pgjet/pgjet/shared/help"
 	"github.com/pgjet/pgjet/shared/logging"
 	"github.com/pgjet/pgjet/shared/memlimit"
 )
@@ -40,29 +41,35 @@ func parseConfig(args []string) (config, error) {
 	return parseConfigWith(args, "pgjet-router", nil)
 }
 
+// flagSet registers the router's flags, and those more adds for a
+// subcommand (name), on a new FlagSet writing to c; the others are
+// returned.
+func (c *config) flagSet(name string, more func(*flag.FlagSet)) (fs *flag.FlagSet, pf *cli.Flags, level, logFormat *string) {
+	fs = flag.NewFlagSet(name, flag.ContinueOnError)
+	if more != nil {
+		more(fs)
+	}
+	pf = cli.Register(fs)
+	fs.BoolVar(&c.checkOnly, "check-config", false, "validate the flags and the pipeline file, print the routes and exit, without connecting")
+	c.memLimit = 128 << 20
+	fs.Var(&c.memLimit, "memory-limit", "soft memory limit of the Go runtime, e.g. 256MiB (GOMEMLIMIT wins; 0: none)")
+	level = fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat = fs.String("log-format", "text", "text or json (one JSON object per line)")
+	// Errors are reported by main in one line; the usage text only on -h.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs, pf, level, logFormat
+}
+
 // parseConfigWith is parseConfig for a subcommand (name) with flags of its
 // own, which more registers.
 func parseConfigWith(args []string, name string, more func(*flag.FlagSet)) (config, error) {
 	var c config
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	if more != nil {
-		more(fs)
-	}
-	pf := cli.Register(fs)
-	fs.BoolVar(&c.checkOnly, "check-config", false, "validate the flags and the pipeline file, print the routes and exit, without connecting")
-	c.memLimit = 128 << 20
-	fs.Var(&c.memLimit, "memory-limit", "soft memory limit of the Go runtime, e.g. 256MiB (GOMEMLIMIT wins; 0: none)")
-	level := fs.String("log-level", "info", "debug, info, warn or error")
-	logFormat := fs.String("log-format", "text", "text or json (one JSON object per line)")
-	// Errors are reported by main in one line; the usage text only on -h.
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
+	fs, pf, level, logFormat := c.flagSet(name, more)
 	given, err := flagenv.ParseSet(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(os.Stdout, cli.Usage(name))
-			fs.SetOutput(os.Stdout)
-			fs.PrintDefaults()
+			page.Write(os.Stdout, fs)
 		}
 		return c, err
 	}
@@ -90,6 +97,9 @@ func main() {
 	}
 	if len(os.Args) > 1 && os.Args[1] == "status" {
 		os.Exit(statusMain(os.Args[2:]))
+	}
+	if len(os.Args) > 1 && os.Args[1] == help.CompletionCommand.Name {
+		os.Exit(completionMain(os.Args[2:]))
 	}
 	cfg, err := parseConfig(os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {

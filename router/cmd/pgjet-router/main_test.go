@@ -414,3 +414,17 @@ func TestCloudEventsDataFromFile(t *testing.T) {
 		}
 	}
 }
+
+// Every flag, replay's included, is under a heading of --help, and the
+// headings name no flag that does not exist.
+func TestHelpGroupsEveryFlag(t *testing.T) {
+	var c config
+	var rf replayFlags
+	fs, _, _, _ := c.flagSet("pgjet-router replay", rf.register)
+	if got := page.Ungrouped(fs); len(got) > 0 {
+		t.Errorf("flags in no group of --help: %v (add them to page in help.go)", got)
+	}
+	if got := page.Unknown(fs); len(got) > 0 {
+		t.Errorf("--help groups name flags that do not exist: %v", got)
+	}
+}

@@ -137,30 +137,51 @@ func (f *Flags) Load(given map[string]bool, lookup func(string) (string, bool), 
 	} else {
 		file, err = pipeline.LoadWith(f.File, lookup, ov)
 	}
-	var errs *pipeline.Errors
-	switch {
-	case errors.As(err, &errs):
-		errs = errs.For(pipeline.ScopeRouter)
-	case err != nil:
+	cfg, errs, err := plan(file, err, warn)
+	if err != nil {
 		return nil, err
-	default:
-		errs = file.Problems()
 	}
-	plan := routing.FromFile(file, errs, warn)
 	if given["stdout"] {
-		for i := range plan.Routes {
-			if plan.Routes[i].Relay.Stream != "" {
-				plan.Routes[i].Stdout = format
+		for i := range cfg.Plan.Routes {
+			if cfg.Plan.Routes[i].Relay.Stream != "" {
+				cfg.Plan.Routes[i].Stdout = format
 			}
 		}
 	}
 	switch {
 	case errs.Len() == 0:
-		return &Config{Plan: plan, File: file}, nil
+		return cfg, nil
 	case f.File == "":
 		return nil, errs
 	}
 	return nil, fmt.Errorf("%s:\n%w", f.File, errs)
+}
+
+// FromDoc plans the routes of a pipeline document as Load does a file's,
+// for a command that writes the document itself (pgjet, from
+// pgoutput-stream's flags).
+func FromDoc(doc []byte, lookup func(string) (string, bool), warn func(msg string, args ...any)) (*Config, error) {
+	file, err := pipeline.ParseWith(doc, lookup, nil)
+	cfg, errs, err := plan(file, err, warn)
+	if err == nil && errs.Len() > 0 {
+		err = errs
+	}
+	return cfg, err
+}
+
+// plan is the routes of file, which loading returned with err, and the
+// router's problems with it.
+func plan(file *pipeline.File, err error, warn func(msg string, args ...any)) (*Config, *pipeline.Errors, error) {
+	var errs *pipeline.Errors
+	switch {
+	case errors.As(err, &errs):
+		errs = errs.For(pipeline.ScopeRouter)
+	case err != nil:
+		return nil, nil, err
+	default:
+		errs = file.Problems()
+	}
+	return &Config{Plan: routing.FromFile(file, errs, warn), File: file}, errs, nil
 }
 
 // oneSink is the pipeline file of a route from flags alone: one NATS sink
@@ -302,13 +323,4 @@ func authGiven(given map[string]bool) bool {
 		}
 	}
 	return false
-}
-
-// Usage is the synopsis of the router's flags.
-func Usage(name string) string {
-	return "Usage: " + name + " --config PIPELINE.yaml [--check-config] [flags that override it]\n" +
-		"       " + name + " --nats URL [--raw-stream NAME] [--durable NAME] [--stream NAME] [--subject-prefix P] [--stdout json|json-pretty|text] [--group none|transaction]\n" +
-		"                    [--envelope " + strings.Join(envelope.Names(), "|") + " [--cloudevents-mode structured|binary] [--cloudevents-source URI] [--cloudevents-type-prefix P] [--cloudevents-data change|native]]\n" +
-		natsconn.Usage("                    ") +
-		"Every flag can also be set as PGJET_<NAME> in the environment (e.g. PGJET_CONFIG, PGJET_NATS, PGJET_SUBJECT_PREFIX).\n\n"
 }

@@ -489,6 +489,9 @@ func (c *CloudEvents) Header(e *Event) nats.Header {
 			h["ce-pgjetindex"] = v[5:6:6]
 		}
 	}
+	if e.TraceParent != "" {
+		h["ce-traceparent"] = []string{e.TraceParent}
+	}
 	h["Content-Type"] = jsonHeader
 	return h
 }
@@ -531,6 +534,12 @@ func (c *CloudEvents) appendAttributes(b []byte, e *Event, src *ceSource) []byte
 			b = append(b, a.index.of(c.scratch)...)
 			b = append(b, '"')
 		}
+	}
+	if e.TraceParent != "" {
+		// The distributed tracing extension; a traceparent needs no escaping.
+		b = append(b, `,"traceparent":"`...)
+		b = append(b, e.TraceParent...)
+		b = append(b, '"')
 	}
 	return append(b, `,"data":`...)
 }

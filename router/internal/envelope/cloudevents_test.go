@@ -473,3 +473,41 @@ func BenchmarkCloudEvents(b *testing.B) {
 		}
 	}
 }
+
+// The router's span travels as the CloudEvents distributed tracing
+// extension: the traceparent attribute in structured mode, ce-traceparent
+// in binary mode, read back as an extension by sdk-go; nothing without one.
+func TestCloudEventsTraceparent(t *testing.T) {
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	ev := goldenCases[0].ev
+	ev.Source, ev.Tx = source, tx
+	ev.ID = eventID(&ev)
+	for _, bin := range []bool{false, true} {
+		c, err := NewCloudEvents(CloudEventsConfig{Binary: bin})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, traced := range []bool{false, true} {
+			e := ev
+			if traced {
+				e.TraceParent = tp
+			}
+			body, err := c.Append(nil, &e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg := &nats.Msg{Subject: "x", Data: body, Header: c.Header(&e)}
+			got, err := binding.ToEvent(context.Background(), cejs.NewMessage(msg))
+			if err != nil {
+				t.Fatalf("binary %v: %v", bin, err)
+			}
+			want := ""
+			if traced {
+				want = tp
+			}
+			if v, _ := got.Extensions()["traceparent"].(string); v != want {
+				t.Errorf("binary %v, traced %v: traceparent extension %q, want %q", bin, traced, v, want)
+			}
+		}
+	}
+}

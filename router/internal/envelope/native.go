@@ -39,6 +39,10 @@ type Event struct {
 	// had, Tables how many per table, in order of first appearance.
 	Count  int
 	Tables []TableCount
+	// TraceParent is the W3C trace context of the router's span for the
+	// event's raw record ("" while tracing is off): CloudEvents carry it as
+	// the distributed tracing extension.
+	TraceParent string
 }
 
 // Native renders the native envelope: compact JSON with a fixed key order,

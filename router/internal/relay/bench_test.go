@@ -12,7 +12,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/shared/natstest"
+	"github.com/pgjet/pgjet/shared/tracing/tracingtest"
 	"github.com/pgjet/pgjet/shared/wire"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // BenchmarkRelay relays raw records of 500 single-row inserts each and
@@ -21,34 +23,41 @@ import (
 // case measures the disk as much as the relay.
 func BenchmarkRelay(b *testing.B) {
 	for _, storage := range []jetstream.StorageType{jetstream.MemoryStorage, jetstream.FileStorage} {
-		b.Run("output="+storage.String(), func(b *testing.B) {
-			const records, perRecord = 40, 500
-			var total time.Duration
-			for i := 0; i < b.N; i++ {
-				b.StopTimer()
-				js := benchEnv(b, storage, records, perRecord)
-				r, err := New(js, Config{RawStream: rawStream, Durable: durable, Stream: outStream, Prefix: "postgres", Log: discardLogger()})
-				if err != nil {
-					b.Fatal(err)
-				}
-				ctx, cancel := context.WithCancel(context.Background())
-				done := make(chan error, 1)
-				b.StartTimer()
-				start := time.Now()
-				go func() { done <- r.Run(ctx) }()
-				for r.Stats().RawRecords < records {
-					time.Sleep(time.Millisecond)
-				}
-				total += time.Since(start)
-				b.StopTimer()
-				cancel()
-				if err := <-done; err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(records*perRecord*b.N)/total.Seconds(), "events/s")
-		})
+		b.Run("output="+storage.String(), func(b *testing.B) { benchRelay(b, storage, nil) })
 	}
+	// Tracing on: a span per raw record, exported over OTLP/HTTP, and a
+	// traceparent header on every event.
+	b.Run("output=Memory,tracing", func(b *testing.B) {
+		benchRelay(b, jetstream.MemoryStorage, tracingtest.ForBenchmark(b, "pgjet-router").Tracer)
+	})
+}
+
+func benchRelay(b *testing.B, storage jetstream.StorageType, tracer trace.Tracer) {
+	const records, perRecord = 40, 500
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		js := benchEnv(b, storage, records, perRecord)
+		r, err := New(js, Config{RawStream: rawStream, Durable: durable, Stream: outStream, Prefix: "postgres", Log: discardLogger(), Tracer: tracer})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		b.StartTimer()
+		start := time.Now()
+		go func() { done <- r.Run(ctx) }()
+		for r.Stats().RawRecords < records {
+			time.Sleep(time.Millisecond)
+		}
+		total += time.Since(start)
+		b.StopTimer()
+		cancel()
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(records*perRecord*b.N)/total.Seconds(), "events/s")
 }
 
 func benchEnv(b *testing.B, storage jetstream.StorageType, records, perRecord int) jetstream.JetStream {

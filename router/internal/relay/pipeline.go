@@ -258,6 +258,9 @@ func (r *Relay) publishAsync(ctx context.Context, rec *record, epoch uint64) {
 		close(rec.done)
 		return
 	}
+	if rec.span != nil {
+		rec.span.AddEvent("publishing")
+	}
 	if r.cfg.PublishLatency != nil && len(rec.b.outs) > 0 {
 		rec.sent = time.Now()
 	}

@@ -8,6 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/shared/backoff"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // window bounds the publishes awaiting their ack, below the client's
@@ -51,6 +53,9 @@ func (r *Relay) publishAll(ctx context.Context, rec *record, from int) error {
 	raw, outs := rec.msg, rec.b.outs[from:]
 	if r.cfg.PublishLatency != nil && rec.sent.IsZero() {
 		rec.sent = time.Now()
+	}
+	if rec.span != nil {
+		rec.span.AddEvent("republishing", trace.WithAttributes(attribute.Int("pgjet.from", from)))
 	}
 	// Tell the raw stream now and then that the record is still being
 	// worked on, so that it is not redelivered while a large one publishes

@@ -22,7 +22,10 @@ import (
 	"github.com/pgjet/pgjet/shared/backoff"
 	"github.com/pgjet/pgjet/shared/crashpoint"
 	"github.com/pgjet/pgjet/shared/natsconn"
+	"github.com/pgjet/pgjet/shared/tracing"
 	"github.com/pgjet/pgjet/shared/wire"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // DefaultDuplicates is JetStream's own default duplicate window. The server
@@ -83,7 +86,12 @@ type Config struct {
 	// PublishLatency, when set, observes the seconds from the first
 	// publish of a raw record's events to the ack of its last one.
 	PublishLatency Observer
-	Log            *slog.Logger
+	// Tracer, when set, traces each raw record (rendered, published,
+	// stored) as a child of the collector's span its traceparent header
+	// names; its output messages carry the record's span (traceparent, and
+	// ce-traceparent or the traceparent attribute for CloudEvents).
+	Tracer trace.Tracer
+	Log    *slog.Logger
 }
 
 // StreamConfig is what an output stream the relay creates looks like,
@@ -140,6 +148,9 @@ type Relay struct {
 	// partHeader is the value of wire.PartitionHeader of a partitioned
 	// route's messages, nil for others.
 	partHeader []string
+	// traceparent is the traceparent header of the record being rendered
+	// (its span's context); nil while tracing is off.
+	traceparent []string
 	// dupWindow is the output stream's duplicate window: for that long
 	// after storing an event the server recognises its id.
 	dupWindow time.Duration
@@ -344,6 +355,8 @@ type record struct {
 	// failed: a publish of it failed, so the client may still hold (and
 	// retry) some of its messages, which point into its arena.
 	failed bool
+	// span traces it; nil while tracing is off.
+	span trace.Span
 }
 
 // prepare decodes and renders raw record msg. It returns nil for a record
@@ -373,6 +386,11 @@ func (r *Relay) prepare(ctx context.Context, msg jetstream.Msg) (*record, error)
 		return nil, r.missing(ctx, seq)
 	}
 	rec := &record{msg: msg, seq: seq, meta: meta, start: time.Now()}
+	r.traceparent = nil
+	if r.cfg.Tracer != nil {
+		rec.span = r.startSpan(ctx, msg, seq)
+		r.traceparent = []string{tracing.Header(rec.span.SpanContext())}
+	}
 	var m wire.Message
 	if err := wire.Unmarshal(msg.Data(), &m); err != nil {
 		return nil, fmt.Errorf("raw record %d of stream %s (subject %s): %w", seq, r.cfg.RawStream, msg.Subject(), err)
@@ -389,6 +407,9 @@ func (r *Relay) prepare(ctx context.Context, msg jetstream.Msg) (*record, error)
 	}
 	rec.b = r.render(&m, len(msg.Data()), seq, maxPayload, tooLarge)
 	rec.src, rec.txs = m.Source.Name, len(m.Txs)
+	if rec.span != nil {
+		rec.span.AddEvent("rendered", trace.WithAttributes(attribute.Int("pgjet.events", len(rec.b.outs)), attribute.Int("pgjet.txs", rec.txs)))
+	}
 	r.seen = seq
 	return rec, nil
 }
@@ -438,6 +459,10 @@ func (r *Relay) finish(ctx context.Context, rec *record) error {
 	r.stats.skipped.Add(uint64(b.skipped))
 	r.stats.lastSeq.Store(rec.seq)
 	r.stats.lag.Store(rec.meta.NumPending)
+	if rec.span != nil {
+		rec.span.AddEvent("stored")
+		rec.span.End()
+	}
 	r.log.Debug("relayed raw record", "seq", rec.seq, "source", rec.src, "txs", rec.txs, "events", len(b.outs)-b.dead,
 		"dead_letters", b.dead, "pending", rec.meta.NumPending, "took", time.Since(rec.start))
 	return nil

@@ -4,6 +4,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/router/internal/envelope"
+	"github.com/pgjet/pgjet/shared/tracing"
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
@@ -165,6 +166,9 @@ func (r *Relay) renderOne(rs *renderState, ev envelope.Event, pos wire.EventID) 
 	}
 	id := string(r.idBuf)
 	ev.ID = id
+	if r.traceparent != nil {
+		ev.TraceParent = r.traceparent[0]
+	}
 	// Before anything renders it: a dropped or masked value must not reach
 	// any output, dead letters and stdout included.
 	r.route.Transform(&ev)
@@ -198,6 +202,9 @@ func (r *Relay) renderOne(rs *renderState, ev envelope.Event, pos wire.EventID) 
 		h := r.env.Header(&ev)
 		if r.partHeader != nil {
 			h[wire.PartitionHeader] = r.partHeader
+		}
+		if r.traceparent != nil {
+			h[tracing.Traceparent] = r.traceparent
 		}
 		extra := headerSize(h)
 		h[jetstream.MsgIDHeader] = []string{id}

@@ -14,6 +14,7 @@ import (
 	"github.com/pgjet/pgjet/router/internal/stdout"
 	"github.com/pgjet/pgjet/shared/natsconn"
 	"github.com/pgjet/pgjet/shared/redact"
+	"github.com/pgjet/pgjet/shared/tracing"
 )
 
 // Run connects and runs every route of p until ctx ends (nil) or one fails
@@ -22,6 +23,18 @@ import (
 // connection; each has its own JetStream context (and so its own window of
 // pending publishes). Printing routes write to out.
 func Run(ctx context.Context, p *Plan, log *slog.Logger, out io.Writer) error {
+	// Tracing, when the environment turns it on (shared/tracing).
+	tr, err := tracing.Setup(ctx, "pgjet-router", log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tr.Shutdown(sctx); err != nil {
+			log.Warn("tracing", "err", err)
+		}
+	}()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	conns := map[string]*nats.Conn{}
@@ -89,6 +102,7 @@ func Run(ctx context.Context, p *Plan, log *slog.Logger, out io.Writer) error {
 			rc.Stdout = stdout.New(sharedOut, rt.Stdout, nil)
 		}
 		rc.PublishLatency = p.Metrics.latency(rt.ID)
+		rc.Tracer = tr.Tracer
 		r, err := relay.NewWithOutput(rawJS, outJS, rc)
 		if err != nil {
 			return fmt.Errorf("route %s: %w", rt.ID, err)

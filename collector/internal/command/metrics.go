@@ -1,4 +1,4 @@
-package main
+package command
 
 import (
 	"context"
@@ -256,6 +256,7 @@ var (
 	descMessages     = prometheus.NewDesc("pgjet_collector_raw_messages_total", "Raw messages stored in the raw stream.", nil, nil)
 	descReceived     = prometheus.NewDesc("pgjet_collector_received_lsn", "WAL position received from Postgres, as a byte position.", nil, nil)
 	descConfirmed    = prometheus.NewDesc("pgjet_collector_confirmed_lsn", "WAL position confirmed to Postgres (everything before it is stored), as a byte position.", nil, nil)
+	descConfirmAge   = prometheus.NewDesc("pgjet_collector_confirmation_age_seconds", "How long changes read from Postgres have waited for JetStream's acknowledgement with the confirmed position standing still; 0 when nothing waits.", nil, nil)
 	descInFlight     = prometheus.NewDesc("pgjet_collector_inflight_bytes", "Bytes of decoded changes read and not yet acknowledged by JetStream.", nil, nil)
 	descSlotLag      = prometheus.NewDesc("pgjet_collector_slot_lag_bytes", "WAL bytes Postgres keeps for the slot: pg_current_wal_lsn() (on a standby pg_last_wal_replay_lsn()) - confirmed_flush_lsn, polled every 2 s; absent while it cannot be read.", nil, nil)
 	descReconnects   = prometheus.NewDesc("pgjet_collector_reconnects_total", "Connections established again: cause postgres, a new replication session after one ended; nats, the NATS client's reconnects.", []string{"cause"}, nil)
@@ -274,7 +275,7 @@ var (
 var lagBuckets = []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60}
 
 func (c *probeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descChanges, descTransactions, descMessages, descReceived, descConfirmed, descInFlight, descSlotLag, descReconnects, descReadLag, descStoredLag,
+	for _, d := range []*prometheus.Desc{descChanges, descTransactions, descMessages, descReceived, descConfirmed, descConfirmAge, descInFlight, descSlotLag, descReconnects, descReadLag, descStoredLag,
 		descPhantoms, descPhantomBytes, descHeartbeats, descInvalidated, descLostFrom, descGaps, descGapBytes} {
 		ch <- d
 	}
@@ -306,6 +307,7 @@ func (c *probeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if pub := p.pub.Load(); pub != nil {
 		gauge(descConfirmed, float64(pub.Confirmed()))
+		gauge(descConfirmAge, pub.ConfirmationAge(time.Now()).Seconds())
 		gauge(descInFlight, float64(pub.InFlightBytes()))
 	}
 	if v := math.Float64frombits(p.slotLag.Load()); !math.IsNaN(v) {

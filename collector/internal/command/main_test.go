@@ -1,4 +1,4 @@
-package main
+package command
 
 import (
 	"strings"
@@ -67,5 +67,18 @@ func TestParseConfig(t *testing.T) {
 			}
 			c.check(t, cfg)
 		})
+	}
+}
+
+// Every flag is under a heading of --help, and the headings name no flag
+// that does not exist.
+func TestHelpGroupsEveryFlag(t *testing.T) {
+	var c config
+	fs, _, _, _ := c.flagSet()
+	if got := page.Ungrouped(fs); len(got) > 0 {
+		t.Errorf("flags in no group of --help: %v (add them to page in help.go)", got)
+	}
+	if got := page.Unknown(fs); len(got) > 0 {
+		t.Errorf("--help groups name flags that do not exist: %v", got)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package command
 
 import (
 	"errors"
@@ -16,7 +16,13 @@ import (
 // the environment) from the pipeline file's source, raw_stream and batch
 // sections. tables is the --tables flag's value.
 func (c *config) applyFile(given map[string]bool, tables *string) error {
-	f, err := pipeline.Load(c.file, os.LookupEnv)
+	var f *pipeline.File
+	var err error
+	if c.doc != nil {
+		f, err = pipeline.Parse(c.doc, nil)
+	} else {
+		f, err = pipeline.Load(c.file, os.LookupEnv)
+	}
 	var errs *pipeline.Errors
 	if errors.As(err, &errs) {
 		if errs = errs.For(pipeline.ScopeCollector); errs.Len() > 0 {
