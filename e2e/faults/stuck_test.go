@@ -358,12 +358,16 @@ func TestRawStreamFull(t *testing.T) {
 	wantSaid(t, "the collector's start", col.Log(), "level=WARN", "raw stream PGJET_RAW discards old records when full", "--discard new")
 	must(t, col.Stop())
 
-	// Full: room for three more records.
-	info, err := js.Stream(ctx, "PGJET_RAW")
+	// Full: room for one more record, which the first transaction takes
+	// (however the collector batches); the next ones find no room.
+	raw, err := js.Stream(ctx, "PGJET_RAW")
 	must(t, err)
-	st, err := info.Info(ctx)
-	must(t, err)
-	cfg.Discard, cfg.MaxMsgs = jetstream.DiscardNew, int64(st.State.Msgs)+3
+	msgs := func() uint64 {
+		st, err := raw.Info(ctx)
+		must(t, err)
+		return st.State.Msgs
+	}
+	cfg.Discard, cfg.MaxMsgs = jetstream.DiscardNew, int64(msgs())+1
 	_, err = js.UpdateStream(ctx, cfg)
 	must(t, err)
 	port, err := pgtest.FreePort()
@@ -371,7 +375,11 @@ func TestRawStreamFull(t *testing.T) {
 	metricsURL := fmt.Sprintf("http://127.0.0.1:%d", port)
 	e.startCollector([]string{"--metrics", fmt.Sprintf("127.0.0.1:%d", port), "--linger", "0"})
 	e.router()
-	for i := range 20 {
+	e.insertOwners("fits", 3)
+	if !eventually(30*time.Second, func() bool { return msgs() == uint64(cfg.MaxMsgs) }) {
+		t.Fatalf("the raw stream did not fill: %d records of %d", msgs(), cfg.MaxMsgs)
+	}
+	for i := range 5 {
 		e.insertOwners(fmt.Sprintf("full%d", i), 3)
 	}
 	body := e.waitNotReady(metricsURL, "is full")
