@@ -7,7 +7,8 @@
 #   2. the system benchmark (e2e/cmd/pgjet-bench): throwaway Postgres and nats-server
 #      (sync_interval: always), workloads OLTP, bulk, wide rows, TOAST updates; ceiling
 #      (pg_recvlogical) vs collector vs router, the router in every envelope and with
-#      group: transaction (-envelopes); end-to-end latency at a fixed commit rate.
+#      group: transaction (-envelopes) and the server's publish ceiling; end-to-end latency at a
+#      fixed commit rate, per envelope.
 # Usage: scripts/bench.sh
 #   BENCH_QUICK=1   small sizes, a smoke test of everything (a few minutes)
 #   BENCH_OUT=DIR   where results go (default tmp/bench-<time>, gitignored)
@@ -36,11 +37,11 @@ if [ "${BENCH_MICRO:-1}" != 0 ]; then
 	{
 		go test -run '^$' -bench . -benchmem -benchtime "$BT" \
 			./collector/internal/pgoutput ./collector/internal/rawstream ./shared/wire \
-			./router/internal/value ./router/internal/envelope
+			./router/internal/value ./router/internal/envelope ./router/internal/render
 		# Each relay iteration starts a server and fills streams: a few suffice.
 		go test -run '^$' -bench . -benchmem -benchtime "$RELAY_BT" ./router/internal/relay
 		# Routes: one iteration is a round of 1, 3 and 3 disjoint routes, alternating.
-		go test -run '^$' -bench 'RoutesAlternating' -benchtime "$ROUTES_BT" ./router/internal/routing
+		go test -run '^$' -bench 'RoutesAlternating' -benchtime "$ROUTES_BT" ./router/internal/plan
 	} 2>&1 | tee "$OUT/micro.txt"
 
 	# pprof needs the test binary next to the profile to name functions.
@@ -54,16 +55,19 @@ if [ "${BENCH_MICRO:-1}" != 0 ]; then
 	go tool pprof -top -nodecount 30 "$OUT/envelope.test" "$OUT/envelope.prof" >"$OUT/envelope.top.txt" 2>/dev/null
 	# The router's goroutines carry the label side=router; the rest is the in-process server.
 	go test -run '^$' -bench '^BenchmarkRoutes$/^routes=3$' -benchtime "$RELAY_BT" -cpuprofile "$OUT/routes3.prof" \
-		-o "$OUT/routing.test" ./router/internal/routing >/dev/null
-	go tool pprof -top -cum -nodecount 40 "$OUT/routing.test" "$OUT/routes3.prof" >"$OUT/routes3.cum.txt" 2>/dev/null
-	go tool pprof -top -cum -tagfocus side=router -nodecount 40 "$OUT/routing.test" "$OUT/routes3.prof" >"$OUT/routes3.router.cum.txt" 2>/dev/null
+		-o "$OUT/plan.test" ./router/internal/plan >/dev/null
+	go tool pprof -top -cum -nodecount 40 "$OUT/plan.test" "$OUT/routes3.prof" >"$OUT/routes3.cum.txt" 2>/dev/null
+	go tool pprof -top -cum -tagfocus side=router -nodecount 40 "$OUT/plan.test" "$OUT/routes3.prof" >"$OUT/routes3.router.cum.txt" 2>/dev/null
 	head -20 "$OUT/collector-path.top.txt"
 fi
 
 if [ "${BENCH_SYSTEM:-1}" != 0 ]; then
 	# -envelopes: routers of every envelope and of grouping, alternating in
-	# each round (replaces the native / cloudevents rounds).
-	ARGS=(-envelopes)
+	# each round (replaces the native / cloudevents rounds), and the
+	# publish ceiling of each round; the end-to-end latency of every
+	# envelope, outputs with async persistence (with the server's fsync per
+	# event a router cannot keep up with 2,000 events/s: docs/benchmarks.md).
+	ARGS=(-envelopes -e2e-persist async -e2e-envelopes native,cloudevents,cloudevents-change,debezium)
 	[ "$QUICK" = 1 ] && ARGS+=(-quick)
 	# perf profiles of the real binaries (separate, untimed runs) when perf works here.
 	if [ "$QUICK" != 1 ] && command -v perf >/dev/null && perf record -e cpu-clock -o /dev/null -- true >/dev/null 2>&1; then

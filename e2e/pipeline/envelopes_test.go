@@ -88,7 +88,7 @@ spec:
 //     transaction, bracketing exactly that transaction's events (no other
 //     event between them), END counting them in total and per table
 //     (dead letters included: the relay counts an event before rendering
-//     it, router/internal/relay/render.go).
+//     it, router/internal/render/render.go).
 //   - CloudEvents (the seed's route, structured, and binary mode): every
 //     event is a valid CloudEvent (sdk-go) with the seed's type, subject,
 //     source and data {before, after, op}; exactly once, in commit order,

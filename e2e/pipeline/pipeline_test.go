@@ -89,6 +89,19 @@ func (e *env) router(extra ...string) *harness.Proc {
 // verify drains the output stream and checks it against the audit log.
 func (e *env) verify(timeout time.Duration) check.Report {
 	e.t.Helper()
+	return e.verifyOn("postgres.>", timeout)
+}
+
+// verifyTables is verify for a stream that may also hold dead letters:
+// the events of the tables only.
+func (e *env) verifyTables(timeout time.Duration) {
+	e.t.Helper()
+	e.verifyOn("postgres.public.>", timeout)
+}
+
+// verifyOn is verify of the output stream's events on subjects filter.
+func (e *env) verifyOn(filter string, timeout time.Duration) check.Report {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	changes, err := check.ReadAudit(ctx, e.conn)
@@ -96,7 +109,7 @@ func (e *env) verify(timeout time.Duration) check.Report {
 		e.t.Fatal(err)
 	}
 	_, js := e.nats.Connect(e.t)
-	events, err := check.Drain(ctx, js, "PGJET_EVENTS", "postgres.>", len(changes), 2*time.Second)
+	events, err := check.Drain(ctx, js, "PGJET_EVENTS", filter, len(changes), 2*time.Second)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -1,7 +1,7 @@
 // Package relays runs pgjet-router's routes inside another command's
 // process: pgjet, which runs the collector, its embedded JetStream server
 // and the routes in one process. It is pgjet-router's own configuration
-// (router/internal/cli) and run (router/internal/routing), nothing else.
+// (router/internal/cli) and run (router/internal/plan), nothing else.
 package relays
 
 import (
@@ -11,7 +11,7 @@ import (
 	"log/slog"
 
 	"github.com/pgjet/pgjet/router/internal/cli"
-	"github.com/pgjet/pgjet/router/internal/routing"
+	"github.com/pgjet/pgjet/router/internal/plan"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -56,12 +56,12 @@ func (r *Relays) Describe() []string {
 // Metrics registers the routes' metrics on reg and returns their readiness
 // check; call it before Run.
 func (r *Relays) Metrics(reg prometheus.Registerer) func() error {
-	r.cfg.Plan.Metrics = routing.NewMetrics(reg)
+	r.cfg.Plan.Metrics = plan.NewMetrics(reg)
 	return r.cfg.Plan.Metrics.Ready
 }
 
 // Run relays until ctx ends (nil) or a route fails for good; printing
 // routes write to out.
 func (r *Relays) Run(ctx context.Context, log *slog.Logger, out io.Writer) error {
-	return routing.Run(ctx, r.cfg.Plan, log, out)
+	return plan.Run(ctx, r.cfg.Plan, log, out)
 }

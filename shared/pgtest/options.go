@@ -2,20 +2,13 @@ package pgtest
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/pgjet/pgjet/shared/testca"
 )
 
 // Options configure StartWith beyond Start's defaults.
@@ -96,61 +89,25 @@ func (c *Cluster) apply(o Options) error {
 // server.key (mode 0600: the server refuses a key others can read) into its
 // data directory, owned by the server's OS user.
 func (c *Cluster) writeCerts() error {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := testca.New("pgtest CA " + filepath.Base(c.Dir))
 	if err != nil {
 		return err
 	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "pgtest CA " + filepath.Base(c.Dir)},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(7 * 24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(7 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	cert, key, err := ca.Issue("localhost", testca.Server)
 	if err != nil {
 		return err
 	}
 	files := []struct {
-		path  string
-		block *pem.Block
-		mode  os.FileMode
+		path string
+		pem  []byte
+		mode os.FileMode
 	}{
-		{c.CAFile(), &pem.Block{Type: "CERTIFICATE", Bytes: caDER}, 0o644},
-		{filepath.Join(c.dataDir(), "server.crt"), &pem.Block{Type: "CERTIFICATE", Bytes: der}, 0o644},
-		{filepath.Join(c.dataDir(), "server.key"), &pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}, 0o600},
+		{c.CAFile(), ca.PEM, 0o644},
+		{filepath.Join(c.dataDir(), "server.crt"), cert, 0o644},
+		{filepath.Join(c.dataDir(), "server.key"), key, 0o600},
 	}
 	for _, f := range files {
-		if err := os.WriteFile(f.path, pem.EncodeToMemory(f.block), f.mode); err != nil {
+		if err := os.WriteFile(f.path, f.pem, f.mode); err != nil {
 			return err
 		}
 	}

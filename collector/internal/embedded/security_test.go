@@ -2,17 +2,9 @@ package embedded
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 	"github.com/pgjet/pgjet/shared/pgtest"
+	"github.com/pgjet/pgjet/shared/testca"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -203,8 +196,10 @@ func TestTLS(t *testing.T) {
 	ca := newCA(t)
 	serverCert, serverKey := ca.issue(t, dir, "server", true)
 	clientCert, clientKey := ca.issue(t, dir, "client", false)
-	caFile := filepath.Join(dir, "ca.pem")
-	writePEM(t, caFile, "CERTIFICATE", ca.der)
+	caFile, err := ca.WriteCA(dir, "ca.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
 	other := newCA(t)
 	otherCert, otherKey := other.issue(t, dir, "intruder", false)
 
@@ -308,54 +303,28 @@ func TestLeafSourcedByHub(t *testing.T) {
 	t.Logf("sourced message headers: %v", m.Header)
 }
 
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	der  []byte
-}
-
-func newCA(t *testing.T) *testCA {
+// newCA is a test CA; issue writes a certificate of it (server or client)
+// and its key, returning their paths.
+func newCA(t *testing.T) *ca {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pgjet test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	c, err := testca.New("pgjet test CA")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key, der: der}
+	return &ca{c}
 }
 
-// issue writes a certificate for 127.0.0.1 and its key, returning their
-// paths.
-func (ca *testCA) issue(t *testing.T, dir, name string, server bool) (string, string) {
+type ca struct{ *testca.CA }
+
+func (c *ca) issue(t *testing.T, dir, name string, server bool) (string, string) {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	usage := x509.ExtKeyUsageClientAuth
+	usage := testca.Client
 	if server {
-		usage = x509.ExtKeyUsageServerAuth
+		usage = testca.Server
 	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	certFile, keyFile, err := c.WriteIssued(dir, name, usage)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	certFile, keyFile := filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
-	writePEM(t, certFile, "CERTIFICATE", der)
-	writePEM(t, keyFile, "EC PRIVATE KEY", kb)
 	return certFile, keyFile
-}
-
-func writePEM(t *testing.T, file, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }

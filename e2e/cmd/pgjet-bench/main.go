@@ -18,13 +18,15 @@
 //   - with -envelopes: instead of the async native and cloudevents rounds,
 //     rounds of five routers one after another (native, cloudevents,
 //     cloudevents with data change, debezium, native with --group
-//     transaction), in the opposite order every other round;
+//     transaction), in the opposite order every other round, then the
+//     publish ceiling of the workload's native events (ceiling.go); with
+//     -router-ab too, the native router of DIR right after the one of -bin;
 //   - with -profile: the collector and a router again under `perf record`
 //     (with -envelopes, the debezium and grouping routers too).
 //
 // Then the end-to-end latency at a fixed commit rate with collector and
 // router running: arrival at a consumer of the output stream minus the
-// event's commit_time.
+// event's commit time, for each of -e2e-envelopes.
 //
 // Usage (from the repository root, after `make build`):
 //
@@ -51,6 +53,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
 	"github.com/pgjet/pgjet/shared/pgtest"
 )
 
@@ -74,6 +77,8 @@ type config struct {
 	routerAB string
 	// envelopes: rounds of every router variant (routerVariants).
 	envelopes bool
+	// e2eEnvelopes are the router variants of the end-to-end runs.
+	e2eEnvelopes []string
 	// tracing: time a collector and a router with OpenTelemetry tracing on
 	// (an OTLP/HTTP receiver in this process) beside the untraced ones.
 	tracing bool
@@ -92,6 +97,9 @@ type bench struct {
 
 	lastPgbench string
 	res         results
+	// samples are events of a router, by workload and variant: what the publish
+	// ceiling publishes.
+	samples map[string][]*nats.Msg
 	// otelEnv turns tracing on in a process (-tracing), exporting to the
 	// receiver in this one.
 	otelEnv []string
@@ -106,6 +114,7 @@ func main() {
 	flag.StringVar(&wl, "workloads", "oltp,bulk,wide,toast", "workloads to run, comma-separated")
 	flag.BoolVar(&c.e2e, "e2e", true, "measure end-to-end latency at a fixed commit rate")
 	persists := flag.String("e2e-persist", "default,async", "--output-persist values of the routers in the end-to-end runs, comma-separated")
+	e2eEnvelopes := flag.String("e2e-envelopes", "native", "router variants of the end-to-end runs, comma-separated (native, cloudevents, cloudevents-change, debezium): one run each per --e2e-persist value")
 	flag.IntVar(&c.e2eSecs, "e2e-seconds", 0, "length of each end-to-end run (default 60 s, 8 s with -quick)")
 	flag.IntVar(&c.e2eRate, "e2e-rate", 2000, "commits per second in the end-to-end runs")
 	flag.StringVar(&c.natsSync, "nats-sync", "always", "sync_interval of the nats-servers: always is what pgjet promises; a duration (e.g. 2m, JetStream's default) only to attribute time to fsyncs")
@@ -128,6 +137,13 @@ func main() {
 	}
 	c.workloads = strings.Split(wl, ",")
 	c.persists = strings.Split(*persists, ",")
+	c.e2eEnvelopes = strings.Split(*e2eEnvelopes, ",")
+	for _, e := range c.e2eEnvelopes {
+		if !slices.ContainsFunc(routerVariants, func(v routerVariant) bool { return v.name == e }) {
+			fmt.Fprintf(os.Stderr, "pgjet-bench: unknown -e2e-envelopes variant %q\n", e)
+			os.Exit(2)
+		}
+	}
 	if c.outDir == "" {
 		c.outDir = filepath.Join("tmp", "bench-"+time.Now().Format("20060102-150405"))
 	}
@@ -152,7 +168,7 @@ func main() {
 
 func run(c config) error {
 	ctx := context.Background()
-	b := &bench{cfg: c, sizes: fullSizes}
+	b := &bench{cfg: c, sizes: fullSizes, samples: map[string][]*nats.Msg{}}
 	if c.quick {
 		b.sizes = quickSizes
 	}
@@ -174,9 +190,6 @@ func run(c config) error {
 		if _, err := os.Stat(filepath.Join(c.binDir, name)); err != nil {
 			return fmt.Errorf("%s missing in %s: run `make build` first", name, c.binDir)
 		}
-	}
-	if c.routerAB != "" && c.envelopes {
-		return fmt.Errorf("-router-ab and -envelopes do not combine: -router-ab times the async native and cloudevents rounds, which -envelopes replaces")
 	}
 	if c.routerAB != "" {
 		if c.routerAB, err = filepath.Abs(c.routerAB); err != nil {
@@ -262,12 +275,14 @@ func run(c config) error {
 	}
 	if c.e2e {
 		for _, persist := range c.persists {
-			r, err := b.runE2E(ctx, persist)
-			if err != nil {
-				return fmt.Errorf("end-to-end (%s): %w", persist, err)
+			for _, env := range c.e2eEnvelopes {
+				r, err := b.runE2E(ctx, persist, variantNamed(env))
+				if err != nil {
+					return fmt.Errorf("end-to-end (%s, %s): %w", persist, env, err)
+				}
+				b.res.E2E = append(b.res.E2E, r)
+				b.save()
 			}
-			b.res.E2E = append(b.res.E2E, r)
-			b.save()
 		}
 	}
 	b.res.Finished = time.Now().UTC().Format(time.RFC3339)

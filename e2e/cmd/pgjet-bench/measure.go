@@ -101,6 +101,7 @@ type profile struct {
 
 type e2eResult struct {
 	Persist                       string
+	Envelope                      string // the router's variant
 	Rate, Seconds                 int
 	Txs                           int64
 	Events                        int
@@ -307,12 +308,34 @@ func (b *bench) runWorkload(ctx context.Context, w workload) (workloadResult, er
 			if v.traced && !b.cfg.tracing {
 				continue
 			}
-			rr, err := b.runRouter(ctx, n, w.name, fmt.Sprintf("env_%s_%d", v.tag, i), "", "async", v, expected, "")
+			for bi, bin := range bins {
+				if bi > 0 && v.name != "native" {
+					continue // -router-ab: the native router of both builds, the other variants of -bin
+				}
+				tag := fmt.Sprintf("env_%s_%d", v.tag, i)
+				if bi > 0 {
+					tag += "b"
+				}
+				rr, err := b.runRouter(ctx, n, w.name, tag, bin, "async", v, expected, "")
+				if err != nil {
+					return r, err
+				}
+				rr.Round = i
+				r.Routers = append(r.Routers, rr)
+			}
+		}
+		// The server's ceiling for each envelope's events, in the same
+		// round: what the server takes of those bytes whoever publishes.
+		for _, v := range routerVariants {
+			if v.group || v.traced {
+				continue
+			}
+			cr, err := b.publishCeiling(ctx, n, w.name, fmt.Sprintf("CEIL_%s_%d", v.tag, i), ceilingOf(v.name), b.samples[w.name+"|"+v.name], expected)
 			if err != nil {
 				return r, err
 			}
-			rr.Round = i
-			r.Routers = append(r.Routers, rr)
+			cr.Round = i
+			r.Routers = append(r.Routers, cr)
 		}
 	}
 
@@ -625,7 +648,8 @@ type routerVariant struct {
 // the order of odd rounds.
 var routerVariants = []routerVariant{
 	{name: "native", tag: "native", args: []string{"--envelope", "native"}},
-	// Structured mode, data the native document (the flags' default).
+	// Structured mode, data the native document (the default is data
+	// change, the variant after this one).
 	{name: "cloudevents", tag: "ce", args: []string{"--envelope", "cloudevents", "--cloudevents-data", "native"}},
 	{name: "cloudevents-change", tag: "cechange", args: []string{"--envelope", "cloudevents", "--cloudevents-data", "change"}},
 	// Payload only (no schema), key in a header: the envelope's defaults.
@@ -750,6 +774,10 @@ func (b *bench) runRouter(ctx context.Context, n *natsServer, wname, tag, bin, p
 		}
 	}
 	r.PerSec = float64(r.Events) / r.Secs
+	if !v.group && !v.traced && bin == "" && persist == "async" {
+		// The variant's events of the workload, for its publish ceiling.
+		b.samples[wname+"|"+v.name] = sampleEvents(ctx, js, stream)
+	}
 	// Each run starts from the same server: an output stream left behind
 	// keeps its duplicate window's ids in the server's heap, and every
 	// later run paid for them in garbage collection (nats-server's CPU per
@@ -943,9 +971,12 @@ func (b *bench) perfKey(file string) string {
 // runE2E runs collector and router continuously and writes at a fixed
 // commit rate; each event's latency is its arrival at a consumer of the
 // output stream minus its commit_time.
-func (b *bench) runE2E(ctx context.Context, persist string) (e2eResult, error) {
-	r := e2eResult{Persist: persist, Rate: b.sizes.e2eRate, Seconds: b.sizes.e2eSeconds}
+func (b *bench) runE2E(ctx context.Context, persist string, v routerVariant) (e2eResult, error) {
+	r := e2eResult{Persist: persist, Envelope: v.name, Rate: b.sizes.e2eRate, Seconds: b.sizes.e2eSeconds}
 	name := "e2e_" + persist
+	if v.name != "native" {
+		name += "_" + v.tag
+	}
 	if err := b.exec(ctx, fmt.Sprintf(benchTableSQL, name)); err != nil {
 		return r, err
 	}
@@ -972,7 +1003,7 @@ func (b *bench) runE2E(ctx context.Context, persist string) (e2eResult, error) {
 		return r, fmt.Errorf("collector did not start streaming:\n%s", col.tail(30))
 	}
 	rt, err := startProc("pgjet-router", filepath.Join(b.cfg.binDir, "pgjet-router"),
-		[]string{"--nats", n.url, "--stream", "EVENTS", "--output-persist", persist},
+		append([]string{"--nats", n.url, "--stream", "EVENTS", "--output-persist", persist}, v.args...),
 		filepath.Join(b.cfg.outDir, "router-"+name+".log"))
 	if err != nil {
 		return r, err
@@ -1059,7 +1090,7 @@ func (b *bench) runE2E(ctx context.Context, persist string) (e2eResult, error) {
 	}
 	c0, r0, n0 := cpu()
 	t0 := time.Now()
-	logf("end-to-end (%s): %d tx/s for %ds", persist, r.Rate, r.Seconds)
+	logf("end-to-end (%s): %d tx/s for %ds", r.label(), r.Rate, r.Seconds)
 	sctx, stopSampling := context.WithCancel(ctx)
 	sampled := make(chan struct{})
 	go func() {
@@ -1101,7 +1132,7 @@ func (b *bench) runE2E(ctx context.Context, persist string) (e2eResult, error) {
 		return r, errors.New("no events arrived")
 	}
 	r.Series = latencySeries(commits, lat, r.Seconds)
-	b.saveLatencies("latency-"+persist+".tsv", commits, rawCommits, rawLat, stored, lat)
+	b.saveLatencies("latency-"+strings.ReplaceAll(r.label(), " ", "-")+".tsv", commits, rawCommits, rawLat, stored, lat)
 	// The first seconds carry start-up costs (new table, cold caches, fresh
 	// WAL segments, young Go heaps): shown apart, never instead.
 	var afterWarmUp []int64
@@ -1123,11 +1154,19 @@ func (b *bench) runE2E(ctx context.Context, persist string) (e2eResult, error) {
 		newStage(fmt.Sprintf("received by a consumer, commits after the first %v", warmUp), afterWarmUp),
 	}
 	logf("end-to-end (%s): %d of %d events, latency p50 %.1f ms, p99 %.1f ms, max %.1f ms; CPU collector %.0f%%, router %.0f%%, nats %.0f%%",
-		persist, r.Events, txs, r.P50, r.P99, r.Max, r.CollectorCPU, r.RouterCPU, r.NATS)
+		r.label(), r.Events, txs, r.P50, r.P99, r.Max, r.CollectorCPU, r.RouterCPU, r.NATS)
 	_ = col.stop(30 * time.Second)
 	_ = rt.stop(30 * time.Second)
 	r.CollectorLags = progressLags(col.log())
 	return r, nil
+}
+
+// label names a run: its output persistence and, but for native, envelope.
+func (r e2eResult) label() string {
+	if r.Envelope == "" || r.Envelope == "native" {
+		return r.Persist
+	}
+	return r.Persist + " " + r.Envelope
 }
 
 // warmUp is the start of a latency run that its second summary leaves out.
@@ -1265,16 +1304,32 @@ func latencySeries(commits, lat []int64, seconds int) []float64 {
 	return out
 }
 
-var commitTimeKey = []byte(`"commit_time":"`)
+var (
+	commitTimeKey = []byte(`"commit_time":"`)
+	ceTimeKey     = []byte(`"time":"`)
+	tsUsKey       = []byte(`"ts_us":`)
+)
 
 // commitTime reads the commit_time field (RFC 3339, UTC, microseconds) of a
 // native event, in microseconds since the epoch.
 func commitTime(ev []byte) (int64, bool) {
 	i := bytes.Index(ev, commitTimeKey)
+	key := commitTimeKey
 	if i < 0 {
-		return 0, false
+		// A CloudEvent's time attribute, or Debezium's source.ts_us (the
+		// first ts_us: the top-level one is the time of rendering).
+		if i, key = bytes.Index(ev, ceTimeKey), ceTimeKey; i < 0 {
+			if j := bytes.Index(ev, tsUsKey); j >= 0 {
+				rest := ev[j+len(tsUsKey):]
+				end := bytes.IndexAny(rest, ",}")
+				if us, err := strconv.ParseInt(string(rest[:max(end, 0)]), 10, 64); err == nil {
+					return us, true
+				}
+			}
+			return 0, false
+		}
 	}
-	rest := ev[i+len(commitTimeKey):]
+	rest := ev[i+len(key):]
 	j := bytes.IndexByte(rest, '"')
 	if j < 0 {
 		return 0, false

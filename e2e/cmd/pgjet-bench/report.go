@@ -72,32 +72,32 @@ func (r *results) markdown() string {
 	if len(r.E2E) > 0 {
 		p("\n## End-to-end latency\n\n")
 		p("Collector and router running; pgbench commits single-row inserts at a fixed rate; latency = arrival at an ordered consumer of the output stream minus the event's `commit_time`.\n\n")
-		p("| output persist | rate tx/s × s | events / txs | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | CPU %% collector / router / nats | loadavg1 |\n")
+		p("| output persist, envelope | rate tx/s × s | events / txs | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | CPU %% collector / router / nats | loadavg1 |\n")
 		p("|---|---|---:|---:|---:|---:|---:|---:|---|---:|\n")
 		for _, e := range r.E2E {
 			p("| %s | %d × %d | %d / %d | %.1f | %.1f | **%.1f** | %.1f | %.1f | %.0f / %.0f / %.0f | %s |\n",
-				e.Persist, e.Rate, e.Seconds, e.Events, e.Txs, e.P50, e.P90, e.P99, e.P999, e.Max, e.CollectorCPU, e.RouterCPU, e.NATS, e.Load)
+				e.label(), e.Rate, e.Seconds, e.Events, e.Txs, e.P50, e.P90, e.P99, e.P999, e.Max, e.CollectorCPU, e.RouterCPU, e.NATS, e.Load)
 		}
 		p("\n")
 		for _, e := range r.E2E {
-			p("- pgbench (%s): %s\n", e.Persist, e.Pgbench)
+			p("- pgbench (%s): %s\n", e.label(), e.Pgbench)
 		}
 		p("\nLatency by stage, from the commit (ms; the raw record's and the event's store times are the JetStream timestamps; one sample per transaction for the raw record):\n\n")
-		p("| output persist | until | samples | p50 | p90 | p99 | p99.9 | max |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
+		p("| output persist, envelope | until | samples | p50 | p90 | p99 | p99.9 | max |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
 		for _, e := range r.E2E {
 			for _, s := range e.Stages {
-				p("| %s | %s | %d | %.1f | %.1f | %.1f | %.1f | %.1f |\n", e.Persist, s.Name, s.N, s.P50, s.P90, s.P99, s.P999, s.Max)
+				p("| %s | %s | %d | %.1f | %.1f | %.1f | %.1f | %.1f |\n", e.label(), s.Name, s.N, s.P50, s.P90, s.P99, s.P999, s.Max)
 			}
 		}
 		p("\nThe collector's lags per 10 s interval (its progress log; read = from commit until decoded, the walsender's share; stored = until the raw record was acknowledged):\n\n")
 		for _, e := range r.E2E {
 			for _, l := range e.CollectorLags {
-				p("- %s: %s\n", e.Persist, l)
+				p("- %s: %s\n", e.label(), l)
 			}
 		}
 		p("\nWhere the backlog sat while pgbench ran (kB of WAL, max / mean of 100 ms samples): written but not yet sent by the walsender; sent but not yet confirmed by the collector (reading, batching, fsynced raw publish).\n\n")
 		for _, e := range r.E2E {
-			p("- %s: unsent %.0f / %.0f, unconfirmed %.0f / %.0f\n", e.Persist, e.UnsentMaxKB, e.UnsentMeanKB, e.UnconfirmedMaxKB, e.UnconfirmedMeanKB)
+			p("- %s: unsent %.0f / %.0f, unconfirmed %.0f / %.0f\n", e.label(), e.UnsentMaxKB, e.UnsentMeanKB, e.UnconfirmedMaxKB, e.UnconfirmedMeanKB)
 		}
 		p("\nWorst latency (ms) of the events committed in each tenth of the run:\n\n")
 		for _, e := range r.E2E {
@@ -105,7 +105,7 @@ func (r *results) markdown() string {
 			for _, v := range e.Series {
 				s = append(s, fmt.Sprintf("%.0f", v))
 			}
-			p("- %s: %s\n", e.Persist, strings.Join(s, ", "))
+			p("- %s: %s\n", e.label(), strings.Join(s, ", "))
 		}
 	}
 
@@ -283,12 +283,29 @@ func (r *results) envelopeTables(p func(string, ...any)) {
 	p("Routers (`--output-persist async`) one after another in each round on the same raw stream, in the opposite order every other round; each its own durable consumer and output stream, deleted after the run. ")
 	p("`cloudevents`: structured mode, data the native document; `cloudevents-change`: data {before, after, op}; `debezium`: payload only, key in a header; `native+group`: native events, `--group transaction` (a message per transaction, in parts at the max payload or at a raw record's end); `native+tracing` (`-tracing`): native events with OpenTelemetry tracing on, a span per raw record exported over OTLP/HTTP and a traceparent header on every event. ")
 	p("Medians over the rounds, (min–max); × native is the median of the ratios to the native run of the same round (higher is better for events/s, lower for CPU). CPU in µs per event; bytes per event: the output stream's bytes (JetStream's accounting: data, headers, subject) over its events.\n\n")
-	p("| workload | variant | rounds | events | messages | bytes/event | events/s | × native | messages/s | router CPU µs/event | × native | nats-server CPU µs/event | router peak RSS MiB |\n")
-	p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("`%s`: the workload's native events published by a client that does nothing else (ceiling.go): what the server takes; its CPU column is that client's; `%s` the same with that envelope's events. × ceiling: a router's events/s over the ceiling of its envelope's events in the same round (1.00: the server is the limit), a ceiling's over the native events' ceiling (what the envelope's bytes cost the server). With `-router-ab`, `native (B)` is the native router of the other build, right after the one of `-bin` in each round. × collector: over the median collector rate of the workload.\n\n", ceilingVariant, ceilingOf("debezium"))
+	p("| workload | variant | rounds | events | messages | bytes/event | events/s | × native | × ceiling | × collector | messages/s | router CPU µs/event | × native | nats-server CPU µs/event | router peak RSS MiB |\n")
+	p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	type row struct {
+		label string
+		match func(routerRun) bool
+	}
+	var rows []row
+	for _, v := range routerVariants {
+		rows = append(rows, row{v.name, func(rr routerRun) bool { return rr.Envelope == v.name && rr.Bin == "" }})
+	}
+	rows = append(rows, row{"native (B)", func(rr routerRun) bool { return rr.Envelope == "native" && rr.Bin != "" }})
+	for _, v := range routerVariants {
+		if !v.group && !v.traced {
+			c := ceilingOf(v.name)
+			rows = append(rows, row{c, func(rr routerRun) bool { return rr.Envelope == c }})
+		}
+	}
 	for _, w := range r.Workloads {
-		for _, v := range routerVariants {
-			vs := w.variant(v.name)
-			n, perSec, msgSec, cpu, ncpu, xRate, xCPU := vs.n, vs.perSec, vs.msgSec, vs.cpu, vs.ncpu, vs.xRate, vs.xCPU
+		col := median(rates(w.Collector))
+		for _, v := range rows {
+			vs := w.runs(v.match)
+			n, perSec, msgSec, cpu, ncpu, xRate, xCPU, xCeil := vs.n, vs.perSec, vs.msgSec, vs.cpu, vs.ncpu, vs.xRate, vs.xCPU, vs.xCeil
 			rss, events, msgs, bytes := vs.rss, vs.events, vs.msgs, vs.bytes
 			if n == 0 {
 				continue
@@ -297,22 +314,34 @@ func (r *results) envelopeTables(p func(string, ...any)) {
 			if bytes > 0 && events > 0 {
 				perEvent = fmt.Sprintf("%.0f", float64(bytes)/float64(events))
 			}
-			p("| %s | %s | %d | %d | %d | %s | %s | **%.2f×** | %s | %.2f | %.2f× | %.2f | %.0f |\n", w.Name, v.name, n, events, msgs, perEvent, spread(perSec),
-				median(xRate), spread(msgSec), median(cpu), median(xCPU), median(ncpu), rss)
+			xc := "-"
+			if len(xCeil) > 0 {
+				xc = fmt.Sprintf("%.2f×", median(xCeil))
+			}
+			p("| %s | %s | %d | %d | %d | %s | %s | **%.2f×** | %s | %.2f× | %s | %.2f | %.2f× | %.2f | %.0f |\n", w.Name, v.label, n, events, msgs, perEvent, spread(perSec),
+				median(xRate), xc, median(perSec)/col, spread(msgSec), median(cpu), median(xCPU), median(ncpu), rss)
 		}
 	}
 	p("\nEvery run, in the order run (events/s, × the same round's native; CPU µs/event; loadavg1 after the run):\n\n")
-	p("| workload | round | variant | events/s | × native | messages | secs | router CPU µs/event | nats-server CPU µs/event | loadavg1 |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("| workload | round | variant | events/s | × native | × ceiling | messages | secs | router CPU µs/event | nats-server CPU µs/event | loadavg1 |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, w := range r.Workloads {
+		xCeiling := w.ceilingRatio()
 		native := map[int]routerRun{}
 		for _, rr := range w.Routers {
-			if rr.Round > 0 && rr.Envelope == "native" {
+			if rr.Round > 0 && rr.Envelope == "native" && rr.Bin == "" {
 				native[rr.Round] = rr
 			}
 		}
 		for _, rr := range w.Routers {
 			if rr.Round == 0 {
 				continue
+			}
+			xc := "-"
+			if x, ok := xCeiling(rr); ok {
+				xc = fmt.Sprintf("%.2f", x)
+			}
+			if rr.Bin != "" {
+				rr.Envelope += " (B)"
 			}
 			x := 0.0
 			if nr, ok := native[rr.Round]; ok && nr.PerSec > 0 {
@@ -322,9 +351,35 @@ func (r *results) envelopeTables(p func(string, ...any)) {
 			if rr.Capped {
 				capped = " (capped)"
 			}
-			p("| %s | %d | %s | %.0f%s | %.2f | %d | %.2f | %.2f | %.2f | %s |\n", w.Name, rr.Round, rr.Envelope, rr.PerSec, capped, x, rr.Msgs, rr.Secs,
+			p("| %s | %d | %s | %.0f%s | %.2f | %s | %d | %.2f | %.2f | %.2f | %s |\n", w.Name, rr.Round, rr.Envelope, rr.PerSec, capped, x, xc, rr.Msgs, rr.Secs,
 				perM(rr.CPU, int64(rr.Events)), perM(rr.NATSCPU, int64(rr.Events)), rr.Load)
 		}
+	}
+}
+
+// ceilingRatio returns, for a run of an -envelopes round, its events/s over
+// a publish ceiling of the same round: a router's over the ceiling of its
+// envelope's events, a ceiling's over the native events' ceiling.
+func (w *workloadResult) ceilingRatio() func(routerRun) (float64, bool) {
+	ceil := map[int]map[string]float64{}
+	for _, rr := range w.Routers {
+		if rr.Round > 0 && isCeiling(rr.Envelope) && rr.PerSec > 0 {
+			if ceil[rr.Round] == nil {
+				ceil[rr.Round] = map[string]float64{}
+			}
+			ceil[rr.Round][rr.Envelope] = rr.PerSec
+		}
+	}
+	return func(rr routerRun) (float64, bool) {
+		against := ceilingOf(rr.Envelope)
+		if isCeiling(rr.Envelope) {
+			against = ceilingVariant
+		}
+		c, ok := ceil[rr.Round][against]
+		if rr.Round == 0 || !ok {
+			return 0, false
+		}
+		return rr.PerSec / c, true
 	}
 }
 
@@ -357,25 +412,33 @@ func (r *results) tracingTable(p func(string, ...any)) {
 }
 
 // variantStats are the -envelopes runs of one router variant of a
-// workload: per run, and as ratios to the native run of the same round.
+// workload: per run, and as ratios to the native run of the same round
+// and to the publish ceiling of the variant's events in that round.
 type variantStats struct {
-	n                                      int
-	perSec, msgSec, cpu, ncpu, xRate, xCPU []float64
-	rss                                    float64
-	events, msgs, bytes                    uint64
+	n                                             int
+	perSec, msgSec, cpu, ncpu, xRate, xCPU, xCeil []float64
+	rss                                           float64
+	events, msgs, bytes                           uint64
 }
 
-// variant gathers the -envelopes runs of the router variant name.
+// variant gathers the -envelopes runs of the router variant name (of
+// -bin's build, not -router-ab's).
 func (w *workloadResult) variant(name string) variantStats {
+	return w.runs(func(rr routerRun) bool { return rr.Envelope == name && rr.Bin == "" })
+}
+
+// runs gathers the -envelopes runs match selects.
+func (w *workloadResult) runs(match func(routerRun) bool) variantStats {
 	native := map[int]routerRun{}
 	for _, rr := range w.Routers {
-		if rr.Round > 0 && rr.Envelope == "native" {
+		if rr.Round > 0 && rr.Envelope == "native" && rr.Bin == "" {
 			native[rr.Round] = rr
 		}
 	}
+	xCeiling := w.ceilingRatio()
 	var s variantStats
 	for _, rr := range w.Routers {
-		if rr.Round == 0 || rr.Envelope != name {
+		if rr.Round == 0 || !match(rr) {
 			continue
 		}
 		s.n++
@@ -388,6 +451,9 @@ func (w *workloadResult) variant(name string) variantStats {
 		if nr, ok := native[rr.Round]; ok && nr.PerSec > 0 && nr.CPU > 0 {
 			s.xRate = append(s.xRate, rr.PerSec/nr.PerSec)
 			s.xCPU = append(s.xCPU, perM(rr.CPU, int64(rr.Events))/perM(nr.CPU, int64(nr.Events)))
+		}
+		if x, ok := xCeiling(rr); ok {
+			s.xCeil = append(s.xCeil, x)
 		}
 	}
 	return s

@@ -10,13 +10,15 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/router/internal/plan"
+	"github.com/pgjet/pgjet/router/internal/relay"
 	"github.com/pgjet/pgjet/router/internal/route"
-	"github.com/pgjet/pgjet/router/internal/routing"
 	"github.com/pgjet/pgjet/shared/natsconn"
 	"github.com/pgjet/pgjet/shared/opcheck"
 	"github.com/pgjet/pgjet/shared/redact"
@@ -149,7 +151,7 @@ func checkRaw(ctx context.Context, r *opcheck.Report, p *opcheck.Probe, name str
 	return info
 }
 
-func checkRoute(ctx context.Context, r *opcheck.Report, conns *probes, raw *opcheck.Probe, info *jetstream.StreamInfo, rawName string, rt *routing.Route) {
+func checkRoute(ctx context.Context, r *opcheck.Report, conns *probes, raw *opcheck.Probe, info *jetstream.StreamInfo, rawName string, rt *plan.Route) {
 	rc := rt.Relay
 	pre := "route " + rt.ID + ": "
 	var subjects []string
@@ -168,7 +170,7 @@ func checkRoute(ctx context.Context, r *opcheck.Report, conns *probes, raw *opch
 	checkDurable(ctx, r, raw, info, rawName, rt, pre)
 }
 
-func checkOutput(ctx context.Context, r *opcheck.Report, out *opcheck.Probe, rt *routing.Route, subjects []string, pre string) {
+func checkOutput(ctx context.Context, r *opcheck.Report, out *opcheck.Probe, rt *plan.Route, subjects []string, pre string) {
 	rc := rt.Relay
 	name := rc.Stream
 	info, missing, o, err := out.StreamInfo(ctx, name)
@@ -253,7 +255,7 @@ func checkPublish(ctx context.Context, r *opcheck.Report, out *opcheck.Probe, su
 	}
 }
 
-func checkDurable(ctx context.Context, r *opcheck.Report, raw *opcheck.Probe, info *jetstream.StreamInfo, rawName string, rt *routing.Route, pre string) {
+func checkDurable(ctx context.Context, r *opcheck.Report, raw *opcheck.Probe, info *jetstream.StreamInfo, rawName string, rt *plan.Route, pre string) {
 	rc := rt.Relay
 	if info == nil {
 		return // no raw stream (reported), so no durable
@@ -307,12 +309,15 @@ func checkDurable(ctx context.Context, r *opcheck.Report, raw *opcheck.Probe, in
 			"allow this user to publish to $JS.API.CONSUMER.MSG.NEXT."+rawName+"."+rc.Durable+" and $JS.ACK."+rawName+"."+rc.Durable+".>")
 	}
 
+	checkHoles(ctx, r, raw, info, rawName, ci, pre)
+
 	// Gap: records this durable has not acknowledged that expired.
 	next, first := ci.AckFloor.Stream+1, info.State.FirstSeq
 	switch {
 	case first > next:
-		r.Fail(pre+fmt.Sprintf("records %d-%d expired or were deleted before durable %s read them: their changes cannot reach the output, and the router stops on this gap", next, first-1, rc.Durable),
-			"raise the raw stream's max age so it does not recur; rebuild the output (pgjet-router replay) or resynchronise its consumers, then start the durable anew (delete it)")
+		gap := relay.SeqRange{First: next, Last: first - 1}
+		r.Fail(pre+fmt.Sprintf("records %s expired or were deleted before durable %s read them: their changes cannot reach the output, and the router stops on this gap", gap, rc.Durable),
+			"raise the raw stream's max age so it does not recur; rebuild the output (pgjet-router replay), or go on without them: start the router with --accept-gap "+gap.String())
 	case ci.NumPending+uint64(ci.NumAckPending) == 0 || next > info.State.LastSeq:
 		r.OK(pre+"no gap risk: durable %s has read every record (the raw stream starts at seq %d)", rc.Durable, first)
 	default:
@@ -328,6 +333,89 @@ func checkDurable(ctx context.Context, r *opcheck.Report, raw *opcheck.Probe, in
 			r.OK(pre+"no gap: durable %s's next record (seq %d, stored %s) is retained (first seq %d, max age %s)", rc.Durable, next, opcheck.Ago(stored), first, opcheck.Dur(maxAge))
 		}
 	}
+}
+
+// holeScan is how many of a durable's next raw records check reads to find
+// one the router cannot decode.
+const holeScan = 32
+
+// checkHoles reports the holes the durable will meet (relay's holes.go):
+// the record it stopped at, records deleted from the stream after its ack
+// floor, and undecodable records among the next ones.
+func checkHoles(ctx context.Context, r *opcheck.Report, raw *opcheck.Probe, info *jetstream.StreamInfo, rawName string, ci *jetstream.ConsumerInfo, pre string) {
+	durable := ci.Config.Durable
+	if at, _ := strconv.ParseUint(ci.Config.Metadata[relay.StoppedAtKey], 10, 64); at > ci.AckFloor.Stream {
+		r.Warn(pre+fmt.Sprintf("durable %s stopped at raw record %d, a hole (the lines below say which)", durable, at), "")
+	} else if at > 0 {
+		// The consumer moved past it: only deleted records do that.
+		gap := relay.SeqRange{First: at, Last: ci.AckFloor.Stream}
+		r.Fail(pre+fmt.Sprintf("raw records %s were deleted from the stream after durable %s stopped at them: the router stops at them again", gap, durable),
+			"go on without them: start the router with --accept-gap "+gap.String())
+	}
+	// Records deleted after what the durable acknowledged.
+	var full jetstream.StreamInfo
+	apiErr, o, err := raw.API(ctx, "STREAM.INFO."+rawName, map[string]bool{"deleted_details": true}, &full)
+	if o == opcheck.Answered && err == nil && apiErr == nil {
+		var ahead relay.SeqRanges
+		for _, seq := range full.State.Deleted {
+			if seq <= ci.AckFloor.Stream {
+				continue
+			}
+			if n := len(ahead); n > 0 && ahead[n-1].Last+1 == seq {
+				ahead[n-1].Last = seq
+			} else {
+				ahead = append(ahead, relay.SeqRange{First: seq, Last: seq})
+			}
+		}
+		if len(ahead) > 0 {
+			r.Fail(pre+fmt.Sprintf("raw records %s were deleted from the stream before durable %s read them: the router stops at them", ahead, durable),
+				"rebuild the output (pgjet-router replay), or go on without them: start the router with --accept-gap "+ahead.String())
+		}
+	}
+	// Undecodable records among the next ones.
+	var bad relay.SeqRanges
+	var cause error
+	last := min(info.State.LastSeq, ci.AckFloor.Stream+holeScan)
+	for seq := max(ci.AckFloor.Stream+1, info.State.FirstSeq); seq <= last; seq++ {
+		data, subject, err := rawRecord(ctx, raw, rawName, seq)
+		if err != nil || data == nil {
+			continue // deleted (reported above), or unreadable now (reported elsewhere)
+		}
+		var m wire.Message
+		if err := wire.Unmarshal(data, &m); err != nil {
+			bad = append(bad, relay.SeqRange{First: seq, Last: seq})
+			cause = fmt.Errorf("%s: %w", subject, err)
+		}
+	}
+	if len(bad) > 0 {
+		r.Fail(pre+fmt.Sprintf("raw records %s cannot be decoded (the last: %v): the router stops at the first", bad, cause),
+			"if a newer pgjet wrote them, upgrade the router; else start it with --dead-letter-raw "+bad.String()+" to send their bytes to the dead-letter subject")
+	} else if last > ci.AckFloor.Stream {
+		r.OK(pre+"durable %s's next raw records (seq %d-%d) decode", durable, ci.AckFloor.Stream+1, last)
+	}
+}
+
+// rawRecord reads raw record seq: its data and subject, nil data when it
+// is not in the stream.
+func rawRecord(ctx context.Context, p *opcheck.Probe, stream string, seq uint64) ([]byte, string, error) {
+	var resp struct {
+		Message struct {
+			Subject string `json:"subject"`
+			Data    []byte `json:"data"`
+		} `json:"message"`
+	}
+	apiErr, o, err := p.API(ctx, "STREAM.MSG.GET."+stream, map[string]uint64{"seq": seq}, &resp)
+	switch {
+	case o != opcheck.Answered:
+		return nil, "", errors.New(opcheck.Permission(o, "$JS.API.STREAM.MSG.GET."+stream))
+	case err != nil:
+		return nil, "", err
+	case apiErr != nil && apiErr.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return nil, "", nil
+	case apiErr != nil:
+		return nil, "", apiErr
+	}
+	return resp.Message.Data, resp.Message.Subject, nil
 }
 
 // storedAt is when raw record seq was stored.

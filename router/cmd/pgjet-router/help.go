@@ -33,6 +33,7 @@ var page = help.Page{
 		{Title: "Pipeline file", Flags: []string{"config", "check-config"}},
 		{Title: "NATS and its authentication", Flags: append([]string{"nats"}, natsconn.FlagNames...)},
 		{Title: "Raw stream", Flags: []string{"raw-stream", "durable", "standby", "standby-ttl", "partition"}},
+		{Title: "Past a hole in the raw stream (one-off, logged)", Flags: []string{"accept-gap", "dead-letter-raw"}},
 		{Title: "Routes and envelopes", Flags: []string{"stream", "subject-prefix", "stdout", "envelope", "cloudevents-mode", "cloudevents-source",
 			"cloudevents-type-prefix", "cloudevents-data", "group", "output-persist", "output-replicas", "output-duplicate-window", "ack-timeout"}},
 		{Title: "Replay (pgjet-router replay)", Flags: replayFlagNames},

@@ -16,7 +16,7 @@ import (
 	"syscall"
 
 	"github.com/pgjet/pgjet/router/internal/cli"
-	"github.com/pgjet/pgjet/router/internal/routing"
+	"github.com/pgjet/pgjet/router/internal/plan"
 	"github.com/pgjet/pgjet/shared/flagenv"
 	"github.com/pgjet/pgjet/shared/help"
 	"github.com/pgjet/pgjet/shared/logging"
@@ -28,7 +28,7 @@ type config struct {
 	logLevel slog.Level
 	logJSON  bool
 	metrics  string // spec.metrics.listen (--metrics); "": off
-	plan     *routing.Plan
+	plan     *plan.Plan
 	// file is the pipeline file (--config); compat: it is a deltaforge/v1
 	// file, read as a pgjet one.
 	file   string
@@ -144,5 +144,5 @@ func main() {
 }
 
 func run(ctx context.Context, cfg config, log *slog.Logger) error {
-	return routing.Run(ctx, cfg.plan, log, os.Stdout)
+	return plan.Run(ctx, cfg.plan, log, os.Stdout)
 }

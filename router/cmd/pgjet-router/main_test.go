@@ -15,12 +15,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/router/internal/envelope"
-	"github.com/pgjet/pgjet/router/internal/routing"
+	"github.com/pgjet/pgjet/router/internal/plan"
 	"github.com/pgjet/pgjet/router/internal/stdout"
 	"github.com/pgjet/pgjet/shared/natstest"
+	"github.com/pgjet/pgjet/shared/waitfor"
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
@@ -87,7 +87,7 @@ func TestParseConfig(t *testing.T) {
 			if !ok {
 				t.Fatalf("envelope %T, want cloudevents", only(t, c).Relay.Envelope)
 			}
-			h := ce.Header(sampleEvent())
+			h := envelope.HeaderOf(ce, sampleEvent())
 			if h.Get("ce-source") != "https://db.example.com/shop" || !strings.HasPrefix(h.Get("ce-type"), "com.acme.cdc.") {
 				t.Errorf("cloudevents headers %v", h)
 			}
@@ -95,7 +95,7 @@ func TestParseConfig(t *testing.T) {
 		{name: "cloudevents from env", env: map[string]string{"PGJET_NATS": "n", "PGJET_ENVELOPE": "cloudevents", "PGJET_CLOUDEVENTS_MODE": "binary", "PGJET_CLOUDEVENTS_SOURCE": "/shop"},
 			check: func(t *testing.T, c config) {
 				ce, ok := only(t, c).Relay.Envelope.(*envelope.CloudEvents)
-				if !ok || ce.Header(sampleEvent()).Get("ce-source") != "/shop" {
+				if !ok || envelope.HeaderOf(ce, sampleEvent()).Get("ce-source") != "/shop" {
 					t.Errorf("cloudevents from env: %T", only(t, c).Relay.Envelope)
 				}
 			}},
@@ -106,12 +106,12 @@ func TestParseConfig(t *testing.T) {
 		{name: "cloudevents flag without the envelope", args: []string{"--nats", "n", "--cloudevents-mode", "binary"}, want: "--cloudevents-mode needs --envelope cloudevents"},
 		// One default, the pipeline file's (the seed's form): flags and file agree.
 		{name: "cloudevents data change by default", args: []string{"--nats", "n", "--envelope", "cloudevents", "--cloudevents-mode", "binary"}, check: func(t *testing.T, c config) {
-			if typ := only(t, c).Relay.Envelope.Header(sampleEvent()).Get("ce-type"); typ != "io.pgjet.created" {
+			if typ := envelope.HeaderOf(only(t, c).Relay.Envelope, sampleEvent()).Get("ce-type"); typ != "io.pgjet.created" {
 				t.Errorf("ce-type %q, want the change form's", typ)
 			}
 		}},
 		{name: "cloudevents data native", args: []string{"--nats", "n", "--envelope", "cloudevents", "--cloudevents-mode", "binary", "--cloudevents-data", "native"}, check: func(t *testing.T, c config) {
-			if typ := only(t, c).Relay.Envelope.Header(sampleEvent()).Get("ce-type"); typ != "io.pgjet.public.users.insert" {
+			if typ := envelope.HeaderOf(only(t, c).Relay.Envelope, sampleEvent()).Get("ce-type"); typ != "io.pgjet.public.users.insert" {
 				t.Errorf("ce-type %q, want the native form's", typ)
 			}
 		}},
@@ -159,7 +159,7 @@ func TestParseConfig(t *testing.T) {
 }
 
 // only is the one route of a configuration from flags.
-func only(t *testing.T, c config) *routing.Route {
+func only(t *testing.T, c config) *plan.Route {
 	t.Helper()
 	if c.plan == nil || len(c.plan.Routes) != 1 {
 		t.Fatalf("plan %+v, want one route", c.plan)
@@ -198,7 +198,7 @@ func (s *syncBuffer) String() string {
 // run waits for NATS and then for the raw stream, saying so, and relays once
 // both are there.
 func TestRunWaitsForNATSAndRawStream(t *testing.T) {
-	srv := natstest.Run(t)
+	srv, _, js := natstest.Start(t)
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	cfg, err := parseConfig([]string{"--nats", srv.ClientURL()})
@@ -210,18 +210,9 @@ func TestRunWaitsForNATSAndRawStream(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, cfg, log) }()
 
-	waitFor(t, "the wait for the raw stream to be logged", func() bool {
+	waitfor.Condition(t, "the wait for the raw stream to be logged", func() bool {
 		return strings.Contains(logs.String(), "raw stream PGJET_RAW does not exist yet")
 	})
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "PGJET_RAW", Subjects: []string{"pgjet.raw.>"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +229,7 @@ func TestRunWaitsForNATSAndRawStream(t *testing.T) {
 	if _, err := js.Publish(ctx, "pgjet.raw.app", data); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the event in PGJET_EVENTS", func() bool {
+	waitfor.Condition(t, "the event in PGJET_EVENTS", func() bool {
 		s, err := js.Stream(ctx, "PGJET_EVENTS")
 		if err != nil {
 			return false
@@ -295,7 +286,7 @@ func TestBinary(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a retry message", func() bool {
+	waitfor.Condition(t, "a retry message", func() bool {
 		return strings.Contains(stderr.String(), "nats unreachable at nats://bob:xxxxx@127.0.0.1:1, retrying in 1s")
 	})
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -317,17 +308,6 @@ func cleanEnv() []string {
 		}
 	}
 	return env
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // A pipeline file gives the routes; flags and PGJET_* variables override
@@ -409,7 +389,7 @@ func TestCloudEventsDataFromFile(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if typ := only(t, c).Relay.Envelope.Header(sampleEvent()).Get("ce-type"); typ != tt.want {
+		if typ := envelope.HeaderOf(only(t, c).Relay.Envelope, sampleEvent()).Get("ce-type"); typ != tt.want {
 			t.Errorf("%v: ce-type %q, want %q", tt.args, typ, tt.want)
 		}
 	}

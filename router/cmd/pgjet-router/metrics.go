@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"sync"
 
-	"github.com/pgjet/pgjet/router/internal/routing"
+	"github.com/pgjet/pgjet/router/internal/plan"
 	"github.com/pgjet/pgjet/shared/metrics"
 )
 
@@ -16,7 +16,7 @@ func startMetrics(cfg config, log *slog.Logger) (stop func(), err error) {
 		return func() {}, nil
 	}
 	reg := metrics.NewRegistry()
-	cfg.plan.Metrics = routing.NewMetrics(reg)
+	cfg.plan.Metrics = plan.NewMetrics(reg)
 	srv, err := metrics.Start(cfg.metrics, reg, cfg.plan.Metrics.Ready)
 	if err != nil {
 		return nil, fmt.Errorf("--metrics %s: %w", cfg.metrics, err)

@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pgjet/pgjet/router/internal/routing"
+	"github.com/pgjet/pgjet/router/internal/plan"
 	"github.com/pgjet/pgjet/shared/logging"
 	"github.com/pgjet/pgjet/shared/memlimit"
 	"github.com/pgjet/pgjet/shared/wire"
@@ -41,8 +41,8 @@ func (rf *replayFlags) register(fs *flag.FlagSet) {
 }
 
 // request reads the bounds; exactly one start is required, one stop at most.
-func (rf *replayFlags) request() (routing.ReplayRequest, error) {
-	req := routing.ReplayRequest{Source: rf.source, Into: rf.into, Purge: rf.purge}
+func (rf *replayFlags) request() (plan.ReplayRequest, error) {
+	req := plan.ReplayRequest{Source: rf.source, Into: rf.into, Purge: rf.purge}
 	var err error
 	if req.From, err = point("from", rf.fromSeq, rf.fromLSN, rf.fromTime); err != nil {
 		return req, err
@@ -50,14 +50,14 @@ func (rf *replayFlags) request() (routing.ReplayRequest, error) {
 	if req.To, err = point("to", rf.toSeq, rf.toLSN, rf.toTime); err != nil {
 		return req, err
 	}
-	if req.From == (routing.Point{}) {
+	if req.From == (plan.Point{}) {
 		return req, errors.New("replay needs a start: --from-seq N, --from-lsn X/Y or --from-time RFC3339")
 	}
 	return req, nil
 }
 
-func point(which string, seq uint64, lsn, at string) (routing.Point, error) {
-	var p routing.Point
+func point(which string, seq uint64, lsn, at string) (plan.Point, error) {
+	var p plan.Point
 	given := 0
 	if seq != 0 {
 		p.Seq = seq
@@ -127,7 +127,7 @@ func replayMain(args []string) int {
 		return 1
 	}
 	defer stopMetrics()
-	if err := routing.Replay(ctx, cfg.plan, rt, req, log, os.Stderr); err != nil {
+	if err := plan.Replay(ctx, cfg.plan, rt, req, log, os.Stderr); err != nil {
 		fmt.Fprintf(os.Stderr, "pgjet-router replay: %v\n", err)
 		return 1
 	}
@@ -136,7 +136,7 @@ func replayMain(args []string) int {
 
 // pickRoute is the route a replay rebuilds: the sink named, or the only one
 // with an output stream.
-func pickRoute(p *routing.Plan, sink string) (*routing.Route, error) {
+func pickRoute(p *plan.Plan, sink string) (*plan.Route, error) {
 	var ids []string
 	for i := range p.Routes {
 		rt := &p.Routes[i]

@@ -3,7 +3,7 @@
 // routes come from them. There is one way: the flags become overrides of a
 // pipeline file's structure (of a one-sink file when no --config is given),
 // the pipeline decoder checks the result as it checks any file, and
-// routing.FromFile plans the relays. So every rule, bound and default is
+// plan.FromFile plans the relays. So every rule, bound and default is
 // the file's, and a problem with a flag's value names the flag.
 package cli
 
@@ -15,8 +15,8 @@ import (
 	"strings"
 
 	"github.com/pgjet/pgjet/router/internal/envelope"
+	"github.com/pgjet/pgjet/router/internal/plan"
 	"github.com/pgjet/pgjet/router/internal/relay"
-	"github.com/pgjet/pgjet/router/internal/routing"
 	"github.com/pgjet/pgjet/router/internal/stdout"
 	"github.com/pgjet/pgjet/shared/natsconn"
 	"github.com/pgjet/pgjet/shared/pipeline"
@@ -32,6 +32,9 @@ type Flags struct {
 	nats string
 	auth *natsconn.Auth
 	out  string // --stdout
+	// acceptGap and deadLetterRaw name raw records to go past (relay's
+	// holes.go): operator's one-off decisions, not pipeline keys.
+	acceptGap, deadLetterRaw string
 }
 
 // Without a file, the flags describe one route with these names: its
@@ -105,12 +108,14 @@ func Register(fs *flag.FlagSet) *Flags {
 	fs.Duration("ack-timeout", pipeline.DefaultSendTimeout, "how long to wait for one publish ack before republishing (a pipeline file's send_timeout_secs)")
 	fs.Duration("output-duplicate-window", relay.DefaultDuplicates, "duplicate window of a created output stream, at least 1s (the server keeps every event's id this long: memory grows with rate × window)")
 	fs.String("metrics", "", "serve Prometheus /metrics, /healthz and /readyz on HOST:PORT, e.g. 127.0.0.1:9465 (a pipeline file's spec.metrics.listen; default: off)")
+	fs.StringVar(&f.acceptGap, "accept-gap", "", "raw stream sequences (N, FIRST-LAST, comma-separated) that every route may find missing and go on without, logged: what the router's gap error names, once you know their changes are not needed")
+	fs.StringVar(&f.deadLetterRaw, "dead-letter-raw", "", "raw stream sequences (N, FIRST-LAST, comma-separated) that every route, finding one it cannot decode, sends with its bytes to the dead-letter subject and goes on, logged: what the router's error names")
 	return f
 }
 
 // Config is what a run of the router does.
 type Config struct {
-	Plan *routing.Plan
+	Plan *plan.Plan
 	// File is the pipeline as decoded, flags applied.
 	File *pipeline.File
 }
@@ -127,6 +132,14 @@ func (f *Flags) Load(given map[string]bool, lookup func(string) (string, bool), 
 	if err != nil {
 		return nil, fmt.Errorf("bad --stdout: %w", err)
 	}
+	acceptGaps, err := relay.ParseSeqRanges(f.acceptGap)
+	if err != nil {
+		return nil, fmt.Errorf("bad --accept-gap %w", err)
+	}
+	deadLetterRaw, err := relay.ParseSeqRanges(f.deadLetterRaw)
+	if err != nil {
+		return nil, fmt.Errorf("bad --dead-letter-raw %w", err)
+	}
 	ov, err := f.overrides(given, lookup)
 	if err != nil {
 		return nil, err
@@ -137,9 +150,12 @@ func (f *Flags) Load(given map[string]bool, lookup func(string) (string, bool), 
 	} else {
 		file, err = pipeline.LoadWith(f.File, lookup, ov)
 	}
-	cfg, errs, err := plan(file, err, warn)
+	cfg, errs, err := planFile(file, err, warn)
 	if err != nil {
 		return nil, err
+	}
+	for i := range cfg.Plan.Routes {
+		cfg.Plan.Routes[i].Relay.AcceptGaps, cfg.Plan.Routes[i].Relay.DeadLetterRaw = acceptGaps, deadLetterRaw
 	}
 	if given["stdout"] {
 		for i := range cfg.Plan.Routes {
@@ -162,16 +178,16 @@ func (f *Flags) Load(given map[string]bool, lookup func(string) (string, bool), 
 // pgoutput-stream's flags).
 func FromDoc(doc []byte, lookup func(string) (string, bool), warn func(msg string, args ...any)) (*Config, error) {
 	file, err := pipeline.ParseWith(doc, lookup, nil)
-	cfg, errs, err := plan(file, err, warn)
+	cfg, errs, err := planFile(file, err, warn)
 	if err == nil && errs.Len() > 0 {
 		err = errs
 	}
 	return cfg, err
 }
 
-// plan is the routes of file, which loading returned with err, and the
+// planFile is the routes of file, which loading returned with err, and the
 // router's problems with it.
-func plan(file *pipeline.File, err error, warn func(msg string, args ...any)) (*Config, *pipeline.Errors, error) {
+func planFile(file *pipeline.File, err error, warn func(msg string, args ...any)) (*Config, *pipeline.Errors, error) {
 	var errs *pipeline.Errors
 	switch {
 	case errors.As(err, &errs):
@@ -181,7 +197,7 @@ func plan(file *pipeline.File, err error, warn func(msg string, args ...any)) (*
 	default:
 		errs = file.Problems()
 	}
-	return &Config{Plan: routing.FromFile(file, errs, warn), File: file}, errs, nil
+	return &Config{Plan: plan.FromFile(file, errs, warn), File: file}, errs, nil
 }
 
 // oneSink is the pipeline file of a route from flags alone: one NATS sink

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/nats-io/nats.go"
 	"github.com/pgjet/pgjet/router/internal/subject"
 	"github.com/pgjet/pgjet/router/internal/value"
 	"github.com/pgjet/pgjet/shared/wire"
@@ -446,14 +445,12 @@ func (c *CloudEvents) appendData(b []byte, e *Event) ([]byte, error) {
 	return c.native.appendChange(b, e)
 }
 
-// Header returns a header for the message of e, which Append rendered
-// without error, with room for the two headers the caller adds
-// (Nats-Msg-Id, Nats-Expected-Stream).
-func (c *CloudEvents) Header(e *Event) nats.Header {
+// AddHeader adds the headers of the message of e, which Append rendered
+// without error, to h.
+func (c *CloudEvents) AddHeader(h Header, e *Event) {
 	if !c.binary {
-		h := make(nats.Header, 3)
 		h["Content-Type"] = structuredHeader
-		return h
+		return
 	}
 	a := c.attributes(e)
 	fields := a.spans()
@@ -474,7 +471,6 @@ func (c *CloudEvents) Header(e *Event) nats.Header {
 			v[i+1] = headerValue(s.of(c.scratch))
 		}
 	}
-	h := make(nats.Header, 13)
 	h["ce-specversion"] = specVersionHeader
 	h["ce-id"] = v[0:1:1]
 	h["ce-source"] = c.sourceFor(e).header
@@ -493,7 +489,6 @@ func (c *CloudEvents) Header(e *Event) nats.Header {
 		h["ce-traceparent"] = []string{e.TraceParent}
 	}
 	h["Content-Type"] = jsonHeader
-	return h
 }
 
 // Document appends e as one JSON document for printing, given body, its

@@ -110,14 +110,14 @@ func ceChange(t *testing.T, settings map[string]any, ev *Event, want changeAttrs
 			t.Fatal(err)
 		}
 		body = body[len("keep"):]
-		msg := &nats.Msg{Subject: "x", Data: body, Header: r.Header(ev)}
+		msg := &nats.Msg{Subject: "x", Data: body, Header: nats.Header(HeaderOf(r, ev))}
 		msg.Header.Set("Nats-Msg-Id", ev.ID)
 		var got changeAttrs
 		var specVersion, contentType string
 		var data []byte
 		if mode == "binary" {
 			binary = msg
-			checkBinaryHeaders(t, msg.Header)
+			checkBinaryHeaders(t, Header(msg.Header))
 			if msg.Header.Get("Content-Type") != "application/json" {
 				t.Errorf("binary Content-Type %q", msg.Header.Get("Content-Type"))
 			}
@@ -307,7 +307,7 @@ func TestCloudEventsDataSetting(t *testing.T) {
 			if err1 != nil || err2 != nil || !bytes.Equal(got, want) {
 				t.Errorf("%s %s: data native differs from the native form (%v, %v):\n%s\n%s", gc.name, mode, err1, err2, got, want)
 			}
-			if g, w := binaryMessage(&nats.Msg{Header: r.Header(&ev)}), binaryMessage(&nats.Msg{Header: c.Header(&ev)}); !bytes.Equal(g, w) {
+			if g, w := binaryMessage(&nats.Msg{Header: nats.Header(HeaderOf(r, &ev))}), binaryMessage(&nats.Msg{Header: nats.Header(HeaderOf(c, &ev))}); !bytes.Equal(g, w) {
 				t.Errorf("%s %s: headers differ:\n%s\n%s", gc.name, mode, g, w)
 			}
 		}
@@ -354,7 +354,7 @@ func TestCloudEventsSourceTemplates(t *testing.T) {
 				}
 				var got string
 				if mode == "binary" {
-					got = r.Header(c.ev).Get("ce-source")
+					got = HeaderOf(r, c.ev).Get("ce-source")
 				} else {
 					var j struct{ Source string }
 					if err := json.Unmarshal(body, &j); err != nil {

@@ -52,7 +52,7 @@ func ceModes(t *testing.T, cfg CloudEventsConfig, ev *Event, want attrs) (struct
 			t.Fatal(err)
 		}
 		body = body[len("keep"):]
-		msg := &nats.Msg{Subject: "x", Data: body, Header: c.Header(ev)}
+		msg := &nats.Msg{Subject: "x", Data: body, Header: nats.Header(HeaderOf(c, ev))}
 		msg.Header.Set("Nats-Msg-Id", ev.ID)
 		var got *event.Event
 		if bin {
@@ -60,7 +60,7 @@ func ceModes(t *testing.T, cfg CloudEventsConfig, ev *Event, want attrs) (struct
 			if !bytes.Equal(body, native) {
 				t.Fatalf("binary body is not the native document:\n%s\n%s", body, native)
 			}
-			checkBinaryHeaders(t, msg.Header)
+			checkBinaryHeaders(t, Header(msg.Header))
 			if msg.Header.Get("Content-Type") != "application/json" {
 				t.Errorf("binary Content-Type %q", msg.Header.Get("Content-Type"))
 			}
@@ -141,7 +141,7 @@ func ceShape(t *testing.T, ev *Event, want attrs) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h := c.Header(ev)
+		h := HeaderOf(c, ev)
 		var got struct {
 			SpecVersion, ID, Source, Type, Subject, Time, DataContentType string
 			Data                                                          json.RawMessage
@@ -179,7 +179,7 @@ func ceShape(t *testing.T, ev *Event, want attrs) {
 // checkBinaryHeaders checks that the envelope's header values keep to what
 // the NATS binding allows: printable ASCII without space or '"', '%' only to
 // escape. (Nats-Msg-Id is the relay's.)
-func checkBinaryHeaders(t *testing.T, h nats.Header) {
+func checkBinaryHeaders(t *testing.T, h Header) {
 	t.Helper()
 	for k, vs := range h {
 		if k == "Nats-Msg-Id" {
@@ -446,7 +446,7 @@ func BenchmarkCloudEvents(b *testing.B) {
 			b.Run(what+"/"+mode, func(b *testing.B) {
 				var r interface {
 					Append([]byte, *Event) ([]byte, error)
-					Header(*Event) nats.Header
+					AddHeader(Header, *Event)
 				}
 				if mode == "native" {
 					r = NewNative()
@@ -465,7 +465,9 @@ func BenchmarkCloudEvents(b *testing.B) {
 						b.Fatal(err)
 					}
 					if what == "message" {
-						r.Header(&ev)["Nats-Msg-Id"] = []string{ev.ID}
+						h := Header{}
+						r.AddHeader(h, &ev)
+						h["Nats-Msg-Id"] = []string{ev.ID}
 					}
 				}
 				b.SetBytes(int64(len(buf)))
@@ -496,7 +498,7 @@ func TestCloudEventsTraceparent(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			msg := &nats.Msg{Subject: "x", Data: body, Header: c.Header(&e)}
+			msg := &nats.Msg{Subject: "x", Data: body, Header: nats.Header(HeaderOf(c, &e))}
 			got, err := binding.ToEvent(context.Background(), cejs.NewMessage(msg))
 			if err != nil {
 				t.Fatalf("binary %v: %v", bin, err)

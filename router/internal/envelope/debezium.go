@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/pgjet/pgjet/router/internal/value"
 	"github.com/pgjet/pgjet/shared/wire"
 )
@@ -190,15 +188,14 @@ func (d *Debezium) Append(b []byte, e *Event) ([]byte, error) {
 	return out, nil
 }
 
-// Header returns Content-Type and the key header (absent for a null key:
-// a table without replica identity, a truncate).
-func (d *Debezium) Header(e *Event) nats.Header {
-	h := make(nats.Header, 4)
+// AddHeader adds Content-Type and the key header (absent for a null key:
+// a table without replica identity, a truncate) to h.
+func (d *Debezium) AddHeader(h Header, e *Event) {
 	h["Content-Type"] = debeziumContentType
 	if e.Kind != KindChange || d.keyChange != e.Change || d.keyRel != e.Rel {
 		// Not the event Append rendered last: render its key now.
 		if _, err := d.append(nil, e); err != nil {
-			return h
+			return
 		}
 	}
 	if d.hasKey {
@@ -207,7 +204,6 @@ func (d *Debezium) Header(e *Event) nats.Header {
 	if d.otherKeyHeader != "" {
 		h[d.otherKeyHeader] = []string{string(d.otherKey)}
 	}
-	return h
 }
 
 // Document appends the body: it holds everything but the key.
@@ -767,11 +763,11 @@ const (
 // Tombstone returns the headers of the tombstone that follows e, a delete
 // Append and Header rendered last, and false when none does: the setting
 // is off, or the table has no key.
-func (d *Debezium) Tombstone(e *Event) (nats.Header, bool) {
+func (d *Debezium) Tombstone(e *Event) (Header, bool) {
 	if !d.tombstones || e.Kind != KindChange || e.Change.Op != wire.OpDelete || !d.hasKey || d.keyChange != e.Change {
 		return nil, false
 	}
-	h := nats.Header{d.keyHeader: {string(d.key)}}
+	h := Header{d.keyHeader: {string(d.key)}}
 	if d.otherKeyHeader != "" {
 		// Debezium's tombstone repeats its delete's headers.
 		h[d.otherKeyHeader] = []string{string(d.otherKey)}

@@ -11,7 +11,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgtype"
-	"github.com/nats-io/nats.go"
 
 	"github.com/pgjet/pgjet/shared/wire"
 )
@@ -149,7 +148,7 @@ func debeziumOutput(t *testing.T, r Renderer, ev *Event) []byte {
 	if doc := r.Document(nil, ev, body); string(doc) != string(body) {
 		t.Errorf("document %s", doc)
 	}
-	h := r.Header(ev)
+	h := HeaderOf(r, ev)
 	var out strings.Builder
 	for _, name := range []string{"Content-Type", "Pgjet-Key", "Debezium-Key", pkUpdateNewKeyHeader, pkUpdateOldKeyHeader} {
 		if v := h.Get(name); v != "" {
@@ -201,7 +200,7 @@ func debeziumPublished(t *testing.T, r Renderer, ev *Event) []byte {
 }
 
 // appendHeaders appends h's headers, sorted, one "name: value" a line.
-func appendHeaders(b []byte, h nats.Header) []byte {
+func appendHeaders(b []byte, h Header) []byte {
 	names := make([]string, 0, len(h))
 	for name := range h {
 		names = append(names, name)
@@ -250,7 +249,7 @@ func TestDebeziumShape(t *testing.T) {
 		s["schema"] != "public" || s["table"] != "users" || s["xmin"] != nil || s["version"] != DebeziumVersion {
 		t.Errorf("source %v", s)
 	}
-	if k := r.Header(&ev).Get(DefaultKeyHeader); k != `{"id":1}` {
+	if k := HeaderOf(r, &ev).Get(DefaultKeyHeader); k != `{"id":1}` {
 		t.Errorf("key %q", k)
 	}
 	// Replays render the same bytes.
@@ -312,7 +311,7 @@ func TestDebeziumSplitsKeyChanges(t *testing.T) {
 		if err := json.Unmarshal(b, &m); err != nil || m.Op != want.op {
 			t.Errorf("part %d: op %q, want %q (%v)", i, m.Op, want.op, err)
 		}
-		h := r.Header(&parts[i])
+		h := HeaderOf(r, &parts[i])
 		if h.Get(DefaultKeyHeader) != want.key || h.Get(want.header) != want.other {
 			t.Errorf("part %d: headers %v", i, h)
 		}
@@ -365,7 +364,7 @@ func TestDebeziumFullIdentityUnchangedToast(t *testing.T) {
 	if m.Before["owner"] != long || m.After["owner"] != long {
 		t.Errorf("owner before %v, after %v; want %q in both", m.Before["owner"], m.After["owner"], long)
 	}
-	if k := r.Header(&ev).Get(DefaultKeyHeader); !strings.Contains(k, long) {
+	if k := HeaderOf(r, &ev).Get(DefaultKeyHeader); !strings.Contains(k, long) {
 		t.Errorf("key %s: the unchanged value is part of it", k)
 	}
 	// The raw record is left as it was.
@@ -386,14 +385,14 @@ func TestDebeziumHeaderWithoutAppend(t *testing.T) {
 	if _, err := r.Append(nil, &a); err != nil {
 		t.Fatal(err)
 	}
-	if k := r.Header(&b).Get(DefaultKeyHeader); k != `{"id":2}` {
+	if k := HeaderOf(r, &b).Get(DefaultKeyHeader); k != `{"id":2}` {
 		t.Errorf("key of another event: %q", k)
 	}
 	trunc := Event{Source: source, Tx: tx, Rel: users, Change: &wire.Change{Op: wire.OpTruncate}}
 	if _, err := r.Append(nil, &trunc); err != nil {
 		t.Fatal(err)
 	}
-	if h := r.Header(&trunc); h.Get(DefaultKeyHeader) != "" || h.Get("Content-Type") != "application/json" {
+	if h := HeaderOf(r, &trunc); h.Get(DefaultKeyHeader) != "" || h.Get("Content-Type") != "application/json" {
 		t.Errorf("truncate headers %v", h)
 	}
 }
@@ -475,7 +474,7 @@ func checkDebeziumHostile(t *testing.T, r Renderer, s string) {
 		if want := string(opCode(c.Op)); m["op"] != want {
 			t.Fatalf("%s %q: op became %v", c.Op, s, m["op"])
 		}
-		for name, vs := range r.Header(&ev) {
+		for name, vs := range HeaderOf(r, &ev) {
 			for _, v := range vs {
 				if strings.ContainsAny(v, "\r\n") || (name == DefaultKeyHeader && (!json.Valid([]byte(v)) || !utf8.ValidString(v))) {
 					t.Fatalf("%s %q: header %s: %q", c.Op, s, name, v)
@@ -529,7 +528,7 @@ func benchmarkDebezium(b *testing.B, settings map[string]any, header bool) {
 			b.Fatal(err)
 		}
 		if header {
-			r.Header(&ev)
+			HeaderOf(r, &ev)
 		}
 	}
 	b.SetBytes(int64(len(buf)))

@@ -53,10 +53,10 @@ func TestMetaEvents(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					h := r.Header(ev)
+					h := HeaderOf(r, ev)
 					var e *event.Event
 					if mode == "binary" {
-						e, err = binding.ToEvent(context.Background(), cejs.NewMessage(&nats.Msg{Header: h, Data: body}))
+						e, err = binding.ToEvent(context.Background(), cejs.NewMessage(&nats.Msg{Header: nats.Header(h), Data: body}))
 					} else {
 						e = new(event.Event)
 						err = e.UnmarshalJSON(body)
@@ -100,7 +100,7 @@ func TestDebeziumTransactionEvents(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			key := r.Header(evs[name]).Get(DefaultKeyHeader)
+			key := HeaderOf(r, evs[name]).Get(DefaultKeyHeader)
 			if !json.Valid(body) || !json.Valid([]byte(key)) {
 				t.Fatalf("not JSON: %s / %s", body, key)
 			}

@@ -9,8 +9,6 @@ import (
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
-
-	"github.com/nats-io/nats.go"
 )
 
 // msgpackContentType is MessagePack's media type as IANA registered it
@@ -62,10 +60,9 @@ func (m *msgpackRenderer) Append(b []byte, e *Event) ([]byte, error) {
 	return out, nil
 }
 
-func (m *msgpackRenderer) Header(e *Event) nats.Header {
-	h := m.json.Header(e)
+func (m *msgpackRenderer) AddHeader(h Header, e *Event) {
+	m.json.AddHeader(h, e)
 	h["Content-Type"] = msgpackContentType
-	return h
 }
 
 // Document appends the JSON document of e, not its MessagePack body: stdout

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nats-io/nats.go"
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
@@ -36,7 +35,7 @@ func msgpackOutput(t *testing.T, r, j Renderer, ev *Event, keyHeader string) []b
 		t.Fatal(err)
 	}
 	body = body[len("keep"):]
-	h := r.Header(ev)
+	h := HeaderOf(r, ev)
 	want, err := j.Append(nil, ev)
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +47,7 @@ func msgpackOutput(t *testing.T, r, j Renderer, ev *Event, keyHeader string) []b
 	if ct := h.Get("Content-Type"); ct != "application/vnd.msgpack" {
 		t.Errorf("Content-Type %q", ct)
 	}
-	if jk, mk := j.Header(ev).Get(keyHeader), h.Get(keyHeader); keyHeader != "" && jk != mk {
+	if jk, mk := HeaderOf(j, ev).Get(keyHeader), h.Get(keyHeader); keyHeader != "" && jk != mk {
 		t.Errorf("key header %q, JSON's %q", mk, jk)
 	}
 	var out strings.Builder
@@ -564,7 +563,7 @@ func benchRender(b *testing.B, r Renderer, ev *Event, header bool) {
 		}
 		if header {
 			// As the relay does: its two headers share the map.
-			h := r.Header(ev)
+			h := HeaderOf(r, ev)
 			h["Nats-Msg-Id"] = msgID
 			h["Nats-Expected-Stream"] = msgID
 		}
@@ -578,10 +577,8 @@ var jsonContentType = []string{"application/json"}
 // what adding one would cost.
 type contentTyped struct{ *Native }
 
-func (c contentTyped) Header(e *Event) nats.Header {
-	h := c.Native.Header(e)
+func (c contentTyped) AddHeader(h Header, e *Event) {
 	h["Content-Type"] = jsonContentType
-	return h
 }
 
 // prescan counts the elements of each container of the valid JSON js, in

@@ -9,7 +9,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/nats-io/nats.go"
 	"github.com/pgjet/pgjet/router/internal/value"
 	"github.com/pgjet/pgjet/shared/wire"
 )
@@ -88,12 +87,8 @@ func (n *Native) Append(b []byte, e *Event) ([]byte, error) {
 	return out, nil
 }
 
-// Header returns a header for e's message with room for the two headers the
-// caller adds (Nats-Msg-Id, Nats-Expected-Stream): the native envelope has
-// none of its own.
-func (n *Native) Header(*Event) nats.Header {
-	return make(nats.Header, 2)
-}
+// AddHeader adds nothing: the native envelope has no headers of its own.
+func (n *Native) AddHeader(Header, *Event) {}
 
 // Document appends e as one JSON document for printing: its body, which
 // holds all of it.

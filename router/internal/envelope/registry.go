@@ -7,9 +7,27 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-
-	"github.com/nats-io/nats.go"
 )
+
+// Header is a message's headers in the shape NATS carries them (what
+// nats.Header is): rendering does no I/O, so this package does not import
+// NATS.
+type Header map[string][]string
+
+// HeaderOf returns the headers r gives e's message, in a map of their own.
+func HeaderOf(r Renderer, e *Event) Header {
+	h := Header{}
+	r.AddHeader(h, e)
+	return h
+}
+
+// Get returns the first value of key, "" when there is none.
+func (h Header) Get(key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
 
 // Renderer renders events in one envelope. A relay holds one per route;
 // implementations need not be safe for concurrent use.
@@ -17,10 +35,9 @@ type Renderer interface {
 	// Append appends the message body of e to b; on error b comes back
 	// unchanged and the error says why (the caller dead-letters the change).
 	Append(b []byte, e *Event) ([]byte, error)
-	// Header returns the headers of e's message, which Append rendered,
-	// with room for the two the relay adds (Nats-Msg-Id,
-	// Nats-Expected-Stream).
-	Header(e *Event) nats.Header
+	// AddHeader adds the headers of e's message, which Append rendered, to
+	// h: the renderer's map, reused from message to message once published.
+	AddHeader(h Header, e *Event)
 	// Document appends e as one JSON document, for stdout, given body, its
 	// message body.
 	Document(b []byte, e *Event, body []byte) []byte
@@ -147,13 +164,13 @@ func Split(r Renderer, e *Event, dst []Event) []Event {
 // tombstoner is implemented by envelopes that follow a delete with a
 // tombstone.
 type tombstoner interface {
-	Tombstone(e *Event) (nats.Header, bool)
+	Tombstone(e *Event) (Header, bool)
 }
 
 // Tombstone returns the headers of the tombstone that follows e, which r
 // just rendered, and whether one does: an empty message on e's subject
 // carrying e's key, for consumers that compact by key.
-func Tombstone(r Renderer, e *Event) (nats.Header, bool) {
+func Tombstone(r Renderer, e *Event) (Header, bool) {
 	if m, ok := r.(*msgpackRenderer); ok {
 		r = m.json
 	}

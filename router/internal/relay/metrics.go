@@ -4,59 +4,26 @@ import (
 	"errors"
 	"sync/atomic"
 
-	"github.com/pgjet/pgjet/router/internal/envelope"
-	"github.com/pgjet/pgjet/shared/wire"
+	"github.com/pgjet/pgjet/router/internal/render"
 )
 
 // Observer takes a value: a prometheus.Observer, without this package
 // depending on Prometheus.
 type Observer interface{ Observe(float64) }
 
-// EventOps names what a relay publishes, by the index EventCounts uses: the
-// change operations, then transaction, relation, tombstone and transaction
-// group messages. Their counts add up to Stats().Events.
-var EventOps = [numOps]string{"insert", "update", "delete", "truncate", "message", "begin", "commit", "relation", "tombstone", "group"}
+// EventOps names what a relay publishes, by the index EventCounts uses
+// (render.Ops). Their counts add up to Stats().Events.
+var EventOps = render.Ops
 
-const (
-	opBegin = int(wire.OpMessage) + iota
-	opCommit
-	opRelation
-	opTombstone
-	opGroup
-	numOps
-)
+type opCounts [render.NumOps]atomic.Uint64
 
-type opCounts [numOps]atomic.Uint64
-
-// opIndex is o's index in EventOps.
-func opIndex(o *out) int {
-	switch {
-	case o.group:
-		return opGroup
-	case o.tombstone:
-		return opTombstone
-	}
-	switch o.ev.Kind {
-	case envelope.KindBegin:
-		return opBegin
-	case envelope.KindCommit:
-		return opCommit
-	case envelope.KindRelation:
-		return opRelation
-	}
-	if op := int(o.ev.Change.Op); op >= int(wire.OpInsert) && op <= int(wire.OpMessage) {
-		return op - int(wire.OpInsert)
-	}
-	return opGroup // no other kind of message exists
-}
-
-// countEvents adds the stored messages of outs (not their dead letters)
+// countEvents adds the stored messages of msgs (not their dead letters)
 // to the counts by kind.
-func (r *Relay) countEvents(outs []out) {
-	var n [numOps]uint64
-	for i := range outs {
-		if !outs[i].dead {
-			n[opIndex(&outs[i])]++
+func (r *Relay) countEvents(msgs []render.Msg) {
+	var n [render.NumOps]uint64
+	for i := range msgs {
+		if msgs[i].Kind != render.DeadLetter {
+			n[msgs[i].Op()]++
 		}
 	}
 	for k, c := range n {
@@ -68,8 +35,8 @@ func (r *Relay) countEvents(outs []out) {
 
 // EventCounts returns the events stored so far by EventOps index; safe to
 // call while Run runs.
-func (r *Relay) EventCounts() [numOps]uint64 {
-	var n [numOps]uint64
+func (r *Relay) EventCounts() [render.NumOps]uint64 {
+	var n [render.NumOps]uint64
 	for k := range n {
 		n[k] = r.stats.events[k].Load()
 	}

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/pgjet/pgjet/router/internal/envelope"
+	"github.com/pgjet/pgjet/router/internal/render"
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
@@ -12,14 +13,14 @@ func TestCountEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	change := func(op wire.Op) out { return out{ev: envelope.Event{Change: &wire.Change{Op: op}}} }
-	outs := []out{
+	change := func(op wire.Op) render.Msg { return render.Msg{Event: envelope.Event{Change: &wire.Change{Op: op}}} }
+	outs := []render.Msg{
 		change(wire.OpInsert), change(wire.OpInsert), change(wire.OpUpdate), change(wire.OpDelete),
-		{ev: envelope.Event{Change: &wire.Change{Op: wire.OpDelete}}, tombstone: true},
+		{Event: envelope.Event{Change: &wire.Change{Op: wire.OpDelete}}, Kind: render.Tombstone},
 		change(wire.OpTruncate), change(wire.OpMessage),
-		{ev: envelope.Event{Kind: envelope.KindBegin}}, {ev: envelope.Event{Kind: envelope.KindCommit}},
-		{ev: envelope.Event{Kind: envelope.KindRelation}}, {group: true},
-		{ev: envelope.Event{Change: &wire.Change{Op: wire.OpInsert}}, dead: true},
+		{Event: envelope.Event{Kind: envelope.KindBegin}}, {Event: envelope.Event{Kind: envelope.KindCommit}},
+		{Event: envelope.Event{Kind: envelope.KindRelation}}, {Kind: render.Group},
+		{Event: envelope.Event{Change: &wire.Change{Op: wire.OpInsert}}, Kind: render.DeadLetter},
 	}
 	r.countEvents(outs)
 	r.countEvents(outs[:1])

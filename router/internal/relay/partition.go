@@ -6,7 +6,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/pgjet/pgjet/router/internal/route"
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
@@ -18,20 +17,13 @@ import (
 // until it has seen as many of its own as can be unacknowledged (the
 // window), or the stream's start.
 
-func partitionHeader(rt *route.Route) []string {
-	if p := rt.Partition(); p != "" {
-		return []string{p}
-	}
-	return nil
-}
-
 // scanChunk is how many messages one backward step reads.
 const scanChunk = 4096
 
 // readPartitionResume reads the resume point of every source from the
 // router's own messages among the output's last, backwards from last.
 func (r *Relay) readPartitionResume(ctx context.Context, s jetstream.Stream, filters []string, last uint64) (map[string]*wire.EventID, error) {
-	mine := r.partHeader[0]
+	mine := r.route.Partition()
 	points := make(map[string]*wire.EventID)
 	own, read := 0, 0
 	for end := last; end >= 1 && own < maxWindowEvents; {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/router/internal/route"
+	"github.com/pgjet/pgjet/shared/waitfor"
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
@@ -17,7 +18,7 @@ func (e *env) startPartition(i, n int, durableName string) *running {
 		e.t.Fatal(err)
 	}
 	r, err := New(e.js, Config{RawStream: rawStream, Durable: durableName, Stream: outStream, Route: rt,
-		PublishTimeout: 2 * time.Second, Log: testLogger(e.t)})
+		PublishTimeout: 2 * time.Second, Log: e.logger()})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -30,7 +31,7 @@ func (e *env) startPartition(i, n int, durableName string) *running {
 
 func (e *env) waitDurable(name string, seq uint64) {
 	e.t.Helper()
-	waitFor(e.t, name+" at "+string(rune('0'+seq)), func() bool {
+	waitfor.Condition(e.t, name+" at "+string(rune('0'+seq)), func() bool {
 		c, err := e.js.Consumer(context.Background(), rawStream, name)
 		if err != nil {
 			return false

@@ -147,6 +147,7 @@ func (r *Relay) nextRecord(ctx context.Context, raw jetstream.Msg, seq uint64, f
 			return 0, nil, fmt.Errorf("read the next piece of a large change from raw stream %s after record %d: %w", r.cfg.RawStream, seq, err)
 		}
 		// Not published yet (the collector is behind, or restarting).
+		r.log.Debug("next piece of a large change not stored yet", "after_raw_seq", seq, "subject", raw.Subject())
 		if time.Since(lastLog) > 30*time.Second {
 			lastLog = time.Now()
 			r.log.Warn("waiting for the next piece of a large change", "after_raw_seq", seq, "subject", raw.Subject(),

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go"
 	"github.com/pgjet/pgjet/shared/backoff"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -50,7 +50,7 @@ func (r *Relay) publishAll(ctx context.Context, rec *record, from int) error {
 	if r.cfg.Stream == "" {
 		return nil // a route that only prints
 	}
-	raw, outs := rec.msg, rec.b.outs[from:]
+	raw, msgs := rec.msg, rec.b.msgs[from:]
 	if r.cfg.PublishLatency != nil && rec.sent.IsZero() {
 		rec.sent = time.Now()
 	}
@@ -78,7 +78,7 @@ func (r *Relay) publishAll(ctx context.Context, rec *record, from int) error {
 			return fmt.Errorf("%w: republishing raw record %d %s after it was taken could store events twice (output duplicate window %s)",
 				errResync, rec.seq, time.Since(rec.start).Round(time.Millisecond), r.dupWindow)
 		}
-		n, err := r.publishFrom(ctx, outs[done:], inProgress)
+		n, err := r.publishFrom(ctx, msgs[done:], inProgress)
 		done += n
 		if err == nil {
 			if r.cfg.PublishLatency != nil {
@@ -93,7 +93,7 @@ func (r *Relay) publishAll(ctx context.Context, rec *record, from int) error {
 		r.stats.retries.Add(1)
 		in := retry.Next()
 		r.log.Warn("publishing to the output stream failed; republishing", "err", err, "stream", r.cfg.Stream,
-			"attempt", attempt, "stored", done, "events", len(outs), "retry_in", in)
+			"attempt", attempt, "stored", done, "events", len(msgs), "retry_in", in)
 		if err := retry.Sleep(ctx, in); err != nil {
 			return err
 		}
@@ -101,48 +101,47 @@ func (r *Relay) publishAll(ctx context.Context, rec *record, from int) error {
 	}
 }
 
-// publishFrom publishes outs asynchronously, at most window awaiting an ack,
+// publishFrom publishes msgs asynchronously, at most window awaiting an ack,
 // and waits for the acks in order. It returns how many leading messages are
 // known to be stored. progress is called after every ack.
-func (r *Relay) publishFrom(ctx context.Context, outs []out, progress func()) (int, error) {
-	futs := make([]jetstream.PubAckFuture, 0, min(len(outs), window))
+func (r *Relay) publishFrom(ctx context.Context, msgs []nats.Msg, progress func()) (int, error) {
+	toks := make([]uint64, 0, min(len(msgs), window))
 	acked := 0
 	timer := time.NewTimer(r.cfg.PublishTimeout)
 	defer timer.Stop()
 	// waitOne waits for the oldest outstanding ack. Publishes resolve out of
 	// order; waiting in order is what tells which prefix is stored.
 	waitOne := func() error {
-		f := futs[0]
-		if err := r.awaitAck(ctx, f, timer); err != nil {
+		if err := r.awaitAck(ctx, &msgs[acked], toks[0], timer); err != nil {
 			return err
 		}
-		futs = futs[1:]
+		toks = toks[1:]
 		acked++
 		progress()
 		return nil
 	}
 	epoch := r.connEpoch()
-	for i := range outs {
-		if len(futs) >= window {
+	for i := range msgs {
+		if len(toks) >= window {
 			if err := waitOne(); err != nil {
 				return acked, err
 			}
 		}
 		if e := r.connEpoch(); e != epoch {
-			for len(futs) > 0 {
+			for len(toks) > 0 {
 				if err := waitOne(); err != nil {
 					return acked, err
 				}
 			}
 			epoch = e // everything sent before was stored: go on
 		}
-		f, err := r.out.PublishMsgAsync(outs[i].msg)
+		tok, err := r.outbox.publish(&msgs[i])
 		if err != nil {
-			return acked, fmt.Errorf("publish %s: %w", outs[i].msg.Subject, err)
+			return acked, fmt.Errorf("publish %s: %w", msgs[i].Subject, err)
 		}
-		futs = append(futs, f)
+		toks = append(toks, tok)
 	}
-	for len(futs) > 0 {
+	for len(toks) > 0 {
 		if err := waitOne(); err != nil {
 			return acked, err
 		}
@@ -150,33 +149,15 @@ func (r *Relay) publishFrom(ctx context.Context, outs []out, progress func()) (i
 	return acked, nil
 }
 
-// awaitAck waits at most PublishTimeout for the ack of f, counting
-// duplicates. timer is the caller's, reused across calls.
-func (r *Relay) awaitAck(ctx context.Context, f jetstream.PubAckFuture, timer *time.Timer) error {
-	// Most acks are in by the time they are looked at: take those without
-	// making the error channel or arming the timer.
-	select {
-	case ack := <-f.Ok():
-		r.countAck(ack)
-		return nil
-	default:
+// awaitAck waits at most PublishTimeout for the ack of m, published as
+// tok, counting duplicates. timer is the caller's, reused across calls.
+func (r *Relay) awaitAck(ctx context.Context, m *nats.Msg, tok uint64, timer *time.Timer) error {
+	dup, err := r.outbox.wait(ctx, tok, timer, r.cfg.PublishTimeout)
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", m.Subject, err)
 	}
-	timer.Reset(r.cfg.PublishTimeout)
-	select {
-	case ack := <-f.Ok():
-		r.countAck(ack)
-		return nil
-	case err := <-f.Err():
-		return fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
-	case <-timer.C:
-		return fmt.Errorf("publish %s: %w (%s)", f.Msg().Subject, errAckTimeout, r.cfg.PublishTimeout)
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (r *Relay) countAck(ack *jetstream.PubAck) {
-	if ack.Duplicate {
+	if dup {
 		r.stats.dups.Add(1)
 	}
+	return nil
 }

@@ -1,10 +1,17 @@
-// Package relay is the router's pipeline. It reads raw records from the raw
-// stream with a durable consumer, in stream order (a few in flight, see
-// pipeline.go), renders every change as an event (a native envelope or a
-// CloudEvent), publishes the events to the output stream with deterministic
-// Nats-Msg-Ids, and acknowledges a raw record only once every event of it is
-// stored. A crash at any point therefore leads to a redelivery whose events
-// the output stream deduplicates.
+// Package relay moves one route's events from the raw stream to its output
+// stream: the I/O around package render. It reads raw records with a
+// durable consumer, in stream order, a few in flight (window.go), has each
+// rendered, publishes its messages with their deterministic Nats-Msg-Ids
+// (publish.go), and acknowledges a raw record only once every message of
+// it is stored. A crash at any point therefore leads to a redelivery whose
+// events the output stream deduplicates.
+//
+// One raw record's way: window.go takes it from the consumer; take (this
+// file) decodes it, puts a change in pieces together (pieces.go), counts a
+// transaction's earlier fragments when it starts in the middle of one
+// (recover.go) and renders it; publish.go sends its messages; finish (this
+// file) acknowledges it. setup.go, resume.go and standby.go prepare the
+// consumer and the renderer when the relay starts or starts over.
 package relay
 
 import (
@@ -17,6 +24,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/router/internal/envelope"
+	"github.com/pgjet/pgjet/router/internal/render"
 	"github.com/pgjet/pgjet/router/internal/route"
 	"github.com/pgjet/pgjet/router/internal/stdout"
 	"github.com/pgjet/pgjet/shared/backoff"
@@ -81,6 +89,11 @@ type Config struct {
 	// Replay, when set, rebuilds the output from a part of the raw stream's
 	// history and stops (Durable and StartNew unused).
 	Replay *Replay
+	// AcceptGaps are raw stream sequences the relay may find missing and
+	// go on without, logging it (--accept-gap); DeadLetterRaw, those it may
+	// find undecodable and send with their bytes to the dead-letter subject
+	// (--dead-letter-raw). See holes.go.
+	AcceptGaps, DeadLetterRaw SeqRanges
 	// StatsEvery is the interval of the progress log line. Default 10 s.
 	StatsEvery time.Duration
 	// PublishLatency, when set, observes the seconds from the first
@@ -113,57 +126,37 @@ type Relay struct {
 	log   *slog.Logger
 	env   envelope.Renderer
 	route *route.Route
+	// render turns raw records into the messages to publish.
+	render *render.Renderer
 	// out publishes events and reads the output stream: the sink's
 	// connection, which may differ from the raw stream's (js).
-	out  jetstream.JetStream
-	dead string // dead-letter subject
-	raw  jetstream.Stream
-	// expectStream is the value of every message's Nats-Expected-Stream
-	// header, which makes the server refuse a message that would land in
-	// another stream. One slice for all: the client only reads it, and
-	// setting it here rather than with jetstream.WithExpectStream spares
-	// three allocations per publish.
-	expectStream []string
+	out jetstream.JetStream
+	raw jetstream.Stream
+	// outbox publishes on out's connection and hands the acks back.
+	outbox *outbox
 
 	// last is the stream sequence of the last raw record fully handled
 	// (acknowledged); seen, of the last one taken into the window. The next
 	// one must be seen+1 or records are missing.
 	last, seen uint64
-	// resume holds, by source id until passed, the last event of that
-	// source the output stream held at start: events at or before it are
-	// not published again.
-	resume map[string]*wire.EventID
-	// txs holds, by source id, the transaction whose commit event is due
-	// (routes with transaction events); relSigs, by source, schema and
-	// table, the columns of the route's last relation event.
-	txs     map[string]*openTx
-	relSigs map[string]string
 	// pinned: a replica (StandbyTTL) that the server pinned, the active one.
 	pinned bool
+	// consumer is the durable consumer's configuration as set up; stopped,
+	// the raw record the relay stopped at (a hole) when it started, until
+	// it is past it (holes.go).
+	consumer jetstream.ConsumerConfig
+	stopped  uint64
 	// pullCons is a replica's consumer handle, kept across resyncs: the
 	// pin belongs to it.
 	pullCons jetstream.Consumer
 	// pinnedID is the pinned client a standby saw last (watchPin).
 	pinnedID string
-	// partHeader is the value of wire.PartitionHeader of a partitioned
-	// route's messages, nil for others.
-	partHeader []string
-	// traceparent is the traceparent header of the record being rendered
-	// (its span's context); nil while tracing is off.
-	traceparent []string
 	// dupWindow is the output stream's duplicate window: for that long
 	// after storing an event the server recognises its id.
 	dupWindow time.Duration
 
-	// Scratch buffers, reused across events.
-	idBuf   []byte
-	subjBuf []byte
-	split   []envelope.Event // the events a change is published as (envelope.Split)
-	subj    string           // the last subject, as a string
-	docBuf  []byte           // an event printed on stdout
-	// groupDoc holds an event on its way into a transaction group.
-	groupDoc []byte
-	arenas   arenaPool
+	batches batchPool
+	docBuf  []byte // an event printed on stdout
 
 	stats stats
 	// state is why the relay is not ready; "" when it is (Ready).
@@ -180,6 +173,12 @@ type stats struct {
 	lag      atomic.Uint64 // raw records left to read, as of the last one
 	redelivs atomic.Uint64 // raw records delivered again after being handled
 	skipped  atomic.Uint64 // events found already stored at start (resume point)
+	// backwards: transaction fragments skipped for lying before what the
+	// relay relayed of their source (render's order.go).
+	backwards atomic.Uint64
+	// gapRecords: missing raw records gone past (--accept-gap); rawDead,
+	// undecodable ones dead-lettered (--dead-letter-raw).
+	gapRecords, rawDead atomic.Uint64
 }
 
 // Check reports what is wrong with c. Names are the configuration's
@@ -243,17 +242,12 @@ func NewWithOutput(js, out jetstream.JetStream, cfg Config) (*Relay, error) {
 			return nil, err
 		}
 	}
-	r := &Relay{
-		js:           js,
-		out:          out,
-		cfg:          cfg,
-		log:          cfg.Log,
-		env:          env,
-		route:        rt,
-		partHeader:   partitionHeader(rt),
-		dead:         rt.DeadLetter(),
-		expectStream: []string{cfg.Stream},
+	r := &Relay{js: js, out: out, cfg: cfg, log: cfg.Log, env: env, route: rt}
+	var bounds *render.Bounds
+	if cfg.Replay != nil {
+		bounds = &cfg.Replay.Bounds
 	}
+	r.render = render.New(render.Config{Route: rt, Envelope: env, Stream: cfg.Stream, Bounds: bounds, Log: cfg.Log})
 	r.notReady("setting up")
 	return r, nil
 }
@@ -269,6 +263,9 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 			}
 		}
 		r.notReady("stopped")
+		if r.outbox != nil {
+			r.outbox.close()
+		}
 		r.log.Info("stopped", r.totals()...)
 	}()
 	statsCtx, stopStats := context.WithCancel(ctx)
@@ -287,6 +284,7 @@ func (r *Relay) Run(ctx context.Context) (err error) {
 		// setting it up again time out: start over from the consumer's ack
 		// floor; the record comes again and its stored events are skipped.
 		if !started || !(errors.Is(err, errResync) || errors.Is(err, errLostDelivery) || transientNATS(err)) {
+			r.markStopped(ctx, err)
 			return err
 		}
 		in := retry.Next()
@@ -353,17 +351,17 @@ type record struct {
 	acked int
 	err   error
 	// failed: a publish of it failed, so the client may still hold (and
-	// retry) some of its messages, which point into its arena.
+	// retry) some of its messages, which point into its batch.
 	failed bool
 	// span traces it; nil while tracing is off.
 	span trace.Span
 }
 
-// prepare decodes and renders raw record msg. It returns nil for a record
+// take decodes and renders raw record msg. It returns nil for a record
 // that needs no more work: one delivered again after it was handled (acked
 // again here) or again while it is still in the window (left to the
 // original delivery).
-func (r *Relay) prepare(ctx context.Context, msg jetstream.Msg) (*record, error) {
+func (r *Relay) take(ctx context.Context, msg jetstream.Msg) (*record, error) {
 	meta, err := msg.Metadata()
 	if err != nil {
 		return nil, fmt.Errorf("raw record without JetStream metadata: %w", err)
@@ -383,60 +381,59 @@ func (r *Relay) prepare(ctx context.Context, msg jetstream.Msg) (*record, error)
 		return nil, nil
 	}
 	if seq != r.seen+1 {
-		return nil, r.missing(ctx, seq)
-	}
-	rec := &record{msg: msg, seq: seq, meta: meta, start: time.Now()}
-	r.traceparent = nil
-	if r.cfg.Tracer != nil {
-		rec.span = r.startSpan(ctx, msg, seq)
-		r.traceparent = []string{tracing.Header(rec.span.SpanContext())}
-	}
-	var m wire.Message
-	if err := wire.Unmarshal(msg.Data(), &m); err != nil {
-		return nil, fmt.Errorf("raw record %d of stream %s (subject %s): %w", seq, r.cfg.RawStream, msg.Subject(), err)
-	}
-	maxPayload := r.out.Conn().MaxPayload()
-	var tooLarge map[int]int
-	if hasPieces(&m) {
-		if tooLarge, err = r.joinPieces(ctx, msg, seq, &m, maxPayload); err != nil {
+		if err := r.missing(ctx, seq); err != nil {
 			return nil, err
 		}
 	}
-	if err := r.recoverTx(ctx, seq, msg.Subject(), &m); err != nil {
-		return nil, err
+	rec := &record{msg: msg, seq: seq, meta: meta, start: time.Now()}
+	raw := render.Raw{Seq: seq, Size: len(msg.Data())}
+	if r.cfg.Tracer != nil {
+		rec.span = r.startSpan(ctx, msg, seq)
+		raw.TraceParent = tracing.Header(rec.span.SpanContext())
 	}
-	rec.b = r.render(&m, len(msg.Data()), seq, maxPayload, tooLarge)
+	var m wire.Message
+	if err := wire.Unmarshal(msg.Data(), &m); err != nil {
+		dl, err := r.undecodable(rec, err)
+		if err != nil {
+			rec.endSpan(err)
+		}
+		return dl, err
+	}
+	maxPayload := r.out.Conn().MaxPayload()
+	if hasPieces(&m) {
+		if raw.Oversize, err = r.joinPieces(ctx, msg, seq, &m, maxPayload); err != nil {
+			rec.endSpan(err)
+			return nil, err
+		}
+	}
+	if r.render.NeedsEarlier(&m) {
+		if err := r.countEarlier(ctx, seq, msg.Subject(), &m); err != nil {
+			rec.endSpan(err)
+			return nil, err
+		}
+	}
+	rec.b = r.batches.get()
+	r.render.Record(&rec.b.Batch, &m, raw, maxPayload)
+	if b := &rec.b.Batch; b.Backwards > 0 {
+		r.stats.backwards.Add(uint64(b.Backwards))
+		r.log.Warn("raw record holds transactions at or before what this route relayed of their source already: skipped, not published twice (a copy of an old record published again?)",
+			"raw_seq", seq, "subject", msg.Subject(), "source", m.Source.ID(), "fragments", b.Backwards, "from_lsn", wire.LSN(b.BackFrom), "to_lsn", wire.LSN(b.BackTo))
+	}
+	rec.b.wrap()
 	rec.src, rec.txs = m.Source.Name, len(m.Txs)
 	if rec.span != nil {
-		rec.span.AddEvent("rendered", trace.WithAttributes(attribute.Int("pgjet.events", len(rec.b.outs)), attribute.Int("pgjet.txs", rec.txs)))
+		rec.span.AddEvent("rendered", trace.WithAttributes(attribute.Int("pgjet.events", len(rec.b.Msgs)), attribute.Int("pgjet.txs", rec.txs)))
 	}
 	r.seen = seq
 	return rec, nil
 }
 
-// missing explains why record seq came when r.seen+1 was due: the records
-// in between are gone from the stream (a gap: stop), or one was delivered
-// and lost with a dropped connection while later ones were delivered
-// (read again from the ack floor).
-func (r *Relay) missing(ctx context.Context, seq uint64) error {
-	gctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
-	defer cancel()
-	_, err := r.raw.GetMsg(gctx, r.seen+1)
-	switch {
-	case err == nil:
-		return errLostDelivery
-	case errors.Is(err, jetstream.ErrMsgNotFound):
-		return &GapError{Stream: r.cfg.RawStream, Durable: r.cfg.Durable, First: r.seen + 1, Last: seq - 1}
-	default:
-		return fmt.Errorf("raw record %d came after %d; reading %d: %w", seq, r.seen, r.seen+1, err)
-	}
-}
-
 // finish completes a record whose events are all stored: prints them,
 // acknowledges the raw record and counts it.
 func (r *Relay) finish(ctx context.Context, rec *record) error {
+	b := rec.b
 	if r.cfg.Stdout != nil {
-		if err := r.print(rec.b.outs); err != nil {
+		if err := r.print(b.Msgs); err != nil {
 			return err
 		}
 	}
@@ -444,37 +441,40 @@ func (r *Relay) finish(ctx context.Context, rec *record) error {
 	if err := r.ack(ctx, rec.msg); err != nil {
 		return err
 	}
-	b := rec.b
-	if !rec.failed {
-		r.arenas.put(b.arena)
-	}
-	b.arena = nil
 	r.last = rec.seq
+	if r.stopped != 0 && rec.seq >= r.stopped {
+		r.clearStopped(ctx)
+	}
 	r.stats.raw.Add(1)
-	r.countEvents(b.outs)
+	r.countEvents(b.Msgs)
 	if r.cfg.PublishLatency != nil && !rec.sent.IsZero() {
 		r.cfg.PublishLatency.Observe(rec.stored.Sub(rec.sent).Seconds())
 	}
-	r.stats.dead.Add(uint64(b.dead))
-	r.stats.skipped.Add(uint64(b.skipped))
+	r.stats.dead.Add(uint64(b.Dead))
+	r.stats.skipped.Add(uint64(b.Skipped))
 	r.stats.lastSeq.Store(rec.seq)
 	r.stats.lag.Store(rec.meta.NumPending)
 	if rec.span != nil {
 		rec.span.AddEvent("stored")
 		rec.span.End()
 	}
-	r.log.Debug("relayed raw record", "seq", rec.seq, "source", rec.src, "txs", rec.txs, "events", len(b.outs)-b.dead,
-		"dead_letters", b.dead, "pending", rec.meta.NumPending, "took", time.Since(rec.start))
+	r.log.Debug("relayed raw record", "seq", rec.seq, "source", rec.src, "txs", rec.txs, "events", len(b.Msgs)-b.Dead,
+		"dead_letters", b.Dead, "pending", rec.meta.NumPending, "took", time.Since(rec.start))
+	if !rec.failed {
+		r.batches.put(b)
+	}
+	rec.b = nil
 	return nil
 }
 
-func (r *Relay) print(outs []out) error {
-	for i := range outs {
-		if outs[i].dead || outs[i].tombstone {
+func (r *Relay) print(msgs []render.Msg) error {
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Kind == render.DeadLetter || m.Kind == render.Tombstone {
 			continue
 		}
-		r.docBuf = r.env.Document(r.docBuf[:0], &outs[i].ev, outs[i].msg.Data)
-		if err := r.cfg.Stdout.Write(&outs[i].ev, r.docBuf); err != nil {
+		r.docBuf = r.env.Document(r.docBuf[:0], &m.Event, m.Data)
+		if err := r.cfg.Stdout.Write(&m.Event, r.docBuf); err != nil {
 			return err
 		}
 	}
@@ -530,6 +530,7 @@ func (r *Relay) totals() []any {
 		"dead_letters", r.stats.dead.Load(),
 		"duplicates", r.stats.dups.Load(),
 		"skipped_stored", r.stats.skipped.Load(),
+		"skipped_backwards", r.stats.backwards.Load(),
 		"republish_rounds", r.stats.retries.Load(),
 		"raw_seq", r.stats.lastSeq.Load(),
 		"raw_pending", r.stats.lag.Load(),
@@ -547,6 +548,12 @@ type Stats struct {
 	// Skipped counts events not published again because the output stream
 	// already held them when the relay started.
 	Skipped uint64
+	// Backwards counts transaction fragments not published because they
+	// lay before what the relay had relayed of their source.
+	Backwards uint64
+	// GapRecords counts missing raw records gone past (--accept-gap),
+	// RawDeadLetters undecodable ones dead-lettered (--dead-letter-raw).
+	GapRecords, RawDeadLetters uint64
 }
 
 // Stats returns the totals so far; safe to call while Run runs.
@@ -559,6 +566,10 @@ func (r *Relay) Stats() Stats {
 		Republishes: r.stats.retries.Load(),
 		Redelivered: r.stats.redelivs.Load(),
 		Skipped:     r.stats.skipped.Load(),
+		Backwards:   r.stats.backwards.Load(),
+		GapRecords:  r.stats.gapRecords.Load(),
+
+		RawDeadLetters: r.stats.rawDead.Load(),
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/pgjet/pgjet/router/internal/envelope"
 	"github.com/pgjet/pgjet/router/internal/stdout"
 	"github.com/pgjet/pgjet/shared/natstest"
+	"github.com/pgjet/pgjet/shared/waitfor"
 	"github.com/pgjet/pgjet/shared/wire"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -110,27 +112,21 @@ var eventsPerRecord = []int{6, 2, 1}
 type env struct {
 	t  *testing.T
 	js jetstream.JetStream
+	// logs holds what the relays started by the env logged, at debug
+	// level: tests wait on what a relay says it is doing.
+	logs *syncBuffer
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	srv := natstest.Run(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = js.CreateStream(context.Background(), jetstream.StreamConfig{
+	_, _, js := natstest.Start(t)
+	_, err := js.CreateStream(context.Background(), jetstream.StreamConfig{
 		Name: rawStream, Subjects: []string{"pgjet.raw.>"}, Storage: jetstream.FileStorage,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, js: js}
+	return &env{t: t, js: js, logs: &syncBuffer{}}
 }
 
 func (e *env) publishRaw(msgs ...*wire.Message) {
@@ -177,7 +173,7 @@ func (e *env) startEnvelope(ce *envelope.CloudEventsConfig, stdoutSink *stdout.S
 	}
 	r, err := New(e.js, Config{
 		RawStream: rawStream, Durable: durable, Stream: outStream, Prefix: "postgres", Envelope: env,
-		Stdout: stdoutSink, PublishTimeout: 2 * time.Second, Log: testLogger(e.t),
+		Stdout: stdoutSink, PublishTimeout: 2 * time.Second, Log: e.logger(),
 	})
 	if err != nil {
 		e.t.Fatal(err)
@@ -264,22 +260,10 @@ func (e *env) consumer() *jetstream.ConsumerInfo {
 	return info
 }
 
-// waitFor polls cond until it holds, failing after 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func (e *env) waitOutputs(n int) []*jetstream.RawStreamMsg {
 	e.t.Helper()
 	var got []*jetstream.RawStreamMsg
-	waitFor(e.t, fmt.Sprintf("%d output events", n), func() bool {
+	waitfor.Condition(e.t, fmt.Sprintf("%d output events", n), func() bool {
 		got = e.outputs()
 		return len(got) >= n
 	})
@@ -288,7 +272,7 @@ func (e *env) waitOutputs(n int) []*jetstream.RawStreamMsg {
 
 func (e *env) waitAckFloor(seq uint64) {
 	e.t.Helper()
-	waitFor(e.t, fmt.Sprintf("raw ack floor %d", seq), func() bool {
+	waitfor.Condition(e.t, fmt.Sprintf("raw ack floor %d", seq), func() bool {
 		ci := e.consumer()
 		return ci != nil && ci.AckFloor.Stream >= seq && ci.NumAckPending == 0
 	})
@@ -359,7 +343,7 @@ func TestAcksRawRecordOnlyAfterItsEventsAreStored(t *testing.T) {
 	e.publishRaw(rawRecords()...)
 	run := e.start(nil)
 
-	waitFor(t, "republish rounds", func() bool { return run.r.Stats().Republishes >= 2 })
+	waitfor.Condition(t, "republish rounds", func() bool { return run.r.Stats().Republishes >= 2 })
 	if got := len(e.outputs()); got != 3 {
 		t.Fatalf("output holds %d events, want the 3 the stream accepts", got)
 	}
@@ -394,7 +378,7 @@ func TestRestartAndReplayStoreNoDuplicates(t *testing.T) {
 	e.publishRaw(rawRecords()...)
 
 	first := e.start(nil)
-	waitFor(t, "a republish round", func() bool { return first.r.Stats().Republishes >= 1 })
+	waitfor.Condition(t, "a republish round", func() bool { return first.r.Stats().Republishes >= 1 })
 	if err := first.stop(t); err != nil {
 		t.Fatalf("Run after cancel: %v, want nil", err)
 	}
@@ -448,7 +432,7 @@ func TestRestartAfterDuplicateWindowIsExact(t *testing.T) {
 	}
 	e.publishRaw(rawRecords()...)
 	first := e.start(nil)
-	waitFor(t, "a republish round", func() bool { return first.r.Stats().Republishes >= 1 })
+	waitfor.Condition(t, "a republish round", func() bool { return first.r.Stats().Republishes >= 1 })
 	if err := first.stop(t); err != nil {
 		t.Fatal(err)
 	}
@@ -540,7 +524,7 @@ func TestLateRepublishResyncs(t *testing.T) {
 			m := nats.NewMsg("postgres.public.orders.insert")
 			m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("test.1.1:1:%d", i))
 			m.Data = []byte(`{}`)
-			rec := &record{b: &batch{outs: []out{{msg: m}}}, failed: tt.failed, start: time.Now().Add(-tt.age)}
+			rec := &record{b: &batch{msgs: []nats.Msg{*m}}, failed: tt.failed, start: time.Now().Add(-tt.age)}
 			before, err := s.Info(ctx)
 			if err != nil {
 				t.Fatal(err)
@@ -619,21 +603,17 @@ func TestLostDeliveryIsRedeliveredBeforeTheAckWait(t *testing.T) {
 		}
 		stolen <- n
 	}()
-	waitFor(t, "the stray pull request", func() bool { ci := e.consumer(); return ci != nil && ci.NumWaiting == 1 })
+	waitfor.Condition(t, "the stray pull request", func() bool { ci := e.consumer(); return ci != nil && ci.NumWaiting == 1 })
 	run := e.start(nil)
-	waitFor(t, "the relay's pull request", func() bool { return e.consumer().NumWaiting >= 2 })
+	waitfor.Condition(t, "the relay's pull request", func() bool { return e.consumer().NumWaiting >= 2 })
 	start := time.Now()
 	e.publishRaw(rawRecords()...)
 	if n := <-stolen; n != 1 {
 		t.Fatalf("the stray pull request took %d records, want 1", n)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for len(e.outputs()) < len(wantEvents) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no events %s after the lost delivery (the ack wait is 1 min)", time.Since(start).Round(time.Second))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitfor.Within(t, 30*time.Second, "the events of the lost record, well before its ack wait (1 min)", func() bool {
+		return len(e.outputs()) >= len(wantEvents)
+	})
 	checkOutputs(t, e.outputs(), wantEvents)
 	t.Logf("the lost record arrived %s after it was published", time.Since(start).Round(100*time.Millisecond))
 	e.waitAckFloor(3)
@@ -649,12 +629,13 @@ func TestGapStopsTheRelay(t *testing.T) {
 		relayed     int
 		deleteSeqs  []uint64
 		first, last uint64
+		deleted     bool // from the middle, not the head
 		// events stored before the stop.
 		events int
 	}{
-		{name: "deleted in the middle before first read", deleteSeqs: []uint64{2}, first: 2, last: 2, events: 6},
+		{name: "deleted in the middle before first read", deleteSeqs: []uint64{2}, first: 2, last: 2, deleted: true, events: 6},
 		{name: "expired at the head while the router was down", relayed: 1, deleteSeqs: []uint64{1, 2}, first: 2, last: 2, events: 6},
-		{name: "several missing after a restart", relayed: 1, deleteSeqs: []uint64{2, 3}, first: 2, last: 3, events: 6},
+		{name: "several missing after a restart", relayed: 1, deleteSeqs: []uint64{2, 3}, first: 2, last: 3, deleted: true, events: 6},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -688,15 +669,33 @@ func TestGapStopsTheRelay(t *testing.T) {
 			if !errors.As(err, &gap) || !errors.Is(err, ErrGap) {
 				t.Fatalf("Run = %v, want a gap error", err)
 			}
-			if gap.First != tt.first || gap.Last != tt.last {
-				t.Errorf("gap %d-%d, want %d-%d", gap.First, gap.Last, tt.first, tt.last)
+			if gap.First != tt.first || gap.Last != tt.last || gap.Deleted != tt.deleted {
+				t.Errorf("gap %d-%d (deleted %v), want %d-%d (deleted %v)", gap.First, gap.Last, gap.Deleted, tt.first, tt.last, tt.deleted)
 			}
-			if want := fmt.Sprintf("records %d-%d", tt.first, tt.last); !strings.Contains(err.Error(), want) {
-				t.Errorf("error %q does not name %q", err, want)
+			flag := "--accept-gap " + gap.Range()
+			if want := fmt.Sprintf("records %s", gap.Range()); !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), flag) ||
+				!strings.Contains(err.Error(), "consumer "+durable) {
+				t.Errorf("error %q does not name %q, the consumer and %q", err, want, flag)
 			}
 			if got := len(e.outputs()); got != tt.events {
 				t.Errorf("%d events stored, want %d", got, tt.events)
 			}
+
+			// A restart does not pass it silently (JetStream moves the
+			// consumer's ack floor over deleted records), nor accepts a
+			// range that does not cover it.
+			again := e.startConfig(Config{Stream: outStream, AcceptGaps: SeqRanges{{tt.last + 1, tt.last + 1}}})
+			if err := again.wait(t); !errors.As(err, &gap) || gap.Range() != (SeqRange{tt.first, tt.last}).String() {
+				t.Fatalf("restart: Run = %v, want the same gap again", err)
+			}
+
+			// Told to accept exactly that gap, the relay goes past it.
+			accepting := e.startConfig(Config{Stream: outStream, AcceptGaps: SeqRanges{{tt.first, tt.last}}})
+			e.waitAckFloor(4)
+			if st := accepting.r.Stats(); st.GapRecords != tt.last-tt.first+1 {
+				t.Errorf("stats %+v: want %d gap records", st, tt.last-tt.first+1)
+			}
+			e.waitLog("going past missing raw records, as --accept-gap says")
 		})
 	}
 }
@@ -810,8 +809,10 @@ func TestChangeInPiecesBecomesOneEvent(t *testing.T) {
 		&wire.Message{Source: srcTest, Relations: rels, Txs: []wire.Tx{p[2], p[3], p[4]}},
 	)
 	e.start(nil)
-	waitFor(t, "the relay to wait for the last piece", func() bool { ci := e.consumer(); return ci != nil && ci.NumAckPending >= 1 })
-	time.Sleep(300 * time.Millisecond)
+	// Twice: it looked, waited, and looked again.
+	waitfor.Condition(t, "the relay to look for the last piece twice", func() bool {
+		return strings.Count(e.logs.String(), "next piece of a large change not stored yet") >= 2
+	})
 	// The record with the first piece goes out as a whole, once complete.
 	if got := e.outputs(); len(got) != 0 {
 		t.Fatalf("%d events before the last piece was published, want none", len(got))
@@ -883,7 +884,7 @@ func TestUnreadableRawRecordStopsTheRelay(t *testing.T) {
 		want string
 	}{
 		{"newer format version", newerBytes, "upgrade pgjet"},
-		{"not msgpack", []byte("hello"), "raw record 2"},
+		{"not msgpack", []byte("hello"), "--dead-letter-raw 2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -901,24 +902,94 @@ func TestUnreadableRawRecordStopsTheRelay(t *testing.T) {
 			if got := len(e.outputs()); got != 2 {
 				t.Errorf("%d events, want the 2 of the first record", got)
 			}
+
+			// Told to, the relay sends the record's bytes to the dead-letter
+			// subject and goes on.
+			e.publishRaw(rawRecords()[2])
+			e.startConfig(Config{Stream: outStream, DeadLetterRaw: SeqRanges{{2, 2}}})
+			e.waitAckFloor(3)
+			got := e.outputs()
+			if len(got) != 4 || got[2].Subject != "postgres._deadletter" || got[2].Header.Get(jetstream.MsgIDHeader) != "raw-record.PGJET_RAW:2:dlq" {
+				t.Fatalf("outputs %d, the third on %s: want the record's dead letter between the others' events", len(got), got[2].Subject)
+			}
+			var d struct {
+				RawSeq     uint64 `json:"raw_seq"`
+				RawSubject string `json:"raw_subject"`
+				Raw        []byte `json:"raw"`
+				Error      string `json:"error"`
+			}
+			if err := json.Unmarshal(got[2].Data, &d); err != nil || d.RawSeq != 2 || d.RawSubject != "pgjet.raw.test" || !bytes.Equal(d.Raw, tt.data) || d.Error == "" {
+				t.Errorf("dead letter %s (%v): want the record's sequence, subject, bytes and error", got[2].Data, err)
+			}
+			e.waitLog("sent with its bytes to the dead-letter subject, as --dead-letter-raw says")
 		})
 	}
 }
 
-func TestWaitsForTheRawStream(t *testing.T) {
-	srv := natstest.Run(t)
-	nc, err := nats.Connect(srv.ClientURL())
+// An operator who deletes an undecodable record the relay stopped at gets
+// a gap that says the record was deleted, and goes past it only by naming
+// it, also after restarts.
+func TestDeletedUndecodableRecordIsANamedGap(t *testing.T) {
+	e := newEnv(t)
+	e.publishRaw(rawRecords()[0])
+	e.publishBytes("pgjet.raw.test", []byte("not a raw record"))
+	e.publishRaw(rawRecords()[1:]...)
+	var undecodable *UndecodableError
+	if err := e.start(nil).wait(t); !errors.As(err, &undecodable) || undecodable.Seq != 2 {
+		t.Fatalf("Run = %v, want raw record 2 undecodable", err)
+	}
+	s, err := e.js.Stream(context.Background(), rawStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
+	if err := s.DeleteMsg(context.Background(), 2); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, js: js}
+	for range 2 {
+		var gap *GapError
+		err := e.start(nil).wait(t)
+		if !errors.As(err, &gap) || gap.Range() != "2" || !gap.Deleted || !strings.Contains(err.Error(), "were deleted from the stream") ||
+			!strings.Contains(err.Error(), "--accept-gap 2") {
+			t.Fatalf("Run = %v, want record 2 named as deleted, with --accept-gap 2", err)
+		}
+	}
+	e.startConfig(Config{Stream: outStream, AcceptGaps: SeqRanges{{2, 2}}})
+	e.waitAckFloor(4)
+	checkOutputs(t, e.outputs(), wantEvents)
+	if md := e.consumer().Config.Metadata; md[StoppedAtKey] != "" {
+		t.Errorf("consumer metadata %v: the hole is passed, want it forgotten", md)
+	}
+}
+
+// A copy of old raw records published again (after the output's duplicate
+// window, which cannot catch it) is not relayed again: its transactions lie
+// before what the relay relayed of their source. Skipped, warned about,
+// counted.
+func TestCopiesOfOldRecordsAreNotRelayedAgain(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.js.CreateStream(context.Background(), jetstream.StreamConfig{
+		Name: outStream, Subjects: []string{"postgres.>"}, Duplicates: time.Second,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.publishRaw(rawRecords()...)
 	run := e.start(nil)
-	time.Sleep(300 * time.Millisecond)
+	e.waitAckFloor(3)
+	time.Sleep(1500 * time.Millisecond) // past the duplicate window
+	e.publishRaw(rawRecords()[0])
+	e.waitAckFloor(4)
+	checkOutputs(t, e.outputs(), wantEvents)
+	if st := run.r.Stats(); st.Backwards != 2 || st.Duplicates != 0 {
+		t.Errorf("stats %+v: want the copy's 2 transactions skipped, nothing republished", st)
+	}
+	e.waitLog("raw record holds transactions at or before what this route relayed of their source already")
+}
+
+func TestWaitsForTheRawStream(t *testing.T) {
+	_, _, js := natstest.Start(t)
+	e := &env{t: t, js: js, logs: &syncBuffer{}}
+	run := e.start(nil)
+	e.waitLog("raw stream PGJET_RAW does not exist yet, waiting for pgjet-collector to create it")
 	select {
 	case err := <-run.done:
 		t.Fatalf("Run returned %v without a raw stream; want it to wait", err)
@@ -962,6 +1033,22 @@ func TestConfigCheck(t *testing.T) {
 	}
 }
 
+// logger is a relay's logger in an env: at debug level into e.logs, and
+// into the test's log with -v.
+func (e *env) logger() *slog.Logger {
+	var w io.Writer = e.logs
+	if testing.Verbose() {
+		w = io.MultiWriter(e.logs, &testWriter{e.t})
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// waitLog waits for a relay of e to log a line holding s.
+func (e *env) waitLog(s string) {
+	e.t.Helper()
+	waitfor.Condition(e.t, "a relay to log "+strconv.Quote(s), func() bool { return strings.Contains(e.logs.String(), s) })
+}
+
 func testLogger(t *testing.T) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -994,7 +1081,7 @@ func TestGapFromMaxAgeExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.publishRaw(recs[1], recs[2])
-	waitFor(t, "raw records to expire", func() bool {
+	waitfor.Condition(t, "raw records to expire", func() bool {
 		s, err := e.js.Stream(ctx, rawStream)
 		if err != nil {
 			t.Fatal(err)

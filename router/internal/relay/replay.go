@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/router/internal/render"
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
@@ -15,13 +16,8 @@ import (
 // the transactions whose commit LSN and commit time fall in the bounds
 // (zero: unbounded), and stops by itself after ToSeq.
 type Replay struct {
-	FromSeq, ToSeq   uint64
-	FromLSN, ToLSN   uint64
-	FromTime, ToTime int64 // commit times, microseconds since the epoch
-	// LSNSource names the source whose commit LSNs FromLSN and ToLSN are:
-	// with either set, only that source's transactions are replayed (LSNs
-	// of different databases do not compare).
-	LSNSource string
+	FromSeq, ToSeq uint64
+	render.Bounds
 }
 
 // errReplayDone ends a replay's consume loop: every record up to ToSeq is
@@ -32,13 +28,9 @@ var errReplayDone = errors.New("replay done")
 // from the first record not yet handled.
 func (r *Relay) replayConsumer(ctx context.Context, raw jetstream.Stream) (jetstream.Consumer, error) {
 	rp := r.cfg.Replay
-	from := max(rp.FromSeq, r.last+1)
-	info, err := raw.Info(ctx)
+	from, err := r.headGap(ctx, max(rp.FromSeq, r.last+1))
 	if err != nil {
-		return nil, fmt.Errorf("raw stream %s info: %w", r.cfg.RawStream, err)
-	}
-	if info.State.FirstSeq > from {
-		return nil, &GapError{Stream: r.cfg.RawStream, Durable: "(replay)", First: from, Last: info.State.FirstSeq - 1}
+		return nil, err
 	}
 	cons, err := raw.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{wire.RawFilter},
@@ -52,20 +44,6 @@ func (r *Relay) replayConsumer(ctx context.Context, raw jetstream.Stream) (jetst
 	r.log.Info("replaying", "raw_stream", r.cfg.RawStream, "from_seq", from, "to_seq", rp.ToSeq, "stream", r.cfg.Stream,
 		"subjects", r.route.Subjects())
 	return cons, nil
-}
-
-// inReplay reports whether tx falls in the replay's bounds (always, when
-// not replaying).
-func (r *Relay) inReplay(src *wire.Source, tx *wire.Tx) bool {
-	rp := r.cfg.Replay
-	if rp == nil {
-		return true
-	}
-	if (rp.FromLSN != 0 || rp.ToLSN != 0) && rp.LSNSource != "" && src.Name != rp.LSNSource {
-		return false
-	}
-	return (rp.FromLSN == 0 || tx.CommitLSN >= rp.FromLSN) && (rp.ToLSN == 0 || tx.CommitLSN <= rp.ToLSN) &&
-		(rp.FromTime == 0 || tx.CommitTime >= rp.FromTime) && (rp.ToTime == 0 || tx.CommitTime <= rp.ToTime)
 }
 
 // Progress is how far a relay got: for a replay's progress line.

@@ -3,10 +3,12 @@ package relay
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/router/internal/render"
 )
 
 // A replay renders exactly the raw records and transactions in its bounds
@@ -19,8 +21,8 @@ func TestReplayStopsByItselfWithinItsBounds(t *testing.T) {
 	}{
 		{"one record", Replay{FromSeq: 2, ToSeq: 2}, wantEvents[6:8]},
 		{"to the end", Replay{FromSeq: 1, ToSeq: 3}, wantEvents},
-		{"commit LSNs", Replay{FromSeq: 1, ToSeq: 3, FromLSN: 0x2000, ToLSN: 0x3000}, wantEvents[3:8]},
-		{"commit times", Replay{FromSeq: 1, ToSeq: 3, FromTime: 1_700_000_001_000_000, ToTime: 1_700_000_001_000_000}, wantEvents[3:6]},
+		{"commit LSNs", Replay{FromSeq: 1, ToSeq: 3, Bounds: render.Bounds{FromLSN: 0x2000, ToLSN: 0x3000}}, wantEvents[3:8]},
+		{"commit times", Replay{FromSeq: 1, ToSeq: 3, Bounds: render.Bounds{FromTime: 1_700_000_001_000_000, ToTime: 1_700_000_001_000_000}}, wantEvents[3:6]},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -67,8 +69,13 @@ func TestReplayFromExpiredRecords(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var gap *GapError
-	if err := r.Run(ctx); !errors.As(err, &gap) || gap.First != 1 || gap.Last != 2 {
+	err = r.Run(ctx)
+	if !errors.As(err, &gap) || gap.First != 1 || gap.Last != 2 {
 		t.Fatalf("Run = %v, want a gap of records 1-2", err)
+	}
+	// It names what missed them: the replay, not a durable it does not use.
+	if msg := err.Error(); !strings.Contains(msg, "before the replay read them") || strings.Contains(msg, "consumer") {
+		t.Errorf("error %q", msg)
 	}
 }
 

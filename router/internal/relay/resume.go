@@ -43,7 +43,7 @@ func (r *Relay) readResumePoints(ctx context.Context) (map[string]*wire.EventID,
 	if last == nil {
 		return nil, nil
 	}
-	if r.partHeader != nil {
+	if r.route.Partition() != "" {
 		return r.readPartitionResume(ctx, s, filters, last.Sequence)
 	}
 	if _, ok := wire.ParseEventID(last.Header.Get(jetstream.MsgIDHeader)); !ok {

@@ -11,12 +11,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/router/internal/route"
 	"github.com/pgjet/pgjet/router/internal/stdout"
+	"github.com/pgjet/pgjet/shared/waitfor"
 )
 
 // startConfig starts a relay with cfg, filling in the test's names.
 func (e *env) startConfig(cfg Config) *running {
 	e.t.Helper()
-	cfg.RawStream, cfg.Durable, cfg.PublishTimeout, cfg.Log = rawStream, durable, 2*time.Second, testLogger(e.t)
+	cfg.RawStream, cfg.Durable, cfg.PublishTimeout, cfg.Log = rawStream, durable, 2*time.Second, e.logger()
 	if cfg.Route == nil && cfg.Prefix == "" {
 		cfg.Prefix = "postgres"
 	}
@@ -42,7 +43,7 @@ func TestStartPosition(t *testing.T) {
 	recs := rawRecords()
 	e.publishRaw(recs[0], recs[1])
 	run := e.startConfig(Config{Stream: outStream, StartNew: true})
-	waitFor(t, "the consumer", func() bool { return e.consumer() != nil })
+	waitfor.Condition(t, "the consumer", func() bool { return e.consumer() != nil })
 	e.publishRaw(recs[2])
 	e.waitAckFloor(3)
 	checkOutputs(t, e.outputs(), wantEvents[8:])
@@ -128,7 +129,7 @@ func TestStdoutRoute(t *testing.T) {
 	e.publishRaw(rawRecords()...)
 	e.startConfig(Config{Stdout: stdout.New(&out, stdout.JSON, time.UTC)})
 	e.waitAckFloor(3)
-	waitFor(t, "every event printed", func() bool { return strings.Count(out.String(), "\n") == len(wantEvents) })
+	waitfor.Condition(t, "every event printed", func() bool { return strings.Count(out.String(), "\n") == len(wantEvents) })
 	if _, err := e.js.Stream(context.Background(), outStream); err == nil {
 		t.Error("a stdout route created an output stream")
 	}

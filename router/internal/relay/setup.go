@@ -14,26 +14,6 @@ import (
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
-// ErrGap is matched by a *GapError.
-var ErrGap = errors.New("raw records missing")
-
-// GapError reports raw records that disappeared (expired by the stream's
-// limits, or deleted) before this router read them. Their changes can never
-// reach the outputs, so the router stops instead of silently going on.
-type GapError struct {
-	Stream, Durable string
-	First, Last     uint64 // missing stream sequences, inclusive
-}
-
-func (e *GapError) Error() string {
-	n := e.Last - e.First + 1
-	return fmt.Sprintf("raw stream %s: records %d-%d (%d) expired or were deleted before consumer %s read them: "+
-		"their changes cannot reach the outputs, so the router stops (raise the raw stream's max age, or rebuild the outputs)",
-		e.Stream, e.First, e.Last, n, e.Durable)
-}
-
-func (e *GapError) Is(target error) bool { return target == ErrGap }
-
 // setup waits for the raw stream, creates the output stream and the durable
 // consumer when missing, and establishes the sequence the next raw record
 // must have.
@@ -49,18 +29,23 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 			return nil, fmt.Errorf("raw stream %s also captures %q: it must hold only %s (the collector creates it so)", r.cfg.RawStream, s, wire.RawFilter)
 		}
 	}
+	// Starting (over): the records from the consumer's ack floor come
+	// (again), and those the output stream holds are skipped.
+	r.render.Reset()
+	var resume map[string]*wire.EventID
 	if r.cfg.Stream != "" {
 		if err := r.ensureOutput(ctx); err != nil {
 			return nil, err
 		}
-		if r.resume, err = r.readResumePoints(ctx); err != nil {
+		if resume, err = r.readResumePoints(ctx); err != nil {
 			return nil, err
 		}
+		r.render.Resume(resume)
 	}
 	if r.cfg.Replay != nil {
 		return r.replayConsumer(ctx, raw)
 	}
-	policy, err := r.deliverPolicy(ctx, raw)
+	policy, meta, err := r.existing(ctx, raw)
 	if err != nil {
 		return nil, err
 	}
@@ -79,6 +64,7 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 		// acknowledges records strictly in order. It bounds memory too.
 		MaxAckPending: maxInFlight,
 		FilterSubject: wire.RawFilter,
+		Metadata:      meta,
 	}
 	if r.cfg.StandbyTTL > 0 {
 		cc.PriorityPolicy, cc.PriorityGroups, cc.PinnedTTL = jetstream.PriorityPolicyPinned, []string{StandbyGroup}, r.cfg.StandbyTTL
@@ -87,6 +73,7 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create consumer %s on raw stream %s: %w (a durable cannot switch between one router and active/standby replicas: give the route a new durable)", r.cfg.Durable, r.cfg.RawStream, err)
 	}
+	r.consumer = cc
 	ci := cons.CachedInfo()
 	if r.standby() {
 		r.log.Info("standing by: another replica of this route is active; taking over when the server pins this one", "durable", r.cfg.Durable)
@@ -107,17 +94,17 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 			"durable", r.cfg.Durable, "waiting", ci.NumWaiting)
 	}
 
-	next := ci.AckFloor.Stream + 1
-	info, err := raw.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("raw stream %s info: %w", r.cfg.RawStream, err)
+	// Records the relay stopped at may be gone since, and the consumer
+	// past them; records at the head may have expired while no router ran.
+	if err := r.stoppedGap(ctx, ci.AckFloor.Stream); err != nil {
+		return nil, err
 	}
-	// Records at the head may have expired while no router was running.
-	if info.State.FirstSeq > next {
-		return nil, &GapError{Stream: r.cfg.RawStream, Durable: r.cfg.Durable, First: next, Last: info.State.FirstSeq - 1}
+	next, err := r.headGap(ctx, ci.AckFloor.Stream+1)
+	if err != nil {
+		return nil, err
 	}
 	r.last, r.seen = next-1, next-1
-	for _, p := range r.resume {
+	for _, p := range resume {
 		r.log.Info("output stream holds events up to", "source", p.Source, "commit_lsn", wire.LSN(p.CommitLSN), "index", p.Index)
 	}
 	r.log.Info("relaying", "raw_stream", r.cfg.RawStream, "durable", r.cfg.Durable, "from_seq", next,
@@ -134,22 +121,24 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 	return cons, nil
 }
 
-// deliverPolicy is where the durable consumer begins: for a new one, all
-// retained raw records or only those written from now on (StartNew); an
-// existing one keeps its own, which the server does not let change.
-func (r *Relay) deliverPolicy(ctx context.Context, raw jetstream.Stream) (jetstream.DeliverPolicy, error) {
+// existing returns the durable consumer's delivery policy and metadata,
+// which setting it up again keeps. A new one begins with all retained raw
+// records or only those written from now on (StartNew); an existing one
+// keeps its own, which the server does not let change.
+func (r *Relay) existing(ctx context.Context, raw jetstream.Stream) (jetstream.DeliverPolicy, map[string]string, error) {
 	c, err := raw.Consumer(ctx, r.cfg.Durable)
 	switch {
 	case err == nil:
-		return c.CachedInfo().Config.DeliverPolicy, nil
+		cfg := c.CachedInfo().Config
+		return cfg.DeliverPolicy, cfg.Metadata, nil
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
 		if r.cfg.StartNew {
 			r.log.Info("new consumer starts with the raw records written from now on (start_position latest)", "durable", r.cfg.Durable)
-			return jetstream.DeliverNewPolicy, nil
+			return jetstream.DeliverNewPolicy, nil, nil
 		}
-		return jetstream.DeliverAllPolicy, nil
+		return jetstream.DeliverAllPolicy, nil, nil
 	default:
-		return 0, fmt.Errorf("look up consumer %s on raw stream %s: %w", r.cfg.Durable, r.cfg.RawStream, err)
+		return 0, nil, fmt.Errorf("look up consumer %s on raw stream %s: %w", r.cfg.Durable, r.cfg.RawStream, err)
 	}
 }
 
@@ -240,6 +229,11 @@ func (r *Relay) ensureOutput(ctx context.Context) error {
 	r.dupWindow = cfg.Duplicates
 	if r.dupWindow <= 0 {
 		r.dupWindow = DefaultDuplicates // the server's default
+	}
+	if r.outbox == nil {
+		if r.outbox, err = newOutbox(r.out.Conn()); err != nil {
+			return err
+		}
 	}
 	return nil
 }

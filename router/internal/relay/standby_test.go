@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/shared/waitfor"
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
@@ -37,7 +38,7 @@ func TestStandbyReplicaTakesOver(t *testing.T) {
 	active := e.startReplica(ttl)
 	e.waitAckFloor(5)
 	standby := e.startReplica(ttl)
-	waitFor(t, "the standby to stand by", func() bool {
+	waitfor.Condition(t, "the standby to stand by", func() bool {
 		ci := e.consumer()
 		return ci != nil && ci.NumWaiting >= 2
 	})
@@ -51,17 +52,10 @@ func TestStandbyReplicaTakesOver(t *testing.T) {
 	}
 	stopped := time.Now()
 	e.publishRaw(recordsFrom(0x3000, 5)...)
-	deadline := time.Now().Add(ttl + 20*time.Second)
-	for {
+	waitfor.Within(t, ttl+20*time.Second, "the standby to take over and relay 5 records", func() bool {
 		ci := e.consumer()
-		if ci != nil && ci.AckFloor.Stream >= 15 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the standby did not take over within %s of the active's stop", ttl+20*time.Second)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return ci != nil && ci.AckFloor.Stream >= 15
+	})
 	t.Logf("takeover and 5 records relayed %s after the active stopped (pin TTL %s)", time.Since(stopped).Round(time.Millisecond), ttl)
 	got := e.outputs()
 	if len(got) != 15 {

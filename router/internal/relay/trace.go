@@ -6,6 +6,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/shared/tracing"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -22,4 +23,13 @@ func (r *Relay) startSpan(ctx context.Context, msg jetstream.Msg, seq uint64) tr
 			attribute.String("pgjet.stream", r.cfg.Stream),
 		))
 	return span
+}
+
+// endSpan ends the span of a record the relay stops at, with why.
+func (rec *record) endSpan(err error) {
+	if rec.span != nil {
+		rec.span.RecordError(err)
+		rec.span.SetStatus(codes.Error, err.Error())
+		rec.span.End()
+	}
 }

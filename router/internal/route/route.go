@@ -585,7 +585,7 @@ type tableKey struct{ schema, table string }
 
 // tableState is what the route decided for one table: computed at its first
 // event, because matching globs for every event would cost more than the
-// rest of the routing.
+// rest of the plan.
 type tableState struct {
 	key      tableKey
 	selected bool

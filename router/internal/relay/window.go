@@ -100,16 +100,17 @@ func (r *Relay) consume(ctx context.Context, started *bool) error {
 			rec.failed = true
 			r.stats.retries.Add(1)
 			r.log.Warn("publishing to the output stream failed; republishing", "err", rec.err, "stream", r.cfg.Stream,
-				"raw_seq", rec.seq, "stored", rec.acked, "events", len(rec.b.outs))
+				"raw_seq", rec.seq, "stored", rec.acked, "events", len(rec.b.msgs))
 			if err := r.publishAll(ctx, rec, rec.acked); err != nil {
 				return err
 			}
 		}
+		n := len(rec.b.msgs)
 		if err := r.finish(ctx, rec); err != nil {
 			return err
 		}
 		win = win[1:]
-		events -= len(rec.b.outs)
+		events -= n
 		size -= len(rec.msg.Data())
 		return nil
 	}
@@ -196,7 +197,7 @@ func (r *Relay) consume(ctx context.Context, started *bool) error {
 					return errReplayDone
 				}
 			}
-			rec, err := r.prepare(ctx, n.msg)
+			rec, err := r.take(ctx, n.msg)
 			if err != nil {
 				// The records before this one are fine: finish them first.
 				for len(win) > 0 {
@@ -211,12 +212,12 @@ func (r *Relay) consume(ctx context.Context, started *bool) error {
 			}
 			// Make room: the window's events and this record's stay
 			// below the client's limit of pending async publishes.
-			for len(win) > 0 && (events+len(rec.b.outs) > maxWindowEvents || size+len(rec.msg.Data()) > maxWindowBytes) {
+			for len(win) > 0 && (events+len(rec.b.msgs) > maxWindowEvents || size+len(rec.msg.Data()) > maxWindowBytes) {
 				if err := retire(); err != nil {
 					return fail(n.msg, err)
 				}
 			}
-			if len(rec.b.outs) > maxWindowEvents {
+			if len(rec.b.msgs) > maxWindowEvents {
 				// Too many events to send at once: alone, in steps.
 				if err := r.publishAll(ctx, rec, 0); err != nil {
 					return fail(n.msg, err)
@@ -240,7 +241,7 @@ func (r *Relay) consume(ctx context.Context, started *bool) error {
 			}
 			r.publishAsync(ctx, rec, winEpoch)
 			win = append(win, rec)
-			events += len(rec.b.outs)
+			events += len(rec.b.msgs)
 			size += len(rec.msg.Data())
 		}
 	}
@@ -254,27 +255,27 @@ func (r *Relay) publishAsync(ctx context.Context, rec *record, epoch uint64) {
 	rec.done = make(chan struct{})
 	if r.cfg.Stream == "" {
 		// A route that only prints: its events are "stored" once rendered.
-		rec.acked = len(rec.b.outs)
+		rec.acked = len(rec.b.msgs)
 		close(rec.done)
 		return
 	}
 	if rec.span != nil {
 		rec.span.AddEvent("publishing")
 	}
-	if r.cfg.PublishLatency != nil && len(rec.b.outs) > 0 {
+	if r.cfg.PublishLatency != nil && len(rec.b.msgs) > 0 {
 		rec.sent = time.Now()
 	}
-	futs := make([]jetstream.PubAckFuture, 0, len(rec.b.outs))
-	for i := range rec.b.outs {
+	toks := make([]uint64, 0, len(rec.b.msgs))
+	for i := range rec.b.msgs {
 		if r.connEpoch() != epoch {
 			break
 		}
-		f, err := r.out.PublishMsgAsync(rec.b.outs[i].msg)
+		tok, err := r.outbox.publish(&rec.b.msgs[i])
 		if err != nil {
 			// Sent so far: resolved by the waiter; the rest is republished.
 			break
 		}
-		futs = append(futs, f)
+		toks = append(toks, tok)
 	}
 	go func() {
 		defer close(rec.done)
@@ -284,22 +285,22 @@ func (r *Relay) publishAsync(ctx context.Context, rec *record, epoch uint64) {
 		// last ack, and the others are in. One wakeup per record rather
 		// than one per event; the checks still go in order, which is what
 		// tells how many leading events are stored.
-		sent := len(futs)
+		sent := len(toks)
 		var lastErr error
 		if sent > 0 {
-			lastErr = r.awaitAck(ctx, futs[sent-1], timer)
+			lastErr = r.awaitAck(ctx, &rec.b.msgs[sent-1], toks[sent-1], timer)
 		}
 		for i := range sent {
 			err := lastErr
 			if i < sent-1 {
-				err = r.awaitAck(ctx, futs[i], timer)
+				err = r.awaitAck(ctx, &rec.b.msgs[i], toks[i], timer)
 			}
 			if rec.err = err; err != nil {
 				return
 			}
 			rec.acked++
 		}
-		if sent < len(rec.b.outs) {
+		if sent < len(rec.b.msgs) {
 			rec.err = errors.New("publish: the client refused a message, or the connection was replaced")
 			return
 		}

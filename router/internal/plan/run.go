@@ -1,4 +1,4 @@
-package routing
+package plan
 
 import (
 	"context"
@@ -19,9 +19,11 @@ import (
 
 // Run connects and runs every route of p until ctx ends (nil) or one fails
 // for good, which stops the others: a router is healthy only when all its
-// routes are. Routes to one server with the same credentials share a
-// connection; each has its own JetStream context (and so its own window of
-// pending publishes). Printing routes write to out.
+// routes are. The routes read the raw stream on one connection, and each
+// publishes on a connection of its own: a connection's publish acks (and
+// raw deliveries) are read by one goroutine of the client, which a single
+// shared connection made the router's busiest. Printing routes write to
+// out.
 func Run(ctx context.Context, p *Plan, log *slog.Logger, out io.Writer) error {
 	// Tracing, when the environment turns it on (shared/tracing).
 	tr, err := tracing.Setup(ctx, "pgjet-router", log)
@@ -45,12 +47,12 @@ func Run(ctx context.Context, p *Plan, log *slog.Logger, out io.Writer) error {
 			nc.Close()
 		}
 	}()
-	connect := func(c natsconn.Config) (*nats.Conn, error) {
-		key := connKey(c)
+	connect := func(c natsconn.Config, role string) (*nats.Conn, error) {
+		key := role + "|" + connKey(c)
 		if nc := conns[key]; nc != nil {
 			return nc, nil
 		}
-		c.Name, c.Log = "pgjet-router", log
+		c.Name, c.Log = "pgjet-router "+role, log
 		// No reconnect buffer: a publish during a reconnect fails at once
 		// instead of being sent after the reconnect, ahead of earlier events
 		// that were lost with the connection. The relays republish in order.
@@ -65,7 +67,7 @@ func Run(ctx context.Context, p *Plan, log *slog.Logger, out io.Writer) error {
 		p.Metrics.addConn(nc)
 		return nc, nil
 	}
-	rawNC, err := connect(p.Raw)
+	rawNC, err := connect(p.Raw, "raw")
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -87,7 +89,7 @@ func Run(ctx context.Context, p *Plan, log *slog.Logger, out io.Writer) error {
 		}
 		outJS := rawJS
 		if rc.Stream != "" {
-			nc, err := connect(rt.Conn)
+			nc, err := connect(rt.Conn, "route "+rt.ID)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil

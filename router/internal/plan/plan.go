@@ -1,9 +1,10 @@
-// Package routing turns the router's configuration (flags, or the sinks of
-// a pipeline file) into routes and runs them: one relay per route, each with
+// Package plan turns the router's configuration (a pipeline file, flags
+// applied: package cli) into its routes, a Plan, and runs them (run.go,
+// replay.go): one relay per route, each with
 // its own durable consumer on the raw stream, so a slow or unreachable
 // route holds back only itself and every route has its own start position.
 // A route that fails for good stops them all: the router exits, loudly.
-package routing
+package plan
 
 import (
 	"errors"

@@ -1,4 +1,4 @@
-package routing
+package plan
 
 import (
 	"errors"
@@ -115,10 +115,13 @@ var (
 	descDups    = prometheus.NewDesc("pgjet_router_duplicates_total", "Publishes the output stream reported as duplicates (republishes and redeliveries it deduplicated).", []string{"route"}, nil)
 	descRetries = prometheus.NewDesc("pgjet_router_republishes_total", "Rounds of republishing after a failed publish.", []string{"route"}, nil)
 	descPending = prometheus.NewDesc("pgjet_router_consumer_pending", "Raw records left for the route's consumer, as of the last one delivered.", []string{"route"}, nil)
+	descBack    = prometheus.NewDesc("pgjet_router_backwards_total", "Transaction fragments of raw records not published because they lay at or before what the route had relayed of their source (a copy of an old record published again).", []string{"route"}, nil)
+	descGap     = prometheus.NewDesc("pgjet_router_raw_gap_records_total", "Missing raw records (deleted, expired) the route went past, as --accept-gap said.", []string{"route"}, nil)
+	descRawDead = prometheus.NewDesc("pgjet_router_raw_dead_letters_total", "Undecodable raw records the route sent with their bytes to its dead-letter subject, as --dead-letter-raw said.", []string{"route"}, nil)
 )
 
 func (c *routeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEvents, descRaw, descDead, descDups, descRetries, descPending} {
+	for _, d := range []*prometheus.Desc{descEvents, descRaw, descDead, descDups, descRetries, descPending, descBack, descGap, descRawDead} {
 		ch <- d
 	}
 }
@@ -139,6 +142,9 @@ func (c *routeCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descDead, st.DeadLetters, rt.id)
 		counter(descDups, st.Duplicates, rt.id)
 		counter(descRetries, st.Republishes, rt.id)
+		counter(descBack, st.Backwards, rt.id)
+		counter(descGap, st.GapRecords, rt.id)
+		counter(descRawDead, st.RawDeadLetters, rt.id)
 		ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(rt.r.Pending()), rt.id)
 	}
 }

@@ -1,4 +1,4 @@
-package routing
+package plan
 
 import (
 	"context"
@@ -160,36 +160,96 @@ func prepareOutput(ctx context.Context, js jetstream.JetStream, name string, pur
 		return fmt.Errorf("output stream %s holds %d messages: a replay into it would skip or drop as duplicates the events already there; give --purge to empty it first, or --into NAME to build a new stream",
 			name, info.State.Msgs)
 	}
+	// The stream's newest id, to ask the server whether it still
+	// remembers it after the purge.
+	var probe *nats.Msg
+	if last, err := s.GetMsg(ctx, info.State.LastSeq); err == nil && last.Header.Get(jetstream.MsgIDHeader) != "" {
+		probe = &nats.Msg{Subject: last.Subject, Header: nats.Header{}}
+		probe.Header.Set(jetstream.MsgIDHeader, last.Header.Get(jetstream.MsgIDHeader))
+		// No stream's last id is this: a forgotten id is refused, not stored.
+		probe.Header.Set(jetstream.ExpectedLastMsgIDHeader, "pgjet-replay-probe")
+	}
 	if err := s.Purge(ctx); err != nil {
 		return fmt.Errorf("purge output stream %s: %w", name, err)
 	}
-	// A purge keeps the ids of the duplicate window, which would drop the
-	// replayed events as duplicates: shrinking the window makes the server
-	// forget them (its cleanup runs at once on such a change), then the
-	// stream gets its own window back. Consumers and settings stay.
-	cfg := info.Config
-	if cfg.Duplicates > forgetWindow {
-		short := cfg
-		short.Duplicates = forgetWindow
-		if _, err := js.UpdateStream(ctx, short); err != nil {
-			return fmt.Errorf("output stream %s: forget the ids of its duplicate window: %w", name, err)
-		}
-		// The server's own timer: nothing to observe from a client.
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(3 * forgetWindow):
-		}
-		if _, err := js.UpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("output stream %s: restore its duplicate window of %s: %w", name, cfg.Duplicates, err)
-		}
+	if err := forgetIDs(ctx, js, info.Config, probe); err != nil {
+		return fmt.Errorf("output stream %s: %w", name, err)
 	}
 	log.Warn("purged the output stream before the replay", "stream", name, "messages", info.State.Msgs)
 	return nil
 }
 
-// forgetWindow is the duplicate window a purged stream gets for a moment.
-const forgetWindow = 100 * time.Millisecond
+// A purge keeps the ids of the duplicate window, which would drop the
+// replayed events as duplicates. Shrinking the window makes the server
+// forget them: a change of the window runs its cleanup at once, with the
+// window it has then, which may still be the old one. So forgetIDs
+// shortens the window, then changes it again between two short values
+// until the server refuses probe (the stream's newest id, the last it
+// forgets) with "wrong last msg id" instead of taking it for a duplicate.
+// Then the stream gets its own window back; consumers and settings stay.
+// Without a probe (the stream's last message has no id) it waits a while.
+func forgetIDs(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, probe *nats.Msg) error {
+	if cfg.Duplicates <= forgetWindow {
+		return nil
+	}
+	deadline := time.Now().Add(forgetTimeout)
+	for i := 0; ; i++ {
+		short := cfg
+		short.Duplicates = forgetWindow * time.Duration(1+i%2)
+		if _, err := js.UpdateStream(ctx, short); err != nil {
+			return fmt.Errorf("forget the ids of its duplicate window: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(3 * forgetWindow):
+		}
+		if probe == nil {
+			break
+		}
+		forgotten, err := forgot(ctx, js, probe)
+		if err != nil {
+			return fmt.Errorf("ask whether the server forgot the ids of its duplicate window: %w", err)
+		}
+		if forgotten {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the server still remembers the ids of its duplicate window %s after the purge, so replayed events would be dropped as duplicates; run the replay again, or use --into NAME", forgetTimeout)
+		}
+	}
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("restore its duplicate window of %s: %w", cfg.Duplicates, err)
+	}
+	return nil
+}
+
+// forgot publishes probe: a duplicate means the server still has its id;
+// "wrong last msg id" (nothing stored) that it has forgotten it.
+func forgot(ctx context.Context, js jetstream.JetStream, probe *nats.Msg) (bool, error) {
+	ack, err := js.PublishMsg(ctx, probe)
+	var apiErr *jetstream.APIError
+	switch {
+	case err == nil && ack.Duplicate:
+		return false, nil
+	case err == nil:
+		return false, fmt.Errorf("probe %s stored at seq %d", probe.Header.Get(jetstream.MsgIDHeader), ack.Sequence)
+	case errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeWrongLastMsgID:
+		return true, nil
+	}
+	return false, err
+}
+
+// errCodeWrongLastMsgID is the server's JSStreamWrongLastMsgIDErr, which
+// nats.go names no constant for.
+const errCodeWrongLastMsgID jetstream.ErrorCode = 10070
+
+// forgetWindow is the duplicate window a purged stream gets for a moment;
+// forgetTimeout bounds the wait for the server to forget.
+const (
+	forgetWindow  = 100 * time.Millisecond
+	forgetTimeout = 30 * time.Second
+)
 
 // resolve turns req's points into raw stream sequences and bounds.
 func resolve(ctx context.Context, raw jetstream.Stream, req ReplayRequest) (*relay.Replay, error) {

@@ -1,4 +1,4 @@
-package relay
+package render
 
 import (
 	"encoding/json"
@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/router/internal/envelope"
 	"github.com/pgjet/pgjet/shared/wire"
 )
@@ -71,9 +69,11 @@ type deadTruncate struct {
 	Options uint8 `json:"options"`
 }
 
-// deadLetter builds the dead-letter message of ev, which failed with cause.
-// The error is logged here, once per event, because the relay then goes on.
-func (r *Relay) deadLetter(ev *envelope.Event, id string, rawSeq uint64, cause error) *nats.Msg {
+// deadLetter adds the dead letter of ev, which failed with cause, to b, in
+// ev's place. The error is logged here, once per event, because the relay
+// then goes on.
+func (r *Renderer) deadLetter(b *Batch, ev *envelope.Event, cause error) {
+	id := ev.ID
 	c := ev.Change
 	if c == nil {
 		// A transaction or relation event: no values to carry.
@@ -82,7 +82,7 @@ func (r *Relay) deadLetter(ev *envelope.Event, id string, rawSeq uint64, cause e
 	d := deadLetterDoc{
 		Error:  cause.Error(),
 		ID:     id,
-		RawSeq: rawSeq,
+		RawSeq: b.RawSeq,
 		Source: deadSource{
 			Name:     ev.Source.Name,
 			SystemID: strconv.FormatUint(ev.Source.SystemID, 10),
@@ -135,13 +135,10 @@ func (r *Relay) deadLetter(ev *envelope.Event, id string, rawSeq uint64, cause e
 		// Only strings, numbers and bytes: cannot happen.
 		panic(fmt.Sprintf("encode dead letter: %v", err))
 	}
-	r.log.Warn("event cannot be rendered; sent to the dead-letter subject", "err", cause, "subject", r.dead, "id", id,
+	dead := r.route.DeadLetter()
+	r.log.Warn("event cannot be rendered; sent to the dead-letter subject", "err", cause, "subject", dead, "id", id,
 		"schema", d.Schema, "table", d.Table, "op", d.Op, "lsn", d.LSN, "index", ev.Index)
-	return &nats.Msg{
-		Subject: r.dead,
-		Data:    data,
-		Header:  nats.Header{jetstream.MsgIDHeader: []string{id + wire.DeadLetterSuffix}, jetstream.ExpectedStreamHeader: r.expectStream},
-	}
+	b.add(Msg{Subject: dead, Header: r.headers(b, nil, id+wire.DeadLetterSuffix), Data: data, Kind: DeadLetter, Event: *ev})
 }
 
 func deadValues(rel *wire.Relation, vals []wire.Value) []deadValue {
@@ -168,4 +165,40 @@ func kindName(k byte) string {
 		return "binary"
 	}
 	return fmt.Sprintf("kind(%d)", k)
+}
+
+// RawRecord is a raw record that could not be decoded.
+type RawRecord struct {
+	Stream, Subject string
+	Seq             uint64
+	Data            []byte
+}
+
+// rawDeadLetterDoc is the dead letter of an undecodable raw record: its
+// bytes, and where it was.
+type rawDeadLetterDoc struct {
+	Error      string `json:"error"`
+	ID         string `json:"id"`
+	RawStream  string `json:"raw_stream"`
+	RawSeq     uint64 `json:"raw_seq"`
+	RawSubject string `json:"raw_subject"`
+	Data       []byte `json:"raw"` // base64
+}
+
+// RawDeadLetterID is the id of raw record seq's dead letter: it names no
+// source, since the record could not say which.
+func RawDeadLetterID(stream string, seq uint64) string {
+	return "raw-record." + stream + ":" + strconv.FormatUint(seq, 10) + wire.DeadLetterSuffix
+}
+
+// RawDeadLetter resets b to hold the dead letter of raw, a record that
+// could not be decoded (cause), on the route's dead-letter subject.
+func (r *Renderer) RawDeadLetter(b *Batch, raw RawRecord, cause error) {
+	b.reset(Raw{Seq: raw.Seq}, 0)
+	id := RawDeadLetterID(raw.Stream, raw.Seq)
+	data, err := json.Marshal(&rawDeadLetterDoc{Error: cause.Error(), ID: id, RawStream: raw.Stream, RawSeq: raw.Seq, RawSubject: raw.Subject, Data: raw.Data})
+	if err != nil {
+		panic(fmt.Sprintf("encode dead letter: %v", err)) // strings, a number and bytes
+	}
+	b.add(Msg{Subject: r.route.DeadLetter(), Header: r.headers(b, nil, id), Data: data, Kind: DeadLetter})
 }
