@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/collector/internal/rawstream"
 	"github.com/pgjet/pgjet/collector/internal/resume"
@@ -135,12 +136,20 @@ type pgFacts struct {
 	timeline int32
 	database string
 	history  []resume.Switch
+	// notices the server sent on the check's connection (PostgreSQL 18
+	// warns, where 15-17 fail, when a peeked change skips a publication).
+	notices []*pgconn.Notice
 }
 
 func checkPostgres(ctx context.Context, cfg config, r *opcheck.Report) *pgFacts {
 	facts := &pgFacts{}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	conn, err := pgx.Connect(cctx, cfg.dsn)
+	var conn *pgx.Conn
+	pc, err := pgx.ParseConfig(cfg.dsn)
+	if err == nil {
+		pc.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { facts.notices = append(facts.notices, n) }
+		conn, err = pgx.ConnectConfig(cctx, pc)
+	}
 	cancel()
 	if err != nil {
 		r.Fail(fmt.Sprintf("cannot connect to PostgreSQL at %s (%v)", redact.DSN(cfg.dsn), session.ConnError(err)),
@@ -191,7 +200,7 @@ func checkPostgres(ctx context.Context, cfg config, r *opcheck.Report) *pgFacts 
 func checkReplicationConn(ctx context.Context, cfg config, r *opcheck.Report, facts *pgFacts) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	repl, err := session.ConnectReplication(cctx, cfg.dsn, nil)
+	repl, err := session.ConnectReplication(cctx, cfg.dsn, nil, nil)
 	if err != nil {
 		r.Fail(fmt.Sprintf("cannot open a replication connection: %v", err),
 			"the role needs REPLICATION (ALTER ROLE ... REPLICATION), pg_hba.conf must admit it to this database, and max_wal_senders must have a free sender")

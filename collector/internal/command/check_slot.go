@@ -74,8 +74,14 @@ func checkSlotDecodes(ctx context.Context, cfg config, conn *pgx.Conn, r *opchec
 		return
 	}
 	var n int
+	noticed := len(facts.notices)
 	err = tx.QueryRow(pctx, `SELECT count(*) FROM pg_logical_slot_peek_binary_changes($1, NULL, 1, 'proto_version', '1', 'publication_names', $2)`,
 		cfg.slot, pgx.Identifier{cfg.publication}.Sanitize()).Scan(&n)
+	for _, notice := range facts.notices[noticed:] {
+		if skipped := pgsetup.PublicationSkipped(notice, cfg.slot, cfg.publication); skipped != nil && err == nil {
+			err = skipped
+		}
+	}
 	var pgErr *pgconn.PgError
 	var gone *pgsetup.PublicationGoneError
 	switch {

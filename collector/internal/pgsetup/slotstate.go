@@ -196,6 +196,26 @@ func ExplainStreamError(err error, slot, publication string) error {
 	return &PublicationGoneError{Slot: slot, Publication: publication, At: associatedLSN(pgErr.Where), Err: errors.New(pgErr.Message)}
 }
 
+// SQLStateNotInPrerequisiteState (object_not_in_prerequisite_state) is the
+// code of PostgreSQL 18's warning for a publication missing at a change.
+const SQLStateNotInPrerequisiteState = "55000"
+
+// PublicationSkipped turns PostgreSQL 18's notice for a publication missing
+// at a change into a PublicationGoneError; nil for any other notice. Where
+// 15-17 fail with an error, 18 warns "skipped loading publication", leaves
+// the changes out and goes on: confirming past them would lose them
+// silently, so the notice must end the session as the error does.
+func PublicationSkipped(n *pgconn.Notice, slot, publication string) error {
+	if n == nil || n.Code != SQLStateNotInPrerequisiteState || !strings.HasPrefix(n.Message, "skipped loading publication") {
+		return nil
+	}
+	msg := n.Message
+	if n.Detail != "" {
+		msg += ": " + n.Detail
+	}
+	return &PublicationGoneError{Slot: slot, Publication: publication, At: associatedLSN(n.Where), Err: errors.New(msg)}
+}
+
 func publicationMissing(msg string) bool {
 	return strings.HasPrefix(msg, "publication ") && strings.HasSuffix(msg, " does not exist")
 }

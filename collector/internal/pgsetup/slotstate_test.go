@@ -72,3 +72,31 @@ func TestExplainStreamError(t *testing.T) {
 		t.Error("nil became an error")
 	}
 }
+
+// PostgreSQL 18 warns where 15-17 fail; the warning ends the session the
+// same way, and no other notice does.
+func TestPublicationSkipped(t *testing.T) {
+	where := `slot "pgjet", output plugin "pgoutput", in the change callback, associated LSN 0/17DC9D8`
+	tests := []struct {
+		name   string
+		notice *pgconn.Notice
+		gone   bool
+	}{
+		{"postgres 18 skips", &pgconn.Notice{Code: "55000", Message: `skipped loading publication "pgjet"`, Detail: "The publication does not exist at this point in the WAL.", Where: where}, true},
+		{"other 55000 warning", &pgconn.Notice{Code: "55000", Message: `replication slot "pgjet" is waiting for standby`}, false},
+		{"other message", &pgconn.Notice{Code: "01000", Message: `skipped loading publication "pgjet"`}, false},
+		{"nil", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := PublicationSkipped(tt.notice, "pgjet", "pgjet")
+			var gone *PublicationGoneError
+			if got := errors.As(err, &gone); got != tt.gone {
+				t.Fatalf("gone = %v (%v), want %v", got, err, tt.gone)
+			}
+			if tt.gone && (gone.At != "0/17DC9D8" || !strings.Contains(err.Error(), "--recreate-slot")) {
+				t.Errorf("%v", err)
+			}
+		})
+	}
+}

@@ -31,7 +31,12 @@ type Stream struct {
 	StatusInterval time.Duration
 	// Timeout bounds the walsender's silence (see liveness); 0: none.
 	Timeout time.Duration
-	live    liveness
+	// Fault, when set, is asked after every message received: a non-nil
+	// error (one the connection reported out of band, in a notice) ends
+	// the session before that message or any later one is handed on, so
+	// the slot is confirmed only up to what came before it.
+	Fault func() error
+	live  liveness
 
 	lastStatus   time.Time
 	lastSent     uint64
@@ -171,6 +176,11 @@ func (s *Stream) Run(ctx context.Context) error {
 				continue
 			}
 			return fmt.Errorf("receive replication message: %w", err)
+		}
+		if s.Fault != nil {
+			if err := s.Fault(); err != nil {
+				return err
+			}
 		}
 		s.live.heard(time.Now())
 		switch m := msg.(type) {

@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/collector/internal/checkpoint"
@@ -293,7 +295,14 @@ func (s *session) run(ctx context.Context) error {
 	}
 	s.watchPublication(ctx, pgc)
 
-	repl, err := ConnectReplication(ctx, cfg.DSN, log)
+	// Notices arrive on the reading goroutine, inside ReceiveMessage; the
+	// stream asks for this fault right after.
+	var skipped atomic.Pointer[error]
+	repl, err := ConnectReplication(ctx, cfg.DSN, log, func(n *pgconn.Notice) {
+		if err := pgsetup.PublicationSkipped(n, cfg.Slot, cfg.Publication); err != nil {
+			skipped.CompareAndSwap(nil, &err)
+		}
+	})
 	if err != nil {
 		return err
 	}
@@ -392,6 +401,12 @@ func (s *session) run(ctx context.Context) error {
 		},
 		min(maxMsg, cfg.MaxMessage/2))
 	stream = replication.New(repl, dec, pub, cp, log)
+	stream.Fault = func() error {
+		if err := skipped.Load(); err != nil {
+			return *err
+		}
+		return nil
+	}
 	stream.StatusInterval = replication.StatusIntervalFor(senderTimeout)
 	stream.Timeout = s.replicationTimeout(senderTimeout)
 	switch {
