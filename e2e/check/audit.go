@@ -13,10 +13,10 @@ package check
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgjet/pgjet/shared/pgname"
 )
 
 // AuditTable holds the recorded changes. It must not be in any publication
@@ -77,11 +77,11 @@ func InstallAudit(ctx context.Context, q Querier, tables ...string) error {
 		return fmt.Errorf("install audit: %w", err)
 	}
 	for _, t := range tables {
-		schema, name, ok := strings.Cut(t, ".")
-		if !ok {
-			schema, name = "public", t
+		name, err := pgname.ParseTable(t, true)
+		if err != nil {
+			return fmt.Errorf("install audit: %w", err)
 		}
-		ident := pgx.Identifier{schema, name}.Sanitize()
+		ident := name.Ident()
 		sql := fmt.Sprintf(`
 DROP TRIGGER IF EXISTS pgjet_audit_row ON %[1]s;
 CREATE TRIGGER pgjet_audit_row AFTER INSERT OR UPDATE OR DELETE ON %[1]s

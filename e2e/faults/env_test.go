@@ -127,6 +127,8 @@ type envConfig struct {
 	// nats, when set, is the server holding the router's streams (e.g. a hub);
 	// the env starts none of its own.
 	nats *harness.NATS
+	// natsConf is appended to the configuration of the env's own server.
+	natsConf string
 }
 
 func newEnv(t *testing.T, c envConfig) *env {
@@ -148,7 +150,7 @@ func newEnv(t *testing.T, c envConfig) *env {
 		e.nats = c.nats
 		e.colNATS = c.nats.URL()
 	} else {
-		e.nats = harness.StartNATS(t, "")
+		e.nats = harness.StartNATSWith(t, "", c.natsConf)
 		e.colNATS = e.nats.URL()
 	}
 	e.rtNATS = e.colNATS
@@ -265,7 +267,9 @@ func alive(t *testing.T, p *harness.Proc, what string) {
 // verify drains the output stream and checks it against the audit: every
 // committed change exactly once, in order, with Postgres's values. It logs
 // the scenario's summary line and fails the test when the invariant does
-// not hold. It also checks the raw stream: no change twice, commit order.
+// not hold, when the pipeline did not catch up or when nothing was
+// committed (see reportSource). It also checks the raw stream: no change
+// twice, commit order.
 func (e *env) verify(scenario string) check.Report {
 	e.t.Helper()
 	r := e.report(scenario)
@@ -404,10 +408,18 @@ func (e *env) report(scenario string) check.Report {
 	return e.reportSource(scenario, "")
 }
 
-// reportSource is report on the events of one source ("" for all).
+// reportSource is report on the events of one source ("" for all). Two
+// things fail the test whatever the events: a pipeline that did not catch
+// up (the slot not confirmed past the WAL written, or the router's consumer
+// not acknowledging the last raw record: events that all arrived prove
+// nothing about a slot that never moves), and a scenario in which nothing
+// was committed (it proves nothing at all).
 func (e *env) reportSource(scenario, source string) check.Report {
 	e.t.Helper()
 	settled := e.settle(pick(4*time.Minute, 10*time.Minute))
+	if !settled {
+		e.t.Errorf("%s: the pipeline did not catch up (see the line above): the slot must be confirmed past the WAL written and the router must acknowledge the last raw record", scenario)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	changes, err := check.ReadAudit(ctx, e.conn)
@@ -441,6 +453,9 @@ func (e *env) reportSource(scenario, source string) check.Report {
 	}
 	r := check.Check(changes, events)
 	e.t.Logf("SUMMARY %s: %s", scenario, r.String())
+	if r.Committed == 0 {
+		e.t.Errorf("%s: no change was committed: the scenario proves nothing", scenario)
+	}
 	e.t.Logf("(drained in %s)", time.Since(start).Round(100*time.Millisecond))
 	return r
 }

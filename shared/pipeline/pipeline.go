@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/pgjet/pgjet/shared/memlimit"
+	"github.com/pgjet/pgjet/shared/pgname"
 	"github.com/pgjet/pgjet/shared/wire"
 	"go.yaml.in/yaml/v3"
 )
@@ -260,6 +261,7 @@ func (d *decoder) source(spec *mapReader, src *Source) {
 	}
 	src.StartPosition = defaultStartPosition
 	d.enum(c, "start_position", &src.StartPosition, Earliest, Latest)
+	d.intRange(c, "auto_recreate_slot", 0, 1000, &src.AutoRecreateSlot)
 	d.sourceLiveness(c, src)
 	if fn, fp := c.get("failover"); fn != nil {
 		if v, ok := d.boolean(fn, fp); ok {
@@ -280,12 +282,12 @@ func (d *decoder) tableNames(n *yaml.Node, p, whyNot string) []string {
 		if !ok {
 			continue
 		}
-		schema, table, dot := strings.Cut(s.text, ".")
+		_, err := pgname.ParseTable(s.text, false)
 		switch {
-		case strings.ContainsAny(s.text, "*?["):
+		case strings.ContainsAny(s.text, "*?[") && !strings.Contains(s.text, `"`):
 			d.add(ipath, "%s is a pattern: %s", s.show(), whyNot)
-		case !dot || schema == "" || table == "":
-			d.add(ipath, "%s: use schema.table, e.g. public.users", s.show())
+		case err != nil:
+			d.add(ipath, "%s: %s", s.show(), strings.TrimPrefix(err.Error(), fmt.Sprintf("bad table %q: ", s.text)))
 		default:
 			out = append(out, s.text)
 		}

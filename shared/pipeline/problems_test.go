@@ -143,11 +143,13 @@ func TestProblems(t *testing.T) {
 				`spec.sinks[0].config.stream: bad name "X*"`,
 				`spec.sinks[0].config.durable: bad name "d.1"`,
 			}},
-		{name: "source tables", text: strings.Replace(doc("", natsA), "{dsn:", "{tables: [public.users, users, public.*, .x], dsn:", 1),
+		{name: "source tables", text: strings.Replace(doc("", natsA), "{dsn:", `{tables: [public.users, users, public.*, .x, public.my.t, '"my.schema".t', '"open.t'], dsn:`, 1),
 			want: []string{
 				`spec.source.config.tables[1]: "users": use schema.table`,
 				`spec.source.config.tables[2]: "public.*" is a pattern`,
-				`spec.source.config.tables[3]: ".x": use schema.table`,
+				`spec.source.config.tables[3]: ".x": an empty part: use schema.table`,
+				`spec.source.config.tables[4]: "public.my.t": 3 dot-separated parts; a schema or table whose name holds a dot is written in double quotes, e.g. "my.schema".users`,
+				`spec.source.config.tables[6]: "\"open.t": a double quote is not closed`,
 			}},
 
 		// Sinks side by side.

@@ -143,6 +143,10 @@ type Source struct {
 	// of every sink's consumer, and of Snapshot.Mode (earliest: initial,
 	// latest: never).
 	StartPosition string
+	// AutoRecreateSlot is how many times a collector process may replace
+	// an invalidated slot by itself (a gap notice first, then a new slot);
+	// default 0: never.
+	AutoRecreateSlot int
 	// Heartbeat writes into the database so that the slot moves while
 	// the published tables are idle; off by default.
 	Heartbeat Heartbeat

@@ -465,12 +465,7 @@ func (e *Engine) watermark(ctx context.Context, id, mark string) error {
 // autoRequest requests a backfill of the tables added to the publication
 // since it last looked (also while the collector was stopped).
 func (e *Engine) autoRequest(ctx context.Context) {
-	rows, err := e.conn.Query(ctx, `SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1`, e.cfg.Publication)
-	if err != nil {
-		e.log.Warn("auto backfill: list the publication's tables", "err", err)
-		return
-	}
-	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	tables, err := publishedTables(ctx, e.conn, e.cfg.Publication)
 	if err != nil {
 		e.log.Warn("auto backfill: list the publication's tables", "err", err)
 		return

@@ -10,8 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/collector/internal/snapshot"
+	"github.com/pgjet/pgjet/shared/pgname"
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
@@ -30,8 +32,8 @@ func Request(ctx context.Context, store *snapshot.Store, tables, sinks []string,
 		return nil, errors.New("backfill: name at least one table")
 	}
 	for _, t := range tables {
-		if s, n, ok := strings.Cut(t, "."); !ok || s == "" || n == "" {
-			return nil, fmt.Errorf("backfill: table %q: use schema.table", t)
+		if _, err := pgname.ParseTable(t, false); err != nil {
+			return nil, fmt.Errorf("backfill: %w", err)
 		}
 	}
 	for _, s := range sinks {
@@ -125,4 +127,45 @@ func SQLRequests(store *snapshot.Store, warn func(msg string, args ...any)) func
 		}
 		return err
 	}
+}
+
+// RequestAfterGap requests a backfill of every table of publication, to
+// restore their rows after a gap in the change stream (a slot created
+// again) starting at from. The job is named after the gap, so a collector
+// that stops before the backfill is taken up, and the next session that
+// meets the same gap, asks for it once.
+func RequestAfterGap(ctx context.Context, store *snapshot.Store, conn *pgx.Conn, publication string, from uint64) (*snapshot.Job, bool, error) {
+	tables, err := publishedTables(ctx, conn, publication)
+	if err != nil {
+		return nil, false, err
+	}
+	if len(tables) == 0 {
+		return nil, false, nil
+	}
+	id := fmt.Sprintf("gap-%X-%X", from>>32, uint32(from))
+	if j, _, err := store.Get(ctx, id); err == nil {
+		return j, false, nil
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, false, fmt.Errorf("backfill: read job %s: %w", id, err)
+	}
+	j, err := create(ctx, store, id, tables, nil, "gap")
+	return j, err == nil, err
+}
+
+// publishedTables lists the tables publication publishes, as
+// schema.table with quotes where a name needs them.
+func publishedTables(ctx context.Context, conn *pgx.Conn, publication string) ([]string, error) {
+	rows, err := conn.Query(ctx, `SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1, 2`, publication)
+	if err != nil {
+		return nil, fmt.Errorf("list the tables of publication %s: %w", publication, err)
+	}
+	names, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
+		var t pgname.Table
+		err := r.Scan(&t.Schema, &t.Name)
+		return t.String(), err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list the tables of publication %s: %w", publication, err)
+	}
+	return names, nil
 }

@@ -15,11 +15,14 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/collector/internal/rawstream"
 	"github.com/pgjet/pgjet/collector/internal/resume"
 	"github.com/pgjet/pgjet/collector/internal/session"
 	"github.com/pgjet/pgjet/shared/natsconn"
 	"github.com/pgjet/pgjet/shared/opcheck"
+	"github.com/pgjet/pgjet/shared/pgname"
 	"github.com/pgjet/pgjet/shared/redact"
 	"github.com/pgjet/pgjet/shared/wire"
 )
@@ -133,12 +136,20 @@ type pgFacts struct {
 	timeline int32
 	database string
 	history  []resume.Switch
+	// notices the server sent on the check's connection (PostgreSQL 18
+	// warns, where 15-17 fail, when a peeked change skips a publication).
+	notices []*pgconn.Notice
 }
 
 func checkPostgres(ctx context.Context, cfg config, r *opcheck.Report) *pgFacts {
 	facts := &pgFacts{}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	conn, err := pgx.Connect(cctx, cfg.dsn)
+	var conn *pgx.Conn
+	pc, err := pgx.ParseConfig(cfg.dsn)
+	if err == nil {
+		pc.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { facts.notices = append(facts.notices, n) }
+		conn, err = pgx.ConnectConfig(cctx, pc)
+	}
 	cancel()
 	if err != nil {
 		r.Fail(fmt.Sprintf("cannot connect to PostgreSQL at %s (%v)", redact.DSN(cfg.dsn), session.ConnError(err)),
@@ -178,6 +189,7 @@ func checkPostgres(ctx context.Context, cfg config, r *opcheck.Report) *pgFacts 
 	checkPublication(ctx, cfg, conn, srv, r)
 	checkStream(ctx, cfg, conn, srv, r)
 	checkSlot(ctx, cfg, conn, srv, r, facts)
+	checkSlotDecodes(ctx, cfg, conn, r, facts)
 	checkFailover(ctx, cfg, conn, srv, r)
 	return facts
 }
@@ -188,7 +200,7 @@ func checkPostgres(ctx context.Context, cfg config, r *opcheck.Report) *pgFacts 
 func checkReplicationConn(ctx context.Context, cfg config, r *opcheck.Report, facts *pgFacts) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	repl, err := session.ConnectReplication(cctx, cfg.dsn, nil)
+	repl, err := session.ConnectReplication(cctx, cfg.dsn, nil, nil)
 	if err != nil {
 		r.Fail(fmt.Sprintf("cannot open a replication connection: %v", err),
 			"the role needs REPLICATION (ALTER ROLE ... REPLICATION), pg_hba.conf must admit it to this database, and max_wal_senders must have a free sender")
@@ -226,11 +238,9 @@ func checkPublication(ctx context.Context, cfg config, conn *pgx.Conn, srv serve
 	}
 	var idents []string
 	for _, t := range cfg.tables {
-		schema, table, ok := strings.Cut(t, ".")
-		if !ok {
-			schema, table = "public", t
-		}
-		idents = append(idents, pgx.Identifier{schema, table}.Sanitize())
+		// parseConfig has read every name already.
+		name, _ := pgname.ParseTable(t, true)
+		idents = append(idents, name.Ident())
 	}
 	switch {
 	case !exists && len(cfg.tables) == 0:
@@ -379,11 +389,9 @@ func checkSlot(ctx context.Context, cfg config, conn *pgx.Conn, srv server, r *o
 		if s.safeWAL != nil {
 			safe = opcheck.Bytes(*s.safeWAL)
 		}
-		switch s.walStatus {
-		case "lost":
-			r.Fail(fmt.Sprintf("slot %s has lost WAL it needed (wal_status lost): changes after its confirmed position are gone", cfg.slot),
-				fmt.Sprintf("drop the slot (SELECT pg_drop_replication_slot('%s')) and start the collector with --recreate-slot, then resynchronise the consumers", cfg.slot))
-		case "unreserved":
+		switch {
+		case checkInvalidated(ctx, cfg, conn, r):
+		case s.walStatus == "unreserved":
 			r.Warn(fmt.Sprintf("slot %s keeps more WAL than max_wal_size (wal_status unreserved): it loses WAL at the next checkpoint unless the collector catches up (safe_wal_size %s)", cfg.slot, safe),
 				"make sure the collector runs and keeps up")
 		default:
@@ -403,7 +411,7 @@ func checkSlot(ctx context.Context, cfg config, conn *pgx.Conn, srv server, r *o
 		// Before PostgreSQL 13: no such setting.
 	case "-1":
 		r.Warn("max_slot_wal_keep_size is -1: a stuck or abandoned slot keeps WAL until the disk is full",
-			"set max_slot_wal_keep_size in postgresql.conf (e.g. '50GB', below pg_wal's free space) and reload; a slot further behind is then invalidated (wal_status lost) instead, and the collector needs --recreate-slot")
+			"set max_slot_wal_keep_size in postgresql.conf (e.g. '50GB', below pg_wal's free space) and reload; a slot further behind is then invalidated (wal_status lost) instead, and the collector needs --recreate-slot (or --auto-recreate-slot) and a backfill")
 	default:
 		r.OK("max_slot_wal_keep_size is %s", srv.keepSize)
 	}
@@ -560,9 +568,8 @@ func checkRawStream(ctx context.Context, cfg config, r *opcheck.Report, pg *pgFa
 	default:
 		r.OK("raw stream has %d replicas (a client cannot see the nodes' sync_interval: it must be always, see deploy/nats/cluster-a.conf)", c.Replicas)
 	}
-	if c.Discard == jetstream.DiscardOld && (c.MaxBytes > 0 || c.MaxMsgs > 0) {
-		r.Warn(fmt.Sprintf("raw stream %s discards old records when full: records routers have not read yet are deleted (routers stop on the gap)", cfg.rawStream),
-			"set discard new (nats stream edit "+cfg.rawStream+" --discard new): the collector then waits and Postgres keeps the WAL")
+	if problem, fix := rawstream.DiscardsOld(c); problem != "" {
+		r.Warn(problem, fix)
 	}
 	if c.MaxBytes > 0 && st.Bytes > uint64(c.MaxBytes)/10*8 {
 		r.Warn(fmt.Sprintf("raw stream %s is %d%% full (%s of max %s)", cfg.rawStream, st.Bytes*100/uint64(c.MaxBytes), opcheck.Bytes(int64(st.Bytes)), opcheck.Bytes(c.MaxBytes)),

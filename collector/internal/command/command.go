@@ -25,6 +25,7 @@ import (
 	"github.com/pgjet/pgjet/shared/memlimit"
 	"github.com/pgjet/pgjet/shared/metrics"
 	"github.com/pgjet/pgjet/shared/natsconn"
+	"github.com/pgjet/pgjet/shared/pgname"
 	"github.com/pgjet/pgjet/shared/redact"
 	"github.com/pgjet/pgjet/shared/tracing"
 	"github.com/pgjet/pgjet/shared/wire"
@@ -53,6 +54,7 @@ type config struct {
 	maxMessage   int
 	standby      bool
 	recreateSlot bool
+	autoRecreate int // --auto-recreate-slot
 	takeOver     bool
 	failover     bool
 	logLevel     slog.Level
@@ -91,7 +93,7 @@ func (c *config) flagSet() (fs *flag.FlagSet, tables, level, logFormat *string) 
 	fs.StringVar(&c.dsn, "dsn", "", "PostgreSQL connection string (URL or key=value); required")
 	fs.StringVar(&c.slot, "slot", "pgjet", "logical replication slot, created with pgoutput when missing")
 	fs.StringVar(&c.publication, "publication", "pgjet", "publication to stream")
-	tables = fs.String("tables", "", "comma-separated schema.table list: create the publication with them, or add them to it")
+	tables = fs.String("tables", "", `comma-separated schema.table list: create the publication with them, or add them to it (a name holding a dot or a comma in double quotes: "my.schema".t)`)
 	fs.StringVar(&c.source, "source", "", "source name in subjects and ids (default: the slot name)")
 	fs.StringVar(&c.natsURL, "nats", "", "NATS server URL(s), comma-separated")
 	c.auth = natsconn.AddFlags(fs)
@@ -108,7 +110,8 @@ func (c *config) flagSet() (fs *flag.FlagSet, tables, level, logFormat *string) 
 	fs.IntVar(&c.maxMessage, "max-message-bytes", 4<<20, "largest raw message (capped below the server's max payload)")
 	fs.IntVar(&c.maxChanges, "max-message-changes", 0, "most changes in one raw message, unless one transaction fragment holds more (0: no bound; a pipeline file's batch.max_events)")
 	fs.BoolVar(&c.standby, "standby", false, "wait while another collector holds the slot, and take over when it is released")
-	fs.BoolVar(&c.recreateSlot, "recreate-slot", false, "create the slot even though the raw stream has records of this source (after the slot was dropped; changes in between are missing)")
+	fs.BoolVar(&c.recreateSlot, "recreate-slot", false, "at start, create the slot although the raw stream has records of this source (it was dropped), or replace it when Postgres invalidated it; the changes in between are missing, and a gap notice tells consumers")
+	fs.IntVar(&c.autoRecreate, "auto-recreate-slot", 0, "replace an invalidated slot by itself, as --recreate-slot does, at most this many times in this process's life (0: never; the collector stops, or with --metrics stays up not ready)")
 	fs.DurationVar(&c.heartbeat, "heartbeat", 0, "write a heartbeat into the database this often (e.g. 30s), so that the slot moves while the published tables are idle and other databases write (0: none)")
 	fs.StringVar(&c.heartbeatQuery, "heartbeat-query", "", "SQL to run as the heartbeat instead of a pgjet.heartbeat logical message (e.g. an UPDATE of a published table, for consumers to see)")
 	fs.StringVar(&c.heartbeatDSN, "heartbeat-dsn", "", "where heartbeats are written (default --dsn): the primary, when --dsn is a standby")
@@ -170,9 +173,12 @@ func parseConfigWith(args []string, doc []byte, sub *subcommandFlags) (config, e
 		return c, err
 	}
 	if *tables != "" {
-		for _, t := range strings.Split(*tables, ",") {
-			if t = strings.TrimSpace(t); t != "" {
-				c.tables = append(c.tables, t)
+		if c.tables, err = pgname.SplitList(*tables); err != nil {
+			return c, fmt.Errorf("bad --tables: %w", err)
+		}
+		for _, t := range c.tables {
+			if _, err := pgname.ParseTable(t, true); err != nil {
+				return c, fmt.Errorf("bad --tables: %w", err)
 			}
 		}
 	}
@@ -217,6 +223,8 @@ func parseConfigWith(args []string, doc []byte, sub *subcommandFlags) (config, e
 		return c, fmt.Errorf("bad --raw-stream: %w", wire.CheckName(c.rawStream))
 	case c.maxChanges < 0:
 		return c, fmt.Errorf("bad --max-message-changes %d: use 0 (no bound) or more", c.maxChanges)
+	case c.autoRecreate < 0:
+		return c, fmt.Errorf("bad --auto-recreate-slot %d: use 0 (never) or more", c.autoRecreate)
 	case c.heartbeat < 0 || c.heartbeat > 0 && c.heartbeat < 100*time.Millisecond:
 		return c, fmt.Errorf("bad --heartbeat %v: use 0 (none) or at least 100ms (e.g. 30s)", c.heartbeat)
 	case c.heartbeat == 0 && (c.heartbeatQuery != "" || c.heartbeatDSN != ""):
@@ -381,24 +389,29 @@ func (c *Collector) Run(ctx context.Context, log *slog.Logger) error {
 // to pr.
 func (c *config) sessionConfig(log *slog.Logger, pr *probe) session.Config {
 	sc := session.Config{
-		DSN:            c.dsn,
-		Slot:           c.slot,
-		Publication:    c.publication,
-		Tables:         c.tables,
-		Source:         c.source,
-		RawStream:      c.rawStream,
-		RawMaxAge:      c.rawMaxAge,
-		RawDupes:       c.rawDupes,
-		RawReplicas:    c.rawReplicas,
-		AckTimeout:     c.ackTimeout,
-		Linger:         c.linger,
-		MaxQueue:       c.maxQueue,
-		MaxMessage:     c.maxMessage,
-		MaxChanges:     c.maxChanges,
-		Standby:        c.standby,
-		RecreateSlot:   c.recreateSlot,
-		TakeOver:       c.takeOver,
-		Failover:       c.failover,
+		DSN:          c.dsn,
+		Slot:         c.slot,
+		Publication:  c.publication,
+		Tables:       c.tables,
+		Source:       c.source,
+		RawStream:    c.rawStream,
+		RawMaxAge:    c.rawMaxAge,
+		RawDupes:     c.rawDupes,
+		RawReplicas:  c.rawReplicas,
+		AckTimeout:   c.ackTimeout,
+		Linger:       c.linger,
+		MaxQueue:     c.maxQueue,
+		MaxMessage:   c.maxMessage,
+		MaxChanges:   c.maxChanges,
+		Standby:      c.standby,
+		RecreateSlot: c.recreateSlot,
+		TakeOver:     c.takeOver,
+		Failover:     c.failover,
+		// Bounded: a slot invalidated again and again would otherwise
+		// trade one gap for the next without anyone deciding.
+		AutoRecreateSlot: c.autoRecreate,
+		// Someone reads /readyz: stay up and say why, rather than exit.
+		WaitWhenStuck:  c.metrics != "",
 		Snapshot:       c.snap.sessionConfig(&pr.snapshots),
 		Probe:          pr,
 		Totals:         &pr.totals,

@@ -30,7 +30,7 @@ var page = help.Page{
 	},
 	Groups: []help.Group{
 		{Title: "Pipeline file", Flags: []string{"config", "check-config"}},
-		{Title: "Postgres", Flags: []string{"dsn", "slot", "publication", "tables", "source", "standby", "failover", "recreate-slot", "take-over-source",
+		{Title: "Postgres", Flags: []string{"dsn", "slot", "publication", "tables", "source", "standby", "failover", "recreate-slot", "auto-recreate-slot", "take-over-source",
 			"heartbeat", "heartbeat-query", "heartbeat-dsn", "replication-timeout"}},
 		{Title: "Snapshots and backfills", Flags: []string{"snapshot-mode", "snapshot-tables", "snapshot-chunk-rows", "snapshot-parallel",
 			"snapshot-bucket", "backfill-auto", "backfill-sql"}},

@@ -30,6 +30,14 @@ func TestParseConfig(t *testing.T) {
 		// The pipeline file's rule (wire.CheckSlotName), not a failure at the first connection.
 		{name: "bad slot", args: []string{"--slot", "My-Slot"}, wantErr: `bad --slot "My-Slot": PostgreSQL allows lower-case letters, digits and '_', at most 63`},
 		{name: "nats and embedded", args: []string{"--embedded", "/tmp/x"}, wantErr: "exclude each other"},
+		{name: "quoted tables", args: []string{"--tables", `public.a, "my.schema"."t,1" ,b`}, check: func(t *testing.T, c config) {
+			if strings.Join(c.tables, "|") != `public.a|"my.schema"."t,1"|b` {
+				t.Errorf("tables %q", c.tables)
+			}
+		}},
+		{name: "a dot in an unquoted name", args: []string{"--tables", "my.schema.t"}, wantErr: `bad --tables: bad table "my.schema.t": 3 dot-separated parts; a schema or table whose name holds a dot is written in double quotes`},
+		{name: "unclosed quote", args: []string{"--tables", `"my.schema.t`}, wantErr: "bad --tables"},
+		{name: "negative auto recreate", args: []string{"--auto-recreate-slot", "-1"}, wantErr: "bad --auto-recreate-slot"},
 		{name: "heartbeat", args: []string{"--heartbeat", "30s", "--heartbeat-dsn", "postgres://u@primary/db", "--replication-timeout", "90s"}, check: func(t *testing.T, c config) {
 			sc := c.sessionConfig(nil, newProbe())
 			if sc.Heartbeat.Interval != 30*time.Second || sc.Heartbeat.DSN != "postgres://u@primary/db" || sc.ReplicationTimeout != 90*time.Second || sc.HeartbeatStats == nil {

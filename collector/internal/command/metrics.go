@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -50,6 +51,40 @@ type probe struct {
 	// stalled is why the replication session stands still although the
 	// server has WAL for it ("" while it does not).
 	stalled atomic.Pointer[string]
+
+	// gaps are the gaps accepted by re-creating the slot; invalid is the
+	// invalidation found, while the slot is not created again.
+	mu      sync.Mutex
+	gaps    map[string]gapCount // by Gap.Reason
+	invalid *invalidation
+}
+
+type gapCount struct{ gaps, bytes uint64 }
+
+type invalidation struct {
+	reason string
+	from   uint64
+}
+
+// SlotInvalidated: the slot was found invalidated.
+func (p *probe) SlotInvalidated(reason string, from uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.invalid = &invalidation{reason: reason, from: from}
+}
+
+// Gap: the slot was created again, accepting g.
+func (p *probe) Gap(g session.Gap) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.gaps == nil {
+		p.gaps = map[string]gapCount{}
+	}
+	c := p.gaps[g.Reason]
+	c.gaps++
+	c.bytes += g.Bytes()
+	p.gaps[g.Reason] = c
+	p.invalid = nil
 }
 
 func newProbe() *probe {
@@ -80,8 +115,8 @@ func (p *probe) Phantoms(ph *resume.Phantoms) {
 	p.phantomBytes.Add(ph.Last - ph.Fork)
 }
 
-// check is /readyz: a session streams (and moves when it has WAL to read)
-// and NATS is connected.
+// check is /readyz: a session streams (and moves when it has WAL to read),
+// NATS is connected and the raw stream stores what is published.
 func (p *probe) check() error {
 	if err := p.ready.Check(); err != nil {
 		return err
@@ -91,6 +126,11 @@ func (p *probe) check() error {
 	}
 	if nc := p.nc.Load(); nc != nil && !nc.IsConnected() {
 		return fmt.Errorf("NATS connection %s", nc.Status())
+	}
+	if pub := p.pub.Load(); pub != nil {
+		if since, err := pub.Failing(); err != nil {
+			return fmt.Errorf("raw publishes failing for %s, nothing is stored and the slot does not move: %w", time.Since(since).Round(time.Second), err)
+		}
 	}
 	return nil
 }
@@ -230,6 +270,10 @@ var (
 	descSnapDropped  = prometheus.NewDesc("pgjet_collector_snapshot_dropped_rows_total", "Rows a backfill read but left out of its chunk because a change in the stream carries a newer version of them.", nil, nil)
 	descSnapTables   = prometheus.NewDesc("pgjet_collector_snapshot_tables", "Tables of the running snapshot or backfill, by state: pending, running, done.", []string{"state"}, nil)
 	descSnapLag      = prometheus.NewDesc("pgjet_collector_snapshot_lag_seconds", "How far the change stream is behind the running snapshot: during an initial snapshot, the time since its consistent point (the changes after it wait); during a backfill, from writing a chunk's high watermark to the stream emitting the chunk.", nil, nil)
+	descInvalidated  = prometheus.NewDesc("pgjet_collector_slot_invalidated", "1 while the replication slot is invalidated and not created again (reason: wal_removed, idle_timeout, rows_removed, wal_level_insufficient, conflict), else 0 with reason none.", []string{"reason"}, nil)
+	descLostFrom     = prometheus.NewDesc("pgjet_collector_slot_lost_from_lsn", "While the slot is invalidated: its confirmed position, as a byte position; the changes committed after it are lost to the stream.", nil, nil)
+	descGaps         = prometheus.NewDesc("pgjet_collector_gaps_total", "Gaps accepted by creating the slot again (--recreate-slot, --auto-recreate-slot), each told to consumers by a pgjet.notice.gap notice; reason: dropped or the invalidation reason.", []string{"reason"}, nil)
+	descGapBytes     = prometheus.NewDesc("pgjet_collector_gap_wal_bytes_total", "WAL bytes spanned by the gaps accepted (from the old slot's position to the new slot's start).", []string{"reason"}, nil)
 	descHeartbeats   = prometheus.NewDesc("pgjet_collector_heartbeats_total", "Heartbeats (--heartbeat) by result: written, or failed (logged).", []string{"result"}, nil)
 	descPhantoms     = prometheus.NewDesc("pgjet_collector_phantom_ranges_total", "Failovers after which the raw stream held records the new primary never had (phantoms); each is logged at ERROR and published as a pgjet.notice.phantoms notice.", nil, nil)
 	descPhantomBytes = prometheus.NewDesc("pgjet_collector_phantom_wal_bytes_total", "WAL span of the phantom ranges: from the timeline's fork to the last phantom commit.", nil, nil)
@@ -240,7 +284,7 @@ var lagBuckets = []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,
 
 func (c *probeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descChanges, descTransactions, descMessages, descReceived, descConfirmed, descConfirmAge, descInFlight, descSlotLag, descReconnects, descReadLag, descStoredLag, descPhantoms, descPhantomBytes, descHeartbeats,
-		descSnapRows, descSnapChunks, descSnapDropped, descSnapTables, descSnapLag} {
+		descInvalidated, descLostFrom, descGaps, descGapBytes, descSnapRows, descSnapChunks, descSnapDropped, descSnapTables, descSnapLag} {
 		ch <- d
 	}
 }
@@ -290,6 +334,18 @@ func (c *probeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descSnapTables, prometheus.GaugeValue, float64(st.n), st.state)
 	}
 	gauge(descSnapLag, float64(sn.LagMicros.Load())/1e6)
+	p.mu.Lock()
+	if p.invalid != nil {
+		ch <- prometheus.MustNewConstMetric(descInvalidated, prometheus.GaugeValue, 1, p.invalid.reason)
+		gauge(descLostFrom, float64(p.invalid.from))
+	} else {
+		ch <- prometheus.MustNewConstMetric(descInvalidated, prometheus.GaugeValue, 0, "none")
+	}
+	for reason, c := range p.gaps {
+		counter(descGaps, c.gaps, reason)
+		counter(descGapBytes, c.bytes, reason)
+	}
+	p.mu.Unlock()
 	for _, h := range []struct {
 		d *prometheus.Desc
 		h *lag.Histogram

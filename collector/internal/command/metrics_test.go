@@ -10,6 +10,7 @@ import (
 
 	"github.com/pgjet/pgjet/collector/internal/checkpoint"
 	"github.com/pgjet/pgjet/collector/internal/rawstream"
+	"github.com/pgjet/pgjet/collector/internal/session"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -20,18 +21,31 @@ func TestCollectorMetricsLint(t *testing.T) {
 	p.totals.Transactions.Add(3)
 	p.totals.StoredLag.Observe(time.Now().Add(-3*time.Millisecond).UnixMicro(), time.Now())
 	p.pub.Store(rawstream.NewPublisher(nil, rawstream.PublisherConfig{Checkpoint: checkpoint.New(0x16B3748), Log: slog.New(slog.DiscardHandler)}))
-	c := &probeCollector{p}
-	problems, err := testutil.CollectAndLint(c)
+	// The registry /metrics serves, with every histogram observed once so
+	// that each family has a sample to lint.
+	reg := p.registry()
+	p.observer().Observe(0.004)
+	problems, err := testutil.GatherAndLint(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, pr := range problems {
 		t.Errorf("%s: %s", pr.Metric, pr.Text)
 	}
-	h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pgjet_collector_raw_publish_seconds", Help: "x"})
-	if problems, err := testutil.CollectAndLint(h); err != nil || len(problems) > 0 {
-		t.Errorf("publish histogram: %v %v", problems, err)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
 	}
+	served := map[string]bool{}
+	for _, f := range families {
+		served[f.GetName()] = true
+	}
+	for _, name := range []string{"pgjet_collector_raw_publish_seconds", "pgjet_collector_stored_lag_seconds", "pgjet_collector_read_lag_seconds", "pgjet_collector_changes_total"} {
+		if !served[name] {
+			t.Errorf("%s: not served by the registry /metrics uses", name)
+		}
+	}
+	c := &probeCollector{p}
 
 	want := `
 # HELP pgjet_collector_changes_total Changes stored in the raw stream (acknowledged by JetStream).
@@ -55,6 +69,63 @@ pgjet_collector_reconnects_total{cause="postgres"} 0
 	if n := testutil.CollectAndCount(c, "pgjet_collector_stored_lag_seconds"); n != 1 {
 		t.Errorf("%d stored lag histograms", n)
 	}
+
+	// An invalidated slot: flagged with its reason and lost position until
+	// it is created again; then the gap is counted.
+	p.SlotInvalidated("wal_removed", 0x1000)
+	invalid := `
+# HELP pgjet_collector_slot_lost_from_lsn While the slot is invalidated: its confirmed position, as a byte position; the changes committed after it are lost to the stream.
+# TYPE pgjet_collector_slot_lost_from_lsn gauge
+pgjet_collector_slot_lost_from_lsn 4096
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(invalid), "pgjet_collector_slot_lost_from_lsn"); err != nil {
+		t.Error(err)
+	}
+	if got := gaugeWith(t, reg, "pgjet_collector_slot_invalidated", "reason", "wal_removed"); got != 1 {
+		t.Errorf("slot_invalidated{reason=wal_removed} = %v", got)
+	}
+	p.Gap(session.Gap{Reason: "wal_removed", From: 0x1000, To: 0x3000})
+	if got := gaugeWith(t, reg, "pgjet_collector_slot_invalidated", "reason", "none"); got != 0 {
+		t.Errorf("slot_invalidated{reason=none} = %v after the slot was created again", got)
+	}
+	if n := testutil.CollectAndCount(c, "pgjet_collector_slot_lost_from_lsn"); n != 0 {
+		t.Errorf("%d lost-from samples after the slot was created again", n)
+	}
+	if got := gaugeWith(t, reg, "pgjet_collector_gaps_total", "reason", "wal_removed"); got != 1 {
+		t.Errorf("gaps_total = %v", got)
+	}
+	if got := gaugeWith(t, reg, "pgjet_collector_gap_wal_bytes_total", "reason", "wal_removed"); got != 0x2000 {
+		t.Errorf("gap_wal_bytes_total = %v", got)
+	}
+	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+		t.Errorf("lint with a gap: %v %v", problems, err)
+	}
+}
+
+// gaugeWith is the value of the sample of family name whose label has
+// value, -1 when there is none.
+func gaugeWith(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					if m.GetCounter() != nil {
+						return m.GetCounter().GetValue()
+					}
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return -1
 }
 
 func TestCollectorEndpoint(t *testing.T) {

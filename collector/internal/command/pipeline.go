@@ -43,6 +43,7 @@ func (c *config) applyFile(given map[string]bool, tables, snapTables *string) er
 	set("publication", func() { c.publication = src.Publication })
 	set("tables", func() { *tables = strings.Join(src.Tables, ",") })
 	set("source", func() { c.source = src.ID })
+	set("auto-recreate-slot", func() { c.autoRecreate = src.AutoRecreateSlot })
 	set("heartbeat", func() { c.heartbeat = src.Heartbeat.Interval })
 	set("heartbeat-query", func() { c.heartbeatQuery = src.Heartbeat.Query })
 	set("heartbeat-dsn", func() { c.heartbeatDSN = src.Heartbeat.DSN })

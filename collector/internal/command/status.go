@@ -101,6 +101,7 @@ func statusPostgres(ctx context.Context, cfg config, w *statusWriter) *pgStatus 
 		safe = opcheck.Bytes(*s.safeWAL)
 	}
 	w.line("slot", "%s: %s; wal_status %s, safe_wal_size %s", cfg.slot, state, s.walStatus, safe)
+	statusInvalidated(ctx, cfg, conn, w)
 	st.lagBytes = s.lag
 	w.line("lsn", "confirmed_flush %s current %s lag_bytes %d (WAL kept since restart_lsn %s: %s)", s.confirmed, srv.current, deref(s.lag), s.restart, opcheck.Bytes(deref(s.retained)))
 	return st

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgjet/pgjet/shared/pgname"
 )
 
 // Config names what the collector reads.
@@ -142,30 +143,23 @@ func EnsurePublication(ctx context.Context, conn *pgx.Conn, c Config, log *slog.
 }
 
 func tableIdent(t string) (string, error) {
-	schema, table, ok := strings.Cut(t, ".")
-	if !ok {
-		schema, table = "public", t
+	name, err := pgname.ParseTable(t, true)
+	if err != nil {
+		return "", fmt.Errorf("--tables: %w", err)
 	}
-	if schema == "" || table == "" {
-		return "", fmt.Errorf("bad table %q in --tables: use schema.table", t)
-	}
-	return pgx.Identifier{schema, table}.Sanitize(), nil
+	return name.Ident(), nil
 }
 
 // EnsureSlot checks the slot, creating it (pgoutput) on conn, a replication
 // connection, when it is missing.
-// A missing slot is an error (*SlotMissingError) when missing is not nil.
+// A missing slot is an error (*SlotMissingError) when missing is not nil;
+// an invalidated one is a *SlotInvalidatedError.
 func EnsureSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.PgConn, slot string, missing *SlotMissingError, opts CreateOptions, log *slog.Logger) (Slot, error) {
-	var (
-		plugin, db string
-		active     bool
-		pid        *int32
-		walStatus  *string
-		confirmed  *string
-	)
-	err := conn.QueryRow(ctx, `SELECT coalesce(plugin, ''), coalesce(database, ''), active, active_pid, wal_status, confirmed_flush_lsn::text
-		FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&plugin, &db, &active, &pid, &walStatus, &confirmed)
-	if errors.Is(err, pgx.ErrNoRows) {
+	st, err := ReadSlot(ctx, conn, slot)
+	if err != nil {
+		return Slot{}, err
+	}
+	if !st.Exists {
 		if missing != nil {
 			return Slot{}, missing
 		}
@@ -190,32 +184,21 @@ func EnsureSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.PgConn, slot s
 		}
 		return s, err
 	}
-	if err != nil {
-		return Slot{}, fmt.Errorf("look up replication slot %s: %w", slot, err)
+	if st.Plugin != "pgoutput" {
+		return Slot{}, fmt.Errorf("replication slot %q uses plugin %q, pgjet needs pgoutput: choose another --slot", slot, st.Plugin)
 	}
-	if plugin != "pgoutput" {
-		return Slot{}, fmt.Errorf("replication slot %q uses plugin %q, pgjet needs pgoutput: choose another --slot", slot, plugin)
+	if current := conn.Config().Database; st.Database != current {
+		return Slot{}, fmt.Errorf("replication slot %q belongs to database %q, not %q: choose another --slot or connect to %s", slot, st.Database, current, st.Database)
 	}
-	if current := conn.Config().Database; db != current {
-		return Slot{}, fmt.Errorf("replication slot %q belongs to database %q, not %q: choose another --slot or connect to %s", slot, db, current, db)
+	// Before the holder: the walsender of an invalidated slot may not have
+	// let go of it yet.
+	if st.Invalidated() {
+		return Slot{}, &SlotInvalidatedError{Slot: slot, Reason: st.Invalidation, From: st.ConfirmedFlush, Current: st.CurrentWAL}
 	}
-	if active {
-		e := &SlotBusyError{Slot: slot}
-		if pid != nil {
-			e.PID = *pid
-		}
-		return Slot{}, e
+	if st.Active {
+		return Slot{}, &SlotBusyError{Slot: slot, PID: st.PID}
 	}
-	if walStatus != nil && *walStatus == "lost" {
-		return Slot{}, fmt.Errorf("replication slot %q has lost WAL it needed (wal_status=lost): changes are gone; drop the slot and re-snapshot", slot)
-	}
-	var lsn pglogrepl.LSN
-	if confirmed != nil {
-		if lsn, err = pglogrepl.ParseLSN(*confirmed); err != nil {
-			return Slot{}, fmt.Errorf("slot %s confirmed_flush_lsn %q: %w", slot, *confirmed, err)
-		}
-	}
-	return Slot{ConfirmedFlush: uint64(lsn)}, nil
+	return Slot{ConfirmedFlush: st.ConfirmedFlush}, nil
 }
 
 // ExportSnapshotAction exports the slot's snapshot: PostgreSQL 15's option

@@ -70,6 +70,9 @@ type Publisher struct {
 	checkpoint *checkpoint.Checkpoint
 	// spans traces transactions and raw messages; nil: tracing is off.
 	spans *txSpans
+
+	// fails are the attempts failing since the last success.
+	fails failState
 }
 
 // Totals are a collector's figures since the process started, carried from
@@ -380,6 +383,7 @@ func (p *Publisher) publish(ctx context.Context, frags []*pgoutput.Fragment, fir
 		}
 		if err == nil {
 			p.lastSeq = seq
+			p.fails.succeeded()
 			break
 		}
 		if ctx.Err() != nil {
@@ -392,9 +396,10 @@ func (p *Publisher) publish(ctx context.Context, frags []*pgoutput.Fragment, fir
 		if permanent(err) {
 			return fmt.Errorf("publish raw message (%d bytes) to %s: %w", len(data), p.subject, err)
 		}
+		p.fails.failed(err, p.stream)
 		in := retry.Next()
 		p.log.Warn("raw publish failed, retrying with the same message id; the slot is not confirmed past it",
-			"attempt", attempt, "retry_in", in, "err", err)
+			"attempt", attempt, "retry_in", in, "err", Explain(err, p.stream))
 		if err := retry.Sleep(ctx, in); err != nil {
 			return err
 		}
@@ -459,7 +464,7 @@ func (p *Publisher) attempt(ctx context.Context, msg *nats.Msg) (uint64, error) 
 	case err := <-fut.Err():
 		return 0, err
 	case <-timer.C:
-		return 0, fmt.Errorf("no ack within %s", p.timeout)
+		return 0, fmt.Errorf("%w within %s", errNoAck, p.timeout)
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}

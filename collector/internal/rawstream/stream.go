@@ -69,24 +69,44 @@ type Last struct {
 // LastRecord reads the last record stored for the source. ok is false when
 // the source has none.
 func LastRecord(ctx context.Context, js jetstream.JetStream, stream, source string) (last Last, ok bool, err error) {
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		return last, false, fmt.Errorf("raw stream %s: %w", stream, err)
-	}
-	raw, err := s.GetLastMsgForSubject(ctx, wire.RawSubject(source))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return last, false, nil
-	}
-	if err != nil {
-		return last, false, fmt.Errorf("read last raw record of %s: %w", source, err)
-	}
-	var m wire.Message
-	if err := wire.Unmarshal(raw.Data, &m); err != nil {
-		return last, false, fmt.Errorf("last raw record of %s (seq %d): %w", source, raw.Sequence, err)
+	m, raw, err := lastRaw(ctx, js, stream, source)
+	if err != nil || m == nil {
+		return last, false, err
 	}
 	last.Source, last.Seq, last.MsgID = m.Source, raw.Sequence, raw.Header.Get(jetstream.MsgIDHeader)
 	// The collector never publishes an empty record; were one there, its
 	// position would be zero: nothing to skip.
 	last.Pos, _ = m.Last()
 	return last, true, nil
+}
+
+// LastMessage reads the source's last raw record whole, and its sequence;
+// nil when there is none.
+func LastMessage(ctx context.Context, js jetstream.JetStream, stream, source string) (*wire.Message, uint64, error) {
+	m, raw, err := lastRaw(ctx, js, stream, source)
+	if err != nil || m == nil {
+		return nil, 0, err
+	}
+	return m, raw.Sequence, nil
+}
+
+// lastRaw reads and decodes the source's last raw record; nil when there
+// is none.
+func lastRaw(ctx context.Context, js jetstream.JetStream, stream, source string) (*wire.Message, *jetstream.RawStreamMsg, error) {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, nil, fmt.Errorf("raw stream %s: %w", stream, err)
+	}
+	raw, err := s.GetLastMsgForSubject(ctx, wire.RawSubject(source))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read last raw record of %s: %w", source, err)
+	}
+	var m wire.Message
+	if err := wire.Unmarshal(raw.Data, &m); err != nil {
+		return nil, nil, fmt.Errorf("last raw record of %s (seq %d): %w", source, raw.Sequence, err)
+	}
+	return &m, raw, nil
 }

@@ -31,7 +31,12 @@ type Stream struct {
 	StatusInterval time.Duration
 	// Timeout bounds the walsender's silence (see liveness); 0: none.
 	Timeout time.Duration
-	live    liveness
+	// Fault, when set, is asked after every message received: a non-nil
+	// error (one the connection reported out of band, in a notice) ends
+	// the session before that message or any later one is handed on, so
+	// the slot is confirmed only up to what came before it.
+	Fault func() error
+	live  liveness
 
 	lastStatus   time.Time
 	lastSent     uint64
@@ -61,7 +66,7 @@ func New(conn *pgconn.PgConn, dec *pgoutput.Decoder, pub *rawstream.Publisher, c
 	// A transaction with nothing to store (a heartbeat's) moves an idle
 	// slot: a walsender that never catches up sends no keepalive that would.
 	dec.OnEmpty = func(end uint64) { cp.AdvanceIdle(end, false) }
-	return &Stream{conn: conn, dec: dec, pub: pub, cp: cp, log: log, StatusInterval: 10 * time.Second}
+	return &Stream{conn: conn, dec: dec, pub: pub, cp: cp, log: log, StatusInterval: DefaultStatusInterval}
 }
 
 // Start starts replication of slot from its confirmed position with pgoutput
@@ -78,7 +83,7 @@ func Start(ctx context.Context, conn *pgconn.PgConn, slot, publication string) e
 	err := pglogrepl.StartReplication(ctx, conn, slot, 0, pglogrepl.StartReplicationOptions{Mode: pglogrepl.LogicalReplication, PluginArgs: args})
 	if err != nil {
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == sqlstateObjectInUse {
+		if errors.As(err, &pgErr) && pgErr.Code == pgsetup.SQLStateObjectInUse {
 			return &pgsetup.SlotBusyError{Slot: slot}
 		}
 		return fmt.Errorf("start replication on slot %s: %w", slot, err)
@@ -113,7 +118,9 @@ func quoteLiteral(s string) string {
 // with status updates, and reading stops: Postgres keeps the WAL.
 func (s *Stream) Emit(ctx context.Context, f *pgoutput.Fragment) error {
 	for {
-		err := s.pub.Add(ctx, f, time.Second)
+		// Held, the reader reads no keepalive requests: it reports on its
+		// own, well within the walsender's timeout (see StatusInterval).
+		err := s.pub.Add(ctx, f, min(time.Second, s.StatusInterval/2))
 		if err == nil {
 			if !s.holdingSince.IsZero() {
 				s.log.Info("raw stream accepting again, reading resumed", "held_for", time.Since(s.holdingSince).Round(time.Millisecond))
@@ -169,6 +176,11 @@ func (s *Stream) Run(ctx context.Context) error {
 				continue
 			}
 			return fmt.Errorf("receive replication message: %w", err)
+		}
+		if s.Fault != nil {
+			if err := s.Fault(); err != nil {
+				return err
+			}
 		}
 		s.live.heard(time.Now())
 		switch m := msg.(type) {
@@ -254,7 +266,3 @@ func (s *Stream) sendStatus(ctx context.Context, reply bool) error {
 	s.lastStatus = time.Now()
 	return nil
 }
-
-// sqlstateObjectInUse is SQLSTATE 55006 (object_in_use): the slot is active
-// for another process.
-const sqlstateObjectInUse = "55006"

@@ -60,16 +60,24 @@ func unreachable(err error) bool {
 
 // ConnectReplication opens a replication connection. Text values are
 // rendered in fixed formats regardless of server defaults, so routers can
-// parse them. Server notices on it go to log (nil: dropped): a walsender
-// says only there why it waits (e.g. for a standby named in
-// synchronized_standby_slots).
-func ConnectReplication(ctx context.Context, dsn string, log *slog.Logger) (*pgconn.PgConn, error) {
+// parse them. Server notices on it go to log (nil: dropped) and to observe
+// (nil: none): a walsender says only there why it waits (e.g. for a
+// standby named in synchronized_standby_slots), and PostgreSQL 18 says
+// only there that it skips changes (a publication missing at a change).
+func ConnectReplication(ctx context.Context, dsn string, log *slog.Logger, observe func(*pgconn.Notice)) (*pgconn.PgConn, error) {
 	pc, err := pgconn.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("bad --dsn: %w", ConnError(err))
 	}
-	if log != nil {
-		pc.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { logNotice(log, n) }
+	if log != nil || observe != nil {
+		pc.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+			if log != nil {
+				logNotice(log, n)
+			}
+			if observe != nil {
+				observe(n)
+			}
+		}
 	}
 	pc.RuntimeParams["replication"] = "database"
 	pc.RuntimeParams["application_name"] = "pgjet-collector"

@@ -59,21 +59,16 @@ func (s *session) releaseStale(ctx context.Context, pgc *pgx.Conn, err error) er
 }
 
 // replicationTimeout is cfg.ReplicationTimeout, or by default the server's
-// wal_sender_timeout (at least 30 s; 5 min when the server has none): a
-// busy walsender that cannot read the collector's replies sends a keepalive
-// after half of it, so a live one is always heard within it.
-func (s *session) replicationTimeout(ctx context.Context, pgc *pgx.Conn) time.Duration {
+// wal_sender_timeout (at least 30 s; 5 min when the server has none, or it
+// could not be read): a busy walsender that cannot read the collector's
+// replies sends a keepalive after half of it, so a live one is always
+// heard within it.
+func (s *session) replicationTimeout(walSenderTimeout time.Duration) time.Duration {
 	if s.cfg.ReplicationTimeout > 0 {
 		return s.cfg.ReplicationTimeout
 	}
-	var ms int64
-	if err := pgc.QueryRow(ctx, `SELECT setting::bigint * CASE unit WHEN 's' THEN 1000 WHEN 'min' THEN 60000 ELSE 1 END
-		FROM pg_settings WHERE name = 'wal_sender_timeout'`).Scan(&ms); err != nil {
-		s.log.Warn("cannot read wal_sender_timeout; bounding the walsender's silence at 5m", "err", err)
+	if walSenderTimeout <= 0 {
 		return 5 * time.Minute
 	}
-	if ms <= 0 {
-		return 5 * time.Minute
-	}
-	return max(time.Duration(ms)*time.Millisecond, 30*time.Second)
+	return max(walSenderTimeout, 30*time.Second)
 }

@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/collector/internal/checkpoint"
@@ -60,9 +62,18 @@ type Config struct {
 
 	// Standby: wait while another collector holds the slot.
 	Standby bool
-	// RecreateSlot: create the slot even though the raw stream has records
-	// of this source.
+	// RecreateSlot: at start, create the slot even though the raw stream
+	// has records of this source, or replace an invalidated one, storing a
+	// gap notice first (see recreateSlot).
 	RecreateSlot bool
+	// AutoRecreateSlot is how many times this process may replace an
+	// invalidated slot by itself, as RecreateSlot does (0: never; then
+	// the collector stops, or waits with WaitWhenStuck).
+	AutoRecreateSlot int
+	// WaitWhenStuck: on a state only an operator can end (the slot
+	// invalidated or dropped, the publication gone), stay up, not ready,
+	// instead of returning the error (set when something reads /readyz).
+	WaitWhenStuck bool
 
 	// Snapshot: the initial snapshot and backfills.
 	Snapshot SnapshotConfig
@@ -105,6 +116,11 @@ type Probe interface {
 	Streaming(pub *rawstream.Publisher, stream *replication.Stream)
 	// Reconnected: a session starts again after one ended.
 	Reconnected()
+	// SlotInvalidated: the slot was found invalidated for reason; the
+	// changes committed after from are lost to the stream.
+	SlotInvalidated(reason string, from uint64)
+	// Gap: the slot was created again, accepting g.
+	Gap(g Gap)
 	// Phantoms: stored records a failover made phantoms (reported once per
 	// session that finds them).
 	Phantoms(*resume.Phantoms)
@@ -116,6 +132,8 @@ func (noProbe) NATS(*nats.Conn)                                     {}
 func (noProbe) NotReady(string)                                     {}
 func (noProbe) Streaming(*rawstream.Publisher, *replication.Stream) {}
 func (noProbe) Reconnected()                                        {}
+func (noProbe) SlotInvalidated(string, uint64)                      {}
+func (noProbe) Gap(Gap)                                             {}
 func (noProbe) Phantoms(*resume.Phantoms)                           {}
 
 // Run connects to NATS and runs replication sessions until ctx ends
@@ -161,6 +179,9 @@ func Run(ctx context.Context, cfg Config) error {
 			return errors.New("JetStream is not enabled on the NATS server: start nats-server with JetStream (-js, or jetstream {} in its config)")
 		}
 		return err
+	}
+	if problem, fix := rawstream.DiscardsOld(info.Config); problem != "" {
+		log.Warn(problem + ": " + fix)
 	}
 	if cfg.Embedded == nil && info.Config.Replicas < 2 {
 		log.Warn("raw stream has a single replica on an external server: an acknowledged record survives an OS crash only if that server runs with sync_interval: always (see deploy/nats/single.conf); on a 3-node cluster use --raw-replicas 3, its nodes with sync_interval: always too (see deploy/nats/cluster-a.conf)",
@@ -210,6 +231,8 @@ func Run(ctx context.Context, cfg Config) error {
 				return nil
 			}
 			continue
+		case needsOperator(err) && cfg.WaitWhenStuck:
+			return s.waitForOperator(ctx, err)
 		case !s.streamed || !transient(err):
 			// Before the first session streamed, every error is the user's
 			// to fix (bad DSN, server down): say so instead of looping.
@@ -253,6 +276,8 @@ type session struct {
 	log      *slog.Logger
 	probe    Probe
 	streamed bool // some session reached streaming
+	// autoRecreated counts the slots this process replaced by itself.
+	autoRecreated int
 	// silentPID is the walsender of the last session, which went silent.
 	silentPID uint32
 	watching  bool // the publication watch runs
@@ -282,7 +307,14 @@ func (s *session) run(ctx context.Context) error {
 	}
 	s.watchPublication(ctx, pgc)
 
-	repl, err := ConnectReplication(ctx, cfg.DSN, log)
+	// Notices arrive on the reading goroutine, inside ReceiveMessage; the
+	// stream asks for this fault right after.
+	var skipped atomic.Pointer[error]
+	repl, err := ConnectReplication(ctx, cfg.DSN, log, func(n *pgconn.Notice) {
+		if err := pgsetup.PublicationSkipped(n, cfg.Slot, cfg.Publication); err != nil {
+			skipped.CompareAndSwap(nil, &err)
+		}
+	})
 	if err != nil {
 		return err
 	}
@@ -308,10 +340,16 @@ func (s *session) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// An invalidated slot, or one dropped while the raw stream has records
+	// of it, is created again only when allowed, and never silently.
+	gap, err := s.recreateSlot(ctx, pgc, repl, src, last != nil && plan.SameWriter)
+	if err != nil {
+		return err
+	}
 	// A slot that is gone while the raw stream has records read from it
 	// must not be recreated silently: that would skip changes.
 	var missing *pgsetup.SlotMissingError
-	if last != nil && plan.SameWriter && !cfg.RecreateSlot {
+	if last != nil && plan.SameWriter {
 		missing = &pgsetup.SlotMissingError{Slot: cfg.Slot, Source: cfg.Source, Last: pglogrepl.LSN(last.Pos.CommitLSN).String()}
 	}
 	if err := pgsetup.CheckFailover(ctx, pgc, cfg.Failover); err != nil {
@@ -321,9 +359,16 @@ func (s *session) run(ctx context.Context) error {
 	if last != nil {
 		lastSeq = last.Seq
 	}
-	snap, err := s.prepareSnapshot(ctx, pgc, repl, src, missing == nil, lastSeq)
+	snap, err := s.prepareSnapshot(ctx, pgc, repl, src, missing == nil, gap != nil, lastSeq)
 	if err != nil {
 		return err
+	}
+	// The walsender's own timeout, read on its connection: how often to
+	// report to it, and how long its silence may last. Before the slot: a
+	// snapshot it exports lives only while that connection stays idle.
+	senderTimeout, err := replication.SenderTimeout(ctx, repl)
+	if err != nil {
+		log.Warn("cannot read wal_sender_timeout: reporting every 10s, bounding the walsender's silence at 5m", "err", err)
 	}
 	slot, err := pgsetup.EnsureSlot(ctx, pgc, repl, cfg.Slot, missing, pgsetup.CreateOptions{ExportSnapshot: snap.tables != nil}, log)
 	if err != nil {
@@ -371,7 +416,14 @@ func (s *session) run(ctx context.Context) error {
 		},
 		min(maxMsg, cfg.MaxMessage/2))
 	stream = replication.New(repl, dec, pub, cp, log)
-	stream.Timeout = s.replicationTimeout(ctx, pgc)
+	stream.Fault = func() error {
+		if err := skipped.Load(); err != nil {
+			return *err
+		}
+		return nil
+	}
+	stream.StatusInterval = replication.StatusIntervalFor(senderTimeout)
+	stream.Timeout = s.replicationTimeout(senderTimeout)
 	switch {
 	case plan.Phantoms != nil:
 		dec.SkipThrough(plan.Skip)
@@ -420,8 +472,13 @@ func (s *session) run(ctx context.Context) error {
 			stopStream()
 		}
 	}()
+	if gap != nil {
+		if err := s.backfillGap(ctx, pgc, snap, *gap); err != nil {
+			return err
+		}
+	}
 
-	runErr := stream.Run(streamCtx)
+	runErr := pgsetup.ExplainStreamError(stream.Run(streamCtx), cfg.Slot, cfg.Publication)
 	s.probe.NotReady("replication session ended")
 	select {
 	case err := <-pubErr:

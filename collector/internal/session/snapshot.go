@@ -74,8 +74,9 @@ type snapshotPlan struct {
 // (errSnapshotOnly), a slot that is created now (creating: it is missing
 // and may be created) will export one, whose tables are described now,
 // before the slot exists, so that a table that cannot be snapshotted stops
-// the collector before anything is created.
-func (s *session) prepareSnapshot(ctx context.Context, pgc *pgx.Conn, repl *pgconn.PgConn, src wire.Source, creating bool, lastSeq uint64) (*snapshotPlan, error) {
+// the collector before anything is created. recreated: the slot was just
+// created again after a gap (see backfillGap).
+func (s *session) prepareSnapshot(ctx context.Context, pgc *pgx.Conn, repl *pgconn.PgConn, src wire.Source, creating, recreated bool, lastSeq uint64) (*snapshotPlan, error) {
 	cfg := s.cfg.Snapshot
 	settings, err := snapshot.ReadSettings(ctx, repl)
 	if err != nil {
@@ -106,6 +107,9 @@ func (s *session) prepareSnapshot(ctx context.Context, pgc *pgx.Conn, repl *pgco
 			plan.interrupted = job.Position
 			s.log.Info("the initial snapshot was interrupted: it goes on as a backfill from its last stored chunk once the slot streams",
 				"slot", s.cfg.Slot, "job", job.ID)
+		case cfg.Mode == snapshot.ModeInitial && recreated:
+			// Created again after a gap: a backfill restores the rows
+			// (backfillGap).
 		case cfg.Mode == snapshot.ModeInitial && (job == nil || job.Slot != s.cfg.Slot):
 			s.log.Warn("replication slot "+s.cfg.Slot+" exists and took no initial snapshot: rows written before it was created are not in the raw stream; to send them run pgjet-collector backfill --table schema.table (or snapshot.mode: never to silence this)",
 				"slot", s.cfg.Slot)
@@ -407,4 +411,28 @@ func (s *session) startBackfills(ctx context.Context, plan *snapshotPlan, dec *p
 		cancel()
 		<-done
 	}
+}
+
+// backfillGap requests a backfill of the published tables once a slot
+// created again streams, so that their rows come back to what the gap
+// left out (a table's rows at the backfill's chunks, then its changes):
+// what the initial snapshot does for a new slot. With snapshot.mode never
+// it is the operator's to ask for.
+func (s *session) backfillGap(ctx context.Context, pgc *pgx.Conn, plan *snapshotPlan, g Gap) error {
+	if s.cfg.Snapshot.Mode == snapshot.ModeNever || plan == nil {
+		s.log.Warn("snapshot.mode is never: no backfill after the gap; run pgjet-collector backfill --table schema.table for each published table to restore its rows")
+		return nil
+	}
+	j, created, err := backfill.RequestAfterGap(ctx, plan.store, pgc, s.cfg.Publication, g.From)
+	switch {
+	case err != nil:
+		return fmt.Errorf("request the backfill after the gap: %w", err)
+	case j == nil:
+		s.log.Info("the publication has no tables: nothing to backfill after the gap")
+	case created:
+		s.log.Info("backfill of the published tables requested to restore their rows after the gap", "job", j.ID, "tables", len(j.Tables))
+	default:
+		s.log.Info("the backfill after this gap was requested already", "job", j.ID, "state", j.State)
+	}
+	return nil
 }

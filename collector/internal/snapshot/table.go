@@ -12,9 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/pgjet/pgjet/shared/pgname"
 	"github.com/pgjet/pgjet/shared/pgtypes"
 	"github.com/pgjet/pgjet/shared/wire"
 )
@@ -49,8 +49,9 @@ type Table struct {
 	Estimate int64
 }
 
-// String is schema.table as pgjet names tables everywhere.
-func (t *Table) String() string { return t.Schema + "." + t.Name }
+// String is schema.table as pgjet names tables everywhere (quoted where
+// a part needs it, see pgname).
+func (t *Table) String() string { return pgname.Table{Schema: t.Schema, Name: t.Name}.String() }
 
 // ident is the table's quoted name for SQL.
 func (t *Table) ident() string { return pgx.Identifier{t.Schema, t.Name}.Sanitize() }
@@ -129,13 +130,13 @@ func Describe(ctx context.Context, conn *pgx.Conn, publication string, names []s
 		picked = all
 	} else {
 		for _, name := range names {
-			want := name
-			if !strings.Contains(want, ".") {
-				want = "public." + want
+			want, err := pgname.ParseTable(name, true)
+			if err != nil {
+				return nil, err
 			}
-			i := slices.IndexFunc(all, func(p pubTable) bool { return p.t.String() == want })
+			i := slices.IndexFunc(all, func(p pubTable) bool { return p.t.Schema == want.Schema && p.t.Name == want.Name })
 			if i < 0 {
-				return nil, &NotPublishedError{Table: want, Publication: publication}
+				return nil, &NotPublishedError{Table: want.String(), Publication: publication}
 			}
 			if !slices.ContainsFunc(picked, func(p pubTable) bool { return p.t == all[i].t }) {
 				picked = append(picked, all[i])

@@ -22,5 +22,8 @@ func TypeName(c *wire.Column) string {
 	if t, ok := types.TypeForOID(c.TypeOID); ok {
 		return t.Name
 	}
+	if name, ok := builtinNames[c.TypeOID]; ok {
+		return name
+	}
 	return fmt.Sprintf("oid %d", c.TypeOID)
 }
