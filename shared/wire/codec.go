@@ -15,9 +15,11 @@ var (
 )
 
 const (
-	valueFields  = 2
-	changeFields = 10
-	txFields     = 11
+	valueFields    = 2
+	changeFields   = 11
+	changeFieldsV2 = 10 // no LSN
+	txFields       = 12
+	txFieldsV2     = 11 // no PrevCommitLSN
 )
 
 func (v *Value) EncodeMsgpack(e *msgpack.Encoder) error {
@@ -30,8 +32,15 @@ func (v *Value) EncodeMsgpack(e *msgpack.Encoder) error {
 	return e.EncodeBytes(v.Data)
 }
 
-func (c *Change) EncodeMsgpack(e *msgpack.Encoder) error {
-	if err := e.EncodeArrayLen(changeFields); err != nil {
+func (c *Change) EncodeMsgpack(e *msgpack.Encoder) error { return c.encode(e, Version) }
+
+// encode writes c in the layout of format version (see EncodeChange).
+func (c *Change) encode(e *msgpack.Encoder, version int) error {
+	n := changeFields
+	if version < 3 {
+		n = changeFieldsV2
+	}
+	if err := e.EncodeArrayLen(n); err != nil {
 		return err
 	}
 	if err := e.EncodeUint8(uint8(c.Op)); err != nil {
@@ -72,7 +81,10 @@ func (c *Change) EncodeMsgpack(e *msgpack.Encoder) error {
 	if err := e.EncodeBytes(c.Content); err != nil {
 		return err
 	}
-	return e.EncodeBool(c.Transactional)
+	if err := e.EncodeBool(c.Transactional); err != nil || n == changeFieldsV2 {
+		return err
+	}
+	return e.EncodeUint64(c.LSN)
 }
 
 func encodeValues(e *msgpack.Encoder, vs []Value) error {
@@ -133,5 +145,8 @@ func (t *Tx) EncodeMsgpack(e *msgpack.Encoder) error {
 	if err := e.EncodeUint64(t.PieceOffset); err != nil {
 		return err
 	}
-	return e.EncodeUint64(t.PieceTotal)
+	if err := e.EncodeUint64(t.PieceTotal); err != nil {
+		return err
+	}
+	return e.EncodeUint64(t.PrevCommitLSN)
 }

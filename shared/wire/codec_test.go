@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -27,21 +28,23 @@ type changeR struct {
 	Prefix          string
 	Content         []byte
 	Transactional   bool
+	LSN             uint64
 }
 
 type txR struct {
-	_msgpack    struct{} `msgpack:",as_array"`
-	Xid         uint32
-	CommitLSN   uint64
-	EndLSN      uint64
-	CommitTime  int64
-	Origin      string
-	Fragment    uint32
-	Final       bool
-	FirstChange uint64
-	Changes     []changeR
-	PieceOffset uint64
-	PieceTotal  uint64
+	_msgpack      struct{} `msgpack:",as_array"`
+	Xid           uint32
+	CommitLSN     uint64
+	EndLSN        uint64
+	CommitTime    int64
+	Origin        string
+	Fragment      uint32
+	Final         bool
+	FirstChange   uint64
+	Changes       []changeR
+	PieceOffset   uint64
+	PieceTotal    uint64
+	PrevCommitLSN uint64
 }
 
 type messageR struct {
@@ -70,13 +73,15 @@ func mirror(m *Message) *messageR {
 	}
 	for i, t := range m.Txs {
 		tr := txR{Xid: t.Xid, CommitLSN: t.CommitLSN, EndLSN: t.EndLSN, CommitTime: t.CommitTime, Origin: t.Origin,
-			Fragment: t.Fragment, Final: t.Final, FirstChange: t.FirstChange, PieceOffset: t.PieceOffset, PieceTotal: t.PieceTotal}
+			Fragment: t.Fragment, Final: t.Final, FirstChange: t.FirstChange, PieceOffset: t.PieceOffset, PieceTotal: t.PieceTotal,
+			PrevCommitLSN: t.PrevCommitLSN}
 		if t.Changes != nil {
 			tr.Changes = make([]changeR, len(t.Changes))
 		}
 		for j, c := range t.Changes {
 			tr.Changes[j] = changeR{Op: c.Op, Rel: c.Rel, OldKind: c.OldKind, Old: mirrorValues(c.Old), New: mirrorValues(c.New),
-				TruncateRels: c.TruncateRels, TruncateOptions: c.TruncateOptions, Prefix: c.Prefix, Content: c.Content, Transactional: c.Transactional}
+				TruncateRels: c.TruncateRels, TruncateOptions: c.TruncateOptions, Prefix: c.Prefix, Content: c.Content, Transactional: c.Transactional,
+				LSN: c.LSN}
 		}
 		r.Txs[i] = tr
 	}
@@ -84,13 +89,17 @@ func mirror(m *Message) *messageR {
 }
 
 func TestCodecMatchesReflection(t *testing.T) {
-	edge := sample()
+	edge := catalogSample()
+	edge.Relations[0].Columns[1].Type.Labels = []string{}
+	edge.Relations[0].Columns[0].Default = strings.Repeat("d", 70000)
+	edge.Relations[0].Columns[0].PrimaryKey = 1<<16 - 1
 	edge.Txs = append(edge.Txs, Tx{Xid: 1<<32 - 1, CommitLSN: 1<<64 - 1, EndLSN: 0, CommitTime: -1, Fragment: 1<<32 - 1, FirstChange: 1 << 40,
-		Changes: []Change{{Op: OpInsert, Rel: 0, New: []Value{{Kind: KindText, Data: []byte{}}, {Kind: KindBinary, Data: bytes.Repeat([]byte{7}, 70000)}}}}})
+		PrevCommitLSN: 1<<64 - 1, Changes: []Change{{Op: OpInsert, Rel: 0, LSN: 1<<64 - 1,
+			New: []Value{{Kind: KindText, Data: []byte{}}, {Kind: KindBinary, Data: bytes.Repeat([]byte{7}, 70000)}}}}})
 	edge.Txs = append(edge.Txs, Tx{Changes: []Change{}})
 	edge.Txs = append(edge.Txs, Tx{FirstChange: 3, PieceOffset: 1 << 20, PieceTotal: 1<<31 - 1,
 		Changes: []Change{{Op: OpUpdate, Rel: 0, Content: bytes.Repeat([]byte{9}, 1000)}}})
-	for name, m := range map[string]*Message{"sample": sample(), "edges": edge, "empty": {Source: Source{Name: "x"}}} {
+	for name, m := range map[string]*Message{"sample": sample(), "catalog": catalogSample(), "edges": edge, "empty": {Source: Source{Name: "x"}}} {
 		t.Run(name, func(t *testing.T) {
 			m.Version = Version
 			got, err := msgpack.Marshal(m)

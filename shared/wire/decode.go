@@ -22,6 +22,8 @@ import (
 // Values and changes are carved from slabs, a few allocations per message
 // rather than one or two per change.
 type reader struct {
+	// version of the message being read: older versions' layouts differ.
+	version int
 	b       []byte
 	rd      *bytes.Reader
 	d       *msgpack.Decoder
@@ -38,7 +40,7 @@ const (
 
 func newReader(b []byte) *reader {
 	rd := bytes.NewReader(b)
-	return &reader{b: b, rd: rd, d: msgpack.NewDecoder(rd)}
+	return &reader{version: Version, b: b, rd: rd, d: msgpack.NewDecoder(rd)}
 }
 
 // fields reads an array header and insists on the field count: a layout
@@ -143,8 +145,20 @@ func (r *reader) source(s *Source) error {
 	return err
 }
 
+// Field counts of relations, columns and types: version 2's, then the
+// current ones.
+const (
+	relationFieldsV2, relationFields = 5, 6
+	columnFieldsV2, columnFields     = 5, 8
+	typeFieldsV2, typeFields         = 6, 7
+)
+
 func (r *reader) relation(rel *Relation) error {
-	if err := r.fields("relation", 5); err != nil {
+	want := relationFields
+	if r.version < 3 {
+		want = relationFieldsV2
+	}
+	if err := r.fields("relation", want); err != nil {
 		return err
 	}
 	var err error
@@ -173,11 +187,20 @@ func (r *reader) relation(rel *Relation) error {
 			}
 		}
 	}
-	return nil
+	rel.Catalog = false
+	if want == relationFieldsV2 {
+		return nil
+	}
+	rel.Catalog, err = r.d.DecodeBool()
+	return err
 }
 
 func (r *reader) column(c *Column) error {
-	if err := r.fields("column", 5); err != nil {
+	want, wantType := columnFields, typeFields
+	if r.version < 3 {
+		want, wantType = columnFieldsV2, typeFieldsV2
+	}
+	if err := r.fields("column", want); err != nil {
 		return err
 	}
 	var err error
@@ -193,7 +216,7 @@ func (r *reader) column(c *Column) error {
 	if c.Key, err = r.d.DecodeBool(); err != nil {
 		return err
 	}
-	if err := r.fields("type", 6); err != nil {
+	if err := r.fields("type", wantType); err != nil {
 		return err
 	}
 	t := &c.Type
@@ -212,12 +235,41 @@ func (r *reader) column(c *Column) error {
 	if t.BaseOID, err = r.d.DecodeUint32(); err != nil {
 		return err
 	}
-	t.ElemKind, err = r.d.DecodeUint8()
+	if t.ElemKind, err = r.d.DecodeUint8(); err != nil {
+		return err
+	}
+	t.Labels, c.NotNull, c.Default, c.PrimaryKey = nil, false, "", 0
+	if want == columnFieldsV2 {
+		return nil
+	}
+	n, err := r.arrayLen()
+	if err != nil {
+		return err
+	}
+	if n >= 0 {
+		t.Labels = make([]string, n)
+		for i := range t.Labels {
+			if t.Labels[i], err = r.d.DecodeString(); err != nil {
+				return err
+			}
+		}
+	}
+	if c.NotNull, err = r.d.DecodeBool(); err != nil {
+		return err
+	}
+	if c.Default, err = r.d.DecodeString(); err != nil {
+		return err
+	}
+	c.PrimaryKey, err = r.d.DecodeUint16()
 	return err
 }
 
 func (r *reader) tx(t *Tx) error {
-	if err := r.fields("transaction", txFields); err != nil {
+	want := txFields
+	if r.version < 3 {
+		want = txFieldsV2
+	}
+	if err := r.fields("transaction", want); err != nil {
 		return err
 	}
 	var err error
@@ -261,14 +313,43 @@ func (r *reader) tx(t *Tx) error {
 	if t.PieceOffset, err = r.d.DecodeUint64(); err != nil {
 		return err
 	}
-	t.PieceTotal, err = r.d.DecodeUint64()
+	if t.PieceTotal, err = r.d.DecodeUint64(); err != nil {
+		return err
+	}
+	t.PrevCommitLSN = 0
+	if want == txFieldsV2 {
+		return nil
+	}
+	t.PrevCommitLSN, err = r.d.DecodeUint64()
 	return err
 }
 
 func (r *reader) change(c *Change) error {
-	if err := r.fields("change", changeFields); err != nil {
+	want := changeFields
+	if r.version < 3 {
+		want = changeFieldsV2
+	}
+	if err := r.fields("change", want); err != nil {
 		return err
 	}
+	return r.changeFields(c, want)
+}
+
+// anyChange reads a change on its own (the pieces of one put together),
+// in either layout: its number of fields tells which.
+func (r *reader) anyChange(c *Change) error {
+	n, err := r.d.DecodeArrayLen()
+	if err != nil {
+		return err
+	}
+	if n != changeFields && n != changeFieldsV2 {
+		return fmt.Errorf("change has %d fields, this format has %d", n, changeFields)
+	}
+	return r.changeFields(c, n)
+}
+
+// changeFields reads the fields of a change after its array header.
+func (r *reader) changeFields(c *Change, fields int) error {
 	op, err := r.d.DecodeUint8()
 	if err != nil {
 		return err
@@ -308,7 +389,14 @@ func (r *reader) change(c *Change) error {
 	if c.Content, err = r.bytes(); err != nil {
 		return err
 	}
-	c.Transactional, err = r.d.DecodeBool()
+	if c.Transactional, err = r.d.DecodeBool(); err != nil {
+		return err
+	}
+	c.LSN = 0
+	if fields == changeFieldsV2 {
+		return nil
+	}
+	c.LSN, err = r.d.DecodeUint64()
 	return err
 }
 

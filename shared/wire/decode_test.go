@@ -58,10 +58,46 @@ func TestUnmarshalHugeHeaders(t *testing.T) {
 			if err := e.EncodeArrayLen(1); err != nil {
 				return err
 			}
-			if err := e.EncodeArrayLen(5); err != nil {
+			if err := e.EncodeArrayLen(relationFields); err != nil {
 				return err
 			}
 			for _, v := range []any{uint32(1), "public", "t", byte('d')} {
+				if err := e.Encode(v); err != nil {
+					return err
+				}
+			}
+			return e.EncodeArrayLen(huge)
+		}},
+		{"enum labels", func(e *msgpack.Encoder) error {
+			if err := head(e); err != nil {
+				return err
+			}
+			if err := e.EncodeArrayLen(1); err != nil {
+				return err
+			}
+			if err := e.EncodeArrayLen(relationFields); err != nil {
+				return err
+			}
+			for _, v := range []any{uint32(1), "public", "t", byte('d')} {
+				if err := e.Encode(v); err != nil {
+					return err
+				}
+			}
+			if err := e.EncodeArrayLen(1); err != nil {
+				return err
+			}
+			if err := e.EncodeArrayLen(columnFields); err != nil {
+				return err
+			}
+			for _, v := range []any{"c", uint32(16500), int32(-1), false} {
+				if err := e.Encode(v); err != nil {
+					return err
+				}
+			}
+			if err := e.EncodeArrayLen(typeFields); err != nil {
+				return err
+			}
+			for _, v := range []any{"public", "mood", byte('e'), uint32(0), uint32(0), byte(0)} {
 				if err := e.Encode(v); err != nil {
 					return err
 				}
@@ -81,7 +117,7 @@ func TestUnmarshalHugeHeaders(t *testing.T) {
 			if err := e.EncodeArrayLen(txFields); err != nil {
 				return err
 			}
-			for _, v := range []any{uint32(1), uint64(2), uint64(3), int64(4), "", uint32(0), true, uint64(0)} {
+			for _, v := range []any{uint32(1), uint64(2), uint64(3), int64(4), "", uint32(0), true, uint64(0)} { // up to Changes
 				if err := e.Encode(v); err != nil {
 					return err
 				}
