@@ -351,7 +351,7 @@ func checkDebeziumRoute(ctx context.Context, t *testing.T, js jetstream.JetStrea
 		lastCommit, lsn uint64
 	}
 	var open *openTx
-	var prevCommit uint64 // the commit LSN of the last transaction with events
+	var prevCommit uint64          // the commit LSN of the last transaction with events
 	bracketed := map[string]bool{} // transaction ids
 	var events []check.Event
 	var deadLetters []dbzDeadLetter
