@@ -112,6 +112,21 @@ type Column struct {
 // relation dropped meanwhile.
 type Relation map[string]Column
 
+// relationQuery reads the columns of relation $1 (see ReadRelation).
+const relationQuery = `WITH key AS (
+			SELECT i.indkey::int2[] AS cols
+			FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+			WHERE i.indrelid = $1 AND (i.indisprimary OR i.indisunique AND 0 <> ALL (i.indkey::int2[])
+				AND NOT EXISTS (SELECT FROM pg_index p WHERE p.indrelid = $1 AND p.indisprimary))
+			ORDER BY i.indisprimary DESC, i.indisclustered DESC, ic.relname::text COLLATE "C"
+			LIMIT 1)
+		SELECT a.attname::text, a.attnotnull OR (t.typtype = 'd' AND t.typnotnull),
+			coalesce(pg_get_expr(d.adbin, d.adrelid), ''),
+			coalesce((SELECT k.n FROM key, unnest(key.cols) WITH ORDINALITY k(attnum, n) WHERE k.attnum = a.attnum LIMIT 1), 0)
+		FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+			LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped`
+
 // ReadRelation reads what the catalog says of the columns of relation
 // relid, as Debezium's PostgreSQL connector reads them through the JDBC
 // driver when Postgres announces a relation (PgOutputMessageDecoder
@@ -133,19 +148,7 @@ func ReadRelation(ctx context.Context, conn *pgx.Conn, relid uint32) (Relation, 
 		b.Queue("SELECT set_config($1, $2, true)", s.Name, s.Value)
 	}
 	rel := Relation{}
-	b.Queue(`WITH key AS (
-			SELECT i.indkey::int2[] AS cols
-			FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-			WHERE i.indrelid = $1 AND (i.indisprimary OR i.indisunique AND 0 <> ALL (i.indkey::int2[])
-				AND NOT EXISTS (SELECT FROM pg_index p WHERE p.indrelid = $1 AND p.indisprimary))
-			ORDER BY i.indisprimary DESC, i.indisclustered DESC, ic.relname::text COLLATE "C"
-			LIMIT 1)
-		SELECT a.attname::text, a.attnotnull OR (t.typtype = 'd' AND t.typnotnull),
-			coalesce(pg_get_expr(d.adbin, d.adrelid), ''),
-			coalesce((SELECT k.n FROM key, unnest(key.cols) WITH ORDINALITY k(attnum, n) WHERE k.attnum = a.attnum LIMIT 1), 0)
-		FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-			LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped`, relid).Query(func(rows pgx.Rows) error {
+	b.Queue(relationQuery, relid).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var name string
 			var c Column

@@ -2,9 +2,11 @@ package pgtypes
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -194,5 +196,61 @@ CREATE INDEX nokey_a ON nokey (a);`); err != nil {
 	// A relation dropped meanwhile: nothing to say.
 	if got, err := ReadRelation(ctx, conn, 4_000_000_000); err != nil || len(got) != 0 {
 		t.Errorf("unknown relation: %+v %v", got, err)
+	}
+}
+
+// BenchmarkReadRelation is what the collector pays per relation message
+// (once per table per session, and after DDL) to read the catalog, beside
+// Resolve, which it already paid per user-defined type: the bench table
+// (5 columns) and a wide one (60 columns, a primary key of 2).
+func BenchmarkReadRelation(b *testing.B) {
+	pg := pgtest.Run(b)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pg.DSN(""))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	wide := "CREATE TABLE wide (a int, b int NOT NULL DEFAULT 1"
+	for i := range 58 {
+		wide += fmt.Sprintf(", c%d text DEFAULT 'x'", i)
+	}
+	wide += ", PRIMARY KEY (b, a))"
+	if _, err := conn.Exec(ctx, `CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+		CREATE TABLE bench (id bigint PRIMARY KEY, k int, v text, payload jsonb, ts timestamptz DEFAULT now()); `+wide); err != nil {
+		b.Fatal(err)
+	}
+	oid := func(q string) uint32 {
+		var o uint32
+		if err := conn.QueryRow(ctx, q).Scan(&o); err != nil {
+			b.Fatal(err)
+		}
+		return o
+	}
+	benchRel, wideRel, moodType := oid("SELECT 'bench'::regclass::oid"), oid("SELECT 'wide'::regclass::oid"), oid("SELECT 'mood'::regtype::oid")
+	// Interleaved, so that the figures share the load of the machine: a
+	// ratio to one trivial catalog query, the round trip itself.
+	var took [4]time.Duration
+	step := func(i int, f func() error) {
+		t0 := time.Now()
+		if err := f(); err != nil {
+			b.Fatal(err)
+		}
+		took[i] += time.Since(t0)
+	}
+	for b.Loop() {
+		step(0, func() error { _, err := ReadRelation(ctx, conn, benchRel); return err })
+		step(1, func() error { _, err := ReadRelation(ctx, conn, wideRel); return err })
+		step(2, func() error { _, err := Resolve(ctx, conn, moodType); return err })
+		step(3, func() error {
+			rows, err := conn.Query(ctx, "SELECT attname FROM pg_attribute WHERE attrelid = $1", benchRel)
+			if err == nil {
+				rows.Close()
+			}
+			return err
+		})
+	}
+	for i, name := range []string{"bench-µs", "wide60-µs", "resolve-µs", "trivial-query-µs"} {
+		b.ReportMetric(float64(took[i].Microseconds())/float64(b.N), name)
 	}
 }
