@@ -62,10 +62,15 @@ deploy-tools:
 
 # The full fault suite (e2e/faults): 20 kills each of collector and router, a 30 s NATS
 # outage, 1,000,000-row transactions... `make test` runs the same scenarios, smaller.
+# The failover tests need failover slots (PostgreSQL 17+): they run again on FAILOVER_PG.
+FAILOVER_PG ?= 17
+
 test-faults:
 	scripts/ensure-postgres.sh
 	@$(MAKE) --no-print-directory build
 	PGJET_FAULTS=full $(GO) test -count=1 -timeout 60m -v github.com/pgjet/pgjet/e2e/faults
+	@if [ ! -x /usr/lib/postgresql/$(FAILOVER_PG)/bin/initdb ]; then scripts/pg-rootfs.sh $(FAILOVER_PG) || exit 1; fi
+	PGJET_PG_VERSION=$(FAILOVER_PG) PGJET_FAULTS=full $(GO) test -count=1 -timeout 30m -v -run '^TestFailover' github.com/pgjet/pgjet/e2e/faults
 
 # The PostgreSQL majors `make test-versions` runs the e2e pipeline suite on: the host's own
 # (Debian bookworm packages 15) and newer ones from Debian root filesystems that

@@ -113,12 +113,16 @@ func Check(changes []Change, events []Event) Report {
 	return r
 }
 
-// dedupe counts and drops repeated deliveries, keeping the first.
+// dedupe counts and drops repeated deliveries, keeping the first. A change
+// is its source's (by name: a re-sent transaction's id names another
+// timeline), commit LSN and index: two slots of one database give the
+// changes of a transaction touching tables of both the same positions.
 func (r *Report) dedupe(events []Event) []*Event {
 	type pos struct {
-		lsn   uint64
-		bad   string // an unparsable LSN, compared as written
-		index uint64
+		source string
+		lsn    uint64
+		bad    string // an unparsable LSN, compared as written
+		index  uint64
 	}
 	byID := map[string]*Event{}
 	byPos := map[pos]*Event{}
@@ -130,7 +134,7 @@ func (r *Report) dedupe(events []Event) []*Event {
 			r.problem("duplicate: %s again at %s", describe(first), where(e))
 			continue
 		}
-		p := pos{index: e.Index}
+		p := pos{source: e.Source, index: e.Index}
 		if lsn, err := ParseLSN(e.LSN); err == nil {
 			p.lsn = lsn
 		} else {

@@ -81,6 +81,31 @@ func TestCheckAcceptsEventsInAnotherTablesOrder(t *testing.T) {
 	}
 }
 
+// Two slots of one database, each its own source, stream a transaction
+// touching tables of both: each numbers its own changes from 0 at the same
+// commit LSN. Those are different changes, not one delivered twice.
+func TestCheckTellsSourcesApart(t *testing.T) {
+	h := []Change{
+		{ID: 1, Xid: 700, Op: "insert", Schema: "public", Table: "users", After: []byte(`{"id": 1}`)},
+		{ID: 2, Xid: 700, Op: "insert", Schema: "public", Table: "orders", After: []byte(`{"id": 10}`)},
+	}
+	users := ev("0/1000", 700, 0, "insert", "users", `{"id": 1}`, ``, `{"id": 1}`)
+	users.Source, users.MsgID = "a", "a.1.1:1000:0"
+	orders := ev("0/1000", 700, 0, "insert", "orders", `{"id": 10}`, ``, `{"id": 10}`)
+	orders.Source, orders.MsgID = "b", "b.1.1:1000:0"
+	if r := Check(h, []Event{users, orders}); !r.OK() {
+		t.Fatal(r)
+	}
+	// Within one source, the same position under another id (a re-sent
+	// transaction after a failover: its id names the new timeline) is
+	// still a duplicate.
+	again := users
+	again.MsgID = "a.1.2:1000:0"
+	if r := Check(h, []Event{users, orders, again}); r.Duplicated != 1 {
+		t.Fatalf("re-sent change not counted as a duplicate: %s", r)
+	}
+}
+
 // Each case breaks the faithful events in one way and says which count must
 // show it, and that nothing else is reported.
 func TestCheckDetects(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -59,6 +60,8 @@ func ParseLSN(s string) (uint64, error) {
 
 // Drain reads the messages of stream whose subjects match filter ("" for
 // all), from the first, in stream order, with an ordered consumer.
+// Notices ({prefix}._notices.{kind}: the collector's word about the source,
+// not changes) are left out.
 //
 // It stops once want messages have arrived and then none for quiet: waiting
 // past want is what lets Check see duplicates and extras. With want <= 0 it
@@ -94,6 +97,9 @@ func Drain(ctx context.Context, js jetstream.JetStream, stream, filter string, w
 			}
 			return out, fmt.Errorf("drain %s: %w", stream, err)
 		}
+		if IsNoticeSubject(msg.Subject()) {
+			continue
+		}
 		e, err := ParseEvent(msg.Data())
 		if err != nil {
 			return out, fmt.Errorf("drain %s: message on %s: %w", stream, msg.Subject(), err)
@@ -106,4 +112,9 @@ func Drain(ctx context.Context, js jetstream.JetStream, stream, filter string, w
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// IsNoticeSubject reports whether subject is a notice's ({prefix}._notices.{kind}).
+func IsNoticeSubject(subject string) bool {
+	return strings.Contains("."+subject+".", "._notices.")
 }

@@ -93,6 +93,9 @@ type env struct {
 
 	// colFlags are given to every collector this env starts.
 	colFlags []string
+	// workDSN is where workloads write ("": the env's Postgres), e.g. every
+	// host of a failover pair.
+	workDSN string
 
 	col *harness.Proc // the current collector
 	rt  *harness.Proc // the current router

@@ -87,7 +87,11 @@ type workload struct {
 }
 
 func (e *env) startWorkload(cfg workloadConfig) *workload {
-	w := &workload{t: e.t, dsn: e.pg.DSN(""), cfg: cfg, stop: make(chan struct{})}
+	dsn := e.workDSN
+	if dsn == "" {
+		dsn = e.pg.DSN("")
+	}
+	w := &workload{t: e.t, dsn: dsn, cfg: cfg, stop: make(chan struct{})}
 	w.lastBig.Store(time.Now().UnixNano())
 	rng := newRand(e.t, "workload")
 	for i := range cfg.workers {

@@ -275,6 +275,11 @@ func (d *decoder) source(spec *mapReader, src *Source) {
 	}
 	src.StartPosition = defaultStartPosition
 	d.enum(c, "start_position", &src.StartPosition, Earliest, Latest)
+	if fn, fp := c.get("failover"); fn != nil {
+		if v, ok := d.boolean(fn, fp); ok {
+			src.Failover = v
+		}
+	}
 	c.rest(nil)
 }
 

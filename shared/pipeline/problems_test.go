@@ -121,6 +121,8 @@ func TestProblems(t *testing.T) {
 			}},
 		{name: "source start position", text: strings.Replace(doc("", natsA), "{dsn:", "{start_position: now, dsn:", 1),
 			want: []string{`spec.source.config.start_position: unknown value "now": use earliest or latest`}},
+		{name: "source failover", text: strings.Replace(doc("", natsA), "{dsn:", "{failover: sometimes, dsn:", 1),
+			want: []string{`spec.source.config.failover: must be true or false`}},
 
 		// pgjet's guarantees replace DeltaForge's options.
 		{name: "required false", text: doc("", `{type: nats, config: {id: a, url: "nats://h", stream: A, required: false}}`),

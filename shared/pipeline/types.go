@@ -130,6 +130,10 @@ type Source struct {
 	// StartPosition is "earliest" (default) or "latest": where a new slot
 	// starts, and the default start of every sink's consumer.
 	StartPosition string
+	// Failover: the slot is a failover slot (PostgreSQL 17+), synchronized
+	// to standbys with sync_replication_slots, so that the collector
+	// follows a promotion (docs/postgres.md).
+	Failover bool
 }
 
 // RawStream is pgjet's own section: the raw stream and how to reach it.

@@ -118,6 +118,11 @@ func TestDefaults(t *testing.T) {
 	if !reflect.DeepEqual(f.Source, want) {
 		t.Errorf("source %+v", f.Source)
 	}
+	fo, e := parse(t, strings.Replace(doc("", natsA), "{dsn:", "{failover: true, dsn:", 1), nil)
+	expect(t, e)
+	if !fo.Source.Failover {
+		t.Error("source.config.failover: true not read")
+	}
 	if f.RawStream.Name != "PGJET_RAW" || f.RawStream.MaxAge != 168*time.Hour || f.RawStream.DuplicateWindow != time.Hour ||
 		f.RawStream.Replicas != 1 || f.RawStream.Embedded != nil || len(f.RawStream.Conn.URLs) != 0 {
 		t.Errorf("raw stream %+v", f.RawStream)

@@ -23,10 +23,16 @@ func (s Source) AppendID(b []byte) []byte {
 }
 
 // RawMsgID is the Nats-Msg-Id of a raw message holding changes from first to
-// last (inclusive): a retried publish of the same content dedupes.
+// last (inclusive): a retried publish of the same content dedupes. It names
+// the slot too: two slots of one database decode a transaction touching
+// tables of both at the same positions, and a collector must never have its
+// record taken for another's duplicate (one writer per source is enforced at
+// start and on every publish, but the id must not be what breaks first).
 func RawMsgID(s Source, first, last Position) string {
-	b := make([]byte, 0, 96)
+	b := make([]byte, 0, 96+len(s.Slot))
 	b = s.AppendID(b)
+	b = append(b, ':')
+	b = append(b, s.Slot...)
 	b = append(b, ':')
 	b = strconv.AppendUint(b, first.CommitLSN, 16)
 	b = append(b, '.')

@@ -340,8 +340,16 @@ func TestIDs(t *testing.T) {
 	if got := s.ID(); got != "app.7311.2" {
 		t.Errorf("ID = %q", got)
 	}
-	if got := RawMsgID(s, Position{CommitLSN: 0x1A, Change: 0}, Position{CommitLSN: 0x2B, Change: 5}); got != "app.7311.2:1a.0-2b.5" {
+	s.Slot = "slot_a"
+	if got := RawMsgID(s, Position{CommitLSN: 0x1A, Change: 0}, Position{CommitLSN: 0x2B, Change: 5}); got != "app.7311.2:slot_a:1a.0-2b.5" {
 		t.Errorf("RawMsgID = %q", got)
+	}
+	// The same changes read through another slot (a transaction touching
+	// tables of two publications) must not look like a retry.
+	other := s
+	other.Slot = "slot_b"
+	if RawMsgID(s, Position{CommitLSN: 0x1A}, Position{CommitLSN: 0x1A, Final: true}) == RawMsgID(other, Position{CommitLSN: 0x1A}, Position{CommitLSN: 0x1A, Final: true}) {
+		t.Error("raw message ids of two slots collide")
 	}
 	if got := string(AppendEventID(nil, s, 0x1A, 3, -1)); got != "app.7311.2:1a:3" {
 		t.Errorf("AppendEventID = %q", got)

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/collector/internal/resume"
 	"github.com/pgjet/pgjet/collector/internal/session"
 	"github.com/pgjet/pgjet/shared/natsconn"
 	"github.com/pgjet/pgjet/shared/opcheck"
@@ -128,6 +129,10 @@ type pgFacts struct {
 	connected bool
 	sysID     uint64 // 0: unknown
 	slot      *slotState
+	// From the replication connection: where the collector would resume.
+	timeline int32
+	database string
+	history  []resume.Switch
 }
 
 func checkPostgres(ctx context.Context, cfg config, r *opcheck.Report) *pgFacts {
@@ -172,6 +177,7 @@ func checkPostgres(ctx context.Context, cfg config, r *opcheck.Report) *pgFacts 
 	}
 	checkPublication(ctx, cfg, conn, srv, r)
 	checkSlot(ctx, cfg, conn, srv, r, facts)
+	checkFailover(ctx, cfg, conn, srv, r)
 	return facts
 }
 
@@ -181,7 +187,7 @@ func checkPostgres(ctx context.Context, cfg config, r *opcheck.Report) *pgFacts 
 func checkReplicationConn(ctx context.Context, cfg config, r *opcheck.Report, facts *pgFacts) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	repl, err := session.ConnectReplication(cctx, cfg.dsn)
+	repl, err := session.ConnectReplication(cctx, cfg.dsn, nil)
 	if err != nil {
 		r.Fail(fmt.Sprintf("cannot open a replication connection: %v", err),
 			"the role needs REPLICATION (ALTER ROLE ... REPLICATION), pg_hba.conf must admit it to this database, and max_wal_senders must have a free sender")
@@ -194,7 +200,11 @@ func checkReplicationConn(ctx context.Context, cfg config, r *opcheck.Report, fa
 		return
 	}
 	fmt.Sscan(sys.SystemID, &facts.sysID)
+	facts.timeline, facts.database = sys.Timeline, sys.DBName
 	r.OK("replication connection works (system id %s, timeline %d)", sys.SystemID, sys.Timeline)
+	if facts.history, err = session.TimelineHistory(cctx, repl, sys.Timeline); err != nil {
+		r.Fail(err.Error(), "")
+	}
 }
 
 // pubTable is one table the collector streams: published, or in --tables.
@@ -590,10 +600,7 @@ func checkRawStream(ctx context.Context, cfg config, r *opcheck.Report, pg *pgFa
 		r.OK("no raw records of source %s yet", cfg.source)
 	default:
 		r.OK("last raw record of source %s: seq %d, commit %s at %s, stored %s", cfg.source, last.seq, pglogrepl.LSN(last.commitLSN), last.commitTime.Format(time.RFC3339Nano), opcheck.Ago(last.stored))
-		if pg.sysID != 0 && last.source.SystemID != pg.sysID {
-			r.Warn(fmt.Sprintf("the raw stream's records of source %s come from another database (system id %d, this one %d)", cfg.source, last.source.SystemID, pg.sysID),
-				"give each database its own --source")
-		}
+		checkWriter(cfg, pg, last, r)
 		if pg.connected && pg.sysID != 0 && pg.slot == nil && !cfg.recreateSlot {
 			r.Fail(fmt.Sprintf("slot %s is missing but the raw stream holds records of source %s up to %s: the slot was dropped and the changes committed since are lost to pgjet; the collector refuses to start", cfg.slot, cfg.source, pglogrepl.LSN(last.commitLSN)),
 				"start it with --recreate-slot to accept that gap (and resynchronise consumers)")

@@ -48,6 +48,8 @@ type config struct {
 	maxMessage   int
 	standby      bool
 	recreateSlot bool
+	takeOver     bool
+	failover     bool
 	logLevel     slog.Level
 	logJSON      bool
 	metrics      string // --metrics HOST:PORT; "": off
@@ -88,6 +90,8 @@ func parseConfig(args []string) (config, error) {
 	fs.IntVar(&c.maxChanges, "max-message-changes", 0, "most changes in one raw message, unless one transaction fragment holds more (0: no bound; a pipeline file's batch.max_events)")
 	fs.BoolVar(&c.standby, "standby", false, "wait while another collector holds the slot, and take over when it is released")
 	fs.BoolVar(&c.recreateSlot, "recreate-slot", false, "create the slot even though the raw stream has records of this source (after the slot was dropped; changes in between are missing)")
+	fs.BoolVar(&c.failover, "failover", false, "make the slot a failover slot (PostgreSQL 17+), which standbys with sync_replication_slots = on keep a copy of, so that the collector follows a promotion (docs/postgres.md)")
+	fs.BoolVar(&c.takeOver, "take-over-source", false, "once, to make this collector the source's writer although its last raw record comes from another slot or database (slot renamed, database restored or upgraded into a new cluster) or from a timeline this server does not descend from")
 	c.memLimit = -1
 	fs.Var(&c.memLimit, "memory-limit", "soft memory limit of the Go runtime, e.g. 256MiB (GOMEMLIMIT wins; 0: none); auto: 128MiB, none with --embedded")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
@@ -254,6 +258,8 @@ func (c *config) sessionConfig(log *slog.Logger, pr *probe) session.Config {
 		MaxChanges:     c.maxChanges,
 		Standby:        c.standby,
 		RecreateSlot:   c.recreateSlot,
+		TakeOver:       c.takeOver,
+		Failover:       c.failover,
 		Probe:          pr,
 		Totals:         &pr.totals,
 		PublishLatency: pr.observer(),

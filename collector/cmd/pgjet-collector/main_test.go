@@ -30,6 +30,11 @@ func TestParseConfig(t *testing.T) {
 		// The pipeline file's rule (wire.CheckSlotName), not a failure at the first connection.
 		{name: "bad slot", args: []string{"--slot", "My-Slot"}, wantErr: `bad --slot "My-Slot": PostgreSQL allows lower-case letters, digits and '_', at most 63`},
 		{name: "nats and embedded", args: []string{"--embedded", "/tmp/x"}, wantErr: "exclude each other"},
+		{name: "failover and take-over", args: []string{"--failover", "--take-over-source"}, check: func(t *testing.T, c config) {
+			if !c.failover || !c.takeOver {
+				t.Errorf("failover %v, take over %v", c.failover, c.takeOver)
+			}
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -14,7 +14,9 @@ import (
 	"github.com/pgjet/pgjet/collector/internal/lag"
 	"github.com/pgjet/pgjet/collector/internal/rawstream"
 	"github.com/pgjet/pgjet/collector/internal/replication"
+	"github.com/pgjet/pgjet/collector/internal/resume"
 	"github.com/pgjet/pgjet/collector/internal/session"
+	"github.com/pgjet/pgjet/collector/internal/stall"
 	"github.com/pgjet/pgjet/shared/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -36,6 +38,12 @@ type probe struct {
 	slotLag atomic.Uint64 // math.Float64bits
 	// publishLatency is nil while metrics are off: then nothing is timed.
 	publishLatency prometheus.Histogram
+	// Failovers that left stored records the new primary never had, and
+	// the WAL span of those records.
+	phantomRanges, phantomBytes atomic.Uint64
+	// stalled is why the replication session stands still although the
+	// server has WAL for it ("" while it does not).
+	stalled atomic.Pointer[string]
 }
 
 func newProbe() *probe {
@@ -60,10 +68,20 @@ func (p *probe) NotReady(reason string) { p.ready.NotReady(reason) }
 // Reconnected: a session starts again after one ended.
 func (p *probe) Reconnected() { p.pgReconnects.Add(1) }
 
-// check is /readyz: a session streams and NATS is connected.
+// Phantoms: a failover left stored records the new primary never had.
+func (p *probe) Phantoms(ph *resume.Phantoms) {
+	p.phantomRanges.Add(1)
+	p.phantomBytes.Add(ph.Last - ph.Fork)
+}
+
+// check is /readyz: a session streams (and moves when it has WAL to read)
+// and NATS is connected.
 func (p *probe) check() error {
 	if err := p.ready.Check(); err != nil {
 		return err
+	}
+	if why := p.stalled.Load(); why != nil && *why != "" {
+		return errors.New(*why)
 	}
 	if nc := p.nc.Load(); nc != nil && !nc.IsConnected() {
 		return fmt.Errorf("NATS connection %s", nc.Status())
@@ -89,7 +107,8 @@ func serveMetrics(addr string, p *probe) (*metrics.Server, error) {
 
 // pollSlotLag measures the slot's lag on a connection of its own (not the
 // replication connection, whose reads must not wait on it) every interval
-// until ctx ends.
+// until ctx ends, and watches the session for a stall: /readyz says when
+// it stands still while the server has WAL for it.
 func (p *probe) pollSlotLag(ctx context.Context, dsn, slot string, every time.Duration, log *slog.Logger) {
 	var conn *pgx.Conn
 	defer func() {
@@ -97,6 +116,7 @@ func (p *probe) pollSlotLag(ctx context.Context, dsn, slot string, every time.Du
 			conn.Close(context.Background())
 		}
 	}()
+	detector := stall.Detector{After: stallAfter}
 	poll := func() error {
 		qctx, cancel := context.WithTimeout(ctx, every)
 		defer cancel()
@@ -112,7 +132,13 @@ func (p *probe) pollSlotLag(ctx context.Context, dsn, slot string, every time.Du
 			}
 		}
 		var lagBytes float64
-		err := conn.QueryRow(qctx, `SELECT (pg_current_wal_lsn() - confirmed_flush_lsn)::float8 FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&lagBytes)
+		var wal, sent uint64
+		// sent_lsn is the walsender's (only its own role's row is visible
+		// to a role without pg_read_all_stats: the collector's is).
+		err := conn.QueryRow(qctx, `SELECT (pg_current_wal_lsn() - s.confirmed_flush_lsn)::float8,
+				(pg_current_wal_lsn() - '0/0')::numeric::int8, coalesce((r.sent_lsn - '0/0')::numeric::int8, 0)
+			FROM pg_replication_slots s LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
+			WHERE s.slot_name = $1`, slot).Scan(&lagBytes, &wal, &sent)
 		if err != nil {
 			if !errors.Is(err, pgx.ErrNoRows) {
 				conn.Close(context.Background())
@@ -121,6 +147,7 @@ func (p *probe) pollSlotLag(ctx context.Context, dsn, slot string, every time.Du
 			return err
 		}
 		p.slotLag.Store(math.Float64bits(lagBytes))
+		p.watchStall(&detector, wal, sent, log)
 		return nil
 	}
 	t := time.NewTicker(every)
@@ -135,6 +162,35 @@ func (p *probe) pollSlotLag(ctx context.Context, dsn, slot string, every time.Du
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// stallAfter is how long a session may stand still while the server has
+// WAL for it before /readyz says so: far beyond a status interval (10 s),
+// far below what an operator would sit through unwarned.
+const stallAfter = 20 * time.Second
+
+// watchStall feeds the detector a sample of the current session and the
+// server's positions, and reports a stall's start and end.
+func (p *probe) watchStall(d *stall.Detector, wal, sent uint64, log *slog.Logger) {
+	st, pub := p.stream.Load(), p.pub.Load()
+	if st == nil || pub == nil || p.ready.Check() != nil {
+		// No session streams: readiness says why already.
+		*d = stall.Detector{After: d.After}
+		p.setStalled("", log)
+		return
+	}
+	why := d.Observe(stall.Sample{At: time.Now(), Received: st.Received(), Confirmed: pub.Confirmed(), Sent: sent, WAL: wal, InFlight: pub.InFlightBytes() > 0})
+	p.setStalled(why, log)
+}
+
+func (p *probe) setStalled(why string, log *slog.Logger) {
+	was := p.stalled.Swap(&why)
+	switch {
+	case why != "" && (was == nil || *was == ""):
+		log.Warn(why)
+	case why == "" && was != nil && *was != "":
+		log.Info("replication moves again")
 	}
 }
 
@@ -153,13 +209,15 @@ var (
 	descReconnects   = prometheus.NewDesc("pgjet_collector_reconnects_total", "Connections established again: cause postgres, a new replication session after one ended; nats, the NATS client's reconnects.", []string{"cause"}, nil)
 	descReadLag      = prometheus.NewDesc("pgjet_collector_read_lag_seconds", "Time from a transaction's commit (Postgres's clock) to its decoding by the collector.", nil, nil)
 	descStoredLag    = prometheus.NewDesc("pgjet_collector_stored_lag_seconds", "Time from a transaction's commit (Postgres's clock) to its acknowledgement by JetStream.", nil, nil)
+	descPhantoms     = prometheus.NewDesc("pgjet_collector_phantom_ranges_total", "Failovers after which the raw stream held records the new primary never had (phantoms); each is logged at ERROR and published as a pgjet.notice.phantoms notice.", nil, nil)
+	descPhantomBytes = prometheus.NewDesc("pgjet_collector_phantom_wal_bytes_total", "WAL span of the phantom ranges: from the timeline's fork to the last phantom commit.", nil, nil)
 )
 
 // lagBuckets are edges of lag.Histogram's buckets.
 var lagBuckets = []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60}
 
 func (c *probeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descChanges, descTransactions, descMessages, descReceived, descConfirmed, descInFlight, descSlotLag, descReconnects, descReadLag, descStoredLag} {
+	for _, d := range []*prometheus.Desc{descChanges, descTransactions, descMessages, descReceived, descConfirmed, descInFlight, descSlotLag, descReconnects, descReadLag, descStoredLag, descPhantoms, descPhantomBytes} {
 		ch <- d
 	}
 }
@@ -176,6 +234,8 @@ func (c *probeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descTransactions, p.totals.Transactions.Load())
 	counter(descMessages, p.totals.Messages.Load())
 	counter(descReconnects, p.pgReconnects.Load(), "postgres")
+	counter(descPhantoms, p.phantomRanges.Load())
+	counter(descPhantomBytes, p.phantomBytes.Load())
 	var natsReconnects uint64
 	if nc := p.nc.Load(); nc != nil {
 		natsReconnects = nc.Stats().Reconnects

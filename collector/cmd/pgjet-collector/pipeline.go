@@ -37,6 +37,7 @@ func (c *config) applyFile(given map[string]bool, tables *string) error {
 	set("publication", func() { c.publication = src.Publication })
 	set("tables", func() { *tables = strings.Join(src.Tables, ",") })
 	set("source", func() { c.source = src.ID })
+	set("failover", func() { c.failover = src.Failover })
 
 	raw := f.RawStream
 	if raw.Embedded != nil && !given["nats"] {

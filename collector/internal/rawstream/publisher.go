@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,9 +26,14 @@ import (
 // With a single message in flight the stream can never hold a later message
 // without an earlier one, and a retry with the same Nats-Msg-Id is safe.
 type Publisher struct {
-	js       jetstream.JetStream
-	subject  string
-	source   wire.Source
+	js      jetstream.JetStream
+	stream  string
+	subject string
+	source  wire.Source
+	// lastSeq is the stream sequence of the subject's last record, which
+	// every publish expects (Nats-Expected-Last-Subject-Sequence): a
+	// record of another writer in between fails it. Run's goroutine only.
+	lastSeq  uint64
 	maxBytes int
 	// maxChanges bounds the changes of a raw message (0: no bound), except
 	// that a message holds at least one fragment.
@@ -81,8 +87,16 @@ type Observer interface{ Observe(float64) }
 
 // PublisherConfig configures a Publisher.
 type PublisherConfig struct {
+	// Stream and Subject: where the records go.
+	Stream  string
 	Subject string
 	Source  wire.Source
+	// LastSeq is the stream sequence of the subject's last record (0:
+	// none), read when the session took the slot. Each publish expects the
+	// subject to end there, or at its own previous record: a source has
+	// one writer, and a record of anyone else in between stops the
+	// publisher with a *SubjectMovedError.
+	LastSeq uint64
 	// MaxMessageBytes bounds a raw message (below the server's max payload).
 	MaxMessageBytes int
 	// MaxMessageChanges bounds the changes of a raw message (0: none): a
@@ -111,7 +125,9 @@ type PublisherConfig struct {
 func NewPublisher(js jetstream.JetStream, c PublisherConfig) *Publisher {
 	p := &Publisher{
 		js:         js,
+		stream:     c.Stream,
 		subject:    c.Subject,
+		lastSeq:    c.LastSeq,
 		source:     c.Source,
 		maxBytes:   c.MaxMessageBytes,
 		maxChanges: c.MaxMessageChanges,
@@ -337,12 +353,22 @@ func (p *Publisher) publish(ctx context.Context, frags []*pgoutput.Fragment, fir
 	}
 	retry := backoff.New(100*time.Millisecond, 5*time.Second)
 	for attempt := 1; ; attempt++ {
-		err = p.attempt(ctx, msg)
+		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(p.lastSeq, 10))
+		var seq uint64
+		seq, err = p.attempt(ctx, msg)
+		if wrongLastSequence(err) {
+			seq, err = p.resolveMoved(ctx, msg)
+		}
 		if err == nil {
+			p.lastSeq = seq
 			break
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		var moved *SubjectMovedError
+		if errors.As(err, &moved) {
+			return err
 		}
 		if permanent(err) {
 			return fmt.Errorf("publish raw message (%d bytes) to %s: %w", len(data), p.subject, err)
@@ -390,11 +416,12 @@ func (p *Publisher) publish(ctx context.Context, frags []*pgoutput.Fragment, fir
 	return nil
 }
 
-// attempt publishes msg once and waits for its ack.
-func (p *Publisher) attempt(ctx context.Context, msg *nats.Msg) error {
+// attempt publishes msg once and waits for its ack, returning the stream
+// sequence it was stored at.
+func (p *Publisher) attempt(ctx context.Context, msg *nats.Msg) (uint64, error) {
 	fut, err := p.js.PublishMsgAsync(msg)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if crashpoint.Armed("publish-before-ack") {
 		// Make sure the message reached the server, so the crash really
@@ -405,15 +432,58 @@ func (p *Publisher) attempt(ctx context.Context, msg *nats.Msg) error {
 	timer := time.NewTimer(p.timeout)
 	defer timer.Stop()
 	select {
-	case <-fut.Ok():
-		return nil
+	case ack := <-fut.Ok():
+		return ack.Sequence, nil
 	case err := <-fut.Err():
-		return err
+		return 0, err
 	case <-timer.C:
-		return fmt.Errorf("no ack within %s", p.timeout)
+		return 0, fmt.Errorf("no ack within %s", p.timeout)
 	case <-ctx.Done():
-		return ctx.Err()
+		return 0, ctx.Err()
 	}
+}
+
+// SubjectMovedError says the raw subject no longer ends where the publisher
+// expected: a record it did not write is there. Last is that record. The
+// session tells another writer (it stops: one writer per source) from a
+// record of its own slot (an earlier session's late publish, an
+// operator's purge: it starts again from the slot).
+type SubjectMovedError struct {
+	Subject  string
+	Expected uint64 // the sequence the subject was expected to end at
+	Last     Last
+	Found    bool // false: the subject is empty (purged)
+}
+
+func (e *SubjectMovedError) Error() string {
+	if !e.Found {
+		return fmt.Sprintf("raw subject %s was emptied (purged?) while this collector wrote it: expected its last record at sequence %d", e.Subject, e.Expected)
+	}
+	return fmt.Sprintf("raw subject %s holds a record this collector did not write (sequence %d, from slot %q of database %q on system %d, timeline %d); expected its last record at sequence %d",
+		e.Subject, e.Last.Seq, e.Last.Source.Slot, e.Last.Source.Database, e.Last.Source.SystemID, e.Last.Source.Timeline, e.Expected)
+}
+
+// resolveMoved finds out why msg's expected last sequence failed: an
+// earlier attempt of this very message was stored (its ack got lost), or
+// somebody else wrote the subject. It returns the sequence msg is stored
+// at, or a *SubjectMovedError.
+func (p *Publisher) resolveMoved(ctx context.Context, msg *nats.Msg) (uint64, error) {
+	last, found, err := LastRecord(ctx, p.js, p.stream, strings.TrimPrefix(p.subject, wire.RawSubjectPrefix))
+	if err != nil {
+		return 0, fmt.Errorf("raw subject %s did not end at sequence %d as expected, and reading its last record failed: %w", p.subject, p.lastSeq, err)
+	}
+	if found && last.MsgID == msg.Header.Get(jetstream.MsgIDHeader) {
+		return last.Seq, nil
+	}
+	return 0, &SubjectMovedError{Subject: p.subject, Expected: p.lastSeq, Last: last, Found: found}
+}
+
+// wrongLastSequence reports whether err is JetStream refusing a publish
+// whose expected last subject sequence does not hold.
+func wrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // permanent errors cannot be fixed by publishing again.

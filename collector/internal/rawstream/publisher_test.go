@@ -2,6 +2,7 @@ package rawstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -46,6 +47,7 @@ func newPublisherRig(t *testing.T, c PublisherConfig) *publisherRig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.Stream = "RAW"
 	c.Subject = wire.RawSubject(benchSrc.Name)
 	c.Source = benchSrc
 	if c.MaxMessageBytes == 0 {
@@ -300,5 +302,84 @@ func TestMaxMessageChangesBoundsEveryMessage(t *testing.T) {
 		if n > most {
 			t.Errorf("raw message %d holds %d changes, more than %d", i, n, most)
 		}
+	}
+}
+
+// store publishes frags of src on the rig's subject as a collector reading
+// src would, bypassing the rig's publisher.
+func (r *publisherRig) store(src wire.Source, frags []*pgoutput.Fragment) {
+	r.t.Helper()
+	var asm Assembler
+	m := asm.Assemble(src, frags)
+	data, err := wire.Marshal(m)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	first, _ := m.First()
+	last, _ := m.Last()
+	msg := &nats.Msg{Subject: wire.RawSubject(benchSrc.Name), Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, wire.RawMsgID(src, first, last))
+	if _, err := r.js.PublishMsg(context.Background(), msg); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// A source has one writer: a record of another collector on the subject
+// between two publishes stops the publisher with a *SubjectMovedError
+// naming that record's writer, and nothing more is stored.
+func TestPublisherStopsOnAnotherWriter(t *testing.T) {
+	r := newPublisherRig(t, PublisherConfig{})
+	frags := oltpFragments(t, 20)
+	for _, f := range frags[:10] {
+		r.add(f)
+	}
+	r.waitIdle(30 * time.Second)
+
+	other := benchSrc
+	other.Slot = "other_slot"
+	r.store(other, frags[10:11])
+	before := len(r.messages())
+
+	for _, f := range frags[11:] {
+		if err := r.p.Add(context.Background(), f, time.Second); err != nil && err != ErrQueueFull {
+			t.Fatal(err)
+		}
+	}
+	var runErr error
+	select {
+	case runErr = <-r.errc:
+		r.errc <- nil // for the rig's cleanup
+	case <-time.After(30 * time.Second):
+		t.Fatal("the publisher went on publishing after another writer's record")
+	}
+	var moved *SubjectMovedError
+	if !errors.As(runErr, &moved) || !moved.Found || moved.Last.Source.Slot != "other_slot" {
+		t.Fatalf("publisher ended with %v, want a SubjectMovedError naming other_slot", runErr)
+	}
+	if after := len(r.messages()); after != before {
+		t.Errorf("%d records stored after the other writer's", after-before)
+	}
+	if r.p.Idle() {
+		t.Error("the refused fragments count as acknowledged")
+	}
+}
+
+// An attempt whose ack got lost but which was stored is not a conflict:
+// the retry finds its own record at the end of the subject, takes its
+// sequence, and stores nothing twice.
+func TestPublisherRetryFindsItsOwnRecord(t *testing.T) {
+	r := newPublisherRig(t, PublisherConfig{Linger: time.Hour, MaxMessageChanges: 1})
+	frags := oltpFragments(t, 3)
+	// What the publisher's first publish will be, stored already, as if
+	// by an attempt whose ack never came back. JetStream checks the
+	// expected sequence before the duplicate window: that check fails,
+	// and the publisher must see its own record.
+	r.store(benchSrc, frags[:1])
+	for _, f := range frags {
+		r.add(f)
+	}
+	r.waitIdle(30 * time.Second)
+	if got := commitLSNs(r.messages()); len(got) != 3 {
+		t.Fatalf("stored transactions %X, want 3 once each", got)
 	}
 }

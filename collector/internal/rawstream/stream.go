@@ -54,24 +54,39 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c StreamConfig) (*jetst
 	return info, nil
 }
 
-// LastPosition reads the last record stored for the source: everything at or
-// before it must not be published again. ok is false when there is none.
-func LastPosition(ctx context.Context, js jetstream.JetStream, stream, source string) (pos wire.Position, src wire.Source, ok bool, err error) {
+// Last is the last record stored of a source.
+type Last struct {
+	// Pos is the position just after its last change: everything at or
+	// before it must not be published again.
+	Pos wire.Position
+	// Source says who wrote it, on which timeline.
+	Source wire.Source
+	// Seq is its stream sequence; MsgID its Nats-Msg-Id.
+	Seq   uint64
+	MsgID string
+}
+
+// LastRecord reads the last record stored for the source. ok is false when
+// the source has none.
+func LastRecord(ctx context.Context, js jetstream.JetStream, stream, source string) (last Last, ok bool, err error) {
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
-		return pos, src, false, fmt.Errorf("raw stream %s: %w", stream, err)
+		return last, false, fmt.Errorf("raw stream %s: %w", stream, err)
 	}
 	raw, err := s.GetLastMsgForSubject(ctx, wire.RawSubject(source))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return pos, src, false, nil
+		return last, false, nil
 	}
 	if err != nil {
-		return pos, src, false, fmt.Errorf("read last raw record of %s: %w", source, err)
+		return last, false, fmt.Errorf("read last raw record of %s: %w", source, err)
 	}
 	var m wire.Message
 	if err := wire.Unmarshal(raw.Data, &m); err != nil {
-		return pos, src, false, fmt.Errorf("last raw record of %s (seq %d): %w", source, raw.Sequence, err)
+		return last, false, fmt.Errorf("last raw record of %s (seq %d): %w", source, raw.Sequence, err)
 	}
-	pos, ok = m.Last()
-	return pos, m.Source, ok, nil
+	last.Source, last.Seq, last.MsgID = m.Source, raw.Sequence, raw.Header.Get(jetstream.MsgIDHeader)
+	// The collector never publishes an empty record; were one there, its
+	// position would be zero: nothing to skip.
+	last.Pos, _ = m.Last()
+	return last, true, nil
 }

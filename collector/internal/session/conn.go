@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"slices"
 	"strings"
@@ -19,6 +20,10 @@ import (
 // transient errors end a session but not the process: the server restarted
 // or the network failed. Everything else needs the user.
 func transient(err error) bool {
+	var restart *restartError
+	if errors.As(err, &restart) {
+		return true
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		// 08: connection exception; 57: operator intervention (shutdown,
@@ -37,13 +42,26 @@ func transient(err error) bool {
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, net.ErrClosed) || errors.Is(err, pgconn.ErrConnClosed)
 }
 
+// unreachable errors say no server could be connected to, or none that
+// accepts writes (target_session_attrs=read-write while a standby is not
+// promoted yet).
+func unreachable(err error) bool {
+	var connErr *pgconn.ConnectError
+	return errors.As(err, &connErr)
+}
+
 // ConnectReplication opens a replication connection. Text values are
 // rendered in fixed formats regardless of server defaults, so routers can
-// parse them.
-func ConnectReplication(ctx context.Context, dsn string) (*pgconn.PgConn, error) {
+// parse them. Server notices on it go to log (nil: dropped): a walsender
+// says only there why it waits (e.g. for a standby named in
+// synchronized_standby_slots).
+func ConnectReplication(ctx context.Context, dsn string, log *slog.Logger) (*pgconn.PgConn, error) {
 	pc, err := pgconn.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("bad --dsn: %w", ConnError(err))
+	}
+	if log != nil {
+		pc.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { logNotice(log, n) }
 	}
 	pc.RuntimeParams["replication"] = "database"
 	pc.RuntimeParams["application_name"] = "pgjet-collector"
@@ -55,6 +73,25 @@ func ConnectReplication(ctx context.Context, dsn string) (*pgconn.PgConn, error)
 		return nil, fmt.Errorf("replication connection to %s: %w", redact.DSN(dsn), ConnError(err))
 	}
 	return conn, nil
+}
+
+// logNotice logs a server notice at the level its severity says.
+func logNotice(log *slog.Logger, n *pgconn.Notice) {
+	level := slog.LevelInfo
+	switch n.SeverityUnlocalized {
+	case "WARNING":
+		level = slog.LevelWarn
+	case "DEBUG", "LOG":
+		level = slog.LevelDebug
+	}
+	args := []any{"severity", n.SeverityUnlocalized, "code", n.Code}
+	if n.Detail != "" {
+		args = append(args, "detail", n.Detail)
+	}
+	if n.Hint != "" {
+		args = append(args, "hint", n.Hint)
+	}
+	log.Log(context.Background(), level, "PostgreSQL says on the replication connection: "+n.Message, args...)
 }
 
 // ConnError shortens pgconn's errors, which repeat the DSN (and so could

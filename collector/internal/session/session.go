@@ -21,6 +21,7 @@ import (
 	"github.com/pgjet/pgjet/collector/internal/pgsetup"
 	"github.com/pgjet/pgjet/collector/internal/rawstream"
 	"github.com/pgjet/pgjet/collector/internal/replication"
+	"github.com/pgjet/pgjet/collector/internal/resume"
 	"github.com/pgjet/pgjet/shared/backoff"
 	"github.com/pgjet/pgjet/shared/natsconn"
 	"github.com/pgjet/pgjet/shared/pgtypes"
@@ -59,6 +60,12 @@ type Config struct {
 	// RecreateSlot: create the slot even though the raw stream has records
 	// of this source.
 	RecreateSlot bool
+	// Failover: make the slot a failover slot (PostgreSQL 17+).
+	Failover bool
+	// TakeOver: write the source even though its last raw record comes
+	// from another slot or database, or a timeline this server does not
+	// descend from (resume.Decide's takeOver).
+	TakeOver bool
 
 	// Probe is told what metrics and readiness report; nil: nothing.
 	Probe Probe
@@ -81,6 +88,9 @@ type Probe interface {
 	Streaming(pub *rawstream.Publisher, stream *replication.Stream)
 	// Reconnected: a session starts again after one ended.
 	Reconnected()
+	// Phantoms: stored records a failover made phantoms (reported once per
+	// session that finds them).
+	Phantoms(*resume.Phantoms)
 }
 
 type noProbe struct{}
@@ -89,6 +99,7 @@ func (noProbe) NATS(*nats.Conn)                                     {}
 func (noProbe) NotReady(string)                                     {}
 func (noProbe) Streaming(*rawstream.Publisher, *replication.Stream) {}
 func (noProbe) Reconnected()                                        {}
+func (noProbe) Phantoms(*resume.Phantoms)                           {}
 
 // Run connects to NATS and runs replication sessions until ctx ends
 // (returning nil, or the last session's error) or an error that needs the
@@ -141,6 +152,12 @@ func Run(ctx context.Context, cfg Config) error {
 
 	s := &session{cfg: cfg, nc: nc, js: js, log: log, probe: pr}
 	wait := backoff.New(time.Second, 30*time.Second)
+	// No server to connect to (a primary down, its standby not promoted
+	// yet): try again often, so that a promotion is followed within
+	// seconds, however long it took.
+	reach := backoff.New(250*time.Millisecond, 2*time.Second)
+	var said string
+	var saidAt time.Time
 	standingBy := false
 	for {
 		began := time.Now()
@@ -169,8 +186,22 @@ func Run(ctx context.Context, cfg Config) error {
 		if time.Since(began) > time.Minute {
 			wait.Reset()
 		}
-		in := wait.Next()
-		log.Warn("replication session ended; reconnecting", "in", in, "err", err)
+		var in time.Duration
+		var restart *restartError
+		switch {
+		case errors.As(err, &restart):
+			in = 100 * time.Millisecond
+		case unreachable(err):
+			in = reach.Next()
+		default:
+			in = wait.Next()
+			reach.Reset()
+		}
+		// While retrying often, the same error is said every 30 s.
+		if msg := err.Error(); msg != said || time.Since(saidAt) > 30*time.Second {
+			log.Warn("replication session ended; reconnecting", "in", in, "err", err)
+			said, saidAt = msg, time.Now()
+		}
 		pr.NotReady(fmt.Sprintf("replication session ended (%v); reconnecting", err))
 		pr.Reconnected()
 		if wait.Sleep(ctx, in) != nil {
@@ -189,6 +220,8 @@ type session struct {
 	log      *slog.Logger
 	probe    Probe
 	streamed bool // some session reached streaming
+	// source is what the current session reads (set once it knows).
+	source wire.Source
 }
 
 func (s *session) run(ctx context.Context) error {
@@ -205,7 +238,7 @@ func (s *session) run(ctx context.Context) error {
 		return err
 	}
 
-	repl, err := ConnectReplication(ctx, cfg.DSN)
+	repl, err := ConnectReplication(ctx, cfg.DSN, log)
 	if err != nil {
 		return err
 	}
@@ -219,38 +252,61 @@ func (s *session) run(ctx context.Context) error {
 		return fmt.Errorf("identify system: system id %q: %w", sys.SystemID, err)
 	}
 
-	// A slot that is gone while the raw stream has records of this
-	// database must not be recreated silently: that would skip changes.
-	last, ok, err := s.lastStored(ctx, sysID)
+	src := wire.Source{Name: cfg.Source, SystemID: sysID, Timeline: sys.Timeline, Database: sys.DBName, Slot: cfg.Slot}
+	s.source = src
+	history, err := TimelineHistory(ctx, repl, sys.Timeline)
 	if err != nil {
 		return err
 	}
+	// Whose records the raw stream holds of this source, before touching
+	// the slot: a collector that is not the source's writer takes no slot.
+	last, plan, err := s.resumePlan(ctx, src, history)
+	if err != nil {
+		return err
+	}
+	// A slot that is gone while the raw stream has records read from it
+	// must not be recreated silently: that would skip changes.
 	var missing *pgsetup.SlotMissingError
-	if ok && !cfg.RecreateSlot {
-		missing = &pgsetup.SlotMissingError{Slot: cfg.Slot, Source: cfg.Source, Last: pglogrepl.LSN(last.CommitLSN).String()}
+	if last != nil && plan.SameWriter && !cfg.RecreateSlot {
+		missing = &pgsetup.SlotMissingError{Slot: cfg.Slot, Source: cfg.Source, Last: pglogrepl.LSN(last.Pos.CommitLSN).String()}
+	}
+	if err := pgsetup.CheckFailover(ctx, pgc, cfg.Failover); err != nil {
+		return err
 	}
 	slot, err := pgsetup.EnsureSlot(ctx, pgc, repl, cfg.Slot, missing, log)
 	if err != nil {
 		return err
 	}
+	if cfg.Failover {
+		if err := pgsetup.SetFailover(ctx, pgc, repl, cfg.Slot, log); err != nil {
+			return err
+		}
+	}
 	if err := replication.Start(ctx, repl, cfg.Slot, cfg.Publication); err != nil {
 		return err
 	}
-	// The slot is ours now: no other collector writes this source, so the
-	// last stored record is final. Read it again, after the takeover.
-	last, ok, err = s.lastStored(ctx, sysID)
+	// The slot is ours now: no other session of it writes this source, so
+	// the last stored record is final. Read it again, after the takeover.
+	last, plan, err = s.resumePlan(ctx, src, history)
 	if err != nil {
 		return err
 	}
-
-	src := wire.Source{Name: cfg.Source, SystemID: sysID, Timeline: sys.Timeline, Database: sys.DBName, Slot: cfg.Slot}
+	for _, w := range plan.Warnings {
+		log.Warn(w)
+	}
+	var lastSeq uint64
+	if last != nil {
+		lastSeq = last.Seq
+	}
 	// Raw messages of a few MB already amortize an fsync well; larger ones
 	// only cost memory. Headroom below max payload covers headers.
 	maxMsg := min(int(s.nc.MaxPayload())-64<<10, cfg.MaxMessage)
 	cp := checkpoint.New(slot.ConfirmedFlush)
 	pub := rawstream.NewPublisher(s.js, rawstream.PublisherConfig{
+		Stream:            cfg.RawStream,
 		Subject:           wire.RawSubject(cfg.Source),
 		Source:            src,
+		LastSeq:           lastSeq,
 		MaxMessageBytes:   maxMsg,
 		MaxMessageChanges: cfg.MaxChanges,
 		MaxQueueBytes:     cfg.MaxQueue,
@@ -265,10 +321,18 @@ func (s *session) run(ctx context.Context) error {
 	dec := pgoutput.New(func(ctx context.Context, f *pgoutput.Fragment) error { return stream.Emit(ctx, f) },
 		pgtypes.Catalog{Conn: pgc}, min(maxMsg, cfg.MaxMessage/2))
 	stream = replication.New(repl, dec, pub, cp, log)
-	if ok {
-		dec.SkipThrough(last)
-		log.Info("resuming after the last stored record", "commit_lsn", pglogrepl.LSN(last.CommitLSN), "change", last.Change, "piece_byte", last.Piece, "final", last.Final)
-	} else {
+	switch {
+	case plan.Phantoms != nil:
+		dec.SkipThrough(plan.Skip)
+		if err := s.reportPhantoms(ctx, pub, plan.Phantoms); err != nil {
+			return err
+		}
+	case plan.SkipSet:
+		dec.SkipThrough(plan.Skip)
+		log.Info("resuming after the last stored record", "commit_lsn", pglogrepl.LSN(plan.Skip.CommitLSN), "change", plan.Skip.Change, "piece_byte", plan.Skip.Piece, "final", plan.Skip.Final)
+	case last != nil:
+		log.Info("resuming from the slot's position: the stored records' positions do not compare with this server's")
+	default:
 		log.Info("no earlier records of this source in the raw stream")
 	}
 	log.Info("streaming", "slot", cfg.Slot, "publication", cfg.Publication, "confirmed_flush", pglogrepl.LSN(slot.ConfirmedFlush),
@@ -279,7 +343,7 @@ func (s *session) run(ctx context.Context) error {
 	pubCtx, stopPub := context.WithCancel(context.Background())
 	defer stopPub()
 	pubErr := make(chan error, 1)
-	go func() { pubErr <- pub.Run(pubCtx) }()
+	go func() { pubErr <- s.publishError(pub.Run(pubCtx)) }()
 	streamCtx, stopStream := context.WithCancel(ctx)
 	defer stopStream()
 	go func() {
@@ -312,23 +376,6 @@ func (s *session) run(ctx context.Context) error {
 	changes, msgs := pub.Stats()
 	log.Info("session ended", "changes", changes, "raw_messages", msgs, "confirmed", pglogrepl.LSN(pub.Confirmed()))
 	return runErr
-}
-
-// lastStored is the position of the last raw record of this source from
-// this database.
-func (s *session) lastStored(ctx context.Context, sysID uint64) (wire.Position, bool, error) {
-	last, stored, ok, err := rawstream.LastPosition(ctx, s.js, s.cfg.RawStream, s.cfg.Source)
-	if err != nil || !ok {
-		return last, false, err
-	}
-	if stored.SystemID != sysID {
-		// A different database under the same source name: its positions
-		// say nothing about this one's.
-		s.log.Warn("raw stream's last record of this source comes from another database (system id differs): not skipping by position",
-			"stored_system_id", stored.SystemID, "system_id", sysID)
-		return last, false, nil
-	}
-	return last, true, nil
 }
 
 func connectNATS(ctx context.Context, cfg Config, log *slog.Logger) (*nats.Conn, func(), error) {

@@ -38,7 +38,7 @@ func TestParseConfig(t *testing.T) {
 			if r.RawStream != "PGJET_RAW" || r.Durable != "pgjet-router" || r.Stream != "PGJET_EVENTS" || rt.Stdout != stdout.Off {
 				t.Errorf("defaults: %+v", rt)
 			}
-			if got := r.Route.Subjects(); !slices.Equal(got, []string{"postgres.*.*.*", "postgres._messages.*", "postgres._deadletter"}) {
+			if got := r.Route.Subjects(); !slices.Equal(got, []string{"postgres.*.*.*", "postgres._messages.*", "postgres._notices.*", "postgres._deadletter"}) {
 				t.Errorf("subjects %v", got)
 			}
 			if r.Duplicates != 2*time.Minute {

@@ -33,6 +33,10 @@ const (
 	defaultGroupSubject = "{prefix}.transactions.{source}"
 )
 
+// Notices (wire.IsNotice) are the collector's word about the source itself:
+// every route publishes them whatever its filters, on
+// {prefix}._notices.{kind}, or on the route's subject when it is fixed.
+
 // Config is a sink as the pipeline file describes it.
 type Config struct {
 	Name   string // the sink's id, for messages
@@ -113,7 +117,11 @@ type Route struct {
 	part, parts    int
 	dead           string
 	deadUsesPrefix bool
-	subjects       []string
+	// notices is the subject of notices without their kind (a route with
+	// placeholders), or the fixed subject itself (noticeFixed).
+	notices     string
+	noticeFixed bool
+	subjects    []string
 
 	include, exclude []tableGlob
 	ops              uint8 // bit 1<<op per selected op
@@ -166,6 +174,11 @@ func New(c Config) (*Route, error) {
 	}
 
 	r.parseSubjects(c, prefix, fail)
+	if r.row != nil && r.row.fixed {
+		r.notices, r.noticeFixed = r.row.text, true
+	} else {
+		r.notices = prefix + "." + subject.NoticesToken
+	}
 	r.parseMetaSubjects(c, prefix, fail)
 	r.ops = parseOps(c.Ops, fail)
 	if c.Partitions > 1 {
@@ -382,6 +395,11 @@ func (r *Route) makeSubjects() []string {
 		if r.ops&(1<<wire.OpMessage) != 0 {
 			all = append(all, r.msg.pattern)
 		}
+		if r.noticeFixed {
+			all = append(all, r.notices)
+		} else {
+			all = append(all, r.notices+".*")
+		}
 		if r.tx != nil {
 			all = append(all, r.tx.pattern)
 		}
@@ -418,6 +436,9 @@ func (r *Route) selects(ev *envelope.Event) bool {
 	if ev.Kind != envelope.KindChange {
 		return true // the relay makes them for selected events
 	}
+	if wire.IsNotice(ev.Change) {
+		return true
+	}
 	op := ev.Change.Op
 	if op > wire.OpMessage || r.ops&(1<<op) == 0 {
 		return false
@@ -448,9 +469,21 @@ func (r *Route) AppendSubject(b []byte, ev *envelope.Event) []byte {
 		return r.rel.append(b, ev)
 	}
 	if ev.Change.Op == wire.OpMessage {
+		if wire.IsNotice(ev.Change) {
+			return r.appendNoticeSubject(b, ev.Change)
+		}
 		return r.msg.append(b, ev)
 	}
 	return r.row.append(b, ev)
+}
+
+func (r *Route) appendNoticeSubject(b []byte, c *wire.Change) []byte {
+	b = append(b, r.notices...)
+	if r.noticeFixed {
+		return b
+	}
+	b = append(b, '.')
+	return subject.AppendToken(b, wire.NoticeKind(c))
 }
 
 // DeadLetter is the route's dead-letter subject.

@@ -39,6 +39,51 @@ func msgEvent(prefix string) *envelope.Event {
 	return &envelope.Event{Source: testSource, Tx: testTx, Change: &wire.Change{Op: wire.OpMessage, Prefix: prefix, Content: []byte("{}")}}
 }
 
+// noticeEvent is a notice of kind as the collector writes it.
+func noticeEvent(kind string) *envelope.Event {
+	tx, err := wire.NoticeTx(wire.Notice{Kind: kind, Message: "m"}, 0x5000)
+	if err != nil {
+		panic(err)
+	}
+	return &envelope.Event{Source: testSource, Tx: &tx, Change: &tx.Changes[0]}
+}
+
+// Notices are the collector's word about the source: every route takes
+// them, whatever its tables, operations, message prefixes or partition.
+func TestNoticesPassEveryFilter(t *testing.T) {
+	for _, c := range []Config{
+		{},
+		{Include: []string{"public.users"}},
+		{Ops: []string{"insert"}},
+		{Ops: []string{"message"}, MessagePrefixes: []string{"outbox*"}},
+		{Exclude: []string{"*.*"}},
+		{Subject: "users.events"},
+	} {
+		r := mustNew(t, c)
+		if !r.Selects(noticeEvent(wire.NoticePhantoms)) {
+			t.Errorf("%+v: a notice is not selected", c)
+		}
+	}
+	// An application's own message that merely looks like one (it is
+	// transactional) keeps to the filters.
+	r := mustNew(t, Config{Ops: []string{"insert"}})
+	ev := noticeEvent(wire.NoticePhantoms)
+	ev.Change.Transactional = true
+	if r.Selects(ev) {
+		t.Error("a transactional message with the notice prefix passed a route without messages")
+	}
+	// Of partitioned routes sharing an output, exactly one publishes it.
+	n := 0
+	for i := range 4 {
+		if mustNew(t, Config{Partition: i, Partitions: 4}).Selects(noticeEvent(wire.NoticePhantoms)) {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d of 4 partitions publish a notice, want 1", n)
+	}
+}
+
 // fieldErrors unpacks what New returns.
 func fieldErrors(t *testing.T, err error) []*FieldError {
 	t.Helper()
@@ -263,7 +308,7 @@ func TestHashKeyWithoutHashRules(t *testing.T) {
 
 func TestSubjectsUnique(t *testing.T) {
 	r := mustNew(t, Config{Subject: "ev.{source}", MessageSubject: "ev.{source}"})
-	if got, want := r.Subjects(), []string{"ev.*", "postgres._deadletter"}; !slices.Equal(got, want) {
+	if got, want := r.Subjects(), []string{"ev.*", "postgres._notices.*", "postgres._deadletter"}; !slices.Equal(got, want) {
 		t.Errorf("Subjects() = %q, want %q", got, want)
 	}
 }

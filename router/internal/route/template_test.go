@@ -19,21 +19,24 @@ func TestTemplates(t *testing.T) {
 		dead             string
 		subjects         []string // nil: not checked
 		msgWant, msgPref string   // "" msgPref: "outbox"
+		noticeWant       string   // subject of a phantoms notice; "": not checked
 	}{
 		{
 			name: "default", ev: rowEvent(wire.OpInsert, users), want: "postgres.public.users.insert",
 			msgWant: "postgres._messages.outbox", dead: "postgres._deadletter",
-			subjects: []string{"postgres.*.*.*", "postgres._messages.*", "postgres._deadletter"},
+			subjects:   []string{"postgres.*.*.*", "postgres._messages.*", "postgres._notices.*", "postgres._deadletter"},
+			noticeWant: "postgres._notices.phantoms",
 		},
 		{
 			name: "default with prefix", c: Config{Prefix: "acme.cdc"}, ev: rowEvent(wire.OpTruncate, users), want: "acme.cdc.public.users.truncate",
 			msgWant: "acme.cdc._messages.outbox", dead: "acme.cdc._deadletter",
-			subjects: []string{"acme.cdc.*.*.*", "acme.cdc._messages.*", "acme.cdc._deadletter"},
+			subjects:   []string{"acme.cdc.*.*.*", "acme.cdc._messages.*", "acme.cdc._notices.*", "acme.cdc._deadletter"},
+			noticeWant: "acme.cdc._notices.phantoms",
 		},
 		{
 			name: "fixed subject", c: Config{Subject: "users.events"}, ev: rowEvent(wire.OpDelete, users), want: "users.events",
 			msgWant: "users.events", dead: "users.events._deadletter",
-			subjects: []string{"users.events", "users.events._deadletter"},
+			subjects: []string{"users.events", "users.events._deadletter"}, noticeWant: "users.events",
 		},
 		{
 			name: "fixed with prefix", c: Config{Prefix: "p", Subject: "{prefix}.all"}, ev: rowEvent(wire.OpInsert, users), want: "p.all",
@@ -48,20 +51,20 @@ func TestTemplates(t *testing.T) {
 		{
 			name: "partial tokens", c: Config{Subject: "cdc.{schema}_{table}.v1-{op}"}, ev: rowEvent(wire.OpUpdate, users), want: "cdc.public_users.v1-update",
 			msgWant: "postgres._messages.outbox", dead: "postgres._deadletter",
-			subjects: []string{"cdc.*.*", "postgres._messages.*", "postgres._deadletter"},
+			subjects: []string{"cdc.*.*", "postgres._messages.*", "postgres._notices.*", "postgres._deadletter"},
 		},
 		{
 			name: "prefix of several tokens inside a token", c: Config{Prefix: "a.b", Subject: "{prefix}_x.{table}"}, ev: rowEvent(wire.OpInsert, users), want: "a.b_x.users",
-			subjects: []string{"a.b_x.*", "a.b._messages.*", "a.b._deadletter"},
+			subjects: []string{"a.b_x.*", "a.b._messages.*", "a.b._notices.*", "a.b._deadletter"}, noticeWant: "a.b._notices.phantoms",
 		},
 		{
 			name: "source", c: Config{Subject: "{source}.{schema}_{table}", MessageSubject: "{prefix}.m.{source}.{message_prefix}"},
 			ev: rowEvent(wire.OpInsert, users), want: "app.public_users", msgWant: "postgres.m.app.outbox",
-			subjects: []string{"*.*", "postgres.m.*.*"}, // "*.*" covers the dead letters
+			subjects: []string{"*.*", "postgres.m.*.*", "postgres._notices.*"}, // "*.*" covers the dead letters
 		},
 		{
 			name: "custom message subject", c: Config{MessageSubject: "msgs.{message_prefix}"}, ev: rowEvent(wire.OpInsert, users), want: "postgres.public.users.insert",
-			msgWant: "msgs.outbox", subjects: []string{"postgres.*.*.*", "msgs.*", "postgres._deadletter"},
+			msgWant: "msgs.outbox", subjects: []string{"postgres.*.*.*", "msgs.*", "postgres._notices.*", "postgres._deadletter"},
 		},
 		{
 			name: "hostile names escaped", c: Config{Subject: "x.{schema}.{table}"}, ev: rowEvent(wire.OpInsert, rel("a.b", "*> c")), want: "x.a%2Eb.%2A%3E%20c",
@@ -72,15 +75,15 @@ func TestTemplates(t *testing.T) {
 		},
 		{
 			name: "dead letter covered by rows", c: Config{DeadLetterSubject: "{prefix}.dead.letter.x"}, ev: rowEvent(wire.OpInsert, users), want: "postgres.public.users.insert",
-			dead: "postgres.dead.letter.x", subjects: []string{"postgres.*.*.*", "postgres._messages.*"},
+			dead: "postgres.dead.letter.x", subjects: []string{"postgres.*.*.*", "postgres._messages.*", "postgres._notices.*"},
 		},
 		{
 			name: "only messages", c: Config{Ops: []string{"message"}}, ev: msgEvent("outbox"), want: "postgres._messages.outbox",
-			subjects: []string{"postgres._messages.*", "postgres._deadletter"},
+			subjects: []string{"postgres._messages.*", "postgres._notices.*", "postgres._deadletter"},
 		},
 		{
 			name: "no messages", c: Config{Ops: []string{"insert", "truncate"}}, ev: rowEvent(wire.OpInsert, users), want: "postgres.public.users.insert",
-			subjects: []string{"postgres.*.*.*", "postgres._deadletter"},
+			subjects: []string{"postgres.*.*.*", "postgres._notices.*", "postgres._deadletter"}, noticeWant: "postgres._notices.phantoms",
 		},
 		{
 			name: "unicode and percent", c: Config{Subject: "données.{table}"}, ev: rowEvent(wire.OpInsert, rel("s", "été%")), want: "données.été%25",
@@ -100,6 +103,11 @@ func TestTemplates(t *testing.T) {
 					t.Errorf("message subject = %q, want %q", got, tc.msgWant)
 				}
 			}
+			if tc.noticeWant != "" {
+				if got := string(r.AppendSubject(nil, noticeEvent(wire.NoticePhantoms))); got != tc.noticeWant {
+					t.Errorf("notice subject = %q, want %q", got, tc.noticeWant)
+				}
+			}
 			if tc.dead != "" && r.DeadLetter() != tc.dead {
 				t.Errorf("DeadLetter() = %q, want %q", r.DeadLetter(), tc.dead)
 			}
@@ -107,7 +115,7 @@ func TestTemplates(t *testing.T) {
 				t.Errorf("Subjects() = %q, want %q", r.Subjects(), tc.subjects)
 			}
 			// Whatever the template, every subject is one the patterns cover.
-			all := []string{string(r.AppendSubject(nil, tc.ev)), r.DeadLetter()}
+			all := []string{string(r.AppendSubject(nil, tc.ev)), r.DeadLetter(), string(r.AppendSubject(nil, noticeEvent(wire.NoticeGap)))}
 			if slices.Contains(r.Subjects(), r.msg.pattern) {
 				all = append(all, string(r.AppendSubject(nil, msgEvent("x.y"))))
 			}

@@ -21,6 +21,9 @@ import (
 const (
 	MessagesToken   = "_messages"
 	DeadLetterToken = "_deadletter"
+	// NoticesToken: {prefix}._notices.{kind}, the collector's notices
+	// (wire.IsNotice), e.g. phantoms after a failover.
+	NoticesToken = "_notices"
 )
 
 // AppendSubject appends the subject of change c to b. rel is the relation the
