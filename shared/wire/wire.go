@@ -466,8 +466,9 @@ func (m *Message) Last() (Position, bool) {
 	t := &m.Txs[len(m.Txs)-1]
 	p := Position{CommitLSN: t.CommitLSN, Change: t.FirstChange + uint64(len(t.Changes)), Fragment: t.Fragment, Final: t.Final,
 		Version: m.Version, LastCommit: t.PrevCommitLSN}
-	if t.Final && t.EndLSN != 0 {
-		// A commit, or a non-transactional message (its own commit).
+	if t.Final && t.EndLSN != 0 && !(len(t.Changes) == 1 && IsNotice(&t.Changes[0])) {
+		// A commit, or a non-transactional message (its own commit); a
+		// notice is the collector's, at a position no commit has.
 		p.LastCommit = t.EndLSN
 	}
 	if t.IsPiece() && !t.LastPiece() {

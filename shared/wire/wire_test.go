@@ -86,8 +86,13 @@ func TestRoundTrip(t *testing.T) {
 
 // After a committed transaction, or a non-transactional message (its own
 // commit, at its LSN), the next transaction follows its end; after a
-// fragment or a piece, what the transaction followed.
+// fragment or a piece, what the transaction followed; after a notice
+// (written by the collector, at no commit's position), nothing known.
 func TestLastCommit(t *testing.T) {
+	notice, err := NoticeTx(Notice{Kind: NoticeGap}, 0x2000)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range []struct {
 		name string
 		tx   Tx
@@ -97,6 +102,7 @@ func TestLastCommit(t *testing.T) {
 		{"non-transactional message", Tx{CommitLSN: 0x2000, EndLSN: 0x2000, Final: true, PrevCommitLSN: 0x1010}, 0x2000},
 		{"fragment", Tx{CommitLSN: 0x2000, Fragment: 2, PrevCommitLSN: 0x1010}, 0x1010},
 		{"version 2, committed", Tx{CommitLSN: 0x2000, EndLSN: 0x2030, Final: true}, 0x2030},
+		{"notice", notice, 0},
 	} {
 		m := &Message{Txs: []Tx{tt.tx}}
 		if p, _ := m.Last(); p.LastCommit != tt.want {
