@@ -32,6 +32,24 @@ func TestUnmarshalHugeHeaders(t *testing.T) {
 		}
 		return e.Encode(&Source{Name: "s"})
 	}
+	// oneRelation writes the head and one relation's fields before its columns.
+	oneRelation := func(e *msgpack.Encoder) error {
+		if err := head(e); err != nil {
+			return err
+		}
+		if err := e.EncodeArrayLen(1); err != nil {
+			return err
+		}
+		if err := e.EncodeArrayLen(relationFields); err != nil {
+			return err
+		}
+		for _, v := range []any{uint32(1), "public", "t", byte('d')} {
+			if err := e.Encode(v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	tests := []struct {
 		name  string
 		write func(e *msgpack.Encoder) error
@@ -52,36 +70,14 @@ func TestUnmarshalHugeHeaders(t *testing.T) {
 			return e.EncodeArrayLen(huge)
 		}},
 		{"columns", func(e *msgpack.Encoder) error {
-			if err := head(e); err != nil {
+			if err := oneRelation(e); err != nil {
 				return err
-			}
-			if err := e.EncodeArrayLen(1); err != nil {
-				return err
-			}
-			if err := e.EncodeArrayLen(relationFields); err != nil {
-				return err
-			}
-			for _, v := range []any{uint32(1), "public", "t", byte('d')} {
-				if err := e.Encode(v); err != nil {
-					return err
-				}
 			}
 			return e.EncodeArrayLen(huge)
 		}},
 		{"enum labels", func(e *msgpack.Encoder) error {
-			if err := head(e); err != nil {
+			if err := oneRelation(e); err != nil {
 				return err
-			}
-			if err := e.EncodeArrayLen(1); err != nil {
-				return err
-			}
-			if err := e.EncodeArrayLen(relationFields); err != nil {
-				return err
-			}
-			for _, v := range []any{uint32(1), "public", "t", byte('d')} {
-				if err := e.Encode(v); err != nil {
-					return err
-				}
 			}
 			if err := e.EncodeArrayLen(1); err != nil {
 				return err

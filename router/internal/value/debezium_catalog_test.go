@@ -205,24 +205,15 @@ func TestDebeziumSchemasFromCatalog(t *testing.T) {
 }
 
 // catalogColumn describes table's column v as the collector does: its
-// type from pgtypes, what the catalog says of it from pgtypes.ReadRelation.
+// type (testDB.column), and what the catalog says of it
+// (pgtypes.ReadRelation).
 func catalogColumn(t *testing.T, conn *pgx.Conn, table string) wire.Column {
 	t.Helper()
 	ctx := context.Background()
-	var col wire.Column
+	col := (&testDB{conn: conn}).column(t, table)
 	var relid uint32
-	err := conn.QueryRow(ctx, `SELECT attname, atttypid, atttypmod, attrelid FROM pg_attribute WHERE attrelid = $1::regclass AND attname = 'v'`,
-		table).Scan(&col.Name, &col.TypeOID, &col.TypeMod, &relid)
-	if err != nil {
+	if err := conn.QueryRow(ctx, `SELECT $1::regclass::oid`, table).Scan(&relid); err != nil {
 		t.Fatal(err)
-	}
-	if col.TypeOID >= firstUserOID {
-		typ, err := pgtypes.Resolve(ctx, conn, col.TypeOID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		col.Type = typ.Info
-		col.TypeMod = typ.ColumnTypeMod(col.TypeMod)
 	}
 	facts, err := pgtypes.ReadRelation(ctx, conn, relid)
 	if err != nil {
