@@ -113,18 +113,19 @@ type Column struct {
 type Relation map[string]Column
 
 // relationQuery reads the columns of relation $1 (see ReadRelation).
-const relationQuery = `WITH key AS (
+const relationQuery = `WITH key AS MATERIALIZED (
 			SELECT i.indkey::int2[] AS cols
 			FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
 			WHERE i.indrelid = $1 AND (i.indisprimary OR i.indisunique AND 0 <> ALL (i.indkey::int2[])
 				AND NOT EXISTS (SELECT FROM pg_index p WHERE p.indrelid = $1 AND p.indisprimary))
 			ORDER BY i.indisprimary DESC, i.indisclustered DESC, ic.relname::text COLLATE "C"
-			LIMIT 1)
+			LIMIT 1),
+		pos AS (SELECT k.attnum, min(k.n) AS n FROM key, unnest(key.cols) WITH ORDINALITY k(attnum, n) GROUP BY k.attnum)
 		SELECT a.attname::text, a.attnotnull OR (t.typtype = 'd' AND t.typnotnull),
-			coalesce(pg_get_expr(d.adbin, d.adrelid), ''),
-			coalesce((SELECT k.n FROM key, unnest(key.cols) WITH ORDINALITY k(attnum, n) WHERE k.attnum = a.attnum LIMIT 1), 0)
+			coalesce(pg_get_expr(d.adbin, d.adrelid), ''), coalesce(pos.n, 0)
 		FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
 			LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+			LEFT JOIN pos ON pos.attnum = a.attnum
 		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped`
 
 // ReadRelation reads what the catalog says of the columns of relation
