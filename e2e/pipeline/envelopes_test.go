@@ -204,6 +204,7 @@ type tableInfo struct {
 	cols    map[string]colType
 	full    bool            // REPLICA IDENTITY FULL
 	keyCols map[string]bool // primary key columns
+	notNull map[string]bool // NOT NULL columns
 }
 
 // readCatalog reads the column types and replica identities of the public
@@ -215,10 +216,11 @@ func readCatalog(ctx context.Context, t *testing.T, conn *pgx.Conn) map[string]*
 			SELECT cl.relname, cl.relreplident, a.attname, a.attnum,
 				CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END AS toid,
 				CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END AS tmod,
-				COALESCE((SELECT true FROM pg_index i WHERE i.indrelid = cl.oid AND i.indisprimary AND a.attnum = ANY (i.indkey)), false) AS pk
+				COALESCE((SELECT true FROM pg_index i WHERE i.indrelid = cl.oid AND i.indisprimary AND a.attnum = ANY (i.indkey)), false) AS pk,
+				a.attnotnull
 			FROM pg_class cl JOIN pg_attribute a ON a.attrelid = cl.oid JOIN pg_type t ON t.oid = a.atttypid
 			WHERE cl.relnamespace = 'public'::regnamespace AND cl.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped)
-		SELECT c.relname, c.relreplident::text, c.attname, c.tmod, c.pk,
+		SELECT c.relname, c.relreplident::text, c.attname, c.tmod, c.pk, c.attnotnull,
 			bt.typcategory = 'A' AS is_array, COALESCE(et.typname, bt.typname)::text, COALESCE(et.typtype, bt.typtype) = 'e'
 		FROM c JOIN pg_type bt ON bt.oid = c.toid LEFT JOIN pg_type et ON bt.typcategory = 'A' AND et.oid = bt.typelem
 		ORDER BY c.relname, c.attnum`)
@@ -230,18 +232,21 @@ func readCatalog(ctx context.Context, t *testing.T, conn *pgx.Conn) map[string]*
 	for rows.Next() {
 		var table, ident, col string
 		var ct colType
-		var pk bool
-		if err := rows.Scan(&table, &ident, &col, &ct.mod, &pk, &ct.array, &ct.name, &ct.enum); err != nil {
+		var pk, notNull bool
+		if err := rows.Scan(&table, &ident, &col, &ct.mod, &pk, &notNull, &ct.array, &ct.name, &ct.enum); err != nil {
 			t.Fatal(err)
 		}
 		ti := out[table]
 		if ti == nil {
-			ti = &tableInfo{cols: map[string]colType{}, keyCols: map[string]bool{}, full: ident == "f"}
+			ti = &tableInfo{cols: map[string]colType{}, keyCols: map[string]bool{}, notNull: map[string]bool{}, full: ident == "f"}
 			out[table] = ti
 		}
 		ti.cols[col] = ct
 		if pk {
 			ti.keyCols[col] = true
+		}
+		if notNull {
+			ti.notNull[col] = true
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -341,8 +346,12 @@ func checkDebeziumRoute(ctx context.Context, t *testing.T, js jetstream.JetStrea
 		tsMs   int64
 		count  int
 		tables map[string]int
+		// events: its change events so far, the last one's position.
+		events          int
+		lastCommit, lsn uint64
 	}
 	var open *openTx
+	var prevCommit uint64          // the commit LSN of the last transaction with events
 	bracketed := map[string]bool{} // transaction ids
 	var events []check.Event
 	var deadLetters []dbzDeadLetter
@@ -425,8 +434,24 @@ func checkDebeziumRoute(ctx context.Context, t *testing.T, js jetstream.JetStrea
 			}
 			deadLetters = append(deadLetters, dl)
 		default:
-			ev, tsMs := debeziumEvent(t, m, cat, dbName)
+			ev, tsMs, pos := debeziumEvent(t, m, cat, dbName)
 			inTx(fmt.Sprintf("%d:%d", ev.Xid, mustLSN(t, ev.LSN)), ev.Schema+"."+ev.Table, tsMs, "event "+ev.MsgID)
+			// A transaction's events share the last commit before it, later
+			// than the commit of the transaction before (its end), and go
+			// forward in the WAL (PostgresConnectorIT.shouldHaveLastCommitLsn).
+			if open != nil {
+				switch {
+				case open.events == 0:
+					if pos.lastCommit <= prevCommit && prevCommit != 0 {
+						fail("event %s: last commit %d, not after the previous transaction's commit %d", ev.MsgID, pos.lastCommit, prevCommit)
+					}
+				case pos.lastCommit != open.lastCommit || pos.lsn < open.lsn:
+					fail("event %s: last commit %d and lsn %d after %d and %d in its transaction", ev.MsgID, pos.lastCommit, pos.lsn, open.lastCommit, open.lsn)
+				}
+				open.events++
+				open.lastCommit, open.lsn = pos.lastCommit, pos.lsn
+				prevCommit = pos.commit
+			}
 			us, _ := time.Parse(time.RFC3339Nano, ev.CommitTime)
 			commitTimes[ev.LSN+" "+strconv.FormatUint(ev.Index, 10)] = us.UnixMicro()
 			events = append(events, ev)
@@ -517,10 +542,17 @@ func nonFiniteNumeric(t *testing.T, ti *tableInfo, c check.Change) bool {
 	return false
 }
 
+// dbzPosition is where a Debezium change event says its change is:
+// source.lsn, and the last commit before its transaction, source.sequence's
+// first element (0: null).
+type dbzPosition struct {
+	commit, lsn, lastCommit uint64
+}
+
 // debeziumEvent checks the envelope of a Debezium change event and builds
 // the check.Event it stands for, its values decoded back to to_jsonb's
-// rendering. It returns ts_ms too.
-func debeziumEvent(t *testing.T, m jetstream.Msg, cat map[string]*tableInfo, dbName string) (check.Event, int64) {
+// rendering. It returns ts_ms and the event's position too.
+func debeziumEvent(t *testing.T, m jetstream.Msg, cat map[string]*tableInfo, dbName string) (check.Event, int64, dbzPosition) {
 	t.Helper()
 	id := m.Headers().Get(jetstream.MsgIDHeader)
 	var v dbzValue
@@ -533,8 +565,30 @@ func debeziumEvent(t *testing.T, m jetstream.Msg, cat map[string]*tableInfo, dbN
 	if !ok || ti == nil || s.Schema != "public" || v.Transaction == nil || s.TxID == nil {
 		t.Fatalf("%s: not a change event of a workload table: %s", id, m.Data())
 	}
-	lsn := fmt.Sprintf("%X/%X", s.LSN>>32, uint32(s.LSN))
 	tx := v.Transaction
+	// transaction.id is "<txid>:<commit LSN>"; source.lsn the change's own
+	// position, before its commit, and source.sequence [the last commit
+	// before the transaction, source.lsn].
+	var pos dbzPosition
+	var xid uint32
+	if _, err := fmt.Sscanf(tx.ID, "%d:%d", &xid, &pos.commit); err != nil || xid != *s.TxID {
+		t.Fatalf("%s: transaction id %q", id, tx.ID)
+	}
+	pos.lsn = s.LSN
+	var seq [2]*string
+	if err := json.Unmarshal([]byte(s.Sequence), &seq); err != nil || seq[1] == nil || *seq[1] != strconv.FormatUint(s.LSN, 10) {
+		t.Errorf("%s: sequence %s does not end with lsn %d", id, s.Sequence, s.LSN)
+	} else if seq[0] != nil {
+		// The end of a commit is where the next record starts: the change
+		// right after one is at its end.
+		if pos.lastCommit, err = strconv.ParseUint(*seq[0], 10, 64); err != nil || pos.lastCommit > s.LSN {
+			t.Errorf("%s: sequence %s: the last commit is after the change", id, s.Sequence)
+		}
+	}
+	if s.LSN == 0 || s.LSN > pos.commit {
+		t.Errorf("%s: lsn %d is not a position before the commit %d", id, s.LSN, pos.commit)
+	}
+	lsn := fmt.Sprintf("%X/%X", pos.commit>>32, uint32(pos.commit))
 	if want := fmt.Sprintf("dbz.public.%s.%s", s.Table, op); m.Subject() != want {
 		t.Errorf("%s: subject %s, want %s", id, m.Subject(), want)
 	}
@@ -542,11 +596,10 @@ func debeziumEvent(t *testing.T, m jetstream.Msg, cat map[string]*tableInfo, dbN
 		t.Errorf("%s: Content-Type %q", id, ct)
 	}
 	if s.Version != "3.6.1.Final" || s.Connector != "postgresql" || s.Name != "users-postgres" || s.Snapshot != "false" || s.DB != dbName ||
-		s.Sequence != fmt.Sprintf(`["%d","%d"]`, s.LSN, s.LSN) || s.TsMs != v.TsMs || s.TsUs != v.TsUs || v.TsMs != v.TsUs/1000 ||
-		tx.ID != fmt.Sprintf("%d:%d", *s.TxID, s.LSN) || tx.TotalOrder == 0 || tx.DataCollectionOrder != tx.TotalOrder {
+		s.TsMs != v.TsMs || s.TsUs != v.TsUs || v.TsMs != v.TsUs/1000 || tx.TotalOrder == 0 || tx.DataCollectionOrder != tx.TotalOrder {
 		t.Errorf("%s: source or transaction block is not as documented: %s", id, m.Data())
 	}
-	if !strings.Contains(id, fmt.Sprintf(":%x:%d", s.LSN, tx.TotalOrder-1)) {
+	if !strings.Contains(id, fmt.Sprintf(":%x:%d", pos.commit, tx.TotalOrder-1)) {
 		t.Errorf("%s: Nats-Msg-Id does not name commit LSN %s and index %d", id, lsn, tx.TotalOrder-1)
 	}
 	ev := check.Event{
@@ -561,16 +614,34 @@ func debeziumEvent(t *testing.T, m jetstream.Msg, cat map[string]*tableInfo, dbN
 	ev.Before, _ = d.row(v.Before, false)
 	if op == "delete" || op == "update" && !isJSONNull(v.Before) {
 		if !ti.full {
-			// A key-only old row: the non-key columns are null, as in Debezium.
+			// A key-only old row: the non-key columns are null, as in
+			// Debezium, or for NOT NULL ones their default or fallback.
 			ev.Before = d.keyOnly(ev.Before)
 		}
 	}
-	if key := m.Headers().Get("Pgjet-Key"); key != "" {
-		ev.Key, _ = d.row(json.RawMessage(key), false)
-	} else if op != "truncate" {
+	// The key is the primary key, also under REPLICA IDENTITY FULL; a
+	// table without one has none.
+	key := m.Headers().Get("Pgjet-Key")
+	switch {
+	case op == "truncate" || len(ti.keyCols) == 0:
+		if key != "" {
+			t.Errorf("%s: key %s on a %s of a table without a primary key", id, key, op)
+		}
+	case key == "":
 		t.Errorf("%s: no Pgjet-Key header on a %s", id, op)
+	default:
+		ev.Key, _ = d.row(json.RawMessage(key), false)
+		var cols map[string]json.RawMessage
+		if err := json.Unmarshal(ev.Key, &cols); err != nil || len(cols) != len(ti.keyCols) {
+			t.Errorf("%s: key %s, want the primary key's columns %v", id, key, ti.keyCols)
+		}
+		for c := range cols {
+			if !ti.keyCols[c] {
+				t.Errorf("%s: key %s has %s, not a primary key column", id, key, c)
+			}
+		}
 	}
-	return ev, v.TsMs
+	return ev, v.TsMs, pos
 }
 
 func isJSONNull(b json.RawMessage) bool {
@@ -629,8 +700,9 @@ func (d *dbzDecoder) row(raw json.RawMessage, after bool) (json.RawMessage, []st
 	return b, unchanged
 }
 
-// keyOnly checks that a key-only old row has null non-key columns, and
-// keeps the key columns.
+// keyOnly checks that a key-only old row has null non-key columns, but
+// for NOT NULL ones a value (their default or their type's fallback, as
+// Debezium gives a required field), and keeps the key columns.
 func (d *dbzDecoder) keyOnly(row json.RawMessage) json.RawMessage {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(row, &m); err != nil {
@@ -640,8 +712,8 @@ func (d *dbzDecoder) keyOnly(row json.RawMessage) json.RawMessage {
 		if d.ti.keyCols[col] {
 			continue
 		}
-		if string(v) != "null" {
-			d.t.Errorf("%s: key-only old row has %s = %s, want null", d.where, col, v)
+		if null := string(v) == "null"; null == d.ti.notNull[col] {
+			d.t.Errorf("%s: key-only old row has %s = %s (NOT NULL: %v)", d.where, col, v, d.ti.notNull[col])
 		}
 		delete(m, col)
 	}

@@ -25,9 +25,10 @@ var (
 
 const (
 	valueFields    = 2
-	changeFields   = 10
-	txFields       = 12
-	txFieldsV2     = 11 // no Snapshot
+	changeFields   = 11
+	changeFieldsV2 = 10 // no LSN
+	txFields       = 13
+	txFieldsV2     = 11 // no Snapshot, no PrevCommitLSN
 	snapshotFields = 4
 )
 
@@ -41,14 +42,21 @@ func (v *Value) EncodeMsgpack(e *msgpack.Encoder) error {
 	return e.EncodeBytes(v.Data)
 }
 
-func (c *Change) EncodeMsgpack(e *msgpack.Encoder) error {
+func (c *Change) EncodeMsgpack(e *msgpack.Encoder) error { return c.encode(e, Version) }
+
+// encode writes c in the layout of format version (see EncodeChange).
+func (c *Change) encode(e *msgpack.Encoder, version int) error {
 	if bb, ok := e.Writer().(*bytes.Buffer); ok {
-		_, err := bb.Write(appendChange(bb.AvailableBuffer(), c))
+		_, err := bb.Write(appendChange(bb.AvailableBuffer(), c, version))
 		return err
 	}
 	// Another writer (sizes, pieces) takes the change as a stream: a value
 	// of a GB is never copied whole.
-	if err := e.EncodeArrayLen(changeFields); err != nil {
+	n := changeFields
+	if version < 3 {
+		n = changeFieldsV2
+	}
+	if err := e.EncodeArrayLen(n); err != nil {
 		return err
 	}
 	if err := e.EncodeUint8(uint8(c.Op)); err != nil {
@@ -89,7 +97,10 @@ func (c *Change) EncodeMsgpack(e *msgpack.Encoder) error {
 	if err := e.EncodeBytes(c.Content); err != nil {
 		return err
 	}
-	return e.EncodeBool(c.Transactional)
+	if err := e.EncodeBool(c.Transactional); err != nil || n == changeFieldsV2 {
+		return err
+	}
+	return e.EncodeUint64(c.LSN)
 }
 
 func encodeValues(e *msgpack.Encoder, vs []Value) error {
@@ -157,7 +168,10 @@ func (t *Tx) EncodeMsgpack(e *msgpack.Encoder) error {
 	if err := e.EncodeUint64(t.PieceTotal); err != nil {
 		return err
 	}
-	return t.Snapshot.encode(e)
+	if err := t.Snapshot.encode(e); err != nil {
+		return err
+	}
+	return e.EncodeUint64(t.PrevCommitLSN)
 }
 
 // encode writes s, nil for a transaction of changes: one byte for them.
@@ -209,11 +223,12 @@ func appendTx(b []byte, t *Tx) []byte {
 		b = appendArrayLen(b, len(t.Changes))
 	}
 	for i := range t.Changes {
-		b = appendChange(b, &t.Changes[i])
+		b = appendChange(b, &t.Changes[i], Version)
 	}
 	b = appendUint64(b, t.PieceOffset)
 	b = appendUint64(b, t.PieceTotal)
-	return appendSnapshot(b, t.Snapshot)
+	b = appendSnapshot(b, t.Snapshot)
+	return appendUint64(b, t.PrevCommitLSN)
 }
 
 func appendSnapshot(b []byte, s *Snapshot) []byte {
@@ -234,8 +249,12 @@ func appendSnapshot(b []byte, s *Snapshot) []byte {
 	return b
 }
 
-func appendChange(b []byte, c *Change) []byte {
-	b = appendArrayLen(b, changeFields)
+func appendChange(b []byte, c *Change, version int) []byte {
+	if version < 3 {
+		b = appendArrayLen(b, changeFieldsV2)
+	} else {
+		b = appendArrayLen(b, changeFields)
+	}
 	b = appendUint8(b, uint8(c.Op))
 	b = appendInt32(b, c.Rel)
 	b = appendUint8(b, c.OldKind)
@@ -252,7 +271,11 @@ func appendChange(b []byte, c *Change) []byte {
 	b = appendUint8(b, c.TruncateOptions)
 	b = appendString(b, c.Prefix)
 	b = appendBytes(b, c.Content)
-	return appendBool(b, c.Transactional)
+	b = appendBool(b, c.Transactional)
+	if version < 3 {
+		return b
+	}
+	return appendUint64(b, c.LSN)
 }
 
 func appendValues(b []byte, vs []Value) []byte {

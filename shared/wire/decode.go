@@ -145,8 +145,20 @@ func (r *reader) source(s *Source) error {
 	return err
 }
 
+// Field counts of relations, columns and types: version 2's, then the
+// current ones.
+const (
+	relationFieldsV2, relationFields = 5, 6
+	columnFieldsV2, columnFields     = 5, 8
+	typeFieldsV2, typeFields         = 6, 7
+)
+
 func (r *reader) relation(rel *Relation) error {
-	if err := r.fields("relation", 5); err != nil {
+	want := relationFields
+	if r.version < 3 {
+		want = relationFieldsV2
+	}
+	if err := r.fields("relation", want); err != nil {
 		return err
 	}
 	var err error
@@ -175,11 +187,20 @@ func (r *reader) relation(rel *Relation) error {
 			}
 		}
 	}
-	return nil
+	rel.Catalog = false
+	if want == relationFieldsV2 {
+		return nil
+	}
+	rel.Catalog, err = r.d.DecodeBool()
+	return err
 }
 
 func (r *reader) column(c *Column) error {
-	if err := r.fields("column", 5); err != nil {
+	want, wantType := columnFields, typeFields
+	if r.version < 3 {
+		want, wantType = columnFieldsV2, typeFieldsV2
+	}
+	if err := r.fields("column", want); err != nil {
 		return err
 	}
 	var err error
@@ -195,7 +216,7 @@ func (r *reader) column(c *Column) error {
 	if c.Key, err = r.d.DecodeBool(); err != nil {
 		return err
 	}
-	if err := r.fields("type", 6); err != nil {
+	if err := r.fields("type", wantType); err != nil {
 		return err
 	}
 	t := &c.Type
@@ -214,7 +235,32 @@ func (r *reader) column(c *Column) error {
 	if t.BaseOID, err = r.d.DecodeUint32(); err != nil {
 		return err
 	}
-	t.ElemKind, err = r.d.DecodeUint8()
+	if t.ElemKind, err = r.d.DecodeUint8(); err != nil {
+		return err
+	}
+	t.Labels, c.NotNull, c.Default, c.PrimaryKey = nil, false, "", 0
+	if want == columnFieldsV2 {
+		return nil
+	}
+	n, err := r.arrayLen()
+	if err != nil {
+		return err
+	}
+	if n >= 0 {
+		t.Labels = make([]string, n)
+		for i := range t.Labels {
+			if t.Labels[i], err = r.d.DecodeString(); err != nil {
+				return err
+			}
+		}
+	}
+	if c.NotNull, err = r.d.DecodeBool(); err != nil {
+		return err
+	}
+	if c.Default, err = r.d.DecodeString(); err != nil {
+		return err
+	}
+	c.PrimaryKey, err = r.d.DecodeUint16()
 	return err
 }
 
@@ -270,11 +316,15 @@ func (r *reader) tx(t *Tx) error {
 	if t.PieceTotal, err = r.d.DecodeUint64(); err != nil {
 		return err
 	}
-	t.Snapshot = nil
+	t.Snapshot, t.PrevCommitLSN = nil, 0
 	if want == txFieldsV2 {
 		return nil
 	}
-	return r.snapshot(&t.Snapshot)
+	if err := r.snapshot(&t.Snapshot); err != nil {
+		return err
+	}
+	t.PrevCommitLSN, err = r.d.DecodeUint64()
+	return err
 }
 
 func (r *reader) snapshot(sp **Snapshot) error {
@@ -313,9 +363,31 @@ func (r *reader) snapshot(sp **Snapshot) error {
 }
 
 func (r *reader) change(c *Change) error {
-	if err := r.fields("change", changeFields); err != nil {
+	want := changeFields
+	if r.version < 3 {
+		want = changeFieldsV2
+	}
+	if err := r.fields("change", want); err != nil {
 		return err
 	}
+	return r.changeFields(c, want)
+}
+
+// anyChange reads a change on its own (the pieces of one put together),
+// in either layout: its number of fields tells which.
+func (r *reader) anyChange(c *Change) error {
+	n, err := r.d.DecodeArrayLen()
+	if err != nil {
+		return err
+	}
+	if n != changeFields && n != changeFieldsV2 {
+		return fmt.Errorf("change has %d fields, this format has %d", n, changeFields)
+	}
+	return r.changeFields(c, n)
+}
+
+// changeFields reads the fields of a change after its array header.
+func (r *reader) changeFields(c *Change, fields int) error {
 	op, err := r.d.DecodeUint8()
 	if err != nil {
 		return err
@@ -355,7 +427,14 @@ func (r *reader) change(c *Change) error {
 	if c.Content, err = r.bytes(); err != nil {
 		return err
 	}
-	c.Transactional, err = r.d.DecodeBool()
+	if c.Transactional, err = r.d.DecodeBool(); err != nil {
+		return err
+	}
+	c.LSN = 0
+	if fields == changeFieldsV2 {
+		return nil
+	}
+	c.LSN, err = r.d.DecodeUint64()
 	return err
 }
 

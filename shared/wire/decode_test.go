@@ -32,6 +32,24 @@ func TestUnmarshalHugeHeaders(t *testing.T) {
 		}
 		return e.Encode(&Source{Name: "s"})
 	}
+	// oneRelation writes the head and one relation's fields before its columns.
+	oneRelation := func(e *msgpack.Encoder) error {
+		if err := head(e); err != nil {
+			return err
+		}
+		if err := e.EncodeArrayLen(1); err != nil {
+			return err
+		}
+		if err := e.EncodeArrayLen(relationFields); err != nil {
+			return err
+		}
+		for _, v := range []any{uint32(1), "public", "t", byte('d')} {
+			if err := e.Encode(v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	tests := []struct {
 		name  string
 		write func(e *msgpack.Encoder) error
@@ -52,16 +70,30 @@ func TestUnmarshalHugeHeaders(t *testing.T) {
 			return e.EncodeArrayLen(huge)
 		}},
 		{"columns", func(e *msgpack.Encoder) error {
-			if err := head(e); err != nil {
+			if err := oneRelation(e); err != nil {
+				return err
+			}
+			return e.EncodeArrayLen(huge)
+		}},
+		{"enum labels", func(e *msgpack.Encoder) error {
+			if err := oneRelation(e); err != nil {
 				return err
 			}
 			if err := e.EncodeArrayLen(1); err != nil {
 				return err
 			}
-			if err := e.EncodeArrayLen(5); err != nil {
+			if err := e.EncodeArrayLen(columnFields); err != nil {
 				return err
 			}
-			for _, v := range []any{uint32(1), "public", "t", byte('d')} {
+			for _, v := range []any{"c", uint32(16500), int32(-1), false} {
+				if err := e.Encode(v); err != nil {
+					return err
+				}
+			}
+			if err := e.EncodeArrayLen(typeFields); err != nil {
+				return err
+			}
+			for _, v := range []any{"public", "mood", byte('e'), uint32(0), uint32(0), byte(0)} {
 				if err := e.Encode(v); err != nil {
 					return err
 				}
@@ -81,7 +113,7 @@ func TestUnmarshalHugeHeaders(t *testing.T) {
 			if err := e.EncodeArrayLen(txFields); err != nil {
 				return err
 			}
-			for _, v := range []any{uint32(1), uint64(2), uint64(3), int64(4), "", uint32(0), true, uint64(0)} {
+			for _, v := range []any{uint32(1), uint64(2), uint64(3), int64(4), "", uint32(0), true, uint64(0)} { // up to Changes
 				if err := e.Encode(v); err != nil {
 					return err
 				}

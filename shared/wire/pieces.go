@@ -7,11 +7,11 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// ChangeSize returns the length of c's encoding (EncodeChange) without
-// building it.
-func ChangeSize(c *Change) (uint64, error) {
+// ChangeSize returns the length of c's encoding in the layout of format
+// version (EncodeChange) without building it.
+func ChangeSize(c *Change, version int) (uint64, error) {
 	var n counter
-	if err := c.EncodeMsgpack(msgpack.NewEncoder(&n)); err != nil {
+	if err := c.encode(msgpack.NewEncoder(&n), version); err != nil {
 		return 0, fmt.Errorf("encode change: %w", err)
 	}
 	return uint64(n), nil
@@ -22,17 +22,18 @@ type counter uint64
 func (n *counter) Write(p []byte) (int, error) { *n += counter(len(p)); return len(p), nil }
 func (n *counter) WriteByte(byte) error        { *n++; return nil }
 
-// CutChange encodes c and hands its bytes from byte from on to emit in
-// pieces of size bytes (the last may be shorter), each with its offset. It
+// CutChange encodes c in the layout of format version (EncodeChange) and
+// hands its bytes from byte from on to emit in pieces of size bytes (the
+// last may be shorter), each with its offset. It
 // holds one piece at a time, never the whole encoding: a change of a 1 GB
 // value costs the value and one piece, not twice the value. Each piece is a
 // new slice that emit may keep.
-func CutChange(c *Change, from uint64, size int, emit func(offset uint64, piece []byte) error) error {
+func CutChange(c *Change, version int, from uint64, size int, emit func(offset uint64, piece []byte) error) error {
 	if size <= 0 {
 		return errors.New("cut change: piece size must be positive")
 	}
 	w := &pieceWriter{from: from, size: size, emit: emit}
-	if err := c.EncodeMsgpack(msgpack.NewEncoder(w)); err != nil {
+	if err := c.encode(msgpack.NewEncoder(w), version); err != nil {
 		if w.err != nil {
 			return w.err // emit's own error, unwrapped
 		}

@@ -19,13 +19,18 @@
 // Versions:
 //
 //	2  transactions of changes
-//	3  snapshot reads (OpRead) in transactions marked by Tx.Snapshot
+//	3  snapshot reads (OpRead) in transactions marked by Tx.Snapshot;
+//	   each change's own LSN and the previous commit's (Change.LSN,
+//	   Tx.PrevCommitLSN); what the catalog says of a relation's columns
+//	   (Relation.Catalog: NOT NULL, default, primary key) and an enum's
+//	   labels (TypeInfo.Labels)
 package wire
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -147,6 +152,14 @@ type Tx struct {
 	// a synthetic one holding snapshot reads (OpRead), placed where the
 	// snapshot's rows belong among the changes (see Snapshot).
 	Snapshot *Snapshot
+	// PrevCommitLSN is where the transaction before this one ended: the end
+	// LSN of the last commit the collector received before this
+	// transaction's (Postgres sends a commit at that position), or the LSN
+	// of a non-transactional message received since, which stands alone
+	// as its own commit. Debezium's source.sequence starts with it. Zero
+	// when unknown: the first transaction of a source, and records of
+	// version 2.
+	PrevCommitLSN uint64
 }
 
 // Snapshot describes a transaction of reads. Its CommitLSN is a position
@@ -243,6 +256,12 @@ type Change struct {
 	Prefix        string
 	Content       []byte
 	Transactional bool
+
+	// LSN is the change's own position in the WAL (the start of the
+	// pgoutput message's WAL data, as Postgres sends it): within a
+	// transaction it grows with each change, while CommitLSN is shared.
+	// Zero in records of version 2.
+	LSN uint64
 }
 
 // Value is a column value exactly as Postgres sent it.
@@ -262,6 +281,11 @@ type Relation struct {
 	Table           string
 	ReplicaIdentity byte // 'd' default, 'n' nothing, 'f' full, 'i' index
 	Columns         []Column
+	// Catalog reports that the collector read the columns' NotNull,
+	// Default and PrimaryKey from the catalog when Postgres announced the
+	// relation (pgoutput sends none of them). False in records of version
+	// 2, and for a table dropped before it could be read.
+	Catalog bool
 }
 
 // Column describes one column of a relation.
@@ -278,6 +302,31 @@ type Column struct {
 	// Type describes non-builtin types (enums, domains, arrays of them), so the
 	// router can decode them without asking Postgres. Zero for builtin types.
 	Type TypeInfo
+
+	// What the catalog says of the column (see Relation.Catalog).
+	//
+	// NotNull: the column, or its domain, is NOT NULL.
+	NotNull bool
+	// Default is the column's default expression as Postgres prints it
+	// (pg_get_expr, under TextFormat), "" for none.
+	Default string
+	// PrimaryKey is the column's position (from 1) in the table's primary
+	// key, or, for a table without one, in its first unique index over
+	// columns only (clustered first, then by name: the index Debezium takes
+	// through the JDBC driver); 0 when not in it. Key, the replica identity,
+	// can name other columns: every column under REPLICA IDENTITY FULL.
+	PrimaryKey uint16
+}
+
+// Equal reports whether c and o describe the same column.
+func (c *Column) Equal(o *Column) bool {
+	return c.Name == o.Name && c.TypeOID == o.TypeOID && c.TypeMod == o.TypeMod && c.Key == o.Key &&
+		c.Type.Equal(&o.Type) && c.NotNull == o.NotNull && c.Default == o.Default && c.PrimaryKey == o.PrimaryKey
+}
+
+// EqualColumns reports whether a and b describe the same columns.
+func EqualColumns(a, b []Column) bool {
+	return slices.EqualFunc(a, b, func(x, y Column) bool { return x.Equal(&y) })
 }
 
 // TypeInfo describes a user-defined type, resolved from pg_type.
@@ -295,6 +344,15 @@ type TypeInfo struct {
 	BaseOID uint32
 	// ElemKind is pg_type.typtype of the element type of an array.
 	ElemKind byte
+	// Labels are an enum's labels in their order (pg_enum.enumsortorder),
+	// or those of the element type of an array of an enum.
+	Labels []string
+}
+
+// Equal reports whether t and o describe the same type.
+func (t *TypeInfo) Equal(o *TypeInfo) bool {
+	return t.Schema == o.Schema && t.Name == o.Name && t.Kind == o.Kind && t.ElemOID == o.ElemOID &&
+		t.BaseOID == o.BaseOID && t.ElemKind == o.ElemKind && slices.Equal(t.Labels, o.Labels)
 }
 
 // Marshal encodes m.
@@ -419,12 +477,14 @@ func (t *Tx) LastPiece() bool {
 	return t.IsPiece() && t.PieceOffset+uint64(pieceLen(t)) == t.PieceTotal
 }
 
-// EncodeChange encodes one change on its own, the bytes that pieces carry.
-// The encoding is deterministic: the same change always gives the same
-// bytes, which is what lets a restarted collector skip the stored pieces.
-func EncodeChange(c *Change) ([]byte, error) {
+// EncodeChange encodes one change on its own, the bytes that pieces carry,
+// in the layout of format version (Version, or an older one whose pieces a
+// restarted collector completes). The encoding is deterministic: the same
+// change always gives the same bytes, which is what lets a restarted
+// collector skip the stored pieces.
+func EncodeChange(c *Change, version int) ([]byte, error) {
 	var buf bytes.Buffer
-	if err := c.EncodeMsgpack(msgpack.NewEncoder(&buf)); err != nil {
+	if err := c.encode(msgpack.NewEncoder(&buf), version); err != nil {
 		return nil, fmt.Errorf("encode change: %w", err)
 	}
 	return buf.Bytes(), nil
@@ -433,11 +493,13 @@ func EncodeChange(c *Change) ([]byte, error) {
 // DecodeChange decodes what EncodeChange wrote, the pieces of first put
 // together: first is the change of the first piece, whose relation
 // references index rels (the relations of the message it came in). The
-// change's byte slices alias b.
+// layout is told by its number of fields: pieces a collector of version 2
+// began keep that version's layout to their end. The change's byte slices
+// alias b.
 func DecodeChange(b []byte, first *Change, rels []Relation) (Change, error) {
 	var c Change
 	r := newReader(b)
-	if err := r.change(&c); err != nil {
+	if err := r.anyChange(&c); err != nil {
 		return Change{}, fmt.Errorf("decode pieced change: %w", err)
 	}
 	if err := r.end("change"); err != nil {
@@ -472,6 +534,12 @@ type Position struct {
 	// Piece, when not zero, is a byte offset into the encoding of change
 	// Change, which travels in pieces: the bytes before it are stored.
 	Piece uint64
+	// Version is the format version of the record the position was read
+	// from: pieces of a change are completed in the layout they began in.
+	Version int
+	// LastCommit is where the transaction after the position follows (its
+	// Tx.PrevCommitLSN): the end of the last commit at or before it.
+	LastCommit uint64
 }
 
 // Last returns the position just after the last change m holds.
@@ -480,7 +548,13 @@ func (m *Message) Last() (Position, bool) {
 		return Position{}, false
 	}
 	t := &m.Txs[len(m.Txs)-1]
-	p := Position{CommitLSN: t.CommitLSN, Change: t.FirstChange + uint64(len(t.Changes)), Fragment: t.Fragment, Final: t.Final}
+	p := Position{CommitLSN: t.CommitLSN, Change: t.FirstChange + uint64(len(t.Changes)), Fragment: t.Fragment, Final: t.Final,
+		Version: m.Version, LastCommit: t.PrevCommitLSN}
+	if t.Final && t.EndLSN != 0 && !(len(t.Changes) == 1 && IsNotice(&t.Changes[0])) {
+		// A commit, or a non-transactional message (its own commit); a
+		// notice is the collector's, at a position no commit has.
+		p.LastCommit = t.EndLSN
+	}
 	if t.IsPiece() && !t.LastPiece() {
 		// The change is not complete: the position is inside it.
 		p.Change, p.Piece = t.FirstChange, t.PieceOffset+uint64(pieceLen(t))

@@ -45,13 +45,32 @@ func snapshotSample() *Message {
 	return m
 }
 
+// catalogSample is sample with what version 3 added: each change's LSN,
+// the previous commit's, and the catalog's facts of the relation.
+func catalogSample() *Message {
+	m := sample()
+	rel := &m.Relations[0]
+	rel.Catalog = true
+	rel.Columns[0].NotNull, rel.Columns[0].Default, rel.Columns[0].PrimaryKey = true, "nextval('users_id_seq'::regclass)", 1
+	rel.Columns[1].Default = "'sad'::mood"
+	rel.Columns[1].Type.Labels = []string{"sad", "ok", "happy, very"}
+	m.Txs[0].PrevCommitLSN = 0x0ff0
+	m.Txs[1].PrevCommitLSN = 0x1010
+	for i := range m.Txs[0].Changes {
+		m.Txs[0].Changes[i].LSN = 0x0fa0 + uint64(i)*0x10
+	}
+	m.Txs[1].Changes[0].LSN = 0x1fe8
+	return m
+}
+
 func TestRoundTrip(t *testing.T) {
-	for name, m := range map[string]*Message{"changes": sample(), "snapshot": snapshotSample()} {
+	var got Message
+	for name, m := range map[string]*Message{"changes": sample(), "snapshot": snapshotSample(), "catalog": catalogSample()} {
 		b, err := Marshal(m)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got Message
+		got = Message{}
 		if err := Unmarshal(b, &got); err != nil {
 			t.Fatal(err)
 		}
@@ -59,14 +78,16 @@ func TestRoundTrip(t *testing.T) {
 			t.Fatalf("%s: round trip differs:\nwant %+v\ngot  %+v", name, m, &got)
 		}
 	}
-	var got Message
-	b, _ := Marshal(sample())
+	b, _ := Marshal(catalogSample())
+	got = Message{}
 	if err := Unmarshal(b, &got); err != nil {
 		t.Fatal(err)
 	}
 	first, _ := got.First()
 	last, _ := got.Last()
-	if first != (Position{CommitLSN: 0x1000}) || last != (Position{CommitLSN: 0x2000, Change: 701, Fragment: 3}) {
+	// The last transaction is not complete: the one after the position
+	// follows what preceded it.
+	if first != (Position{CommitLSN: 0x1000}) || last != (Position{CommitLSN: 0x2000, Change: 701, Fragment: 3, Version: Version, LastCommit: 0x1010}) {
 		t.Fatalf("first %+v last %+v", first, last)
 	}
 	if s := snapshotSample().Txs[0].Snapshot; !s.TakenBy("audit") || s.TakenBy("search") {
@@ -74,9 +95,36 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// After a committed transaction, or a non-transactional message (its own
+// commit, at its LSN), the next transaction follows its end; after a
+// fragment or a piece, what the transaction followed; after a notice
+// (written by the collector, at no commit's position), nothing known.
+func TestLastCommit(t *testing.T) {
+	notice, err := NoticeTx(Notice{Kind: NoticeGap}, 0x2000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		tx   Tx
+		want uint64
+	}{
+		{"committed", Tx{CommitLSN: 0x2000, EndLSN: 0x2030, Final: true, PrevCommitLSN: 0x1010}, 0x2030},
+		{"non-transactional message", Tx{CommitLSN: 0x2000, EndLSN: 0x2000, Final: true, PrevCommitLSN: 0x1010}, 0x2000},
+		{"fragment", Tx{CommitLSN: 0x2000, Fragment: 2, PrevCommitLSN: 0x1010}, 0x1010},
+		{"version 2, committed", Tx{CommitLSN: 0x2000, EndLSN: 0x2030, Final: true}, 0x2030},
+		{"notice", notice, 0},
+	} {
+		m := &Message{Txs: []Tx{tt.tx}}
+		if p, _ := m.Last(); p.LastCommit != tt.want {
+			t.Errorf("%s: LastCommit %x, want %x", tt.name, p.LastCommit, tt.want)
+		}
+	}
+}
+
 // Rolling upgrade, new reader first: records a version-2 collector wrote
 // (testdata/v2-*.msgpack, made by the version-2 encoder) decode as they
-// were written, as transactions of changes.
+// were written, without what version 3 added.
 func TestReadsVersion2(t *testing.T) {
 	pieced := sample()
 	pieceOf(pieced, 3, 9, 6)
@@ -93,7 +141,7 @@ func TestReadsVersion2(t *testing.T) {
 		if !reflect.DeepEqual(want, &got) {
 			t.Fatalf("%s decodes differently:\nwant %+v\ngot  %+v", file, want, &got)
 		}
-		// Written again, it is a version-3 record of the same content.
+		// Written again, it is a record of this version with the same content.
 		again, err := Marshal(&got)
 		if err != nil {
 			t.Fatal(err)
@@ -101,6 +149,32 @@ func TestReadsVersion2(t *testing.T) {
 		var back Message
 		if err := Unmarshal(again, &back); err != nil || back.Version != Version {
 			t.Fatalf("re-encoded: version %d, %v", back.Version, err)
+		}
+	}
+}
+
+// Column.Equal compares every field, the enum's labels included.
+func TestColumnEqual(t *testing.T) {
+	base := catalogSample().Relations[0].Columns
+	if !EqualColumns(base, catalogSample().Relations[0].Columns) {
+		t.Fatal("equal columns differ")
+	}
+	for name, mod := range map[string]func(c []Column){
+		"name":        func(c []Column) { c[0].Name = "x" },
+		"not null":    func(c []Column) { c[0].NotNull = false },
+		"default":     func(c []Column) { c[0].Default = "" },
+		"primary key": func(c []Column) { c[0].PrimaryKey = 2 },
+		"labels":      func(c []Column) { c[1].Type.Labels = c[1].Type.Labels[:2] },
+		"label":       func(c []Column) { c[1].Type.Labels = []string{"sad", "ok", "happy"} },
+		"count":       func(c []Column) {},
+	} {
+		other := catalogSample().Relations[0].Columns
+		mod(other)
+		if name == "count" {
+			other = other[:1]
+		}
+		if EqualColumns(base, other) {
+			t.Errorf("%s: a difference not seen", name)
 		}
 	}
 }
@@ -207,13 +281,13 @@ func pieceOf(m *Message, offset, total uint64, n int) {
 // positions inside the change, and the pieces put together decode to the
 // change.
 func TestPieces(t *testing.T) {
-	src := sample()
+	src := catalogSample()
 	c := src.Txs[0].Changes[1]
-	enc, err := EncodeChange(&c)
+	enc, err := EncodeChange(&c, Version)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, _ := EncodeChange(&c)
+	again, _ := EncodeChange(&c, Version)
 	if string(again) != string(enc) {
 		t.Fatal("EncodeChange is not deterministic")
 	}
@@ -238,9 +312,9 @@ func TestPieces(t *testing.T) {
 		if off > 0 && first.Piece != prevLast.Piece {
 			t.Fatalf("piece at %d starts at %d, the previous one ended at %d", off, first.Piece, prevLast.Piece)
 		}
-		wantLast := Position{CommitLSN: 0x3000, Change: 4, Fragment: uint32(off / size), Piece: uint64(end)}
+		wantLast := Position{CommitLSN: 0x3000, Change: 4, Fragment: uint32(off / size), Piece: uint64(end), Version: Version}
 		if end == len(enc) {
-			wantLast = Position{CommitLSN: 0x3000, Change: 5, Fragment: uint32(off / size)}
+			wantLast = Position{CommitLSN: 0x3000, Change: 5, Fragment: uint32(off / size), Version: Version}
 		}
 		if last != wantLast || got.Txs[0].LastPiece() != (end == len(enc)) {
 			t.Fatalf("piece at %d: last %+v, want %+v", off, last, wantLast)
@@ -268,6 +342,18 @@ func TestPieces(t *testing.T) {
 	}
 	if _, err := DecodeChange(put, &c, nil); err == nil {
 		t.Fatal("a pieced change referring to a missing relation decoded")
+	}
+	// Pieces a version-2 collector began are completed in its layout
+	// (Position.Version) and decode without the LSN it did not have.
+	v2, err := EncodeChange(&c, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err = DecodeChange(v2, &c, src.Relations)
+	want := c
+	want.LSN = 0
+	if err != nil || !reflect.DeepEqual(back, want) {
+		t.Fatalf("version-2 pieced change: %v\nwant %+v\ngot  %+v", err, want, back)
 	}
 }
 
@@ -391,6 +477,8 @@ func FuzzUnmarshal(f *testing.F) {
 	b, _ = Marshal(pieced)
 	f.Add(b)
 	b, _ = Marshal(snapshotSample())
+	f.Add(b)
+	b, _ = Marshal(catalogSample())
 	f.Add(b)
 	for _, file := range []string{"testdata/v2-sample.msgpack", "testdata/v2-pieced.msgpack"} {
 		b, err := os.ReadFile(file)

@@ -10,10 +10,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/pgjet/pgjet/shared/pgtypes"
 	"github.com/pgjet/pgjet/shared/wire"
 )
@@ -37,8 +39,14 @@ type Fragment struct {
 	firstRel    [1]*wire.Relation
 }
 
-// TypeResolver describes user-defined types (OID >= 16384) from pg_type.
-type TypeResolver func(ctx context.Context, oid uint32) (pgtypes.Type, error)
+// Catalog reads from the database what pgoutput does not send
+// (pgtypes.Catalog reads it over a connection of its own).
+type Catalog interface {
+	// Type describes a user-defined type (OID >= 16384).
+	Type(ctx context.Context, oid uint32) (pgtypes.Type, error)
+	// Relation says what the catalog says of a relation's columns.
+	Relation(ctx context.Context, relid uint32) (pgtypes.Relation, error)
+}
 
 // Emitter receives completed fragments in stream order.
 type Emitter func(ctx context.Context, f *Fragment) error
@@ -70,7 +78,7 @@ type Observer interface {
 // far and the transaction being received.
 type Decoder struct {
 	emit        Emitter
-	resolve     TypeResolver
+	catalog     Catalog          // nil: relations are described as pgoutput sends them
 	now         func() time.Time // the time of non-transactional messages
 	maxFragment int
 	skip        wire.Position
@@ -85,6 +93,13 @@ type Decoder struct {
 
 	rels  map[uint32]*wire.Relation
 	types map[uint32]pgtypes.Type
+	// enums are the enum columns of relations that have some: values are
+	// checked against their labels, read again when one is not among them.
+	enums map[*wire.Relation][]enumColumn
+	elems []pgtype.Text // array elements, reused
+	// lastCommit is where the transaction being received, or the next one,
+	// follows (wire.Tx.PrevCommitLSN).
+	lastCommit uint64
 
 	inTx     bool
 	skipping bool // whole transaction already stored
@@ -100,20 +115,22 @@ type Decoder struct {
 	next      uint64 // index of the next change in the transaction
 	fragment  uint32
 	beginLSN  uint64
+	prevLSN   uint64 // lastCommit when the transaction began
 }
 
 // New returns a Decoder that emits fragments of at most about maxFragment
 // bytes. A single change larger than that travels in pieces of that size
 // (wire.Tx.PieceTotal): a Postgres value can reach 1 GB, a JetStream message
-// cannot exceed 32 MiB.
-func New(emit Emitter, resolve TypeResolver, maxFragment int) *Decoder {
+// cannot exceed 32 MiB. It reads what pgoutput does not send from catalog.
+func New(emit Emitter, catalog Catalog, maxFragment int) *Decoder {
 	return &Decoder{
 		emit:        emit,
-		resolve:     resolve,
+		catalog:     catalog,
 		now:         time.Now,
 		maxFragment: maxFragment,
 		rels:        make(map[uint32]*wire.Relation),
 		types:       make(map[uint32]pgtypes.Type),
+		enums:       make(map[*wire.Relation][]enumColumn),
 		relIdx:      make(map[*wire.Relation]int32),
 	}
 }
@@ -125,6 +142,7 @@ func New(emit Emitter, resolve TypeResolver, maxFragment int) *Decoder {
 func (d *Decoder) SkipThrough(p wire.Position) {
 	d.skip = p
 	d.skipSet = true
+	d.lastCommit = p.LastCommit
 }
 
 // Observe makes obs follow the stream (nil: nothing does). Set it before
@@ -165,7 +183,7 @@ func (d *Decoder) Handle(ctx context.Context, walStart uint64, data []byte) (err
 		if err != nil {
 			return fmt.Errorf("pgoutput: malformed %q message (%d bytes): %w", data[0], len(data), err)
 		}
-		return d.row(ctx, r)
+		return d.row(ctx, walStart, r)
 	}
 	msg, err := parse(data)
 	if err != nil {
@@ -184,7 +202,7 @@ func (d *Decoder) Handle(ctx context.Context, walStart uint64, data []byte) (err
 		// relation handler resolves user-defined types from pg_type instead.
 		return nil
 	case *pglogrepl.TruncateMessage:
-		return d.truncate(ctx, m)
+		return d.truncate(ctx, walStart, m)
 	case *pglogrepl.LogicalDecodingMessage:
 		return d.message(ctx, walStart, m)
 	default:
@@ -218,6 +236,7 @@ func (d *Decoder) begin(m *pglogrepl.BeginMessage) error {
 	d.next = 0
 	d.fragment = 0
 	d.beginLSN = uint64(m.FinalLSN)
+	d.prevLSN = d.lastCommit
 	d.skipping, d.skipTo, d.skipPiece = false, 0, 0
 	if d.skipSet {
 		switch commit := uint64(m.FinalLSN); {
@@ -240,11 +259,12 @@ func (d *Decoder) newFragment(xid uint32, commitLSN uint64, commitTime int64) *F
 	changes := f.Tx.Changes[:0]
 	*f = Fragment{
 		Tx: wire.Tx{
-			Xid:         xid,
-			CommitLSN:   commitLSN,
-			CommitTime:  commitTime,
-			Fragment:    d.fragment,
-			FirstChange: d.next,
+			Xid:           xid,
+			CommitLSN:     commitLSN,
+			CommitTime:    commitTime,
+			Fragment:      d.fragment,
+			FirstChange:   d.next,
+			PrevCommitLSN: d.prevLSN,
 		},
 		Size: 64,
 	}
@@ -284,6 +304,11 @@ func (d *Decoder) commit(ctx context.Context, m *pglogrepl.CommitMessage) error 
 		return fmt.Errorf("pgoutput: commit at %s, begin announced %s", m.CommitLSN, pglogrepl.LSN(d.beginLSN))
 	}
 	d.inTx = false
+	// Every commit, also of a transaction that leaves no record (stored
+	// already, or all of its changes filtered out by the publication),
+	// is what the next transaction follows: Postgres sends the commit at
+	// its end LSN, the position Debezium's source.sequence names.
+	d.lastCommit = uint64(m.TransactionEndLSN)
 	f := d.cur
 	d.cur = nil
 	if d.skipping {
@@ -309,6 +334,12 @@ func (d *Decoder) commit(ctx context.Context, m *pglogrepl.CommitMessage) error 
 	return nil
 }
 
+// relation describes a relation Postgres announces: as pgoutput sends it,
+// with its user-defined types and what the catalog says of its columns,
+// read now (Postgres sends a relation message before the first change of
+// a table in a session and after DDL on it). The catalog is read as it is
+// when the message is received, which can be later than the change that
+// caused it, as Debezium reads it (PgOutputMessageDecoder).
 func (d *Decoder) relation(ctx context.Context, m *pglogrepl.RelationMessage) error {
 	r := &wire.Relation{
 		ID:              m.RelationID,
@@ -317,10 +348,14 @@ func (d *Decoder) relation(ctx context.Context, m *pglogrepl.RelationMessage) er
 		ReplicaIdentity: m.ReplicaIdentity,
 		Columns:         make([]wire.Column, len(m.Columns)),
 	}
+	var fresh []uint32 // enums whose labels were read for this message
 	for i, c := range m.Columns {
 		col := wire.Column{Name: c.Name, TypeOID: c.DataType, TypeMod: c.TypeModifier, Key: c.Flags&1 != 0}
 		if c.DataType >= firstUserOID {
-			t, err := d.typeInfo(ctx, c.DataType)
+			t, err := d.typeInfo(ctx, c.DataType, !slices.Contains(fresh, c.DataType))
+			if t.IsEnum() {
+				fresh = append(fresh, c.DataType)
+			}
 			if err != nil {
 				return err
 			}
@@ -329,10 +364,28 @@ func (d *Decoder) relation(ctx context.Context, m *pglogrepl.RelationMessage) er
 		}
 		r.Columns[i] = col
 	}
-	// A new pointer, never an update in place: fragments already queued keep
-	// the metadata that was valid for their changes.
-	d.rels[m.RelationID] = r
+	if d.catalog != nil {
+		facts, err := d.catalog.Relation(ctx, m.RelationID)
+		if err != nil {
+			return fmt.Errorf("pgoutput: relation %s.%s: %w", m.Namespace, m.RelationName, err)
+		}
+		facts.Fill(r)
+	}
+	d.setRelation(r)
 	return nil
+}
+
+// setRelation makes r the description of its relation. A new pointer,
+// never an update in place: fragments already queued keep the metadata
+// that was valid for their changes.
+func (d *Decoder) setRelation(r *wire.Relation) {
+	if old, ok := d.rels[r.ID]; ok {
+		delete(d.enums, old)
+	}
+	d.rels[r.ID] = r
+	if cols := enumColumns(r); cols != nil {
+		d.enums[r] = cols
+	}
 }
 
 // Memory per change and per value beyond the value bytes: the Change struct,
@@ -355,23 +408,23 @@ func RowSize(values []wire.Value) int {
 // firstUserOID is FirstNormalObjectId: OIDs below are built in.
 const firstUserOID = 16384
 
-func (d *Decoder) typeInfo(ctx context.Context, oid uint32) (pgtypes.Type, error) {
-	if t, ok := d.types[oid]; ok {
+// typeInfo describes the user-defined type oid, from the cache unless
+// fresh asks for an enum's labels as they are now: they are read again for
+// each relation message, as the other facts of the catalog are.
+func (d *Decoder) typeInfo(ctx context.Context, oid uint32, fresh bool) (pgtypes.Type, error) {
+	if t, ok := d.types[oid]; ok && !(fresh && t.IsEnum()) {
 		return t, nil
 	}
-	if d.resolve == nil {
+	if d.catalog == nil {
 		return pgtypes.Type{DomainTypeMod: -1}, nil
 	}
-	t, err := d.resolve(ctx, oid)
+	t, err := d.catalog.Type(ctx, oid)
 	if err != nil {
 		return pgtypes.Type{}, fmt.Errorf("resolve type %d: %w", oid, err)
 	}
 	d.types[oid] = t
 	return t, nil
 }
-
-// ForgetTypes drops cached type descriptions (e.g. after ALTER TYPE).
-func (d *Decoder) ForgetTypes() { clear(d.types) }
 
 func (d *Decoder) rel(id uint32) (*wire.Relation, error) {
 	r, ok := d.rels[id]
@@ -381,7 +434,8 @@ func (d *Decoder) rel(id uint32) (*wire.Relation, error) {
 	return r, nil
 }
 
-func (d *Decoder) row(ctx context.Context, m rowMsg) error {
+// row adds a row change at lsn (its XLogData's WAL start).
+func (d *Decoder) row(ctx context.Context, lsn uint64, m rowMsg) error {
 	if !d.inTx {
 		return fmt.Errorf("pgoutput: %s outside a transaction", m.op)
 	}
@@ -392,14 +446,19 @@ func (d *Decoder) row(ctx context.Context, m rowMsg) error {
 	if len(m.old) > len(r.Columns) || len(m.new) > len(r.Columns) {
 		return fmt.Errorf("pgoutput: %s on %s.%s has more values than its %d columns", m.op, r.Schema, r.Table, len(r.Columns))
 	}
-	c := wire.Change{Op: m.op, OldKind: m.oldKind, Old: m.old, New: m.new}
+	if cols, ok := d.enums[r]; ok {
+		if r, err = d.checkLabels(ctx, r, cols, m.old, m.new); err != nil {
+			return err
+		}
+	}
+	c := wire.Change{Op: m.op, OldKind: m.oldKind, Old: m.old, New: m.new, LSN: lsn}
 	if d.obs != nil && !d.skipping {
 		d.obs.Row(d.cur.Tx.Xid, r, &c)
 	}
 	return d.add(ctx, c, changeOverhead+m.size, r)
 }
 
-func (d *Decoder) truncate(ctx context.Context, m *pglogrepl.TruncateMessage) error {
+func (d *Decoder) truncate(ctx context.Context, lsn uint64, m *pglogrepl.TruncateMessage) error {
 	if !d.inTx {
 		return errors.New("pgoutput: truncate outside a transaction")
 	}
@@ -411,7 +470,7 @@ func (d *Decoder) truncate(ctx context.Context, m *pglogrepl.TruncateMessage) er
 		}
 		rels[i] = r
 	}
-	c := wire.Change{Op: wire.OpTruncate, TruncateOptions: m.Option}
+	c := wire.Change{Op: wire.OpTruncate, TruncateOptions: m.Option, LSN: lsn}
 	if d.obs != nil && !d.skipping {
 		d.obs.Truncate(d.cur.Tx.Xid, rels)
 	}
@@ -434,7 +493,11 @@ func (d *Decoder) message(ctx context.Context, walStart uint64, m *pglogrepl.Log
 	// pglogrepl's Content points into the receive buffer, reused by the
 	// next receive: copy it.
 	content := append([]byte(nil), m.Content...)
-	c := wire.Change{Op: wire.OpMessage, Prefix: m.Prefix, Content: content, Transactional: m.Transactional}
+	lsn := uint64(m.LSN)
+	if lsn == 0 {
+		lsn = walStart
+	}
+	c := wire.Change{Op: wire.OpMessage, Prefix: m.Prefix, Content: content, Transactional: m.Transactional, LSN: lsn}
 	size := changeOverhead + len(m.Prefix) + len(m.Content)
 	if m.Transactional {
 		if !d.inTx {
@@ -445,31 +508,30 @@ func (d *Decoder) message(ctx context.Context, walStart uint64, m *pglogrepl.Log
 	// A non-transactional message stands alone at its own LSN, which orders it
 	// among commits in the stream. It has no commit, so no commit time:
 	// its time is when it was received, so that consumers see when it
-	// happened rather than 1970.
-	lsn := uint64(m.LSN)
+	// happened rather than 1970. Standing alone, it is also what the next
+	// transaction follows, as Debezium counts it (its commitMessage for a
+	// message that is the last event at its LSN).
 	at := d.now().UnixMicro()
-	if lsn == 0 {
-		lsn = walStart
-	}
+	prev := d.lastCommit
+	d.lastCommit = lsn
 	if d.skipSet && (lsn < d.skip.CommitLSN || lsn == d.skip.CommitLSN && d.skip.Final) {
 		return nil
 	}
+	base := wire.Tx{CommitLSN: lsn, EndLSN: lsn, CommitTime: at, PrevCommitLSN: prev}
 	if d.skipSet && lsn == d.skip.CommitLSN {
 		// Some of its pieces are stored.
 		c.Rel = -1
-		_, err := d.emitPieces(ctx, wire.Tx{CommitLSN: lsn, EndLSN: lsn, CommitTime: at, Fragment: d.skip.Fragment + 1}, c, nil, d.skip.Piece, true)
+		base.Fragment = d.skip.Fragment + 1
+		_, err := d.emitPieces(ctx, base, c, nil, d.skip.Piece, true)
 		return err
 	}
 	if size > d.maxFragment {
 		c.Rel = -1
-		_, err := d.emitPieces(ctx, wire.Tx{CommitLSN: lsn, EndLSN: lsn, CommitTime: at}, c, nil, 0, true)
+		_, err := d.emitPieces(ctx, base, c, nil, 0, true)
 		return err
 	}
-	f := &Fragment{
-		Tx:   wire.Tx{CommitLSN: lsn, EndLSN: lsn, CommitTime: at, Final: true, Changes: []wire.Change{c}},
-		Size: 64 + size,
-	}
-	return d.emit(ctx, f)
+	base.Final, base.Changes = true, []wire.Change{c}
+	return d.emit(ctx, &Fragment{Tx: base, Size: 64 + size})
 }
 
 // intercept hands an observer's message to it, unless its transaction is
@@ -584,16 +646,22 @@ const pieceOverhead = 1024
 
 // emitPieces emits c in pieces (EmitPieces) through d's emitter.
 func (d *Decoder) emitPieces(ctx context.Context, base wire.Tx, c wire.Change, rels []*wire.Relation, from uint64, final bool) (uint32, error) {
-	return EmitPieces(ctx, d.emit, d.maxFragment, base, c, rels, from, final)
+	// Pieces stored by a collector of an older format version are
+	// completed in the layout they began in.
+	version := wire.Version
+	if from > 0 && d.skip.Version >= wire.OldestVersion {
+		version = d.skip.Version
+	}
+	return EmitPieces(ctx, d.emit, d.maxFragment, version, base, c, rels, from, final)
 }
 
 // EmitPieces emits c as fragments of at most about maxFragment bytes, each
-// holding a consecutive byte range of its encoding, starting at byte from,
-// numbered from base.Fragment on. final marks the last one Final (a
-// non-transactional message is its own transaction). It returns how many
-// fragments it emitted.
-func EmitPieces(ctx context.Context, emit Emitter, maxFragment int, base wire.Tx, c wire.Change, rels []*wire.Relation, from uint64, final bool) (uint32, error) {
-	total, err := wire.ChangeSize(&c)
+// holding a consecutive byte range of its encoding in the layout of format
+// version, starting at byte from, numbered from base.Fragment on. final
+// marks the last one Final (a non-transactional message is its own
+// transaction). It returns how many fragments it emitted.
+func EmitPieces(ctx context.Context, emit Emitter, maxFragment, version int, base wire.Tx, c wire.Change, rels []*wire.Relation, from uint64, final bool) (uint32, error) {
+	total, err := wire.ChangeSize(&c, version)
 	if err != nil {
 		return 0, err
 	}
@@ -606,7 +674,7 @@ func EmitPieces(ctx context.Context, emit Emitter, maxFragment int, base wire.Tx
 		relSize += RelationSize(r)
 	}
 	var n uint32
-	err = wire.CutChange(&c, from, max(maxFragment-relSize-pieceOverhead, 1024), func(off uint64, piece []byte) error {
+	err = wire.CutChange(&c, version, from, max(maxFragment-relSize-pieceOverhead, 1024), func(off uint64, piece []byte) error {
 		end := off + uint64(len(piece))
 		f := &Fragment{Tx: base, Rels: rels, Size: pieceOverhead + relSize + cap(piece)}
 		f.Tx.Fragment = base.Fragment + n
@@ -640,7 +708,10 @@ func RelationSize(r *wire.Relation) int {
 	n := 32 + len(r.Schema) + len(r.Table)
 	for i := range r.Columns {
 		c := &r.Columns[i]
-		n += 24 + len(c.Name) + len(c.Type.Schema) + len(c.Type.Name)
+		n += 32 + len(c.Name) + len(c.Type.Schema) + len(c.Type.Name) + len(c.Default)
+		for _, l := range c.Type.Labels {
+			n += 8 + len(l)
+		}
 	}
 	return n
 }

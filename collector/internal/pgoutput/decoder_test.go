@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -80,6 +81,29 @@ func message(transactional bool, lsn uint64, prefix, content string) msg {
 		flags = 1
 	}
 	return append(msg{'M'}.u8(flags).u64(lsn).str(prefix).u32(uint32(len(content))), content...)
+}
+
+// testCatalog describes types and relations from maps, counting reads.
+type testCatalog struct {
+	types     map[uint32]pgtypes.Type
+	rels      map[uint32]pgtypes.Relation
+	typeReads int
+	relReads  int
+}
+
+func (c *testCatalog) Type(_ context.Context, oid uint32) (pgtypes.Type, error) {
+	c.typeReads++
+	t, ok := c.types[oid]
+	if !ok {
+		return pgtypes.Type{DomainTypeMod: -1}, nil
+	}
+	t.Info.Labels = slices.Clone(t.Info.Labels) // as read: not shared with the map
+	return t, nil
+}
+
+func (c *testCatalog) Relation(_ context.Context, relid uint32) (pgtypes.Relation, error) {
+	c.relReads++
+	return c.rels[relid], nil
 }
 
 type sink struct{ frags []*Fragment }
@@ -191,13 +215,9 @@ func TestDomainColumnsGetTheDomainsModifier(t *testing.T) {
 		20001: {Info: wire.TypeInfo{Schema: "public", Name: "posint", Kind: 'd', BaseOID: 23}, DomainTypeMod: -1},
 		20002: {Info: wire.TypeInfo{Schema: "public", Name: "mood", Kind: 'e'}, DomainTypeMod: -1},
 	}
-	asked := 0
-	resolve := func(_ context.Context, oid uint32) (pgtypes.Type, error) {
-		asked++
-		return types[oid], nil
-	}
+	cat := &testCatalog{types: types}
 	var s sink
-	d := New(s.emit, resolve, 1<<20)
+	d := New(s.emit, cat, 1<<20)
 	type col = struct {
 		name string
 		oid  uint32
@@ -217,8 +237,8 @@ func TestDomainColumnsGetTheDomainsModifier(t *testing.T) {
 	if cols[1].Type.BaseOID != 1700 || cols[1].Type.Kind != 'd' {
 		t.Errorf("domain column type = %+v", cols[1].Type)
 	}
-	if asked != 3 {
-		t.Errorf("resolved types %d times, want once per type (3)", asked)
+	if cat.typeReads != 3 {
+		t.Errorf("resolved types %d times, want once per type (3)", cat.typeReads)
 	}
 }
 
@@ -405,6 +425,28 @@ func TestLargeChangeInPieces(t *testing.T) {
 	}
 	if c2, err := wire.DecodeChange(put, &pieces[0].Tx.Changes[0], rels); err != nil || string(c2.New[0].Data) != big {
 		t.Fatalf("resumed pieces do not give the change: %v", err)
+	}
+
+	// Pieces a collector of format version 2 stored are completed in that
+	// version's layout: the change's bytes go on where they stopped.
+	whole, err := wire.DecodeChange(put, &pieces[0].Tx.Changes[0], rels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, err := wire.EncodeChange(&whole, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	skip2 := skip
+	skip2.Version = 2
+	put = append([]byte(nil), v2[:skip2.Piece]...)
+	for _, f := range run(8192, &skip2) {
+		if f.Tx.IsPiece() {
+			put = append(put, f.Tx.Changes[0].Content...)
+		}
+	}
+	if !slices.Equal(put, v2) {
+		t.Fatalf("pieces resumed after a version-2 collector: %d bytes, not its layout (%d)", len(put), len(v2))
 	}
 	if end := rest[len(rest)-1].Tx; !end.Final || end.FirstChange != 2 {
 		t.Fatalf("resumed run ends with %+v", end)

@@ -411,10 +411,7 @@ func (s *session) run(ctx context.Context) error {
 	pub := s.publisher(src, cp, lastSeq)
 	var stream *replication.Stream
 	dec := pgoutput.New(func(ctx context.Context, f *pgoutput.Fragment) error { return stream.Emit(ctx, f) },
-		func(ctx context.Context, oid uint32) (pgtypes.Type, error) {
-			return pgtypes.Resolve(ctx, pgc, oid)
-		},
-		min(maxMsg, cfg.MaxMessage/2))
+		pgtypes.Catalog{Conn: pgc}, min(maxMsg, cfg.MaxMessage/2))
 	stream = replication.New(repl, dec, pub, cp, log)
 	stream.Fault = func() error {
 		if err := skipped.Load(); err != nil {

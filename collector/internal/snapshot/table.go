@@ -205,6 +205,14 @@ func describe(ctx context.Context, conn *pgx.Conn, t *Table, replid string, attn
 		}
 	}
 
+	// What changes of the table say of its columns (NOT NULL, defaults,
+	// primary key), reads say too.
+	facts, err := pgtypes.ReadRelation(ctx, conn, t.OID)
+	if err != nil {
+		return fmt.Errorf("catalog of %s: %w", t, err)
+	}
+	facts.Fill(rel)
+
 	// Unique indexes over plain columns, without predicate, valid.
 	irows, err := conn.Query(ctx, `SELECT i.indexrelid::regclass::text, i.indisprimary, i.indisreplident,
 			(i.indkey::int2[])[0:i.indnkeyatts - 1]

@@ -121,7 +121,7 @@ func (w *TxWriter) pieces(ctx context.Context, rel *wire.Relation, row []wire.Va
 		}
 		return w.emit(ctx, f)
 	}
-	n, err := pgoutput.EmitPieces(ctx, emit, w.maxFragment, base, wire.Change{Op: wire.OpRead, Rel: 0, New: row},
+	n, err := pgoutput.EmitPieces(ctx, emit, w.maxFragment, wire.Version, base, wire.Change{Op: wire.OpRead, Rel: 0, New: row},
 		[]*wire.Relation{rel}, 0, isLast && final)
 	w.fragment += n
 	w.next++

@@ -3,6 +3,7 @@ package envelope
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -43,8 +44,7 @@ type debeziumSettings struct {
 //
 // Everything comes from the event alone, so replays render identical
 // bytes: ts_ms is the commit time (Debezium's is the time it processed
-// the change), lsn is the transaction's commit LSN (the raw record keeps no
-// per-change LSN), and both total_order and data_collection_order are the
+// the change), and both total_order and data_collection_order are the
 // change's position in its transaction plus one (a per-table count would
 // need the transaction's earlier changes, which a replay starting
 // mid-transaction does not have; it still grows within each table).
@@ -74,6 +74,10 @@ type Debezium struct {
 	// after is an update's new row with unchanged TOAST values taken from
 	// its old row (REPLICA IDENTITY FULL), reused.
 	after []wire.Value
+
+	// The key columns of keysOf's last relation, in key order.
+	keysOf   *wire.Relation
+	keyIndex []int
 
 	// Schemas of the last relation rendered: every event of a table in a
 	// raw record shares its Relation.
@@ -383,32 +387,48 @@ const (
 // delete of the old row under the old key, then a create of the new row
 // under the new key; a tombstone follows the delete with
 // tombstones_on_delete. Each half keeps the other tuple, for the other
-// key's header. Only where the replica identity is a key (default or an
-// index) can a key change be told apart: under REPLICA IDENTITY FULL the
-// key is every column, so an update stays one event.
+// key's header. A key change is told apart where the old row holds the
+// key: whole (REPLICA IDENTITY FULL, whose key is the primary key when the
+// raw record carries it), or the key columns of the replica identity.
 func (d *Debezium) Split(e *Event, dst []Event) []Event {
 	c, rel := e.Change, e.Rel
-	if e.Kind != KindChange || c == nil || c.Op != wire.OpUpdate || c.OldKind != wire.OldKey || rel == nil ||
-		rel.ReplicaIdentity == 'f' || !keyChanged(rel, c.Old, c.New) {
+	if e.Kind != KindChange || c == nil || c.Op != wire.OpUpdate || rel == nil {
+		return dst
+	}
+	keys := d.keyColumns(rel)
+	switch {
+	case len(keys) == 0:
+		return dst
+	case c.OldKind == wire.OldFull:
+		if !rel.Catalog {
+			return dst // its key is every column: no key change to tell
+		}
+	case c.OldKind == wire.OldKey:
+		for _, i := range keys {
+			if !rel.Columns[i].Key {
+				return dst // not sent: the old row does not say
+			}
+		}
+	default:
+		return dst
+	}
+	if !keyChanged(keys, c.Old, c.New, len(rel.Columns)) {
 		return dst
 	}
 	del, ins := *e, *e
-	del.Change = &wire.Change{Op: wire.OpDelete, Rel: c.Rel, OldKind: c.OldKind, Old: c.Old, New: c.New}
-	ins.Change = &wire.Change{Op: wire.OpInsert, Rel: c.Rel, OldKind: c.OldKind, Old: c.Old, New: c.New}
+	del.Change = &wire.Change{Op: wire.OpDelete, Rel: c.Rel, OldKind: c.OldKind, Old: c.Old, New: c.New, LSN: c.LSN}
+	ins.Change = &wire.Change{Op: wire.OpInsert, Rel: c.Rel, OldKind: c.OldKind, Old: c.Old, New: c.New, LSN: c.LSN}
 	return append(dst, del, ins)
 }
 
 // keyChanged reports whether the key columns of old and new differ, as
 // Postgres sent them. Postgres sends an update's old key when the key
 // changed, but also when the key holds a value stored out of line.
-func keyChanged(rel *wire.Relation, old, new []wire.Value) bool {
-	if len(old) != len(rel.Columns) || len(new) != len(rel.Columns) {
+func keyChanged(keys []int, old, new []wire.Value, columns int) bool {
+	if len(old) != columns || len(new) != columns {
 		return false
 	}
-	for i := range rel.Columns {
-		if !rel.Columns[i].Key {
-			continue
-		}
+	for _, i := range keys {
 		o, n := old[i], new[i]
 		if n.Kind == wire.KindUnchanged {
 			continue // the same value, not sent again
@@ -420,8 +440,39 @@ func keyChanged(rel *wire.Relation, old, new []wire.Value) bool {
 	return false
 }
 
+// keyColumns returns the indexes of the columns of Debezium's key for rel,
+// in key order: the primary key in its own order, or for a table without
+// one its first unique index (PgOutputMessageDecoder: readPrimaryKeyNames,
+// else readTableUniqueIndices), where the raw record says what the catalog
+// holds; else, for records that do not (version 2), the replica identity.
+func (d *Debezium) keyColumns(rel *wire.Relation) []int {
+	if rel == d.keysOf {
+		return d.keyIndex
+	}
+	d.keysOf, d.keyIndex = rel, d.keyIndex[:0]
+	if !rel.Catalog {
+		for i := range rel.Columns {
+			if rel.Columns[i].Key {
+				d.keyIndex = append(d.keyIndex, i)
+			}
+		}
+		return d.keyIndex
+	}
+	for i := range rel.Columns {
+		if rel.Columns[i].PrimaryKey > 0 {
+			d.keyIndex = append(d.keyIndex, i)
+		}
+	}
+	slices.SortStableFunc(d.keyIndex, func(a, b int) int {
+		return int(rel.Columns[a].PrimaryKey) - int(rel.Columns[b].PrimaryKey)
+	})
+	return d.keyIndex
+}
+
 // appendTuple renders tuple as Debezium's Value struct: every column,
-// unchanged TOAST as the placeholder; keysOnly leaves non-key columns null.
+// unchanged TOAST as the placeholder; keysOnly, for an old row holding the
+// replica identity alone, renders the others as the NULLs Postgres sent
+// (a NOT NULL column's default or fallback, as Debezium has them).
 func (d *Debezium) appendTuple(b []byte, rel *wire.Relation, tuple []wire.Value, keysOnly bool) ([]byte, error) {
 	if tuple == nil {
 		return append(b, "null"...), nil
@@ -437,38 +488,34 @@ func (d *Debezium) appendTuple(b []byte, rel *wire.Relation, tuple []wire.Value,
 		}
 		b = value.AppendString(b, col.Name)
 		b = append(b, ':')
+		v := tuple[i]
 		if keysOnly && !col.Key {
-			b = append(b, "null"...)
-			continue
+			v = wire.Value{Kind: wire.KindNull}
 		}
 		var err error
-		if b, err = d.enc.AppendValue(b, col, tuple[i]); err != nil {
+		if b, err = d.enc.AppendValue(b, col, v); err != nil {
 			return b, fmt.Errorf("decode %s.%s.%s: %w", rel.Schema, rel.Table, col.Name, err)
 		}
 	}
 	return append(b, '}'), nil
 }
 
-// appendKey appends the replica identity columns of tuple as Debezium's
+// appendKey appends the key columns of tuple (keyColumns) as Debezium's
 // key struct (with its schema when configured), and whether rel has any:
 // a relation without them has a null key.
 func (d *Debezium) appendKey(k []byte, rel *wire.Relation, tuple []wire.Value) ([]byte, bool, error) {
+	keys := d.keyColumns(rel)
 	if d.schema {
 		k = append(k, `{"schema":`...)
 		k = append(k, d.keySchema...)
 		k = append(k, `,"payload":`...)
 	}
 	k = append(k, '{')
-	n := 0
-	for i := range rel.Columns {
+	for n, i := range keys {
 		col := &rel.Columns[i]
-		if !col.Key {
-			continue
-		}
 		if n > 0 {
 			k = append(k, ',')
 		}
-		n++
 		k = value.AppendString(k, col.Name)
 		k = append(k, ':')
 		var err error
@@ -480,11 +527,34 @@ func (d *Debezium) appendKey(k []byte, rel *wire.Relation, tuple []wire.Value) (
 	if d.schema {
 		k = append(k, '}')
 	}
-	return k, n > 0, nil
+	return k, len(keys) > 0, nil
+}
+
+// sourceLSNs are the change's source.lsn and the first element of its
+// source.sequence, as Debezium's SourceInfo has them: the position of the
+// change's own message, and where its transaction follows (the end of the
+// commit before it; for a non-transactional message, its own position,
+// which Debezium commits before it emits it), 0 when unknown (null).
+// Records of format version 2 carry neither: both are the commit LSN. A
+// snapshot read is at the position pgjet placed its rows (the slot's
+// consistent point, or a backfill chunk's high watermark, next to it), and
+// follows no commit: Debezium's snapshot records have a null last commit.
+func sourceLSNs(e *Event) (lsn, lastCommit uint64) {
+	c := e.Change
+	if c.Op == wire.OpRead {
+		return e.Tx.CommitLSN, 0
+	}
+	if c.LSN == 0 {
+		return e.Tx.CommitLSN, e.Tx.CommitLSN
+	}
+	if c.Op == wire.OpMessage && !c.Transactional {
+		return c.LSN, c.LSN
+	}
+	return c.LSN, e.Tx.PrevCommitLSN
 }
 
 func (d *Debezium) appendSource(b []byte, e *Event, table bool) []byte {
-	lsn := int64(e.Tx.CommitLSN) // Debezium's Lsn.asLong
+	lsn, lastCommit := sourceLSNs(e) // Debezium's Lsn.asLong
 	b = append(b, `{"version":"`+DebeziumVersion+`","connector":"postgresql","name":`...)
 	b = value.AppendString(b, e.Source.Name)
 	b = append(b, ',')
@@ -493,10 +563,16 @@ func (d *Debezium) appendSource(b []byte, e *Event, table bool) []byte {
 	b = append(b, snapshotField(e)...)
 	b = append(b, `","db":`...)
 	b = value.AppendString(b, e.Source.Database)
-	b = append(b, `,"sequence":"[\"`...)
-	b = strconv.AppendInt(b, lsn, 10)
-	b = append(b, `\",\"`...)
-	b = strconv.AppendInt(b, lsn, 10)
+	b = append(b, `,"sequence":"[`...)
+	if lastCommit == 0 {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, `\"`...)
+		b = strconv.AppendInt(b, int64(lastCommit), 10)
+		b = append(b, `\"`...)
+	}
+	b = append(b, `,\"`...)
+	b = strconv.AppendInt(b, int64(lsn), 10)
 	b = append(b, `\"]",`...)
 	b = append(b, d.tsUsNs...)
 	b = append(b, `,"schema":`...)
@@ -514,7 +590,7 @@ func (d *Debezium) appendSource(b []byte, e *Event, table bool) []byte {
 		b = append(b, "null"...)
 	}
 	b = append(b, `,"lsn":`...)
-	b = strconv.AppendInt(b, lsn, 10)
+	b = strconv.AppendInt(b, int64(lsn), 10)
 	b = append(b, `,"xmin":null,"origin":`...)
 	if e.Tx.Origin != "" {
 		b = value.AppendString(b, e.Tx.Origin)
@@ -665,24 +741,35 @@ func (d *Debezium) schemas(e *Event) {
 	prefix = append(prefix, '.')
 	prefix = append(prefix, rel.Table...)
 
-	// Key columns are NOT NULL under a primary key or replica identity
-	// index; REPLICA IDENTITY FULL flags every column, nullable or not.
-	keyRequired := rel.ReplicaIdentity != 'f'
+	// A field is optional when its column is nullable (TableSchemaBuilder.
+	// addField: column.isOptional()), as the catalog says; for records
+	// that do not carry it (version 2), every column but the replica
+	// identity's key columns, NOT NULL under a primary key or an index
+	// (REPLICA IDENTITY FULL flags every column, nullable or not).
+	optional := func(col *wire.Column) bool {
+		if rel.Catalog {
+			return !col.NotNull
+		}
+		return !(col.Key && rel.ReplicaIdentity != 'f')
+	}
+	field := func(b []byte, n int, col *wire.Column) []byte {
+		if n > 0 {
+			b = append(b, ',')
+		}
+		b = d.enc.AppendSchema(b, col, optional(col))
+		b = append(b, `,"field":`...)
+		b = value.AppendString(b, col.Name)
+		return append(b, '}')
+	}
 	fields := func(b []byte, keysOnly bool) []byte {
-		n := 0
+		if keysOnly {
+			for n, i := range d.keyColumns(rel) {
+				b = field(b, n, &rel.Columns[i])
+			}
+			return b
+		}
 		for i := range rel.Columns {
-			col := &rel.Columns[i]
-			if keysOnly && !col.Key {
-				continue
-			}
-			if n > 0 {
-				b = append(b, ',')
-			}
-			n++
-			b = d.enc.AppendSchema(b, col, !(col.Key && keyRequired))
-			b = append(b, `,"field":`...)
-			b = value.AppendString(b, col.Name)
-			b = append(b, '}')
+			b = field(b, i, &rel.Columns[i])
 		}
 		return b
 	}

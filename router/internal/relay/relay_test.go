@@ -775,7 +775,7 @@ func TestEventTooLargeGoesToDeadLetter(t *testing.T) {
 // piecesOf cuts c, of the transaction at lsn, into pieces of size bytes.
 func piecesOf(t *testing.T, lsn, index uint64, c wire.Change, size int) []wire.Tx {
 	t.Helper()
-	enc, err := wire.EncodeChange(&c)
+	enc, err := wire.EncodeChange(&c, wire.Version)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -139,7 +139,7 @@ type transform struct {
 // decoded afresh for every raw record, so pointers say nothing.
 func (t *transform) same(rel *wire.Relation) bool {
 	return rel.ID == t.src.ID && rel.ReplicaIdentity == t.src.ReplicaIdentity &&
-		rel.Schema == t.src.Schema && rel.Table == t.src.Table && slices.Equal(rel.Columns, t.src.Columns)
+		rel.Schema == t.src.Schema && rel.Table == t.src.Table && wire.EqualColumns(rel.Columns, t.src.Columns)
 }
 
 // maxVersions bounds the transforms kept per table name.
@@ -200,13 +200,14 @@ func (r *Route) plan(rel *wire.Relation, rules []*rule) *transform {
 		t.rel = rel
 		return t
 	}
-	out := &wire.Relation{ID: rel.ID, Schema: rel.Schema, Table: rel.Table, ReplicaIdentity: rel.ReplicaIdentity}
+	out := &wire.Relation{ID: rel.ID, Schema: rel.Schema, Table: rel.Table, ReplicaIdentity: rel.ReplicaIdentity, Catalog: rel.Catalog}
 	for i, col := range rel.Columns {
 		switch t.acts[i].act {
 		case drop:
 			continue
 		case mask, hashed:
-			col = wire.Column{Name: col.Name, TypeOID: textOID, TypeMod: -1, Key: col.Key}
+			// Text now: a default of the column's own type no longer fits.
+			col = wire.Column{Name: col.Name, TypeOID: textOID, TypeMod: -1, Key: col.Key, NotNull: col.NotNull, PrimaryKey: col.PrimaryKey}
 		}
 		out.Columns = append(out.Columns, col)
 	}

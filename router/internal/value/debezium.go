@@ -134,10 +134,14 @@ func NewDebezium(o DebeziumOptions) (*Debezium, error) {
 
 // AppendValue appends the JSON of v, a value of col. Unchanged TOAST
 // values become the placeholder in the form Debezium gives it for the
-// column's type.
+// column's type; a NULL in a NOT NULL column (the columns a key-only old
+// row leaves out) its default or its type's fallback, as Debezium has it.
 func (e *Debezium) AppendValue(b []byte, col *wire.Column, v wire.Value) ([]byte, error) {
 	switch v.Kind {
 	case wire.KindNull:
+		if col.NotNull {
+			return e.appendRequiredNull(b, col), nil
+		}
 		return append(b, "null"...), nil
 	case wire.KindText:
 	case wire.KindUnchanged:

@@ -2,27 +2,32 @@ package value
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
 // AppendSchema appends the Kafka Connect JSON converter's schema of col's
 // values, an object left open (no closing brace) so that the caller can
-// add "field" last, where the converter puts it. Enum schemas lack the
-// "allowed" parameter: the raw record does not carry the labels.
+// add "field" last, where the converter puts it: with the column's default
+// (see appendDefault) and an enum's labels as its "allowed" parameter.
 func (e *Debezium) AppendSchema(b []byte, col *wire.Column, optional bool) []byte {
 	t := e.typeOf(col)
 	if t.array {
 		b = append(b, `{"type":"array","items":`...)
-		b = e.appendScalarSchema(b, &t, true)
+		// An enum's element schema is Enum.builder itself, not made
+		// optional (PostgresValueConverter.schemaBuilder;
+		// RecordsStreamProducerIT.shouldStreamEnumArrayAsKnownType).
+		b = e.appendScalarSchema(b, &t, col, t.kind != kEnum)
 		b = append(b, '}')
 		b = append(b, `,"optional":`...)
 		return strconv.AppendBool(b, optional)
 	}
-	return e.appendScalarSchema(b, &t, optional)
+	b = e.appendScalarSchema(b, &t, col, optional)
+	return e.appendDefault(b, col)
 }
 
-func (e *Debezium) appendScalarSchema(b []byte, t *dbzType, optional bool) []byte {
+func (e *Debezium) appendScalarSchema(b []byte, t *dbzType, col *wire.Column, optional bool) []byte {
 	typ, name := "string", ""
 	switch t.kind {
 	case kBool:
@@ -69,7 +74,17 @@ func (e *Debezium) appendScalarSchema(b []byte, t *dbzType, optional bool) []byt
 	case kUUID:
 		name = "io.debezium.data.Uuid"
 	case kEnum:
-		name = "io.debezium.data.Enum"
+		b = append(b, `{"type":"string","optional":`...)
+		b = strconv.AppendBool(b, optional)
+		b = append(b, `,"name":"io.debezium.data.Enum","version":1`...)
+		if col.Type.Labels != nil {
+			// Enum.builder(String.join(",", labels)): commas in a label are
+			// not escaped, as in Debezium.
+			b = append(b, `,"parameters":{"allowed":`...)
+			b = AppendString(b, strings.Join(col.Type.Labels, ","))
+			b = append(b, '}')
+		}
+		return b
 	case kDate:
 		typ, name = "int32", "io.debezium.time.Date"
 		if e.opt.Time == TimeConnect {
