@@ -40,7 +40,7 @@ func (p *recordingProbe) NotReady(why string) {
 	defer p.mu.Unlock()
 	p.notReady = why
 }
-func (p *recordingProbe) Streaming(*rawstream.Publisher, *replication.Stream) {
+func (p *recordingProbe) Streaming(*rawstream.Publisher, *replication.Reader) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.notReady = ""
