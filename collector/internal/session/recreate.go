@@ -127,6 +127,12 @@ func (s *session) recreateSlot(ctx context.Context, pgc *pgx.Conn, repl *pgconn.
 			return nil, fmt.Errorf("store the gap notice before re-creating slot %s: %w", cfg.Slot, err)
 		}
 	}
+	// Asked for before the slot is replaced, so that a crash after the
+	// replacement cannot leave the gap without its backfill (a collector
+	// that starts again finds a valid slot and no gap to act on).
+	if err := s.backfillGap(ctx, pgc, *g); err != nil {
+		return nil, err
+	}
 	if st.Exists {
 		if err := dropSlot(ctx, pgc, cfg.Slot); err != nil {
 			return nil, err

@@ -469,11 +469,6 @@ func (s *session) run(ctx context.Context) error {
 			stopStream()
 		}
 	}()
-	if gap != nil {
-		if err := s.backfillGap(ctx, pgc, snap, *gap); err != nil {
-			return err
-		}
-	}
 
 	runErr := pgsetup.ExplainStreamError(reader.Run(streamCtx), cfg.Slot, cfg.Publication)
 	s.probe.NotReady("replication session ended")
