@@ -108,7 +108,7 @@ func (s *session) prepareSnapshot(ctx context.Context, pgc *pgx.Conn, repl *pgco
 			s.log.Info("the initial snapshot was interrupted: it goes on as a backfill from its last stored chunk once the slot streams",
 				"slot", s.cfg.Slot, "job", job.ID)
 		case cfg.Mode == snapshot.ModeInitial && recreated:
-			// Created again after a gap: a backfill restores the rows
+			// Created again after a gap: a backfill reads the rows again
 			// (backfillGap).
 		case cfg.Mode == snapshot.ModeInitial && (job == nil || job.Slot != s.cfg.Slot):
 			s.log.Warn("replication slot "+s.cfg.Slot+" exists and took no initial snapshot: rows written before it was created are not in the raw stream; to send them run pgjet-collector backfill --table schema.table (or snapshot.mode: never to silence this)",
@@ -436,7 +436,7 @@ func (s *session) backfillGap(ctx context.Context, pgc *pgx.Conn, g Gap) error {
 	case j == nil:
 		s.log.Info("the publication has no tables: nothing to backfill after the gap")
 	case created:
-		s.log.Info("backfill of the published tables requested to restore their rows after the gap (it runs once the slot streams)", "job", j.ID, "tables", len(j.Tables))
+		s.log.Info("backfill of the published tables requested to read their rows again after the gap (it runs once the slot streams)", "job", j.ID, "tables", len(j.Tables))
 	default:
 		s.log.Info("the backfill after this gap was requested already", "job", j.ID, "state", j.State)
 	}
