@@ -134,7 +134,7 @@ func SQLRequests(store *snapshot.Store, warn func(msg string, args ...any)) func
 			r.Tables, err = canonical(r.Tables, true)
 		}
 		if err != nil {
-			warn("backfill request written with SQL ignored", "lsn", fmt.Sprintf("%X/%X", commitLSN>>32, uint32(commitLSN)), "err", err)
+			warn("backfill request written with SQL ignored", "lsn", wire.LSN(commitLSN), "err", err)
 			return nil
 		}
 		id := fmt.Sprintf("sql-%x", commitLSN)
@@ -159,7 +159,9 @@ func RequestAfterGap(ctx context.Context, store *snapshot.Store, conn *pgx.Conn,
 	if len(tables) == 0 {
 		return nil, false, nil
 	}
-	id := fmt.Sprintf("gap-%X-%X", from>>32, uint32(from))
+	// The LSN's text with a dash for its slash: job ids name chunks,
+	// whose parts slashes separate.
+	id := "gap-" + strings.Replace(wire.LSN(from).String(), "/", "-", 1)
 	if j, _, err := store.Get(ctx, id); err == nil {
 		return j, false, nil
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
