@@ -90,16 +90,7 @@ func newSlotFixture(t *testing.T) *slotFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
-	srv := natstest.Run(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, _, js := natstest.Start(t)
 	return &slotFixture{pg: pg, conn: conn, srv: srv, js: js}
 }
 
