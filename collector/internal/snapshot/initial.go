@@ -341,7 +341,6 @@ func (s *sequencer) emit(ctx context.Context, t *Table, rows [][]wire.Value, tab
 	})
 }
 
-
 // Modes of the initial snapshot (snapshot.mode).
 const (
 	// ModeInitial: a slot created now exports its snapshot, and every
