@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pgjet/pgjet/router/internal/slab"
 	"github.com/pgjet/pgjet/router/internal/value"
 	"github.com/pgjet/pgjet/shared/wire"
 )
@@ -90,6 +91,13 @@ type Debezium struct {
 	lastTime int64
 	tsMs     []byte
 	tsUsNs   []byte
+
+	src dbzSource
+
+	// The key headers' values, carved from slabs: a message holds them
+	// until it is published, and no allocation each.
+	strs slab.Strings
+	vals slab.Values
 }
 
 // newDebezium is the registry's factory.
@@ -203,10 +211,10 @@ func (d *Debezium) AddHeader(h Header, e *Event) {
 		}
 	}
 	if d.hasKey {
-		h[d.keyHeader] = []string{string(d.key)}
+		h[d.keyHeader] = d.vals.Of(d.strs.Of(d.key))
 	}
 	if d.otherKeyHeader != "" {
-		h[d.otherKeyHeader] = []string{string(d.otherKey)}
+		h[d.otherKeyHeader] = d.vals.Of(d.strs.Of(d.otherKey))
 	}
 }
 
@@ -553,44 +561,86 @@ func sourceLSNs(e *Event) (lsn, lastCommit uint64) {
 	return c.LSN, e.Tx.PrevCommitLSN
 }
 
+// dbzSource holds the parts of the source block that repeat from event to
+// event, rendered when what they show changes: the source's name and
+// database, the table, the transaction's xid and last commit. The strings
+// it compares with are the last event's (they point into its raw record,
+// which stays in memory until another record's event comes, as the last
+// relation's schemas keep it).
+type dbzSource struct {
+	name, dbName string
+	// head is {"version":...,"name":<name>, and db ","db":<db>,"sequence":"[
+	head, db      []byte
+	schema, table string
+	// rel is ,"schema":<schema>,"table":<table>
+	rel      []byte
+	xid      uint32
+	xidText  []byte // "" while unset
+	last     uint64
+	lastText []byte
+}
+
+func (s *dbzSource) source(src *wire.Source) {
+	if s.head != nil && src.Name == s.name && src.Database == s.dbName {
+		return
+	}
+	s.name, s.dbName = src.Name, src.Database
+	s.head = append(s.head[:0], `{"version":"`+DebeziumVersion+`","connector":"postgresql","name":`...)
+	s.head = append(value.AppendString(s.head, src.Name), ',')
+	s.db = value.AppendString(append(s.db[:0], `","db":`...), src.Database)
+	s.db = append(s.db, `,"sequence":"[`...)
+}
+
+func (s *dbzSource) relation(rel *wire.Relation) []byte {
+	if s.rel == nil || rel.Schema != s.schema || rel.Table != s.table {
+		s.schema, s.table = rel.Schema, rel.Table
+		s.rel = value.AppendString(append(s.rel[:0], `,"schema":`...), rel.Schema)
+		s.rel = value.AppendString(append(s.rel, `,"table":`...), rel.Table)
+	}
+	return s.rel
+}
+
 func (d *Debezium) appendSource(b []byte, e *Event, table bool) []byte {
 	lsn, lastCommit := sourceLSNs(e) // Debezium's Lsn.asLong
-	b = append(b, `{"version":"`+DebeziumVersion+`","connector":"postgresql","name":`...)
-	b = value.AppendString(b, e.Source.Name)
-	b = append(b, ',')
+	s := &d.src
+	s.source(e.Source)
+	b = append(b, s.head...)
 	b = append(b, d.tsMs...)
 	b = append(b, `,"snapshot":"`...)
 	b = append(b, snapshotField(e)...)
-	b = append(b, `","db":`...)
-	b = value.AppendString(b, e.Source.Database)
-	b = append(b, `,"sequence":"[`...)
+	b = append(b, s.db...)
 	if lastCommit == 0 {
 		b = append(b, "null"...)
 	} else {
+		if s.lastText == nil || s.last != lastCommit {
+			s.last, s.lastText = lastCommit, strconv.AppendInt(s.lastText[:0], int64(lastCommit), 10)
+		}
 		b = append(b, `\"`...)
-		b = strconv.AppendInt(b, int64(lastCommit), 10)
+		b = append(b, s.lastText...)
 		b = append(b, `\"`...)
 	}
 	b = append(b, `,\"`...)
+	at := len(b)
 	b = strconv.AppendInt(b, int64(lsn), 10)
+	lsnText := b[at:len(b):len(b)] // appended again below, from whichever array holds it
 	b = append(b, `\"]",`...)
 	b = append(b, d.tsUsNs...)
-	b = append(b, `,"schema":`...)
 	if table {
-		b = value.AppendString(b, e.Rel.Schema)
-		b = append(b, `,"table":`...)
-		b = value.AppendString(b, e.Rel.Table)
+		b = append(b, s.relation(e.Rel)...)
 	} else {
-		b = append(b, `"","table":""`...)
+		b = append(b, `,"schema":"","table":""`...)
 	}
 	b = append(b, `,"txId":`...)
 	if d.hasTx(e) {
-		b = strconv.AppendUint(b, uint64(e.Tx.Xid), 10)
+		if s.xidText == nil || s.xid != e.Tx.Xid {
+			s.xid, s.xidText = e.Tx.Xid, strconv.AppendUint(s.xidText[:0], uint64(e.Tx.Xid), 10)
+		}
+		b = append(b, s.xidText...)
 	} else {
 		b = append(b, "null"...)
 	}
 	b = append(b, `,"lsn":`...)
-	b = strconv.AppendInt(b, int64(lsn), 10)
+	b = append(b, lsnText...)
 	b = append(b, `,"xmin":null,"origin":`...)
 	if e.Tx.Origin != "" {
 		b = value.AppendString(b, e.Tx.Origin)
