@@ -309,11 +309,12 @@ type CloudEvents struct {
 	timeHeader []string
 
 	// The attributes of change events that their table, op and source
-	// decide (the last ones, and by key), and those their transaction
+	// decide (the last few, and by key), and those their transaction
 	// decides: rendered once for all its events.
-	last   *ceConst
-	consts map[ceKey]*ceConst
-	tx     ceTx
+	recent    [8]*ceConst // a few tables' events interleave
+	recentPos int
+	consts    map[ceKey]*ceConst
+	tx        ceTx
 	// The traceparent of the last binary header, as a header value.
 	traceFor    string
 	traceHeader []string
@@ -578,8 +579,10 @@ func (c *CloudEvents) constFor(e *Event) *ceConst {
 	} else {
 		k.schema, k.table = e.Rel.Schema, e.Rel.Table
 	}
-	if c.last != nil && c.last.key == k {
-		return c.last
+	for _, a := range &c.recent {
+		if a != nil && a.key == k {
+			return a
+		}
 	}
 	a, ok := c.consts[k]
 	if !ok {
@@ -603,7 +606,8 @@ func (c *CloudEvents) constFor(e *Event) *ceConst {
 		}
 		c.consts[k] = a
 	}
-	c.last = a
+	c.recent[c.recentPos] = a
+	c.recentPos = (c.recentPos + 1) % len(c.recent)
 	return a
 }
 
