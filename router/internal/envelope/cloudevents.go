@@ -497,14 +497,12 @@ func (c *CloudEvents) appendData(b []byte, e *Event) ([]byte, error) {
 
 // AddHeader adds the headers of the message of e, which Append rendered
 // without error, to h.
-func (c *CloudEvents) AddHeader(h Header, e *Event) {
+func (c *CloudEvents) AddHeader(h Header, e *Event) int {
 	if !c.binary {
-		h["Content-Type"] = structuredHeader
-		return
+		return h.put("Content-Type", structuredHeader)
 	}
 	if e.Kind == KindChange {
-		c.addChangeHeader(h, e)
-		return
+		return c.addChangeHeader(h, e)
 	}
 	a := c.attributes(e)
 	fields := a.spans()
@@ -525,49 +523,49 @@ func (c *CloudEvents) AddHeader(h Header, e *Event) {
 			v[i+1] = headerValue(s.of(c.scratch))
 		}
 	}
-	h["ce-specversion"] = specVersionHeader
-	h["ce-id"] = v[0:1:1]
-	h["ce-source"] = c.sourceFor(e).header
-	h["ce-type"] = v[1:2:2]
-	h["ce-subject"] = v[2:3:3]
-	h["ce-time"] = c.timeHeaderOf(e.Tx.CommitTime)
-	h["ce-datacontenttype"] = jsonHeader
+	n := h.put("ce-specversion", specVersionHeader)
+	n += h.put("ce-id", v[0:1:1])
+	n += h.put("ce-source", c.sourceFor(e).header)
+	n += h.put("ce-type", v[1:2:2])
+	n += h.put("ce-subject", v[2:3:3])
+	n += h.put("ce-time", c.timeHeaderOf(e.Tx.CommitTime))
+	n += h.put("ce-datacontenttype", jsonHeader)
 	if c.change {
-		h["ce-pgjetlsn"] = v[3:4:4]
-		h["ce-pgjetxid"] = v[4:5:5]
+		n += h.put("ce-pgjetlsn", v[3:4:4])
+		n += h.put("ce-pgjetxid", v[4:5:5])
 		if a.index.to > a.index.from {
-			h["ce-pgjetindex"] = v[5:6:6]
+			n += h.put("ce-pgjetindex", v[5:6:6])
 		}
 	}
 	if e.TraceParent != "" {
-		h["ce-traceparent"] = c.traceHeaderOf(e.TraceParent)
+		n += h.put("ce-traceparent", c.traceHeaderOf(e.TraceParent))
 	}
-	h["Content-Type"] = jsonHeader
+	return n + h.put("Content-Type", jsonHeader)
 }
 
 // addChangeHeader is AddHeader in binary mode for a change event: the
 // attributes its table, op and transaction decide are made once for all
 // their events, the id and index carved from slabs.
-func (c *CloudEvents) addChangeHeader(h Header, e *Event) {
+func (c *CloudEvents) addChangeHeader(h Header, e *Event) int {
 	a := c.constFor(e)
-	h["ce-specversion"] = specVersionHeader
-	h["ce-id"] = c.vals.Of(headerValue(e.ID))
-	h["ce-source"] = a.src.header
-	h["ce-type"] = a.typ
-	h["ce-subject"] = a.subj
-	h["ce-time"] = c.timeHeaderOf(e.Tx.CommitTime)
-	h["ce-datacontenttype"] = jsonHeader
+	n := h.put("ce-specversion", specVersionHeader)
+	n += h.put("ce-id", c.vals.Of(headerValue(e.ID)))
+	n += h.put("ce-source", a.src.header)
+	n += h.put("ce-type", a.typ)
+	n += h.put("ce-subject", a.subj)
+	n += h.put("ce-time", c.timeHeaderOf(e.Tx.CommitTime))
+	n += h.put("ce-datacontenttype", jsonHeader)
 	if c.change {
 		t := c.txFor(e.Tx)
-		h["ce-pgjetlsn"] = t.lsnH
-		h["ce-pgjetxid"] = t.xidH
+		n += h.put("ce-pgjetlsn", t.lsnH)
+		n += h.put("ce-pgjetxid", t.xidH)
 		c.scratch = strconv.AppendUint(c.scratch[:0], e.Index, 10)
-		h["ce-pgjetindex"] = c.vals.Of(c.strs.Of(c.scratch))
+		n += h.put("ce-pgjetindex", c.vals.Of(c.strs.Of(c.scratch)))
 	}
 	if e.TraceParent != "" {
-		h["ce-traceparent"] = c.traceHeaderOf(e.TraceParent)
+		n += h.put("ce-traceparent", c.traceHeaderOf(e.TraceParent))
 	}
-	h["Content-Type"] = jsonHeader
+	return n + h.put("Content-Type", jsonHeader)
 }
 
 // constFor returns the attributes e's table, op and source decide, e a

@@ -202,20 +202,21 @@ func (d *Debezium) Append(b []byte, e *Event) ([]byte, error) {
 
 // AddHeader adds Content-Type and the key header (absent for a null key:
 // a table without replica identity, a truncate) to h.
-func (d *Debezium) AddHeader(h Header, e *Event) {
-	h["Content-Type"] = debeziumContentType
+func (d *Debezium) AddHeader(h Header, e *Event) int {
+	n := h.put("Content-Type", debeziumContentType)
 	if e.Kind != KindChange || d.keyChange != e.Change || d.keyRel != e.Rel {
 		// Not the event Append rendered last: render its key now.
 		if _, err := d.append(nil, e); err != nil {
-			return
+			return n
 		}
 	}
 	if d.hasKey {
-		h[d.keyHeader] = d.vals.Of(d.strs.Of(d.key))
+		n += h.put(d.keyHeader, d.vals.Of(d.strs.Of(d.key)))
 	}
 	if d.otherKeyHeader != "" {
-		h[d.otherKeyHeader] = d.vals.Of(d.strs.Of(d.otherKey))
+		n += h.put(d.otherKeyHeader, d.vals.Of(d.strs.Of(d.otherKey)))
 	}
+	return n
 }
 
 // Document appends the body: it holds everything but the key.

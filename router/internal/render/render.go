@@ -310,8 +310,7 @@ func (r *Renderer) event(rs *recordState, ev envelope.Event, pos wire.EventID) {
 		return
 	}
 	h := b.header()
-	r.env.AddHeader(h, e)
-	extra := headerSize(h) + r.traceSize
+	extra := r.env.AddHeader(h, e) + r.traceSize
 	r.subjBuf = r.route.AppendSubject(r.subjBuf[:0], e)
 	data := b.arena[start:len(b.arena):len(b.arena)] // capped: nothing appended later writes into it
 	// The headers count against the limit too.
@@ -405,17 +404,6 @@ func (r *Renderer) setTrace(tp string) {
 		r.traceHeader = []string{tp}
 		r.traceSize = len(TraceparentHeader) + len(tp) + 4
 	}
-}
-
-// headerSize is how many bytes h takes in a message: "name: value\r\n" each.
-func headerSize(h envelope.Header) int {
-	n := 0
-	for k, vs := range h {
-		for _, v := range vs {
-			n += len(k) + len(v) + 4
-		}
-	}
-	return n
 }
 
 // inTx reports whether ev belongs to its transaction: a logical decoding
