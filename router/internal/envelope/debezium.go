@@ -564,17 +564,19 @@ func sourceLSNs(e *Event) (lsn, lastCommit uint64) {
 
 // dbzSource holds the parts of the source block that repeat from event to
 // event, rendered when what they show changes: the source's name and
-// database, the table, the transaction's xid and last commit. The strings
-// it compares with are the last event's (they point into its raw record,
-// which stays in memory until another record's event comes, as the last
-// relation's schemas keep it).
+// database, the last few tables, the transaction's xid and last commit.
+// The strings it compares with are those of the events it rendered: they
+// point into their raw records, which stay in memory until other records'
+// events take their place (a few records at most, as the last relation's
+// schemas keep one).
 type dbzSource struct {
 	name, dbName string
 	// head is {"version":...,"name":<name>, and db ","db":<db>,"sequence":"[
-	head, db      []byte
-	schema, table string
-	// rel is ,"schema":<schema>,"table":<table>
-	rel      []byte
+	head, db []byte
+	// rels are ,"schema":<schema>,"table":<table> of the last few tables:
+	// their events interleave.
+	rels     [4]dbzRel
+	relNext  int
 	xid      uint32
 	xidText  []byte // "" while unset
 	last     uint64
@@ -592,13 +594,23 @@ func (s *dbzSource) source(src *wire.Source) {
 	s.db = append(s.db, `,"sequence":"[`...)
 }
 
+type dbzRel struct {
+	schema, table string
+	json          []byte
+}
+
 func (s *dbzSource) relation(rel *wire.Relation) []byte {
-	if s.rel == nil || rel.Schema != s.schema || rel.Table != s.table {
-		s.schema, s.table = rel.Schema, rel.Table
-		s.rel = value.AppendString(append(s.rel[:0], `,"schema":`...), rel.Schema)
-		s.rel = value.AppendString(append(s.rel, `,"table":`...), rel.Table)
+	for i := range s.rels {
+		if r := &s.rels[i]; r.json != nil && r.schema == rel.Schema && r.table == rel.Table {
+			return r.json
+		}
 	}
-	return s.rel
+	r := &s.rels[s.relNext]
+	s.relNext = (s.relNext + 1) % len(s.rels)
+	r.schema, r.table = rel.Schema, rel.Table
+	r.json = value.AppendString(append(r.json[:0], `,"schema":`...), rel.Schema)
+	r.json = value.AppendString(append(r.json, `,"table":`...), rel.Table)
+	return r.json
 }
 
 func (d *Debezium) appendSource(b []byte, e *Event, table bool) []byte {

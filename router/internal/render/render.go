@@ -24,6 +24,7 @@ import (
 
 	"github.com/pgjet/pgjet/router/internal/envelope"
 	"github.com/pgjet/pgjet/router/internal/route"
+	"github.com/pgjet/pgjet/router/internal/slab"
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
@@ -89,6 +90,7 @@ type Renderer struct {
 	cur, whole envelope.Event
 	split      []envelope.Event // the events a change is published as (envelope.Split)
 	idBuf      []byte
+	ids        slab.Strings // the events' ids: no allocation each
 	subjBuf    []byte
 	subj       string // the last subject, as a string: runs of events share one
 	// subjects holds the subject strings made so far.
@@ -349,7 +351,7 @@ func (r *Renderer) id(ev envelope.Event, pos wire.EventID) string {
 			r.idBuf = append(r.idBuf, wire.RelationSuffix...)
 		}
 	}
-	return string(r.idBuf)
+	return r.ids.Of(r.idBuf)
 }
 
 // subject returns r.subjBuf as a string, one string per subject: the
