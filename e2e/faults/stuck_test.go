@@ -66,8 +66,8 @@ func (e *env) insertOwners(prefix string, n int) {
 }
 
 // gapReport checks the output stream against the audit, leaving out the
-// changes to accounts whose owner starts with one of lost: those were
-// committed in a gap the test made. Everything else must arrive exactly
+// changes to accounts rows whose owner starts with one of lost: those the
+// test changed in a gap it made. Everything else must arrive exactly
 // once, in order, with Postgres's values; the lost ones must not arrive.
 // It returns the gap notices the router published.
 func (e *env) gapReport(scenario string, lost ...string) []wire.Notice {
@@ -81,27 +81,41 @@ func (e *env) gapReport(scenario string, lost ...string) []wire.Notice {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	named := func(after, before []byte) bool {
+		for _, b := range [][]byte{after, before} {
+			var row struct {
+				Owner string `json:"owner"`
+			}
+			_ = json.Unmarshal(b, &row)
+			for _, p := range lost {
+				if strings.HasPrefix(row.Owner, p+"-") {
+					return true
+				}
+			}
+		}
+		return false
+	}
 	var kept []check.Change
 	gone := 0
 	for _, c := range changes {
-		var row struct {
-			Owner string `json:"owner"`
-		}
-		_ = json.Unmarshal(c.After, &row)
-		inGap := false
-		for _, p := range lost {
-			inGap = inGap || strings.HasPrefix(row.Owner, p+"-")
-		}
-		if inGap {
+		if named(c.After, c.Before) {
 			gone++
 			continue
 		}
 		kept = append(kept, c)
 	}
 	_, js := e.nats.Connect(e.t)
-	events, err := check.Drain(ctx, js, "PGJET_EVENTS", "postgres.public.>", len(kept), 2*time.Second)
+	all, err := check.Drain(ctx, js, "PGJET_EVENTS", "postgres.public.>", len(kept), 2*time.Second)
 	if err != nil {
 		e.t.Fatal(err)
+	}
+	// The rows the test changed in the gap are left out on both sides:
+	// their changes before it arrived, those in it did not.
+	var events []check.Event
+	for _, ev := range all {
+		if !named(ev.After, ev.Before) {
+			events = append(events, ev)
+		}
 	}
 	r := check.Check(kept, events)
 	e.t.Logf("SUMMARY %s: %s; %d changes committed in the gap, left out", scenario, r.String(), gone)
@@ -117,10 +131,15 @@ func (e *env) gapReport(scenario string, lost ...string) []wire.Notice {
 		e.t.Fatal(err)
 	}
 	var notices []wire.Notice
+	var noticeSeq uint64
 	for {
 		msg, err := cons.Next(jetstream.FetchMaxWait(2 * time.Second))
 		if err != nil {
 			break
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			e.t.Fatal(err)
 		}
 		var ev struct {
 			Op      string          `json:"op"`
@@ -143,30 +162,46 @@ func (e *env) gapReport(scenario string, lost ...string) []wire.Notice {
 			e.t.Fatalf("gap notice content: %v: %s", err, content)
 		}
 		notices = append(notices, n)
+		noticeSeq = md.Sequence.Stream
 	}
-	e.gapBackfilled(scenario)
+	e.gapBackfilled(scenario, noticeSeq)
 	return notices
 }
 
 // gapBackfilled waits until the backfill the collector requested after
-// the gap has brought accounts back: the rows rebuilt from the output
-// (last event per key, reads included) are the table's, those committed
-// in the gap too, which no change event carries.
-func (e *env) gapBackfilled(scenario string) {
+// the gap has brought accounts back, as docs/pipeline.md tells consumers:
+// the rows rebuilt from the events after the gap notice (at output
+// sequence noticeSeq; the consumer clears its copy there) are the table,
+// those changed or deleted in the gap included. A consumer that keeps its
+// copy instead holds the table plus the rows deleted in the gap (the
+// owners doomed-1: a backfill reads rows, it cannot send a delete for a
+// row that is gone), and nothing else differs.
+func (e *env) gapBackfilled(scenario string, noticeSeq uint64) {
 	e.t.Helper()
+	if noticeSeq == 0 {
+		e.t.Fatalf("%s: no gap notice in the output", scenario)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	_, js := e.nats.Connect(e.t)
 	var diff []string
+	var all []check.Event
 	var reads int
 	ok := eventually(2*time.Minute, func() bool {
-		events, err := check.Drain(ctx, js, "PGJET_EVENTS", "postgres.public.accounts.>", 0, 2*time.Second)
+		var err error
+		all, err = check.Drain(ctx, js, "PGJET_EVENTS", "postgres.public.accounts.>", 0, 2*time.Second)
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		_, r := check.SplitReads(events)
+		var after []check.Event
+		for _, ev := range all {
+			if ev.Seq > noticeSeq {
+				after = append(after, ev)
+			}
+		}
+		_, r := check.SplitReads(after)
 		reads = len(r)
-		s, err := check.Rebuild(events)
+		s, err := check.Rebuild(after)
 		if err != nil {
 			e.t.Fatal(err)
 		}
@@ -179,11 +214,25 @@ func (e *env) gapBackfilled(scenario string) {
 	})
 	e.t.Logf("SUMMARY %s: %d reads from the backfill after the gap", scenario, reads)
 	if !ok {
-		e.t.Errorf("%s: the rows rebuilt from the output are not the table after the gap's backfill:\n%s\ncollector's last lines:\n%s",
+		e.t.Errorf("%s: the rows rebuilt from the events after the gap notice are not the table once backfilled:\n%s\ncollector's last lines:\n%s",
 			scenario, strings.Join(diff, "\n"), tail(e.col.Log(), 10))
 	}
 	if reads == 0 {
 		e.t.Errorf("%s: no reads: the gap was not backfilled", scenario)
+	}
+	// Kept across the notice: only the rows deleted in the gap differ.
+	s, err := check.Rebuild(all)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	want, err := check.TableState(ctx, e.conn, "public.accounts", "id")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, d := range check.CompareState(want, s["public.accounts"], 1000) {
+		if !strings.Contains(d, "in the output, not in the table") || !strings.Contains(d, `doomed-1`) {
+			e.t.Errorf("%s: a copy kept across the gap differs from the table by more than the rows deleted in the gap: %s", scenario, d)
+		}
 	}
 }
 
@@ -207,6 +256,8 @@ func (e *env) invalidateSlot(prefix string, n int) string {
 	// freeze may have reached the frozen collector's socket and be stored:
 	// the gap starts after what is.)
 	e.insertOwners(prefix, n)
+	e.exec(`DELETE FROM accounts WHERE owner = 'doomed-1'`)
+	e.exec(`UPDATE accounts SET bio = 'changed in the gap' WHERE owner = 'doomed-2'`)
 	must(e.t, e.col.Signal(syscall.SIGCONT))
 	if !lost {
 		e.t.Fatalf("slot %s did not become lost", e.slot)
@@ -241,6 +292,7 @@ func slotEnv(t *testing.T, colFlags ...string) (*env, string) {
 	e.startCollector(append([]string{"--metrics", fmt.Sprintf("127.0.0.1:%d", port)}, colFlags...))
 	e.router()
 	e.insertOwners("before", 10)
+	e.insertOwners("doomed", 2) // deleted and updated in the gap
 	if !e.settle(time.Minute) {
 		t.Fatal("the pipeline did not catch up before the slot was invalidated")
 	}
@@ -286,7 +338,7 @@ func TestSlotInvalidated(t *testing.T) {
 	e.startCollector([]string{"--recreate-slot"})
 	wantSaid(t, "the collector's log", e.col.Log(), "created again: the changes committed from "+from+" to ", "pgjet.notice.gap")
 	e.insertOwners("after", 10)
-	notices := e.gapReport("slot invalidated, then --recreate-slot", "lost", "lost-later")
+	notices := e.gapReport("slot invalidated, then --recreate-slot", "lost", "lost-later", "doomed")
 	if len(notices) != 1 || notices[0].FromLSN != from || notices[0].ToLSN == "" || !strings.Contains(notices[0].Message, "invalidated (wal_removed)") {
 		t.Errorf("gap notices published: %+v; want one from %s", notices, from)
 	}
@@ -313,7 +365,7 @@ func TestSlotInvalidatedAutoRecreate(t *testing.T) {
 	_, metricsText := httpBody(metricsURL + "/metrics")
 	wantSaid(t, "/metrics", metricsText, `pgjet_collector_gaps_total{reason="wal_removed"} 1`, `pgjet_collector_slot_invalidated{reason="none"} 0`)
 	e.insertOwners("after", 10)
-	notices := e.gapReport("slot invalidated, replaced by --auto-recreate-slot", "lost")
+	notices := e.gapReport("slot invalidated, replaced by --auto-recreate-slot", "lost", "doomed")
 	if len(notices) != 1 || notices[0].FromLSN != from {
 		t.Errorf("gap notices published: %+v; want one from %s", notices, from)
 	}

@@ -19,7 +19,7 @@ var update = flag.Bool("update", false, "write testdata/raw-v<Version>.golden")
 // routers of the old version refuse the new records by their version
 // instead of misreading them.
 func TestGoldenBytes(t *testing.T) {
-	m := catalogSample() // version 3: changes' and commits' LSNs, the catalog's facts
+	m := catalogSample()                         // version 3: changes' and commits' LSNs, the catalog's facts
 	m.Txs[0].Changes[0].New[0].Kind = KindBinary // every value kind, an unchanged TOAST value included
 	m.Txs = append(m.Txs, Tx{Xid: 12, CommitLSN: 0x3000, EndLSN: 0x3010, Fragment: 1, FirstChange: 5, PieceOffset: 3, PieceTotal: 9,
 		Changes: []Change{{Op: OpInsert, Rel: 0, Content: []byte("piece")}}})

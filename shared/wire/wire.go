@@ -535,8 +535,13 @@ type Position struct {
 	// Change, which travels in pieces: the bytes before it are stored.
 	Piece uint64
 	// Version is the format version of the record the position was read
-	// from: pieces of a change are completed in the layout they began in.
+	// from.
 	Version int
+	// PieceTotal, with Piece, is the length of the encoding whose first
+	// Piece bytes are stored: the layout the pieces began in is the one of
+	// that length (a version-3 record can carry pieces a version-2
+	// collector began).
+	PieceTotal uint64
 	// LastCommit is where the transaction after the position follows (its
 	// Tx.PrevCommitLSN): the end of the last commit at or before it.
 	LastCommit uint64
@@ -557,7 +562,7 @@ func (m *Message) Last() (Position, bool) {
 	}
 	if t.IsPiece() && !t.LastPiece() {
 		// The change is not complete: the position is inside it.
-		p.Change, p.Piece = t.FirstChange, t.PieceOffset+uint64(pieceLen(t))
+		p.Change, p.Piece, p.PieceTotal = t.FirstChange, t.PieceOffset+uint64(pieceLen(t)), t.PieceTotal
 	}
 	return p, true
 }

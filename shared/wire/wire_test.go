@@ -312,7 +312,7 @@ func TestPieces(t *testing.T) {
 		if off > 0 && first.Piece != prevLast.Piece {
 			t.Fatalf("piece at %d starts at %d, the previous one ended at %d", off, first.Piece, prevLast.Piece)
 		}
-		wantLast := Position{CommitLSN: 0x3000, Change: 4, Fragment: uint32(off / size), Piece: uint64(end), Version: Version}
+		wantLast := Position{CommitLSN: 0x3000, Change: 4, Fragment: uint32(off / size), Piece: uint64(end), Version: Version, PieceTotal: uint64(len(enc))}
 		if end == len(enc) {
 			wantLast = Position{CommitLSN: 0x3000, Change: 5, Fragment: uint32(off / size), Version: Version}
 		}

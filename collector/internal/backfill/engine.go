@@ -327,6 +327,10 @@ const maxRetries = 20
 // It returns once the last chunk is stored.
 func (e *Engine) runTable(ctx context.Context, j *snapshot.Job, t *snapshot.Table, p *snapshot.Progress) error {
 	tp := j.Table(t.String())
+	if tp == nil {
+		// A job written by hand, or before names were made canonical.
+		return fmt.Errorf("job %s does not name table %s as the collector does: cancel it and request the backfill again", j.ID, t)
+	}
 	after := tp.After()
 	p.StartTable(t.String(), t.Estimate)
 	tr := e.cfg.Tracker

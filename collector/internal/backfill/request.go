@@ -31,10 +31,9 @@ func Request(ctx context.Context, store *snapshot.Store, tables, sinks []string,
 	if len(tables) == 0 {
 		return nil, errors.New("backfill: name at least one table")
 	}
-	for _, t := range tables {
-		if _, err := pgname.ParseTable(t, false); err != nil {
-			return nil, fmt.Errorf("backfill: %w", err)
-		}
+	tables, err := canonical(tables, false)
+	if err != nil {
+		return nil, fmt.Errorf("backfill: %w", err)
 	}
 	for _, s := range sinks {
 		if err := wire.CheckName(s); err != nil {
@@ -45,6 +44,21 @@ func Request(ctx context.Context, store *snapshot.Store, tables, sinks []string,
 	_, _ = rand.Read(rnd[:])
 	id := "b-" + time.Now().UTC().Format("20060102-150405") + "-" + hex.EncodeToString(rnd[:])
 	return create(ctx, store, id, tables, sinks, by)
+}
+
+// canonical is tables as the collector names them (pgname.Table.String:
+// each part quoted where it needs it), whatever quoting they were written
+// with; a name without a schema is in public when bare.
+func canonical(tables []string, bare bool) ([]string, error) {
+	out := make([]string, 0, len(tables))
+	for _, t := range tables {
+		n, err := pgname.ParseTable(t, bare)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n.String())
+	}
+	return out, nil
 }
 
 func create(ctx context.Context, store *snapshot.Store, id string, tables, sinks []string, by string) (*snapshot.Job, error) {
@@ -116,8 +130,11 @@ func SQLRequests(store *snapshot.Store, warn func(msg string, args ...any)) func
 		if err == nil && len(r.Tables) == 0 {
 			err = errors.New("no tables named")
 		}
+		if err == nil {
+			r.Tables, err = canonical(r.Tables, true)
+		}
 		if err != nil {
-			warn("backfill request written with SQL ignored", "lsn", fmt.Sprintf("%X/%X", commitLSN>>32, uint32(commitLSN)), "err", err)
+			warn("backfill request written with SQL ignored", "lsn", wire.LSN(commitLSN), "err", err)
 			return nil
 		}
 		id := fmt.Sprintf("sql-%x", commitLSN)
@@ -142,7 +159,9 @@ func RequestAfterGap(ctx context.Context, store *snapshot.Store, conn *pgx.Conn,
 	if len(tables) == 0 {
 		return nil, false, nil
 	}
-	id := fmt.Sprintf("gap-%X-%X", from>>32, uint32(from))
+	// The LSN's text with a dash for its slash: job ids name chunks,
+	// whose parts slashes separate.
+	id := "gap-" + strings.Replace(wire.LSN(from).String(), "/", "-", 1)
 	if j, _, err := store.Get(ctx, id); err == nil {
 		return j, false, nil
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {

@@ -17,6 +17,7 @@ import (
 	"github.com/pgjet/pgjet/collector/internal/snapshot"
 	"github.com/pgjet/pgjet/shared/help"
 	"github.com/pgjet/pgjet/shared/opcheck"
+	"github.com/pgjet/pgjet/shared/pgname"
 	"github.com/pgjet/pgjet/shared/redact"
 )
 
@@ -115,12 +116,17 @@ func backfillMain(args []string) int {
 		fmt.Printf("job %s: cancel requested (%s); the collector stops it after its current chunk\n", j.ID, j.State)
 		return opcheck.ExitOK
 	}
-	j, err := backfill.Request(cctx, store, splitList(tables), splitList(sinks), "cli")
+	names, err := pgname.SplitList(tables)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pgjet-collector backfill: --table: %v\n", err)
+		return opcheck.ExitUsage
+	}
+	j, err := backfill.Request(cctx, store, names, splitList(sinks), "cli")
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "pgjet-collector backfill: %v\n", err)
 		return opcheck.ExitFail
 	}
-	fmt.Printf("backfill %s requested: source %s, tables %s", j.ID, cfg.source, strings.Join(splitList(tables), ","))
+	fmt.Printf("backfill %s requested: source %s, tables %s", j.ID, cfg.source, strings.Join(j.TableNames(), ","))
 	if sinks != "" {
 		fmt.Printf(", sinks %s", strings.Join(splitList(sinks), ","))
 	}
@@ -132,6 +138,8 @@ func backfillMain(args []string) int {
 	return follow(ctx, store, j.ID, out)
 }
 
+// splitList splits the comma-separated sink names (names with no commas
+// or quotes: wire.CheckName).
 func splitList(s string) []string {
 	var out []string
 	for _, v := range strings.Split(s, ",") {

@@ -34,7 +34,7 @@ type probe struct {
 	ready     *metrics.Readiness
 	nc        atomic.Pointer[nats.Conn]
 	pub       atomic.Pointer[rawstream.Publisher]
-	stream    atomic.Pointer[replication.Stream]
+	reader    atomic.Pointer[replication.Reader]
 	// pgReconnects counts replication sessions started again after one
 	// ended (Postgres restarted, the network failed).
 	pgReconnects atomic.Uint64
@@ -93,10 +93,10 @@ func newProbe() *probe {
 	return p
 }
 
-// Streaming: a session reads the slot with pub and stream.
-func (p *probe) Streaming(pub *rawstream.Publisher, stream *replication.Stream) {
+// Streaming: a session reads the slot with reader and stores with pub.
+func (p *probe) Streaming(pub *rawstream.Publisher, reader *replication.Reader) {
 	p.pub.Store(pub)
-	p.stream.Store(stream)
+	p.reader.Store(reader)
 	p.ready.Ready()
 }
 
@@ -228,7 +228,7 @@ const stallAfter = 20 * time.Second
 // watchStall feeds the detector a sample of the current session and the
 // server's positions, and reports a stall's start and end.
 func (p *probe) watchStall(d *stall.Detector, wal, sent uint64, log *slog.Logger) {
-	st, pub := p.stream.Load(), p.pub.Load()
+	st, pub := p.reader.Load(), p.pub.Load()
 	if st == nil || pub == nil || p.ready.Check() != nil {
 		// No session streams: readiness says why already.
 		*d = stall.Detector{After: d.After}
@@ -310,7 +310,7 @@ func (c *probeCollector) Collect(ch chan<- prometheus.Metric) {
 		natsReconnects = nc.Stats().Reconnects
 	}
 	counter(descReconnects, natsReconnects, "nats")
-	if s := p.stream.Load(); s != nil {
+	if s := p.reader.Load(); s != nil {
 		gauge(descReceived, float64(s.Received()))
 	}
 	if pub := p.pub.Load(); pub != nil {

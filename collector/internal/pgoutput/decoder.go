@@ -646,13 +646,40 @@ const pieceOverhead = 1024
 
 // emitPieces emits c in pieces (EmitPieces) through d's emitter.
 func (d *Decoder) emitPieces(ctx context.Context, base wire.Tx, c wire.Change, rels []*wire.Relation, from uint64, final bool) (uint32, error) {
-	// Pieces stored by a collector of an older format version are
-	// completed in the layout they began in.
 	version := wire.Version
-	if from > 0 && d.skip.Version >= wire.OldestVersion {
-		version = d.skip.Version
+	if from > 0 {
+		var err error
+		if version, err = pieceLayout(&c, d.skip, base); err != nil {
+			return 0, err
+		}
 	}
 	return EmitPieces(ctx, d.emit, d.maxFragment, version, base, c, rels, from, final)
+}
+
+// pieceLayout is the format version whose layout the stored pieces of c
+// began in: the one whose encoding has the stored total length, since
+// pieces a collector of an older version began are completed in its
+// layout, whatever version the records that carry them are. A position
+// without the total (a record of a collector before it was kept) is
+// taken at its record's version.
+func pieceLayout(c *wire.Change, skip wire.Position, base wire.Tx) (int, error) {
+	if skip.PieceTotal == 0 {
+		if skip.Version >= wire.OldestVersion {
+			return skip.Version, nil
+		}
+		return wire.Version, nil
+	}
+	for v := wire.Version; v >= wire.OldestVersion; v-- {
+		n, err := wire.ChangeSize(c, v)
+		if err != nil {
+			return 0, err
+		}
+		if n == skip.PieceTotal {
+			return v, nil
+		}
+	}
+	return 0, fmt.Errorf("pgoutput: change %d of the transaction at %s: its stored pieces total %d bytes, which no format version's encoding of it has: the change differs from the one stored",
+		base.FirstChange, pglogrepl.LSN(base.CommitLSN), skip.PieceTotal)
 }
 
 // EmitPieces emits c as fragments of at most about maxFragment bytes, each

@@ -448,6 +448,34 @@ func TestLargeChangeInPieces(t *testing.T) {
 	if !slices.Equal(put, v2) {
 		t.Fatalf("pieces resumed after a version-2 collector: %d bytes, not its layout (%d)", len(put), len(v2))
 	}
+	// And after a second stop: the last record is of this version but
+	// carries the version-2 pieces; their total names the layout.
+	skip3 := skip
+	skip3.Version, skip3.PieceTotal = wire.Version, uint64(len(v2))
+	put = append([]byte(nil), v2[:skip3.Piece]...)
+	for _, f := range run(8192, &skip3) {
+		if f.Tx.IsPiece() {
+			put = append(put, f.Tx.Changes[0].Content...)
+		}
+	}
+	if !slices.Equal(put, v2) {
+		t.Fatalf("version-2 pieces resumed from a version-3 record: %d bytes, not their layout (%d)", len(put), len(v2))
+	}
+	// A total no layout has: the change is not the one stored.
+	skip4 := skip
+	skip4.PieceTotal = uint64(len(v2)) + 1
+	var bad sink
+	dec := New(bad.emit, nil, 8192)
+	dec.SkipThrough(skip4)
+	var err4 error
+	for i, m := range input {
+		if err4 = dec.Handle(context.Background(), uint64(i), m); err4 != nil {
+			break
+		}
+	}
+	if err4 == nil || !strings.Contains(err4.Error(), "differs from the one stored") {
+		t.Fatalf("pieces of an unknown total: %v", err4)
+	}
 	if end := rest[len(rest)-1].Tx; !end.Final || end.FirstChange != 2 {
 		t.Fatalf("resumed run ends with %+v", end)
 	}

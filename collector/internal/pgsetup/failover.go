@@ -33,7 +33,7 @@ func CheckFailover(ctx context.Context, conn *pgx.Conn, want bool) error {
 		return err
 	}
 	if major < FailoverVersion {
-		return fmt.Errorf("--failover (source.config.failover) needs PostgreSQL %d or later, this server is %d: drop the option, or upgrade; before 17 a standby has no copy of the slot, so after a promotion the slot must be recreated (--recreate-slot) and the gap backfilled",
+		return fmt.Errorf("--failover (source.config.failover) needs PostgreSQL %d or later, this server is %d: drop the option, or upgrade; before 17 a standby has no copy of the slot, so after a promotion the slot must be recreated (--recreate-slot: a gap notice, then a backfill of the published tables)",
 			FailoverVersion, major)
 	}
 	return nil

@@ -41,7 +41,7 @@ func (e *SilentError) Error() string {
 
 // checkLiveness asks a silent walsender to reply, and gives up on one that
 // stays silent for the timeout.
-func (s *Stream) checkLiveness(ctx context.Context) error {
+func (s *Reader) checkLiveness(ctx context.Context) error {
 	if s.Timeout <= 0 {
 		return nil
 	}

@@ -127,6 +127,12 @@ func (s *session) recreateSlot(ctx context.Context, pgc *pgx.Conn, repl *pgconn.
 			return nil, fmt.Errorf("store the gap notice before re-creating slot %s: %w", cfg.Slot, err)
 		}
 	}
+	// Asked for before the slot is replaced, so that a crash after the
+	// replacement cannot leave the gap without its backfill (a collector
+	// that starts again finds a valid slot and no gap to act on).
+	if err := s.backfillGap(ctx, pgc, *g); err != nil {
+		return nil, err
+	}
 	if st.Exists {
 		if err := dropSlot(ctx, pgc, cfg.Slot); err != nil {
 			return nil, err
@@ -137,7 +143,7 @@ func (s *session) recreateSlot(ctx context.Context, pgc *pgx.Conn, repl *pgconn.
 		return nil, err
 	}
 	g.To = slot.ConfirmedFlush
-	log.Warn(fmt.Sprintf("replication slot %s created again: the changes committed from %s to %s (%d bytes of WAL) are missing from the raw stream; consumers see a %s%s notice (raw seq %d); a backfill of the published tables restores their rows (requested now, unless snapshot.mode is never: then run pgjet-collector backfill)",
+	log.Warn(fmt.Sprintf("replication slot %s created again: the changes committed from %s to %s (%d bytes of WAL) are missing from the raw stream; consumers see a %s%s notice (raw seq %d); a backfill of the published tables reads their rows again (requested, unless snapshot.mode is never: then run pgjet-collector backfill); rows deleted in the gap send nothing: consumers that must hold exactly the tables clear them at the notice",
 		cfg.Slot, pglogrepl.LSN(g.From), pglogrepl.LSN(g.To), g.Bytes(), wire.NoticePrefix, wire.NoticeGap, g.NoticeSeq),
 		"from_lsn", pglogrepl.LSN(g.From), "to_lsn", pglogrepl.LSN(g.To), "gap_bytes", g.Bytes(), "cause", g.Cause)
 	s.probe.Gap(*g)

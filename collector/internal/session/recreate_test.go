@@ -40,7 +40,7 @@ func (p *recordingProbe) NotReady(why string) {
 	defer p.mu.Unlock()
 	p.notReady = why
 }
-func (p *recordingProbe) Streaming(*rawstream.Publisher, *replication.Stream) {
+func (p *recordingProbe) Streaming(*rawstream.Publisher, *replication.Reader) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.notReady = ""
@@ -90,16 +90,7 @@ func newSlotFixture(t *testing.T) *slotFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
-	srv := natstest.Run(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, _, js := natstest.Start(t)
 	return &slotFixture{pg: pg, conn: conn, srv: srv, js: js}
 }
 

@@ -113,7 +113,7 @@ type Probe interface {
 	// NotReady: why the collector is not streaming.
 	NotReady(reason string)
 	// Streaming: a session reads the slot with pub and stream.
-	Streaming(pub *rawstream.Publisher, stream *replication.Stream)
+	Streaming(pub *rawstream.Publisher, reader *replication.Reader)
 	// Reconnected: a session starts again after one ended.
 	Reconnected()
 	// SlotInvalidated: the slot was found invalidated for reason; the
@@ -130,7 +130,7 @@ type noProbe struct{}
 
 func (noProbe) NATS(*nats.Conn)                                     {}
 func (noProbe) NotReady(string)                                     {}
-func (noProbe) Streaming(*rawstream.Publisher, *replication.Stream) {}
+func (noProbe) Streaming(*rawstream.Publisher, *replication.Reader) {}
 func (noProbe) Reconnected()                                        {}
 func (noProbe) SlotInvalidated(string, uint64)                      {}
 func (noProbe) Gap(Gap)                                             {}
@@ -409,18 +409,18 @@ func (s *session) run(ctx context.Context) error {
 	maxMsg := s.maxMessage()
 	cp := checkpoint.New(slot.ConfirmedFlush)
 	pub := s.publisher(src, cp, lastSeq)
-	var stream *replication.Stream
-	dec := pgoutput.New(func(ctx context.Context, f *pgoutput.Fragment) error { return stream.Emit(ctx, f) },
+	var reader *replication.Reader
+	dec := pgoutput.New(func(ctx context.Context, f *pgoutput.Fragment) error { return reader.Emit(ctx, f) },
 		pgtypes.Catalog{Conn: pgc}, min(maxMsg, cfg.MaxMessage/2))
-	stream = replication.New(repl, dec, pub, cp, log)
-	stream.Fault = func() error {
+	reader = replication.New(repl, dec, pub, cp, log)
+	reader.Fault = func() error {
 		if err := skipped.Load(); err != nil {
 			return *err
 		}
 		return nil
 	}
-	stream.StatusInterval = replication.StatusIntervalFor(senderTimeout)
-	stream.Timeout = s.replicationTimeout(senderTimeout)
+	reader.StatusInterval = replication.StatusIntervalFor(senderTimeout)
+	reader.Timeout = s.replicationTimeout(senderTimeout)
 	switch {
 	case plan.Phantoms != nil:
 		dec.SkipThrough(plan.Skip)
@@ -438,7 +438,7 @@ func (s *session) run(ctx context.Context) error {
 	log.Info("streaming", "slot", cfg.Slot, "publication", cfg.Publication, "confirmed_flush", pglogrepl.LSN(slot.ConfirmedFlush),
 		"raw_subject", wire.RawSubject(cfg.Source), "system_id", sysID, "timeline", sys.Timeline, "standby", standby)
 	s.streamed, s.silentPID = true, 0
-	s.probe.Streaming(pub, stream)
+	s.probe.Streaming(pub, reader)
 
 	pubCtx, stopPub := context.WithCancel(context.Background())
 	defer stopPub()
@@ -469,13 +469,8 @@ func (s *session) run(ctx context.Context) error {
 			stopStream()
 		}
 	}()
-	if gap != nil {
-		if err := s.backfillGap(ctx, pgc, snap, *gap); err != nil {
-			return err
-		}
-	}
 
-	runErr := pgsetup.ExplainStreamError(stream.Run(streamCtx), cfg.Slot, cfg.Publication)
+	runErr := pgsetup.ExplainStreamError(reader.Run(streamCtx), cfg.Slot, cfg.Publication)
 	s.probe.NotReady("replication session ended")
 	select {
 	case err := <-pubErr:
@@ -497,7 +492,7 @@ func (s *session) run(ctx context.Context) error {
 	if err := pub.Drain(drainCtx); err != nil {
 		log.Warn("stopping with records not yet acknowledged; they are resent and deduplicated on restart")
 	}
-	if err := stream.SendStatus(drainCtx); err != nil && runErr == nil && ctx.Err() == nil {
+	if err := reader.SendStatus(drainCtx); err != nil && runErr == nil && ctx.Err() == nil {
 		runErr = err
 	}
 	changes, msgs := pub.Stats()

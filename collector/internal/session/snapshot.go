@@ -108,7 +108,7 @@ func (s *session) prepareSnapshot(ctx context.Context, pgc *pgx.Conn, repl *pgco
 			s.log.Info("the initial snapshot was interrupted: it goes on as a backfill from its last stored chunk once the slot streams",
 				"slot", s.cfg.Slot, "job", job.ID)
 		case cfg.Mode == snapshot.ModeInitial && recreated:
-			// Created again after a gap: a backfill restores the rows
+			// Created again after a gap: a backfill reads the rows again
 			// (backfillGap).
 		case cfg.Mode == snapshot.ModeInitial && (job == nil || job.Slot != s.cfg.Slot):
 			s.log.Warn("replication slot "+s.cfg.Slot+" exists and took no initial snapshot: rows written before it was created are not in the raw stream; to send them run pgjet-collector backfill --table schema.table (or snapshot.mode: never to silence this)",
@@ -413,24 +413,30 @@ func (s *session) startBackfills(ctx context.Context, plan *snapshotPlan, dec *p
 	}
 }
 
-// backfillGap requests a backfill of the published tables once a slot
-// created again streams, so that their rows come back to what the gap
-// left out (a table's rows at the backfill's chunks, then its changes):
-// what the initial snapshot does for a new slot. With snapshot.mode never
-// it is the operator's to ask for.
-func (s *session) backfillGap(ctx context.Context, pgc *pgx.Conn, plan *snapshotPlan, g Gap) error {
-	if s.cfg.Snapshot.Mode == snapshot.ModeNever || plan == nil {
+// backfillGap requests a backfill of the published tables for the gap g,
+// so that their rows come back to what the gap left out once the slot
+// created again streams (a table's rows at the backfill's chunks, then its
+// changes): what the initial snapshot does for a new slot. The job is
+// named after the gap: asked again for the same gap, it is not asked
+// twice. With snapshot.mode never it is the operator's to ask for.
+func (s *session) backfillGap(ctx context.Context, pgc *pgx.Conn, g Gap) error {
+	cfg := s.cfg.Snapshot
+	if cfg.Mode == snapshot.ModeNever {
 		s.log.Warn("snapshot.mode is never: no backfill after the gap; run pgjet-collector backfill --table schema.table for each published table to restore its rows")
 		return nil
 	}
-	j, created, err := backfill.RequestAfterGap(ctx, plan.store, pgc, s.cfg.Publication, g.From)
+	store, err := snapshot.OpenStore(ctx, s.js, cfg.Bucket, s.cfg.Source, true, s.cfg.RawReplicas)
+	if err != nil {
+		return err
+	}
+	j, created, err := backfill.RequestAfterGap(ctx, store, pgc, s.cfg.Publication, g.From)
 	switch {
 	case err != nil:
 		return fmt.Errorf("request the backfill after the gap: %w", err)
 	case j == nil:
 		s.log.Info("the publication has no tables: nothing to backfill after the gap")
 	case created:
-		s.log.Info("backfill of the published tables requested to restore their rows after the gap", "job", j.ID, "tables", len(j.Tables))
+		s.log.Info("backfill of the published tables requested to read their rows again after the gap (it runs once the slot streams)", "job", j.ID, "tables", len(j.Tables))
 	default:
 		s.log.Info("the backfill after this gap was requested already", "job", j.ID, "state", j.State)
 	}

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/collector/internal/backfill"
 	"github.com/pgjet/pgjet/collector/internal/snapshot"
@@ -46,16 +45,7 @@ func newSnapEnv(t *testing.T, setup string) *snapEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
-	srv := natstest.Run(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, _, js := natstest.Start(t)
 	return &snapEnv{pg: pg, conn: conn, js: js, url: srv.ClientURL()}
 }
 

@@ -116,7 +116,7 @@ func RunInitial(ctx context.Context, cfg InitialConfig) error {
 		return fmt.Errorf("snapshot reader: %w", err)
 	}
 	cfg.Log.Info("initial snapshot imported", "snapshot", cfg.Snapshot, "readers", n, "tables", len(cfg.Tables),
-		"position", pgLSN(cfg.Position), "snapshot_xids", xids)
+		"position", wire.LSN(cfg.Position), "snapshot_xids", xids)
 
 	// Largest tables first: the parallel readers end closer together.
 	tables := append([]*Table(nil), cfg.Tables...)
@@ -341,8 +341,6 @@ func (s *sequencer) emit(ctx context.Context, t *Table, rows [][]wire.Value, tab
 	})
 }
 
-// pgLSN formats an LSN as Postgres does.
-func pgLSN(lsn uint64) string { return fmt.Sprintf("%X/%X", lsn>>32, uint32(lsn)) }
 
 // Modes of the initial snapshot (snapshot.mode).
 const (

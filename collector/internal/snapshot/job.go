@@ -91,6 +91,15 @@ func (j *Job) Final() bool {
 	return j.State == StateDone || j.State == StateCancelled || j.State == StateFailed
 }
 
+// TableNames are the job's tables, in its order.
+func (j *Job) TableNames() []string {
+	out := make([]string, len(j.Tables))
+	for i := range j.Tables {
+		out[i] = j.Tables[i].Table
+	}
+	return out
+}
+
 // Table returns the progress of the table named name, nil if the job has
 // none.
 func (j *Job) Table(name string) *TableProgress {

@@ -20,8 +20,11 @@ import (
 	"github.com/pgjet/pgjet/collector/internal/rawstream"
 )
 
-// Stream is one replication session.
-type Stream struct {
+// Reader is one replication session: it reads the replication stream
+// (pgoutput, from the slot) into the decoder and reports the confirmed
+// position back to Postgres. "Stream" elsewhere is the raw stream
+// (package rawstream) or an output stream (the router's).
+type Reader struct {
 	conn *pgconn.PgConn
 	dec  *pgoutput.Decoder
 	pub  *rawstream.Publisher
@@ -59,14 +62,14 @@ const readLinger = 500 * time.Microsecond
 // for buffered bytes.
 const caughtUpAfter = 50 * time.Microsecond
 
-// New returns a Stream reading from conn, which must be in replication mode
+// New returns a Reader reading from conn, which must be in replication mode
 // and already have started replication. It hands fragments to pub and
 // reports cp's confirmed position, which pub's acks advance.
-func New(conn *pgconn.PgConn, dec *pgoutput.Decoder, pub *rawstream.Publisher, cp *checkpoint.Checkpoint, log *slog.Logger) *Stream {
+func New(conn *pgconn.PgConn, dec *pgoutput.Decoder, pub *rawstream.Publisher, cp *checkpoint.Checkpoint, log *slog.Logger) *Reader {
 	// A transaction with nothing to store (a heartbeat's) moves an idle
 	// slot: a walsender that never catches up sends no keepalive that would.
 	dec.OnEmpty = func(end uint64) { cp.AdvanceIdle(end, false) }
-	return &Stream{conn: conn, dec: dec, pub: pub, cp: cp, log: log, StatusInterval: DefaultStatusInterval}
+	return &Reader{conn: conn, dec: dec, pub: pub, cp: cp, log: log, StatusInterval: DefaultStatusInterval}
 }
 
 // Start starts replication of slot from its confirmed position with pgoutput
@@ -116,7 +119,7 @@ func quoteLiteral(s string) string {
 // Emit hands a fragment to the publisher. While the publisher's queue is
 // full (JetStream slow or down) it keeps the replication connection alive
 // with status updates, and reading stops: Postgres keeps the WAL.
-func (s *Stream) Emit(ctx context.Context, f *pgoutput.Fragment) error {
+func (s *Reader) Emit(ctx context.Context, f *pgoutput.Fragment) error {
 	for {
 		// Held, the reader reads no keepalive requests: it reports on its
 		// own, well within the walsender's timeout (see StatusInterval).
@@ -144,7 +147,7 @@ func (s *Stream) Emit(ctx context.Context, f *pgoutput.Fragment) error {
 }
 
 // Run reads the replication stream until ctx ends (returns nil) or an error.
-func (s *Stream) Run(ctx context.Context) error {
+func (s *Reader) Run(ctx context.Context) error {
 	s.live.heard(time.Now())
 	for {
 		if ctx.Err() != nil {
@@ -201,7 +204,7 @@ func (s *Stream) Run(ctx context.Context) error {
 	}
 }
 
-func (s *Stream) handle(ctx context.Context, data []byte) error {
+func (s *Reader) handle(ctx context.Context, data []byte) error {
 	if len(data) == 0 {
 		return errors.New("replication stream: empty CopyData")
 	}
@@ -234,10 +237,10 @@ func (s *Stream) handle(ctx context.Context, data []byte) error {
 }
 
 // Received is the WAL position received so far; safe to call while Run runs.
-func (s *Stream) Received() uint64 { return s.received.Load() }
+func (s *Reader) Received() uint64 { return s.received.Load() }
 
 // receivedUpTo raises the received position (Run's goroutine only).
-func (s *Stream) receivedUpTo(lsn uint64) {
+func (s *Reader) receivedUpTo(lsn uint64) {
 	if lsn > s.received.Load() {
 		s.received.Store(lsn)
 	}
@@ -245,13 +248,13 @@ func (s *Stream) receivedUpTo(lsn uint64) {
 
 // SendStatus reports the confirmed position, as the checkpoint's Status
 // has it: never a received position as flushed.
-func (s *Stream) SendStatus(ctx context.Context) error {
+func (s *Reader) SendStatus(ctx context.Context) error {
 	return s.sendStatus(ctx, false)
 }
 
 // sendStatus sends the status update, asking the walsender to answer at
 // once when reply is set.
-func (s *Stream) sendStatus(ctx context.Context, reply bool) error {
+func (s *Reader) sendStatus(ctx context.Context, reply bool) error {
 	st := s.cp.Status()
 	st.ReplyRequested = reply
 	lsn := st.WALFlushPosition
