@@ -77,6 +77,9 @@ type config struct {
 	// routerAB is a directory with another pgjet-router, timed in every
 	// async round right after the one of binDir (an A/B of a change).
 	routerAB string
+	// routerABEnvelopes: with -envelopes, the routers of routerAB in every
+	// envelope, not only native.
+	routerABEnvelopes bool
 	// envelopes: rounds of every router variant (routerVariants).
 	envelopes bool
 	// e2eEnvelopes are the router variants of the end-to-end runs.
@@ -125,6 +128,7 @@ func main() {
 	flag.IntVar(&c.runs, "runs", 0, "rounds of ceiling/collector runs per workload (default 3, 1 with -quick)")
 	flag.BoolVar(&c.routerFsync, "router-fsync", true, "also time a router whose output stream fsyncs every write (about 90 s on the full OLTP backlog)")
 	flag.StringVar(&c.routerAB, "router-ab", "", "directory with another pgjet-router to time in every async round, right after the one of -bin")
+	flag.BoolVar(&c.routerABEnvelopes, "router-ab-envelopes", false, "with -envelopes and -router-ab: time the other router in every envelope (cloudevents, cloudevents-change, debezium), not only native, each right after the one of -bin")
 	charts := flag.String("charts", "", "draw the charts of docs/benchmarks.md from this results.json into -chart-dir and exit (make bench-charts)")
 	chartDir := flag.String("chart-dir", "docs/benchmarks", "directory of the charts -charts writes")
 	flag.BoolVar(&c.tracing, "tracing", true, "also time, in every round, a collector and a router (native) exporting every span over OTLP/HTTP to a receiver in this process, for the cost of tracing")
@@ -198,6 +202,7 @@ func run(c config) error {
 			return err
 		}
 		b.cfg.routerAB = c.routerAB
+		b.cfg.routerABEnvelopes = c.routerABEnvelopes
 		if _, err := os.Stat(filepath.Join(c.routerAB, "pgjet-router")); err != nil {
 			return fmt.Errorf("-router-ab: pgjet-router missing in %s", c.routerAB)
 		}

@@ -310,8 +310,8 @@ func (b *bench) runWorkload(ctx context.Context, w workload) (workloadResult, er
 				continue
 			}
 			for bi, bin := range bins {
-				if bi > 0 && v.name != "native" {
-					continue // -router-ab: the native router of both builds, the other variants of -bin
+				if bi > 0 && v.name != "native" && (!b.cfg.routerABEnvelopes || v.group || v.traced) {
+					continue // -router-ab: the native router of both builds (-router-ab-envelopes: every envelope), the other variants of -bin
 				}
 				tag := fmt.Sprintf("env_%s_%d", v.tag, i)
 				if bi > 0 {

@@ -286,7 +286,7 @@ func (r *results) envelopeTables(p func(string, ...any)) {
 	p("Routers (`--output-persist async`) one after another in each round on the same raw stream, in the opposite order every other round; each its own durable consumer and output stream, deleted after the run. ")
 	p("`cloudevents`: structured mode, data the native document; `cloudevents-change`: data {before, after, op}; `debezium`: payload only, key in a header; `native+group`: native events, `--group transaction` (a message per transaction, in parts at the max payload or at a raw record's end); `native+tracing` (`-tracing`): native events with OpenTelemetry tracing on, a span per raw record exported over OTLP/HTTP and a traceparent header on every event. ")
 	p("Medians over the rounds, (min–max); × native is the median of the ratios to the native run of the same round (higher is better for events/s, lower for CPU). CPU in µs per event; bytes per event: the output stream's bytes (JetStream's accounting: data, headers, subject) over its events.\n\n")
-	p("`%s`: the workload's native events published by a client that does nothing else (ceiling.go): what the server takes; its CPU column is that client's; `%s` the same with that envelope's events. × ceiling: a router's events/s over the ceiling of its envelope's events in the same round (1.00: the server is the limit), a ceiling's over the native events' ceiling (what the envelope's bytes cost the server). With `-router-ab`, `native (B)` is the native router of the other build, right after the one of `-bin` in each round. × collector: over the median collector rate of the workload.\n\n", ceilingVariant, ceilingOf("debezium"))
+	p("`%s`: the workload's native events published by a client that does nothing else (ceiling.go): what the server takes; its CPU column is that client's; `%s` the same with that envelope's events. × ceiling: a router's events/s over the ceiling of its envelope's events in the same round (1.00: the server is the limit), a ceiling's over the native events' ceiling (what the envelope's bytes cost the server). With `-router-ab`, `native (B)` is the native router of the other build, right after the one of `-bin` in each round (`-router-ab-envelopes`: every envelope's, × native over the native router of `-bin`). × collector: over the median collector rate of the workload.\n\n", ceilingVariant, ceilingOf("debezium"))
 	p("| workload | variant | rounds | events | messages | bytes/event | events/s | × native | × ceiling | × collector | messages/s | router CPU µs/event | × native | nats-server CPU µs/event | router peak RSS MiB |\n")
 	p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	type row struct {
@@ -297,7 +297,9 @@ func (r *results) envelopeTables(p func(string, ...any)) {
 	for _, v := range routerVariants {
 		rows = append(rows, row{v.name, func(rr routerRun) bool { return rr.Envelope == v.name && rr.Bin == "" }})
 	}
-	rows = append(rows, row{"native (B)", func(rr routerRun) bool { return rr.Envelope == "native" && rr.Bin != "" }})
+	for _, v := range routerVariants {
+		rows = append(rows, row{v.name + " (B)", func(rr routerRun) bool { return rr.Envelope == v.name && rr.Bin != "" }})
+	}
 	for _, v := range routerVariants {
 		if !v.group && !v.traced {
 			c := ceilingOf(v.name)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/pgjet/pgjet/router/internal/slab"
 	"github.com/pgjet/pgjet/router/internal/subject"
 	"github.com/pgjet/pgjet/router/internal/value"
 	"github.com/pgjet/pgjet/shared/wire"
@@ -307,7 +308,51 @@ type CloudEvents struct {
 	timeFor    int64
 	timeHeader []string
 
+	// The attributes of change events that their table, op and source
+	// decide (the last few, and by key), and those their transaction
+	// decides: rendered once for all its events.
+	recent    [8]*ceConst // a few tables' events interleave
+	recentPos int
+	consts    map[ceKey]*ceConst
+	tx        ceTx
+	// The traceparent of the last binary header, as a header value.
+	traceFor    string
+	traceHeader []string
+	// Binary mode's header values that change with every event.
+	strs slab.Strings
+	vals slab.Values
+
 	scratch []byte // type, subject and extensions
+}
+
+// ceKey is what decides the source, type and subject attributes of a
+// change event.
+type ceKey struct {
+	source, schema, table, prefix string
+	op                            wire.Op
+}
+
+// ceConst are the source, type and subject attributes of the change events
+// of one ceKey: as JSON, ,"source":…,"type":…,"subject":…, and as header
+// values.
+type ceConst struct {
+	key       ceKey
+	src       *ceSource
+	json      []byte
+	typ, subj []string
+}
+
+// ceTx are the attributes a transaction decides: as JSON,
+// ,"time":"…","datacontenttype":"application/json" and in the change form
+// ,"pgjetlsn":"…","pgjetxid":"…"; in binary mode the extensions as header
+// values.
+type ceTx struct {
+	set        bool
+	time       int64
+	lsn        uint64
+	xid        uint32
+	json       []byte
+	lsnH, xidH []string
 }
 
 // sourceKey is what the source attribute of an event depends on: the
@@ -414,7 +459,12 @@ func (c *CloudEvents) Append(b []byte, e *Event) ([]byte, error) {
 	if err := check(e); err != nil {
 		return b, err
 	}
-	src := c.sourceFor(e)
+	var src *ceSource
+	if e.Kind == KindChange {
+		src = c.constFor(e).src
+	} else {
+		src = c.sourceFor(e)
+	}
 	if src.err != nil {
 		return b, src.err
 	}
@@ -447,10 +497,12 @@ func (c *CloudEvents) appendData(b []byte, e *Event) ([]byte, error) {
 
 // AddHeader adds the headers of the message of e, which Append rendered
 // without error, to h.
-func (c *CloudEvents) AddHeader(h Header, e *Event) {
+func (c *CloudEvents) AddHeader(h Header, e *Event) int {
 	if !c.binary {
-		h["Content-Type"] = structuredHeader
-		return
+		return h.put("Content-Type", structuredHeader)
+	}
+	if e.Kind == KindChange {
+		return c.addChangeHeader(h, e)
 	}
 	a := c.attributes(e)
 	fields := a.spans()
@@ -471,24 +523,129 @@ func (c *CloudEvents) AddHeader(h Header, e *Event) {
 			v[i+1] = headerValue(s.of(c.scratch))
 		}
 	}
-	h["ce-specversion"] = specVersionHeader
-	h["ce-id"] = v[0:1:1]
-	h["ce-source"] = c.sourceFor(e).header
-	h["ce-type"] = v[1:2:2]
-	h["ce-subject"] = v[2:3:3]
-	h["ce-time"] = c.timeHeaderOf(e.Tx.CommitTime)
-	h["ce-datacontenttype"] = jsonHeader
+	n := h.put("ce-specversion", specVersionHeader)
+	n += h.put("ce-id", v[0:1:1])
+	n += h.put("ce-source", c.sourceFor(e).header)
+	n += h.put("ce-type", v[1:2:2])
+	n += h.put("ce-subject", v[2:3:3])
+	n += h.put("ce-time", c.timeHeaderOf(e.Tx.CommitTime))
+	n += h.put("ce-datacontenttype", jsonHeader)
 	if c.change {
-		h["ce-pgjetlsn"] = v[3:4:4]
-		h["ce-pgjetxid"] = v[4:5:5]
+		n += h.put("ce-pgjetlsn", v[3:4:4])
+		n += h.put("ce-pgjetxid", v[4:5:5])
 		if a.index.to > a.index.from {
-			h["ce-pgjetindex"] = v[5:6:6]
+			n += h.put("ce-pgjetindex", v[5:6:6])
 		}
 	}
 	if e.TraceParent != "" {
-		h["ce-traceparent"] = []string{e.TraceParent}
+		n += h.put("ce-traceparent", c.traceHeaderOf(e.TraceParent))
 	}
-	h["Content-Type"] = jsonHeader
+	return n + h.put("Content-Type", jsonHeader)
+}
+
+// addChangeHeader is AddHeader in binary mode for a change event: the
+// attributes its table, op and transaction decide are made once for all
+// their events, the id and index carved from slabs.
+func (c *CloudEvents) addChangeHeader(h Header, e *Event) int {
+	a := c.constFor(e)
+	n := h.put("ce-specversion", specVersionHeader)
+	n += h.put("ce-id", c.vals.Of(headerValue(e.ID)))
+	n += h.put("ce-source", a.src.header)
+	n += h.put("ce-type", a.typ)
+	n += h.put("ce-subject", a.subj)
+	n += h.put("ce-time", c.timeHeaderOf(e.Tx.CommitTime))
+	n += h.put("ce-datacontenttype", jsonHeader)
+	if c.change {
+		t := c.txFor(e.Tx)
+		n += h.put("ce-pgjetlsn", t.lsnH)
+		n += h.put("ce-pgjetxid", t.xidH)
+		c.scratch = strconv.AppendUint(c.scratch[:0], e.Index, 10)
+		n += h.put("ce-pgjetindex", c.vals.Of(c.strs.Of(c.scratch)))
+	}
+	if e.TraceParent != "" {
+		n += h.put("ce-traceparent", c.traceHeaderOf(e.TraceParent))
+	}
+	return n + h.put("Content-Type", jsonHeader)
+}
+
+// constFor returns the attributes e's table, op and source decide, e a
+// change event that passed checkEvent.
+func (c *CloudEvents) constFor(e *Event) *ceConst {
+	k := ceKey{source: e.Source.Name, op: e.Change.Op}
+	if k.op == wire.OpMessage {
+		k.prefix = e.Change.Prefix
+	} else {
+		k.schema, k.table = e.Rel.Schema, e.Rel.Table
+	}
+	for _, a := range &c.recent {
+		if a != nil && a.key == k {
+			return a
+		}
+	}
+	a, ok := c.consts[k]
+	if !ok {
+		if c.consts == nil || len(c.consts) >= maxSources {
+			c.consts = make(map[ceKey]*ceConst)
+		}
+		// Copies: a raw record's strings point into it, which the map
+		// would keep from the garbage collector.
+		k = ceKey{source: strings.Clone(k.source), schema: strings.Clone(k.schema), table: strings.Clone(k.table), prefix: strings.Clone(k.prefix), op: k.op}
+		a = &ceConst{key: k, src: c.sourceFor(e)}
+		if a.src.err == nil {
+			at := c.attributes(e)
+			typ, subj := at.typ.of(c.scratch), at.subj.of(c.scratch)
+			j := append(a.json, `,"source":`...)
+			j = append(j, a.src.json...)
+			j = append(j, `,"type":`...)
+			j = value.AppendString(j, typ)
+			j = append(j, `,"subject":`...)
+			a.json = value.AppendString(j, subj)
+			a.typ, a.subj = []string{headerValue(typ)}, []string{headerValue(subj)}
+		}
+		c.consts[k] = a
+	}
+	c.recent[c.recentPos] = a
+	c.recentPos = (c.recentPos + 1) % len(c.recent)
+	return a
+}
+
+// txFor returns the attributes transaction t decides.
+func (c *CloudEvents) txFor(t *wire.Tx) *ceTx {
+	x := &c.tx
+	if x.set && x.time == t.CommitTime && x.lsn == t.CommitLSN && x.xid == t.Xid {
+		return x
+	}
+	x.set, x.time, x.lsn, x.xid = true, t.CommitTime, t.CommitLSN, t.Xid
+	j := append(x.json[:0], `,"time":"`...)
+	j = append(j, c.native.commitTime(t.CommitTime)...)
+	j = append(j, `","datacontenttype":"application/json"`...)
+	if c.change {
+		// Neither LSN nor decimals need escaping.
+		j = append(j, `,"pgjetlsn":"`...)
+		at := len(j)
+		j = wire.LSN(t.CommitLSN).Append(j)
+		lsn := string(j[at:])
+		j = append(j, `","pgjetxid":"`...)
+		at = len(j)
+		j = strconv.AppendUint(j, uint64(t.Xid), 10)
+		xid := string(j[at:])
+		j = append(j, '"')
+		if c.binary {
+			// Slices of their own: messages of earlier transactions hold theirs.
+			x.lsnH, x.xidH = []string{lsn}, []string{xid}
+		}
+	}
+	x.json = j
+	return x
+}
+
+// traceHeaderOf returns traceparent tp as a header value: the events of
+// one raw record share it.
+func (c *CloudEvents) traceHeaderOf(tp string) []string {
+	if c.traceHeader == nil || c.traceFor != tp {
+		c.traceFor, c.traceHeader = tp, []string{tp}
+	}
+	return c.traceHeader
 }
 
 // Document appends e as one JSON document for printing, given body, its
@@ -507,6 +664,16 @@ func (c *CloudEvents) Document(b []byte, e *Event, body []byte) []byte {
 func (c *CloudEvents) appendAttributes(b []byte, e *Event, src *ceSource) []byte {
 	b = append(b, `{"specversion":"1.0","id":`...)
 	b = value.AppendString(b, e.ID)
+	if e.Kind == KindChange {
+		b = append(b, c.constFor(e).json...)
+		b = append(b, c.txFor(e.Tx).json...)
+		if c.change {
+			b = append(b, `,"pgjetindex":"`...)
+			b = strconv.AppendUint(b, e.Index, 10)
+			b = append(b, '"')
+		}
+		return c.appendTrace(b, e)
+	}
 	b = append(b, `,"source":`...)
 	b = append(b, src.json...)
 	a := c.attributes(e)
@@ -530,6 +697,12 @@ func (c *CloudEvents) appendAttributes(b []byte, e *Event, src *ceSource) []byte
 			b = append(b, '"')
 		}
 	}
+	return c.appendTrace(b, e)
+}
+
+// appendTrace ends the attributes of appendAttributes: the traceparent, if
+// there is one, and data's key.
+func (c *CloudEvents) appendTrace(b []byte, e *Event) []byte {
 	if e.TraceParent != "" {
 		// The distributed tracing extension; a traceparent needs no escaping.
 		b = append(b, `,"traceparent":"`...)

@@ -449,7 +449,7 @@ func BenchmarkCloudEvents(b *testing.B) {
 			b.Run(what+"/"+mode, func(b *testing.B) {
 				var r interface {
 					Append([]byte, *Event) ([]byte, error)
-					AddHeader(Header, *Event)
+					AddHeader(Header, *Event) int
 				}
 				if mode == "native" {
 					r = NewNative()

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pgjet/pgjet/router/internal/slab"
 	"github.com/pgjet/pgjet/router/internal/value"
 	"github.com/pgjet/pgjet/shared/wire"
 )
@@ -90,6 +91,13 @@ type Debezium struct {
 	lastTime int64
 	tsMs     []byte
 	tsUsNs   []byte
+
+	src dbzSource
+
+	// The key headers' values, carved from slabs: a message holds them
+	// until it is published, and no allocation each.
+	strs slab.Strings
+	vals slab.Values
 }
 
 // newDebezium is the registry's factory.
@@ -194,20 +202,21 @@ func (d *Debezium) Append(b []byte, e *Event) ([]byte, error) {
 
 // AddHeader adds Content-Type and the key header (absent for a null key:
 // a table without replica identity, a truncate) to h.
-func (d *Debezium) AddHeader(h Header, e *Event) {
-	h["Content-Type"] = debeziumContentType
+func (d *Debezium) AddHeader(h Header, e *Event) int {
+	n := h.put("Content-Type", debeziumContentType)
 	if e.Kind != KindChange || d.keyChange != e.Change || d.keyRel != e.Rel {
 		// Not the event Append rendered last: render its key now.
 		if _, err := d.append(nil, e); err != nil {
-			return
+			return n
 		}
 	}
 	if d.hasKey {
-		h[d.keyHeader] = []string{string(d.key)}
+		n += h.put(d.keyHeader, d.vals.Of(d.strs.Of(d.key)))
 	}
 	if d.otherKeyHeader != "" {
-		h[d.otherKeyHeader] = []string{string(d.otherKey)}
+		n += h.put(d.otherKeyHeader, d.vals.Of(d.strs.Of(d.otherKey)))
 	}
+	return n
 }
 
 // Document appends the body: it holds everything but the key.
@@ -553,44 +562,98 @@ func sourceLSNs(e *Event) (lsn, lastCommit uint64) {
 	return c.LSN, e.Tx.PrevCommitLSN
 }
 
+// dbzSource holds the parts of the source block that repeat from event to
+// event, rendered when what they show changes: the source's name and
+// database, the last few tables, the transaction's xid and last commit.
+// The strings it compares with are those of the events it rendered: they
+// point into their raw records, which stay in memory until other records'
+// events take their place (a few records at most, as the last relation's
+// schemas keep one).
+type dbzSource struct {
+	name, dbName string
+	// head is {"version":...,"name":<name>, and db ","db":<db>,"sequence":"[
+	head, db []byte
+	// rels are ,"schema":<schema>,"table":<table> of the last few tables:
+	// their events interleave.
+	rels     [4]dbzRel
+	relNext  int
+	xid      uint32
+	xidText  []byte // "" while unset
+	last     uint64
+	lastText []byte
+}
+
+func (s *dbzSource) source(src *wire.Source) {
+	if s.head != nil && src.Name == s.name && src.Database == s.dbName {
+		return
+	}
+	s.name, s.dbName = src.Name, src.Database
+	s.head = append(s.head[:0], `{"version":"`+DebeziumVersion+`","connector":"postgresql","name":`...)
+	s.head = append(value.AppendString(s.head, src.Name), ',')
+	s.db = value.AppendString(append(s.db[:0], `","db":`...), src.Database)
+	s.db = append(s.db, `,"sequence":"[`...)
+}
+
+type dbzRel struct {
+	schema, table string
+	json          []byte
+}
+
+func (s *dbzSource) relation(rel *wire.Relation) []byte {
+	for i := range s.rels {
+		if r := &s.rels[i]; r.json != nil && r.schema == rel.Schema && r.table == rel.Table {
+			return r.json
+		}
+	}
+	r := &s.rels[s.relNext]
+	s.relNext = (s.relNext + 1) % len(s.rels)
+	r.schema, r.table = rel.Schema, rel.Table
+	r.json = value.AppendString(append(r.json[:0], `,"schema":`...), rel.Schema)
+	r.json = value.AppendString(append(r.json, `,"table":`...), rel.Table)
+	return r.json
+}
+
 func (d *Debezium) appendSource(b []byte, e *Event, table bool) []byte {
 	lsn, lastCommit := sourceLSNs(e) // Debezium's Lsn.asLong
-	b = append(b, `{"version":"`+DebeziumVersion+`","connector":"postgresql","name":`...)
-	b = value.AppendString(b, e.Source.Name)
-	b = append(b, ',')
+	s := &d.src
+	s.source(e.Source)
+	b = append(b, s.head...)
 	b = append(b, d.tsMs...)
 	b = append(b, `,"snapshot":"`...)
 	b = append(b, snapshotField(e)...)
-	b = append(b, `","db":`...)
-	b = value.AppendString(b, e.Source.Database)
-	b = append(b, `,"sequence":"[`...)
+	b = append(b, s.db...)
 	if lastCommit == 0 {
 		b = append(b, "null"...)
 	} else {
+		if s.lastText == nil || s.last != lastCommit {
+			s.last, s.lastText = lastCommit, strconv.AppendInt(s.lastText[:0], int64(lastCommit), 10)
+		}
 		b = append(b, `\"`...)
-		b = strconv.AppendInt(b, int64(lastCommit), 10)
+		b = append(b, s.lastText...)
 		b = append(b, `\"`...)
 	}
 	b = append(b, `,\"`...)
+	at := len(b)
 	b = strconv.AppendInt(b, int64(lsn), 10)
+	lsnText := b[at:len(b):len(b)] // appended again below, from whichever array holds it
 	b = append(b, `\"]",`...)
 	b = append(b, d.tsUsNs...)
-	b = append(b, `,"schema":`...)
 	if table {
-		b = value.AppendString(b, e.Rel.Schema)
-		b = append(b, `,"table":`...)
-		b = value.AppendString(b, e.Rel.Table)
+		b = append(b, s.relation(e.Rel)...)
 	} else {
-		b = append(b, `"","table":""`...)
+		b = append(b, `,"schema":"","table":""`...)
 	}
 	b = append(b, `,"txId":`...)
 	if d.hasTx(e) {
-		b = strconv.AppendUint(b, uint64(e.Tx.Xid), 10)
+		if s.xidText == nil || s.xid != e.Tx.Xid {
+			s.xid, s.xidText = e.Tx.Xid, strconv.AppendUint(s.xidText[:0], uint64(e.Tx.Xid), 10)
+		}
+		b = append(b, s.xidText...)
 	} else {
 		b = append(b, "null"...)
 	}
 	b = append(b, `,"lsn":`...)
-	b = strconv.AppendInt(b, int64(lsn), 10)
+	b = append(b, lsnText...)
 	b = append(b, `,"xmin":null,"origin":`...)
 	if e.Tx.Origin != "" {
 		b = value.AppendString(b, e.Tx.Origin)

@@ -60,9 +60,12 @@ func (m *msgpackRenderer) Append(b []byte, e *Event) ([]byte, error) {
 	return out, nil
 }
 
-func (m *msgpackRenderer) AddHeader(h Header, e *Event) {
-	m.json.AddHeader(h, e)
-	h["Content-Type"] = msgpackContentType
+func (m *msgpackRenderer) AddHeader(h Header, e *Event) int {
+	n := m.json.AddHeader(h, e)
+	if ct, ok := h["Content-Type"]; ok {
+		n -= fieldSize("Content-Type", ct) // replaced
+	}
+	return n + h.put("Content-Type", msgpackContentType)
 }
 
 // Document appends the JSON document of e, not its MessagePack body: stdout

@@ -586,8 +586,8 @@ var jsonContentType = []string{"application/json"}
 // what adding one would cost.
 type contentTyped struct{ *Native }
 
-func (c contentTyped) AddHeader(h Header, e *Event) {
-	h["Content-Type"] = jsonContentType
+func (c contentTyped) AddHeader(h Header, e *Event) int {
+	return h.put("Content-Type", jsonContentType)
 }
 
 // prescan counts the elements of each container of the valid JSON js, in

@@ -88,7 +88,7 @@ func (n *Native) Append(b []byte, e *Event) ([]byte, error) {
 }
 
 // AddHeader adds nothing: the native envelope has no headers of its own.
-func (n *Native) AddHeader(Header, *Event) {}
+func (n *Native) AddHeader(Header, *Event) int { return 0 }
 
 // Document appends e as one JSON document for printing: its body, which
 // holds all of it.

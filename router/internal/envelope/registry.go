@@ -21,6 +21,29 @@ func HeaderOf(r Renderer, e *Event) Header {
 	return h
 }
 
+// Size is how many bytes h takes in a message: "name: value\r\n" each.
+func (h Header) Size() int {
+	n := 0
+	for k, vs := range h {
+		n += fieldSize(k, vs)
+	}
+	return n
+}
+
+// put sets key to vs and returns the bytes that takes in a message.
+func (h Header) put(key string, vs []string) int {
+	h[key] = vs
+	return fieldSize(key, vs)
+}
+
+func fieldSize(key string, vs []string) int {
+	n := 0
+	for _, v := range vs {
+		n += len(key) + len(v) + 4
+	}
+	return n
+}
+
 // Get returns the first value of key, "" when there is none.
 func (h Header) Get(key string) string {
 	if v := h[key]; len(v) > 0 {
@@ -37,7 +60,9 @@ type Renderer interface {
 	Append(b []byte, e *Event) ([]byte, error)
 	// AddHeader adds the headers of e's message, which Append rendered, to
 	// h: the renderer's map, reused from message to message once published.
-	AddHeader(h Header, e *Event)
+	// It returns the bytes they take in the message (their Size), which
+	// count against the server's limit: the caller need not go over h.
+	AddHeader(h Header, e *Event) int
 	// Document appends e as one JSON document, for stdout, given body, its
 	// message body.
 	Document(b []byte, e *Event, body []byte) []byte

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/router/internal/envelope"
 	"github.com/pgjet/pgjet/shared/natstest"
 	"github.com/pgjet/pgjet/shared/tracing/tracingtest"
 	"github.com/pgjet/pgjet/shared/wire"
@@ -32,17 +33,44 @@ func BenchmarkRelay(b *testing.B) {
 	})
 }
 
+// BenchmarkRelayEnvelopes is BenchmarkRelay's memory case in each envelope
+// (the system benchmark's variants), for profiles of what an envelope costs
+// beyond rendering: bigger messages and more headers through the client.
+func BenchmarkRelayEnvelopes(b *testing.B) {
+	for _, v := range []struct {
+		name, envelope string
+		settings       map[string]any
+	}{
+		{"native", "native", nil},
+		{"cloudevents", "cloudevents", map[string]any{"data": "native"}},
+		{"cloudevents-change", "cloudevents", nil},
+		{"debezium", "debezium", nil},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			env, err := envelope.New(v.envelope, envelope.Options{Settings: v.settings})
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchRelayWith(b, jetstream.MemoryStorage, nil, nil, env)
+		})
+	}
+}
+
 // benchRelay times a relay over 40 records of 500 inserts into a fresh
 // output of storage, b.N times; latency, when set, observes its publishes;
 // tracer, when set, traces its records.
 func benchRelay(b *testing.B, storage jetstream.StorageType, latency Observer, tracer trace.Tracer) {
+	benchRelayWith(b, storage, latency, tracer, nil)
+}
+
+func benchRelayWith(b *testing.B, storage jetstream.StorageType, latency Observer, tracer trace.Tracer, env envelope.Renderer) {
 	const records, perRecord = 40, 500
 	var total time.Duration
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		js := benchEnv(b, storage, records, perRecord)
 		r, err := New(js, Config{RawStream: rawStream, Durable: durable, Stream: outStream, Prefix: "postgres", Log: discardLogger(),
-			PublishLatency: latency, Tracer: tracer})
+			PublishLatency: latency, Tracer: tracer, Envelope: env})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -43,8 +43,13 @@ func BenchmarkRecord(b *testing.B) {
 	for _, c := range []renderCase{
 		{name: "native"},
 		{name: "native-third", route: route.Config{Include: []string{"public.users"}}},
-		{name: "cloudevents", envelope: "cloudevents"},
+		// The system benchmark's variants (e2e/cmd/pgjet-bench -envelopes),
+		// and binary mode.
+		{name: "cloudevents", envelope: "cloudevents", settings: map[string]any{"data": "native"}},
+		{name: "cloudevents-change", envelope: "cloudevents"},
+		{name: "cloudevents-binary", envelope: "cloudevents", settings: map[string]any{"mode": "binary"}},
 		{name: "debezium", envelope: "debezium"},
+		{name: "debezium-schema", envelope: "debezium", settings: map[string]any{"schema": true}},
 		{name: "group", route: route.Config{Group: true}},
 	} {
 		b.Run(c.name, func(b *testing.B) {

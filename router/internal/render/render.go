@@ -24,6 +24,7 @@ import (
 
 	"github.com/pgjet/pgjet/router/internal/envelope"
 	"github.com/pgjet/pgjet/router/internal/route"
+	"github.com/pgjet/pgjet/router/internal/slab"
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
@@ -89,6 +90,7 @@ type Renderer struct {
 	cur, whole envelope.Event
 	split      []envelope.Event // the events a change is published as (envelope.Split)
 	idBuf      []byte
+	ids        slab.Strings // the events' ids: no allocation each
 	subjBuf    []byte
 	subj       string // the last subject, as a string: runs of events share one
 	// subjects holds the subject strings made so far.
@@ -310,8 +312,7 @@ func (r *Renderer) event(rs *recordState, ev envelope.Event, pos wire.EventID) {
 		return
 	}
 	h := b.header()
-	r.env.AddHeader(h, e)
-	extra := headerSize(h) + r.traceSize
+	extra := r.env.AddHeader(h, e) + r.traceSize
 	r.subjBuf = r.route.AppendSubject(r.subjBuf[:0], e)
 	data := b.arena[start:len(b.arena):len(b.arena)] // capped: nothing appended later writes into it
 	// The headers count against the limit too.
@@ -350,7 +351,7 @@ func (r *Renderer) id(ev envelope.Event, pos wire.EventID) string {
 			r.idBuf = append(r.idBuf, wire.RelationSuffix...)
 		}
 	}
-	return string(r.idBuf)
+	return r.ids.Of(r.idBuf)
 }
 
 // subject returns r.subjBuf as a string, one string per subject: the
@@ -405,17 +406,6 @@ func (r *Renderer) setTrace(tp string) {
 		r.traceHeader = []string{tp}
 		r.traceSize = len(TraceparentHeader) + len(tp) + 4
 	}
-}
-
-// headerSize is how many bytes h takes in a message: "name: value\r\n" each.
-func headerSize(h envelope.Header) int {
-	n := 0
-	for k, vs := range h {
-		for _, v := range vs {
-			n += len(k) + len(v) + 4
-		}
-	}
-	return n
 }
 
 // inTx reports whether ev belongs to its transaction: a logical decoding

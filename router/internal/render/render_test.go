@@ -218,9 +218,23 @@ func renderAll(t *testing.T, c renderCase, msgs []*wire.Message) []byte {
 		fmt.Fprintf(&out, "# raw record %d: %d messages, %d dead letters, %d skipped\n", i+1, len(b.Msgs), b.Dead, b.Skipped)
 		for j := range b.Msgs {
 			describe(&out, &b.Msgs[j], c.encoding == "msgpack")
+			checkHeaderSize(t, r.env, &b.Msgs[j])
 		}
 	}
 	return out.Bytes()
+}
+
+// checkHeaderSize checks that the bytes the envelope says its headers of
+// m take, which count against the max payload, are what they take.
+func checkHeaderSize(t *testing.T, env envelope.Renderer, m *Msg) {
+	t.Helper()
+	if m.Kind != Event {
+		return
+	}
+	h := envelope.Header{}
+	if n := env.AddHeader(h, &m.Event); n != h.Size() {
+		t.Errorf("event %s: the envelope says its headers take %d bytes, they take %d: %v", m.Event.ID, n, h.Size(), h)
+	}
 }
 
 var kindNames = map[Kind]string{Event: "event", DeadLetter: "dead letter", Group: "group", Tombstone: "tombstone"}
@@ -284,7 +298,7 @@ func TestGroupPartsAndResume(t *testing.T) {
 	var ids []string
 	var parts [][]byte
 	for i, o := range b.Msgs {
-		if len(o.Data)+headerSize(o.Header)+64 > maxPayload {
+		if len(o.Data)+o.Header.Size()+64 > maxPayload {
 			t.Errorf("part %d has %d bytes, over the max payload %d", i, len(o.Data), maxPayload)
 		}
 		var p groupPart
