@@ -64,6 +64,14 @@ type Progress struct {
 	// changed wakes Run to write the entry.
 	changed chan struct{}
 
+	// flushing is held through a whole Flush, so that a Flush returns
+	// only once what was dirty when it began is written: Run's periodic
+	// Flush could take the dirty flag of Finish's state and then fail
+	// (its context ended as the snapshot returned), while Finish, finding
+	// nothing dirty, returned as if written. Seen: a finished initial
+	// snapshot left running in the bucket, taken up again as a backfill.
+	flushing sync.Mutex
+
 	mu    sync.Mutex
 	job   *Job
 	rev   uint64
@@ -221,6 +229,8 @@ func (p *Progress) Finish(ctx context.Context, state string, err error) error {
 // Flush writes the job if it changed. A requester's write in between (a
 // cancel) is kept: its Cancel is taken over and the write tried again.
 func (p *Progress) Flush(ctx context.Context) error {
+	p.flushing.Lock()
+	defer p.flushing.Unlock()
 	for {
 		p.mu.Lock()
 		if !p.dirty {
