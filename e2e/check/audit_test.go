@@ -20,11 +20,7 @@ import (
 func TestAuditMatchesLogicalDecoding(t *testing.T) {
 	pg := pgtest.Run(t)
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, pg.DSN(""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := pg.Connect(t)
 	exec := func(sql string) {
 		t.Helper()
 		if _, err := conn.Exec(ctx, sql); err != nil {

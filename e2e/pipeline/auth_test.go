@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
@@ -56,12 +55,7 @@ type badCredential struct {
 func TestAuthMethods(t *testing.T) {
 	dir := t.TempDir()
 	pg := pgtest.Run(t)
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, pg.DSN(""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
+	conn := pg.Connect(t)
 
 	var methods []authMethod
 	methods = append(methods, userPassword(t, dir), token(t, dir), nkey(t, dir), creds(t, dir), clientTLS(t, dir))

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/pgjet/pgjet/e2e/check"
 	"github.com/pgjet/pgjet/e2e/harness"
 	"github.com/pgjet/pgjet/shared/pgtest"
@@ -321,11 +320,7 @@ func TestCheckWarnsAboutWhatTheStreamLeavesOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	var gencols bool
-	conn, err := pgx.Connect(ctx, pg.DSN(""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := pg.Connect(t)
 	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'pg_catalog.pg_publication'::regclass AND attname = 'pubgencols')`).Scan(&gencols); err != nil {
 		t.Fatal(err)
 	}

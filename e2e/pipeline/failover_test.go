@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/pgjet/pgjet/e2e/harness"
 	"github.com/pgjet/pgjet/shared/pgtest"
 )
@@ -17,11 +16,7 @@ func TestFailoverOption(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pg := pgtest.Run(t)
-	conn, err := pgx.Connect(ctx, pg.DSN(""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := pg.Connect(t)
 	var major int
 	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int / 10000").Scan(&major); err != nil {
 		t.Fatal(err)

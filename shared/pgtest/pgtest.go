@@ -148,6 +148,17 @@ func (c *Cluster) Stop() {
 	os.RemoveAll(c.Dir)
 }
 
+// Connect opens a connection to database "postgres", closed when t ends.
+func (c *Cluster) Connect(t testing.TB) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), c.DSN(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
 // Exec runs SQL statements on database "postgres".
 func (c *Cluster) Exec(ctx context.Context, sql string, args ...any) error {
 	conn, err := pgx.Connect(ctx, c.DSN(""))

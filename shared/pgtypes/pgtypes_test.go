@@ -27,11 +27,7 @@ func numericMod(p, s int32) int32 { return p<<16 | s + 4 }
 func TestResolve(t *testing.T) {
 	pg := pgtest.Run(t)
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, pg.DSN(""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := pg.Connect(t)
 	if _, err := conn.Exec(ctx, `
 CREATE TYPE mood AS ENUM ('sad', 'happy');
 CREATE DOMAIN numeric82 AS numeric(8,2);

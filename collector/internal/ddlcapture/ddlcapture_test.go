@@ -20,11 +20,7 @@ import (
 func TestCapture(t *testing.T) {
 	pg := pgtest.Run(t)
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, pg.DSN(""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := pg.Connect(t)
 	for i := 0; i < 2; i++ {
 		if err := Install(ctx, conn); err != nil {
 			t.Fatalf("install: %v", err)

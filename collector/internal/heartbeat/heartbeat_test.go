@@ -24,11 +24,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 func TestHeartbeat(t *testing.T) {
 	pg := pgtest.Run(t)
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, pg.DSN(""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := pg.Connect(t)
 	for _, sql := range []string{`CREATE TABLE hb (n int)`, `INSERT INTO hb VALUES (0)`, `SELECT pg_create_logical_replication_slot('hbtest', 'test_decoding')`} {
 		if _, err := conn.Exec(ctx, sql); err != nil {
 			t.Fatal(err)

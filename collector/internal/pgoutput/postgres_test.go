@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -61,11 +60,7 @@ func startStream(t *testing.T, setup string) *pgStream {
 		PluginArgs: []string{"proto_version '1'", "publication_names 'p'", "messages 'true'"}}); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pgx.Connect(ctx, pg.DSN(""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
+	conn := pg.Connect(t)
 	s := &pgStream{t: t, ctx: ctx, pg: pg, repl: repl}
 	s.d = New(func(_ context.Context, f *Fragment) error { s.frags = append(s.frags, f); return nil }, pgtypes.Catalog{Conn: conn}, 1<<20)
 	return s

@@ -85,11 +85,7 @@ func newSlotFixture(t *testing.T) *slotFixture {
 	if err := pg.Exec(ctx, `CREATE TABLE t (id int PRIMARY KEY, v text)`); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pgx.Connect(ctx, pg.DSN(""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
+	conn := pg.Connect(t)
 	srv, _, js := natstest.Start(t)
 	return &slotFixture{pg: pg, conn: conn, srv: srv, js: js}
 }

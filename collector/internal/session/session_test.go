@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/shared/natsconn"
@@ -26,11 +25,7 @@ func TestSessionStreamsCommittedChanges(t *testing.T) {
 	if err := pg.Exec(ctx, `CREATE TABLE t (id int PRIMARY KEY, v text)`); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pgx.Connect(ctx, pg.DSN(""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := pg.Connect(t)
 	srv := natstest.Run(t)
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)

@@ -40,11 +40,7 @@ func newSnapEnv(t *testing.T, setup string) *snapEnv {
 	if err := pg.Exec(ctx, setup); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pgx.Connect(ctx, pg.DSN(""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
+	conn := pg.Connect(t)
 	srv, _, js := natstest.Start(t)
 	return &snapEnv{pg: pg, conn: conn, js: js, url: srv.ClientURL()}
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/pgjet/pgjet/shared/pgtest"
 	"github.com/pgjet/pgjet/shared/wire"
 )
@@ -28,11 +27,7 @@ func TestReadChunkMatchesQuery(t *testing.T) {
 		CREATE PUBLICATION p FOR TABLE h;`); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pgx.Connect(ctx, pg.DSN(""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := pg.Connect(t)
 	tables, err := Describe(ctx, conn, "p", nil, nil, false)
 	if err != nil {
 		t.Fatal(err)

@@ -169,11 +169,7 @@ var dbzColumnExpects = []dbzColumnExpect{
 func TestDebeziumSchemasFromCatalog(t *testing.T) {
 	pg := pgtest.Run(t)
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, pg.DSN(""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := pg.Connect(t)
 	if _, err := conn.Exec(ctx, dbzCatalogDDL); err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/pgjet/pgjet/shared/pgtest"
 	"github.com/pgjet/pgjet/shared/wire"
 )
@@ -17,11 +16,7 @@ import (
 func TestNonJSONTypesAreTheirText(t *testing.T) {
 	c := pgtest.Run(t)
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, c.DSN(""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := c.Connect(t)
 	if _, err := conn.Exec(ctx, `CREATE EXTENSION hstore; CREATE TYPE pair AS (a int, b text)`); err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/pgjet/pgjet/shared/pgtest"
 	"github.com/pgjet/pgjet/shared/wire"
 )
@@ -16,11 +15,7 @@ import (
 func TestTypeNameOfEveryBuiltinType(t *testing.T) {
 	c := pgtest.Run(t)
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, c.DSN(""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := c.Connect(t)
 	rows, err := conn.Query(ctx, `SELECT oid::int8, typname::text FROM pg_type
 		WHERE oid < 10000 AND typisdefined AND typtype IN ('b', 'r', 'm') AND typnamespace = 'pg_catalog'::regnamespace
 		ORDER BY oid`)
