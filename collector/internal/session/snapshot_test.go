@@ -285,7 +285,13 @@ func TestBackfillUnderWrites(t *testing.T) {
 			}
 			defer conn.Close(context.Background())
 			r := rand.New(rand.NewPCG(uint64(w), 7))
+			// Paced: unpaced writers outran a collector slowed by the race
+			// detector, and every chunk's watermarks waited behind a growing
+			// backlog (a 4,000-row backfill took over a minute).
+			pace := time.NewTicker(2 * time.Millisecond)
+			defer pace.Stop()
 			for i := 0; ctx.Err() == nil; i++ {
+				<-pace.C
 				id := r.IntN(5000) + 1
 				var sql string
 				switch r.IntN(3) {

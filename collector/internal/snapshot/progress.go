@@ -128,10 +128,15 @@ func (p *Progress) Stored(table string, lastKey []wire.Value, rows int64) {
 		return
 	}
 	if lastKey != nil {
-		t.LastKey = t.LastKey[:0]
-		for _, v := range lastKey {
-			t.LastKey = append(t.LastKey, string(v.Data))
+		// A new slice, never the old one refilled: Flush writes copies
+		// of the job whose tables share it (a data race, and a key
+		// written half old, half new could resume a job past rows it
+		// never stored).
+		key := make([]string, len(lastKey))
+		for i, v := range lastKey {
+			key[i] = string(v.Data)
 		}
+		t.LastKey = key
 	}
 	t.Rows += rows
 	t.Chunks++
