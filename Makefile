@@ -29,12 +29,15 @@ FUZZ ?= github.com/pgjet/pgjet/shared/wire:FuzzUnmarshal \
 	github.com/pgjet/pgjet/router/internal/envelope:FuzzDebeziumHostileContent
 FUZZTIME ?= 20000x
 # RACE lists the packages whose goroutines share state (the raw publisher and
-# its acks, the checkpoint, the session loop, the router's relay): `make test`
+# its acks, the checkpoint, the session loop, snapshot progress and the backfill
+# engine, the router's relay): `make test`
 # runs their tests again with the race detector.
 RACE ?= github.com/pgjet/pgjet/collector/internal/rawstream \
 	github.com/pgjet/pgjet/collector/internal/checkpoint \
 	github.com/pgjet/pgjet/collector/internal/replication \
 	github.com/pgjet/pgjet/collector/internal/session \
+	github.com/pgjet/pgjet/collector/internal/snapshot \
+	github.com/pgjet/pgjet/collector/internal/backfill \
 	github.com/pgjet/pgjet/router/internal/relay
 
 # Minimizing a new corpus entry may take a minute by default, stalling a short run.
