@@ -147,10 +147,11 @@ func SQLRequests(store *snapshot.Store, warn func(msg string, args ...any)) func
 }
 
 // RequestAfterGap requests a backfill of every table of publication, to
-// restore their rows after a gap in the change stream (a slot created
-// again) starting at from. The job is named after the gap, so a collector
-// that stops before the backfill is taken up, and the next session that
-// meets the same gap, asks for it once.
+// read their rows again after a gap in the change stream (a slot created
+// again) starting at from. The job is named after the gap: a session that
+// meets the same gap again (it stopped between the gap notice and the
+// slot's re-creation) finds the job and asks nothing more. It returns
+// whether it created the job; nil when the publication has no tables.
 func RequestAfterGap(ctx context.Context, store *snapshot.Store, conn *pgx.Conn, publication string, from uint64) (*snapshot.Job, bool, error) {
 	tables, err := publishedTables(ctx, conn, publication)
 	if err != nil {
