@@ -1,7 +1,6 @@
 package check
 
 import (
-	"context"
 	"fmt"
 	"regexp"
 	"sort"
@@ -18,15 +17,9 @@ import (
 // delivers them: that is what Check relies on. test_decoding (shipped with
 // the server) is the independent witness here.
 func TestAuditMatchesLogicalDecoding(t *testing.T) {
-	pg := pgtest.Run(t)
-	ctx := context.Background()
-	conn := pg.Connect(t)
-	exec := func(sql string) {
-		t.Helper()
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
+	ctx := t.Context()
+	conn := pgtest.Run(t).Connect(t)
+	exec := pgtest.Execer(t, conn)
 	exec(`CREATE TABLE users (id int PRIMARY KEY, name text);
 		CREATE TABLE "Odd Orders" (id int PRIMARY KEY, user_id int REFERENCES users ON DELETE CASCADE, note text)`)
 	for range 2 { // installing twice must be harmless

@@ -255,22 +255,7 @@ func TestValuesEqualPostgresRendering(t *testing.T) {
 	e.collector()
 	e.router()
 
-	e.exec(`INSERT INTO typed (c_int2) VALUES (NULL)`) // all NULL
-	e.exec(`INSERT INTO typed (c_int2, c_int4, c_int8, c_numeric, c_num_scale, c_float4, c_float8, c_bool, c_text, c_varchar, c_bpchar,
-		c_json, c_jsonb, c_uuid, c_date, c_time, c_timetz, c_ts, c_tstz, c_interval, c_bytea, c_int_arr, c_text_arr, c_2d, c_jsonb_arr,
-		c_mood, c_mood_arr, c_posint, c_inet, c_money) VALUES
-		(-32768, 2147483647, -9223372036854775808, 123456789012345678901234567890.123456789, 1.50000, 1.5, 0.1, true,
-		 'héllo "wörld" \ tab	nl
-		 ✓ 🎉', 'varchar', 'ab', '{"b": [1, 2.50, null], "a": "x"}', '{"b": [1, 2.50, null], "a": "x"}',
-		 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '2024-02-29', '23:59:59.999999', '12:00:00+05:30', '2024-02-29 12:34:56.789012',
-		 '2024-02-29 12:34:56.789012+02', '1 year 2 mons 3 days 04:05:06.5', '\xdeadbeef00', '{1,NULL,-3}', '{"a,b","c\"d",NULL,"",e}',
-		 '{{1,2},{3,4}}', ARRAY['{"k": 1}'::jsonb, 'null'::jsonb], 'happy ☺', '{sad,ok}', 42, '192.168.0.1/24', 12.34),
-		(0, 0, 0, 'NaN', 0, 'NaN', 'Infinity', false, '', '', '', 'null', '[]', '00000000-0000-0000-0000-000000000000',
-		 'infinity', '00:00:00', '00:00:00-12', '-infinity', 'infinity', '-1 days', '\x', '{}', '{}', '{}', '{}', 'sad', '{}', 1, '::1', -0.01),
-		(1, -1, 1, '-0.000000000000000000001', -99999.99999, '-Infinity', 1e-300, NULL, 'NULL', NULL, 'x', '"str"', '"str"', NULL,
-		 '0001-01-01', NULL, NULL, '1999-12-31 23:59:59', '1970-01-01 00:00:00+00', '0', NULL, NULL, '{NULL}', NULL, NULL, NULL, NULL, NULL, NULL, NULL)`)
-	e.exec(`UPDATE typed SET c_text = c_text || ' updated', c_float8 = -0.0 WHERE c_int2 IS NOT NULL`)
-	e.exec(`DELETE FROM typed WHERE c_int4 = 0`)
+	typedWorkload(e)
 
 	r := e.verify(time.Minute)
 	if r.Committed != 8 {

@@ -8,10 +8,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -24,6 +28,27 @@ const (
 	ExitFail  = 1 // at least one FAIL
 	ExitUsage = 2 // bad flags or pipeline file
 )
+
+// Run runs a check or status command: parse reads its flags (or pipeline
+// file); run then works in a context cancelled by SIGINT/SIGTERM or after
+// two minutes, so a server that never answers cannot hang it, and returns
+// the exit code. Help exits 0; a usage error is one line on stderr and
+// exit 2.
+func Run(command string, parse func() error, run func(ctx context.Context) int) int {
+	err := parse()
+	if errors.Is(err, flag.ErrHelp) {
+		return ExitOK
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", command, err)
+		return ExitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	return run(ctx)
+}
 
 // Report prints check results as they come.
 type Report struct {

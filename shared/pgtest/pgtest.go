@@ -159,6 +159,17 @@ func (c *Cluster) Connect(t testing.TB) *pgx.Conn {
 	return conn
 }
 
+// Execer returns a function that runs SQL on conn and ends the test on an
+// error, naming the SQL.
+func Execer(t testing.TB, conn *pgx.Conn) func(sql string) {
+	return func(sql string) {
+		t.Helper()
+		if _, err := conn.Exec(context.Background(), sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+}
+
 // Exec runs SQL statements on database "postgres".
 func (c *Cluster) Exec(ctx context.Context, sql string, args ...any) error {
 	conn, err := pgx.Connect(ctx, c.DSN(""))

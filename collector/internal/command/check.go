@@ -3,14 +3,11 @@ package command
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -27,16 +24,10 @@ import (
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
-// checkMain runs `pgjet-collector check`: the collector's flags (or
-// pipeline file), then every check of Postgres and NATS the collector
-// depends on, one report line each. Nothing is created or written. Exit 0
+// runCheck is `pgjet-collector check`: every check of Postgres and NATS the
+// collector depends on, one report line each. Nothing is created or written. Exit 0
 // when nothing FAILs (warnings allowed), 1 otherwise, 2 on usage errors.
-func checkMain(args []string) int {
-	cfg, ctx, cancel, code := subcommand("check", args)
-	if cancel == nil {
-		return code
-	}
-	defer cancel()
+func runCheck(ctx context.Context, cfg config) int {
 	r := opcheck.NewReport(os.Stdout)
 	fmt.Printf("pgjet-collector check: slot %s, publication %s, source %s, raw stream %s\n", cfg.slot, cfg.publication, cfg.source, cfg.rawStream)
 	pg := checkPostgres(ctx, cfg, r)
@@ -44,20 +35,13 @@ func checkMain(args []string) int {
 	return r.Done()
 }
 
-// subcommand parses the collector's flags for `pgjet-collector <name>`; a
-// nil cancel means exit with code.
-func subcommand(name string, args []string) (config, context.Context, context.CancelFunc, int) {
-	cfg, err := parseConfig(args)
-	if errors.Is(err, flag.ErrHelp) {
-		return cfg, nil, nil, opcheck.ExitOK
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "pgjet-collector %s: %v\n", name, err)
-		return cfg, nil, nil, opcheck.ExitUsage
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	return cfg, ctx, func() { cancel(); stop() }, 0
+// subcommand runs `pgjet-collector <name>` with the flags (or pipeline file) in args.
+func subcommand(name string, args []string, run func(ctx context.Context, cfg config) int) int {
+	var cfg config
+	return opcheck.Run("pgjet-collector "+name, func() (err error) {
+		cfg, err = parseConfig(args)
+		return err
+	}, func(ctx context.Context) int { return run(ctx, cfg) })
 }
 
 // server is what one query tells about the server and the role.

@@ -251,9 +251,9 @@ func Main(args []string) int {
 	if len(args) > 0 {
 		switch args[0] {
 		case "check":
-			return checkMain(args[1:])
+			return subcommand("check", args[1:], runCheck)
 		case "status":
-			return statusMain(args[1:])
+			return subcommand("status", args[1:], runStatus)
 		case "backfill":
 			return backfillMain(args[1:])
 		case "ddl-capture":

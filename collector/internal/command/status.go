@@ -17,16 +17,11 @@ import (
 	"github.com/pgjet/pgjet/shared/redact"
 )
 
-// statusMain runs `pgjet-collector status`: one screen on the slot, the
+// runStatus is `pgjet-collector status`: one screen on the slot, the
 // lag, the raw stream and the durables reading it, from outside the
 // process. Exit 0, or 1 when Postgres or NATS cannot be read, 2 on usage
 // errors.
-func statusMain(args []string) int {
-	cfg, ctx, cancel, code := subcommand("status", args)
-	if cancel == nil {
-		return code
-	}
-	defer cancel()
+func runStatus(ctx context.Context, cfg config) int {
 	w := &statusWriter{}
 	fmt.Printf("pgjet-collector status: source %s, slot %s, raw stream %s, at %s\n", cfg.source, cfg.slot, cfg.rawStream, time.Now().UTC().Format(time.RFC3339))
 	pg := statusPostgres(ctx, cfg, w)

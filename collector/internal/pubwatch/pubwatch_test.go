@@ -19,14 +19,9 @@ import (
 // SCHEMA, options.
 func TestReadAndWatch(t *testing.T) {
 	pg := pgtest.Run(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	conn := pg.Connect(t)
-	exec := func(sql string) {
-		t.Helper()
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
+	exec := pgtest.Execer(t, conn)
 	exec(`CREATE TABLE a (id int PRIMARY KEY, v text, w text); CREATE TABLE "B" (id int PRIMARY KEY);
 		CREATE SCHEMA s; CREATE TABLE s.t (id int PRIMARY KEY);
 		CREATE PUBLICATION filtered FOR TABLE a (id, v) WHERE (id > 10), "B" WITH (publish = 'insert, update');

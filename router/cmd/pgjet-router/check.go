@@ -3,16 +3,13 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -25,17 +22,11 @@ import (
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
-// checkMain runs `pgjet-router check`: the router's flags (or pipeline
-// file), then every check of the raw stream and of each route's output
+// runCheck is `pgjet-router check`: every check of the raw stream and of each route's output
 // stream and durable, one report line each. Nothing is created or written.
 // Exit 0 when nothing FAILs (warnings allowed), 1 otherwise, 2 on usage
 // errors.
-func checkMain(args []string) int {
-	cfg, ctx, cancel, code := subcommand("check", args)
-	if cancel == nil {
-		return code
-	}
-	defer cancel()
+func runCheck(ctx context.Context, cfg config) int {
 	r := opcheck.NewReport(os.Stdout)
 	p := cfg.plan
 	fmt.Printf("pgjet-router check: %d route(s), raw stream %s\n", len(p.Routes), p.RawStream)
@@ -55,20 +46,13 @@ func checkMain(args []string) int {
 	return r.Done()
 }
 
-// subcommand parses the router's flags for `pgjet-router <name>`; a nil
-// cancel means exit with code.
-func subcommand(name string, args []string) (config, context.Context, context.CancelFunc, int) {
-	cfg, err := parseConfigWith(args, "pgjet-router "+name, nil)
-	if errors.Is(err, flag.ErrHelp) {
-		return cfg, nil, nil, opcheck.ExitOK
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "pgjet-router %s: %v\n", name, err)
-		return cfg, nil, nil, opcheck.ExitUsage
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	return cfg, ctx, func() { cancel(); stop() }, 0
+// subcommand runs `pgjet-router <name>` with the flags (or pipeline file) in args.
+func subcommand(name string, args []string, run func(ctx context.Context, cfg config) int) int {
+	var cfg config
+	return opcheck.Run("pgjet-router "+name, func() (err error) {
+		cfg, err = parseConfigWith(args, "pgjet-router "+name, nil)
+		return err
+	}, func(ctx context.Context) int { return run(ctx, cfg) })
 }
 
 // probes are the connections of a check, one per server and credentials.

@@ -93,10 +93,10 @@ func main() {
 		os.Exit(replayMain(os.Args[2:]))
 	}
 	if len(os.Args) > 1 && os.Args[1] == "check" {
-		os.Exit(checkMain(os.Args[2:]))
+		os.Exit(subcommand("check", os.Args[2:], runCheck))
 	}
 	if len(os.Args) > 1 && os.Args[1] == "status" {
-		os.Exit(statusMain(os.Args[2:]))
+		os.Exit(subcommand("status", os.Args[2:], runStatus))
 	}
 	if len(os.Args) > 1 && os.Args[1] == help.CompletionCommand.Name {
 		os.Exit(completionMain(os.Args[2:]))

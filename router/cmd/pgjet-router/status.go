@@ -11,15 +11,10 @@ import (
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
-// statusMain runs `pgjet-router status`: one screen on the raw stream and
+// runStatus is `pgjet-router status`: one screen on the raw stream and
 // each route's durable and output, from outside the process. Exit 0, or 1
 // when something cannot be read, 2 on usage errors.
-func statusMain(args []string) int {
-	cfg, ctx, cancel, code := subcommand("status", args)
-	if cancel == nil {
-		return code
-	}
-	defer cancel()
+func runStatus(ctx context.Context, cfg config) int {
 	p := cfg.plan
 	failed := false
 	line := func(key, format string, args ...any) { fmt.Printf("%-12s %s\n", key, fmt.Sprintf(format, args...)) }
