@@ -592,8 +592,8 @@ func debeziumEvent(t *testing.T, m jetstream.Msg, cat map[string]*tableInfo, dbN
 	if want := fmt.Sprintf("dbz.public.%s.%s", s.Table, op); m.Subject() != want {
 		t.Errorf("%s: subject %s, want %s", id, m.Subject(), want)
 	}
-	if ct := m.Headers().Get("Content-Type"); ct != "application/json" {
-		t.Errorf("%s: Content-Type %q", id, ct)
+	if ct, ok := m.Headers()["Content-Type"]; ok {
+		t.Errorf("%s: Content-Type %q: JSON events carry none (as native's and Debezium Server's)", id, ct)
 	}
 	if s.Version != "3.6.1.Final" || s.Connector != "postgresql" || s.Name != "users-postgres" || s.Snapshot != "false" || s.DB != dbName ||
 		s.TsMs != v.TsMs || s.TsUs != v.TsUs || v.TsMs != v.TsUs/1000 || tx.TotalOrder == 0 || tx.DataCollectionOrder != tx.TotalOrder {

@@ -186,10 +186,6 @@ func NewDebezium(o value.DebeziumOptions, schema bool, keyHeader string) (*Debez
 	return &Debezium{enc: enc, schema: schema, keyHeader: keyHeader, lastTime: -1 << 63}, nil
 }
 
-var (
-	debeziumContentType = []string{"application/json"}
-)
-
 // Append appends the event's value; on error b comes back unchanged.
 func (d *Debezium) Append(b []byte, e *Event) ([]byte, error) {
 	out, err := d.append(b, e)
@@ -200,10 +196,12 @@ func (d *Debezium) Append(b []byte, e *Event) ([]byte, error) {
 	return out, nil
 }
 
-// AddHeader adds Content-Type and the key header (absent for a null key:
-// a table without replica identity, a truncate) to h.
+// AddHeader adds the key header (absent for a null key: a table without
+// replica identity, a truncate) to h. No Content-Type: as for native JSON,
+// its absence means JSON (Debezium Server's NATS sink sends none either),
+// and it cost the server and the client a header on every event.
 func (d *Debezium) AddHeader(h Header, e *Event) int {
-	n := h.put("Content-Type", debeziumContentType)
+	n := 0
 	if e.Kind != KindChange || d.keyChange != e.Change || d.keyRel != e.Rel {
 		// Not the event Append rendered last: render its key now.
 		if _, err := d.append(nil, e); err != nil {
