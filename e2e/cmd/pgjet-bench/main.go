@@ -82,6 +82,9 @@ type config struct {
 	routerABEnvelopes bool
 	// envelopes: rounds of every router variant (routerVariants).
 	envelopes bool
+	// variants are the router variants -envelopes times (native always:
+	// the others' ratios are to it).
+	variants []string
 	// e2eEnvelopes are the router variants of the end-to-end runs.
 	e2eEnvelopes []string
 	// tracing: time a collector and a router with OpenTelemetry tracing on
@@ -132,6 +135,7 @@ func main() {
 	charts := flag.String("charts", "", "draw the charts of docs/benchmarks.md from this results.json into -chart-dir and exit (make bench-charts)")
 	chartDir := flag.String("chart-dir", "docs/benchmarks", "directory of the charts -charts writes")
 	flag.BoolVar(&c.tracing, "tracing", true, "also time, in every round, a collector and a router (native) exporting every span over OTLP/HTTP to a receiver in this process, for the cost of tracing")
+	variants := flag.String("variants", "", "with -envelopes: the router variants to time, comma-separated (native is always timed; default: all), e.g. native,debezium for more rounds of one comparison in the same time")
 	flag.BoolVar(&c.envelopes, "envelopes", false, "time routers of every envelope (native, cloudevents, cloudevents data change, debezium) and native with --group transaction, alternating within each round, instead of the async native and cloudevents rounds")
 	flag.Parse()
 	if *charts != "" {
@@ -144,9 +148,16 @@ func main() {
 	c.workloads = strings.Split(wl, ",")
 	c.persists = strings.Split(*persists, ",")
 	c.e2eEnvelopes = strings.Split(*e2eEnvelopes, ",")
-	for _, e := range c.e2eEnvelopes {
+	c.variants = nil
+	for _, v := range routerVariants {
+		c.variants = append(c.variants, v.name)
+	}
+	if *variants != "" {
+		c.variants = append(strings.Split(*variants, ","), "native")
+	}
+	for _, e := range append(slices.Clone(c.e2eEnvelopes), c.variants...) {
 		if !slices.ContainsFunc(routerVariants, func(v routerVariant) bool { return v.name == e }) {
-			fmt.Fprintf(os.Stderr, "pgjet-bench: unknown -e2e-envelopes variant %q\n", e)
+			fmt.Fprintf(os.Stderr, "pgjet-bench: unknown router variant %q\n", e)
 			os.Exit(2)
 		}
 	}

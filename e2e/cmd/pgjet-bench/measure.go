@@ -306,7 +306,7 @@ func (b *bench) runWorkload(ctx context.Context, w workload) (workloadResult, er
 			slices.Reverse(order)
 		}
 		for _, v := range order {
-			if v.traced && !b.cfg.tracing {
+			if v.traced && !b.cfg.tracing || !slices.Contains(b.cfg.variants, v.name) {
 				continue
 			}
 			for bi, bin := range bins {
@@ -328,7 +328,7 @@ func (b *bench) runWorkload(ctx context.Context, w workload) (workloadResult, er
 		// The server's ceiling for each envelope's events, in the same
 		// round: what the server takes of those bytes whoever publishes.
 		for _, v := range routerVariants {
-			if v.group || v.traced {
+			if v.group || v.traced || !slices.Contains(b.cfg.variants, v.name) {
 				continue
 			}
 			cr, err := b.publishCeiling(ctx, n, w.name, fmt.Sprintf("CEIL_%s_%d", v.tag, i), ceilingOf(v.name), b.samples[w.name+"|"+v.name], expected)
