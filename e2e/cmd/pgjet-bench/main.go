@@ -20,7 +20,8 @@
 //     cloudevents with data change, debezium, native with --group
 //     transaction), in the opposite order every other round, then the
 //     publish ceiling of the workload's native events (ceiling.go); with
-//     -router-ab too, the native router of DIR right after the one of -bin;
+//     -router-ab too, the native router of DIR next to the one of -bin
+//     (after it in odd rounds, before it in even ones);
 //   - snapshot: the collector's initial snapshot of a table of 1,000,000
 //     rows against COPY ... TO STDOUT of it, alternating;
 //   - with -profile: the collector and a router again under `perf record`
@@ -131,7 +132,7 @@ func main() {
 	flag.IntVar(&c.runs, "runs", 0, "rounds of ceiling/collector runs per workload (default 3, 1 with -quick)")
 	flag.BoolVar(&c.routerFsync, "router-fsync", true, "also time a router whose output stream fsyncs every write (about 90 s on the full OLTP backlog)")
 	flag.StringVar(&c.routerAB, "router-ab", "", "directory with another pgjet-router to time in every async round, right after the one of -bin")
-	flag.BoolVar(&c.routerABEnvelopes, "router-ab-envelopes", false, "with -envelopes and -router-ab: time the other router in every envelope (cloudevents, cloudevents-change, debezium), not only native, each right after the one of -bin")
+	flag.BoolVar(&c.routerABEnvelopes, "router-ab-envelopes", false, "with -envelopes and -router-ab: time the other router in every envelope (cloudevents, cloudevents-change, debezium), not only native, each next to the one of -bin (after it in odd rounds, before it in even ones)")
 	charts := flag.String("charts", "", "draw the charts of docs/benchmarks.md from this results.json into -chart-dir and exit (make bench-charts)")
 	chartDir := flag.String("chart-dir", "docs/benchmarks", "directory of the charts -charts writes")
 	flag.BoolVar(&c.tracing, "tracing", true, "also time, in every round, a collector and a router (native) exporting every span over OTLP/HTTP to a receiver in this process, for the cost of tracing")
