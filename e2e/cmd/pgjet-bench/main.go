@@ -73,6 +73,7 @@ type config struct {
 	profile   bool
 	keep      bool
 	runs      int
+	oltpTx    int // -oltp-tx: the OLTP backlog's transactions, when set
 	// routerFsync adds the router run with a fsync-per-write output stream.
 	routerFsync bool
 	// routerAB is a directory with another pgjet-router, timed in every
@@ -129,6 +130,7 @@ func main() {
 	flag.StringVar(&c.natsSync, "nats-sync", "always", "sync_interval of the nats-servers: always is what pgjet promises; a duration (e.g. 2m, JetStream's default) only to attribute time to fsyncs")
 	flag.BoolVar(&c.profile, "profile", false, "also profile the collector and a router with `perf record` (separate, untimed runs)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the work dir (logs, stores) after the run")
+	flag.IntVar(&c.oltpTx, "oltp-tx", 0, "single-row transactions of the OLTP backlog (default 200000, 20000 with -quick): more make router runs long enough to compare on a busy machine")
 	flag.IntVar(&c.runs, "runs", 0, "rounds of ceiling/collector runs per workload (default 3, 1 with -quick)")
 	flag.BoolVar(&c.routerFsync, "router-fsync", true, "also time a router whose output stream fsyncs every write (about 90 s on the full OLTP backlog)")
 	flag.StringVar(&c.routerAB, "router-ab", "", "directory with another pgjet-router to time in every async round, right after the one of -bin")
@@ -192,6 +194,9 @@ func run(c config) error {
 	}
 	if c.runs > 0 {
 		b.sizes.runs = c.runs
+	}
+	if c.oltpTx > 0 {
+		b.sizes.oltpTx = c.oltpTx
 	}
 	if c.e2eRate > 0 {
 		b.sizes.e2eRate = c.e2eRate
