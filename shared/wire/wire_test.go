@@ -113,6 +113,9 @@ func TestLastCommit(t *testing.T) {
 		{"non-transactional message", Tx{CommitLSN: 0x2000, EndLSN: 0x2000, Final: true, PrevCommitLSN: 0x1010}, 0x2000},
 		{"fragment", Tx{CommitLSN: 0x2000, Fragment: 2, PrevCommitLSN: 0x1010}, 0x1010},
 		{"version 2, committed", Tx{CommitLSN: 0x2000, EndLSN: 0x2030, Final: true}, 0x2030},
+		// A backfill chunk sits right after its watermark's commit and has
+		// no commit of its own: what follows it follows that commit.
+		{"backfill chunk", Tx{CommitLSN: 0x2031, Final: true, PrevCommitLSN: 0x2030, Snapshot: &Snapshot{Kind: SnapshotIncremental}}, 0x2030},
 		{"notice", notice, 0},
 	} {
 		m := &Message{Txs: []Tx{tt.tx}}

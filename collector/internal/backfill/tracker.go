@@ -262,8 +262,10 @@ func (tr *Tracker) Truncate(xid uint32, rels []*wire.Relation) {
 }
 
 // Committed emits the chunk whose high watermark the transaction held, just
-// after it: at its commit LSN + 1.
-func (tr *Tracker) Committed(ctx context.Context, xid uint32, commitLSN uint64) error {
+// after it: at its commit LSN + 1, following its commit (endLSN), so that a
+// collector restarted after the chunk knows what the next transaction
+// follows (Debezium's source.sequence).
+func (tr *Tracker) Committed(ctx context.Context, xid uint32, commitLSN, endLSN uint64) error {
 	tr.mu.Lock()
 	p := tr.ready
 	tr.ready = nil
@@ -286,6 +288,7 @@ func (tr *Tracker) Committed(ctx context.Context, xid uint32, commitLSN uint64) 
 	// recorded in stream order, after the chunks before it are stored.
 	w := snapshot.NewTxWriter(tr.emit, tr.maxFragment, commitLSN+1,
 		wire.Snapshot{Kind: wire.SnapshotIncremental, ID: p.job.ID, Sinks: p.job.Sinks})
+	w.Follows(endLSN)
 	n := len(rows)
 	err := w.Write(ctx, p.chunk.Table.Rel, rows, p.read, 0, 0, true, func() { p.stored(n) })
 	p.done <- chunkResult{emitted: n, dropped: dropped, err: err}

@@ -68,10 +68,11 @@ type Observer interface {
 	Row(xid uint32, rel *wire.Relation, c *wire.Change)
 	// Truncate sees a truncate of rels by transaction xid.
 	Truncate(xid uint32, rels []*wire.Relation)
-	// Committed is told that the transaction xid committed at commitLSN is
-	// handled: its last fragment emitted (or dropped, when it had no change
-	// for the raw stream). What the observer emits now comes after it.
-	Committed(ctx context.Context, xid uint32, commitLSN uint64) error
+	// Committed is told that the transaction xid committed at commitLSN,
+	// ending at endLSN, is handled: its last fragment emitted (or dropped,
+	// when it had no change for the raw stream). What the observer emits
+	// now comes after it, and follows that commit.
+	Committed(ctx context.Context, xid uint32, commitLSN, endLSN uint64) error
 }
 
 // Decoder keeps the state of one replication session: relations announced so
@@ -329,7 +330,7 @@ func (d *Decoder) commit(ctx context.Context, m *pglogrepl.CommitMessage) error 
 		return err
 	}
 	if d.obs != nil {
-		return d.obs.Committed(ctx, xid, commitLSN)
+		return d.obs.Committed(ctx, xid, commitLSN, uint64(m.TransactionEndLSN))
 	}
 	return nil
 }

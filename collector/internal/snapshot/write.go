@@ -31,6 +31,12 @@ func NewTxWriter(emit pgoutput.Emitter, maxFragment int, commitLSN uint64, snap 
 	return &TxWriter{emit: emit, maxFragment: maxFragment, base: wire.Tx{CommitLSN: commitLSN}, snap: snap}
 }
 
+// Follows sets where the transaction before the reads ended
+// (wire.Tx.PrevCommitLSN): a collector restarted after them takes it as
+// what the next transaction follows. The initial snapshot's reads follow
+// nothing (0).
+func (w *TxWriter) Follows(prevCommit uint64) { w.base.PrevCommitLSN = prevCommit }
+
 // Resume makes the writer continue a transaction whose fragments up to
 // number fragment, and changes up to index next-1, are stored.
 func (w *TxWriter) Resume(next uint64, fragment uint32) { w.next, w.fragment = next, fragment }
