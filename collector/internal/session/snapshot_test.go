@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -72,7 +73,11 @@ func (e *snapEnv) start(t *testing.T, tables []string, sc SnapshotConfig) {
 					t.Errorf("Run: %v", err)
 				}
 			case <-time.After(30 * time.Second):
-				t.Error("Run did not stop within 30 s of cancel")
+				// Seen once under heavy load and not since: the goroutines
+				// say where it hangs when it happens again.
+				var stacks strings.Builder
+				_ = pprof.Lookup("goroutine").WriteTo(&stacks, 1)
+				t.Errorf("Run did not stop within 30 s of cancel; goroutines:\n%s", stacks.String())
 			}
 		})
 	}
