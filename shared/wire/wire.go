@@ -158,7 +158,10 @@ type Tx struct {
 	// of a non-transactional message received since, which stands alone
 	// as its own commit. Debezium's source.sequence starts with it. Zero
 	// when unknown: the first transaction of a source, and records of
-	// version 2.
+	// version 2. A transaction of reads has it too: a backfill chunk the
+	// end of the watermark commit it follows, so that a position after the
+	// chunk (Position.LastCommit) knows what the next transaction follows;
+	// the initial snapshot's reads follow nothing (0).
 	PrevCommitLSN uint64
 }
 

@@ -26,8 +26,8 @@ import (
 
 // runCheck is `pgjet-collector check`: every check of Postgres and NATS the
 // collector depends on, one report line each. Nothing is created or
-// written. Exit 0 when nothing FAILs (warnings allowed), 1 otherwise, 2 on
-// usage errors.
+// written. Exit 0 when nothing FAILs (warnings allowed), 1 otherwise
+// (usage errors exit 2 before it runs: opcheck.Run).
 func runCheck(ctx context.Context, cfg config) int {
 	r := opcheck.NewReport(os.Stdout)
 	fmt.Printf("pgjet-collector check: slot %s, publication %s, source %s, raw stream %s\n", cfg.slot, cfg.publication, cfg.source, cfg.rawStream)

@@ -19,8 +19,7 @@ import (
 
 // runStatus is `pgjet-collector status`: one screen on the slot, the
 // lag, the raw stream and the durables reading it, from outside the
-// process. Exit 0, or 1 when Postgres or NATS cannot be read, 2 on usage
-// errors.
+// process. Exit 0, or 1 when Postgres or NATS cannot be read.
 func runStatus(ctx context.Context, cfg config) int {
 	w := &statusWriter{}
 	fmt.Printf("pgjet-collector status: source %s, slot %s, raw stream %s, at %s\n", cfg.source, cfg.slot, cfg.rawStream, time.Now().UTC().Format(time.RFC3339))

@@ -133,7 +133,7 @@ func main() {
 	flag.IntVar(&c.oltpTx, "oltp-tx", 0, "single-row transactions of the OLTP backlog (default 200000, 20000 with -quick): more make router runs long enough to compare on a busy machine")
 	flag.IntVar(&c.runs, "runs", 0, "rounds of ceiling/collector runs per workload (default 3, 1 with -quick)")
 	flag.BoolVar(&c.routerFsync, "router-fsync", true, "also time a router whose output stream fsyncs every write (about 90 s on the full OLTP backlog)")
-	flag.StringVar(&c.routerAB, "router-ab", "", "directory with another pgjet-router to time in every async round, right after the one of -bin")
+	flag.StringVar(&c.routerAB, "router-ab", "", "directory with another pgjet-router to time in every async round, right after the one of -bin (with -envelopes: next to it, the order taking turns)")
 	flag.BoolVar(&c.routerABEnvelopes, "router-ab-envelopes", false, "with -envelopes and -router-ab: time the other router in every envelope (cloudevents, cloudevents-change, debezium), not only native, each next to the one of -bin (after it in odd rounds, before it in even ones)")
 	charts := flag.String("charts", "", "draw the charts of docs/benchmarks.md from this results.json into -chart-dir and exit (make bench-charts)")
 	chartDir := flag.String("chart-dir", "docs/benchmarks", "directory of the charts -charts writes")
@@ -156,6 +156,10 @@ func main() {
 		c.variants = append(c.variants, v.name)
 	}
 	if *variants != "" {
+		if !c.envelopes {
+			fmt.Fprintln(os.Stderr, "pgjet-bench: -variants goes with -envelopes")
+			os.Exit(2)
+		}
 		c.variants = append(strings.Split(*variants, ","), "native")
 	}
 	for _, e := range append(slices.Clone(c.e2eEnvelopes), c.variants...) {

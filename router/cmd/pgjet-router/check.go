@@ -25,7 +25,7 @@ import (
 // runCheck is `pgjet-router check`: every check of the raw stream and of
 // each route's output stream and durable, one report line each. Nothing is
 // created or written. Exit 0 when nothing FAILs (warnings allowed), 1
-// otherwise, 2 on usage errors.
+// otherwise (usage errors exit 2 before it runs: opcheck.Run).
 func runCheck(ctx context.Context, cfg config) int {
 	r := opcheck.NewReport(os.Stdout)
 	p := cfg.plan

@@ -13,7 +13,7 @@ import (
 
 // runStatus is `pgjet-router status`: one screen on the raw stream and
 // each route's durable and output, from outside the process. Exit 0, or 1
-// when something cannot be read, 2 on usage errors.
+// when something cannot be read.
 func runStatus(ctx context.Context, cfg config) int {
 	p := cfg.plan
 	failed := false

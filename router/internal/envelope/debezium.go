@@ -545,7 +545,9 @@ func (d *Debezium) appendKey(k []byte, rel *wire.Relation, tuple []wire.Value) (
 // Records of format version 2 carry neither: both are the commit LSN. A
 // snapshot read is at the position pgjet placed its rows (the slot's
 // consistent point, or a backfill chunk's high watermark, next to it), and
-// follows no commit: Debezium's snapshot records have a null last commit.
+// has a null last commit as Debezium's snapshot records do, even where the
+// raw record names the commit a backfill chunk follows (Tx.PrevCommitLSN,
+// kept for the changes after it).
 func sourceLSNs(e *Event) (lsn, lastCommit uint64) {
 	c := e.Change
 	if c.Op == wire.OpRead {
