@@ -512,3 +512,60 @@ func TestBackfillCancel(t *testing.T) {
 		}
 	}
 }
+
+// A collector restarted right after a backfill chunk (the raw stream's last
+// record) knows what the next transaction follows: the chunk's watermark
+// commit, not nothing (Debezium's source.sequence starts with it).
+func TestRestartAfterBackfillChunk(t *testing.T) {
+	e := newSnapEnv(t, `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 5) g;`)
+	e.start(t, []string{"public.t"}, SnapshotConfig{Mode: snapshot.ModeNever})
+	e.streaming(t)
+	ctx := context.Background()
+	j, err := backfill.Request(ctx, e.store(t), []string{"public.t"}, nil, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if done := e.ended(t, j.ID); done.State != snapshot.StateDone {
+		t.Fatalf("backfill ended %s", done.State)
+	}
+	e.stop()
+	msgs := e.raw(t)
+	if len(msgs) == 0 {
+		t.Fatal("no raw records")
+	}
+	chunk := msgs[len(msgs)-1].Txs[len(msgs[len(msgs)-1].Txs)-1]
+	if chunk.Snapshot == nil || chunk.PrevCommitLSN == 0 {
+		t.Fatalf("last raw record: %+v, want a backfill chunk following its watermark commit", chunk)
+	}
+	// The slot is advanced past the chunk, so that Postgres sends no commit
+	// before the next transaction: what it follows comes from the raw stream.
+	// Its walsender may outlive the collector for a moment.
+	waitUntil(t, "the slot to be released", func() bool {
+		var active bool
+		_ = e.conn.QueryRow(ctx, `SELECT coalesce(bool_or(active), true) FROM pg_replication_slots WHERE slot_name = 'snap'`).Scan(&active)
+		return !active
+	})
+	if _, err := e.conn.Exec(ctx, `SELECT pg_replication_slot_advance('snap', pg_current_wal_lsn())`); err != nil {
+		t.Fatal(err)
+	}
+	e.start(t, []string{"public.t"}, SnapshotConfig{Mode: snapshot.ModeNever})
+	e.streaming(t)
+	if _, err := e.conn.Exec(ctx, `INSERT INTO t VALUES (6, 'after')`); err != nil {
+		t.Fatal(err)
+	}
+	var next *wire.Tx
+	waitUntil(t, "the insert after the restart", func() bool {
+		for _, m := range e.raw(t) {
+			for i := range m.Txs {
+				if tx := &m.Txs[i]; tx.Snapshot == nil && len(tx.Changes) == 1 && tx.Changes[0].Op == wire.OpInsert {
+					next = tx
+				}
+			}
+		}
+		return next != nil
+	})
+	if next.PrevCommitLSN == 0 || next.PrevCommitLSN < chunk.PrevCommitLSN || next.PrevCommitLSN >= next.CommitLSN {
+		t.Errorf("the insert after the restart follows %X, want the watermark commit's end %X or a later commit before its own %X",
+			next.PrevCommitLSN, chunk.PrevCommitLSN, next.CommitLSN)
+	}
+}
