@@ -362,21 +362,21 @@ func TestAcksRawRecordOnlyAfterItsEventsAreStored(t *testing.T) {
 	e.waitAckFloor(3)
 }
 
-// A relay stopped in the middle of a raw record (its events partly stored)
-// leaves it unacknowledged; the next relay repeats it and the stream
-// dedupes. Then a replay of everything stores nothing new.
-func TestRestartAndReplayStoreNoDuplicates(t *testing.T) {
-	e := newEnv(t)
+// stoppedHalfWay leaves the raw records half relayed: a relay publishes
+// them into an output stream that takes 4 messages, is stopped once it
+// republishes (the raw records unacknowledged), and the output then takes
+// every message, after wait (to let the duplicate window pass).
+func (e *env) stoppedHalfWay(t *testing.T, dupWindow, wait time.Duration) {
+	t.Helper()
 	ctx := context.Background()
 	cfg := jetstream.StreamConfig{
 		Name: outStream, Subjects: []string{"postgres.>"}, Storage: jetstream.FileStorage,
-		MaxMsgs: 4, Discard: jetstream.DiscardNew, Duplicates: 10 * time.Minute,
+		MaxMsgs: 4, Discard: jetstream.DiscardNew, Duplicates: dupWindow,
 	}
 	if _, err := e.js.CreateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
 	e.publishRaw(rawRecords()...)
-
 	first := e.start(nil)
 	waitfor.Condition(t, "a republish round", func() bool { return first.r.Stats().Republishes >= 1 })
 	if err := first.stop(t); err != nil {
@@ -385,11 +385,20 @@ func TestRestartAndReplayStoreNoDuplicates(t *testing.T) {
 	if ci := e.consumer(); ci.AckFloor.Stream != 0 {
 		t.Fatalf("abandoned raw record was acknowledged (ack floor %d)", ci.AckFloor.Stream)
 	}
-
+	time.Sleep(wait) // time passing is the point, not a condition
 	cfg.MaxMsgs = -1
 	if _, err := e.js.UpdateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A relay stopped in the middle of a raw record (its events partly stored)
+// leaves it unacknowledged; the next relay repeats it and the stream
+// dedupes. Then a replay of everything stores nothing new.
+func TestRestartAndReplayStoreNoDuplicates(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.stoppedHalfWay(t, 10*time.Minute, 0)
 	second := e.start(nil)
 	checkOutputs(t, e.waitOutputs(len(wantEvents)), wantEvents)
 	e.waitAckFloor(3)
@@ -422,25 +431,7 @@ func TestRestartAndReplayStoreNoDuplicates(t *testing.T) {
 // window cannot catch this, the resume point does.
 func TestRestartAfterDuplicateWindowIsExact(t *testing.T) {
 	e := newEnv(t)
-	ctx := context.Background()
-	cfg := jetstream.StreamConfig{
-		Name: outStream, Subjects: []string{"postgres.>"}, Storage: jetstream.FileStorage,
-		MaxMsgs: 4, Discard: jetstream.DiscardNew, Duplicates: 200 * time.Millisecond,
-	}
-	if _, err := e.js.CreateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
-	e.publishRaw(rawRecords()...)
-	first := e.start(nil)
-	waitfor.Condition(t, "a republish round", func() bool { return first.r.Stats().Republishes >= 1 })
-	if err := first.stop(t); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(500 * time.Millisecond) // past the duplicate window
-	cfg.MaxMsgs = -1
-	if _, err := e.js.UpdateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
+	e.stoppedHalfWay(t, 200*time.Millisecond, 500*time.Millisecond) // restarted past the duplicate window
 	second := e.start(nil)
 	e.waitAckFloor(3)
 	if err := second.stop(t); err != nil {
