@@ -440,19 +440,11 @@ func (s *session) run(ctx context.Context) error {
 	s.streamed, s.silentPID = true, 0
 	s.probe.Streaming(pub, reader)
 
-	pubCtx, stopPub := context.WithCancel(context.Background())
+	pubErr, stopPub := s.runPublisher(pub)
 	defer stopPub()
-	pubErr := make(chan error, 1)
-	go func() { pubErr <- s.publishError(pub.Run(pubCtx)) }()
 	streamCtx, stopStream := context.WithCancel(ctx)
 	defer stopStream()
-	go func() {
-		// A publisher that fails for good ends the session.
-		if err := <-pubErr; err != nil {
-			pubErr <- err
-			stopStream()
-		}
-	}()
+	cancelOn(pubErr, stopStream) // a publisher that fails for good ends the session
 	go logStats(streamCtx, pub, log)
 	if last != nil {
 		if err := closeInterrupted(ctx, pub, snap, last.Pos); err != nil {
@@ -462,13 +454,7 @@ func (s *session) run(ctx context.Context) error {
 	backfillErr := make(chan error, 1)
 	backfillsStopped := s.startBackfills(streamCtx, snap, dec, backfillErr)
 	defer backfillsStopped()
-	go func() {
-		// So does a backfill engine that cannot go on.
-		if err := <-backfillErr; err != nil {
-			backfillErr <- err
-			stopStream()
-		}
-	}()
+	cancelOn(backfillErr, stopStream) // so does a backfill engine that cannot go on
 
 	runErr := pgsetup.ExplainStreamError(reader.Run(streamCtx), cfg.Slot, cfg.Publication)
 	s.probe.NotReady("replication session ended")
@@ -559,4 +545,24 @@ func connectNATS(ctx context.Context, cfg Config, log *slog.Logger) (*nats.Conn,
 		srv.Shutdown()
 		srv.WaitForShutdown()
 	}, nil
+}
+
+// runPublisher runs pub until stop is called; errs gets what it ended with
+// (nil after stop, else its error for good).
+func (s *session) runPublisher(pub *rawstream.Publisher) (errs chan error, stop func()) {
+	ctx, stop := context.WithCancel(context.Background())
+	errs = make(chan error, 1)
+	go func() { errs <- s.publishError(pub.Run(ctx)) }()
+	return errs, stop
+}
+
+// cancelOn calls cancel once errs delivers an error, and puts the error
+// back for whoever reads errs when the work has ended.
+func cancelOn(errs chan error, cancel context.CancelFunc) {
+	go func() {
+		if err := <-errs; err != nil {
+			errs <- err
+			cancel()
+		}
+	}()
 }

@@ -252,19 +252,13 @@ func (s *session) readInitial(ctx context.Context, plan *snapshotPlan, exported 
 	// A publisher of its own: reads confirm nothing to Postgres.
 	maxMsg := s.maxMessage()
 	pub := s.publisher(src, checkpoint.New(0), plan.lastSeq)
-	pubCtx, stopPub := context.WithCancel(context.Background())
+	pubErr, stopPub := s.runPublisher(pub)
 	defer stopPub()
-	pubErr := make(chan error, 1)
-	// Another writer's record on the subject: the one-writer refusal.
-	go func() { pubErr <- s.publishError(pub.Run(pubCtx)) }()
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() {
-		if err := <-pubErr; err != nil {
-			pubErr <- err
-			cancel()
-		}
-	}()
+	// Another writer's record on the subject (the one-writer refusal) ends
+	// the snapshot.
+	cancelOn(pubErr, cancel)
 	emit := func(ctx context.Context, f *pgoutput.Fragment) error {
 		for {
 			err := pub.Add(ctx, f, time.Second)

@@ -110,12 +110,7 @@ func TestTxWriter(t *testing.T) {
 // the rows are stored.
 func TestSequencerMarks(t *testing.T) {
 	var c collect
-	ta := &Table{Schema: "public", Name: "a", Rel: testRel, Key: []int{0}}
-	tb := &Table{Schema: "public", Name: "b", Rel: testRel, Key: []int{0}}
-	tc := &Table{Schema: "public", Name: "c", Rel: testRel, Key: []int{0}}
-	job := NewJob(InitialID, "app", KindInitial, "initial", []string{"public.a", "public.b", "public.c"}, nil)
-	p := NewProgress(nil, job, 0, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	seq := &sequencer{w: NewTxWriter(c.emit, 1<<20, 7, wire.Snapshot{Kind: wire.SnapshotInitial}), remaining: 3, progress: p}
+	seq, p, ta, tb, tc := threeTables(&c)
 	ctx := context.Background()
 	now := time.Now()
 	steps := []struct {
@@ -185,12 +180,7 @@ func TestSequencerMarks(t *testing.T) {
 // fragment).
 func TestSequencerEmptyTablesLast(t *testing.T) {
 	var c collect
-	ta := &Table{Schema: "public", Name: "a", Rel: testRel, Key: []int{0}}
-	tb := &Table{Schema: "public", Name: "b", Rel: testRel, Key: []int{0}}
-	tc := &Table{Schema: "public", Name: "c", Rel: testRel, Key: []int{0}}
-	job := NewJob(InitialID, "app", KindInitial, "initial", []string{"public.a", "public.b", "public.c"}, nil)
-	p := NewProgress(nil, job, 0, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	seq := &sequencer{w: NewTxWriter(c.emit, 1<<20, 7, wire.Snapshot{Kind: wire.SnapshotInitial}), remaining: 3, progress: p}
+	seq, p, ta, tb, tc := threeTables(&c)
 	ctx, now := context.Background(), time.Now()
 	for _, ch := range []*Chunk{{Table: ta, Rows: [][]wire.Value{row("1", "a"), row("2", "a")}}, {Table: tb}, {Table: tc}} {
 		if err := seq.write(ctx, ch, true, now); err != nil {
@@ -216,4 +206,16 @@ func TestSequencerEmptyTablesLast(t *testing.T) {
 			t.Errorf("%s %s after every row is stored", tp.Table, tp.State)
 		}
 	}
+}
+
+// threeTables is an initial snapshot of tables public.a, b and c whose
+// rows c collects: its sequencer and progress.
+func threeTables(c *collect) (seq *sequencer, p *Progress, ta, tb, tc *Table) {
+	ta = &Table{Schema: "public", Name: "a", Rel: testRel, Key: []int{0}}
+	tb = &Table{Schema: "public", Name: "b", Rel: testRel, Key: []int{0}}
+	tc = &Table{Schema: "public", Name: "c", Rel: testRel, Key: []int{0}}
+	job := NewJob(InitialID, "app", KindInitial, "initial", []string{"public.a", "public.b", "public.c"}, nil)
+	p = NewProgress(nil, job, 0, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	seq = &sequencer{w: NewTxWriter(c.emit, 1<<20, 7, wire.Snapshot{Kind: wire.SnapshotInitial}), remaining: 3, progress: p}
+	return seq, p, ta, tb, tc
 }
