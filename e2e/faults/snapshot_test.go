@@ -199,13 +199,35 @@ func TestInitialSnapshotUnderWrites(t *testing.T) {
 	}
 	reads := e.checkState("initial snapshot under writes", m[1])
 	// Every read is the initial snapshot's, at one position before every
-	// change, each row once.
-	seen := map[string]bool{}
+	// change, each row once, with the xid of the transaction that read it
+	// (Debezium's snapshot txId): one the snapshot does not see, which
+	// committed without writing anything.
+	x := snapshotXidRE.FindStringSubmatch(col.Log())
+	if x == nil {
+		t.Fatalf("no xid in the collector's log:\n%s", tail(col.Log(), 20))
+	}
+	var xid8 int64
+	fmt.Sscan(x[1], &xid8)
+	seen, err := visibility(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var status string
+	if err := e.conn.QueryRow(context.Background(), `SELECT pg_xact_status($1::text::xid8)`, x[1]).Scan(&status); err != nil {
+		t.Fatal(err)
+	}
+	if xid8 == 0 || seen(xid8) || status != "committed" {
+		t.Fatalf("the snapshot's transaction: xid %d (seen by its snapshot %s: %v), %s: want one the snapshot does not see, committed", xid8, m[1], seen(xid8), status)
+	}
+	read := map[string]bool{}
 	for _, r := range reads {
-		if seen[string(r.Key)] {
+		if read[string(r.Key)] {
 			t.Fatalf("row %s read twice", r.Key)
 		}
-		seen[string(r.Key)] = true
+		read[string(r.Key)] = true
+		if r.Xid != uint32(xid8) {
+			t.Fatalf("read %s has xid %d, want the snapshot transaction's %d", r.Key, r.Xid, uint32(xid8))
+		}
 	}
 	if len(reads) < rows/2 {
 		t.Fatalf("%d reads of %d rows", len(reads), rows)
@@ -251,6 +273,7 @@ func (e *env) job(js jetstream.JetStream, id string) (*jobEntry, error) {
 var (
 	requestedRE    = regexp.MustCompile(`backfill (\S+) requested`)
 	snapshotXidsRE = regexp.MustCompile(`snapshot_xids=(\S+)`)
+	snapshotXidRE  = regexp.MustCompile(`snapshot_xids=\S+ xid=(\d+)`)
 )
 
 // visibility returns whether a transaction (64-bit txid) is visible to the

@@ -286,7 +286,9 @@ func (tr *Tracker) Committed(ctx context.Context, xid uint32, commitLSN, endLSN 
 	}
 	// Always written, even with every row dropped: its progress must be
 	// recorded in stream order, after the chunks before it are stored.
-	w := snapshot.NewTxWriter(tr.emit, tr.maxFragment, commitLSN+1,
+	// No xid: the reads belong to no transaction (Debezium gives an
+	// incremental snapshot record no txId either).
+	w := snapshot.NewTxWriter(tr.emit, tr.maxFragment, commitLSN+1, 0,
 		wire.Snapshot{Kind: wire.SnapshotIncremental, ID: p.job.ID, Sinks: p.job.Sinks})
 	w.Follows(endLSN)
 	n := len(rows)

@@ -115,8 +115,17 @@ func RunInitial(ctx context.Context, cfg InitialConfig) error {
 	if err := conns[0].QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&xids); err != nil {
 		return fmt.Errorf("snapshot reader: %w", err)
 	}
+	// The reads' xid is the first reader's transaction id, as Debezium's
+	// source.txId of a snapshot record is its snapshot transaction's
+	// (pg_current_xact_id, which gives the transaction one; none on a
+	// standby, where Debezium's is null too). An xid without writes
+	// commits with a bare commit record, which pgoutput skips.
+	var xid8 int64
+	if err := conns[0].QueryRow(ctx, "SELECT CASE WHEN pg_is_in_recovery() THEN 0 ELSE pg_current_xact_id()::text::bigint END").Scan(&xid8); err != nil {
+		return fmt.Errorf("snapshot reader: transaction id: %w", err)
+	}
 	cfg.Log.Info("initial snapshot imported", "snapshot", cfg.Snapshot, "readers", n, "tables", len(cfg.Tables),
-		"position", wire.LSN(cfg.Position), "snapshot_xids", xids)
+		"position", wire.LSN(cfg.Position), "snapshot_xids", xids, "xid", xid8)
 
 	// Largest tables first: the parallel readers end closer together.
 	tables := append([]*Table(nil), cfg.Tables...)
@@ -127,7 +136,7 @@ func RunInitial(ctx context.Context, cfg InitialConfig) error {
 	}
 	close(queue)
 	seq := &sequencer{
-		w:         NewTxWriter(cfg.Emit, cfg.MaxFragment, cfg.Position, wire.Snapshot{Kind: wire.SnapshotInitial, ID: InitialID}),
+		w:         NewTxWriter(cfg.Emit, cfg.MaxFragment, cfg.Position, uint32(xid8), wire.Snapshot{Kind: wire.SnapshotInitial, ID: InitialID}),
 		remaining: len(tables),
 		progress:  cfg.Progress,
 	}

@@ -42,7 +42,7 @@ func (c *collect) store() {
 // for a fragment travels in pieces with its marks.
 func TestTxWriter(t *testing.T) {
 	var c collect
-	w := NewTxWriter(c.emit, 1200, 0x1007, wire.Snapshot{Kind: wire.SnapshotInitial, ID: "initial"})
+	w := NewTxWriter(c.emit, 1200, 0x1007, 0, wire.Snapshot{Kind: wire.SnapshotInitial, ID: "initial"})
 	var rows [][]wire.Value
 	for i := range 20 {
 		rows = append(rows, row(strings.Repeat("1", i+1), "value"))
@@ -216,6 +216,6 @@ func threeTables(c *collect) (seq *sequencer, p *Progress, ta, tb, tc *Table) {
 	tc = &Table{Schema: "public", Name: "c", Rel: testRel, Key: []int{0}}
 	job := NewJob(InitialID, "app", KindInitial, "initial", []string{"public.a", "public.b", "public.c"}, nil)
 	p = NewProgress(nil, job, 0, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	seq = &sequencer{w: NewTxWriter(c.emit, 1<<20, 7, wire.Snapshot{Kind: wire.SnapshotInitial}), remaining: 3, progress: p}
+	seq = &sequencer{w: NewTxWriter(c.emit, 1<<20, 7, 0, wire.Snapshot{Kind: wire.SnapshotInitial}), remaining: 3, progress: p}
 	return seq, p, ta, tb, tc
 }

@@ -644,7 +644,8 @@ func (d *Debezium) appendSource(b []byte, e *Event, table bool) []byte {
 		b = append(b, `,"schema":"","table":""`...)
 	}
 	b = append(b, `,"txId":`...)
-	if d.hasTx(e) {
+	incremental := e.Change.Op == wire.OpRead && e.Tx.Snapshot != nil && e.Tx.Snapshot.Kind != wire.SnapshotInitial
+	if d.hasTx(e) || e.Change.Op == wire.OpRead && !incremental && e.Tx.Xid != 0 {
 		if s.xidText == nil || s.xid != e.Tx.Xid {
 			s.xid, s.xidText = e.Tx.Xid, strconv.AppendUint(s.xidText[:0], uint64(e.Tx.Xid), 10)
 		}
@@ -653,7 +654,14 @@ func (d *Debezium) appendSource(b []byte, e *Event, table bool) []byte {
 		b = append(b, "null"...)
 	}
 	b = append(b, `,"lsn":`...)
-	b = append(b, lsnText...)
+	if incremental {
+		// Debezium leaves txId, lsn and xmin out of an incremental
+		// snapshot's records (PostgresSourceInfoStructMaker); the
+		// position stays in sequence.
+		b = append(b, "null"...)
+	} else {
+		b = append(b, lsnText...)
+	}
 	b = append(b, `,"xmin":null,"origin":`...)
 	if e.Tx.Origin != "" {
 		b = value.AppendString(b, e.Tx.Origin)
@@ -665,7 +673,9 @@ func (d *Debezium) appendSource(b []byte, e *Event, table bool) []byte {
 
 // hasTx: non-transactional logical decoding messages belong to no
 // transaction, and Debezium gives them neither txId nor transaction; nor
-// does it to snapshot reads, which no transaction wrote.
+// does it a transaction to snapshot reads, which no transaction wrote
+// (an initial snapshot's reads have the txId of the transaction that read
+// them: appendSource).
 func (d *Debezium) hasTx(e *Event) bool {
 	switch e.Change.Op {
 	case wire.OpMessage:
