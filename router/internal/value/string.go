@@ -6,6 +6,11 @@ import (
 
 const hexDigits = "0123456789abcdef"
 
+// escapeHex are the digits of a \u escape: upper case, as Jackson writes
+// them (Debezium's JSON), so that a Debezium event's bytes are its own.
+// JSON reads either case alike.
+const escapeHex = "0123456789ABCDEF"
+
 // safeASCII marks the bytes that go into a JSON string unescaped.
 var safeASCII = func() (t [utf8.RuneSelf]bool) {
 	for c := 0x20; c < utf8.RuneSelf; c++ {
@@ -43,7 +48,7 @@ func AppendString[S ~string | ~[]byte](b []byte, s S) []byte {
 			case '\f':
 				b = append(b, '\\', 'f')
 			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+				b = append(b, '\\', 'u', '0', '0', escapeHex[c>>4], escapeHex[c&0xf])
 			}
 			i++
 			start = i

@@ -154,7 +154,9 @@ func TestAppendString(t *testing.T) {
 		{"", `""`},
 		{"plain", `"plain"`},
 		{"\"\\/", `"\"\\/"`},
-		{"\b\f\n\r\t\x00\x1f\x7f", `"\b\f\n\r\t\u0000\u001f` + "\x7f\""},
+		// Jackson's escapes (Debezium): the short ones, else \u00XX in upper
+		// case; DEL as it is.
+		{"\b\f\n\r\t\x00\x1f\x7f", `"\b\f\n\r\t\u0000\u001F` + "\x7f\""},
 		{"é🎉\u2028", "\"é🎉\u2028\""},
 		{"a\xffb", "\"a\ufffdb\""},
 		{"\xed\xa0\x80", "\"\ufffd\ufffd\ufffd\""}, // a UTF-16 surrogate is not UTF-8
