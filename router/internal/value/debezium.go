@@ -101,6 +101,7 @@ type Debezium struct {
 	tmp []byte
 	// hstore parsing and its JSON text, reused.
 	pairs     []hstorePair
+	pairsTmp  []hstorePair // sortHstore's copy
 	hstoreDoc []byte
 }
 
@@ -290,6 +291,8 @@ func (e *Debezium) appendScalar(b []byte, t *dbzType, s []byte) ([]byte, error) 
 		return appendVector(b, s, 64)
 	case kFloatVector:
 		return appendVector(b, s, 32)
+	case kSparseVector:
+		return appendSparseVector(b, s)
 	case kJSON:
 		if !validJSON(s) {
 			return b, badText(pgtype.JSONBOID, s)

@@ -427,6 +427,10 @@ func (e *Debezium) appendRequiredNull(b []byte, col *wire.Column) []byte {
 		return append(b, `{"wkb":"AQcAAAAAAAAA","srid":null}`...)
 	case kDoubleVector, kFloatVector:
 		return append(b, "[]"...)
+	case kSparseVector:
+		// Debezium's fallback is an empty list, which its struct schema
+		// refuses (the connector fails): the emptiest vector instead.
+		return append(b, `{"dimensions":0,"vector":[]}`...)
 	}
 	return append(b, `""`...)
 }

@@ -17,6 +17,9 @@ func TestDebeziumExtensionTypes(t *testing.T) {
 		`"name":"io.debezium.data.geometry.Geometry","version":1,"doc":"Geometry"}`
 	geography := `{"type":"struct","fields":[{"type":"bytes","optional":false,"field":"wkb"},{"type":"int32","optional":true,"field":"srid"}],"optional":true,` +
 		`"name":"io.debezium.data.geometry.Geography","version":1,"doc":"Geography"}`
+	sparse := `{"type":"struct","fields":[{"type":"int16","optional":false,"field":"dimensions"},` +
+		`{"type":"map","keys":{"type":"int16","optional":false},"values":{"type":"double","optional":false},"optional":false,"field":"vector"}],` +
+		`"optional":true,"name":"io.debezium.data.SparseDoubleVector","version":1,"doc":"Sparse double vector"}`
 	tests := []struct {
 		typ, text, value, schema, from string
 	}{
@@ -29,6 +32,13 @@ func TestDebeziumExtensionTypes(t *testing.T) {
 			"AbstractRecordsProducerTest.schemaAndValuesForPostgisArrayTypes: 'GEOMETRYCOLLECTION EMPTY', no SRID"},
 		{"vector", "[1,2,3]", `[1.0,2.0,3.0]`, `{"type":"array","items":{"type":"double","optional":false},"optional":true,"name":"io.debezium.data.DoubleVector","version":1}`,
 			"VectorDatabaseIT: f_vector, List.of(1.0, 2.0, 3.0)"},
+		{"sparsevec", "{1:201,9:209}/3000", `{"dimensions":3000,"vector":[[1,201.0],[9,209.0]]}`, sparse,
+			"VectorDatabaseIT: f_sparsevec, dimensions 3000, Map.of(1, 201.0, 9, 209.0)"},
+		// The HashMap's order: 17 and 1 share a bucket of 4 (3 entries),
+		// 2 has its own.
+		{"sparsevec", "{1:1.5,2:0.1,17:-3e-05}/20", `{"dimensions":20,"vector":[[1,1.5],[17,-3.0E-5],[2,0.1]]}`, sparse,
+			"VectorDatabaseTest.shouldParseSparseVector; order of new HashMap<>(3) in OpenJDK 17"},
+		{"sparsevec", "{}/5", `{"dimensions":5,"vector":[]}`, sparse, "Vectors.fromSparseVectorString: an empty vector"},
 		{"halfvec", "[10,20.5,0.1]", `[10.0,20.5,0.1]`, `{"type":"array","items":{"type":"float","optional":false},"optional":true,"name":"io.debezium.data.FloatVector","version":1}`,
 			"VectorDatabaseIT: f_halfvec, FloatVector: Float.parseFloat of each element"},
 	}
@@ -46,7 +56,9 @@ func TestDebeziumExtensionTypes(t *testing.T) {
 			t.Errorf("%s schema\nwant %s\ngot  %s", tt.typ, tt.schema, schema)
 		}
 	}
-	for _, bad := range []struct{ typ, text string }{{"geometry", "0101"}, {"geometry", "01010000zz"}, {"vector", "1,2"}, {"vector", "[1,x]"}} {
+	for _, bad := range []struct{ typ, text string }{{"geometry", "0101"}, {"geometry", "01010000zz"}, {"vector", "1,2"}, {"vector", "[1,x]"},
+		// Debezium fails on dimensions or indexes beyond a Short.
+		{"sparsevec", "{1:1}/40000"}, {"sparsevec", "{40000:1}/50000"}, {"sparsevec", "{1:1}"}, {"sparsevec", "{1=1}/3"}, {"sparsevec", "{1:x}/3"}} {
 		col := ext(bad.typ)
 		if got, err := enc.AppendValue([]byte("keep"), &col, textValue(bad.text)); err == nil || string(got) != "keep" {
 			t.Errorf("%s %q: %s, %v; want an error", bad.typ, bad.text, got, err)

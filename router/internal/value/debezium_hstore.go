@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -17,8 +18,6 @@ type hstorePair struct {
 	key, val     []byte
 	keyEsc, null bool
 	valEsc       bool
-	hash         uint32 // the key's Java HashMap hash
-	seq          int    // position in the text
 }
 
 // appendHstore renders hstore text ("a"=>"1", "b"=>NULL) per
@@ -33,7 +32,7 @@ func (e *Debezium) appendHstore(b []byte, s []byte) ([]byte, error) {
 	if err != nil {
 		return b, fmt.Errorf("invalid hstore text %q: %w", shorten(s), err)
 	}
-	javaHashMapOrder(pairs)
+	e.sortHstore(pairs)
 	if e.opt.HStore == HStoreMap {
 		return appendHstoreObject(b, pairs), nil
 	}
@@ -137,61 +136,42 @@ func parseHstore(s []byte, pairs []hstorePair) ([]hstorePair, error) {
 		if i < len(s) && s[i] != ',' {
 			return pairs, errors.New("expected ','")
 		}
-		p.seq = len(pairs)
 		pairs = append(pairs, p)
 	}
 	return pairs, nil
 }
 
-// javaHashMapOrder sorts pairs as a java.util.HashMap holding them, filled
-// in this order, iterates them: by bucket (the key's spread String.hashCode
-// masked by the table size), then in insertion order within a bucket. The
-// table starts at 16 buckets and doubles whenever it holds more than 3/4
-// of its size, or a bucket more than 8 entries while it has fewer than 64
-// buckets. (A bucket of more than 8 entries in a larger table becomes a
-// tree, whose order is not followed here: that takes keys crafted to
-// collide.)
-func javaHashMapOrder(pairs []hstorePair) {
+// sortHstore puts pairs in the order of the java.util.HashMap the JDBC
+// driver reads them into (new HashMap<>(), filled in text order): by the
+// keys' String.hashCode (javaHashMapOrder).
+func (e *Debezium) sortHstore(pairs []hstorePair) {
 	if len(pairs) < 2 {
 		return
 	}
+	hashes := make([]int32, len(pairs))
+	keys := make([][]byte, len(pairs))
 	for i := range pairs {
 		p := &pairs[i]
-		key := p.key
+		keys[i] = p.key
 		if p.keyEsc {
-			key = unescapeHstore(key)
+			keys[i] = unescapeHstore(p.key)
 		}
-		h := javaStringHash(key)
-		p.hash = h ^ h>>16
+		h := javaStringHash(keys[i])
+		hashes[i] = int32(h ^ h>>16)
 	}
-	n := uint32(16)
-	var counts []int
-	bucketCounts := func(upto int) {
-		counts = slices.Grow(counts[:0], int(n))[:n]
-		clear(counts)
-		for j := range upto {
-			counts[pairs[j].hash&(n-1)]++
-		}
+	order := javaHashMapOrder(hashes, 0, func(a, b int) int { return javaStringCompare(keys[a], keys[b]) })
+	sorted := append(e.pairsTmp[:0], pairs...)
+	for i, k := range order {
+		pairs[i] = sorted[k]
 	}
-	bucketCounts(0)
-	for i := range pairs {
-		bucket := pairs[i].hash & (n - 1)
-		counts[bucket]++
-		if counts[bucket] > 8 && n < 64 { // treeifyBin resizes small tables
-			n *= 2
-			bucketCounts(i + 1)
-		}
-		if uint32(i+1) > n/4*3 {
-			n *= 2
-			bucketCounts(i + 1)
-		}
-	}
-	slices.SortFunc(pairs, func(a, b hstorePair) int {
-		if ba, bb := a.hash&(n-1), b.hash&(n-1); ba != bb {
-			return int(ba) - int(bb)
-		}
-		return a.seq - b.seq
-	})
+	e.pairsTmp = sorted
+}
+
+// javaStringCompare is Java's String.compareTo of UTF-8 a and b: by UTF-16
+// code units.
+func javaStringCompare(a, b []byte) int {
+	ua, ub := utf16.Encode([]rune(string(a))), utf16.Encode([]rune(string(b)))
+	return slices.Compare(ua, ub)
 }
 
 // javaStringHash is Java's String.hashCode of s, UTF-8 read as Java's

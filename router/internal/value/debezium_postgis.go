@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
-	"math"
 	"strconv"
 )
 
@@ -45,40 +44,4 @@ func appendPostgis(b []byte, s []byte) ([]byte, error) {
 		b = append(b, "null"...)
 	}
 	return append(b, '}'), nil
-}
-
-// appendVector renders pgvector's vector or halfvec text, "[1,2.5,3]", as
-// Debezium's DoubleVector or FloatVector: a list of doubles or floats
-// (Vectors.fromVectorString, Double/Float.parseDouble of each element).
-func appendVector(b []byte, s []byte, bits int) ([]byte, error) {
-	if len(s) < 2 || s[0] != '[' || s[len(s)-1] != ']' {
-		return b, errors.New("invalid vector text " + strconv.Quote(shorten(s)))
-	}
-	b = append(b, '[')
-	in := s[1 : len(s)-1]
-	for i, start := 0, 0; i <= len(in); i++ {
-		if i < len(in) && in[i] != ',' {
-			continue
-		}
-		if start > 0 {
-			b = append(b, ',')
-		}
-		f, err := strconv.ParseFloat(string(trimSpace(in[start:i])), bits)
-		if err != nil && !math.IsInf(f, 0) {
-			return b, errors.New("invalid vector text " + strconv.Quote(shorten(s)))
-		}
-		b = appendJavaFloat(b, f, bits)
-		start = i + 1
-	}
-	return append(b, ']'), nil
-}
-
-func trimSpace(s []byte) []byte {
-	for len(s) > 0 && s[0] == ' ' {
-		s = s[1:]
-	}
-	for len(s) > 0 && s[len(s)-1] == ' ' {
-		s = s[:len(s)-1]
-	}
-	return s
 }

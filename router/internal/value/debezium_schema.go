@@ -142,6 +142,10 @@ func (e *Debezium) appendScalarSchema(b []byte, t *dbzType, col *wire.Column, op
 		b = append(b, `,"name":"`...)
 		b = append(b, vname...)
 		return append(b, `","version":1`...)
+	case kSparseVector:
+		b = append(b, sparseVectorSchema...)
+		b = strconv.AppendBool(b, optional)
+		return append(b, `,"name":"io.debezium.data.SparseDoubleVector","version":1,"doc":"Sparse double vector"`...)
 	case kPoint:
 		b = append(b, pointSchema...)
 		b = strconv.AppendBool(b, optional)

@@ -41,6 +41,7 @@ const (
 	kGeography    // PostGIS
 	kDoubleVector // pgvector's vector
 	kFloatVector  // pgvector's halfvec
+	kSparseVector // pgvector's sparsevec
 )
 
 // dbzType is a column's type as Debezium sees it: the element type for
@@ -93,6 +94,8 @@ func (e *Debezium) typeOf(col *wire.Column) dbzType {
 					dt.kind = kDoubleVector
 				case "halfvec":
 					dt.kind = kFloatVector
+				case "sparsevec":
+					dt.kind = kSparseVector
 				}
 				if dt.kind != kString {
 					return dt
