@@ -11,7 +11,11 @@ import (
 // is needed: the value is text and the column names its type).
 func TestDebeziumExtensionTypes(t *testing.T) {
 	ext := func(name string) wire.Column {
-		return wire.Column{Name: "v", TypeOID: 17000, TypeMod: -1, Type: wire.TypeInfo{Schema: "public", Name: name, Kind: 'b'}}
+		c := wire.Column{Name: "v", TypeOID: 17000, TypeMod: -1, Type: wire.TypeInfo{Schema: "public", Name: name, Kind: 'b'}}
+		if name[0] == '_' { // an array
+			c.TypeOID, c.Type.ElemOID, c.Type.ElemKind = 17001, 17000, 'b'
+		}
+		return c
 	}
 	geometry := `{"type":"struct","fields":[{"type":"bytes","optional":false,"field":"wkb"},{"type":"int32","optional":true,"field":"srid"}],"optional":true,` +
 		`"name":"io.debezium.data.geometry.Geometry","version":1,"doc":"Geometry"}`
@@ -30,6 +34,15 @@ func TestDebeziumExtensionTypes(t *testing.T) {
 			"AbstractRecordsProducerTest.schemaAndValuesForPostgisTypes: ml, a MULTILINESTRING geography"},
 		{"geometry", "010700000000000000", `{"wkb":"AQcAAAAAAAAA","srid":null}`, geometry,
 			"AbstractRecordsProducerTest.schemaAndValuesForPostgisArrayTypes: 'GEOMETRYCOLLECTION EMPTY', no SRID"},
+		// PostGIS separates array elements with ':'.
+		{"_geometry", "{010700000000000000:01030000000100000005000000B81E85EB51D0644052B81E85EB5147C0713D0AD7A350664052B81E85EB5147C0713D0AD7A35066409A999999993941C0B81E85EB51D064409A999999993941C0B81E85EB51D0644052B81E85EB5147C0:NULL}",
+			`[{"wkb":"AQcAAAAAAAAA","srid":null},{"wkb":"AQMAAAABAAAABQAAALgehetR0GRAUrgehetRR8BxPQrXo1BmQFK4HoXrUUfAcT0K16NQZkCamZmZmTlBwLgehetR0GRAmpmZmZk5QcC4HoXrUdBkQFK4HoXrUUfA","srid":null},null]`,
+			`{"type":"array","items":` + geometry + `,"optional":true}`,
+			"AbstractRecordsProducerTest.schemaAndValuesForPostgisArrayTypes: ga, array of optional Geometry (and a NULL element)"},
+		{"_geography", "{0101000020E6100000000000000000F03F0000000000000040}",
+			`[{"wkb":"AQEAACDmEAAAAAAAAAAA8D8AAAAAAAAAQA==","srid":4326}]`,
+			`{"type":"array","items":` + geography + `,"optional":true}`,
+			"PostgresValueConverter.schemaBuilder: geographyArrayOid, array of optional Geography"},
 		{"vector", "[1,2,3]", `[1.0,2.0,3.0]`, `{"type":"array","items":{"type":"double","optional":false},"optional":true,"name":"io.debezium.data.DoubleVector","version":1}`,
 			"VectorDatabaseIT: f_vector, List.of(1.0, 2.0, 3.0)"},
 		{"sparsevec", "{1:201,9:209}/3000", `{"dimensions":3000,"vector":[[1,201.0],[9,209.0]]}`, sparse,

@@ -82,14 +82,17 @@ func (e *Debezium) typeOf(col *wire.Column) dbzType {
 				dt.kind = kLtree
 				return dt
 			}
-			// Arrays of these are left as text: PostGIS separates their
-			// elements with ':', which the array parser does not know.
+			switch name {
+			case "geometry":
+				dt.kind = kGeometry
+				return dt
+			case "geography":
+				dt.kind = kGeography
+				return dt
+			}
+			// Debezium has no arrays of pgvector's types.
 			if !dt.array {
 				switch name {
-				case "geometry":
-					dt.kind = kGeometry
-				case "geography":
-					dt.kind = kGeography
 				case "vector":
 					dt.kind = kDoubleVector
 				case "halfvec":

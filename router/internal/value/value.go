@@ -95,7 +95,7 @@ func (d *Decoder) resolve(oid uint32, info *wire.TypeInfo) typ {
 			}
 		case 'b':
 			if info.ElemOID != 0 {
-				t := typ{oid: unknownOID, array: oid, delim: ','}
+				t := typ{oid: unknownOID, array: oid, delim: arrayDelimiter(info.Name)}
 				switch {
 				case info.ElemKind == 'e':
 					t.oid = pgtype.TextOID
@@ -127,6 +127,18 @@ func (d *Decoder) resolve(oid uint32, info *wire.TypeInfo) typ {
 		return typ{oid: elem, array: oid, delim: ','}
 	}
 	return typ{oid: oid}
+}
+
+// arrayDelimiter is the element delimiter of an extension's array type
+// (pg_type.typdelim of its element type, which the raw record does not
+// carry): ':' for PostGIS's geometry and geography, which declare it so
+// that a geometry's own text may hold commas; ',' for the others.
+func arrayDelimiter(arrayName string) byte {
+	switch arrayName {
+	case "_geometry", "_geography":
+		return ':'
+	}
+	return ','
 }
 
 // extraArrays are builtin array types pgtype does not register, by element.

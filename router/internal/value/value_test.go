@@ -63,6 +63,8 @@ func TestAppendJSONExact(t *testing.T) {
 		{"domain over int", 16502, domainInfo, text("5"), `5`},
 		{"domain over int[]", 16503, domArrInfo, text("{5,6}"), `[5,6]`},
 		{"user array of int8", 16504, userArrInfo, text("{7}"), `[7]`},
+		{"PostGIS geometry[]: ':' between elements", 16507, wire.TypeInfo{Schema: "public", Name: "_geometry", Kind: 'b', ElemOID: 16508, ElemKind: 'b'},
+			text("{010700000000000000:0101000020E6100000000000000000F03F0000000000000040}"), `["010700000000000000","0101000020E6100000000000000000F03F0000000000000040"]`},
 		{"composite as text", 16505, compInfo, text(`(1,"a b")`), `"(1,\"a b\")"`},
 		{"user type without info", 16506, wire.TypeInfo{}, text("whatever"), `"whatever"`},
 		{"unknown builtin", 3220, wire.TypeInfo{}, text("0/16B3748"), `"0/16B3748"`},
