@@ -14,7 +14,7 @@ package value
 // past three quarters full; a bucket of more than eight keys doubles a
 // table of fewer than 64 buckets, else becomes a red-black tree ordered by
 // hash, whose root leads the bucket's order and whose new nodes follow
-// their tree parent. testdata/javahashmap.txt holds orders printed by Java.
+// their tree parent. testdata/javahashmap/orders.txt holds orders printed by Java.
 func javaHashMapOrder(hashes []int32, capacity int, cmp func(a, b int) int) []int {
 	m := jmap{cmp: cmp}
 	if capacity > 0 {

@@ -25,12 +25,12 @@ func parseInts(t *testing.T, s string) []int {
 }
 
 // TestJavaHashMapOrder: the order of every key set in
-// testdata/javahashmap.txt ("keys order" per line) is the one OpenJDK 17's
+// testdata/javahashmap/orders.txt ("keys order" per line) is the one OpenJDK 17's
 // HashMap<Short, Double> iterated, filled in key order after new
 // HashMap<>(n): small and random sets, and sets of keys a multiple of 16 to
 // 1024 apart, which fill one bucket past eight keys (tree buckets).
 func TestJavaHashMapOrder(t *testing.T) {
-	f, err := os.Open("testdata/javahashmap.txt")
+	f, err := os.Open("testdata/javahashmap/orders.txt")
 	if err != nil {
 		t.Fatal(err)
 	}
