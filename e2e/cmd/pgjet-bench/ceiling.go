@@ -43,7 +43,10 @@ func sampleEvents(ctx context.Context, js jetstream.JetStream, stream string) []
 
 // publishCeiling publishes events copies of sample into a fresh output
 // stream on n (async persistence, as the routers' outputs) and times it.
-func (b *bench) publishCeiling(ctx context.Context, n *natsServer, wname, tag, variant string, sample []*nats.Msg, events uint64) (routerRun, error) {
+// without, when set, is a header left out of every message
+// (ceilingHeaders); perfFile, when set, profiles the server meanwhile
+// (perf record).
+func (b *bench) publishCeiling(ctx context.Context, n *natsServer, wname, tag, variant string, sample []*nats.Msg, events uint64, without, perfFile string) (routerRun, error) {
 	r := routerRun{Persist: "async", Envelope: variant}
 	if len(sample) == 0 {
 		return r, fmt.Errorf("%s of %s: no sample of the router's events", variant, wname)
@@ -85,7 +88,15 @@ func (b *bench) publishCeiling(ctx context.Context, n *natsServer, wname, tag, v
 	for range window {
 		free <- struct{}{}
 	}
+	if perfFile != "" {
+		perf, err := b.startPerf(n.proc.pid(), perfFile)
+		if err != nil {
+			return r, err
+		}
+		defer stopPerf(perf)
+	}
 	natsCPU0, _ := cpuSeconds(n.proc.pid())
+	natsSys0 := syscalls(n.proc.pid())
 	self0 := selfCPU()
 	t0 := time.Now()
 	for i := uint64(0); i < events; i++ {
@@ -97,6 +108,9 @@ func (b *bench) publishCeiling(ctx context.Context, n *natsServer, wname, tag, v
 		}
 		m.Header[jetstream.MsgIDHeader] = []string{s.Header.Get(jetstream.MsgIDHeader) + "." + strconv.FormatUint(i, 10)}
 		m.Header[jetstream.ExpectedStreamHeader] = []string{stream}
+		if without != "" {
+			delete(m.Header, without)
+		}
 		if err := nc.PublishMsg(m); err != nil {
 			return r, err
 		}
@@ -109,6 +123,7 @@ func (b *bench) publishCeiling(ctx context.Context, n *natsServer, wname, tag, v
 	r.CPU = selfCPU() - self0
 	c, _ := cpuSeconds(n.proc.pid())
 	r.NATSCPU = c - natsCPU0
+	r.NATSSyscalls = syscalls(n.proc.pid()) - natsSys0
 	r.PerSec = float64(r.Events) / r.Secs
 	r.Load = loadavg1()
 	if s, err := js.Stream(ctx, stream); err == nil {
@@ -116,8 +131,8 @@ func (b *bench) publishCeiling(ctx context.Context, n *natsServer, wname, tag, v
 			r.Bytes = info.State.Bytes
 		}
 	}
-	logf("%s on %s: %d events in %.2fs, %.0f events/s, client CPU %.2fs, nats CPU %.2fs, loadavg1 %s",
-		variant, wname, r.Events, r.Secs, r.PerSec, r.CPU, r.NATSCPU, r.Load)
+	logf("%s on %s: %d events in %.2fs, %.0f events/s, client CPU %.2fs, nats CPU %.2fs, nats syscalls %.1f per 1000 events, loadavg1 %s",
+		variant, wname, r.Events, r.Secs, r.PerSec, r.CPU, r.NATSCPU, perThousand(r.NATSSyscalls, r.Events), r.Load)
 	return r, nil
 }
 
@@ -132,6 +147,14 @@ func ceilingOf(variant string) string {
 	}
 	return ceilingVariant + " (" + variant + ")"
 }
+
+// ceilingHeaders are the headers a router sets on every event whose cost
+// to the server -ceiling-headers measures: the id the server dedupes by
+// (a map of every id in the duplicate window) and the stream guard.
+var ceilingHeaders = []string{jetstream.MsgIDHeader, jetstream.ExpectedStreamHeader}
+
+// ceilingWithout names the native events' ceiling without header.
+func ceilingWithout(header string) string { return ceilingVariant + " without " + header }
 
 // isCeiling reports whether envelope names a publish ceiling.
 func isCeiling(envelope string) bool { return strings.HasPrefix(envelope, ceilingVariant) }
@@ -154,4 +177,11 @@ func selfCPU() float64 {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+func perThousand(n, events uint64) float64 {
+	if events == 0 {
+		return 0
+	}
+	return float64(n) * 1000 / float64(events)
 }

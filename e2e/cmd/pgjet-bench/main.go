@@ -84,6 +84,9 @@ type config struct {
 	routerABEnvelopes bool
 	// envelopes: rounds of every router variant (routerVariants).
 	envelopes bool
+	// ceilingHeaders: with envelopes, also the native events' ceiling
+	// without each header the router sets (ceilingHeaders).
+	ceilingHeaders bool
 	// variants are the router variants -envelopes times (native always:
 	// the others' ratios are to it).
 	variants []string
@@ -139,6 +142,7 @@ func main() {
 	chartDir := flag.String("chart-dir", "docs/benchmarks", "directory of the charts -charts writes")
 	flag.BoolVar(&c.tracing, "tracing", true, "also time, in every round, a collector and a router (native) exporting every span over OTLP/HTTP to a receiver in this process, for the cost of tracing")
 	variants := flag.String("variants", "", "with -envelopes: the router variants to time, comma-separated (native is always timed; default: all), e.g. native,debezium for more rounds of one comparison in the same time")
+	flag.BoolVar(&c.ceilingHeaders, "ceiling-headers", false, "with -envelopes: in every round also the native events' publish ceiling without Nats-Msg-Id and without Nats-Expected-Stream, for what each header costs the server")
 	flag.BoolVar(&c.envelopes, "envelopes", false, "time routers of every envelope (native, cloudevents, cloudevents data change, debezium) and native with --group transaction, alternating within each round, instead of the async native and cloudevents rounds")
 	flag.Parse()
 	if *charts != "" {

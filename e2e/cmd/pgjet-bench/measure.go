@@ -88,6 +88,7 @@ type routerRun struct {
 	Events       uint64
 	Secs, PerSec float64
 	CPU, NATSCPU float64
+	NATSSyscalls uint64 // the server's reads and writes while it ran
 	RSSKiB       int64
 	Capped       bool // stopped at the time cap before storing everything
 	Load         string
@@ -337,12 +338,27 @@ func (b *bench) runWorkload(ctx context.Context, w workload) (workloadResult, er
 			if v.group || v.traced || !slices.Contains(b.cfg.variants, v.name) {
 				continue
 			}
-			cr, err := b.publishCeiling(ctx, n, w.name, fmt.Sprintf("CEIL_%s_%d", v.tag, i), ceilingOf(v.name), b.samples[w.name+"|"+v.name], expected)
+			cr, err := b.publishCeiling(ctx, n, w.name, fmt.Sprintf("CEIL_%s_%d", v.tag, i), ceilingOf(v.name), b.samples[w.name+"|"+v.name], expected, "", "")
 			if err != nil {
 				return r, err
 			}
 			cr.Round = i
 			r.Routers = append(r.Routers, cr)
+		}
+		if b.cfg.ceilingHeaders {
+			hs := slices.Clone(ceilingHeaders)
+			if i%2 == 0 {
+				slices.Reverse(hs)
+			}
+			for _, h := range hs {
+				cr, err := b.publishCeiling(ctx, n, w.name, fmt.Sprintf("CEIL_NO_%s_%d", strings.ReplaceAll(strings.ToUpper(h), "-", "_"), i),
+					ceilingWithout(h), b.samples[w.name+"|native"], expected, h, "")
+				if err != nil {
+					return r, err
+				}
+				cr.Round = i
+				r.Routers = append(r.Routers, cr)
+			}
 		}
 	}
 
@@ -365,6 +381,13 @@ func (b *bench) runWorkload(ctx context.Context, w workload) (workloadResult, er
 		}
 		r.Profiles = append(r.Profiles, b.perfReport("router (output persist async)", file))
 		r.Profiles = append(r.Profiles, b.perfReport("nats-server while the router runs", natsPerfFile(file)))
+		// The server under the ceiling's client, to tell what a router
+		// asks of it beyond storing the same events.
+		file = filepath.Join(b.cfg.outDir, "perf-ceiling-"+w.name+"-nats.data")
+		if _, err := b.publishCeiling(ctx, n, w.name, "CEIL_prof", ceilingOf("native"), b.samples[w.name+"|native"], expected, "", file); err != nil {
+			return r, err
+		}
+		r.Profiles = append(r.Profiles, b.perfReport("nats-server while the ceiling's client publishes", file))
 		if b.cfg.envelopes {
 			for _, name := range []string{"debezium", "native+group"} {
 				v := variantNamed(name)
@@ -706,6 +729,7 @@ func (b *bench) runRouter(ctx context.Context, n *natsServer, wname, tag, bin, p
 		return r, err
 	}
 	natsCPU0, _ := cpuSeconds(n.proc.pid())
+	natsSys0 := syscalls(n.proc.pid())
 	logf("router (%s, %s) of %s on %s: %d events expected", persist, envelope, dir, wname, expected)
 	t0 := time.Now()
 	var env []string
@@ -762,6 +786,7 @@ func (b *bench) runRouter(ctx context.Context, n *natsServer, wname, tag, bin, p
 	r.RSSKiB = peakRSSKiB(p.pid())
 	c, _ := cpuSeconds(n.proc.pid())
 	r.NATSCPU = c - natsCPU0
+	r.NATSSyscalls = syscalls(n.proc.pid()) - natsSys0
 	r.Load = loadavg1()
 	if perf != nil {
 		stopPerf(perf)
@@ -796,8 +821,8 @@ func (b *bench) runRouter(ctx context.Context, n *natsServer, wname, tag, bin, p
 	if r.Capped {
 		capped = fmt.Sprintf(" (stopped at the %s cap)", b.sizes.routerCap)
 	}
-	logf("router (%s, %s) on %s: %d events (%d messages) in %.2fs%s, %.0f events/s, CPU %.2fs, peak RSS %d MiB, nats CPU %.2fs, loadavg1 %s",
-		persist, envelope, wname, r.Events, r.Msgs, r.Secs, capped, r.PerSec, r.CPU, r.RSSKiB/1024, r.NATSCPU, r.Load)
+	logf("router (%s, %s) on %s: %d events (%d messages) in %.2fs%s, %.0f events/s, CPU %.2fs, peak RSS %d MiB, nats CPU %.2fs, nats syscalls %.1f per 1000 events, loadavg1 %s",
+		persist, envelope, wname, r.Events, r.Msgs, r.Secs, capped, r.PerSec, r.CPU, r.RSSKiB/1024, r.NATSCPU, perThousand(r.NATSSyscalls, r.Events), r.Load)
 	return r, nil
 }
 

@@ -286,7 +286,7 @@ func (r *results) envelopeTables(p func(string, ...any)) {
 	p("Routers (`--output-persist async`) one after another in each round on the same raw stream, in the opposite order every other round; each its own durable consumer and output stream, deleted after the run. ")
 	p("`cloudevents`: structured mode, data the native document; `cloudevents-change`: data {before, after, op}; `debezium`: payload only, key in a header; `native+group`: native events, `--group transaction` (a message per transaction, in parts at the max payload or at a raw record's end); `native+tracing` (`-tracing`): native events with OpenTelemetry tracing on, a span per raw record exported over OTLP/HTTP and a traceparent header on every event. ")
 	p("Medians over the rounds, (min–max); × native is the median of the ratios to the native run of the same round (higher is better for events/s, lower for CPU). CPU in µs per event; bytes per event: the output stream's bytes (JetStream's accounting: data, headers, subject) over its events.\n\n")
-	p("`%s`: the workload's native events published by a client that does nothing else (ceiling.go): what the server takes; its CPU column is that client's; `%s` the same with that envelope's events. × ceiling: a router's events/s over the ceiling of its envelope's events in the same round (1.00: the server is the limit), a ceiling's over the native events' ceiling (what the envelope's bytes cost the server). With `-router-ab`, `native (B)` is the native router of the other build, next to the one of `-bin` in each round (after it in odd rounds, before it in even ones with -envelopes) (`-router-ab-envelopes`: every envelope's, × native over the native router of `-bin`). × collector: over the median collector rate of the workload.\n\n", ceilingVariant, ceilingOf("debezium"))
+	p("`%s`: the workload's native events published by a client that does nothing else (ceiling.go): what the server takes; its CPU column is that client's; `%s` the same with that envelope's events. × ceiling: a router's events/s over the ceiling of its envelope's events in the same round (1.00: the server is the limit), a ceiling's over the native events' ceiling (what the envelope's bytes cost the server). With `-router-ab`, `native (B)` is the native router of the other build, next to the one of `-bin` in each round (after it in odd rounds, before it in even ones with -envelopes) (`-router-ab-envelopes`: every envelope's, × native over the native router of `-bin`). × collector: over the median collector rate of the workload. With `-ceiling-headers`, `%s` and `%s`: the native events' ceiling without that header, × ceiling over the one with both (what the header costs the server).\n\n", ceilingVariant, ceilingOf("debezium"), ceilingWithout(ceilingHeaders[0]), ceilingWithout(ceilingHeaders[1]))
 	p("| workload | variant | rounds | events | messages | bytes/event | events/s | × native | × ceiling | × collector | messages/s | router CPU µs/event | × native | nats-server CPU µs/event | router peak RSS MiB |\n")
 	p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	type row struct {
@@ -305,6 +305,10 @@ func (r *results) envelopeTables(p func(string, ...any)) {
 			c := ceilingOf(v.name)
 			rows = append(rows, row{c, func(rr routerRun) bool { return rr.Envelope == c }})
 		}
+	}
+	for _, h := range ceilingHeaders {
+		c := ceilingWithout(h)
+		rows = append(rows, row{c, func(rr routerRun) bool { return rr.Envelope == c }})
 	}
 	for _, w := range r.Workloads {
 		col := median(rates(w.Collector))
