@@ -38,11 +38,12 @@ func javaHashMapOrder(hashes []int32, capacity int, cmp func(a, b int) int) []in
 // also a red-black tree node (tree set), whose list order is the
 // iteration order.
 type jnode struct {
-	key                 int // its index
-	hash                int32
-	next, prev          *jnode
-	parent, left, right *jnode
-	red, tree           bool
+	key        int // its index
+	hash       int32
+	next, prev *jnode
+	parent     *jnode
+	child      [2]*jnode // left, right
+	red, tree  bool
 }
 
 type jmap struct {
@@ -189,33 +190,32 @@ func (m *jmap) treeifyBin(x *jnode) {
 func (m *jmap) treeify(hd *jnode) {
 	var root *jnode
 	for x := hd; x != nil; x = x.next {
-		x.left, x.right = nil, nil
+		x.child = [2]*jnode{}
 		if root == nil {
 			x.parent, x.red = nil, false
 			root = x
 			continue
 		}
-		for p := root; ; {
-			xp := p
-			left := m.less(x, p)
-			if left {
-				p = p.left
-			} else {
-				p = p.right
-			}
-			if p == nil {
-				x.parent = xp
-				if left {
-					xp.left = x
-				} else {
-					xp.right = x
-				}
-				root = balanceInsertion(root, x)
-				break
-			}
-		}
+		m.attach(root, x)
+		root = balanceInsertion(root, x)
 	}
 	m.moveRootToFront(root)
+}
+
+// attach adds x as a leaf of the tree of root, ordered by less.
+func (m *jmap) attach(root, x *jnode) {
+	for p := root; ; {
+		d := right
+		if m.less(x, p) {
+			d = left
+		}
+		if p.child[d] == nil {
+			x.parent = p
+			p.child[d] = x
+			return
+		}
+		p = p.child[d]
+	}
 }
 
 func (m *jmap) putTree(i int, x *jnode) {
@@ -223,31 +223,16 @@ func (m *jmap) putTree(i int, x *jnode) {
 	for root.parent != nil {
 		root = root.parent
 	}
-	for p := root; ; {
-		xp := p
-		left := m.less(x, p)
-		if left {
-			p = p.left
-		} else {
-			p = p.right
-		}
-		if p != nil {
-			continue
-		}
-		// The new node goes into the list right after its tree parent.
-		x.tree, x.next, x.prev, x.parent = true, xp.next, xp, xp
-		if left {
-			xp.left = x
-		} else {
-			xp.right = x
-		}
-		if xp.next != nil {
-			xp.next.prev = x
-		}
-		xp.next = x
-		m.moveRootToFront(balanceInsertion(root, x))
-		return
+	x.tree = true
+	m.attach(root, x)
+	// The new node goes into the list right after its tree parent.
+	xp := x.parent
+	x.next, x.prev = xp.next, xp
+	if xp.next != nil {
+		xp.next.prev = x
 	}
+	xp.next = x
+	m.moveRootToFront(balanceInsertion(root, x))
 }
 
 func (m *jmap) moveRootToFront(root *jnode) {
@@ -291,7 +276,7 @@ func (m *jmap) split(b *jnode, j, bit int) {
 		}
 		if l.n <= untreeifyAt {
 			for e := hd; e != nil; e = e.next {
-				e.tree, e.parent, e.left, e.right, e.prev = false, nil, nil, nil, nil
+				e.tree, e.parent, e.child, e.prev = false, nil, [2]*jnode{}, nil
 			}
 			m.tab[at] = hd
 			return
@@ -305,56 +290,41 @@ func (m *jmap) split(b *jnode, j, bit int) {
 	place(&hi, &lo, j+bit)
 }
 
-func rotateLeft(root, p *jnode) *jnode {
-	if p == nil || p.right == nil {
-		return root
-	}
-	r := p.right
-	p.right = r.left
-	if r.left != nil {
-		r.left.parent = p
-	}
-	r.parent = p.parent
-	switch pp := p.parent; {
-	case pp == nil:
-		root = r
-		r.red = false
-	case pp.left == p:
-		pp.left = r
-	default:
-		pp.right = r
-	}
-	r.left = p
-	p.parent = r
-	return root
-}
+// Sides of a tree node's children.
+const (
+	left  = 0
+	right = 1
+)
 
-func rotateRight(root, p *jnode) *jnode {
-	if p == nil || p.left == nil {
+// rotate lifts p's child on side 1-d into p's place and puts p below it
+// on side d: d left is HashMap.TreeNode.rotateLeft, d right rotateRight.
+func rotate(root, p *jnode, d int) *jnode {
+	if p == nil || p.child[1-d] == nil {
 		return root
 	}
-	l := p.left
-	p.left = l.right
-	if l.right != nil {
-		l.right.parent = p
+	c := p.child[1-d]
+	p.child[1-d] = c.child[d]
+	if c.child[d] != nil {
+		c.child[d].parent = p
 	}
-	l.parent = p.parent
+	c.parent = p.parent
 	switch pp := p.parent; {
 	case pp == nil:
-		root = l
-		l.red = false
-	case pp.right == p:
-		pp.right = l
+		root = c
+		c.red = false
+	case pp.child[left] == p:
+		pp.child[left] = c
 	default:
-		pp.left = l
+		pp.child[right] = c
 	}
-	l.right = p
-	p.parent = l
+	c.child[d] = p
+	p.parent = c
 	return root
 }
 
 // balanceInsertion restores the red-black rules after x was added and
-// returns the root, as HashMap.TreeNode.balanceInsertion does.
+// returns the root, as HashMap.TreeNode.balanceInsertion does (its two
+// mirrored halves as one, s the side of x's parent).
 func balanceInsertion(root, x *jnode) *jnode {
 	x.red = true
 	for {
@@ -367,49 +337,29 @@ func balanceInsertion(root, x *jnode) *jnode {
 		if !xp.red || xpp == nil {
 			return root
 		}
-		if xppl := xpp.left; xp == xppl {
-			if xppr := xpp.right; xppr != nil && xppr.red {
-				xppr.red, xp.red, xpp.red = false, false, true
-				x = xpp
-				continue
-			}
-			if x == xp.right {
-				x = xp
-				root = rotateLeft(root, x)
-				xp = x.parent
-				xpp = nil
-				if xp != nil {
-					xpp = xp.parent
-				}
-			}
+		s := right
+		if xp == xpp.child[left] {
+			s = left
+		}
+		if uncle := xpp.child[1-s]; uncle != nil && uncle.red {
+			uncle.red, xp.red, xpp.red = false, false, true
+			x = xpp
+			continue
+		}
+		if x == xp.child[1-s] {
+			x = xp
+			root = rotate(root, x, s)
+			xp = x.parent
+			xpp = nil
 			if xp != nil {
-				xp.red = false
-				if xpp != nil {
-					xpp.red = true
-					root = rotateRight(root, xpp)
-				}
+				xpp = xp.parent
 			}
-		} else {
-			if xppl != nil && xppl.red {
-				xppl.red, xp.red, xpp.red = false, false, true
-				x = xpp
-				continue
-			}
-			if x == xp.left {
-				x = xp
-				root = rotateRight(root, x)
-				xp = x.parent
-				xpp = nil
-				if xp != nil {
-					xpp = xp.parent
-				}
-			}
-			if xp != nil {
-				xp.red = false
-				if xpp != nil {
-					xpp.red = true
-					root = rotateLeft(root, xpp)
-				}
+		}
+		if xp != nil {
+			xp.red = false
+			if xpp != nil {
+				xpp.red = true
+				root = rotate(root, xpp, 1-s)
 			}
 		}
 	}
