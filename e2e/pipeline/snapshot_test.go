@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -276,7 +277,7 @@ func TestRollingUpgrade(t *testing.T) {
 	waitCount(ctx, t, js, "LATE", uint64(len(v2)))
 	must(t, oldCol.Stop())
 
-	// The collector upgraded: version-3 records.
+	// The collector upgraded: records of this version (wire.Version).
 	col := harness.StartProcess(t, "pgjet-collector", colArgs, nil)
 	if !col.WaitForLog("msg=streaming", 30*time.Second) {
 		t.Fatal("collector did not start streaming")
@@ -285,11 +286,11 @@ func TestRollingUpgrade(t *testing.T) {
 	select {
 	case <-oldRt.Done():
 	case <-time.After(time.Minute):
-		t.Fatal("the old router did not stop at the first version-3 record")
+		t.Fatalf("the old router did not stop at the first version-%d record", wire.Version)
 	}
 	line := strings.TrimSpace(tailLines(oldRt.Log(), 1))
-	if oldRt.Wait() == nil || !strings.Contains(line, "format version 3") || !strings.Contains(line, "upgrade pgjet") {
-		t.Fatalf("old router: exit %v, last line %q, want one line naming format version 3 and asking to upgrade", oldRt.Wait(), line)
+	if oldRt.Wait() == nil || !strings.Contains(line, fmt.Sprintf("format version %d", wire.Version)) || !strings.Contains(line, "upgrade pgjet") {
+		t.Fatalf("old router: exit %v, last line %q, want one line naming format version %d and asking to upgrade", oldRt.Wait(), line, wire.Version)
 	}
 	t.Logf("old router's last line: %s", line)
 	if n := count(ctx, t, js, "LATE"); n != uint64(len(v2)) {

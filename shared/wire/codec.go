@@ -29,7 +29,8 @@ const (
 	changeFieldsV2 = 10 // no LSN
 	txFields       = 13
 	txFieldsV2     = 11 // no Snapshot, no PrevCommitLSN
-	snapshotFields = 4
+	snapshotFields   = 5
+	snapshotFieldsV3 = 4 // no Xid
 )
 
 func (v *Value) EncodeMsgpack(e *msgpack.Encoder) error {
@@ -192,9 +193,10 @@ func (s *Snapshot) encode(e *msgpack.Encoder) error {
 		return err
 	}
 	if s.Sinks == nil {
-		return e.EncodeNil()
-	}
-	if err := e.EncodeArrayLen(len(s.Sinks)); err != nil {
+		if err := e.EncodeNil(); err != nil {
+			return err
+		}
+	} else if err := e.EncodeArrayLen(len(s.Sinks)); err != nil {
 		return err
 	}
 	for _, n := range s.Sinks {
@@ -202,7 +204,7 @@ func (s *Snapshot) encode(e *msgpack.Encoder) error {
 			return err
 		}
 	}
-	return nil
+	return e.EncodeUint64(s.Xid)
 }
 
 // The append path: the same bytes as the Encoder calls above.
@@ -240,13 +242,14 @@ func appendSnapshot(b []byte, s *Snapshot) []byte {
 	b = appendString(b, s.ID)
 	b = appendUint8(b, s.Marks)
 	if s.Sinks == nil {
-		return append(b, codeNil)
+		b = append(b, codeNil)
+	} else {
+		b = appendArrayLen(b, len(s.Sinks))
 	}
-	b = appendArrayLen(b, len(s.Sinks))
 	for _, n := range s.Sinks {
 		b = appendString(b, n)
 	}
-	return b
+	return appendUint64(b, s.Xid)
 }
 
 func appendChange(b []byte, c *Change, version int) []byte {

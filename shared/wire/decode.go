@@ -332,8 +332,12 @@ func (r *reader) snapshot(sp **Snapshot) error {
 	if err != nil || n < 0 {
 		return err // nil: a transaction of changes
 	}
-	if n != snapshotFields {
-		return fmt.Errorf("snapshot has %d fields, this format has %d", n, snapshotFields)
+	want := snapshotFields
+	if r.version < 4 {
+		want = snapshotFieldsV3
+	}
+	if n != want {
+		return fmt.Errorf("snapshot has %d fields, this format has %d", n, want)
 	}
 	s := &Snapshot{}
 	kind, err := r.d.DecodeUint8()
@@ -356,6 +360,11 @@ func (r *reader) snapshot(sp **Snapshot) error {
 			if s.Sinks[i], err = r.d.DecodeString(); err != nil {
 				return err
 			}
+		}
+	}
+	if want == snapshotFields {
+		if s.Xid, err = r.d.DecodeUint64(); err != nil {
+			return err
 		}
 	}
 	*sp = s

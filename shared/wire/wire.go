@@ -24,6 +24,8 @@
 //	   Tx.PrevCommitLSN); what the catalog says of a relation's columns
 //	   (Relation.Catalog: NOT NULL, default, primary key) and an enum's
 //	   labels (TypeInfo.Labels)
+//	4  the 64-bit id of the transaction an initial snapshot was read in
+//	   (Snapshot.Xid)
 package wire
 
 import (
@@ -36,7 +38,7 @@ import (
 )
 
 // Version is the format version written by this code.
-const Version = 3
+const Version = 4
 
 // OldestVersion is the oldest format version this code reads.
 const OldestVersion = 2
@@ -185,6 +187,11 @@ type Snapshot struct {
 	// these reads: a backfill aimed at some consumers leaves the others'
 	// outputs unchanged.
 	Sinks []string
+	// Xid is the id of the transaction the rows were read in, with its
+	// epoch (pg_current_xact_id: Debezium's source.txId of a snapshot
+	// record), Tx.Xid its low 32 bits; 0 for none (a backfill, or a
+	// snapshot read on a standby, which gives none).
+	Xid uint64
 }
 
 // SnapshotKind says how reads were taken.

@@ -136,7 +136,7 @@ func RunInitial(ctx context.Context, cfg InitialConfig) error {
 	}
 	close(queue)
 	seq := &sequencer{
-		w:         NewTxWriter(cfg.Emit, cfg.MaxFragment, cfg.Position, uint32(xid8), wire.Snapshot{Kind: wire.SnapshotInitial, ID: InitialID}),
+		w:         NewTxWriter(cfg.Emit, cfg.MaxFragment, cfg.Position, uint32(xid8), wire.Snapshot{Kind: wire.SnapshotInitial, ID: InitialID, Xid: uint64(xid8)}),
 		remaining: len(tables),
 		progress:  cfg.Progress,
 	}

@@ -27,7 +27,8 @@ type TxWriter struct {
 // NewTxWriter returns a writer of the transaction of reads at position
 // commitLSN (see wire.Snapshot), emitting fragments of at most about
 // maxFragment bytes to emit. xid is the transaction the rows were read in
-// (its low 32 bits, as pgoutput's xids), 0 for none.
+// (its low 32 bits, as pgoutput's xids; snap.Xid holds it whole), 0 for
+// none.
 func NewTxWriter(emit pgoutput.Emitter, maxFragment int, commitLSN uint64, xid uint32, snap wire.Snapshot) *TxWriter {
 	return &TxWriter{emit: emit, maxFragment: maxFragment, base: wire.Tx{Xid: xid, CommitLSN: commitLSN}, snap: snap}
 }

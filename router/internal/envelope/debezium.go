@@ -644,13 +644,19 @@ func (d *Debezium) appendSource(b []byte, e *Event, table bool) []byte {
 		b = append(b, `,"schema":"","table":""`...)
 	}
 	b = append(b, `,"txId":`...)
-	incremental := e.Change.Op == wire.OpRead && e.Tx.Snapshot != nil && e.Tx.Snapshot.Kind != wire.SnapshotInitial
-	if d.hasTx(e) || e.Change.Op == wire.OpRead && !incremental && e.Tx.Xid != 0 {
+	read := e.Change.Op == wire.OpRead && e.Tx.Snapshot != nil
+	incremental := read && e.Tx.Snapshot.Kind != wire.SnapshotInitial
+	switch {
+	case read && e.Tx.Snapshot.Xid != 0 && !incremental:
+		// The reading transaction's id with its epoch, as Debezium's
+		// (pg_current_xact_id); a 32-bit xid before format version 4.
+		b = strconv.AppendUint(b, e.Tx.Snapshot.Xid, 10)
+	case d.hasTx(e) || read && !incremental && e.Tx.Xid != 0:
 		if s.xidText == nil || s.xid != e.Tx.Xid {
 			s.xid, s.xidText = e.Tx.Xid, strconv.AppendUint(s.xidText[:0], uint64(e.Tx.Xid), 10)
 		}
 		b = append(b, s.xidText...)
-	} else {
+	default:
 		b = append(b, "null"...)
 	}
 	b = append(b, `,"lsn":`...)

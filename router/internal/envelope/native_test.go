@@ -51,10 +51,10 @@ var (
 
 // Transactions of snapshot reads: three rows of an initial snapshot, the
 // first of the snapshot and of its table at index 40, read in transaction
-// 733, and a backfill chunk's (no transaction).
+// 733 of epoch 1, and a backfill chunk's (no transaction).
 var (
 	initialTx = &wire.Tx{Xid: 733, CommitLSN: 0x16B3747, CommitTime: tx.CommitTime, FirstChange: 40, Changes: make([]wire.Change, 3),
-		Snapshot: &wire.Snapshot{Kind: wire.SnapshotInitial, ID: "initial", Marks: wire.SnapshotFirst | wire.SnapshotFirstInTable}}
+		Snapshot: &wire.Snapshot{Kind: wire.SnapshotInitial, ID: "initial", Marks: wire.SnapshotFirst | wire.SnapshotFirstInTable, Xid: 1<<32 | 733}}
 	backfillTx = &wire.Tx{CommitLSN: 0x16B3779, CommitTime: tx.CommitTime, Changes: make([]wire.Change, 1),
 		Snapshot: &wire.Snapshot{Kind: wire.SnapshotIncremental, ID: "b-1"}}
 )
