@@ -131,7 +131,10 @@ func (e *Engine) Run(ctx context.Context) error {
 		// Everything the watcher has, then the next job.
 		for drained := false; !drained; {
 			select {
-			case entry := <-w.Updates():
+			case entry, ok := <-w.Updates():
+				if !ok {
+					return watchEnded(ctx)
+				}
 				if entry == nil {
 					continue // the current values are all in
 				}
@@ -162,7 +165,10 @@ func (e *Engine) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case entry := <-w.Updates():
+		case entry, ok := <-w.Updates():
+			if !ok {
+				return watchEnded(ctx)
+			}
 			if entry != nil {
 				if j, err := snapshot.JobOf(entry); err == nil && j != nil {
 					jobs[j.ID] = j
@@ -174,6 +180,16 @@ func (e *Engine) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// watchEnded is Run's end when the watch of the jobs closed its channel:
+// it does when ctx ends (the watch was made with it), and a closed channel
+// is always ready, so it must end the loop, not be read again.
+func watchEnded(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return errors.New("backfill: the watch of the snapshot bucket ended")
 }
 
 // forgetAfter: ended jobs are kept this long for status.

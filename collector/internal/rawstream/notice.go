@@ -13,14 +13,15 @@ import (
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
-// PublishNotice stores a raw message holding tx alone (a notice, see
-// wire.NoticeTx) on the source's subject of stream, which must end at
-// sequence lastSeq (0: empty; one writer per source, as the Publisher
-// expects it), and waits for its ack, retrying with the same message id
-// until it is stored or ctx ends. It is for the moments before a session
-// streams, when no Publisher runs: a notice that must be stored before
-// what follows it is done. It returns the notice's sequence.
-func PublishNotice(ctx context.Context, js jetstream.JetStream, stream string, src wire.Source, tx wire.Tx, lastSeq uint64, ackTimeout time.Duration, log *slog.Logger) (uint64, error) {
+// PublishAlone stores a raw message holding tx alone (a notice, see
+// wire.NoticeTx, or the fragment closing an interrupted snapshot's reads)
+// on the source's subject of stream, which must end at sequence lastSeq
+// (0: empty; one writer per source, as the Publisher expects it), and
+// waits for its ack, retrying with the same message id until it is stored
+// or ctx ends. It is for the moments before a session streams, when no
+// Publisher runs: a record that must be stored before what follows it is
+// done. It returns the record's sequence.
+func PublishAlone(ctx context.Context, js jetstream.JetStream, stream string, src wire.Source, tx wire.Tx, lastSeq uint64, ackTimeout time.Duration, log *slog.Logger) (uint64, error) {
 	m := &wire.Message{Source: src, Txs: []wire.Tx{tx}}
 	data, err := wire.Marshal(m)
 	if err != nil {

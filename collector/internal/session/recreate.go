@@ -119,11 +119,19 @@ func (s *session) recreateSlot(ctx context.Context, pgc *pgx.Conn, repl *pgconn.
 	if already {
 		log.Info("the gap notice is in the raw stream already (an earlier attempt stopped before the slot was created again)", "from_lsn", told.FromLSN)
 	} else {
+		// An initial snapshot a stopped collector left open is closed
+		// first, at its own position: closed after the notice, it would
+		// be behind it, where routers skip it as going backwards.
+		if pos, open := openInitialReads(last); stored && open {
+			if lastSeq, err = rawstream.PublishAlone(ctx, s.js, cfg.RawStream, src, closingFragment(pos), lastSeq, cfg.AckTimeout, log); err != nil {
+				return nil, fmt.Errorf("close the interrupted initial snapshot's reads before the gap notice: %w", err)
+			}
+		}
 		tx, err := wire.NoticeTx(n, g.To)
 		if err != nil {
 			return nil, err
 		}
-		if g.NoticeSeq, err = rawstream.PublishNotice(ctx, s.js, cfg.RawStream, src, tx, lastSeq, cfg.AckTimeout, log); err != nil {
+		if g.NoticeSeq, err = rawstream.PublishAlone(ctx, s.js, cfg.RawStream, src, tx, lastSeq, cfg.AckTimeout, log); err != nil {
 			return nil, fmt.Errorf("store the gap notice before re-creating slot %s: %w", cfg.Slot, err)
 		}
 	}

@@ -365,17 +365,35 @@ func (s *session) initialOnly(ctx context.Context, pgc *pgx.Conn, repl *pgconn.P
 }
 
 // closeInterrupted closes the transaction of reads of an initial snapshot
-// interrupted after last (the raw stream's last record of the source): a
-// final fragment with no change, as a split transaction's last one. The
+// interrupted after last (the raw stream's last record of the source). The
 // rest of the snapshot comes as a backfill.
 func closeInterrupted(ctx context.Context, pub *rawstream.Publisher, plan *snapshotPlan, last wire.Position) error {
 	if plan == nil || plan.interrupted == 0 || last.CommitLSN != plan.interrupted || last.Final {
 		return nil
 	}
-	f := &pgoutput.Fragment{Size: 128}
-	f.Tx = wire.Tx{CommitLSN: last.CommitLSN, Fragment: last.Fragment + 1, FirstChange: last.Change, Final: true,
+	return pub.Add(ctx, &pgoutput.Fragment{Tx: closingFragment(last), Size: 128}, time.Minute)
+}
+
+// closingFragment ends the transaction of reads an initial snapshot left
+// open at last: a final fragment with no change, as a split transaction's
+// last one.
+func closingFragment(last wire.Position) wire.Tx {
+	return wire.Tx{CommitLSN: last.CommitLSN, Fragment: last.Fragment + 1, FirstChange: last.Change, Final: true,
 		CommitTime: time.Now().UnixMicro(), Snapshot: &wire.Snapshot{Kind: wire.SnapshotInitial, ID: snapshot.InitialID}}
-	return pub.Add(ctx, f, time.Minute)
+}
+
+// openInitialReads reports where the initial snapshot's transaction of
+// reads that last (the raw stream's last record of the source) leaves
+// open ends: a collector stopped while reading it.
+func openInitialReads(last *wire.Message) (wire.Position, bool) {
+	if last == nil || len(last.Txs) == 0 {
+		return wire.Position{}, false
+	}
+	t := &last.Txs[len(last.Txs)-1]
+	if t.Final || t.Snapshot == nil || t.Snapshot.Kind != wire.SnapshotInitial {
+		return wire.Position{}, false
+	}
+	return last.Last()
 }
 
 // startBackfills makes the decoder's stream followed for backfills and

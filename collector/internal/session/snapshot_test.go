@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/collector/internal/backfill"
+	"github.com/pgjet/pgjet/collector/internal/rawstream"
 	"github.com/pgjet/pgjet/collector/internal/snapshot"
 	"github.com/pgjet/pgjet/shared/natsconn"
 	"github.com/pgjet/pgjet/shared/natstest"
@@ -47,7 +48,8 @@ func newSnapEnv(t *testing.T, setup string) *snapEnv {
 }
 
 // start runs a session with snapshot settings sc; tables are published.
-func (e *snapEnv) start(t *testing.T, tables []string, sc SnapshotConfig) {
+// mods change the rest of its configuration.
+func (e *snapEnv) start(t *testing.T, tables []string, sc SnapshotConfig, mods ...func(*Config)) {
 	t.Helper()
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -55,14 +57,16 @@ func (e *snapEnv) start(t *testing.T, tables []string, sc SnapshotConfig) {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	go func() {
-		done <- Run(runCtx, Config{
-			DSN: e.pg.DSN(""), Slot: "snap", Publication: "snap", Tables: tables, Source: "app",
-			NATS: natsconn.Config{URL: e.url}, RawStream: wire.DefaultRawStream, RawMaxAge: time.Hour, RawDupes: time.Minute,
-			RawReplicas: 1, AckTimeout: 10 * time.Second, MaxQueue: 8 << 20, MaxMessage: 1 << 20,
-			Snapshot: sc, Log: log,
-		})
-	}()
+	cfg := Config{
+		DSN: e.pg.DSN(""), Slot: "snap", Publication: "snap", Tables: tables, Source: "app",
+		NATS: natsconn.Config{URL: e.url}, RawStream: wire.DefaultRawStream, RawMaxAge: time.Hour, RawDupes: time.Minute,
+		RawReplicas: 1, AckTimeout: 10 * time.Second, MaxQueue: 8 << 20, MaxMessage: 1 << 20,
+		Snapshot: sc, Log: log,
+	}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	go func() { done <- Run(runCtx, cfg) }()
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
@@ -567,5 +571,55 @@ func TestRestartAfterBackfillChunk(t *testing.T) {
 	if next.PrevCommitLSN == 0 || next.PrevCommitLSN < chunk.PrevCommitLSN || next.PrevCommitLSN >= next.CommitLSN {
 		t.Errorf("the insert after the restart follows %X, want the watermark commit's end %X or a later commit before its own %X",
 			next.PrevCommitLSN, chunk.PrevCommitLSN, next.CommitLSN)
+	}
+}
+
+// Invariant: an initial snapshot interrupted, then a gap (the slot dropped
+// and created again with --recreate-slot): the transaction of reads the
+// stopped collector left open is closed at its own position before the
+// gap notice, so that routers end it (after the notice they would skip
+// the closing fragment as going backwards).
+func TestInterruptedSnapshotClosedBeforeGap(t *testing.T) {
+	e := newSnapEnv(t, `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 300000) g;`)
+	sc := SnapshotConfig{Mode: snapshot.ModeInitial, ChunkRows: 100}
+	e.start(t, []string{"public.t"}, sc)
+	waitUntil(t, "the first reads stored", func() bool { return len(e.raw(t)) >= 2 })
+	e.stop()
+	msgs := e.raw(t)
+	open, ok := openInitialReads(msgs[len(msgs)-1])
+	if !ok {
+		t.Fatalf("the stopped snapshot left no open transaction of reads: last record %+v", msgs[len(msgs)-1].Txs)
+	}
+	ctx := context.Background()
+	waitUntil(t, "the slot dropped", func() bool {
+		_, err := e.conn.Exec(ctx, `SELECT pg_drop_replication_slot('snap')`)
+		return err == nil
+	})
+
+	e.start(t, []string{"public.t"}, sc, func(c *Config) { c.RecreateSlot = true })
+	var notice int
+	waitUntil(t, "the gap notice", func() bool {
+		msgs = e.raw(t)
+		for i, m := range msgs {
+			if n, ok := rawstream.LastNotice(m); ok && n.Kind == wire.NoticeGap {
+				notice = i
+				return true
+			}
+		}
+		return false
+	})
+	e.stop()
+	closing := msgs[notice-1].Txs[len(msgs[notice-1].Txs)-1]
+	if closing.CommitLSN != open.CommitLSN || !closing.Final || closing.Fragment != open.Fragment+1 || closing.FirstChange != open.Change ||
+		len(closing.Changes) != 0 || closing.Snapshot == nil || closing.Snapshot.Kind != wire.SnapshotInitial {
+		t.Fatalf("the record before the gap notice: fragment %d at %X, final %v, %d changes from %d; want the final fragment %d of the reads at %X, from change %d, with none",
+			closing.Fragment, closing.CommitLSN, closing.Final, len(closing.Changes), closing.FirstChange, open.Fragment+1, open.CommitLSN, open.Change)
+	}
+	for _, m := range msgs[notice+1:] {
+		for _, tx := range m.Txs {
+			if tx.CommitLSN == open.CommitLSN {
+				t.Fatalf("fragment %d of the interrupted reads after the gap notice", tx.Fragment)
+			}
+		}
 	}
 }
