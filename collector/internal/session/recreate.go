@@ -102,7 +102,9 @@ func (s *session) recreateSlot(ctx context.Context, pgc *pgx.Conn, repl *pgconn.
 		// after them.
 		if pos, ok := last.Last(); ok && pos.CommitLSN > g.From {
 			g.From = pos.CommitLSN
-			if t := &last.Txs[len(last.Txs)-1]; t.Final {
+			// A transaction of reads ends at no commit (EndLSN 0): the gap
+			// starts after its position.
+			if t := &last.Txs[len(last.Txs)-1]; t.Final && t.EndLSN != 0 {
 				g.From = t.EndLSN
 			}
 		}

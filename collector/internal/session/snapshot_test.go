@@ -578,48 +578,76 @@ func TestRestartAfterBackfillChunk(t *testing.T) {
 // and created again with --recreate-slot): the transaction of reads the
 // stopped collector left open is closed at its own position before the
 // gap notice, so that routers end it (after the notice they would skip
-// the closing fragment as going backwards).
+// the closing fragment as going backwards), once, also when an earlier
+// attempt stored the closing fragment and stopped; the gap starts after
+// the reads' position.
 func TestInterruptedSnapshotClosedBeforeGap(t *testing.T) {
-	e := newSnapEnv(t, `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 300000) g;`)
-	sc := SnapshotConfig{Mode: snapshot.ModeInitial, ChunkRows: 100}
-	e.start(t, []string{"public.t"}, sc)
-	waitUntil(t, "the first reads stored", func() bool { return len(e.raw(t)) >= 2 })
-	e.stop()
-	msgs := e.raw(t)
-	open, ok := openInitialReads(msgs[len(msgs)-1])
-	if !ok {
-		t.Fatalf("the stopped snapshot left no open transaction of reads: last record %+v", msgs[len(msgs)-1].Txs)
-	}
-	ctx := context.Background()
-	waitUntil(t, "the slot dropped", func() bool {
-		_, err := e.conn.Exec(ctx, `SELECT pg_drop_replication_slot('snap')`)
-		return err == nil
-	})
+	for _, closedBefore := range []bool{false, true} {
+		t.Run(fmt.Sprintf("closed by an earlier attempt %v", closedBefore), func(t *testing.T) {
+			e := newSnapEnv(t, `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 300000) g;`)
+			sc := SnapshotConfig{Mode: snapshot.ModeInitial, ChunkRows: 100}
+			e.start(t, []string{"public.t"}, sc)
+			waitUntil(t, "the first reads stored", func() bool { return len(e.raw(t)) >= 2 })
+			e.stop()
+			msgs := e.raw(t)
+			last := msgs[len(msgs)-1]
+			open, ok := openInitialReads(last)
+			if !ok {
+				t.Fatalf("the stopped snapshot left no open transaction of reads: last record %+v", last.Txs)
+			}
+			ctx := context.Background()
+			if closedBefore {
+				s, err := e.js.Stream(ctx, wire.DefaultRawStream)
+				if err != nil {
+					t.Fatal(err)
+				}
+				info, err := s.Info(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := rawstream.PublishAlone(ctx, e.js, wire.DefaultRawStream, last.Source, closingFragment(open), info.State.LastSeq,
+					10*time.Second, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitUntil(t, "the slot dropped", func() bool {
+				_, err := e.conn.Exec(ctx, `SELECT pg_drop_replication_slot('snap')`)
+				return err == nil
+			})
 
-	e.start(t, []string{"public.t"}, sc, func(c *Config) { c.RecreateSlot = true })
-	var notice int
-	waitUntil(t, "the gap notice", func() bool {
-		msgs = e.raw(t)
-		for i, m := range msgs {
-			if n, ok := rawstream.LastNotice(m); ok && n.Kind == wire.NoticeGap {
-				notice = i
-				return true
+			e.start(t, []string{"public.t"}, sc, func(c *Config) { c.RecreateSlot = true })
+			var at int
+			var notice wire.Notice
+			waitUntil(t, "the gap notice", func() bool {
+				msgs = e.raw(t)
+				for i, m := range msgs {
+					if n, ok := rawstream.LastNotice(m); ok && n.Kind == wire.NoticeGap {
+						at, notice = i, n
+						return true
+					}
+				}
+				return false
+			})
+			e.stop()
+			closing := msgs[at-1].Txs[len(msgs[at-1].Txs)-1]
+			if closing.CommitLSN != open.CommitLSN || !closing.Final || closing.Fragment != open.Fragment+1 || closing.FirstChange != open.Change ||
+				len(closing.Changes) != 0 || closing.Snapshot == nil || closing.Snapshot.Kind != wire.SnapshotInitial {
+				t.Fatalf("the record before the gap notice: fragment %d at %X, final %v, %d changes from %d; want the final fragment %d of the reads at %X, from change %d, with none",
+					closing.Fragment, closing.CommitLSN, closing.Final, len(closing.Changes), closing.FirstChange, open.Fragment+1, open.CommitLSN, open.Change)
 			}
-		}
-		return false
-	})
-	e.stop()
-	closing := msgs[notice-1].Txs[len(msgs[notice-1].Txs)-1]
-	if closing.CommitLSN != open.CommitLSN || !closing.Final || closing.Fragment != open.Fragment+1 || closing.FirstChange != open.Change ||
-		len(closing.Changes) != 0 || closing.Snapshot == nil || closing.Snapshot.Kind != wire.SnapshotInitial {
-		t.Fatalf("the record before the gap notice: fragment %d at %X, final %v, %d changes from %d; want the final fragment %d of the reads at %X, from change %d, with none",
-			closing.Fragment, closing.CommitLSN, closing.Final, len(closing.Changes), closing.FirstChange, open.Fragment+1, open.CommitLSN, open.Change)
-	}
-	for _, m := range msgs[notice+1:] {
-		for _, tx := range m.Txs {
-			if tx.CommitLSN == open.CommitLSN {
-				t.Fatalf("fragment %d of the interrupted reads after the gap notice", tx.Fragment)
+			if prev := msgs[at-2].Txs[len(msgs[at-2].Txs)-1]; prev.CommitLSN == open.CommitLSN && prev.Final {
+				t.Fatalf("the reads at %X closed twice", open.CommitLSN)
 			}
-		}
+			for _, m := range msgs[at+1:] {
+				for _, tx := range m.Txs {
+					if tx.CommitLSN == open.CommitLSN {
+						t.Fatalf("fragment %d of the interrupted reads after the gap notice", tx.Fragment)
+					}
+				}
+			}
+			if want := wire.LSN(open.CommitLSN).String(); notice.FromLSN != want {
+				t.Errorf("gap notice from %s, want after the reads' position %s", notice.FromLSN, want)
+			}
+		})
 	}
 }
