@@ -376,9 +376,15 @@ func closeInterrupted(ctx context.Context, pub *rawstream.Publisher, plan *snaps
 
 // closingFragment ends the transaction of reads an initial snapshot left
 // open at last: a final fragment with no change, as a split transaction's
-// last one.
+// last one. A row it stopped in the middle of storing in pieces is left
+// behind (routers drop it: relay.abandoned); the backfill that goes on
+// with the snapshot reads it again.
 func closingFragment(last wire.Position) wire.Tx {
-	return wire.Tx{CommitLSN: last.CommitLSN, Fragment: last.Fragment + 1, FirstChange: last.Change, Final: true,
+	next := last.Change
+	if last.Piece != 0 {
+		next++
+	}
+	return wire.Tx{CommitLSN: last.CommitLSN, Fragment: last.Fragment + 1, FirstChange: next, Final: true,
 		CommitTime: time.Now().UnixMicro(), Snapshot: &wire.Snapshot{Kind: wire.SnapshotInitial, ID: snapshot.InitialID}}
 }
 

@@ -651,3 +651,21 @@ func TestInterruptedSnapshotClosedBeforeGap(t *testing.T) {
 		})
 	}
 }
+
+// closingFragment ends the reads after the last stored change, past a row
+// stored only in part (pieces), which the router then drops.
+func TestClosingFragment(t *testing.T) {
+	for _, tt := range []struct {
+		last      wire.Position
+		wantFirst uint64
+	}{
+		{wire.Position{CommitLSN: 0x3FFF, Change: 5, Fragment: 3}, 5},
+		{wire.Position{CommitLSN: 0x3FFF, Change: 5, Fragment: 3, Piece: 1000, PieceTotal: 5000}, 6},
+	} {
+		f := closingFragment(tt.last)
+		if f.CommitLSN != tt.last.CommitLSN || f.Fragment != 4 || f.FirstChange != tt.wantFirst || !f.Final || len(f.Changes) != 0 ||
+			f.Snapshot == nil || f.Snapshot.Kind != wire.SnapshotInitial {
+			t.Errorf("after %+v: %+v, want the final fragment 4 from change %d", tt.last, f, tt.wantFirst)
+		}
+	}
+}

@@ -54,15 +54,19 @@ func (r *Relay) joinPieces(ctx context.Context, raw jetstream.Msg, seq uint64, m
 		}
 		buf := make([]byte, 0, min(tx.PieceTotal, maxPreallocate))
 		buf = append(buf, tx.Changes[0].Content...)
+		gone := false
 		// The rest of this record first, then the records after it.
 		for ti+1 < len(m.Txs) && uint64(len(buf)) < tx.PieceTotal {
+			if gone = abandoned(&tx, &m.Txs[ti+1]); gone {
+				break
+			}
 			ti++
 			var err error
 			if buf, err = appendPiece(buf, &tx, &m.Txs[ti]); err != nil {
 				return nil, fmt.Errorf("raw record %d: %w", seq, err)
 			}
 		}
-		for uint64(len(buf)) < tx.PieceTotal {
+		for !gone && uint64(len(buf)) < tx.PieceTotal {
 			next, nm, err := r.nextRecord(ctx, raw, last, &tx, uint64(len(buf)))
 			if err != nil {
 				return nil, err
@@ -72,10 +76,22 @@ func (r *Relay) joinPieces(ctx context.Context, raw jetstream.Msg, seq uint64, m
 				if uint64(len(buf)) == tx.PieceTotal {
 					break
 				}
+				if gone = abandoned(&tx, &nm.Txs[i]); gone {
+					break
+				}
 				if buf, err = appendPiece(buf, &tx, &nm.Txs[i]); err != nil {
 					return nil, fmt.Errorf("raw record %d: %w", next, err)
 				}
 			}
+		}
+		if gone {
+			// Left without events: the record that closes the reads
+			// comes in its turn.
+			r.log.Warn("a snapshot read in pieces was left incomplete by a stopped collector; its row comes again from the backfill that goes on with the snapshot",
+				"raw_seq", seq, "lsn", wire.LSN(tx.CommitLSN), "index", tx.FirstChange, "bytes", len(buf), "of", tx.PieceTotal)
+			tx.Changes, tx.PieceOffset, tx.PieceTotal = nil, 0, 0
+			txs = append(txs, tx)
+			continue
 		}
 		c, err := wire.DecodeChange(buf, &tx.Changes[0], m.Relations)
 		if err != nil {
@@ -104,6 +120,16 @@ func (r *Relay) joinPieces(ctx context.Context, raw jetstream.Msg, seq uint64, m
 // (bytea, as base64, takes 4/3 of a byte per byte, its text form 2), so a
 // change encoded in more than twice max_payload makes too large an event.
 const oversizeFactor = 2
+
+// abandoned reports whether next, where the next piece of first's change
+// should be, ends first's transaction of reads without it: a collector
+// stopped while storing a snapshot read in pieces, and the one after it
+// closed the reads past that change (the rest of the snapshot, that row
+// included, comes as a backfill).
+func abandoned(first, next *wire.Tx) bool {
+	return first.Snapshot != nil && !next.IsPiece() && next.Snapshot != nil && next.CommitLSN == first.CommitLSN &&
+		next.Final && len(next.Changes) == 0 && next.FirstChange == first.FirstChange+1
+}
 
 // appendPiece appends next, which must be the piece of first's change that
 // continues at len(buf).
