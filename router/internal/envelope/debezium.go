@@ -649,9 +649,9 @@ func (d *Debezium) appendSource(b []byte, e *Event, table bool) []byte {
 	switch {
 	case read && e.Tx.Snapshot.Xid != 0 && !incremental:
 		// The reading transaction's id with its epoch, as Debezium's
-		// (pg_current_xact_id); a 32-bit xid before format version 4.
+		// (pg_current_xact_id).
 		b = strconv.AppendUint(b, e.Tx.Snapshot.Xid, 10)
-	case d.hasTx(e) || read && !incremental && e.Tx.Xid != 0:
+	case d.hasTx(e):
 		if s.xidText == nil || s.xid != e.Tx.Xid {
 			s.xid, s.xidText = e.Tx.Xid, strconv.AppendUint(s.xidText[:0], uint64(e.Tx.Xid), 10)
 		}

@@ -51,7 +51,7 @@ func TestDebeziumExtensionTypes(t *testing.T) {
 		// 2 has its own.
 		{"sparsevec", "{1:1.5,2:0.1,17:-3e-05}/20", `{"dimensions":20,"vector":[[1,1.5],[17,-3.0E-5],[2,0.1]]}`, sparse,
 			"VectorDatabaseTest.shouldParseSparseVector; order of new HashMap<>(3) in OpenJDK 17"},
-		{"sparsevec", "{}/5", `{"dimensions":5,"vector":[]}`, sparse, "Vectors.fromSparseVectorString: an empty vector"},
+		{"sparsevec", "{}/5", `{"dimensions":5,"vector":[]}`, sparse, "Vectors.fromSparseVectorString: {} is an empty map"},
 		{"halfvec", "[10,20.5,0.1]", `[10.0,20.5,0.1]`, `{"type":"array","items":{"type":"float","optional":false},"optional":true,"name":"io.debezium.data.FloatVector","version":1}`,
 			"VectorDatabaseIT: f_halfvec, FloatVector: Float.parseFloat of each element"},
 	}

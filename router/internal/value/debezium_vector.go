@@ -88,7 +88,9 @@ func appendSparseVector(b []byte, s []byte) ([]byte, error) {
 		if err != nil && !math.IsInf(f, 0) {
 			return bad()
 		}
-		idx, vals, hashes = append(idx, int16(i)), append(vals, f), append(hashes, int32(i)) // a Short's hash is its value
+		// A Short's hashCode is its value; HashMap spreads it.
+		h := int32(i)
+		idx, vals, hashes = append(idx, int16(i)), append(vals, f), append(hashes, h^int32(uint32(h)>>16))
 	}
 	b = append(b, `{"dimensions":`...)
 	b = strconv.AppendInt(b, d, 10)
