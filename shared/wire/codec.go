@@ -24,11 +24,11 @@ var (
 )
 
 const (
-	valueFields    = 2
-	changeFields   = 11
-	changeFieldsV2 = 10 // no LSN
-	txFields       = 13
-	txFieldsV2     = 11 // no Snapshot, no PrevCommitLSN
+	valueFields      = 2
+	changeFields     = 11
+	changeFieldsV2   = 10 // no LSN
+	txFields         = 13
+	txFieldsV2       = 11 // no Snapshot, no PrevCommitLSN
 	snapshotFields   = 5
 	snapshotFieldsV3 = 4 // no Xid
 )
