@@ -116,6 +116,22 @@ func (e *snapEnv) raw(t *testing.T) []*wire.Message {
 	return out
 }
 
+// settledRaw is raw once the stream stops growing: publishes a stopped
+// session made may still land after Run returns (the next session, taking
+// over the subject, is guarded against them by their expected sequence).
+func (e *snapEnv) settledRaw(t *testing.T) []*wire.Message {
+	t.Helper()
+	msgs := e.raw(t)
+	waitUntil(t, "the raw stream to stop growing", func() bool {
+		time.Sleep(300 * time.Millisecond) // the interval the stream must stay unchanged
+		again := e.raw(t)
+		same := len(again) == len(msgs)
+		msgs = again
+		return same
+	})
+	return msgs
+}
+
 // job waits until job id of source app has ended, and returns it.
 func (e *snapEnv) job(t *testing.T, id string) *snapshot.Job {
 	t.Helper()
@@ -589,7 +605,7 @@ func TestInterruptedSnapshotClosedBeforeGap(t *testing.T) {
 			e.start(t, []string{"public.t"}, sc)
 			waitUntil(t, "the first reads stored", func() bool { return len(e.raw(t)) >= 2 })
 			e.stop()
-			msgs := e.raw(t)
+			msgs := e.settledRaw(t)
 			last := msgs[len(msgs)-1]
 			open, ok := openInitialReads(last)
 			if !ok {
