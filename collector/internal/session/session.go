@@ -139,7 +139,14 @@ func (noProbe) Phantoms(*resume.Phantoms)                           {}
 // Run connects to NATS and runs replication sessions until ctx ends
 // (returning nil, or the last session's error) or an error that needs the
 // user: before the first session streamed, every error is one.
-func Run(ctx context.Context, cfg Config) error {
+func Run(ctx context.Context, cfg Config) (err error) {
+	defer func() {
+		// Stopped while starting (connecting, checking the raw stream):
+		// a shutdown, not a failure.
+		if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			err = nil
+		}
+	}()
 	log, pr := cfg.Log, cfg.Probe
 	if pr == nil {
 		pr = noProbe{}

@@ -685,3 +685,17 @@ func TestClosingFragment(t *testing.T) {
 		}
 	}
 }
+
+// Invariant: a collector stopped while it starts (connecting, checking
+// the raw stream, creating its slot) ends without an error: a shutdown is
+// not a failure, whenever it comes.
+func TestStopWhileStarting(t *testing.T) {
+	e := newSnapEnv(t, `CREATE TABLE t (id int PRIMARY KEY, v text);`)
+	for i := range 6 {
+		e.start(t, []string{"public.t"}, SnapshotConfig{Mode: snapshot.ModeNever})
+		// Not waiting for a condition: the stop must come at another
+		// point of the startup each time.
+		time.Sleep(time.Duration(i) * 15 * time.Millisecond)
+		e.stop() // fails the test if Run returns an error
+	}
+}
