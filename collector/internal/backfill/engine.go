@@ -182,6 +182,10 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
+// ErrWatchEnded: the watch of the jobs ended while Run did not (a
+// connection closed for good): watching again is the caller's to do.
+var ErrWatchEnded = errors.New("backfill: the watch of the snapshot bucket ended")
+
 // watchEnded is Run's end when the watch of the jobs closed its channel:
 // it does when ctx ends (the watch was made with it), and a closed channel
 // is always ready, so it must end the loop, not be read again.
@@ -189,7 +193,7 @@ func watchEnded(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return nil
 	}
-	return errors.New("backfill: the watch of the snapshot bucket ended")
+	return ErrWatchEnded
 }
 
 // forgetAfter: ended jobs are kept this long for status.

@@ -422,6 +422,9 @@ func (s *session) startBackfills(ctx context.Context, plan *snapshotPlan, dec *p
 	go func() {
 		defer close(done)
 		if err := eng.Run(ctx); err != nil && ctx.Err() == nil {
+			if errors.Is(err, backfill.ErrWatchEnded) {
+				err = &restartError{err: err} // a new session watches again
+			}
 			errs <- err
 		}
 	}()
