@@ -85,8 +85,7 @@ func (r *Relay) joinPieces(ctx context.Context, raw jetstream.Msg, seq uint64, m
 			}
 		}
 		if gone {
-			// Left without events: the record that closes the reads
-			// comes in its turn.
+			// Left without events; what followed it comes in its turn.
 			r.log.Warn("a snapshot read in pieces was left incomplete by a stopped collector; its row comes again from the backfill that goes on with the snapshot",
 				"raw_seq", seq, "lsn", wire.LSN(tx.CommitLSN), "index", tx.FirstChange, "bytes", len(buf), "of", tx.PieceTotal)
 			tx.Changes, tx.PieceOffset, tx.PieceTotal = nil, 0, 0
@@ -122,13 +121,15 @@ func (r *Relay) joinPieces(ctx context.Context, raw jetstream.Msg, seq uint64, m
 const oversizeFactor = 2
 
 // abandoned reports whether next, where the next piece of first's change
-// should be, ends first's transaction of reads without it: a collector
-// stopped while storing a snapshot read in pieces, and the one after it
-// closed the reads past that change (the rest of the snapshot, that row
-// included, comes as a backfill).
+// should be, shows the change was left incomplete: first is a snapshot
+// read, whose pieces a collector writes one after another, and next is
+// not one of them. The collector stopped between them, and nothing
+// resends a read (the next one closed the reads past it, or went on with
+// changes after a backfill chunk): the row comes again from the backfill
+// that goes on from the last stored chunk. A change's pieces are resent
+// by Postgres instead, so a hole in them stays an error.
 func abandoned(first, next *wire.Tx) bool {
-	return first.Snapshot != nil && !next.IsPiece() && next.Snapshot != nil && next.CommitLSN == first.CommitLSN &&
-		next.Final && len(next.Changes) == 0 && next.FirstChange == first.FirstChange+1
+	return first.Snapshot != nil && !(next.IsPiece() && next.CommitLSN == first.CommitLSN && next.FirstChange == first.FirstChange)
 }
 
 // appendPiece appends next, which must be the piece of first's change that

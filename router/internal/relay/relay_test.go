@@ -847,37 +847,45 @@ func TestChangeInPiecesTooLargeGoesToDeadLetter(t *testing.T) {
 }
 
 // Invariant: a snapshot read a stopped collector left half stored in
-// pieces, its reads closed by the next collector past it (a final
-// fragment from the next index), is dropped: no event for it, the reads
-// around it and the changes after them go out, every record is
+// pieces is dropped, whatever follows its last piece: the final fragment
+// the next collector closes an initial snapshot's reads with (from the
+// next index), or the changes after a backfill chunk. No event for it, the
+// reads before it and the changes after it go out, every record is
 // acknowledged, and the relay goes on.
 func TestAbandonedPiecedReadIsDropped(t *testing.T) {
-	e := newEnv(t)
-	initial := &wire.Snapshot{Kind: wire.SnapshotInitial, ID: "initial"}
-	p := piecesOf(t, 0x3FFF, 1, wire.Change{Op: wire.OpRead, Rel: 1, New: []wire.Value{text("2"), text(strings.Repeat("x", 5000))}}, 1000)
-	for i := range p {
-		p[i].Xid, p[i].Snapshot = 0, initial
-	}
-	read := wire.Tx{CommitLSN: 0x3FFF, Snapshot: initial, Changes: []wire.Change{{Op: wire.OpRead, Rel: 0, New: []wire.Value{text("1")}}}}
-	closing := wire.Tx{CommitLSN: 0x3FFF, Fragment: p[2].Fragment + 1, FirstChange: 2, Final: true, Snapshot: initial}
-	change := wire.Tx{Xid: 10, CommitLSN: 0x4000, EndLSN: 0x4010, Final: true,
-		Changes: []wire.Change{{Op: wire.OpInsert, Rel: 0, New: []wire.Value{text("3")}}}}
-	rels := []wire.Relation{orders, users}
-	e.publishRaw(
-		&wire.Message{Source: srcTest, Relations: rels, Txs: []wire.Tx{read, p[0], p[1]}},
-		&wire.Message{Source: srcTest, Relations: rels, Txs: []wire.Tx{p[2]}},
-		&wire.Message{Source: srcTest, Relations: rels, Txs: []wire.Tx{closing}},
-		&wire.Message{Source: srcTest, Relations: rels, Txs: []wire.Tx{change}},
-	)
-	e.start(nil)
-	got := e.waitOutputs(2)
-	checkOutputs(t, got, []wantEvent{
-		{"postgres.public.orders.read", "test.7300000000000000001.1:3fff:0"},
-		{"postgres.public.orders.insert", "test.7300000000000000001.1:4000:0"},
-	})
-	e.waitAckFloor(4)
-	if !strings.Contains(e.logs.String(), "left incomplete by a stopped collector") {
-		t.Errorf("no warning for the dropped read:\n%s", e.logs.String())
+	for _, kind := range []wire.SnapshotKind{wire.SnapshotInitial, wire.SnapshotIncremental} {
+		t.Run(kind.String(), func(t *testing.T) {
+			e := newEnv(t)
+			snap := &wire.Snapshot{Kind: kind, ID: "s"}
+			p := piecesOf(t, 0x3FFF, 1, wire.Change{Op: wire.OpRead, Rel: 1, New: []wire.Value{text("2"), text(strings.Repeat("x", 5000))}}, 1000)
+			for i := range p {
+				p[i].Xid, p[i].Snapshot = 0, snap
+			}
+			read := wire.Tx{CommitLSN: 0x3FFF, Snapshot: snap, Changes: []wire.Change{{Op: wire.OpRead, Rel: 0, New: []wire.Value{text("1")}}}}
+			change := wire.Tx{Xid: 10, CommitLSN: 0x4000, EndLSN: 0x4010, Final: true,
+				Changes: []wire.Change{{Op: wire.OpInsert, Rel: 0, New: []wire.Value{text("3")}}}}
+			rels := []wire.Relation{orders, users}
+			recs := []*wire.Message{
+				{Source: srcTest, Relations: rels, Txs: []wire.Tx{read, p[0], p[1]}},
+				{Source: srcTest, Relations: rels, Txs: []wire.Tx{p[2]}},
+			}
+			if kind == wire.SnapshotInitial {
+				closing := wire.Tx{CommitLSN: 0x3FFF, Fragment: p[2].Fragment + 1, FirstChange: 2, Final: true, Snapshot: snap}
+				recs = append(recs, &wire.Message{Source: srcTest, Relations: rels, Txs: []wire.Tx{closing}})
+			}
+			recs = append(recs, &wire.Message{Source: srcTest, Relations: rels, Txs: []wire.Tx{change}})
+			e.publishRaw(recs...)
+			e.start(nil)
+			got := e.waitOutputs(2)
+			checkOutputs(t, got, []wantEvent{
+				{"postgres.public.orders.read", "test.7300000000000000001.1:3fff:0"},
+				{"postgres.public.orders.insert", "test.7300000000000000001.1:4000:0"},
+			})
+			e.waitAckFloor(uint64(len(recs)))
+			if !strings.Contains(e.logs.String(), "left incomplete by a stopped collector") {
+				t.Errorf("no warning for the dropped read:\n%s", e.logs.String())
+			}
+		})
 	}
 }
 
