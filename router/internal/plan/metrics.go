@@ -109,19 +109,20 @@ func (m *Metrics) Ready() error {
 type routeCollector Metrics
 
 var (
-	descEvents  = prometheus.NewDesc("pgjet_router_events_total", "Messages stored in the output stream (or printed), by route and op: the change operations, begin, commit, relation, tombstone, and group (a part of a transaction group).", []string{"route", "op"}, nil)
-	descRaw     = prometheus.NewDesc("pgjet_router_raw_records_total", "Raw records handled and acknowledged.", []string{"route"}, nil)
-	descDead    = prometheus.NewDesc("pgjet_router_dead_letters_total", "Events sent to the route's dead-letter subject instead of its output.", []string{"route"}, nil)
-	descDups    = prometheus.NewDesc("pgjet_router_duplicates_total", "Publishes the output stream reported as duplicates (republishes and redeliveries it deduplicated).", []string{"route"}, nil)
-	descRetries = prometheus.NewDesc("pgjet_router_republishes_total", "Rounds of republishing after a failed publish.", []string{"route"}, nil)
-	descPending = prometheus.NewDesc("pgjet_router_consumer_pending", "Raw records left for the route's consumer, as of the last one delivered.", []string{"route"}, nil)
-	descBack    = prometheus.NewDesc("pgjet_router_backwards_total", "Transaction fragments of raw records not published because they lay at or before what the route had relayed of their source (a copy of an old record published again).", []string{"route"}, nil)
-	descGap     = prometheus.NewDesc("pgjet_router_raw_gap_records_total", "Missing raw records (deleted, expired) the route went past, as --accept-gap said.", []string{"route"}, nil)
-	descRawDead = prometheus.NewDesc("pgjet_router_raw_dead_letters_total", "Undecodable raw records the route sent with their bytes to its dead-letter subject, as --dead-letter-raw said.", []string{"route"}, nil)
+	descEvents    = prometheus.NewDesc("pgjet_router_events_total", "Messages stored in the output stream (or printed), by route and op: the change operations, begin, commit, relation, tombstone, and group (a part of a transaction group).", []string{"route", "op"}, nil)
+	descRaw       = prometheus.NewDesc("pgjet_router_raw_records_total", "Raw records handled and acknowledged.", []string{"route"}, nil)
+	descDead      = prometheus.NewDesc("pgjet_router_dead_letters_total", "Events sent to the route's dead-letter subject instead of its output.", []string{"route"}, nil)
+	descDups      = prometheus.NewDesc("pgjet_router_duplicates_total", "Publishes the output stream reported as duplicates (republishes and redeliveries it deduplicated).", []string{"route"}, nil)
+	descRetries   = prometheus.NewDesc("pgjet_router_republishes_total", "Rounds of republishing after a failed publish.", []string{"route"}, nil)
+	descPending   = prometheus.NewDesc("pgjet_router_consumer_pending", "Raw records left for the route's consumer, as of the last one delivered.", []string{"route"}, nil)
+	descBack      = prometheus.NewDesc("pgjet_router_backwards_total", "Transaction fragments of raw records not published because they lay at or before what the route had relayed of their source (a copy of an old record published again).", []string{"route"}, nil)
+	descGap       = prometheus.NewDesc("pgjet_router_raw_gap_records_total", "Missing raw records (deleted, expired) the route went past, as --accept-gap said.", []string{"route"}, nil)
+	descRawDead   = prometheus.NewDesc("pgjet_router_raw_dead_letters_total", "Undecodable raw records the route sent with their bytes to its dead-letter subject, as --dead-letter-raw said.", []string{"route"}, nil)
+	descAbandoned = prometheus.NewDesc("pgjet_router_abandoned_reads_total", "Snapshot reads a stopped collector left stored in part, in pieces, that the route dropped; their rows come again from the backfill that goes on with the snapshot.", []string{"route"}, nil)
 )
 
 func (c *routeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEvents, descRaw, descDead, descDups, descRetries, descPending, descBack, descGap, descRawDead} {
+	for _, d := range []*prometheus.Desc{descEvents, descRaw, descDead, descDups, descRetries, descPending, descBack, descGap, descRawDead, descAbandoned} {
 		ch <- d
 	}
 }
@@ -145,6 +146,7 @@ func (c *routeCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descBack, st.Backwards, rt.id)
 		counter(descGap, st.GapRecords, rt.id)
 		counter(descRawDead, st.RawDeadLetters, rt.id)
+		counter(descAbandoned, st.AbandonedReads, rt.id)
 		ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(rt.r.Pending()), rt.id)
 	}
 }

@@ -86,6 +86,7 @@ func (r *Relay) joinPieces(ctx context.Context, raw jetstream.Msg, seq uint64, m
 		}
 		if gone {
 			// Left without events; what followed it comes in its turn.
+			r.stats.abandoned.Add(1)
 			r.log.Warn("a snapshot read in pieces was left incomplete by a stopped collector; its row comes again from the backfill that goes on with the snapshot",
 				"raw_seq", seq, "lsn", wire.LSN(tx.CommitLSN), "index", tx.FirstChange, "bytes", len(buf), "of", tx.PieceTotal)
 			tx.Changes, tx.PieceOffset, tx.PieceTotal = nil, 0, 0

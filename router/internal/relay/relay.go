@@ -179,6 +179,9 @@ type stats struct {
 	// gapRecords: missing raw records gone past (--accept-gap); rawDead,
 	// undecodable ones dead-lettered (--dead-letter-raw).
 	gapRecords, rawDead atomic.Uint64
+	// abandoned: snapshot reads left incomplete in pieces, dropped
+	// (joinPieces).
+	abandoned atomic.Uint64
 }
 
 // Check reports what is wrong with c. Names are the configuration's
@@ -554,6 +557,10 @@ type Stats struct {
 	// GapRecords counts missing raw records gone past (--accept-gap),
 	// RawDeadLetters undecodable ones dead-lettered (--dead-letter-raw).
 	GapRecords, RawDeadLetters uint64
+	// AbandonedReads counts snapshot reads a stopped collector left stored
+	// in part, in pieces, which were dropped: their rows come again from
+	// the backfill that goes on with the snapshot.
+	AbandonedReads uint64
 }
 
 // Stats returns the totals so far; safe to call while Run runs.
@@ -570,6 +577,7 @@ func (r *Relay) Stats() Stats {
 		GapRecords:  r.stats.gapRecords.Load(),
 
 		RawDeadLetters: r.stats.rawDead.Load(),
+		AbandonedReads: r.stats.abandoned.Load(),
 	}
 }
 

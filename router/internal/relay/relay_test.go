@@ -875,7 +875,7 @@ func TestAbandonedPiecedReadIsDropped(t *testing.T) {
 			}
 			recs = append(recs, &wire.Message{Source: srcTest, Relations: rels, Txs: []wire.Tx{change}})
 			e.publishRaw(recs...)
-			e.start(nil)
+			run := e.start(nil)
 			got := e.waitOutputs(2)
 			checkOutputs(t, got, []wantEvent{
 				{"postgres.public.orders.read", "test.7300000000000000001.1:3fff:0"},
@@ -884,6 +884,9 @@ func TestAbandonedPiecedReadIsDropped(t *testing.T) {
 			e.waitAckFloor(uint64(len(recs)))
 			if !strings.Contains(e.logs.String(), "left incomplete by a stopped collector") {
 				t.Errorf("no warning for the dropped read:\n%s", e.logs.String())
+			}
+			if n := run.r.Stats().AbandonedReads; n != 1 {
+				t.Errorf("AbandonedReads = %d, want 1", n)
 			}
 		})
 	}
