@@ -42,6 +42,9 @@ func main() {
 		return
 	}
 	log := logging.New(os.Stderr, cfg.LogJSON, cfg.LogLevel)
+	for _, w := range cfg.Strays {
+		log.Warn(w)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := onebox.Run(ctx, cfg, log); err != nil {
