@@ -839,7 +839,7 @@ func TestChangeInPiecesTooLargeGoesToDeadLetter(t *testing.T) {
 	got := e.waitOutputs(1)
 	checkOutputs(t, got, []wantEvent{{"postgres._deadletter", "test.7300000000000000001.1:4000:0:dlq"}})
 	doc := string(got[0].Data)
-	if !strings.Contains(doc, "larger than the NATS server's max_payload") || !strings.Contains(doc, `"values_omitted":true`) ||
+	if !strings.Contains(doc, "makes an event larger than the 1048576 bytes") || !strings.Contains(doc, "max_payload") || !strings.Contains(doc, `"values_omitted":true`) ||
 		!strings.Contains(doc, `"raw_seq":1,`) {
 		t.Errorf("dead letter: %.500s", doc)
 	}

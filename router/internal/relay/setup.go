@@ -227,6 +227,7 @@ func (r *Relay) ensureOutput(ctx context.Context) error {
 			r.cfg.Stream, strings.Join(missing, ", "), strings.Join(cfg.Subjects, ", "))
 	}
 	r.dupWindow = cfg.Duplicates
+	r.maxMsgSize = max(int64(cfg.MaxMsgSize), 0) // -1: none
 	if r.dupWindow <= 0 {
 		r.dupWindow = DefaultDuplicates // the server's default
 	}

@@ -50,7 +50,7 @@ type Batch struct {
 	RawSeq uint64
 
 	arena      []byte // the rendered messages, which Msgs point into
-	maxPayload int64  // the server's limit for one message, headers included
+	maxPayload int64  // the output's limit for one message, headers included
 	// headers are the messages' header maps, the first nh in use; vals,
 	// their one-value slices: reused from record to record.
 	headers []envelope.Header

@@ -10,7 +10,8 @@ import (
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
-// tooLargeError is an event bigger than the server accepts.
+// tooLargeError is an event bigger than the output accepts: the server's
+// max_payload, or the output stream's max_msg_size when that is lower.
 type tooLargeError struct {
 	size int
 	max  int64
@@ -21,9 +22,9 @@ type tooLargeError struct {
 
 func (e *tooLargeError) Error() string {
 	if e.encoded {
-		return fmt.Sprintf("change of %d bytes makes an event larger than the NATS server's max_payload of %d bytes", e.size, e.max)
+		return fmt.Sprintf("change of %d bytes makes an event larger than the %d bytes the output takes in one message (the NATS server's max_payload, or the output stream's max_msg_size if lower)", e.size, e.max)
 	}
-	return fmt.Sprintf("event of %d bytes exceeds the NATS server's max_payload of %d bytes", e.size, e.max)
+	return fmt.Sprintf("event of %d bytes exceeds the %d bytes the output takes in one message (the NATS server's max_payload, or the output stream's max_msg_size if lower)", e.size, e.max)
 }
 
 // deadLetterDoc is what lands on {prefix}._deadletter for an event that could

@@ -145,7 +145,7 @@ type Raw struct {
 }
 
 // Record renders m, raw record raw, into b, which it resets first.
-// maxPayload is the server's limit for one message.
+// maxPayload is the output's limit for one message, headers included.
 func (r *Renderer) Record(b *Batch, m *wire.Message, raw Raw, maxPayload int64) {
 	b.reset(raw, maxPayload)
 	r.setTrace(raw.TraceParent)
