@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/router/internal/render"
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
@@ -48,5 +50,56 @@ func TestEventOverTheStreamsMaxMsgSizeGoesToDeadLetter(t *testing.T) {
 	})
 	if doc := string(got[1].Data); !strings.Contains(doc, "1024") || !strings.Contains(doc, `"values_omitted":true`) {
 		t.Errorf("dead letter: %.500s", doc)
+	}
+}
+
+// storeAsKilledRouter stores messages with the given subjects and ids, as
+// a router killed before acknowledging their raw records left them.
+func (e *env) storeAsKilledRouter(want []wantEvent) {
+	e.t.Helper()
+	for _, w := range want {
+		m := nats.NewMsg(w.subject)
+		m.Header.Set(jetstream.MsgIDHeader, w.id)
+		m.Header.Set(jetstream.ExpectedStreamHeader, outStream)
+		m.Data = []byte(`{}`)
+		if _, err := e.js.PublishMsg(context.Background(), m); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+// A router killed after storing the events of a record and the dead letter
+// of the undecodable record after it (--dead-letter-raw), before
+// acknowledging either, restarted after the output's duplicate window: the
+// resume point still comes from the stored events, although the stream's
+// last message, the raw record's dead letter, names no source. Nothing is
+// stored twice, the dead letter neither.
+func TestResumePointBehindARawDeadLetter(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := e.js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: outStream, Subjects: []string{"postgres.>"}, Storage: jetstream.FileStorage, Duplicates: 200 * time.Millisecond,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.publishRaw(rawRecords()[0])
+	e.publishBytes("pgjet.raw.test", []byte("not a raw record"))
+	want := append(wantEvents[:eventsPerRecord[0]:eventsPerRecord[0]], wantEvent{"postgres._deadletter", render.RawDeadLetterID(rawStream, 2)})
+	e.storeAsKilledRouter(want)
+	time.Sleep(500 * time.Millisecond) // past the duplicate window: time passing is the point
+	run := e.startConfig(Config{Stream: outStream, DeadLetterRaw: SeqRanges{{2, 2}}})
+	e.waitAckFloor(2)
+	if err := run.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	got := e.outputs()
+	if len(got) != len(want) {
+		for _, m := range got {
+			t.Logf("got %s %s", m.Subject, m.Header.Get(jetstream.MsgIDHeader))
+		}
+		t.Fatalf("output holds %d messages, want the %d stored before, none twice", len(got), len(want))
+	}
+	if st := run.r.Stats(); st.Skipped != uint64(len(want)) || st.RawDeadLetters != 0 {
+		t.Errorf("stats %+v: want the %d stored events skipped by position and the stored dead letter by its raw record", st, eventsPerRecord[0])
 	}
 }

@@ -37,10 +37,13 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 		if err := r.ensureOutput(ctx); err != nil {
 			return nil, err
 		}
-		if resume, err = r.readResumePoints(ctx); err != nil {
+		st, err := r.readResumePoints(ctx)
+		if err != nil {
 			return nil, err
 		}
+		resume = st.points
 		r.render.Resume(resume)
+		r.render.StoredRawDeadLetters(st.rawDead)
 	}
 	if r.cfg.Replay != nil {
 		return r.replayConsumer(ctx, raw)

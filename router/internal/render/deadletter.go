@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/pgjet/pgjet/router/internal/envelope"
 	"github.com/pgjet/pgjet/shared/wire"
@@ -192,10 +193,29 @@ func RawDeadLetterID(stream string, seq uint64) string {
 	return "raw-record." + stream + ":" + strconv.FormatUint(seq, 10) + wire.DeadLetterSuffix
 }
 
+// ParseRawDeadLetterID returns the raw record sequence id, the id of a dead
+// letter of a record of stream, names (RawDeadLetterID).
+func ParseRawDeadLetterID(stream, id string) (uint64, bool) {
+	rest, ok := strings.CutPrefix(id, "raw-record."+stream+":")
+	if !ok {
+		return 0, false
+	}
+	if rest, ok = strings.CutSuffix(rest, wire.DeadLetterSuffix); !ok {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(rest, 10, 64)
+	return seq, err == nil && seq > 0
+}
+
 // RawDeadLetter resets b to hold the dead letter of raw, a record that
 // could not be decoded (cause), on the route's dead-letter subject.
 func (r *Renderer) RawDeadLetter(b *Batch, raw RawRecord, cause error) {
 	b.reset(Raw{Seq: raw.Seq}, 0)
+	if _, ok := r.rawDead[raw.Seq]; ok {
+		// The output holds it (StoredRawDeadLetters): not again.
+		b.Skipped++
+		return
+	}
 	id := RawDeadLetterID(raw.Stream, raw.Seq)
 	data, err := json.Marshal(&rawDeadLetterDoc{Error: cause.Error(), ID: id, RawStream: raw.Stream, RawSeq: raw.Seq, RawSubject: raw.Subject, Data: raw.Data})
 	if err != nil {

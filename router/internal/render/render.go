@@ -74,6 +74,10 @@ type Renderer struct {
 	// source the output stream held at start: events at or before it are
 	// not published again.
 	resume map[string]*wire.EventID
+	// rawDead holds the raw records whose dead letters the output stream
+	// held at start (StoredRawDeadLetters): they name no source, so no
+	// resume point covers them.
+	rawDead map[uint64]struct{}
 	// rendered holds, by history, where what the route rendered ends
 	// (order.go).
 	rendered map[history]mark
@@ -120,6 +124,10 @@ func New(c Config) *Renderer {
 // source id, wire.Source.ID): events at or before a source's point are
 // counted as skipped instead of rendered, until one comes after it.
 func (r *Renderer) Resume(points map[string]*wire.EventID) { r.resume = points }
+
+// StoredRawDeadLetters names the raw records whose dead letters the output
+// stream holds already (RawDeadLetter publishes them not again).
+func (r *Renderer) StoredRawDeadLetters(seqs map[uint64]struct{}) { r.rawDead = seqs }
 
 // Reset forgets the transactions, relation events and positions seen: for
 // a relay that starts over from its consumer's ack floor, whose records
