@@ -103,3 +103,46 @@ func TestResumePointBehindARawDeadLetter(t *testing.T) {
 		t.Errorf("stats %+v: want the %d stored events skipped by position and the stored dead letter by its raw record", st, eventsPerRecord[0])
 	}
 }
+
+// Invariant: an event the output refused while storing the events after it
+// is never skipped as stored. The stream here takes one message per
+// subject and refuses the next (an operator's limit, as full as a stream
+// with max_bytes and discard new gets): the second insert is refused, the
+// update after it stored. The republish fails past half the duplicate
+// window, the relay resyncs and reads the update as its source's resume
+// point; the refused insert must still come once the stream takes it.
+func TestRefusedEventBeforeAStoredOneIsNotSkipped(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	cfg := jetstream.StreamConfig{
+		Name: outStream, Subjects: []string{"postgres.>"}, Storage: jetstream.FileStorage, Duplicates: time.Second,
+		MaxMsgsPerSubject: 1, Discard: jetstream.DiscardNew, DiscardNewPerSubject: true,
+	}
+	if _, err := e.js.CreateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	e.publishRaw(&wire.Message{
+		Source:    srcTest,
+		Relations: []wire.Relation{users},
+		Txs: []wire.Tx{{Xid: 5, CommitLSN: 0x2000, Final: true, Changes: []wire.Change{
+			{Op: wire.OpInsert, Rel: 0, New: []wire.Value{text("1"), text("a")}},
+			{Op: wire.OpInsert, Rel: 0, New: []wire.Value{text("2"), text("b")}},
+			{Op: wire.OpUpdate, Rel: 0, New: []wire.Value{text("1"), text("c")}},
+		}}},
+	})
+	run := e.start(nil)
+	e.waitLog("re-reading the raw stream from the consumer's ack floor")
+	cfg.MaxMsgsPerSubject = 10
+	if _, err := e.js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	e.waitAckFloor(1)
+	if err := run.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	checkOutputs(t, e.outputs(), []wantEvent{
+		{"postgres.public.users.insert", "test.7300000000000000001.1:2000:0"},
+		{"postgres.public.users.update", "test.7300000000000000001.1:2000:2"},
+		{"postgres.public.users.insert", "test.7300000000000000001.1:2000:1"},
+	})
+}

@@ -40,8 +40,7 @@ func (r *Relay) readPartitionResume(ctx context.Context, s jetstream.Stream, fil
 				continue
 			}
 			own++
-			// Backwards: the first of a source is its last stored.
-			r.note(st, msgs[i].Get(jetstream.MsgIDHeader), false)
+			r.note(st, msgs[i].Get(jetstream.MsgIDHeader))
 		}
 		end = start - 1
 	}

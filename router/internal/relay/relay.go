@@ -421,6 +421,10 @@ func (r *Relay) take(ctx context.Context, msg jetstream.Msg) (*record, error) {
 	}
 	rec.b = r.batches.get()
 	r.render.Record(&rec.b.Batch, &m, raw, maxPayload)
+	if b := &rec.b.Batch; b.Missing > 0 {
+		r.log.Warn("the output lacks events before ones it stored (it refused them, or lost them in a failover): publishing them now, after those",
+			"raw_seq", seq, "subject", msg.Subject(), "source", m.Source.ID(), "events", b.Missing)
+	}
 	if b := &rec.b.Batch; b.Backwards > 0 {
 		r.stats.backwards.Add(uint64(b.Backwards))
 		r.log.Warn("raw record holds transactions at or before what this route relayed of their source already: skipped, not published twice (a copy of an old record published again?)",

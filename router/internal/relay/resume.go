@@ -16,23 +16,26 @@ import (
 // of several sources; when the records come back, the stored events are
 // skipped by position (wire.EventID.Compare), which stays exact however
 // long the restart took (the stream's duplicate window only covers short
-// gaps).
+// gaps). A change event missing among the ones read, refused while later
+// ones were stored, is published then instead (render.Stored).
 
 // resumeState is what the output stream holds of the records that can
 // come again: the last event of each source, and the raw records whose
 // dead letters it holds (--dead-letter-raw; they name no source).
 type resumeState struct {
-	points  map[string]*wire.EventID
+	points  map[string]*render.Stored
 	rawDead map[uint64]struct{}
 }
 
-// note takes in the id of a message read from the output; later wins: a
-// scan backwards notes a source's first only (partition.go).
-func (r *Relay) note(st *resumeState, id string, later bool) {
+// note takes in the id of a message read from the output, in any order.
+func (r *Relay) note(st *resumeState, id string) {
 	if p, ok := wire.ParseEventID(id); ok {
-		if later || st.points[p.Source] == nil {
-			st.points[p.Source] = &p
+		s := st.points[p.Source]
+		if s == nil {
+			s = &render.Stored{}
+			st.points[p.Source] = s
 		}
+		s.Add(p)
 		return
 	}
 	if seq, ok := render.ParseRawDeadLetterID(r.cfg.RawStream, id); ok {
@@ -45,7 +48,7 @@ func (r *Relay) note(st *resumeState, id string, later bool) {
 // of the records that can come back: the window never holds more events
 // unacknowledged, and a larger record is published alone.
 func (r *Relay) readResumePoints(ctx context.Context) (resumeState, error) {
-	st := resumeState{points: map[string]*wire.EventID{}, rawDead: map[uint64]struct{}{}}
+	st := resumeState{points: map[string]*render.Stored{}, rawDead: map[uint64]struct{}{}}
 	s, err := r.out.Stream(ctx, r.cfg.Stream)
 	if err != nil {
 		return st, fmt.Errorf("output stream %s: %w", r.cfg.Stream, err)
@@ -103,8 +106,7 @@ func (r *Relay) readResumePoints(ctx context.Context) (resumeState, error) {
 			return st, fmt.Errorf("read the last events of %s: %w", r.cfg.Stream, err)
 		}
 		seq = meta.Sequence.Stream
-		// A source's events are stored in order: the later one wins.
-		r.note(&st, msg.Headers().Get(jetstream.MsgIDHeader), true)
+		r.note(&st, msg.Headers().Get(jetstream.MsgIDHeader))
 	}
 	if len(st.points) == 0 && len(st.rawDead) == 0 {
 		// Not written by a router (or by an older one): nothing to skip by.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/router/internal/render"
 	"github.com/pgjet/pgjet/router/internal/route"
 	"github.com/pgjet/pgjet/shared/backoff"
 	"github.com/pgjet/pgjet/shared/wire"
@@ -32,7 +33,7 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 	// Starting (over): the records from the consumer's ack floor come
 	// (again), and those the output stream holds are skipped.
 	r.render.Reset()
-	var resume map[string]*wire.EventID
+	var resume map[string]*render.Stored
 	if r.cfg.Stream != "" {
 		if err := r.ensureOutput(ctx); err != nil {
 			return nil, err
@@ -107,8 +108,8 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 		return nil, err
 	}
 	r.last, r.seen = next-1, next-1
-	for _, p := range resume {
-		r.log.Info("output stream holds events up to", "source", p.Source, "commit_lsn", wire.LSN(p.CommitLSN), "index", p.Index)
+	for src, p := range resume {
+		r.log.Info("output stream holds events up to", "source", src, "commit_lsn", wire.LSN(p.Last.CommitLSN), "index", p.Last.Index)
 	}
 	r.log.Info("relaying", "raw_stream", r.cfg.RawStream, "durable", r.cfg.Durable, "from_seq", next,
 		"raw_pending", ci.NumPending, "stream", r.cfg.Stream, "subjects", r.route.Subjects(), "duplicate_window", r.dupWindow)
