@@ -19,7 +19,7 @@ import (
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == help.CompletionCommand.Name {
-		if len(os.Args) != 3 {
+		if len(os.Args) != 3 || os.Args[2] != "bash" && os.Args[2] != "zsh" {
 			fmt.Fprintln(os.Stderr, "pgjet completion: give the shell: bash or zsh")
 			os.Exit(2)
 		}
