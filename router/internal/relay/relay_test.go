@@ -458,15 +458,7 @@ func TestRestartSkipsStoredEventsOfEverySource(t *testing.T) {
 	want := append([]wantEvent{wantEvents[len(wantEvents)-1]}, wantEvents[:len(wantEvents)-1]...)
 	e.publishRaw(recs...)
 	// What the killed router left: the first three events, of both sources.
-	for _, w := range want[:3] {
-		m := nats.NewMsg(w.subject)
-		m.Header.Set(jetstream.MsgIDHeader, w.id)
-		m.Header.Set(jetstream.ExpectedStreamHeader, outStream)
-		m.Data = []byte(`{}`)
-		if _, err := e.js.PublishMsg(ctx, m); err != nil {
-			t.Fatal(err)
-		}
-	}
+	e.storeAsKilledRouter(want[:3])
 	time.Sleep(500 * time.Millisecond) // past the duplicate window
 	run := e.start(nil)
 	e.waitAckFloor(3)
