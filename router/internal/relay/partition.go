@@ -21,10 +21,12 @@ import (
 const scanChunk = 4096
 
 // readPartitionResume reads the resume point of every source from the
-// router's own messages among the output's last, backwards from last.
-func (r *Relay) readPartitionResume(ctx context.Context, s jetstream.Stream, filters []string, last uint64, st *resumeState) error {
+// router's own messages among the output's last, backwards from last; it
+// returns the first stream sequence it read from.
+func (r *Relay) readPartitionResume(ctx context.Context, s jetstream.Stream, filters []string, last uint64, st *resumeState) (first uint64, err error) {
 	mine := r.route.Partition()
 	own, read := 0, 0
+	first = last
 	for end := last; end >= 1 && own < maxWindowEvents; {
 		start := uint64(1)
 		if end > scanChunk {
@@ -32,8 +34,9 @@ func (r *Relay) readPartitionResume(ctx context.Context, s jetstream.Stream, fil
 		}
 		msgs, err := r.readHeaders(ctx, s, filters, start, end)
 		if err != nil {
-			return err
+			return 0, err
 		}
+		first = start
 		read += len(msgs)
 		for i := len(msgs) - 1; i >= 0 && own < maxWindowEvents; i-- {
 			if msgs[i].Get(wire.PartitionHeader) != mine {
@@ -45,7 +48,7 @@ func (r *Relay) readPartitionResume(ctx context.Context, s jetstream.Stream, fil
 		end = start - 1
 	}
 	r.log.Info("read this partition's last events from the output", "partition", mine, "messages_read", read, "own", own)
-	return nil
+	return first, nil
 }
 
 // readHeaders returns the headers of the messages on filters from start to

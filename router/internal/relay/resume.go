@@ -71,7 +71,11 @@ func (r *Relay) readResumePoints(ctx context.Context) (resumeState, error) {
 		return st, nil
 	}
 	if r.route.Partition() != "" {
-		return st, r.readPartitionResume(ctx, s, filters, last.Sequence, &st)
+		first, err := r.readPartitionResume(ctx, s, filters, last.Sequence, &st)
+		if err != nil {
+			return st, err
+		}
+		return st, r.checkDeleted(ctx, s, first, last.Sequence, &st)
 	}
 	// The last message need not name a source (the dead letter of an
 	// undecodable raw record, or one an operator published): the events
@@ -113,5 +117,49 @@ func (r *Relay) readResumePoints(ctx context.Context) (resumeState, error) {
 		r.log.Warn("the last messages of the output stream have no pgjet event id; relying on the duplicate window alone",
 			"id", last.Header.Get(jetstream.MsgIDHeader), "seq", last.Sequence)
 	}
-	return st, nil
+	return st, r.checkDeleted(ctx, s, start, last.Sequence, &st)
+}
+
+// maxDeletedDetails bounds the deleted sequences checkDeleted asks the
+// server to list; a stream with more is taken to have deleted some among
+// those read.
+const maxDeletedDetails = 1 << 20
+
+// checkDeleted takes what was read of each source as a prefix when the
+// output deleted messages between first and last, the stream sequences
+// read (render.Stored.AsPrefix). A position missing among the events read
+// is then either refused or stored and deleted since (a limit per subject
+// with discard old, work-queue or interest retention, an operator): the
+// two cannot be told apart, and publishing a deleted event again would put
+// it after newer ones. Refused events never take a sequence, so without
+// deletions a missing position can only be one the output refused. The
+// stream is asked after reading, so a deletion before a message was read
+// is in its list.
+func (r *Relay) checkDeleted(ctx context.Context, s jetstream.Stream, first, last uint64, st *resumeState) error {
+	if len(st.points) == 0 {
+		return nil
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("output stream %s: %w", r.cfg.Stream, err)
+	}
+	deleted := info.State.NumDeleted > maxDeletedDetails
+	if n := info.State.NumDeleted; n > 0 && !deleted {
+		if info, err = s.Info(ctx, jetstream.WithDeletedDetails(true)); err != nil {
+			return fmt.Errorf("output stream %s: %w", r.cfg.Stream, err)
+		}
+		for _, seq := range info.State.Deleted {
+			if seq >= first && seq <= last {
+				deleted = true
+				break
+			}
+		}
+	}
+	if deleted {
+		r.log.Info("the output deleted messages among its last events: those read are taken as stored up to each source's last", "from_seq", first, "to_seq", last)
+		for _, p := range st.points {
+			p.AsPrefix()
+		}
+	}
+	return nil
 }

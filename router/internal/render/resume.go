@@ -22,6 +22,8 @@ type Stored struct {
 	Last  wire.EventID
 	first wire.EventID
 	read  map[wire.EventID]struct{}
+	// prefix: take every position up to Last as stored (AsPrefix).
+	prefix bool
 }
 
 // Add notes the event id p, read from the output stream.
@@ -43,12 +45,17 @@ func storedKey(p wire.EventID) wire.EventID {
 	return p
 }
 
+// AsPrefix takes the events read as stored up to Last, as if none were
+// missing: the output deleted some of the messages read (relay's
+// checkDeleted), so a missing position may be one stored and deleted.
+func (s *Stored) AsPrefix() { s.prefix = true }
+
 // missing reports whether pos, at or before Last, is a change event the
 // output does not hold although it holds one before it: refused, not
 // stored. Only change events: relation and transaction events depend on
 // what the route rendered before, which a restart forgets.
 func (s *Stored) missing(pos wire.EventID) bool {
-	if s.read == nil || pos.Seg != wire.SegChanges || pos.Relation || pos.Compare(s.first) <= 0 {
+	if s.read == nil || s.prefix || pos.Seg != wire.SegChanges || pos.Relation || pos.Compare(s.first) <= 0 {
 		return false
 	}
 	_, ok := s.read[storedKey(pos)]
