@@ -344,6 +344,9 @@ func (rs *rawSearch) from(ctx context.Context, p Point, b *relay.Replay) error {
 		if p.Seq > rs.last {
 			return fmt.Errorf("--from-seq %d is after the raw stream's last record (%d)", p.Seq, rs.last)
 		}
+		if err := rs.insidePieces(ctx, p.Seq); err != nil {
+			return err
+		}
 		b.FromSeq = p.Seq
 	case p.LSN != 0:
 		m, seq, err := rs.nextOf(ctx, rs.first)
@@ -392,6 +395,29 @@ func (rs *rawSearch) from(ctx context.Context, p Point, b *relay.Replay) error {
 		if b.FromSeq > rs.last {
 			return fmt.Errorf("--from-time %s is after the raw stream's last record", p.Time.UTC().Format(time.RFC3339))
 		}
+	}
+	return nil
+}
+
+// insidePieces refuses a start at raw record seq when it continues a change
+// stored in pieces from earlier records: the relay renders such a change
+// from its first piece, so a replay from there would leave it out without
+// a word. --from-lsn of its transaction starts at or before the first piece.
+func (rs *rawSearch) insidePieces(ctx context.Context, seq uint64) error {
+	sm, err := rs.raw.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil // deleted: the replay reports its gap
+	}
+	if err != nil {
+		return fmt.Errorf("raw record %d: %w", seq, err)
+	}
+	var m wire.Message
+	if wire.Unmarshal(sm.Data, &m) != nil || len(m.Txs) == 0 {
+		return nil // the replay says what it cannot read
+	}
+	if tx := m.Txs[0]; tx.IsPiece() && tx.PieceOffset > 0 {
+		return fmt.Errorf("--from-seq %d lands inside a change stored in pieces (change %d of the transaction at %s, source %s): a replay from there would leave that change out; start at the record of its first piece, or give --from-lsn %s",
+			seq, tx.FirstChange, wire.LSN(tx.CommitLSN), m.Source.Name, wire.LSN(tx.CommitLSN))
 	}
 	return nil
 }
