@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -118,5 +119,52 @@ func TestDebeziumKeyChangeIsDeleteThenCreate(t *testing.T) {
 	check(e.outputs())
 	if st := replay.r.Stats(); st.Events != 0 {
 		t.Errorf("replay stats %+v: want nothing published again", st)
+	}
+}
+
+// Invariant: a restart publishes every event the output lacks of the
+// records that come again, a delete's tombstone too. A router killed after
+// the output stored a delete and before it stored the tombstone after it,
+// restarted past the duplicate window, skips the delete as stored: the
+// tombstone must still come, right after it, and nothing twice.
+func TestTombstoneOfAStoredDeleteComesAfterARestart(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := e.js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: outStream, Subjects: []string{"postgres.>"}, Storage: jetstream.FileStorage, Duplicates: 200 * time.Millisecond,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	env, err := envelope.New("debezium", envelope.Options{Settings: map[string]any{"tombstones_on_delete": true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.publishRaw(rawRecords()...)
+	// What the killed router left: the user's insert, update and delete.
+	e.storeAsKilledRouter(wantEvents[:3])
+	time.Sleep(500 * time.Millisecond) // past the duplicate window: time passing is the point
+	run := e.startConfig(Config{Stream: outStream, Envelope: env})
+	e.waitAckFloor(3)
+	if err := run.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	want := append([]wantEvent{}, wantEvents[:3]...)
+	want = append(want, wantEvent{"postgres.public.users.delete", wantEvents[2].id + ":tomb"})
+	want = append(want, wantEvents[3:]...)
+	want = append(want, wantEvent{"postgres.public.orders.delete", wantEvents[8].id + ":tomb"})
+	got := e.outputs()
+	for i, m := range got {
+		if i >= len(want) || m.Subject != want[i].subject || m.Header.Get(jetstream.MsgIDHeader) != want[i].id {
+			for _, m := range got {
+				t.Logf("got %s %s", m.Subject, m.Header.Get(jetstream.MsgIDHeader))
+			}
+			t.Fatalf("message %d: %s %s; want %d messages: %v", i, m.Subject, m.Header.Get(jetstream.MsgIDHeader), len(want), want)
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d messages, want %d: %v", len(got), len(want), want)
+	}
+	if tomb := got[3]; len(tomb.Data) != 0 || tomb.Header.Get(envelope.DefaultKeyHeader) != `{"id":1}` {
+		t.Errorf("tombstone %q with headers %v, want an empty body and the delete's key", tomb.Data, tomb.Header)
 	}
 }

@@ -302,6 +302,7 @@ func (r *Renderer) stored(rs *recordState, pos wire.EventID) bool {
 // tombstone after a delete) has them rendered here, right after.
 func (r *Renderer) event(rs *recordState, ev envelope.Event, pos wire.EventID) {
 	if r.stored(rs, pos) {
+		r.tombstoneOfStored(rs, ev, pos)
 		return
 	}
 	r.cur = ev
@@ -351,6 +352,39 @@ func (r *Renderer) tombstone(rs *recordState, ev envelope.Event, pos wire.EventI
 	}
 	ev.ID += wire.TombstoneSuffix
 	rs.b.add(Msg{Subject: r.subj, Header: r.headers(rs.b, h, ev.ID), Kind: Tombstone, Event: ev})
+}
+
+// tombstoneOfStored follows ev, at pos, a delete the output holds already,
+// with its tombstone when the output lacks that: the tombstone is a message
+// of its own, which a router stopped just after the delete never published,
+// or which the output refused while it stored later events. Its key comes
+// from rendering the delete again (nothing of it is kept).
+func (r *Renderer) tombstoneOfStored(rs *recordState, ev envelope.Event, pos wire.EventID) {
+	if ev.Kind != envelope.KindChange || ev.Change == nil || ev.Change.Op != wire.OpDelete || rs.oversize > 0 || r.route.Group() {
+		return
+	}
+	if rs.resume != nil && rs.resume.deadLetter(pos) {
+		return // a dead letter has no tombstone
+	}
+	r.cur = ev
+	e := &r.cur
+	e.ID = r.id(ev, pos)
+	e.TraceParent = r.trace
+	r.route.Transform(e)
+	b := rs.b
+	start := len(b.arena)
+	arena, err := r.env.Append(b.arena, e)
+	b.arena = arena[:start]
+	if err != nil {
+		return // its dead letter was published in its place
+	}
+	th, ok := envelope.Tombstone(r.env, e)
+	if !ok {
+		return
+	}
+	r.subjBuf = r.route.AppendSubject(r.subjBuf[:0], e)
+	r.subject()
+	r.tombstone(rs, *e, pos, th)
 }
 
 // id is the id of ev at pos (wire's event ids).

@@ -132,6 +132,10 @@ var cases = []renderCase{
 	{name: "stdout-only", route: route.Config{}, stream: "-"},
 	{name: "too-large", route: route.Config{}, maxPayload: 400},
 	{name: "resume", route: route.Config{Transactions: true}, resume: "app.7300000000000000001.1:2000:0.1"},
+	// Stored up to a delete (a key change's): its tombstone is not.
+	{name: "resume-tombstone", route: route.Config{}, envelope: "debezium", settings: map[string]any{"tombstones_on_delete": true}, resume: "crm.42.3:500000100:1.0"},
+	// Stored up to a delete's dead letter: a dead letter has no tombstone.
+	{name: "resume-tombstone-dead-letter", route: route.Config{}, envelope: "debezium", settings: map[string]any{"tombstones_on_delete": true}, resume: "crm.42.3:500000100:1.0:dlq"},
 	{name: "resume-group", route: route.Config{Group: true}, resume: "app.7300000000000000001.1:1000:3:grp"},
 	{name: "bounds", route: route.Config{}, bounds: &Bounds{FromLSN: 0x2000, ToLSN: 0x2100, LSNSource: "app"}},
 	{name: "traced", route: route.Config{Transactions: true}, traced: true},

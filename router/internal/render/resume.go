@@ -21,7 +21,9 @@ type Stored struct {
 	// wire.EventID.Compare).
 	Last  wire.EventID
 	first wire.EventID
-	read  map[wire.EventID]struct{}
+	// read holds the positions read (storedKey), true where the output
+	// holds only the event's dead letter.
+	read map[wire.EventID]bool
 	// prefix: take every position up to Last as stored (AsPrefix).
 	prefix bool
 }
@@ -29,14 +31,21 @@ type Stored struct {
 // Add notes the event id p, read from the output stream.
 func (s *Stored) Add(p wire.EventID) {
 	if s.read == nil {
-		s.Last, s.first, s.read = p, p, map[wire.EventID]struct{}{}
+		s.Last, s.first, s.read = p, p, map[wire.EventID]bool{}
 	} else if p.Compare(s.Last) > 0 {
 		s.Last = p
 	} else if p.Compare(s.first) < 0 {
 		s.first = p
 	}
-	s.read[storedKey(p)] = struct{}{}
+	k := storedKey(p)
+	if dead, ok := s.read[k]; !ok || dead {
+		s.read[k] = p.DeadLetter
+	}
 }
+
+// deadLetter reports whether the output holds pos, read, as a dead letter
+// only.
+func (s *Stored) deadLetter(pos wire.EventID) bool { return s.read[storedKey(pos)] }
 
 // storedKey is the position p stands for: a dead letter takes its event's
 // place, and the source is the map's.
