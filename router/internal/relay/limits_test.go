@@ -189,3 +189,55 @@ func TestDeletedEventIsNotPublishedAgain(t *testing.T) {
 		t.Errorf("stats %+v: want the 3 events of the record skipped as stored", st)
 	}
 }
+
+// Invariant: an event the output stored and deleted is not published again
+// even when the stream's head moves past the deletion while the router
+// reads its last events (max_age expiry, a work-queue consumer's ack, an
+// operator): the deleted sequence is no longer listed as deleted then,
+// although the router read a message before it. Here a last-value stream
+// (one message per subject, discard old) deleted the first of two updates
+// of a row, and the insert before them goes just after the read; the first
+// update must not come again over the second, the row's last value.
+func TestDeletionSwallowedByTheHeadIsNotARefusal(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	s, err := e.js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: outStream, Subjects: []string{"postgres.>"}, Storage: jetstream.FileStorage, Duplicates: 200 * time.Millisecond,
+		MaxMsgsPerSubject: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.publishRaw(&wire.Message{
+		Source:    srcTest,
+		Relations: []wire.Relation{users},
+		Txs: []wire.Tx{{Xid: 5, CommitLSN: 0x2000, Final: true, Changes: []wire.Change{
+			{Op: wire.OpInsert, Rel: 0, New: []wire.Value{text("1"), text("a")}},
+			{Op: wire.OpUpdate, Rel: 0, New: []wire.Value{text("1"), text("b")}},
+			{Op: wire.OpUpdate, Rel: 0, New: []wire.Value{text("1"), text("c")}},
+		}}},
+	})
+	stored := []wantEvent{
+		{"postgres.public.users.insert", "test.7300000000000000001.1:2000:0"},
+		{"postgres.public.users.update", "test.7300000000000000001.1:2000:1"},
+		{"postgres.public.users.update", "test.7300000000000000001.1:2000:2"},
+	}
+	e.storeAsKilledRouter(stored)
+	time.Sleep(500 * time.Millisecond) // past the duplicate window: time passing is the point
+	afterResumeRead = func() {
+		afterResumeRead = nil
+		if err := s.DeleteMsg(ctx, 1); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Cleanup(func() { afterResumeRead = nil })
+	run := e.start(nil)
+	e.waitAckFloor(1)
+	if err := run.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	checkOutputs(t, e.outputs(), []wantEvent{stored[2]})
+	if st := run.r.Stats(); st.Skipped != 3 {
+		t.Errorf("stats %+v: want the 3 events of the record skipped as stored", st)
+	}
+}

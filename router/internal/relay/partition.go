@@ -21,12 +21,10 @@ import (
 const scanChunk = 4096
 
 // readPartitionResume reads the resume point of every source from the
-// router's own messages among the output's last, backwards from last; it
-// returns the first stream sequence it read from.
-func (r *Relay) readPartitionResume(ctx context.Context, s jetstream.Stream, filters []string, last uint64, st *resumeState) (first uint64, err error) {
+// router's own messages among the output's last, backwards from last.
+func (r *Relay) readPartitionResume(ctx context.Context, s jetstream.Stream, filters []string, last uint64, st *resumeState) error {
 	mine := r.route.Partition()
 	own, read := 0, 0
-	first = last
 	for end := last; end >= 1 && own < maxWindowEvents; {
 		start := uint64(1)
 		if end > scanChunk {
@@ -34,26 +32,31 @@ func (r *Relay) readPartitionResume(ctx context.Context, s jetstream.Stream, fil
 		}
 		msgs, err := r.readHeaders(ctx, s, filters, start, end)
 		if err != nil {
-			return 0, err
+			return err
 		}
-		first = start
 		read += len(msgs)
 		for i := len(msgs) - 1; i >= 0 && own < maxWindowEvents; i-- {
-			if msgs[i].Get(wire.PartitionHeader) != mine {
+			if msgs[i].header.Get(wire.PartitionHeader) != mine {
 				continue
 			}
 			own++
-			r.note(st, msgs[i].Get(jetstream.MsgIDHeader))
+			r.note(st, msgs[i].header.Get(jetstream.MsgIDHeader), msgs[i].seq)
 		}
 		end = start - 1
 	}
 	r.log.Info("read this partition's last events from the output", "partition", mine, "messages_read", read, "own", own)
-	return first, nil
+	return nil
+}
+
+// headerAt is the headers of the message at stream sequence seq.
+type headerAt struct {
+	seq    uint64
+	header nats.Header
 }
 
 // readHeaders returns the headers of the messages on filters from start to
 // end, in order.
-func (r *Relay) readHeaders(ctx context.Context, s jetstream.Stream, filters []string, start, end uint64) ([]nats.Header, error) {
+func (r *Relay) readHeaders(ctx context.Context, s jetstream.Stream, filters []string, start, end uint64) ([]headerAt, error) {
 	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: filters,
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
@@ -67,7 +70,7 @@ func (r *Relay) readHeaders(ctx context.Context, s jetstream.Stream, filters []s
 	if err != nil {
 		return nil, fmt.Errorf("read the events of %s from seq %d: %w", r.cfg.Stream, start, err)
 	}
-	var out []nats.Header
+	var out []headerAt
 	for pending := info.NumPending; pending > 0; {
 		msg, err := cons.Next(jetstream.FetchMaxWait(r.cfg.PublishTimeout))
 		if err != nil {
@@ -80,7 +83,7 @@ func (r *Relay) readHeaders(ctx context.Context, s jetstream.Stream, filters []s
 		if meta.Sequence.Stream > end {
 			break
 		}
-		out = append(out, msg.Headers())
+		out = append(out, headerAt{meta.Sequence.Stream, msg.Headers()})
 		if meta.Sequence.Stream == end {
 			break
 		}

@@ -25,10 +25,13 @@ import (
 type resumeState struct {
 	points  map[string]*render.Stored
 	rawDead map[uint64]struct{}
+	// firstSeq is the stream sequence of the first event read into points.
+	firstSeq uint64
 }
 
-// note takes in the id of a message read from the output, in any order.
-func (r *Relay) note(st *resumeState, id string) {
+// note takes in the id of a message read from the output, in any order,
+// at stream sequence seq.
+func (r *Relay) note(st *resumeState, id string, seq uint64) {
 	if p, ok := wire.ParseEventID(id); ok {
 		s := st.points[p.Source]
 		if s == nil {
@@ -36,6 +39,9 @@ func (r *Relay) note(st *resumeState, id string) {
 			st.points[p.Source] = s
 		}
 		s.Add(p)
+		if st.firstSeq == 0 || seq < st.firstSeq {
+			st.firstSeq = seq
+		}
 		return
 	}
 	if seq, ok := render.ParseRawDeadLetterID(r.cfg.RawStream, id); ok {
@@ -71,11 +77,13 @@ func (r *Relay) readResumePoints(ctx context.Context) (resumeState, error) {
 		return st, nil
 	}
 	if r.route.Partition() != "" {
-		first, err := r.readPartitionResume(ctx, s, filters, last.Sequence, &st)
-		if err != nil {
+		if err := r.readPartitionResume(ctx, s, filters, last.Sequence, &st); err != nil {
 			return st, err
 		}
-		return st, r.checkDeleted(ctx, s, first, last.Sequence, &st)
+		if afterResumeRead != nil {
+			afterResumeRead()
+		}
+		return st, r.checkDeleted(ctx, s, last.Sequence, &st)
 	}
 	// The last message need not name a source (the dead letter of an
 	// undecodable raw record, or one an operator published): the events
@@ -110,15 +118,23 @@ func (r *Relay) readResumePoints(ctx context.Context) (resumeState, error) {
 			return st, fmt.Errorf("read the last events of %s: %w", r.cfg.Stream, err)
 		}
 		seq = meta.Sequence.Stream
-		r.note(&st, msg.Headers().Get(jetstream.MsgIDHeader))
+		r.note(&st, msg.Headers().Get(jetstream.MsgIDHeader), seq)
 	}
 	if len(st.points) == 0 && len(st.rawDead) == 0 {
 		// Not written by a router (or by an older one): nothing to skip by.
 		r.log.Warn("the last messages of the output stream have no pgjet event id; relying on the duplicate window alone",
 			"id", last.Header.Get(jetstream.MsgIDHeader), "seq", last.Sequence)
 	}
-	return st, r.checkDeleted(ctx, s, start, last.Sequence, &st)
+	if afterResumeRead != nil {
+		afterResumeRead()
+	}
+	return st, r.checkDeleted(ctx, s, last.Sequence, &st)
 }
+
+// afterResumeRead, set by a test, runs between reading the output's last
+// events and asking the stream what it deleted: what the output does then
+// (a head removal, an operator) must not make a deleted event look refused.
+var afterResumeRead func()
 
 // maxDeletedDetails bounds the deleted sequences checkDeleted asks the
 // server to list; a stream with more is taken to have deleted some among
@@ -126,33 +142,37 @@ func (r *Relay) readResumePoints(ctx context.Context) (resumeState, error) {
 const maxDeletedDetails = 1 << 20
 
 // checkDeleted takes what was read of each source as a prefix when the
-// output deleted messages between first and last, the stream sequences
-// read (render.Stored.AsPrefix). A position missing among the events read
+// output deleted messages between the first event read (st.firstSeq) and
+// last (render.Stored.AsPrefix). A position missing among the events read
 // is then either refused or stored and deleted since (a limit per subject
 // with discard old, work-queue or interest retention, an operator): the
 // two cannot be told apart, and publishing a deleted event again would put
 // it after newer ones. Refused events never take a sequence, so without
 // deletions a missing position can only be one the output refused. The
 // stream is asked after reading, so a deletion before a message was read
-// is in its list.
-func (r *Relay) checkDeleted(ctx context.Context, s jetstream.Stream, first, last uint64, st *resumeState) error {
+// is in its list, unless the stream's head has moved past it since (an
+// expiry, an ack of a work-queue consumer): the server then lists it no
+// more, and a first sequence past the first event read says so.
+func (r *Relay) checkDeleted(ctx context.Context, s jetstream.Stream, last uint64, st *resumeState) error {
 	if len(st.points) == 0 {
 		return nil
 	}
+	first := st.firstSeq
 	info, err := s.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("output stream %s: %w", r.cfg.Stream, err)
 	}
-	deleted := info.State.NumDeleted > maxDeletedDetails
+	deleted := info.State.FirstSeq > first || info.State.NumDeleted > maxDeletedDetails
 	if n := info.State.NumDeleted; n > 0 && !deleted {
 		if info, err = s.Info(ctx, jetstream.WithDeletedDetails(true)); err != nil {
 			return fmt.Errorf("output stream %s: %w", r.cfg.Stream, err)
 		}
+		deleted = info.State.FirstSeq > first
 		for _, seq := range info.State.Deleted {
-			if seq >= first && seq <= last {
-				deleted = true
+			if deleted {
 				break
 			}
+			deleted = seq >= first && seq <= last
 		}
 	}
 	if deleted {
