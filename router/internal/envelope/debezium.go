@@ -966,6 +966,9 @@ const (
 		`"optional":false,"name":"io.debezium.connector.common.TransactionMetadataValue","version":1}`
 )
 
+// Tombstones reports whether deletes get tombstones (tombstones_on_delete).
+func (d *Debezium) Tombstones() bool { return d.tombstones }
+
 // Tombstone returns the headers of the tombstone that follows e, a delete
 // Append and Header rendered last, and false when none does: the setting
 // is off, or the table has no key.

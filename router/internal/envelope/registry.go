@@ -190,6 +190,17 @@ func Split(r Renderer, e *Event, dst []Event) []Event {
 // tombstone.
 type tombstoner interface {
 	Tombstone(e *Event) (Header, bool)
+	// Tombstones reports whether deletes get tombstones at all.
+	Tombstones() bool
+}
+
+// MakesTombstones reports whether r follows deletes with tombstones.
+func MakesTombstones(r Renderer) bool {
+	if m, ok := r.(*msgpackRenderer); ok {
+		r = m.json
+	}
+	t, ok := r.(tombstoner)
+	return ok && t.Tombstones()
 }
 
 // Tombstone returns the headers of the tombstone that follows e, which r

@@ -87,6 +87,8 @@ type Renderer struct {
 	// envelope's batch format.
 	groupCT    []string
 	groupBatch bool
+	// tombstones: the envelope follows deletes with tombstones.
+	tombstones bool
 
 	// Scratch, reused from event to event. cur and whole are the event
 	// being rendered and the change being split: the envelope's methods
@@ -117,6 +119,7 @@ func New(c Config) *Renderer {
 	r.rendered = map[history]mark{}
 	r.subjects = map[string]string{}
 	r.groupCT, r.groupBatch = batchFormat(c.Envelope)
+	r.tombstones = envelope.MakesTombstones(c.Envelope)
 	return r
 }
 
@@ -360,7 +363,7 @@ func (r *Renderer) tombstone(rs *recordState, ev envelope.Event, pos wire.EventI
 // or which the output refused while it stored later events. Its key comes
 // from rendering the delete again (nothing of it is kept).
 func (r *Renderer) tombstoneOfStored(rs *recordState, ev envelope.Event, pos wire.EventID) {
-	if ev.Kind != envelope.KindChange || ev.Change == nil || ev.Change.Op != wire.OpDelete || rs.oversize > 0 || r.route.Group() {
+	if !r.tombstones || ev.Kind != envelope.KindChange || ev.Change == nil || ev.Change.Op != wire.OpDelete || rs.oversize > 0 || r.route.Group() {
 		return
 	}
 	if rs.resume != nil && rs.resume.deadLetter(pos) {
