@@ -422,10 +422,8 @@ func (s *session) startBackfills(ctx context.Context, plan *snapshotPlan, dec *p
 	go func() {
 		defer close(done)
 		if err := eng.Run(ctx); err != nil && ctx.Err() == nil {
-			if errors.Is(err, backfill.ErrWatchEnded) || errors.Is(err, backfill.ErrConnectionLost) {
-				// A new session watches again, or connects again and
-				// resumes the job from its last stored chunk.
-				err = &restartError{err: err}
+			if errors.Is(err, backfill.ErrWatchEnded) {
+				err = &restartError{err: err} // a new session watches again
 			}
 			errs <- err
 		}
