@@ -19,7 +19,7 @@ import (
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == help.CompletionCommand.Name {
-		if len(os.Args) != 3 {
+		if len(os.Args) != 3 || os.Args[2] != "bash" && os.Args[2] != "zsh" {
 			fmt.Fprintln(os.Stderr, "pgjet completion: give the shell: bash or zsh")
 			os.Exit(2)
 		}
@@ -42,6 +42,9 @@ func main() {
 		return
 	}
 	log := logging.New(os.Stderr, cfg.LogJSON, cfg.LogLevel)
+	for _, w := range cfg.Strays {
+		log.Warn(w)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := onebox.Run(ctx, cfg, log); err != nil {

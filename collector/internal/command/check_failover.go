@@ -50,7 +50,7 @@ func checkFailover(ctx context.Context, cfg config, conn *pgx.Conn, srv server, 
 				"drop the option, or upgrade")
 		case len(standbys) > 0:
 			r.Warn(fmt.Sprintf("%d standby(s) replicate this server, but before PostgreSQL %d a standby keeps no copy of slot %s: after a promotion the collector stops (slot missing)", len(standbys), pgsetup.FailoverVersion, cfg.slot),
-				"after a promotion: --recreate-slot on the new primary, then backfill the gap; or upgrade to 17+ and use --failover")
+				"after a promotion: --recreate-slot on the new primary ("+gapBackfill(cfg)+"); or upgrade to 17+ and use --failover")
 		}
 		return
 	}

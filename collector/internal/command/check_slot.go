@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/pgjet/pgjet/collector/internal/pgsetup"
+	"github.com/pgjet/pgjet/collector/internal/snapshot"
 	"github.com/pgjet/pgjet/shared/opcheck"
 )
 
@@ -25,7 +26,7 @@ func checkInvalidated(ctx context.Context, cfg config, conn *pgx.Conn, r *opchec
 	if !st.Invalidated() {
 		return false
 	}
-	fix := "start the collector with --recreate-slot (it drops the slot, tells consumers with a gap notice and creates it again; or --auto-recreate-slot N), then backfill the published tables (pgjet-collector backfill); to keep it from happening again, raise max_slot_wal_keep_size and alert on the slot's lag"
+	fix := "start the collector with --recreate-slot (it drops the slot, tells consumers with a gap notice and creates it again; or --auto-recreate-slot N); " + gapBackfill(cfg) + "; to keep it from happening again, raise max_slot_wal_keep_size and alert on the slot's lag"
 	if st.Invalidation == "idle_timeout" {
 		fix = strings.Replace(fix, "raise max_slot_wal_keep_size", "raise idle_replication_slot_timeout", 1)
 	}
@@ -90,7 +91,7 @@ func checkSlotDecodes(ctx context.Context, cfg config, conn *pgx.Conn, r *opchec
 	case errors.As(pgsetup.ExplainStreamError(err, cfg.slot, cfg.publication), &gone):
 		r.Fail(fmt.Sprintf("slot %s cannot decode past a change%s: publication %s did not exist when it was made (it was dropped, and perhaps created again, after the slot's position); every collector start fails there",
 			cfg.slot, at(gone.At), cfg.publication),
-			fmt.Sprintf("drop the slot (SELECT pg_drop_replication_slot('%s')), start the collector with --recreate-slot (the changes committed since are missing: a gap notice tells consumers), then backfill the published tables (pgjet-collector backfill)", cfg.slot))
+			fmt.Sprintf("drop the slot (SELECT pg_drop_replication_slot('%s')), start the collector with --recreate-slot (the changes committed since are missing: a gap notice tells consumers); %s", cfg.slot, gapBackfill(cfg)))
 	case errors.As(err, &pgErr) && pgErr.Code == pgsetup.SQLStateObjectInUse:
 		r.OK("slot %s is in use: its decoding was not peeked", cfg.slot)
 	case errors.As(err, &pgErr) && pgErr.Code == "57014": // query_canceled: the timeout
@@ -114,6 +115,16 @@ func statusInvalidated(ctx context.Context, cfg config, conn *pgx.Conn, w *statu
 	if err != nil || !st.Invalidated() {
 		return
 	}
-	w.line("invalidated", "%s (%s): the changes committed after %s (its confirmed position) up to its re-creation are lost to the stream (WAL at %s: %s so far); restart the collector with --recreate-slot, then backfill",
-		st.Invalidation, pgsetup.InvalidationCause(st.Invalidation), pglogrepl.LSN(st.ConfirmedFlush), pglogrepl.LSN(st.CurrentWAL), opcheck.Bytes(int64(st.CurrentWAL-st.ConfirmedFlush)))
+	w.line("invalidated", "%s (%s): the changes committed after %s (its confirmed position) up to its re-creation are lost to the stream (WAL at %s: %s so far); restart the collector with --recreate-slot; %s",
+		st.Invalidation, pgsetup.InvalidationCause(st.Invalidation), pglogrepl.LSN(st.ConfirmedFlush), pglogrepl.LSN(st.CurrentWAL), opcheck.Bytes(int64(st.CurrentWAL-st.ConfirmedFlush)), gapBackfill(cfg))
+}
+
+// gapBackfill says what reads the published tables again after the slot is
+// created again: the collector requests that backfill itself unless the
+// snapshot mode is never (session/recreate.go).
+func gapBackfill(cfg config) string {
+	if cfg.snap.mode == snapshot.ModeNever {
+		return "then backfill the published tables (pgjet-collector backfill): with snapshot mode never the collector does not"
+	}
+	return "the collector then backfills the published tables itself"
 }

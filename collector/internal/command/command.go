@@ -33,6 +33,9 @@ import (
 )
 
 type config struct {
+	// strays are the environment's misspelt flag variables (flagenv.Strays),
+	// warned of once the log is set up.
+	strays       []string
 	memLimit     memlimit.Size
 	dsn          string
 	slot         string
@@ -164,6 +167,7 @@ func parseConfigWith(args []string, doc []byte, sub *subcommandFlags) (config, e
 		}
 		return c, err
 	}
+	c.strays = flagenv.Strays(fs, os.Environ())
 	if c.file != "" {
 		if err := c.applyFile(given, tables, c.snapTables); err != nil {
 			return c, err
@@ -279,6 +283,9 @@ func Main(args []string) int {
 		return 0
 	}
 	log := logging.New(os.Stderr, cfg.logJSON, cfg.logLevel)
+	for _, w := range cfg.strays {
+		log.Warn(w)
+	}
 	if cfg.compat {
 		log.Info("reading a deltaforge/v1 pipeline file as a pgjet/v1 pipeline", "file", cfg.file)
 	}

@@ -88,7 +88,10 @@ func (p *probe) Gap(g session.Gap) {
 }
 
 func newProbe() *probe {
-	p := &probe{ready: metrics.NewReadiness("connecting to NATS")}
+	// The reason pgjet itself names is there from the start, at 0: the
+	// counters are always exported, and a rate over them sees the first
+	// gap (Postgres's invalidation reasons appear with theirs).
+	p := &probe{ready: metrics.NewReadiness("connecting to NATS"), gaps: map[string]gapCount{session.GapDropped: {}}}
 	p.slotLag.Store(math.Float64bits(math.NaN()))
 	return p
 }

@@ -338,8 +338,17 @@ func (s *Server) ClientOptions() []nats.Option {
 type logger struct{ log *slog.Logger }
 
 func (l *logger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
-func (l *logger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
-func (l *logger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l *logger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l *logger) Debugf(format string, v ...any)  {}
-func (l *logger) Tracef(format string, v ...any)  {}
+func (l *logger) Warnf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if strings.HasPrefix(msg, "Maximum payloads over") {
+		// The server's advice against MaxPayload, which is chosen
+		// (above): a warning at every start that asks nothing of anyone.
+		l.log.Debug(msg)
+		return
+	}
+	l.log.Warn(msg)
+}
+func (l *logger) Fatalf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *logger) Errorf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *logger) Debugf(format string, v ...any) {}
+func (l *logger) Tracef(format string, v ...any) {}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,4 +47,25 @@ func itoa(n int) string {
 		n /= 10
 	}
 	return string(b)
+}
+
+// A start with the defaults warns of nothing: the server's advice against
+// the chosen MaxPayload is logged at debug, not as a warning at every start.
+func TestStartWarnsOfNothing(t *testing.T) {
+	port, err := pgtest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	s, err := Start(Config{Dir: t.TempDir(), Listen: "127.0.0.1:" + itoa(port)}, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Shutdown()
+	if !strings.Contains(logs.String(), "Maximum payloads over") {
+		t.Fatalf("the server's advice on MaxPayload is not in the debug log:\n%s", logs.String())
+	}
+	if strings.Contains(logs.String(), "level=WARN") {
+		t.Errorf("a start with the defaults warned:\n%s", logs.String())
+	}
 }

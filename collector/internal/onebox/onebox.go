@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -53,6 +54,9 @@ type Config struct {
 	Metrics     string
 	LogLevel    slog.Level
 	LogJSON     bool
+	// Strays are the environment's misspelt flag variables
+	// (flagenv.Strays), for the caller to warn of.
+	Strays []string
 }
 
 // flags are pgjet's command line.
@@ -141,7 +145,7 @@ func Parse(args []string, stdout io.Writer) (*Config, error) {
 		return nil, err
 	}
 	cmdline.Visit(func(fl *flag.Flag) { typed[fl.Name] = true })
-	c := &Config{File: f.config, PrintConfig: f.printConfig, Metrics: f.metrics}
+	c := &Config{File: f.config, PrintConfig: f.printConfig, Metrics: f.metrics, Strays: flagenv.Strays(fs, os.Environ())}
 	if err := c.LogLevel.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return nil, fmt.Errorf("bad --log-level %q: use debug, info, warn or error", f.logLevel)
 	}

@@ -14,6 +14,9 @@ import (
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
+// GapDropped is a Gap's Reason (and Cause) when someone dropped the slot.
+const GapDropped = "dropped"
+
 // Gap is a range of changes the raw stream will never hold: the slot was
 // created again after Postgres invalidated it or someone dropped it.
 type Gap struct {
@@ -87,7 +90,7 @@ func (s *session) recreateSlot(ctx context.Context, pgc *pgx.Conn, repl *pgconn.
 		}
 		g.Cause, g.Reason, g.From = "invalidated ("+st.Invalidation+")", st.Invalidation, st.ConfirmedFlush
 	case stored && byFlag:
-		g.Cause, g.Reason = "dropped", "dropped"
+		g.Cause, g.Reason = GapDropped, GapDropped
 	default:
 		return nil, nil
 	}

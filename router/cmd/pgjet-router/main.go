@@ -24,6 +24,9 @@ import (
 )
 
 type config struct {
+	// strays are the environment's misspelt flag variables (flagenv.Strays),
+	// warned of once the log is set up.
+	strays   []string
 	memLimit memlimit.Size
 	logLevel slog.Level
 	logJSON  bool
@@ -73,6 +76,7 @@ func parseConfigWith(args []string, name string, more func(*flag.FlagSet)) (conf
 		}
 		return c, err
 	}
+	c.strays = flagenv.Strays(fs, os.Environ())
 	if err := c.logLevel.UnmarshalText([]byte(*level)); err != nil {
 		return c, fmt.Errorf("bad --log-level %q: use debug, info, warn or error", *level)
 	}
@@ -122,6 +126,9 @@ func main() {
 	}
 	log := logging.New(os.Stderr, cfg.logJSON, cfg.logLevel)
 	slog.SetDefault(log)
+	for _, w := range cfg.strays {
+		log.Warn(w)
+	}
 	if cfg.compat {
 		log.Info("reading a deltaforge/v1 pipeline file as a pgjet/v1 pipeline", "file", cfg.file)
 	}

@@ -227,10 +227,14 @@ func (r *Relay) undecodable(rec *record, err error) (*record, error) {
 	rec.b = r.batches.get()
 	r.render.RawDeadLetter(&rec.b.Batch, render.RawRecord{Stream: r.cfg.RawStream, Subject: msg.Subject(), Seq: rec.seq, Data: msg.Data()}, err)
 	rec.b.wrap()
+	r.seen = rec.seq
+	if len(rec.b.Msgs) == 0 {
+		r.log.Info("raw record cannot be decoded; the output holds its dead letter already", "raw_seq", rec.seq, "subject", msg.Subject())
+		return rec, nil
+	}
 	r.stats.rawDead.Add(1)
 	r.log.Warn("raw record cannot be decoded; sent with its bytes to the dead-letter subject, as --dead-letter-raw says", "err", err,
 		"raw_seq", rec.seq, "subject", msg.Subject(), "dead_letter_subject", r.route.DeadLetter())
-	r.seen = rec.seq
 	return rec, nil
 }
 

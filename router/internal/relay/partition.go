@@ -22,9 +22,8 @@ const scanChunk = 4096
 
 // readPartitionResume reads the resume point of every source from the
 // router's own messages among the output's last, backwards from last.
-func (r *Relay) readPartitionResume(ctx context.Context, s jetstream.Stream, filters []string, last uint64) (map[string]*wire.EventID, error) {
+func (r *Relay) readPartitionResume(ctx context.Context, s jetstream.Stream, filters []string, last uint64, st *resumeState) error {
 	mine := r.route.Partition()
-	points := make(map[string]*wire.EventID)
 	own, read := 0, 0
 	for end := last; end >= 1 && own < maxWindowEvents; {
 		start := uint64(1)
@@ -33,7 +32,7 @@ func (r *Relay) readPartitionResume(ctx context.Context, s jetstream.Stream, fil
 		}
 		msgs, err := r.readHeaders(ctx, s, filters, start, end)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		read += len(msgs)
 		for i := len(msgs) - 1; i >= 0 && own < maxWindowEvents; i-- {
@@ -41,15 +40,12 @@ func (r *Relay) readPartitionResume(ctx context.Context, s jetstream.Stream, fil
 				continue
 			}
 			own++
-			// Backwards: the first of a source is its last stored.
-			if p, ok := wire.ParseEventID(msgs[i].Get(jetstream.MsgIDHeader)); ok && points[p.Source] == nil {
-				points[p.Source] = &p
-			}
+			r.note(st, msgs[i].Get(jetstream.MsgIDHeader))
 		}
 		end = start - 1
 	}
 	r.log.Info("read this partition's last events from the output", "partition", mine, "messages_read", read, "own", own)
-	return points, nil
+	return nil
 }
 
 // readHeaders returns the headers of the messages on filters from start to

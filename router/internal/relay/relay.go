@@ -154,6 +154,10 @@ type Relay struct {
 	// dupWindow is the output stream's duplicate window: for that long
 	// after storing an event the server recognises its id.
 	dupWindow time.Duration
+	// maxMsgSize is the output stream's max_msg_size, 0 for none: a
+	// message larger is refused for good, while the ones after it are
+	// stored, so it must be a dead letter before it is ever published.
+	maxMsgSize int64
 
 	batches batchPool
 	docBuf  []byte // an event printed on stdout
@@ -402,7 +406,7 @@ func (r *Relay) take(ctx context.Context, msg jetstream.Msg) (*record, error) {
 		}
 		return dl, err
 	}
-	maxPayload := r.out.Conn().MaxPayload()
+	maxPayload := r.maxPayload()
 	if hasPieces(&m) {
 		if raw.Oversize, err = r.joinPieces(ctx, msg, seq, &m, maxPayload); err != nil {
 			rec.endSpan(err)
@@ -417,6 +421,10 @@ func (r *Relay) take(ctx context.Context, msg jetstream.Msg) (*record, error) {
 	}
 	rec.b = r.batches.get()
 	r.render.Record(&rec.b.Batch, &m, raw, maxPayload)
+	if b := &rec.b.Batch; b.Missing > 0 {
+		r.log.Warn("the output lacks events before ones it stored (it refused them, or lost them in a failover): publishing them now, after those",
+			"raw_seq", seq, "subject", msg.Subject(), "source", m.Source.ID(), "events", b.Missing)
+	}
 	if b := &rec.b.Batch; b.Backwards > 0 {
 		r.stats.backwards.Add(uint64(b.Backwards))
 		r.log.Warn("raw record holds transactions at or before what this route relayed of their source already: skipped, not published twice (a copy of an old record published again?)",
@@ -429,6 +437,16 @@ func (r *Relay) take(ctx context.Context, msg jetstream.Msg) (*record, error) {
 	}
 	r.seen = seq
 	return rec, nil
+}
+
+// maxPayload is the largest message the output takes: the server's
+// max_payload, or the output stream's max_msg_size when lower.
+func (r *Relay) maxPayload() int64 {
+	limit := r.out.Conn().MaxPayload()
+	if r.maxMsgSize > 0 && r.maxMsgSize < limit {
+		limit = r.maxMsgSize
+	}
+	return limit
 }
 
 // finish completes a record whose events are all stored: prints them,

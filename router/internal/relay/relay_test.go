@@ -458,15 +458,7 @@ func TestRestartSkipsStoredEventsOfEverySource(t *testing.T) {
 	want := append([]wantEvent{wantEvents[len(wantEvents)-1]}, wantEvents[:len(wantEvents)-1]...)
 	e.publishRaw(recs...)
 	// What the killed router left: the first three events, of both sources.
-	for _, w := range want[:3] {
-		m := nats.NewMsg(w.subject)
-		m.Header.Set(jetstream.MsgIDHeader, w.id)
-		m.Header.Set(jetstream.ExpectedStreamHeader, outStream)
-		m.Data = []byte(`{}`)
-		if _, err := e.js.PublishMsg(ctx, m); err != nil {
-			t.Fatal(err)
-		}
-	}
+	e.storeAsKilledRouter(want[:3])
 	time.Sleep(500 * time.Millisecond) // past the duplicate window
 	run := e.start(nil)
 	e.waitAckFloor(3)
@@ -839,7 +831,7 @@ func TestChangeInPiecesTooLargeGoesToDeadLetter(t *testing.T) {
 	got := e.waitOutputs(1)
 	checkOutputs(t, got, []wantEvent{{"postgres._deadletter", "test.7300000000000000001.1:4000:0:dlq"}})
 	doc := string(got[0].Data)
-	if !strings.Contains(doc, "larger than the NATS server's max_payload") || !strings.Contains(doc, `"values_omitted":true`) ||
+	if !strings.Contains(doc, "makes an event larger than the 1048576 bytes") || !strings.Contains(doc, "max_payload") || !strings.Contains(doc, `"values_omitted":true`) ||
 		!strings.Contains(doc, `"raw_seq":1,`) {
 		t.Errorf("dead letter: %.500s", doc)
 	}

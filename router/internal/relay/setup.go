@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pgjet/pgjet/router/internal/render"
 	"github.com/pgjet/pgjet/router/internal/route"
 	"github.com/pgjet/pgjet/shared/backoff"
 	"github.com/pgjet/pgjet/shared/wire"
@@ -32,15 +33,18 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 	// Starting (over): the records from the consumer's ack floor come
 	// (again), and those the output stream holds are skipped.
 	r.render.Reset()
-	var resume map[string]*wire.EventID
+	var resume map[string]*render.Stored
 	if r.cfg.Stream != "" {
 		if err := r.ensureOutput(ctx); err != nil {
 			return nil, err
 		}
-		if resume, err = r.readResumePoints(ctx); err != nil {
+		st, err := r.readResumePoints(ctx)
+		if err != nil {
 			return nil, err
 		}
+		resume = st.points
 		r.render.Resume(resume)
+		r.render.StoredRawDeadLetters(st.rawDead)
 	}
 	if r.cfg.Replay != nil {
 		return r.replayConsumer(ctx, raw)
@@ -104,8 +108,8 @@ func (r *Relay) setup(ctx context.Context) (jetstream.Consumer, error) {
 		return nil, err
 	}
 	r.last, r.seen = next-1, next-1
-	for _, p := range resume {
-		r.log.Info("output stream holds events up to", "source", p.Source, "commit_lsn", wire.LSN(p.CommitLSN), "index", p.Index)
+	for src, p := range resume {
+		r.log.Info("output stream holds events up to", "source", src, "commit_lsn", wire.LSN(p.Last.CommitLSN), "index", p.Last.Index)
 	}
 	r.log.Info("relaying", "raw_stream", r.cfg.RawStream, "durable", r.cfg.Durable, "from_seq", next,
 		"raw_pending", ci.NumPending, "stream", r.cfg.Stream, "subjects", r.route.Subjects(), "duplicate_window", r.dupWindow)
@@ -227,6 +231,7 @@ func (r *Relay) ensureOutput(ctx context.Context) error {
 			r.cfg.Stream, strings.Join(missing, ", "), strings.Join(cfg.Subjects, ", "))
 	}
 	r.dupWindow = cfg.Duplicates
+	r.maxMsgSize = max(int64(cfg.MaxMsgSize), 0) // -1: none
 	if r.dupWindow <= 0 {
 		r.dupWindow = DefaultDuplicates // the server's default
 	}

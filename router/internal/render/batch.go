@@ -41,6 +41,9 @@ type Batch struct {
 	// Dead counts the dead letters among Msgs; Skipped, the events the
 	// output stream held already (not in Msgs).
 	Dead, Skipped int
+	// Missing counts the events published although they lie before their
+	// source's last stored one: the output lacked them (Stored).
+	Missing int
 	// Backwards counts the transaction fragments skipped because they lie
 	// before what the route already rendered of their source (order.go),
 	// from commit LSN BackFrom to BackTo.
@@ -50,7 +53,7 @@ type Batch struct {
 	RawSeq uint64
 
 	arena      []byte // the rendered messages, which Msgs point into
-	maxPayload int64  // the server's limit for one message, headers included
+	maxPayload int64  // the output's limit for one message, headers included
 	// headers are the messages' header maps, the first nh in use; vals,
 	// their one-value slices: reused from record to record.
 	headers []envelope.Header
@@ -62,7 +65,7 @@ type Batch struct {
 // twice the record's size, what its events take in the envelopes.
 func (b *Batch) reset(raw Raw, maxPayload int64) {
 	clear(b.Msgs) // let go of the previous record's headers and events
-	b.Msgs, b.Dead, b.Skipped, b.RawSeq, b.maxPayload = b.Msgs[:0], 0, 0, raw.Seq, maxPayload
+	b.Msgs, b.Dead, b.Skipped, b.Missing, b.RawSeq, b.maxPayload = b.Msgs[:0], 0, 0, 0, raw.Seq, maxPayload
 	b.Backwards, b.BackFrom, b.BackTo = 0, 0, 0
 	b.nh, b.vals = 0, b.vals[:0]
 	if want := 2 * raw.Size; cap(b.arena) < want {

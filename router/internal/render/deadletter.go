@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/pgjet/pgjet/router/internal/envelope"
 	"github.com/pgjet/pgjet/shared/wire"
 )
 
-// tooLargeError is an event bigger than the server accepts.
+// tooLargeError is an event bigger than the output accepts: the server's
+// max_payload, or the output stream's max_msg_size when that is lower.
 type tooLargeError struct {
 	size int
 	max  int64
@@ -21,9 +23,9 @@ type tooLargeError struct {
 
 func (e *tooLargeError) Error() string {
 	if e.encoded {
-		return fmt.Sprintf("change of %d bytes makes an event larger than the NATS server's max_payload of %d bytes", e.size, e.max)
+		return fmt.Sprintf("change of %d bytes makes an event larger than the %d bytes the output takes in one message (the NATS server's max_payload, or the output stream's max_msg_size if lower)", e.size, e.max)
 	}
-	return fmt.Sprintf("event of %d bytes exceeds the NATS server's max_payload of %d bytes", e.size, e.max)
+	return fmt.Sprintf("event of %d bytes exceeds the %d bytes the output takes in one message (the NATS server's max_payload, or the output stream's max_msg_size if lower)", e.size, e.max)
 }
 
 // deadLetterDoc is what lands on {prefix}._deadletter for an event that could
@@ -191,10 +193,29 @@ func RawDeadLetterID(stream string, seq uint64) string {
 	return "raw-record." + stream + ":" + strconv.FormatUint(seq, 10) + wire.DeadLetterSuffix
 }
 
+// ParseRawDeadLetterID returns the raw record sequence id, the id of a dead
+// letter of a record of stream, names (RawDeadLetterID).
+func ParseRawDeadLetterID(stream, id string) (uint64, bool) {
+	rest, ok := strings.CutPrefix(id, "raw-record."+stream+":")
+	if !ok {
+		return 0, false
+	}
+	if rest, ok = strings.CutSuffix(rest, wire.DeadLetterSuffix); !ok {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(rest, 10, 64)
+	return seq, err == nil && seq > 0
+}
+
 // RawDeadLetter resets b to hold the dead letter of raw, a record that
 // could not be decoded (cause), on the route's dead-letter subject.
 func (r *Renderer) RawDeadLetter(b *Batch, raw RawRecord, cause error) {
 	b.reset(Raw{Seq: raw.Seq}, 0)
+	if _, ok := r.rawDead[raw.Seq]; ok {
+		// The output holds it (StoredRawDeadLetters): not again.
+		b.Skipped++
+		return
+	}
 	id := RawDeadLetterID(raw.Stream, raw.Seq)
 	data, err := json.Marshal(&rawDeadLetterDoc{Error: cause.Error(), ID: id, RawStream: raw.Stream, RawSeq: raw.Seq, RawSubject: raw.Subject, Data: raw.Data})
 	if err != nil {

@@ -73,7 +73,11 @@ type Renderer struct {
 	// resume holds, by source id until passed, the last event of that
 	// source the output stream held at start: events at or before it are
 	// not published again.
-	resume map[string]*wire.EventID
+	resume map[string]*Stored
+	// rawDead holds the raw records whose dead letters the output stream
+	// held at start (StoredRawDeadLetters): they name no source, so no
+	// resume point covers them.
+	rawDead map[uint64]struct{}
 	// rendered holds, by history, where what the route rendered ends
 	// (order.go).
 	rendered map[history]mark
@@ -116,10 +120,15 @@ func New(c Config) *Renderer {
 	return r
 }
 
-// Resume sets where the output stream's events of each source end (by
-// source id, wire.Source.ID): events at or before a source's point are
-// counted as skipped instead of rendered, until one comes after it.
-func (r *Renderer) Resume(points map[string]*wire.EventID) { r.resume = points }
+// Resume sets what the output stream holds of each source's last events
+// (by source id, wire.Source.ID): events at or before a source's last are
+// counted as skipped instead of rendered, until one comes after it, but for
+// a change event found missing among them (Stored).
+func (r *Renderer) Resume(points map[string]*Stored) { r.resume = points }
+
+// StoredRawDeadLetters names the raw records whose dead letters the output
+// stream holds already (RawDeadLetter publishes them not again).
+func (r *Renderer) StoredRawDeadLetters(seqs map[uint64]struct{}) { r.rawDead = seqs }
 
 // Reset forgets the transactions, relation events and positions seen: for
 // a relay that starts over from its consumer's ack floor, whose records
@@ -145,7 +154,7 @@ type Raw struct {
 }
 
 // Record renders m, raw record raw, into b, which it resets first.
-// maxPayload is the server's limit for one message.
+// maxPayload is the output's limit for one message, headers included.
 func (r *Renderer) Record(b *Batch, m *wire.Message, raw Raw, maxPayload int64) {
 	b.reset(raw, maxPayload)
 	r.setTrace(raw.TraceParent)
@@ -215,8 +224,8 @@ func (r *Renderer) Record(b *Batch, m *wire.Message, raw Raw, maxPayload int64) 
 type recordState struct {
 	b      *Batch
 	src    *wire.Source
-	srcID  string        // its id (wire.Source.ID)
-	resume *wire.EventID // the source's resume point, until passed
+	srcID  string  // its id (wire.Source.ID)
+	resume *Stored // what the output holds of the source, until passed
 	// oversize > 0 is the encoded size of the current change, known to make
 	// too large an event: it is dead-lettered without rendering.
 	oversize int
@@ -271,7 +280,13 @@ func (r *Renderer) closeTx(rs *recordState, tx *wire.Tx) bool {
 // (at or before its source's resume point), counting it as skipped.
 func (r *Renderer) stored(rs *recordState, pos wire.EventID) bool {
 	if p := rs.resume; p != nil {
-		if pos.Compare(*p) <= 0 {
+		if pos.Compare(p.Last) <= 0 {
+			// Group ids stand for runs of events: no position is missing
+			// among them.
+			if !r.route.Group() && p.missing(pos) {
+				rs.b.Missing++
+				return false
+			}
 			rs.b.Skipped++
 			return true
 		}

@@ -187,7 +187,9 @@ func newRenderer(t testing.TB, c renderCase) *Renderer {
 		if !ok {
 			t.Fatalf("bad resume id %s", c.resume)
 		}
-		r.Resume(map[string]*wire.EventID{p.Source: &p})
+		var st Stored
+		st.Add(p)
+		r.Resume(map[string]*Stored{p.Source: &st})
 	}
 	return r
 }
