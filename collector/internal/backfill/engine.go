@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/collector/internal/snapshot"
 	"github.com/pgjet/pgjet/shared/backoff"
@@ -186,6 +187,32 @@ func (e *Engine) Run(ctx context.Context) error {
 // connection closed for good): watching again is the caller's to do.
 var ErrWatchEnded = errors.New("backfill: the watch of the snapshot bucket ended")
 
+// ErrConnectionLost: the engine's connection to Postgres failed while a
+// job ran (the server restarting or failing over, the backend
+// terminated). The job is not failed for it: it stays running and goes on
+// from its last stored chunk when the engine runs again, which is the
+// caller's to do (the session starts again, as after a crash).
+var ErrConnectionLost = errors.New("backfill: the connection to PostgreSQL was lost")
+
+// connectionLost reports whether err is the engine's connection failing,
+// not the job: a closed connection, a connection exception (08) or an
+// operator intervention (57: shutdown, termination, "cannot connect
+// now"), except a cancelled statement (57014, statement_timeout), which
+// would fail again.
+func (e *Engine) connectionLost(err error) bool {
+	if e.conn.IsClosed() || e.wconn.IsClosed() {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57") && pgErr.Code != queryCanceled
+	}
+	return false
+}
+
+// queryCanceled is SQLSTATE query_canceled.
+const queryCanceled = "57014"
+
 // watchEnded is Run's end when the watch of the jobs closed its channel:
 // it does when ctx ends (the watch was made with it), and a closed channel
 // is always ready, so it must end the loop, not be read again.
@@ -253,6 +280,9 @@ func (e *Engine) runJob(ctx context.Context, j *snapshot.Job) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if err != nil && e.connectionLost(err) {
+			return fmt.Errorf("%w: %w", ErrConnectionLost, err)
+		}
 		if err != nil {
 			refused[name] = err
 			continue
@@ -319,6 +349,9 @@ func (e *Engine) runJob(ctx context.Context, j *snapshot.Job) error {
 			return p.Finish(context.Background(), snapshot.StateCancelled, nil)
 		case err != nil && ctx.Err() != nil:
 			return nil // stopped: resumes with the next session
+		case err != nil && e.connectionLost(err):
+			e.log.Warn("backfill's connection lost: it goes on from its last stored chunk", "job", j.ID, "table", t.String(), "err", err)
+			return fmt.Errorf("%w: %w", ErrConnectionLost, err)
 		case err != nil:
 			e.log.Error("backfill failed", "job", j.ID, "table", t.String(), "err", err)
 			p.EndTable(t.String(), err)

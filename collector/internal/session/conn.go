@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgjet/pgjet/collector/internal/backfill"
 	"github.com/pgjet/pgjet/collector/internal/replication"
 	"github.com/pgjet/pgjet/shared/natsconn"
 	"github.com/pgjet/pgjet/shared/redact"
@@ -23,6 +24,11 @@ import (
 func transient(err error) bool {
 	var restart *restartError
 	if errors.As(err, &restart) {
+		return true
+	}
+	// The backfill engine's connection failed: a new session (after the
+	// usual wait, in case the cause persists) resumes its job.
+	if errors.Is(err, backfill.ErrConnectionLost) {
 		return true
 	}
 	var pgErr *pgconn.PgError
