@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pgjet/pgjet/collector/internal/snapshot"
 	"github.com/pgjet/pgjet/shared/backoff"
@@ -186,6 +187,44 @@ func (e *Engine) Run(ctx context.Context) error {
 // connection closed for good): watching again is the caller's to do.
 var ErrWatchEnded = errors.New("backfill: the watch of the snapshot bucket ended")
 
+// ErrInterrupted: the engine's work was cut by something that passes, not
+// by the job: its connection to Postgres failed (the server restarting or
+// failing over, the backend terminated), or a standby cancelled a chunk's
+// read for a conflict with recovery. The job is not failed for it: it
+// stays running and goes on from its last stored chunk when the engine
+// runs again, which is the caller's to do (the session starts again, as
+// after a crash).
+var ErrInterrupted = errors.New("backfill: interrupted")
+
+// interrupted reports whether err cut the engine's work, not the job's
+// (ErrInterrupted): a closed connection, or an error passing (passes).
+func (e *Engine) interrupted(err error) bool {
+	return e.conn.IsClosed() || e.wconn.IsClosed() || passes(err)
+}
+
+// passes reports whether err is a Postgres error that a new attempt does
+// not meet again: a connection exception (08), an operator intervention
+// (57: shutdown, termination, "cannot connect now") except a cancelled
+// statement (57014, statement_timeout: it would fail again), or a
+// serialization failure (40001: how a standby cancels a query for a
+// conflict with recovery) or deadlock (40P01).
+func passes(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch c := pgErr.Code; {
+	case c == queryCanceled:
+		return false
+	case strings.HasPrefix(c, "08"), strings.HasPrefix(c, "57"), c == "40001", c == "40P01":
+		return true
+	}
+	return false
+}
+
+// queryCanceled is SQLSTATE query_canceled.
+const queryCanceled = "57014"
+
 // watchEnded is Run's end when the watch of the jobs closed its channel:
 // it does when ctx ends (the watch was made with it), and a closed channel
 // is always ready, so it must end the loop, not be read again.
@@ -253,6 +292,9 @@ func (e *Engine) runJob(ctx context.Context, j *snapshot.Job) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if err != nil && e.interrupted(err) {
+			return fmt.Errorf("%w: %w", ErrInterrupted, err)
+		}
 		if err != nil {
 			refused[name] = err
 			continue
@@ -319,6 +361,9 @@ func (e *Engine) runJob(ctx context.Context, j *snapshot.Job) error {
 			return p.Finish(context.Background(), snapshot.StateCancelled, nil)
 		case err != nil && ctx.Err() != nil:
 			return nil // stopped: resumes with the next session
+		case err != nil && e.interrupted(err):
+			e.log.Warn("backfill interrupted: it goes on from its last stored chunk", "job", j.ID, "table", t.String(), "err", err)
+			return fmt.Errorf("%w: %w", ErrInterrupted, err)
 		case err != nil:
 			e.log.Error("backfill failed", "job", j.ID, "table", t.String(), "err", err)
 			p.EndTable(t.String(), err)

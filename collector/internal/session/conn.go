@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgjet/pgjet/collector/internal/backfill"
 	"github.com/pgjet/pgjet/collector/internal/replication"
 	"github.com/pgjet/pgjet/shared/natsconn"
 	"github.com/pgjet/pgjet/shared/redact"
@@ -25,11 +26,19 @@ func transient(err error) bool {
 	if errors.As(err, &restart) {
 		return true
 	}
+	// The backfill engine was interrupted (its connection failed, a
+	// standby cancelled a read): a new session (after the usual wait, in
+	// case the cause persists) resumes its job.
+	if errors.Is(err, backfill.ErrInterrupted) {
+		return true
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		// 08: connection exception; 57: operator intervention (shutdown,
-		// crash recovery, "cannot connect now").
-		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57")
+		// crash recovery, "cannot connect now"); 40001: how a standby
+		// cancels a query for a conflict with recovery (an initial
+		// snapshot read there: the next session goes on with it).
+		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57") || pgErr.Code == "40001"
 	}
 	// NATS unreachable or slow while a session (re)starts: the client
 	// reconnects by itself.

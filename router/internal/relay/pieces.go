@@ -86,9 +86,14 @@ func (r *Relay) joinPieces(ctx context.Context, raw jetstream.Msg, seq uint64, m
 		}
 		if gone {
 			// Left without events; what followed it comes in its turn.
-			r.stats.abandoned.Add(1)
-			r.log.Warn("a snapshot read in pieces was left incomplete by a stopped collector; its row comes again from the backfill that goes on with the snapshot",
-				"raw_seq", seq, "lsn", wire.LSN(tx.CommitLSN), "index", tx.FirstChange, "bytes", len(buf), "of", tx.PieceTotal)
+			if tx.Snapshot != nil {
+				r.stats.abandoned.Add(1)
+				r.log.Warn("a snapshot read in pieces was left incomplete by a stopped collector; its row comes again from the backfill that goes on with the snapshot",
+					"raw_seq", seq, "lsn", wire.LSN(tx.CommitLSN), "index", tx.FirstChange, "bytes", len(buf), "of", tx.PieceTotal)
+			} else {
+				r.log.Error("a change in pieces was left incomplete by a stopped collector, and a notice follows it (a gap: its slot was created again; or phantoms after a failover): Postgres never sends the rest, so it has no event",
+					"raw_seq", seq, "lsn", wire.LSN(tx.CommitLSN), "index", tx.FirstChange, "bytes", len(buf), "of", tx.PieceTotal)
+			}
 			tx.Changes, tx.PieceOffset, tx.PieceTotal = nil, 0, 0
 			txs = append(txs, tx)
 			continue
@@ -122,15 +127,20 @@ func (r *Relay) joinPieces(ctx context.Context, raw jetstream.Msg, seq uint64, m
 const oversizeFactor = 2
 
 // abandoned reports whether next, where the next piece of first's change
-// should be, shows the change was left incomplete: first is a snapshot
-// read, whose pieces a collector writes one after another, and next is
-// not one of them. The collector stopped between them, and nothing
-// resends a read (the next one closed the reads past it, or went on with
-// changes after a backfill chunk): the row comes again from the backfill
-// that goes on from the last stored chunk. A change's pieces are resent
-// by Postgres instead, so a hole in them stays an error.
+// should be, shows the change was left incomplete for good. A snapshot
+// read: the collector stopped between its pieces, and nothing resends a
+// read (the next one closed the reads past it, or went on with changes
+// after a backfill chunk): the row comes again from the backfill that
+// goes on from the last stored chunk. A change: its pieces are resent by
+// Postgres, so a hole in them stays an error, unless a notice of the
+// collector comes next: the slot was lost and created again (a gap) or a
+// failover left the change to the old timeline (phantoms), and Postgres
+// will never send the rest.
 func abandoned(first, next *wire.Tx) bool {
-	return first.Snapshot != nil && !(next.IsPiece() && next.CommitLSN == first.CommitLSN && next.FirstChange == first.FirstChange)
+	if next.IsPiece() && next.CommitLSN == first.CommitLSN && next.FirstChange == first.FirstChange {
+		return false
+	}
+	return first.Snapshot != nil || len(next.Changes) == 1 && wire.IsNotice(&next.Changes[0])
 }
 
 // appendPiece appends next, which must be the piece of first's change that

@@ -1125,3 +1125,46 @@ func TestGapFromMaxAgeExpiry(t *testing.T) {
 		t.Fatalf("Run = %v, want records 2-3 missing", err)
 	}
 }
+
+// Invariant: a change a stopped collector left half stored in pieces, after
+// which its slot was lost and created again (a gap notice follows the
+// pieces), is dropped: Postgres will never send its other pieces again.
+// The notice and the changes after it go out, every record is
+// acknowledged, and the relay goes on instead of stopping on the missing
+// piece at every start.
+func TestChangeInPiecesCutByAGapIsDropped(t *testing.T) {
+	e := newEnv(t)
+	p := piecesOf(t, 0x4000, 0, wire.Change{Op: wire.OpInsert, Rel: 0, New: []wire.Value{text("1"), text(strings.Repeat("x", 5000))}}, 1000)
+	notice, err := wire.NoticeTx(wire.Notice{Kind: wire.NoticeGap, Message: "gap", SourceID: srcTest.ID(), FromLSN: "0/4000", ToLSN: "0/9000"}, 0x9000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	change := wire.Tx{Xid: 10, CommitLSN: 0x9100, EndLSN: 0x9110, Final: true,
+		Changes: []wire.Change{{Op: wire.OpInsert, Rel: 0, New: []wire.Value{text("3"), text("c")}}}}
+	rels := []wire.Relation{users}
+	recs := []*wire.Message{
+		{Source: srcTest, Relations: rels, Txs: []wire.Tx{p[0], p[1]}},
+		{Source: srcTest, Txs: []wire.Tx{notice}},
+		{Source: srcTest, Relations: rels, Txs: []wire.Tx{change}},
+	}
+	e.publishRaw(recs...)
+	run := e.start(nil)
+	var got []*jetstream.RawStreamMsg
+	waitfor.Condition(t, "the gap notice and the insert after it", func() bool {
+		select {
+		case err := <-run.done:
+			run.done <- err // for the cleanup's stop
+			t.Fatalf("the relay stopped: %v", err)
+		default:
+		}
+		got = e.outputs()
+		return len(got) >= 2
+	})
+	if got[0].Subject != "postgres._notices.gap" || got[1].Subject != "postgres.public.users.insert" {
+		t.Fatalf("outputs on %s, %s: want the gap notice, then the insert after it", got[0].Subject, got[1].Subject)
+	}
+	e.waitAckFloor(uint64(len(recs)))
+	if !strings.Contains(e.logs.String(), "a change in pieces was left incomplete") {
+		t.Errorf("no error line for the dropped change:\n%s", e.logs.String())
+	}
+}
