@@ -241,3 +241,50 @@ func TestDeletionSwallowedByTheHeadIsNotARefusal(t *testing.T) {
 		t.Errorf("stats %+v: want the 3 events of the record skipped as stored", st)
 	}
 }
+
+// A last message that goes while the router reads the window up to it (a
+// work-queue or interest consumer acknowledging it, an expiry) neither
+// stalls the start (the read waited for it until the publish timeout, and
+// a first start failed) nor is published again: it was seen stored.
+func TestLastMessageGoneDuringTheResumeRead(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	s, err := e.js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: outStream, Subjects: []string{"postgres.>"}, Storage: jetstream.FileStorage, Duplicates: 200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.publishRaw(&wire.Message{
+		Source:    srcTest,
+		Relations: []wire.Relation{users},
+		Txs: []wire.Tx{{Xid: 5, CommitLSN: 0x2000, Final: true, Changes: []wire.Change{
+			{Op: wire.OpInsert, Rel: 0, New: []wire.Value{text("1"), text("a")}},
+			{Op: wire.OpInsert, Rel: 0, New: []wire.Value{text("2"), text("b")}},
+			{Op: wire.OpInsert, Rel: 0, New: []wire.Value{text("3"), text("c")}},
+		}}},
+	})
+	stored := []wantEvent{
+		{"postgres.public.users.insert", "test.7300000000000000001.1:2000:0"},
+		{"postgres.public.users.insert", "test.7300000000000000001.1:2000:1"},
+		{"postgres.public.users.insert", "test.7300000000000000001.1:2000:2"},
+	}
+	e.storeAsKilledRouter(stored)
+	time.Sleep(500 * time.Millisecond) // past the duplicate window: time passing is the point
+	beforeResumeRead = func() {
+		beforeResumeRead = nil
+		if err := s.DeleteMsg(ctx, 3); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Cleanup(func() { beforeResumeRead = nil })
+	run := e.startConfig(Config{Stream: outStream, PublishTimeout: 2 * time.Second})
+	e.waitAckFloor(1)
+	if err := run.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	checkOutputs(t, e.outputs(), stored[:2])
+	if st := run.r.Stats(); st.Skipped != 3 {
+		t.Errorf("stats %+v: want the 3 events of the record skipped as stored", st)
+	}
+}

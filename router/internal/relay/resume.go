@@ -87,7 +87,12 @@ func (r *Relay) readResumePoints(ctx context.Context) (resumeState, error) {
 	}
 	// The last message need not name a source (the dead letter of an
 	// undecodable raw record, or one an operator published): the events
-	// before it still do.
+	// before it still do. It counts as read: it may go before the read
+	// below reaches it.
+	r.note(&st, last.Header.Get(jetstream.MsgIDHeader), last.Sequence)
+	if beforeResumeRead != nil {
+		beforeResumeRead()
+	}
 	start := uint64(1)
 	if last.Sequence > maxWindowEvents {
 		start = last.Sequence - maxWindowEvents + 1
@@ -119,6 +124,11 @@ func (r *Relay) readResumePoints(ctx context.Context) (resumeState, error) {
 		}
 		seq = meta.Sequence.Stream
 		r.note(&st, msg.Headers().Get(jetstream.MsgIDHeader), seq)
+		if meta.NumPending == 0 {
+			// The last message went meanwhile (a work-queue or interest
+			// consumer's ack, an expiry): nothing more comes to wait for.
+			break
+		}
 	}
 	if len(st.points) == 0 && len(st.rawDead) == 0 {
 		// Not written by a router (or by an older one): nothing to skip by.
@@ -134,12 +144,18 @@ func (r *Relay) readResumePoints(ctx context.Context) (resumeState, error) {
 // afterResumeRead, set by a test, runs between reading the output's last
 // events and asking the stream what it deleted: what the output does then
 // (a head removal, an operator) must not make a deleted event look refused.
-var afterResumeRead func()
+// beforeResumeRead runs between finding the last message and reading the
+// window up to it: the last message may go then.
+var afterResumeRead, beforeResumeRead func()
 
 // maxDeletedDetails bounds the deleted sequences checkDeleted asks the
 // server to list; a stream with more is taken to have deleted some among
-// those read.
-const maxDeletedDetails = 1 << 20
+// those read. The list comes in one reply of about 6.5 bytes per deleted
+// sequence (measured): 50,000 keep it near 330 KB, within the 1 MB
+// max_payload a leaf node link enforces on what crosses it (a larger reply
+// closes the link, at every restart of a router reaching its output
+// through one).
+const maxDeletedDetails = 50_000
 
 // checkDeleted takes what was read of each source as a prefix when the
 // output deleted messages between the first event read (st.firstSeq) and
