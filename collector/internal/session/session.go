@@ -388,7 +388,7 @@ func (s *session) run(ctx context.Context) error {
 		}
 		return pgsetup.SetFailover(ctx, pgc, repl, cfg.Slot, log)
 	}
-	held, err := s.initialSnapshot(ctx, snap, slot, repl, src, setFailover)
+	held, err := s.initialSnapshot(ctx, snap, slot, repl, src, setFailover, replication.StatusIntervalFor(senderTimeout))
 	if err != nil {
 		return err
 	}

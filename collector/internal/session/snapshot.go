@@ -177,7 +177,7 @@ func tableNames(tables []*snapshot.Table) []string {
 // replication starts on repl, so that no other collector takes the slot
 // meanwhile; what the server sends waits unread until the reads are
 // stored. held reports whether replication was started.
-func (s *session) initialSnapshot(ctx context.Context, plan *snapshotPlan, slot pgsetup.Slot, repl *pgconn.PgConn, src wire.Source, beforeStart func(context.Context) error) (held bool, err error) {
+func (s *session) initialSnapshot(ctx context.Context, plan *snapshotPlan, slot pgsetup.Slot, repl *pgconn.PgConn, src wire.Source, beforeStart func(context.Context) error, every time.Duration) (held bool, err error) {
 	if plan.tables == nil || !slot.Created || slot.Snapshot == "" {
 		return false, nil
 	}
@@ -198,7 +198,7 @@ func (s *session) initialSnapshot(ctx context.Context, plan *snapshotPlan, slot 
 			return err
 		}
 		held = true
-		stopKeepalive = keepalive(repl, slot.ConfirmedFlush)
+		stopKeepalive = keepalive(repl, slot.ConfirmedFlush, every)
 		return nil
 	}
 	if err := s.readInitial(ctx, plan, slot.Snapshot, slot.ConsistentPoint, s.cfg.Slot, src, hold); err != nil {
@@ -307,15 +307,16 @@ func (s *session) readInitial(ctx context.Context, plan *snapshotPlan, exported 
 	return p.Finish(ctx, snapshot.StateDone, nil)
 }
 
-// keepalive sends the slot's position to the server every 10 seconds
-// while the stream is not read, so that the walsender does not time the
+// keepalive sends the slot's position to the server every interval
+// (replication.StatusIntervalFor the walsender's wal_sender_timeout) while
+// the stream is not read, so that the walsender does not time the
 // connection out; the returned function stops it.
-func keepalive(repl *pgconn.PgConn, confirmed uint64) (stop func()) {
+func keepalive(repl *pgconn.PgConn, confirmed uint64, every time.Duration) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(10 * time.Second)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		lsn := pglogrepl.LSN(confirmed)
 		for {
