@@ -6,8 +6,11 @@ package flagenv
 import (
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"strings"
+
+	"github.com/pgjet/pgjet/shared/suggest"
 )
 
 // EnvName is the environment variable that sets flag name.
@@ -65,40 +68,9 @@ func Strays(fs *flag.FlagSet, environ []string) []string {
 		if !strings.HasPrefix(name, "PGJET_") || known[name] != "" {
 			continue
 		}
-		best, bestDist := "", 3
-		for env := range known {
-			if d := editDistance(name, env, bestDist); d < bestDist || d == bestDist && env < best {
-				best, bestDist = env, d
-			}
-		}
-		if best != "" && bestDist <= 2 {
+		if best, d := suggest.Closest(name, maps.Keys(known)); best != "" && d <= 2 {
 			out = append(out, fmt.Sprintf("%s sets nothing: did you mean %s (--%s)? it is ignored", name, best, known[best]))
 		}
 	}
 	return out
-}
-
-// editDistance is the Levenshtein distance of a and b, or more than limit
-// once it is sure to exceed it.
-func editDistance(a, b string, limit int) int {
-	if d := len(a) - len(b); d > limit || -d > limit {
-		return limit + 1
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

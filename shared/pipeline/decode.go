@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/pgjet/pgjet/shared/suggest"
 	"github.com/pgjet/pgjet/shared/wire"
 	"go.yaml.in/yaml/v3"
 )
@@ -200,37 +202,11 @@ func (m *mapReader) rest(other func(key string) string) {
 }
 
 func (m *mapReader) suggest(k string) string {
-	best, bestD := "", 3
-	for a := range m.asked {
-		if d := distance(strings.ToLower(k), a); d < bestD || d == bestD && a < best {
-			best, bestD = a, d
-		}
-	}
-	if bestD > len(k)/3+1 {
+	best, d := suggest.Closest(strings.ToLower(k), maps.Keys(m.asked))
+	if best == "" || d > 2 || d > len(k)/3+1 {
 		return ""
 	}
 	return best
-}
-
-// distance is the Levenshtein distance.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := prev[j-1]
-			if a[i-1] != b[j-1] {
-				c++
-			}
-			cur[j] = min(c, prev[j]+1, cur[j-1]+1)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // list returns n's items (nil or null: none).
