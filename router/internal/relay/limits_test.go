@@ -147,21 +147,17 @@ func TestRefusedEventBeforeAStoredOneIsNotSkipped(t *testing.T) {
 	})
 }
 
-// Invariant: an event the output stored and then deleted is not published
-// again after a restart, out of its order. The stream keeps one message per
-// subject (a last-value stream, discard old): of two updates of a row the
-// first is deleted when the second is stored. A router killed before
-// acknowledging the record, restarted past the duplicate window, finds the
-// first update missing between stored events; it must not take it for one
-// the stream refused and republish it over the newer one.
-func TestDeletedEventIsNotPublishedAgain(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	if _, err := e.js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: outStream, Subjects: []string{"postgres.>"}, Storage: jetstream.FileStorage, Duplicates: 200 * time.Millisecond,
-		MaxMsgsPerSubject: 1,
-	}); err != nil {
-		t.Fatal(err)
+// leftByKilledRouter creates the output stream with cfg (its name,
+// subjects, storage and a short duplicate window filled in), publishes a
+// raw record of an insert and two updates of one row, stores their three
+// events as a router killed before acknowledging the record would have,
+// and waits past the duplicate window: the restart must go by position.
+func (e *env) leftByKilledRouter(cfg jetstream.StreamConfig) (jetstream.Stream, []wantEvent) {
+	e.t.Helper()
+	cfg.Name, cfg.Subjects, cfg.Storage, cfg.Duplicates = outStream, []string{"postgres.>"}, jetstream.FileStorage, 200*time.Millisecond
+	s, err := e.js.CreateStream(context.Background(), cfg)
+	if err != nil {
+		e.t.Fatal(err)
 	}
 	e.publishRaw(&wire.Message{
 		Source:    srcTest,
@@ -179,15 +175,36 @@ func TestDeletedEventIsNotPublishedAgain(t *testing.T) {
 	}
 	e.storeAsKilledRouter(stored)
 	time.Sleep(500 * time.Millisecond) // past the duplicate window: time passing is the point
-	run := e.start(nil)
+	return s, stored
+}
+
+// restartAfterKill starts the relay on what leftByKilledRouter left, waits
+// until the record is acknowledged, stops it, and checks the output holds
+// want, the three events having been skipped as stored.
+func (e *env) restartAfterKill(want []wantEvent) {
+	e.t.Helper()
+	run := e.startConfig(Config{Stream: outStream})
 	e.waitAckFloor(1)
-	if err := run.stop(t); err != nil {
-		t.Fatal(err)
+	if err := run.stop(e.t); err != nil {
+		e.t.Fatal(err)
 	}
-	checkOutputs(t, e.outputs(), []wantEvent{stored[0], stored[2]})
+	checkOutputs(e.t, e.outputs(), want)
 	if st := run.r.Stats(); st.Skipped != 3 {
-		t.Errorf("stats %+v: want the 3 events of the record skipped as stored", st)
+		e.t.Errorf("stats %+v: want the 3 events of the record skipped as stored", st)
 	}
+}
+
+// Invariant: an event the output stored and then deleted is not published
+// again after a restart, out of its order. The stream keeps one message per
+// subject (a last-value stream, discard old): of two updates of a row the
+// first is deleted when the second is stored. A router killed before
+// acknowledging the record, restarted past the duplicate window, finds the
+// first update missing between stored events; it must not take it for one
+// the stream refused and republish it over the newer one.
+func TestDeletedEventIsNotPublishedAgain(t *testing.T) {
+	e := newEnv(t)
+	_, stored := e.leftByKilledRouter(jetstream.StreamConfig{MaxMsgsPerSubject: 1})
+	e.restartAfterKill([]wantEvent{stored[0], stored[2]})
 }
 
 // Invariant: an event the output stored and deleted is not published again
@@ -200,46 +217,15 @@ func TestDeletedEventIsNotPublishedAgain(t *testing.T) {
 // update must not come again over the second, the row's last value.
 func TestDeletionSwallowedByTheHeadIsNotARefusal(t *testing.T) {
 	e := newEnv(t)
-	ctx := context.Background()
-	s, err := e.js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: outStream, Subjects: []string{"postgres.>"}, Storage: jetstream.FileStorage, Duplicates: 200 * time.Millisecond,
-		MaxMsgsPerSubject: 1,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.publishRaw(&wire.Message{
-		Source:    srcTest,
-		Relations: []wire.Relation{users},
-		Txs: []wire.Tx{{Xid: 5, CommitLSN: 0x2000, Final: true, Changes: []wire.Change{
-			{Op: wire.OpInsert, Rel: 0, New: []wire.Value{text("1"), text("a")}},
-			{Op: wire.OpUpdate, Rel: 0, New: []wire.Value{text("1"), text("b")}},
-			{Op: wire.OpUpdate, Rel: 0, New: []wire.Value{text("1"), text("c")}},
-		}}},
-	})
-	stored := []wantEvent{
-		{"postgres.public.users.insert", "test.7300000000000000001.1:2000:0"},
-		{"postgres.public.users.update", "test.7300000000000000001.1:2000:1"},
-		{"postgres.public.users.update", "test.7300000000000000001.1:2000:2"},
-	}
-	e.storeAsKilledRouter(stored)
-	time.Sleep(500 * time.Millisecond) // past the duplicate window: time passing is the point
+	s, stored := e.leftByKilledRouter(jetstream.StreamConfig{MaxMsgsPerSubject: 1})
 	afterResumeRead = func() {
 		afterResumeRead = nil
-		if err := s.DeleteMsg(ctx, 1); err != nil {
+		if err := s.DeleteMsg(context.Background(), 1); err != nil {
 			t.Error(err)
 		}
 	}
 	t.Cleanup(func() { afterResumeRead = nil })
-	run := e.start(nil)
-	e.waitAckFloor(1)
-	if err := run.stop(t); err != nil {
-		t.Fatal(err)
-	}
-	checkOutputs(t, e.outputs(), []wantEvent{stored[2]})
-	if st := run.r.Stats(); st.Skipped != 3 {
-		t.Errorf("stats %+v: want the 3 events of the record skipped as stored", st)
-	}
+	e.restartAfterKill([]wantEvent{stored[2]})
 }
 
 // A last message that goes while the router reads the window up to it (a
@@ -248,43 +234,13 @@ func TestDeletionSwallowedByTheHeadIsNotARefusal(t *testing.T) {
 // a first start failed) nor is published again: it was seen stored.
 func TestLastMessageGoneDuringTheResumeRead(t *testing.T) {
 	e := newEnv(t)
-	ctx := context.Background()
-	s, err := e.js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: outStream, Subjects: []string{"postgres.>"}, Storage: jetstream.FileStorage, Duplicates: 200 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.publishRaw(&wire.Message{
-		Source:    srcTest,
-		Relations: []wire.Relation{users},
-		Txs: []wire.Tx{{Xid: 5, CommitLSN: 0x2000, Final: true, Changes: []wire.Change{
-			{Op: wire.OpInsert, Rel: 0, New: []wire.Value{text("1"), text("a")}},
-			{Op: wire.OpInsert, Rel: 0, New: []wire.Value{text("2"), text("b")}},
-			{Op: wire.OpInsert, Rel: 0, New: []wire.Value{text("3"), text("c")}},
-		}}},
-	})
-	stored := []wantEvent{
-		{"postgres.public.users.insert", "test.7300000000000000001.1:2000:0"},
-		{"postgres.public.users.insert", "test.7300000000000000001.1:2000:1"},
-		{"postgres.public.users.insert", "test.7300000000000000001.1:2000:2"},
-	}
-	e.storeAsKilledRouter(stored)
-	time.Sleep(500 * time.Millisecond) // past the duplicate window: time passing is the point
+	s, stored := e.leftByKilledRouter(jetstream.StreamConfig{})
 	beforeResumeRead = func() {
 		beforeResumeRead = nil
-		if err := s.DeleteMsg(ctx, 3); err != nil {
+		if err := s.DeleteMsg(context.Background(), 3); err != nil {
 			t.Error(err)
 		}
 	}
 	t.Cleanup(func() { beforeResumeRead = nil })
-	run := e.startConfig(Config{Stream: outStream, PublishTimeout: 2 * time.Second})
-	e.waitAckFloor(1)
-	if err := run.stop(t); err != nil {
-		t.Fatal(err)
-	}
-	checkOutputs(t, e.outputs(), stored[:2])
-	if st := run.r.Stats(); st.Skipped != 3 {
-		t.Errorf("stats %+v: want the 3 events of the record skipped as stored", st)
-	}
+	e.restartAfterKill(stored[:2])
 }
