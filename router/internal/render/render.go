@@ -308,13 +308,7 @@ func (r *Renderer) event(rs *recordState, ev envelope.Event, pos wire.EventID) {
 		r.tombstoneOfStored(rs, ev, pos)
 		return
 	}
-	r.cur = ev
-	e := &r.cur
-	e.ID = r.id(ev, pos)
-	e.TraceParent = r.trace
-	// Before anything renders it: a dropped or masked value must not reach
-	// any output, dead letters and stdout included.
-	r.route.Transform(e)
+	e := r.prepare(ev, pos)
 	b := rs.b
 	if e.Kind == envelope.KindChange && rs.oversize > 0 {
 		r.deadLetter(b, e, &tooLargeError{size: rs.oversize, max: b.maxPayload, encoded: true})
@@ -369,11 +363,7 @@ func (r *Renderer) tombstoneOfStored(rs *recordState, ev envelope.Event, pos wir
 	if rs.resume != nil && rs.resume.deadLetter(pos) {
 		return // a dead letter has no tombstone
 	}
-	r.cur = ev
-	e := &r.cur
-	e.ID = r.id(ev, pos)
-	e.TraceParent = r.trace
-	r.route.Transform(e)
+	e := r.prepare(ev, pos)
 	b := rs.b
 	start := len(b.arena)
 	arena, err := r.env.Append(b.arena, e)
@@ -388,6 +378,19 @@ func (r *Renderer) tombstoneOfStored(rs *recordState, ev envelope.Event, pos wir
 	r.subjBuf = r.route.AppendSubject(r.subjBuf[:0], e)
 	r.subject()
 	r.tombstone(rs, *e, pos, th)
+}
+
+// prepare makes ev, at pos, the event being rendered (r.cur): its id, its
+// trace, and the route's column rules, applied before anything renders it:
+// a dropped or masked value must not reach any output, dead letters and
+// stdout included.
+func (r *Renderer) prepare(ev envelope.Event, pos wire.EventID) *envelope.Event {
+	r.cur = ev
+	e := &r.cur
+	e.ID = r.id(ev, pos)
+	e.TraceParent = r.trace
+	r.route.Transform(e)
+	return e
 }
 
 // id is the id of ev at pos (wire's event ids).
